@@ -1,0 +1,118 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { StratumError, errnoCode } from '../errors.js';
+import { DigestingStream, VerifyingStream, digestAlgorithm, digestHex } from './digest.js';
+import type { Digest } from './types.js';
+
+export interface BlobInfo {
+  readonly digest: Digest;
+  readonly size: number;
+}
+
+/**
+ * A content-addressed store laid out as an OCI layout's `blobs/<alg>/<hex>`.
+ *
+ * Writes go to a temporary file in the same directory and are renamed into place, so a crash
+ * never leaves a partial blob under a digest name, and two writers of the same blob both
+ * succeed (rename is atomic; the content is the same by definition).
+ */
+export class BlobStore {
+  constructor(readonly root: string) {}
+
+  path(digest: Digest): string {
+    return join(this.root, 'blobs', digestAlgorithm(digest), digestHex(digest));
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    try {
+      await stat(this.path(digest));
+      return true;
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return false;
+      throw error;
+    }
+  }
+
+  async size(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await stat(this.path(digest))).size;
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /** Opens a blob for reading; with `verify`, the stream errors at its end unless digest and size match. */
+  read(digest: Digest, options: { verify?: boolean; size?: number } = {}): Readable {
+    const file = createReadStream(this.path(digest));
+    if (options.verify !== true) return file;
+    const verifier = new VerifyingStream(digest, options.size, `blob ${this.path(digest)}`);
+    file.on('error', (error) => verifier.destroy(blobReadError(error, digest, this.root)));
+    return file.pipe(verifier);
+  }
+
+  async readBytes(digest: Digest, options: { verify?: boolean; size?: number } = {}): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.read(digest, options)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Stores bytes whose digest the caller may or may not know; returns what was stored. */
+  async putBytes(data: Buffer, expected?: Digest): Promise<BlobInfo> {
+    const digesting = new DigestingStream(expected ? digestAlgorithm(expected) : 'sha256');
+    digesting.end(data);
+    return this.putStream(digesting, expected, digesting);
+  }
+
+  /**
+   * Streams `source` into the store. With `expected`, the bytes are verified and a mismatch
+   * leaves nothing behind. Without it, the digest is computed on the way.
+   */
+  async putStream(
+    source: Readable,
+    expected?: Digest,
+    alreadyDigesting?: DigestingStream,
+  ): Promise<BlobInfo> {
+    const tmpDir = join(this.root, 'blobs', expected ? digestAlgorithm(expected) : 'sha256');
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = join(tmpDir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const digesting =
+      alreadyDigesting ?? new DigestingStream(expected ? digestAlgorithm(expected) : 'sha256');
+    try {
+      const out = createWriteStream(tmp, { flags: 'wx' });
+      if (alreadyDigesting) await pipeline(source, out);
+      else await pipeline(source, digesting, out);
+      const digest = digesting.digest;
+      if (expected !== undefined && digest !== expected) {
+        throw new StratumError('DIGEST_MISMATCH', `blob content is ${digest}, expected ${expected}`);
+      }
+      await fsyncFile(tmp);
+      await mkdir(join(this.root, 'blobs', digestAlgorithm(digest)), { recursive: true });
+      await rename(tmp, this.path(digest));
+      return { digest, size: digesting.size };
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+  }
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function blobReadError(error: unknown, digest: Digest, root: string): Error {
+  if (errnoCode(error) === 'ENOENT') {
+    return new StratumError('NOT_FOUND', `${root}: blob ${digest} is missing`);
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,121 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { StratumError } from '../errors.js';
+import type { Digest } from './types.js';
+
+const DIGEST_PATTERN = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
+export function isDigest(value: string): value is Digest {
+  return DIGEST_PATTERN.test(value);
+}
+
+/** Parses `sha256:<hex>`; anything else is an INVALID_IMAGE error naming the value and where it came from. */
+export function parseDigest(value: string, context: string): Digest {
+  if (!isDigest(value)) {
+    throw new StratumError('INVALID_IMAGE', `${context}: invalid digest "${value}"`);
+  }
+  return value;
+}
+
+export function digestAlgorithm(digest: Digest): 'sha256' | 'sha512' {
+  return digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+}
+
+export function digestHex(digest: Digest): string {
+  return digest.slice(digest.indexOf(':') + 1);
+}
+
+export function sha256Digest(data: Buffer | string): Digest {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/**
+ * A pass-through stream that counts and hashes what flows through it. After it ends, `digest`
+ * and `size` describe exactly the bytes that passed.
+ */
+export class DigestingStream extends Transform {
+  private readonly hash: Hash;
+  private readonly algorithm: 'sha256' | 'sha512';
+  private bytes = 0;
+  private finalDigest: Digest | undefined;
+
+  constructor(algorithm: 'sha256' | 'sha512' = 'sha256') {
+    super();
+    this.algorithm = algorithm;
+    this.hash = createHash(algorithm);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.finalDigest = `${this.algorithm}:${this.hash.digest('hex')}`;
+    callback();
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  get digest(): Digest {
+    if (this.finalDigest === undefined) throw new Error('DigestingStream: digest read before end of stream');
+    return this.finalDigest;
+  }
+}
+
+/**
+ * A pass-through stream that fails at end of stream unless the bytes match the expected digest
+ * and size, and fails as soon as more bytes than expected arrive. Every byte read from a store,
+ * an archive or a registry goes through one of these.
+ */
+export class VerifyingStream extends Transform {
+  private readonly hash: Hash;
+  private bytes = 0;
+
+  constructor(
+    private readonly expected: Digest,
+    private readonly expectedSize: number | undefined,
+    private readonly what: string,
+  ) {
+    super();
+    this.hash = createHash(digestAlgorithm(expected));
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.expectedSize !== undefined && this.bytes > this.expectedSize) {
+      callback(
+        new StratumError(
+          'DIGEST_MISMATCH',
+          `${this.what}: more than the expected ${this.expectedSize} bytes for ${this.expected}`,
+        ),
+      );
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.expectedSize !== undefined && this.bytes !== this.expectedSize) {
+      callback(
+        new StratumError(
+          'DIGEST_MISMATCH',
+          `${this.what}: size ${this.bytes} does not match the expected ${this.expectedSize} for ${this.expected}`,
+        ),
+      );
+      return;
+    }
+    const actual = `${digestAlgorithm(this.expected)}:${this.hash.digest('hex')}`;
+    if (actual !== this.expected) {
+      callback(
+        new StratumError('DIGEST_MISMATCH', `${this.what}: content is ${actual}, expected ${this.expected}`),
+      );
+      return;
+    }
+    callback();
+  }
+}
