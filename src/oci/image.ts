@@ -1,0 +1,48 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor, Digest, ImageConfig, ImageManifest, Platform, Raw } from './types.js';
+
+/**
+ * An image as every reader hands it out and every writer takes it in: the manifest and config
+ * with their exact bytes, and a way to open any blob the manifest names. Sources are immutable
+ * views (go-containerregistry's lesson): changing an image means building a new source.
+ */
+export interface ImageSource {
+  /** Where this image came from, for messages: `oci:/path:tag`, `docker://host/repo:tag`. */
+  readonly name: string;
+  /** The manifest's descriptor as found (in an index, or made for a bare manifest). */
+  readonly descriptor: Descriptor;
+  readonly manifest: Raw<ImageManifest>;
+  readonly config: Raw<ImageConfig>;
+  /**
+   * Opens a blob (config or layer) by descriptor. The stream is verified: it errors at its end
+   * unless the bytes match the descriptor's digest and size.
+   */
+  openBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable>;
+  /** Frees temporary files (an unpacked archive); safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Where an image is read from or written to, in skopeo's transport syntax:
+ * `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]`, `docker://REF`,
+ * `docker-daemon:NAME`, and a bare name for stratum's local image store.
+ */
+export type ImageReference =
+  | { readonly transport: 'oci'; readonly path: string; readonly tag?: string }
+  | { readonly transport: 'oci-archive'; readonly path: string; readonly tag?: string }
+  | { readonly transport: 'docker-archive'; readonly path: string; readonly tag?: string }
+  | { readonly transport: 'docker'; readonly reference: string }
+  | { readonly transport: 'docker-daemon'; readonly name: string }
+  | { readonly transport: 'store'; readonly name: string };
+
+export interface ReadImageOptions {
+  /** Platform to choose from an index; default: the host's (`linux/amd64` on x86_64). */
+  readonly platform?: Platform;
+  readonly signal?: AbortSignal;
+}
+
+/** A digest-addressed view used when the config's diff_ids and the manifest's layers are zipped. */
+export interface LayerRef {
+  readonly descriptor: Descriptor;
+  readonly diffId: Digest;
+}
