@@ -1,0 +1,79 @@
+import type { LayerRef } from '../oci/image.js';
+import type { ContainerConfig, History, Platform } from '../oci/types.js';
+
+/**
+ * The image a stage is building, as plain immutable data: every instruction maps one state to
+ * the next (go-containerregistry's `mutate` lesson). Layers are already in the blob store; this
+ * only records their descriptors and diff_ids, and the history and config that go with them.
+ */
+export interface ImageState {
+  readonly platform: Platform;
+  readonly config: ContainerConfig;
+  readonly author?: string;
+  readonly layers: readonly LayerRef[];
+  readonly history: readonly History[];
+}
+
+export function scratchState(platform: Platform): ImageState {
+  return { platform, config: {}, layers: [], history: [] };
+}
+
+/** Returns a state whose config has `patch` applied (fields set to undefined are removed). */
+export function withConfig(state: ImageState, patch: Partial<Record<keyof ContainerConfig, unknown>>): ImageState {
+  const config: Record<string, unknown> = { ...state.config };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === undefined) delete config[key];
+    else config[key] = value;
+  }
+  return { ...state, config: config as ContainerConfig };
+}
+
+/** Records a metadata-only instruction: a history entry with `empty_layer: true`. */
+export function withEmptyHistory(state: ImageState, createdBy: string, created: string | undefined): ImageState {
+  return { ...state, history: [...state.history, historyEntry(createdBy, created, true)] };
+}
+
+/** Records a filesystem instruction that produced `layer`. */
+export function withLayer(state: ImageState, layer: LayerRef, createdBy: string, created: string | undefined): ImageState {
+  return {
+    ...state,
+    layers: [...state.layers, layer],
+    history: [...state.history, historyEntry(createdBy, created, false)],
+  };
+}
+
+const HISTORY_COMMENT = 'stratum';
+
+function historyEntry(createdBy: string, created: string | undefined, emptyLayer: boolean): History {
+  return {
+    ...(created === undefined ? {} : { created }),
+    created_by: createdBy,
+    comment: HISTORY_COMMENT,
+    ...(emptyLayer ? { empty_layer: true } : {}),
+  };
+}
+
+/** Sets or replaces `key` in a Docker-style `KEY=VALUE` list, keeping the order of the others. */
+export function setEnv(env: readonly string[] | undefined, key: string, value: string): string[] {
+  const out = [...(env ?? [])];
+  const index = out.findIndex((entry) => envKey(entry) === key);
+  if (index >= 0) out[index] = `${key}=${value}`;
+  else out.push(`${key}=${value}`);
+  return out;
+}
+
+export function envKey(entry: string): string {
+  const eq = entry.indexOf('=');
+  return eq < 0 ? entry : entry.slice(0, eq);
+}
+
+export function envValue(entry: string): string {
+  const eq = entry.indexOf('=');
+  return eq < 0 ? '' : entry.slice(eq + 1);
+}
+
+/** Looks a name up in a `KEY=VALUE` list. */
+export function getEnv(env: readonly string[] | undefined, key: string): string | undefined {
+  const entry = env?.find((candidate) => envKey(candidate) === key);
+  return entry === undefined ? undefined : envValue(entry);
+}
