@@ -1,0 +1,51 @@
+import { createHash } from 'node:crypto';
+import type { Digest } from '../../oci/types.js';
+
+/**
+ * A cache key: a sha256 over named, length-framed components, so that no two different inputs
+ * can run together (kaniko joined its parts with `-` and collided). The components are kept
+ * in plain words beside the digest so `--explain` can show them and compare them with the last
+ * build of the same step.
+ */
+export interface KeyComponent {
+  /** A short stable name: `parent`, `platform`, `instruction`, `env FOO`, `file src/app.js`. */
+  readonly name: string;
+  /** What the component was, in words a person can read (may be a digest for large inputs). */
+  readonly value: string;
+}
+
+export interface CacheKey {
+  readonly digest: Digest;
+  readonly components: readonly KeyComponent[];
+}
+
+export function cacheKey(components: readonly KeyComponent[]): CacheKey {
+  const hash = createHash('sha256');
+  hash.update('stratum cache key v1\0');
+  for (const component of components) {
+    frame(hash, component.name);
+    frame(hash, component.value);
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, components };
+}
+
+function frame(hash: ReturnType<typeof createHash>, text: string): void {
+  const bytes = Buffer.from(text, 'utf8');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64BE(BigInt(bytes.length));
+  hash.update(length);
+  hash.update(bytes);
+}
+
+/**
+ * The ChainID of a list of diff_ids (image-spec config.md): ChainID(L0) = DiffID(L0),
+ * ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). The empty chain (scratch) has
+ * no ChainID in the spec; stratum uses the sha256 of the empty string for it.
+ */
+export function chainId(diffIds: readonly Digest[]): Digest {
+  let chain: Digest | undefined;
+  for (const diffId of diffIds) {
+    chain = chain === undefined ? diffId : `sha256:${createHash('sha256').update(`${chain} ${diffId}`).digest('hex')}`;
+  }
+  return chain ?? `sha256:${createHash('sha256').update('').digest('hex')}`;
+}

@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errnoCode } from '../../errors.js';
+import { BlobStore } from '../../oci/blob-store.js';
+import type { LayerRef } from '../../oci/image.js';
+import { digestHex } from '../../oci/digest.js';
+import type { Digest } from '../../oci/types.js';
+import type { KeyComponent } from './key.js';
+
+/**
+ * The layer cache on disk, under one directory:
+ *   blobs/sha256/<hex>          layer blobs (an OCI layout's blob store; the local image store
+ *                               hard-links from here, so bytes are stored once)
+ *   entries/<hex>.json          one entry per cache key: the layer it produced (or none)
+ *   explain/<hex>.json          the key components of the last build of each Dockerfile step
+ *   stat-cache.json             content digests of context files by stat, to avoid re-reading
+ * Every file is written to a temporary name and renamed into place, so a build killed at any
+ * point leaves either the old file or the new one, and two builds sharing the directory never
+ * see half an entry. An entry whose blob is gone is a miss (and is overwritten by the rebuild).
+ */
+export interface CacheEntry {
+  readonly key: Digest;
+  /** The layer the step produced, or null for a step that changed nothing. */
+  readonly layer: LayerRef | null;
+  readonly createdBy: string;
+  readonly instruction: string;
+  readonly created: string;
+}
+
+export interface CacheEntryInfo extends CacheEntry {
+  readonly lastUsed: Date;
+  readonly size: number;
+}
+
+export class LayerCache {
+  readonly blobs: BlobStore;
+
+  constructor(readonly root: string) {
+    this.blobs = new BlobStore(root);
+  }
+
+  private entryPath(key: Digest): string {
+    return join(this.root, 'entries', `${digestHex(key)}.json`);
+  }
+
+  get statCachePath(): string {
+    return join(this.root, 'stat-cache.json');
+  }
+
+  /** The entry for `key`, if it exists and its layer blob is still present. Marks it used. */
+  async get(key: Digest): Promise<CacheEntry | undefined> {
+    const path = this.entryPath(key);
+    let entry: CacheEntry;
+    try {
+      entry = JSON.parse(await readFile(path, 'utf8')) as CacheEntry;
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || error instanceof SyntaxError) return undefined;
+      throw error;
+    }
+    if (entry.key !== key) return undefined;
+    if (entry.layer !== null) {
+      const size = await this.blobs.size(entry.layer.descriptor.digest);
+      if (size !== entry.layer.descriptor.size) return undefined;
+    }
+    const now = new Date();
+    await utimes(path, now, now).catch(() => undefined);
+    return entry;
+  }
+
+  async put(entry: CacheEntry): Promise<void> {
+    await writeAtomic(this.entryPath(entry.key), JSON.stringify(entry));
+  }
+
+  async list(): Promise<CacheEntryInfo[]> {
+    const dir = join(this.root, 'entries');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return [];
+      throw error;
+    }
+    const out: CacheEntryInfo[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      try {
+        const path = join(dir, name);
+        const [text, info] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+        const entry = JSON.parse(text) as CacheEntry;
+        out.push({ ...entry, lastUsed: info.mtime, size: entry.layer?.descriptor.size ?? 0 });
+      } catch {
+        // A torn or foreign file: prune removes it; listing skips it.
+      }
+    }
+    return out;
+  }
+
+  async remove(key: Digest): Promise<void> {
+    await rm(this.entryPath(key), { force: true });
+  }
+
+  async readExplain(id: string): Promise<ExplainRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.root, 'explain', `${id}.json`), 'utf8')) as ExplainRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async writeExplain(id: string, record: ExplainRecord): Promise<void> {
+    await writeAtomic(join(this.root, 'explain', `${id}.json`), JSON.stringify(record));
+  }
+}
+
+/** What `--explain` compares against: each step's key components from the last build. */
+export interface ExplainRecord {
+  readonly steps: Readonly<Record<string, { readonly key: Digest; readonly components: readonly KeyComponent[] }>>;
+}
+
+export async function writeAtomic(path: string, text: string): Promise<void> {
+  const dir = join(path, '..');
+  await mkdir(dir, { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
+}
