@@ -1,0 +1,143 @@
+import { StratumError } from '../errors.js';
+import type { ImageSource } from '../oci/image.js';
+import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
+import { knownBlobLocations, rememberBlob } from './blob-locations.js';
+import { RegistryClient, type RegistryClientOptions } from './client.js';
+import { forEachLimited } from './pull.js';
+import { parseRegistryReference, withTag, type RegistryReference } from './reference.js';
+import { RepositoryClient, referenceLabel } from './repository.js';
+
+export interface PushOptions extends RegistryClientOptions {
+  /** More tags for the same manifest, in the same repository. */
+  readonly tags?: readonly string[];
+  /** Upload in PATCH chunks of this many bytes; default one streamed PATCH per blob. */
+  readonly chunkSize?: number;
+  /** Repositories of the same registry that may hold the blobs (tried as mount sources). */
+  readonly mountFrom?: readonly string[];
+  /** Blobs uploaded at once (default 3). */
+  readonly concurrency?: number;
+  readonly onProgress?: (event: PushProgress) => void;
+  readonly client?: RegistryClient;
+  readonly signal?: AbortSignal;
+}
+
+export type PushProgress =
+  | { readonly kind: 'blob-start'; readonly digest: Digest; readonly size: number }
+  | { readonly kind: 'blob-bytes'; readonly digest: Digest; readonly size: number; readonly sent: number }
+  | {
+      readonly kind: 'blob-done';
+      readonly digest: Digest;
+      readonly size: number;
+      readonly how: 'existed' | 'mounted' | 'uploaded';
+      readonly from?: string;
+    }
+  | { readonly kind: 'manifest'; readonly reference: string; readonly digest: Digest };
+
+export interface PushResult {
+  readonly digest: Digest;
+  readonly mediaType: string;
+  /** Every reference the manifest was put under: `host/repo:tag`. */
+  readonly references: readonly string[];
+  readonly blobs: { readonly existed: number; readonly mounted: number; readonly uploaded: number };
+}
+
+/**
+ * Pushes an image from any ImageSource. Each blob is checked with HEAD, mounted from a repository
+ * known to hold it, or streamed up; the manifest is put only after every blob is confirmed, so a
+ * failed push leaves no tag pointing at missing blobs.
+ */
+export async function pushImage(
+  source: ImageSource,
+  reference: string | RegistryReference,
+  options: PushOptions = {},
+): Promise<PushResult> {
+  const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
+  const label = referenceLabel(ref);
+  const ownClient = options.client === undefined;
+  const client = options.client ?? new RegistryClient(options);
+  const signalOption = options.signal ? { signal: options.signal } : {};
+  if (ref.digest !== undefined && ref.digest !== source.manifest.digest) {
+    if (ownClient) await client.close();
+    throw new StratumError(
+      'USAGE',
+      `${label}: the image's manifest is ${source.manifest.digest}, not the digest named`,
+    );
+  }
+  try {
+    const repo = new RepositoryClient(client, ref.registry, ref.repository, label);
+    const blobs = uniqueBlobs([source.manifest.value.config, ...source.manifest.value.layers]);
+    const counts = { existed: 0, mounted: 0, uploaded: 0 };
+    await forEachLimited(blobs, options.concurrency ?? 3, async (blob) => {
+      options.onProgress?.({ kind: 'blob-start', digest: blob.digest, size: blob.size });
+      const present = await repo.blobExists(blob.digest, signalOption);
+      if (present !== undefined) {
+        counts.existed++;
+        options.onProgress?.({ kind: 'blob-done', digest: blob.digest, size: blob.size, how: 'existed' });
+        return;
+      }
+      const candidates = [
+        ...new Set([...(options.mountFrom ?? []), ...knownBlobLocations(ref.registry, blob.digest)]),
+      ].filter((candidate) => candidate !== ref.repository);
+      for (const from of candidates) {
+        if (await repo.mountBlob(blob.digest, from, signalOption)) {
+          counts.mounted++;
+          options.onProgress?.({
+            kind: 'blob-done',
+            digest: blob.digest,
+            size: blob.size,
+            how: 'mounted',
+            from,
+          });
+          return;
+        }
+      }
+      await repo.uploadBlob((signal) => source.openBlob(blob, signal), blob.digest, blob.size, {
+        ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+        ...signalOption,
+        onProgress: (sent) =>
+          options.onProgress?.({ kind: 'blob-bytes', digest: blob.digest, size: blob.size, sent }),
+      });
+      counts.uploaded++;
+      options.onProgress?.({ kind: 'blob-done', digest: blob.digest, size: blob.size, how: 'uploaded' });
+    });
+
+    const mediaType = source.manifest.value.mediaType ?? source.descriptor.mediaType;
+    if (mediaType !== MediaType.ociManifest && mediaType !== MediaType.dockerManifest) {
+      throw new StratumError('UNSUPPORTED', `${label}: cannot push a manifest of media type ${mediaType}`);
+    }
+    const targets = manifestTargets(ref, options.tags ?? []);
+    const references: string[] = [];
+    let digest: Digest = source.manifest.digest;
+    for (const target of targets) {
+      digest = await repo.putManifest(target, source.manifest.raw, mediaType, signalOption);
+      const shown = target.includes(':')
+        ? `${ref.registry}/${ref.repository}@${target}`
+        : `${ref.registry}/${ref.repository}:${target}`;
+      references.push(shown);
+      options.onProgress?.({ kind: 'manifest', reference: shown, digest });
+    }
+    for (const blob of blobs) rememberBlob(ref.registry, ref.repository, blob.digest);
+    return { digest, mediaType, references, blobs: counts };
+  } finally {
+    if (ownClient) await client.close();
+  }
+}
+
+/** Tags to put the manifest under; a reference with only a digest is put by digest. */
+function manifestTargets(ref: RegistryReference, extraTags: readonly string[]): string[] {
+  const tags = [
+    ...(ref.tag !== undefined ? [ref.tag] : []),
+    ...extraTags.map((tag) => withTag(ref, tag).tag!),
+  ];
+  if (tags.length === 0 && ref.digest !== undefined) return [ref.digest];
+  return [...new Set(tags)];
+}
+
+function uniqueBlobs(descriptors: readonly Descriptor[]): Descriptor[] {
+  const seen = new Set<string>();
+  return descriptors.filter((descriptor) => {
+    if (seen.has(descriptor.digest)) return false;
+    seen.add(descriptor.digest);
+    return true;
+  });
+}
