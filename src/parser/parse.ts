@@ -1,0 +1,169 @@
+/**
+ * parseDockerfile: both parse stages plus the file-level rules (meta ARGs before the first
+ * FROM, nothing else before it, unique stage names). Every problem becomes a located
+ * Diagnostic; no exception escapes for any input.
+ */
+import { parseAst, type NodePositions, type Position } from './ast.js';
+import { InstructionError, toInstruction } from './instructions.js';
+import type {
+  ArgInstruction,
+  AstNode,
+  AstResult,
+  Diagnostic,
+  FromInstruction,
+  Instruction,
+  ParseOptions,
+  ParseResult,
+  Stage,
+} from './types.js';
+
+/** Stage one only: BuildKit's AST (what `parser.Parse` returns), e.g. for golden dumps. */
+export function parseDockerfileAst(source: string | Uint8Array, options: ParseOptions = {}): AstResult {
+  return parseAst(source, options.file ?? 'Dockerfile').result;
+}
+
+function positionOf(error: InstructionError, node: AstNode, positions: NodePositions | undefined): Position {
+  if (positions === undefined) return { line: node.location.line, column: node.location.column };
+  const where = error.where;
+  switch (where.at) {
+    case 'keyword':
+      return positions.keyword;
+    case 'rest':
+      return positions.rest;
+    case 'flag':
+      return positions.flags[where.index] ?? positions.keyword;
+  }
+}
+
+interface StageBuilder {
+  readonly index: number;
+  readonly from: FromInstruction;
+  readonly instructions: Instruction[];
+}
+
+/**
+ * Parses a Dockerfile into directives, meta ARGs, stages of typed instructions, and
+ * diagnostics. `ok` is false when any diagnostic is an error; what could be parsed is still
+ * returned.
+ */
+export function parseDockerfile(source: string | Uint8Array, options: ParseOptions = {}): ParseResult {
+  const file = options.file ?? 'Dockerfile';
+  const { result: ast, positions } = parseAst(source, file);
+  const diagnostics: Diagnostic[] = [...ast.diagnostics];
+  const metaArgs: ArgInstruction[] = [];
+  const stages: StageBuilder[] = [];
+  const names = new Map<string, number>();
+
+  const report = (
+    severity: Diagnostic['severity'],
+    node: AstNode,
+    at: Position,
+    message: string,
+    extra: Partial<Diagnostic> = {},
+  ): void => {
+    diagnostics.push({
+      severity,
+      file,
+      line: at.line,
+      column: at.column,
+      endLine: node.location.endLine,
+      message,
+      ...extra,
+    });
+  };
+
+  for (const node of ast.nodes) {
+    const pos = positions.get(node);
+    let instruction: Instruction;
+    try {
+      instruction = toInstruction(node);
+    } catch (error) {
+      if (!(error instanceof InstructionError)) throw error;
+      report(
+        'error',
+        node,
+        positionOf(error, node, pos),
+        error.message,
+        error.suggestion === undefined ? {} : { suggestion: error.suggestion },
+      );
+      continue;
+    }
+    const at = pos?.keyword ?? node.location;
+    if (instruction.kind === 'maintainer') {
+      report('warning', node, at, 'MAINTAINER instruction is deprecated in favor of using label', {
+        rule: 'MaintainerDeprecated',
+        suggestion: `LABEL org.opencontainers.image.authors=${JSON.stringify(instruction.maintainer)}`,
+      });
+    }
+    if (instruction.kind === 'from') {
+      const name = instruction.stageName;
+      if (name !== undefined) {
+        const raw = node.args[2] ?? name;
+        if (raw !== name) {
+          report('warning', node, pos?.rest ?? at, `Stage name '${raw}' should be lowercase`, {
+            rule: 'StageNameCasing',
+          });
+        }
+        // BuildKit builds such files and only warns (check DuplicateStageName).
+        if (names.has(name)) {
+          report(
+            'warning',
+            node,
+            pos?.rest ?? at,
+            `Duplicate stage name ${JSON.stringify(name)}, stage names should be unique`,
+            {
+              rule: 'DuplicateStageName',
+            },
+          );
+        }
+        names.set(name, stages.length);
+      }
+      stages.push({ index: stages.length, from: instruction, instructions: [] });
+      continue;
+    }
+    const current = stages[stages.length - 1];
+    if (current === undefined) {
+      if (instruction.kind === 'arg') {
+        metaArgs.push(instruction);
+        continue;
+      }
+      report(
+        'error',
+        node,
+        at,
+        `${node.keyword.toUpperCase()} before the first FROM: no build stage in current context`,
+        {
+          suggestion: 'start the Dockerfile with FROM (only ARG may come before it)',
+        },
+      );
+      continue;
+    }
+    current.instructions.push(instruction);
+  }
+
+  const finished: Stage[] = stages.map((s) => ({
+    index: s.index,
+    ...(s.from.stageName === undefined ? {} : { name: s.from.stageName }),
+    from: s.from,
+    instructions: s.instructions,
+  }));
+  if (finished.length === 0 && !diagnostics.some((d) => d.severity === 'error')) {
+    const last = ast.nodes[ast.nodes.length - 1];
+    diagnostics.push({
+      severity: 'error',
+      file,
+      line: last?.location.line ?? 1,
+      column: 1,
+      message: 'no FROM instruction: a Dockerfile needs at least one build stage',
+    });
+  }
+  return {
+    file,
+    directives: ast.directives,
+    escapeChar: ast.escapeChar,
+    metaArgs,
+    stages: finished,
+    diagnostics,
+    ok: !diagnostics.some((d) => d.severity === 'error'),
+  };
+}
