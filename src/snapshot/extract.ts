@@ -1,0 +1,389 @@
+import { execFile } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import {
+  chmod,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+} from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { StratumError, errnoCode } from '../errors.js';
+import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './paths.js';
+
+const run = promisify(execFile);
+
+/** tar-stream's entry body: a streamx Readable, consumed by async iteration. */
+type EntryBody = AsyncIterable<Uint8Array> & { resume(): unknown };
+
+async function writeBody(body: EntryBody, path: string): Promise<void> {
+  const handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    for await (const chunk of body) await handle.write(chunk);
+  } finally {
+    await handle.close();
+  }
+}
+const MAX_SYMLINK_HOPS = 40;
+
+export interface ExtractOptions {
+  /** names the layer in errors, e.g. its digest or file name */
+  readonly layerName?: string;
+  readonly signal?: AbortSignal;
+  /** called for entries that are skipped (device nodes when not root, unknown types) */
+  readonly onWarning?: (message: string) => void;
+}
+
+export interface ExtractResult {
+  readonly entries: number;
+  readonly warnings: readonly string[];
+}
+
+interface DeferredDir {
+  readonly path: string;
+  readonly mode: number;
+  readonly mtime: Date;
+  readonly depth: number;
+}
+
+/**
+ * Splits an entry name into safe components. A leading './' is how some tools name entries and is
+ * fine; an absolute name or any '..' component is how a hostile layer escapes, and is refused.
+ */
+function entryParts(name: string, what: string): string[] {
+  if (name.startsWith('/')) throw new StratumError('UNSAFE_PATH', `${what}: absolute name refused`);
+  const parts = name.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.includes('..')) throw new StratumError('UNSAFE_PATH', `${what}: '..' in the name refused`);
+  if (parts.some((part) => part.includes('\0'))) {
+    throw new StratumError('UNSAFE_PATH', `${what}: NUL in the name refused`);
+  }
+  return parts;
+}
+
+/**
+ * Applies one layer (an uncompressed tar stream) onto `target`, Docker's way: whiteouts and opaque
+ * whiteouts remove only what lower layers put there (wherever they sit in the tar), an entry of a
+ * different type replaces what is there, directories merge. It never writes outside `target`:
+ * every parent directory is resolved inside it with chroot semantics (an absolute symlink is
+ * relative to `target`), and names or links that would leave it are refused with UNSAFE_PATH.
+ */
+export async function extractLayer(
+  input: Readable,
+  target: string,
+  options: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const layer = options.layerName ?? 'layer';
+  const root = target.replace(/\/+$/, '') || '/';
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    options.onWarning?.(message);
+  };
+  const isRoot = process.getuid?.() === 0;
+  const written = new Set<string>();
+  const deferred: DeferredDir[] = [];
+  let resolved = new Map<string, string>();
+  let count = 0;
+
+  const abs = (stack: readonly string[]): string =>
+    stack.length === 0 ? root : `${root}/${stack.join('/')}`;
+
+  /**
+   * Resolves directory components to a real directory inside the root, following symlinks with
+   * chroot semantics. With `create`, missing directories are made (0755, as Docker does).
+   */
+  async function resolveDir(
+    parts: readonly string[],
+    create: boolean,
+    what: string,
+  ): Promise<string | undefined> {
+    const key = parts.join('/');
+    const cached = resolved.get(key);
+    if (cached !== undefined) return cached;
+    let stack: string[] = [];
+    const queue = [...parts];
+    let hops = 0;
+    while (queue.length > 0) {
+      const part = queue.shift()!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        if (stack.length === 0) {
+          throw new StratumError(
+            'UNSAFE_PATH',
+            `${what}: a symlink in its parent path points outside the root`,
+          );
+        }
+        stack.pop();
+        continue;
+      }
+      const candidate = abs([...stack, part]);
+      let info;
+      try {
+        info = await lstat(candidate);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error;
+        if (!create) return undefined;
+        await mkdir(candidate, { mode: 0o755 });
+        stack.push(part);
+        continue;
+      }
+      if (info.isDirectory()) {
+        stack.push(part);
+      } else if (info.isSymbolicLink()) {
+        if (++hops > MAX_SYMLINK_HOPS) {
+          throw new StratumError('UNSAFE_PATH', `${what}: too many symlinks in its parent path`);
+        }
+        const linkTarget = await readlink(candidate);
+        if (linkTarget.startsWith('/')) stack = [];
+        queue.unshift(...linkTarget.split('/'));
+      } else {
+        throw new StratumError(
+          'INVALID_IMAGE',
+          `${what}: parent ${[...stack, part].join('/')} is not a directory`,
+        );
+      }
+    }
+    const real = abs(stack);
+    resolved.set(key, real);
+    return real;
+  }
+
+  /** Anything removed or turned into a symlink may change how later parents resolve. */
+  const invalidate = (): void => {
+    resolved = new Map();
+  };
+
+  /** Removes everything under `dir` that this layer did not write: an opaque whiteout. */
+  async function prune(dir: string): Promise<void> {
+    let children;
+    try {
+      children = await readdir(dir, { withFileTypes: true });
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return;
+      throw error;
+    }
+    for (const child of children) {
+      const path = `${dir}/${child.name}`;
+      if (!written.has(path)) {
+        await rm(path, { recursive: true, force: true });
+        invalidate();
+      } else if (child.isDirectory()) {
+        await prune(path);
+      }
+    }
+  }
+
+  async function applyEntry(header: tar.Header, body: EntryBody): Promise<void> {
+    const what = `${layer}: entry "${header.name}"`;
+    const parts = entryParts(header.name, what);
+    if (parts.length === 0) {
+      body.resume();
+      return; // the root itself: its metadata belongs to whoever owns the target
+    }
+    const base = parts[parts.length - 1]!;
+    const parentParts = parts.slice(0, -1);
+
+    if (base === OPAQUE_WHITEOUT) {
+      body.resume();
+      const dir = await resolveDir(parentParts, false, what);
+      if (dir !== undefined) await prune(dir);
+      return;
+    }
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      body.resume();
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (victim === '' || victim === '.' || victim === '..') {
+        throw new StratumError('UNSAFE_PATH', `${what}: whiteout of "${victim}" refused`);
+      }
+      const dir = await resolveDir(parentParts, false, what);
+      if (dir === undefined) return;
+      const path = `${dir}/${victim}`;
+      if (written.has(path)) {
+        // This layer already wrote the path: the whiteout still hides what lower layers had.
+        const info = await lstat(path);
+        if (info.isDirectory()) await prune(path);
+        return;
+      }
+      await rm(path, { recursive: true, force: true });
+      invalidate();
+      return;
+    }
+
+    const dir = (await resolveDir(parentParts, true, what))!;
+    const path = `${dir}/${base}`;
+    const type: string = header.type;
+    const mode = header.mode & 0o7777;
+    // tar-stream applies PAX path, linkpath and size but not uid/gid (used for ids > 2097151).
+    const pax = header.pax as Record<string, string> | null | undefined;
+    const uid = pax?.uid !== undefined ? Number(pax.uid) : header.uid;
+    const gid = pax?.gid !== undefined ? Number(pax.gid) : header.gid;
+    const mtime = header.mtime;
+    // tar-stream's types say string/number, but a header without them decodes as null.
+    const linkname = (header.linkname as string | null) ?? '';
+    const devMajor = (header.devmajor as number | null) ?? 0;
+    const devMinor = (header.devminor as number | null) ?? 0;
+
+    let existing;
+    try {
+      existing = await lstat(path);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+    if (existing !== undefined && !(existing.isDirectory() && type === 'directory')) {
+      await rm(path, { recursive: true, force: true });
+      invalidate();
+    }
+
+    switch (type) {
+      case 'directory':
+        body.resume();
+        if (existing === undefined || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
+        await lchown(path, uid, gid);
+        deferred.push({ path, mode, mtime, depth: parts.length });
+        written.add(path);
+        return;
+      case 'file':
+      case 'contiguous-file':
+        await writeBody(body, path);
+        break;
+      case 'symlink':
+        body.resume();
+        await symlink(linkname, path);
+        invalidate();
+        written.add(path);
+        await lchown(path, uid, gid);
+        await lutimes(path, mtime, mtime);
+        return;
+      case 'link': {
+        body.resume();
+        const linkParts = entryParts(linkname.replace(/^\/+/, ''), `${what} (link target)`);
+        if (linkParts.length === 0)
+          throw new StratumError('UNSAFE_PATH', `${what}: hard link to the root refused`);
+        const linkDir = await resolveDir(linkParts.slice(0, -1), false, `${what} (link target)`);
+        const source = linkDir === undefined ? undefined : `${linkDir}/${linkParts[linkParts.length - 1]!}`;
+        if (source === undefined) {
+          throw new StratumError('INVALID_IMAGE', `${what}: hard link target "${linkname}" does not exist`);
+        }
+        try {
+          await link(source, path);
+        } catch (error) {
+          throw new StratumError(
+            'INVALID_IMAGE',
+            `${what}: hard link to "${linkname}" failed: ${errnoCode(error) ?? String(error)}`,
+            { cause: error },
+          );
+        }
+        // The inode's owner, mode and times come from the entry that created it.
+        written.add(path);
+        return;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        body.resume();
+        if (type !== 'fifo' && !isRoot) {
+          warn(`${what}: device node skipped (needs root)`);
+          return;
+        }
+        try {
+          if (type === 'fifo') await run('mkfifo', ['-m', '600', path]);
+          else {
+            const kind = type === 'character-device' ? 'c' : 'b';
+            await run('mknod', ['-m', '600', path, kind, String(devMajor), String(devMinor)]);
+          }
+        } catch (error) {
+          warn(
+            `${what}: ${type} skipped (${error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error)})`,
+          );
+          return;
+        }
+        break;
+      }
+      default:
+        body.resume();
+        warn(`${what}: unsupported entry type skipped`);
+        return;
+    }
+    written.add(path);
+    if (isRoot || uid !== process.getuid?.()) {
+      try {
+        await lchown(path, uid, gid);
+      } catch (error) {
+        if (isRoot) throw error;
+      }
+    }
+    // After chown: chown clears setuid/setgid, so the mode goes on last.
+    await chmod(path, mode);
+    await utimes(path, mtime, mtime);
+  }
+
+  const extract = tar.extract();
+  const feeding = pipeline(input, extract, options.signal ? { signal: options.signal } : {});
+  feeding.catch(() => undefined);
+  try {
+    for await (const entry of extract) {
+      if (options.signal?.aborted === true) throw new StratumError('ABORTED', `${layer}: extraction aborted`);
+      count++;
+      await applyEntry(entry.header, entry as unknown as EntryBody);
+    }
+    await feeding;
+  } catch (error) {
+    extract.destroy();
+    if (error instanceof StratumError) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new StratumError('INVALID_IMAGE', `${layer}: ${detail}`, { cause: error });
+  }
+
+  // Directories last and deepest first: writing their children changed their mtimes, and a
+  // read-only directory mode would have blocked those writes for a non-root user.
+  deferred.sort((a, b) => b.depth - a.depth);
+  for (const dir of deferred) {
+    await chmod(dir.path, dir.mode);
+    await utimes(dir.path, dir.mtime, dir.mtime);
+  }
+  return { entries: count, warnings };
+}
+
+/** Extracts a layer that may be gzip-compressed, telling them apart by the gzip magic bytes. */
+export async function extractLayerAuto(
+  input: Readable,
+  target: string,
+  options: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let first = await iterator.next();
+  while (first.done !== true && first.value.length < 2) {
+    const more = await iterator.next();
+    if (more.done === true) break;
+    first = { done: false, value: Buffer.concat([first.value, more.value]) };
+  }
+  const head = first.done === true ? Buffer.alloc(0) : first.value;
+  async function* rest(): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) return;
+      yield next.value;
+    }
+  }
+  const replay = Readable.from(rest(), { objectMode: false });
+  const gzipped = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  if (!gzipped) return extractLayer(replay, target, options);
+  const gunzip = createGunzip();
+  const piping = pipeline(replay, gunzip);
+  piping.catch(() => undefined);
+  const result = await extractLayer(gunzip, target, options);
+  await piping;
+  return result;
+}

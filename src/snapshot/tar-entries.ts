@@ -1,0 +1,114 @@
+import { join } from 'node:path';
+import { compareOrderKeys, orderKey, whiteoutPath } from './paths.js';
+import type { TarHeader, TarType } from './tar-header.js';
+import type { LayerChange, EntryMeta, FileType, LayerDiff } from './types.js';
+
+/** One tar entry to write: its header and, for regular files, where to read the content. */
+export interface TarEntry {
+  readonly header: TarHeader;
+  readonly source?: string;
+}
+
+export interface EntryOptions {
+  /**
+   * Seconds since the epoch. Entry mtimes newer than this are clamped to it (umoci's and
+   * BuildKit's rule), and whiteouts get it as their time.
+   */
+  readonly sourceDateEpoch?: number;
+  /** Optional xattrs per in-layer path (security.capability is the only one Docker keeps). */
+  readonly xattrs?: ReadonlyMap<string, ReadonlyMap<string, Buffer>>;
+}
+
+const TAR_TYPE: Record<Exclude<FileType, 'socket'>, TarType> = {
+  file: 'file',
+  dir: 'dir',
+  symlink: 'symlink',
+  char: 'char',
+  block: 'block',
+  fifo: 'fifo',
+};
+
+function clampTime(seconds: number, options: EntryOptions): number {
+  // Whole seconds only: sub-second times would make the digest depend on the filesystem.
+  if (options.sourceDateEpoch !== undefined && seconds > options.sourceDateEpoch) {
+    return options.sourceDateEpoch;
+  }
+  return Math.max(0, seconds);
+}
+
+function entryFor(path: string, meta: EntryMeta, root: string, options: EntryOptions): TarEntry | undefined {
+  if (meta.type === 'socket') return undefined; // sockets cannot be carried by tar; Docker skips them
+  const mtime = clampTime(meta.mtimeSec, options);
+  const xattrs = options.xattrs?.get(path);
+  const common = { mode: meta.mode, uid: meta.uid, gid: meta.gid, mtime, ...(xattrs ? { xattrs } : {}) };
+  if (meta.hardLinkTo !== undefined) {
+    return { header: { ...common, name: path, type: 'link', size: 0, linkname: meta.hardLinkTo } };
+  }
+  const type = TAR_TYPE[meta.type];
+  switch (type) {
+    case 'dir':
+      return { header: { ...common, name: `${path}/`, type, size: 0 } };
+    case 'file':
+      return { header: { ...common, name: path, type, size: meta.size }, source: join(root, path) };
+    case 'symlink':
+      return { header: { ...common, name: path, type, size: 0, linkname: meta.linkTarget ?? '' } };
+    case 'char':
+    case 'block':
+      return {
+        header: {
+          ...common,
+          name: path,
+          type,
+          size: 0,
+          devMajor: meta.devMajor ?? 0,
+          devMinor: meta.devMinor ?? 0,
+        },
+      };
+    case 'fifo':
+    case 'link':
+      return { header: { ...common, name: path, type: 'fifo', size: 0 } };
+  }
+}
+
+function whiteoutFor(path: string, options: EntryOptions): TarEntry {
+  return {
+    header: {
+      name: whiteoutPath(path),
+      type: 'file',
+      mode: 0,
+      uid: 0,
+      gid: 0,
+      size: 0,
+      mtime: options.sourceDateEpoch ?? 0,
+    },
+  };
+}
+
+/**
+ * Turns a diff into tar entries in layer order: sorted by path components in byte order, parents
+ * before children, and each directory's whiteouts before its other entries. A type change is a
+ * whiteout of the old entry plus the new one, so extractors that do not replace across types on
+ * their own still end up with the right tree.
+ */
+export function layerEntries(diff: LayerDiff, options: EntryOptions = {}): TarEntry[] {
+  const keyed: { key: ReturnType<typeof orderKey>; entry: TarEntry }[] = [];
+  const push = (change: LayerChange): void => {
+    switch (change.kind) {
+      case 'deleted':
+        keyed.push({ key: orderKey(change.path, true), entry: whiteoutFor(change.path, options) });
+        return;
+      case 'typeChanged':
+        keyed.push({ key: orderKey(change.path, true), entry: whiteoutFor(change.path, options) });
+        break;
+      case 'added':
+      case 'modified':
+      case 'parent':
+        break;
+    }
+    const entry = entryFor(change.path, change.meta, diff.root, options);
+    if (entry) keyed.push({ key: orderKey(change.path, false), entry });
+  };
+  for (const change of diff.changes) push(change);
+  keyed.sort((a, b) => compareOrderKeys(a.key, b.key));
+  return keyed.map((item) => item.entry);
+}

@@ -1,0 +1,144 @@
+/**
+ * Encodes tar headers the way Go's archive/tar (and so Docker and BuildKit) does for layers:
+ * USTAR when every field fits, otherwise a PAX extended header ('x') before it carrying the
+ * long or non-ASCII path/linkpath, big ids or sizes, and binary xattrs.
+ *
+ * tar-stream's packer is not used for writing because it cannot carry a binary PAX value (the
+ * `security.capability` xattr is raw bytes), truncates uid/gid above 0o7777777 to 7777777, and
+ * names the real header "PaxHeader" after a PAX record; this module is small and is checked
+ * against GNU tar and tar-stream's parser in the tests.
+ */
+
+export type TarType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
+
+export interface TarHeader {
+  /** in-layer name; directories end with '/' */
+  readonly name: string;
+  readonly type: TarType;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  /** whole seconds */
+  readonly mtime: number;
+  readonly linkname?: string;
+  readonly devMajor?: number;
+  readonly devMinor?: number;
+  /** PAX records with binary values, e.g. SCHILY.xattr.security.capability */
+  readonly xattrs?: ReadonlyMap<string, Buffer>;
+}
+
+const BLOCK = 512;
+const TYPEFLAG: Record<TarType, number> = {
+  file: 0x30,
+  link: 0x31,
+  symlink: 0x32,
+  char: 0x33,
+  block: 0x34,
+  dir: 0x35,
+  fifo: 0x36,
+};
+
+/** USTAR octal field: zero-padded digits then NUL, as Go's formatOctal writes them. */
+function fitsOctal(value: number, width: number): boolean {
+  return value >= 0 && value < 8 ** (width - 1);
+}
+
+function writeOctal(buf: Buffer, offset: number, width: number, value: number): void {
+  const digits = value.toString(8).padStart(width - 1, '0');
+  buf.write(digits, offset, width - 1, 'latin1');
+  buf[offset + width - 1] = 0;
+}
+
+function isAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  // "%d %s=%s\n" where %d counts the whole record including its own digits.
+  const body = Buffer.byteLength(key) + value.length + 3; // ' ', '=', '\n'
+  let length = body + String(body).length;
+  if (String(length).length !== String(body).length) length = body + String(length).length;
+  return Buffer.concat([Buffer.from(`${length} ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+}
+
+function encodeBlock(
+  name: Buffer,
+  typeflag: number,
+  header: TarHeader,
+  size: number,
+  linkname: Buffer,
+): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  name.copy(buf, 0, 0, Math.min(name.length, 100));
+  writeOctal(buf, 100, 8, header.mode & 0o7777);
+  writeOctal(buf, 108, 8, fitsOctal(header.uid, 8) ? header.uid : 0);
+  writeOctal(buf, 116, 8, fitsOctal(header.gid, 8) ? header.gid : 0);
+  writeOctal(buf, 124, 12, fitsOctal(size, 12) ? size : 0);
+  writeOctal(buf, 136, 12, fitsOctal(header.mtime, 12) ? header.mtime : 0);
+  buf.fill(0x20, 148, 156); // checksum field counts as spaces while summing
+  buf[156] = typeflag;
+  linkname.copy(buf, 157, 0, Math.min(linkname.length, 100));
+  buf.write('ustar\x0000', 257, 8, 'latin1');
+  // uname/gname stay empty: ids are numeric so a layer means the same on every host.
+  if (header.type === 'char' || header.type === 'block') {
+    writeOctal(buf, 329, 8, header.devMajor ?? 0);
+    writeOctal(buf, 337, 8, header.devMinor ?? 0);
+  } else {
+    writeOctal(buf, 329, 8, 0);
+    writeOctal(buf, 337, 8, 0);
+  }
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += buf[i]!;
+  const check = sum.toString(8).padStart(6, '0');
+  buf.write(check, 148, 6, 'latin1');
+  buf[154] = 0;
+  buf[155] = 0x20;
+  return buf;
+}
+
+/** Returns the header block(s) for one entry: one USTAR block, or a PAX header, its data and one. */
+export function encodeHeader(header: TarHeader): Buffer {
+  const records: Buffer[] = [];
+  const name = Buffer.from(header.name, 'utf8');
+  const linkname = Buffer.from(header.linkname ?? '', 'utf8');
+  const size = header.type === 'file' ? header.size : 0;
+
+  if (name.length > 100 || !isAscii(header.name)) records.push(paxRecord('path', name));
+  if (linkname.length > 100 || !isAscii(header.linkname ?? '')) {
+    records.push(paxRecord('linkpath', linkname));
+  }
+  if (!fitsOctal(header.uid, 8)) records.push(paxRecord('uid', Buffer.from(String(header.uid))));
+  if (!fitsOctal(header.gid, 8)) records.push(paxRecord('gid', Buffer.from(String(header.gid))));
+  if (!fitsOctal(size, 12)) records.push(paxRecord('size', Buffer.from(String(size))));
+  if (header.xattrs) {
+    const keys = [...header.xattrs.keys()].sort();
+    for (const key of keys) records.push(paxRecord(`SCHILY.xattr.${key}`, header.xattrs.get(key)!));
+  }
+
+  const main = encodeBlock(name, TYPEFLAG[header.type], header, size, linkname);
+  if (records.length === 0) return main;
+
+  const data = Buffer.concat(records);
+  // Go names the extended header "<dir>/PaxHeaders.0/<base>"; it is never extracted as a file.
+  const slash = header.name.replace(/\/$/, '').lastIndexOf('/');
+  const dir = slash < 0 ? '' : header.name.slice(0, slash + 1);
+  const base = header.name.replace(/\/$/, '').slice(slash + 1);
+  const paxName = Buffer.from(`${dir}PaxHeaders.0/${base}`, 'utf8');
+  const paxHeader = encodeBlock(
+    paxName,
+    0x78,
+    { ...header, mode: header.mode, type: 'file' },
+    data.length,
+    Buffer.alloc(0),
+  );
+  const pad = (BLOCK - (data.length % BLOCK)) % BLOCK;
+  return Buffer.concat([paxHeader, data, Buffer.alloc(pad), main]);
+}
+
+export function paddingFor(size: number): number {
+  return (BLOCK - (size % BLOCK)) % BLOCK;
+}
+
+export const END_OF_ARCHIVE = Buffer.alloc(BLOCK * 2);

@@ -1,0 +1,193 @@
+import { execFileSync } from 'node:child_process';
+import { chmod, chown, link, lutimes, mkdir, symlink, utimes, writeFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlobStore } from '../../src/oci/blob-store.js';
+import { sha256Digest } from '../../src/oci/digest.js';
+import { MediaType } from '../../src/oci/types.js';
+import { writeDirectoryLayer, layerTarStream } from '../../src/snapshot/layer-writer.js';
+import { scanTree, emptySnapshot } from '../../src/snapshot/scan.js';
+import { diffSnapshots } from '../../src/snapshot/diff.js';
+import { requireTool, isRoot } from '../helpers/system.js';
+import { collect, removeAll, tempDir } from './helpers.js';
+import { listTar } from './list.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await removeAll(...dirs.splice(0));
+});
+async function newDir(): Promise<string> {
+  const dir = await tempDir();
+  dirs.push(dir);
+  return dir;
+}
+
+const T = 1_600_000_000;
+
+/**
+ * A fixed tree, made in code with explicit modes, owners and times, created in the given order so
+ * that inode order and umask can differ between two builds of it.
+ */
+async function fixedTree(root: string, order: 'forward' | 'reverse', mtimeOffset = 0): Promise<void> {
+  const steps: (() => Promise<void>)[] = [
+    async () => {
+      await mkdir(join(root, 'etc'), { recursive: true });
+      await writeFile(join(root, 'etc/hostname'), 'stratum\n');
+    },
+    async () => {
+      await mkdir(join(root, 'usr/bin'), { recursive: true });
+      await writeFile(join(root, 'usr/bin/tool'), '#!/bin/sh\necho tool\n');
+    },
+    async () => {
+      await mkdir(join(root, 'usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on'), {
+        recursive: true,
+      });
+      await writeFile(
+        join(
+          root,
+          'usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on',
+          'and-a-long-file-name-too-so-that-pax-is-needed.txt',
+        ),
+        'long\n',
+      );
+    },
+    async () => {
+      await mkdir(join(root, 'data'), { recursive: true });
+      await writeFile(join(root, 'data/ünïcødé.txt'), 'non-ascii\n');
+    },
+  ];
+  for (const step of order === 'forward' ? steps : [...steps].reverse()) await step();
+  await symlink('../usr/bin/tool', join(root, 'etc/tool-link'));
+  await link(join(root, 'usr/bin/tool'), join(root, 'usr/bin/tool-hard'));
+  const modes: [string, number][] = [
+    ['etc', 0o755],
+    ['etc/hostname', 0o644],
+    ['usr', 0o755],
+    ['usr/bin', 0o755],
+    ['usr/bin/tool', 0o4755],
+    ['usr/share', 0o755],
+    ['usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on', 0o1777],
+    [
+      'usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on/and-a-long-file-name-too-so-that-pax-is-needed.txt',
+      0o644,
+    ],
+    ['data', 0o700],
+    ['data/ünïcødé.txt', 0o600],
+  ];
+  for (const [path, mode] of modes) await chmod(join(root, path), mode);
+  if (isRoot) await chown(join(root, 'data'), 1000, 1000);
+  if (isRoot) await chown(join(root, 'data/ünïcødé.txt'), 1000, 1000);
+  // Children first so directory times stick.
+  await lutimes(join(root, 'etc/tool-link'), T + mtimeOffset, T + mtimeOffset + 0.5);
+  for (const [path] of [...modes].reverse()) {
+    await utimes(join(root, path), T + mtimeOffset + 0.25, T + mtimeOffset + 0.75);
+  }
+}
+
+describe('layer writer', () => {
+  // Owners are part of the digest and only root can give files uid 1000 (CI runs as root).
+  it.runIf(isRoot)(
+    'golden digest: the fixed layer built in code always has the same diff_id and blob digest',
+    async () => {
+      const root = await newDir();
+      const store = new BlobStore(await newDir());
+      await fixedTree(root, 'forward');
+      const layer = await writeDirectoryLayer(root, store);
+      expect(layer.descriptor.mediaType).toBe(MediaType.ociLayerGzip);
+      // Pinned. The diff_id covers our tar bytes; the blob digest also pins node's zlib output,
+      // so a Node upgrade that changes deflate shows up here rather than as silent cache misses.
+      const expected = {
+        diffId: 'sha256:6fdbf50069f5a2fea7307913dcdc3409dfa596c3d1f6d4915854c9caeaff125b',
+        digest: 'sha256:60cdfe92854ec3ba5129add73714cac26181f21673611b574ddb092ddc54999a',
+      };
+      expect(layer.diffId).toBe(expected.diffId);
+      expect(layer.descriptor.digest).toBe(expected.digest);
+      const blob = await readFile(store.path(layer.descriptor.digest));
+      expect(blob.length).toBe(layer.descriptor.size);
+      expect(sha256Digest(gunzipSync(blob))).toBe(layer.diffId);
+      expect(gunzipSync(blob).length).toBe(layer.uncompressedSize);
+    },
+  );
+
+  it('reproducible: same tree gives the same digests whatever creation order, umask or newer mtimes (SOURCE_DATE_EPOCH)', async () => {
+    const a = await newDir();
+    const b = await newDir();
+    await fixedTree(a, 'forward');
+    const oldUmask = process.umask(0o077);
+    try {
+      await fixedTree(b, 'reverse', 5000);
+    } finally {
+      process.umask(oldUmask);
+    }
+    const store = new BlobStore(await newDir());
+    const epoch = T - 100;
+    const la = await writeDirectoryLayer(a, store, { sourceDateEpoch: epoch });
+    const lb = await writeDirectoryLayer(b, store, { sourceDateEpoch: epoch });
+    expect(lb.diffId).toBe(la.diffId);
+    expect(lb.descriptor.digest).toBe(la.descriptor.digest);
+    // Without the epoch the mtimes differ, so the layers must differ: the test can fail.
+    const ua = await writeDirectoryLayer(a, store);
+    const ub = await writeDirectoryLayer(b, store);
+    expect(ub.diffId).not.toBe(ua.diffId);
+  });
+
+  it('entries: sorted, parents first, names without ./, dirs end with /, empty uname/gname, whole seconds, relative hard links, PAX for long and non-ASCII names', async () => {
+    const root = await newDir();
+    await fixedTree(root, 'reverse');
+    const diff = await diffSnapshots(emptySnapshot(root), await scanTree(root));
+    const entries = await listTar(await collect(layerTarStream(diff)));
+    expect(entries.map((e) => e.name)).toEqual([
+      'data/',
+      'data/ünïcødé.txt',
+      'etc/',
+      'etc/hostname',
+      'etc/tool-link',
+      'usr/',
+      'usr/bin/',
+      'usr/bin/tool',
+      'usr/bin/tool-hard',
+      'usr/share/',
+      'usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on/',
+      'usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on/and-a-long-file-name-too-so-that-pax-is-needed.txt',
+    ]);
+    for (const entry of entries) {
+      expect(entry.uname).toBe('');
+      expect(entry.gname).toBe('');
+      expect(entry.mtime).toBe(T);
+    }
+    const byName = new Map(entries.map((e) => [e.name, e]));
+    expect(byName.get('usr/bin/tool')).toMatchObject({ type: 'file', mode: 0o4755, size: 20 });
+    expect(byName.get('usr/bin/tool-hard')).toMatchObject({
+      type: 'link',
+      linkname: 'usr/bin/tool',
+      size: 0,
+    });
+    expect(byName.get('etc/tool-link')).toMatchObject({ type: 'symlink', linkname: '../usr/bin/tool' });
+    expect(byName.get('usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on/')).toMatchObject({
+      mode: 0o1777,
+    });
+    if (isRoot) expect(byName.get('data/')).toMatchObject({ uid: 1000, gid: 1000, mode: 0o700 });
+  });
+
+  it('GNU tar reads the layer and lists the same entries', async () => {
+    if (!requireTool('tar', 'tar')) return;
+    const root = await newDir();
+    await fixedTree(root, 'forward');
+    const diff = await diffSnapshots(emptySnapshot(root), await scanTree(root));
+    const tarFile = join(await newDir(), 'layer.tar');
+    await writeFile(tarFile, await collect(layerTarStream(diff)));
+    const listing = execFileSync('tar', ['--numeric-owner', '-tvf', tarFile], { encoding: 'utf8' });
+    const lines = listing.trim().split('\n');
+    expect(lines).toHaveLength(12);
+    expect(lines[0]).toMatch(/^drwx------ \d+\/\d+\s+0 2020-09-13 \d\d:\d\d data\/$/);
+    expect(listing).toMatch(/-rwsr-xr-x 0\/0\s+20 .* usr\/bin\/tool\n/);
+    expect(listing).toMatch(/hrwsr-xr-x 0\/0\s+0 .* usr\/bin\/tool-hard link to usr\/bin\/tool\n/);
+    expect(listing).toMatch(/lrwxrwxrwx 0\/0\s+0 .* etc\/tool-link -> \.\.\/usr\/bin\/tool\n/);
+    expect(listing).toContain('data/ünïcødé.txt');
+    expect(listing).toContain('and-a-long-file-name-too-so-that-pax-is-needed.txt');
+    const extracted = await newDir();
+    execFileSync('tar', ['-xf', tarFile, '-C', extracted]);
+    expect(await readFile(join(extracted, 'usr/bin/tool'), 'utf8')).toBe('#!/bin/sh\necho tool\n');
+  });
+});

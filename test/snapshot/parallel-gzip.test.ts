@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { ParallelGzip, type ParallelGzipOptions } from '../../src/snapshot/parallel-gzip.js';
+
+async function gzip(parts: readonly Buffer[], options: ParallelGzipOptions = {}): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(parts), new ParallelGzip(options), async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) out.push(chunk);
+  });
+  return Buffer.concat(out);
+}
+
+function mixedInput(): Buffer[] {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 40; i++) {
+    parts.push(i % 3 === 0 ? randomBytes(70_000) : Buffer.from('layer bytes '.repeat(9_000 + i)));
+  }
+  return parts;
+}
+
+describe('parallel gzip', () => {
+  it('block runs concatenate into one gzip member that gunzip reads back byte for byte', async () => {
+    const parts = mixedInput();
+    for (const blockSize of [64 * 1024, 1024 * 1024]) {
+      const compressed = await gzip(parts, { blockSize });
+      expect(gunzipSync(compressed).equals(Buffer.concat(parts))).toBe(true);
+    }
+  });
+
+  it('an empty input is a valid empty gzip', async () => {
+    expect(gunzipSync(await gzip([])).length).toBe(0);
+  });
+
+  it('output depends only on the bytes, not on chunking or thread count', async () => {
+    const parts = mixedInput();
+    const whole = await gzip([Buffer.concat(parts)], { threads: 1 });
+    const chunked = await gzip(parts, { threads: 4 });
+    expect(chunked.equals(whole)).toBe(true);
+  });
+
+  it('the header carries no mtime and no file name', async () => {
+    const compressed = await gzip([Buffer.from('x')]);
+    expect(compressed.subarray(0, 10)).toEqual(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]));
+  });
+});
