@@ -1,0 +1,13 @@
+export { runInSandbox } from './run.js';
+export { resolveInRoot, existingPathInRoot, type ResolvedPath } from './root-path.js';
+export {
+  defaultPath,
+  type BindMount,
+  type TmpfsMount,
+  type SecretMount,
+  type SandboxMount,
+  type SandboxNetwork,
+  type SandboxSpec,
+  type SandboxResult,
+  type SandboxOptions,
+} from './types.js';

@@ -1,0 +1,246 @@
+import { StratumError } from '../../errors.js';
+
+/**
+ * The step's first process, between `unshare` (which made the namespaces) and the command.
+ * It runs as PID 1 of the new PID namespace, still with the host's root as `/`, performs a list
+ * of operations given on its command line (mounts, hostname, loopback, pivot_root, capability
+ * bounding set, uid/gid/groups), then execs the command, which so becomes PID 1 as in Docker.
+ *
+ * Why Perl: the last stretch (chroot-like pivot, chdir to WORKDIR, setgroups with the user's
+ * supplementary groups, setresgid/setresuid, exec with the step's PATH) must happen in ONE
+ * process that starts on the host and ends inside the rootfs, because nothing inside an image can
+ * be assumed to exist. No util-linux tool does all of it (`unshare --root --wd --setuid` clears
+ * the supplementary groups, coreutils `chroot --groups` cannot set the working directory, bwrap
+ * cannot switch to a non-root uid without a user namespace that maps it to the caller), and perl
+ * is Essential in Debian (perl-base), starts in about 2 ms, and can issue raw system calls, so the
+ * dozen mounts cost no extra processes either.
+ *
+ * Failures before the exec are written to fd 3 (close-on-exec, so a successful exec closes it
+ * empty apart from the "+" written at start) and end with exit code 125.
+ */
+export const initProgram = String.raw`
+my @nr = map { 0 + $_ } splice(@ARGV, 0, 8);
+my ($NR_mount, $NR_umount2, $NR_pivot, $NR_sethostname, $NR_prctl, $NR_setgroups, $NR_setresgid, $NR_setresuid) = @nr;
+open(my $st, '>&=', 3) or exit 125;
+fcntl($st, 2, 1);
+syswrite($st, "+");
+sub fail { my $m = "$_[0]: $!"; syswrite($st, "$m\n"); exit 125 }
+# syscall() passes a number as an integer and anything else as a pointer to a (writable) string:
+# copy every argument into a lexical, and pass a literal 0 for NULL.
+sub mnt {
+  my ($src, $t, $type, $flags, $data) = @_;
+  syscall($NR_mount, defined($src) ? $src : 0, $t, defined($type) ? $type : 0, 0 + $flags, defined($data) ? $data : 0) == 0;
+}
+sub remount_ro {
+  my ($t) = @_;
+  # In a user namespace the remount must keep the flags the kernel locked on the source mount.
+  for my $extra (0, 2 | 4, 2 | 4 | 8) { return 1 if mnt(undef, $t, undef, 4096 | 32 | 1 | $extra, undef) }
+  return 0;
+}
+while (@ARGV) {
+  my $op = shift @ARGV;
+  if ($op eq 'bind') {
+    my ($src, $t, $ro) = splice(@ARGV, 0, 3);
+    mnt($src, $t, undef, 4096 | 16384, undef) or fail("bind $src on $t");
+    if ($ro) { remount_ro($t) or fail("remount $t read-only") }
+  } elsif ($op eq 'fs') {
+    my ($type, $t, $flags, $data) = splice(@ARGV, 0, 4);
+    mnt($type, $t, $type, $flags, $data) or fail("mount $type on $t");
+  } elsif ($op eq 'sysfs') {
+    my $t = shift @ARGV;
+    unless (mnt('sysfs', $t, 'sysfs', 1 | 2 | 4 | 8, undef)) {
+      # A user namespace may mount sysfs only with its own network namespace: bind the host's.
+      mnt('/sys', $t, undef, 4096 | 16384, undef) or fail("bind /sys on $t");
+      remount_ro($t) or fail("remount $t read-only");
+    }
+  } elsif ($op eq 'mkdir') {
+    my ($p, $mode) = splice(@ARGV, 0, 2);
+    mkdir($p, oct($mode)) or fail("mkdir $p");
+    chmod(oct($mode), $p) or fail("chmod $p");
+  } elsif ($op eq 'file') {
+    my $p = shift @ARGV;
+    open(my $fh, '>', $p) or fail("create $p");
+    close($fh);
+  } elsif ($op eq 'symlink') {
+    my ($to, $p) = splice(@ARGV, 0, 2);
+    symlink($to, $p) or fail("symlink $p");
+  } elsif ($op eq 'hostname') {
+    my $h = shift @ARGV;
+    syscall($NR_sethostname, $h, length($h)) == 0 or fail("sethostname $h");
+  } elsif ($op eq 'lo') {
+    socket(my $s, 2, 2, 0) or fail('socket');
+    my $ifr = pack('a16 x24', 'lo');
+    ioctl($s, 0x8913, $ifr) or fail('SIOCGIFFLAGS lo');
+    my $flags = unpack('x16 s', $ifr) | 1;
+    $ifr = pack('a16 s x22', 'lo', $flags);
+    ioctl($s, 0x8914, $ifr) or fail('bring lo up');
+    close($s);
+  } elsif ($op eq 'pivot') {
+    # pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
+    # rootfs (runc's trick: no put_old directory has to be created in the rootfs).
+    my $root = shift @ARGV;
+    chdir($root) or fail("chdir $root");
+    my ($new, $old) = ('.', '.');
+    syscall($NR_pivot, $new, $old) == 0 or fail('pivot_root');
+    syscall($NR_umount2, $old, 2) == 0 or fail('detach the old root');
+    chdir('/') or fail('chdir /');
+  } elsif ($op eq 'caps') {
+    my %keep = map { $_ => 1 } split(/,/, shift @ARGV);
+    my $last = 40;
+    if (open(my $fh, '<', '/proc/sys/kernel/cap_last_cap')) { $last = 0 + <$fh>; close($fh) }
+    for my $c (0 .. $last) {
+      next if $keep{$c};
+      syscall($NR_prctl, 24, $c, 0, 0, 0) == 0 or fail("drop capability $c");
+    }
+  } elsif ($op eq 'creds') {
+    my ($uid, $gid, $groups, $n) = map { 0 + $_ } splice(@ARGV, 0, 4);
+    my @g = map { 0 + $_ } splice(@ARGV, 0, $n);
+    if ($groups) {
+      my $list = pack('L*', @g);
+      syscall($NR_setgroups, scalar(@g), @g ? $list : 0) == 0 or fail('setgroups');
+    }
+    syscall($NR_setresgid, $gid, $gid, $gid) == 0 or fail("setgid $gid");
+    syscall($NR_setresuid, $uid, $uid, $uid) == 0 or fail("setuid $uid");
+    # A change of uid clears the parent-death signal: arm it again so that killing unshare
+    # (abort) still kills this process, and with it the whole PID namespace.
+    syscall($NR_prctl, 1, 9, 0, 0, 0) == 0 or fail('PR_SET_PDEATHSIG');
+  } elsif ($op eq 'exec') {
+    my $cwd = shift @ARGV;
+    my $n = 0 + shift @ARGV;
+    my @env = splice(@ARGV, 0, $n);
+    my @argv = @ARGV;
+    @ARGV = ();
+    chdir($cwd) or fail("chdir $cwd");
+    %ENV = ();
+    for my $kv (@env) { my ($k, $v) = split(/=/, $kv, 2); $ENV{$k} = defined($v) ? $v : '' }
+    { no warnings; exec { $argv[0] } @argv; }
+    fail("exec $argv[0]");
+  } else {
+    $! = 22;
+    fail("unknown operation $op");
+  }
+}
+`;
+
+/** What the init performs, in order. Paths are host paths until `pivot`, rootfs paths after. */
+export type InitOp =
+  | { readonly op: 'bind'; readonly source: string; readonly target: string; readonly readonly: boolean }
+  | {
+      readonly op: 'fs';
+      readonly fstype: string;
+      readonly target: string;
+      readonly flags: number;
+      readonly data: string;
+    }
+  | { readonly op: 'sysfs'; readonly target: string }
+  | { readonly op: 'mkdir'; readonly path: string; readonly mode: number }
+  | { readonly op: 'file'; readonly path: string }
+  | { readonly op: 'symlink'; readonly target: string; readonly path: string }
+  | { readonly op: 'hostname'; readonly name: string }
+  | { readonly op: 'lo' }
+  | { readonly op: 'pivot'; readonly root: string }
+  | { readonly op: 'caps'; readonly keep: readonly number[] }
+  | {
+      readonly op: 'creds';
+      readonly uid: number;
+      readonly gid: number;
+      readonly setGroups: boolean;
+      readonly groups: readonly number[];
+    }
+  | {
+      readonly op: 'exec';
+      readonly cwd: string;
+      readonly env: readonly string[];
+      readonly argv: readonly string[];
+    };
+
+export function encodeOps(ops: readonly InitOp[]): string[] {
+  const words: string[] = [];
+  for (const op of ops) {
+    switch (op.op) {
+      case 'bind':
+        words.push('bind', op.source, op.target, op.readonly ? '1' : '');
+        break;
+      case 'fs':
+        words.push('fs', op.fstype, op.target, String(op.flags), op.data);
+        break;
+      case 'sysfs':
+        words.push('sysfs', op.target);
+        break;
+      case 'mkdir':
+        words.push('mkdir', op.path, op.mode.toString(8));
+        break;
+      case 'file':
+        words.push('file', op.path);
+        break;
+      case 'symlink':
+        words.push('symlink', op.target, op.path);
+        break;
+      case 'hostname':
+        words.push('hostname', op.name);
+        break;
+      case 'lo':
+        words.push('lo');
+        break;
+      case 'pivot':
+        words.push('pivot', op.root);
+        break;
+      case 'caps':
+        words.push('caps', op.keep.join(','));
+        break;
+      case 'creds':
+        words.push(
+          'creds',
+          String(op.uid),
+          String(op.gid),
+          op.setGroups ? '1' : '0',
+          String(op.groups.length),
+        );
+        words.push(...op.groups.map(String));
+        break;
+      case 'exec':
+        words.push('exec', op.cwd, String(op.env.length), ...op.env, ...op.argv);
+        break;
+    }
+  }
+  return words;
+}
+
+/** Linux system call numbers the init needs, in the order it expects them. */
+const syscallTables: Readonly<Partial<Record<NodeJS.Architecture, readonly number[]>>> = {
+  // mount, umount2, pivot_root, sethostname, prctl, setgroups, setresgid, setresuid
+  x64: [165, 166, 155, 170, 157, 116, 119, 117],
+  // the asm-generic table
+  arm64: [40, 39, 41, 161, 167, 159, 149, 147],
+  riscv64: [40, 39, 41, 161, 167, 159, 149, 147],
+  loong64: [40, 39, 41, 161, 167, 159, 149, 147],
+};
+
+export function syscallNumbers(arch: NodeJS.Architecture = process.arch): string[] {
+  const table = syscallTables[arch];
+  if (table === undefined) {
+    throw new StratumError(
+      'UNSUPPORTED',
+      `RUN isolation supports x64, arm64, riscv64 and loong64 Linux; this machine is ${arch}`,
+    );
+  }
+  return table.map(String);
+}
+
+/** Docker's default capability set for containers (moby's caps.DefaultCapabilities). */
+export const dockerDefaultCapabilities: readonly number[] = [
+  0, // CHOWN
+  1, // DAC_OVERRIDE
+  3, // FOWNER
+  4, // FSETID
+  5, // KILL
+  6, // SETGID
+  7, // SETUID
+  8, // SETPCAP
+  10, // NET_BIND_SERVICE
+  13, // NET_RAW
+  18, // SYS_CHROOT
+  27, // MKNOD
+  29, // AUDIT_WRITE
+  31, // SETFCAP
+];

@@ -1,0 +1,167 @@
+import { execFile } from 'node:child_process';
+import { lstat, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { promisify } from 'node:util';
+import { StratumError, errnoCode } from '../../errors.js';
+import { resolveInRoot } from './root-path.js';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Mount points that the step needs but the rootfs lacks (`/proc` in a scratch image, `/etc/hosts`,
+ * a cache mount's target...) have to exist as real entries before anything can be mounted on
+ * them. This module creates exactly those, remembers what it created and the mtimes of the
+ * directories it touched, and undoes both afterwards, so the snapshot taken after the step sees
+ * only what the command did (Docker's classic builder leaves nothing either).
+ */
+export type MountPointType = 'directory' | 'file';
+
+interface CreatedEntry {
+  readonly path: string;
+  readonly type: MountPointType;
+  readonly ino: bigint;
+}
+
+interface TouchedDirectory {
+  /** mtime (ns since the epoch) before we created anything in it. */
+  readonly before: bigint;
+  /** mtime right after the last entry we created in it; undefined until setup ends. */
+  afterSetup?: bigint;
+  /** Whether we created this directory ourselves. */
+  readonly created: boolean;
+}
+
+export class MountPointLedger {
+  private readonly created: CreatedEntry[] = [];
+  private readonly touched = new Map<string, TouchedDirectory>();
+
+  constructor(private readonly rootfs: string) {}
+
+  /**
+   * Makes sure `target` (absolute, inside the rootfs) exists as `type` and returns its host path,
+   * resolved chroot-style so that a symlink in the image never leads outside the rootfs.
+   */
+  async ensure(target: string, type: MountPointType): Promise<string> {
+    const resolved = await resolveInRoot(this.rootfs, posix.normalize(target));
+    if (resolved.missing.length === 0) {
+      const stats = await lstat(resolved.existing);
+      if (type === 'directory' && !stats.isDirectory()) {
+        throw new StratumError(
+          'BUILD_FAILED',
+          `cannot mount a directory on ${target}: it is not a directory in the image`,
+        );
+      }
+      if (type === 'file' && stats.isDirectory()) {
+        throw new StratumError(
+          'BUILD_FAILED',
+          `cannot mount a file on ${target}: it is a directory in the image`,
+        );
+      }
+      return resolved.existing;
+    }
+    let parent = resolved.existing;
+    for (const [index, name] of resolved.missing.entries()) {
+      const path = posix.join(parent, name);
+      const entryType: MountPointType = index === resolved.missing.length - 1 ? type : 'directory';
+      await this.noteParent(parent);
+      if (entryType === 'directory') await mkdir(path, { mode: 0o755 });
+      else await writeFile(path, '', { mode: 0o644, flag: 'wx' });
+      const stats = await lstat(path, { bigint: true });
+      this.created.push({ path, type: entryType, ino: stats.ino });
+      if (entryType === 'directory') this.touched.set(path, { before: stats.mtimeNs, created: true });
+      parent = path;
+    }
+    return parent;
+  }
+
+  /** Call once every mount point exists: records each touched directory's mtime as we left it. */
+  async sealSetup(): Promise<void> {
+    for (const [path, dir] of this.touched) dir.afterSetup = (await lstat(path, { bigint: true })).mtimeNs;
+  }
+
+  /**
+   * Removes what ensure() created (deepest first, and only entries that are still what we made:
+   * an empty directory, an empty file with the same inode), then gives each touched directory
+   * back its mtime: the original one when the step did not change the directory, else the one
+   * the step left. ctime cannot be restored from user space; it stays changed.
+   */
+  async restore(): Promise<void> {
+    const afterStep = new Map<string, bigint>();
+    for (const path of this.touched.keys()) {
+      const mtime = await mtimeOf(path);
+      if (mtime !== undefined) afterStep.set(path, mtime);
+    }
+    const removed = new Set<string>();
+    for (const entry of [...this.created].reverse()) {
+      if (await removeIfUnchanged(entry)) removed.add(entry.path);
+    }
+    for (const [path, dir] of this.touched) {
+      if (removed.has(path)) continue;
+      const stepMtime = afterStep.get(path);
+      if (stepMtime === undefined) continue;
+      // No step ran (setup failed) or the step left the directory alone: back to the original.
+      const untouchedByStep = dir.afterSetup === undefined || stepMtime === dir.afterSetup;
+      const wanted = !dir.created && untouchedByStep ? dir.before : stepMtime;
+      const now = await mtimeOf(path);
+      if (now !== undefined && now !== wanted) await setMtime(path, wanted);
+    }
+  }
+
+  private async noteParent(path: string): Promise<void> {
+    if (this.touched.has(path)) return;
+    const stats = await lstat(path, { bigint: true });
+    this.touched.set(path, { before: stats.mtimeNs, created: false });
+  }
+}
+
+async function removeIfUnchanged(entry: CreatedEntry): Promise<boolean> {
+  let stats;
+  try {
+    stats = await lstat(entry.path, { bigint: true });
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return false;
+    throw error;
+  }
+  if (stats.ino !== entry.ino) return false;
+  try {
+    if (entry.type === 'directory') {
+      if (!stats.isDirectory()) return false;
+      await rmdir(entry.path);
+    } else {
+      if (!stats.isFile() || stats.size !== 0n) return false;
+      await unlink(entry.path);
+    }
+    return true;
+  } catch (error) {
+    // Not empty: the step wrote there, so it is the step's change now. Busy: still mounted
+    // somewhere, which must not happen; keep it rather than fail the build over an empty entry.
+    if (errnoCode(error) === 'ENOTEMPTY' || errnoCode(error) === 'EEXIST' || errnoCode(error) === 'EBUSY')
+      return false;
+    throw error;
+  }
+}
+
+async function mtimeOf(path: string): Promise<bigint | undefined> {
+  try {
+    return (await lstat(path, { bigint: true })).mtimeNs;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Node's fs.utimes takes seconds as a double and loses the nanoseconds; coreutils' touch sets
+ * them exactly through utimensat. -h: never follow a symlink; -m: leave atime alone.
+ */
+async function setMtime(path: string, mtimeNs: bigint): Promise<void> {
+  const seconds = mtimeNs / 1_000_000_000n;
+  const nanos = (mtimeNs % 1_000_000_000n).toString().padStart(9, '0');
+  try {
+    await execFileAsync('touch', ['-m', '-h', '-d', `@${seconds}.${nanos}`, '--', path]);
+  } catch (error) {
+    throw new StratumError('IO', `could not restore the mtime of ${path} after the step: ${String(error)}`, {
+      cause: error,
+    });
+  }
+}

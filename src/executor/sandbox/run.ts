@@ -1,0 +1,355 @@
+import { spawn } from 'node:child_process';
+import { chmod, chown, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { StratumError, errnoCode } from '../../errors.js';
+import { dockerDefaultCapabilities, encodeOps, initProgram, syscallNumbers, type InitOp } from './init.js';
+import { MountPointLedger } from './mount-points.js';
+import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
+
+// mount(2) flags
+const MS_NOSUID = 2;
+const MS_NODEV = 4;
+const MS_NOEXEC = 8;
+const MS_STRICTATIME = 1 << 24;
+
+/** Paths the sandbox mounts itself; a user mount may not sit inside one of them. */
+const systemMountPoints = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
+
+/** Host device nodes bound into the step's /dev (bind, not mknod: works in a user namespace). */
+const deviceNodes = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+
+/**
+ * Runs one RUN step: `unshare` makes mount, PID, UTS and IPC namespaces (and a network namespace
+ * for `none`, a user namespace when not root), the Perl init (./init.ts) mounts /proc, /dev,
+ * /sys, the /etc files and the step's mounts, pivots into the rootfs, drops to Docker's
+ * capability set and the step's uid/gid/groups, and execs the command as PID 1. When PID 1
+ * exits, the kernel kills everything else in the namespace, and the mount namespace (with every
+ * mount in it) goes away with its last process; nothing is ever mounted in the host's namespace.
+ * Mount points the rootfs lacked are created before and removed after (./mount-points.ts).
+ */
+export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = {}): Promise<SandboxResult> {
+  const { signal, onOutput } = options;
+  if (signal?.aborted) throw abortError(spec);
+  validate(spec);
+  const rootless = process.getuid?.() !== 0;
+  if (rootless) checkRootlessSpec(spec);
+
+  const ledger = new MountPointLedger(spec.rootfs);
+  const scratch = await mkdtemp(join(tmpdir(), 'stratum-run-'));
+  try {
+    const ops = await prepare(spec, ledger, scratch, rootless);
+    await ledger.sealSetup();
+    return await launch(spec, ops, rootless, signal, onOutput);
+  } finally {
+    await ledger.restore();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function validate(spec: SandboxSpec): void {
+  if (spec.argv.length === 0 || spec.argv[0] === '') {
+    throw new StratumError('BUILD_FAILED', 'RUN has no command to run');
+  }
+  if (!spec.cwd.startsWith('/'))
+    throw new StratumError('BUILD_FAILED', `RUN working directory ${spec.cwd} is not absolute`);
+  const targets: string[] = [...systemMountPoints];
+  for (const mount of spec.mounts) {
+    if (!mount.target.startsWith('/') || posix.normalize(mount.target) === '/') {
+      throw new StratumError(
+        'BUILD_FAILED',
+        `RUN --mount target ${mount.target} is not an absolute path below /`,
+      );
+    }
+    const target = posix.normalize(mount.target);
+    const outer = targets.find(
+      (other) => target === other || target.startsWith(other === '/' ? '/' : `${other}/`),
+    );
+    if (outer !== undefined) {
+      throw new StratumError(
+        'UNSUPPORTED',
+        `RUN --mount target ${mount.target} lies on or inside ${outer}, which is mounted too`,
+      );
+    }
+    targets.push(target);
+  }
+}
+
+function checkRootlessSpec(spec: SandboxSpec): void {
+  if (spec.uid !== 0 || spec.gid !== 0) {
+    throw new StratumError(
+      'UNSUPPORTED',
+      `RUN as uid ${spec.uid} gid ${spec.gid} needs root: without root stratum maps only your own user (as root) into the step's user namespace`,
+    );
+  }
+}
+
+async function prepare(
+  spec: SandboxSpec,
+  ledger: MountPointLedger,
+  scratch: string,
+  rootless: boolean,
+): Promise<InitOp[]> {
+  const root = spec.rootfs;
+  const rootStats = await stat(root).catch((error: unknown) => {
+    throw new StratumError(
+      'NOT_FOUND',
+      `RUN rootfs ${root} cannot be used: ${errnoCode(error) ?? String(error)}`,
+    );
+  });
+  if (!rootStats.isDirectory()) throw new StratumError('NOT_FOUND', `RUN rootfs ${root} is not a directory`);
+
+  const ops: InitOp[] = [{ op: 'bind', source: root, target: root, readonly: false }];
+
+  const proc = await ledger.ensure('/proc', 'directory');
+  ops.push({ op: 'fs', fstype: 'proc', target: proc, flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' });
+
+  const dev = await ledger.ensure('/dev', 'directory');
+  ops.push({
+    op: 'fs',
+    fstype: 'tmpfs',
+    target: dev,
+    flags: MS_NOSUID | MS_STRICTATIME,
+    data: 'mode=755,size=65536k',
+  });
+  for (const name of deviceNodes) {
+    ops.push(
+      { op: 'file', path: `${dev}/${name}` },
+      { op: 'bind', source: `/dev/${name}`, target: `${dev}/${name}`, readonly: false },
+    );
+  }
+  ops.push(
+    { op: 'mkdir', path: `${dev}/pts`, mode: 0o755 },
+    {
+      op: 'fs',
+      fstype: 'devpts',
+      target: `${dev}/pts`,
+      flags: MS_NOSUID | MS_NOEXEC,
+      // gid=5 (tty) as runc does; a user namespace that maps only the caller cannot name it.
+      data: rootless ? 'newinstance,ptmxmode=0666,mode=0620' : 'newinstance,ptmxmode=0666,mode=0620,gid=5',
+    },
+    { op: 'symlink', target: 'pts/ptmx', path: `${dev}/ptmx` },
+    { op: 'mkdir', path: `${dev}/shm`, mode: 0o1777 },
+    {
+      op: 'fs',
+      fstype: 'tmpfs',
+      target: `${dev}/shm`,
+      flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
+      data: 'mode=1777,size=65536k',
+    },
+    { op: 'symlink', target: '/proc/self/fd', path: `${dev}/fd` },
+    { op: 'symlink', target: '/proc/self/fd/0', path: `${dev}/stdin` },
+    { op: 'symlink', target: '/proc/self/fd/1', path: `${dev}/stdout` },
+    { op: 'symlink', target: '/proc/self/fd/2', path: `${dev}/stderr` },
+  );
+
+  ops.push({ op: 'sysfs', target: await ledger.ensure('/sys', 'directory') });
+
+  const etcFiles: readonly (readonly [string, string])[] = [
+    ['/etc/hosts', spec.etcHosts],
+    ['/etc/resolv.conf', spec.etcResolvConf],
+    ['/etc/hostname', spec.etcHostname],
+  ];
+  for (const [path, content] of etcFiles) {
+    const source = join(scratch, posix.basename(path));
+    await writeFile(source, content, { mode: 0o644 });
+    await chmod(source, 0o644);
+    ops.push({ op: 'bind', source, target: await ledger.ensure(path, 'file'), readonly: false });
+  }
+
+  for (const [index, mount] of spec.mounts.entries()) {
+    ops.push(await mountOp(mount, index, ledger, scratch, rootless));
+  }
+
+  ops.push({ op: 'hostname', name: spec.hostname });
+  if (spec.network === 'none') ops.push({ op: 'lo' });
+  ops.push(
+    { op: 'pivot', root },
+    { op: 'caps', keep: dockerDefaultCapabilities },
+    {
+      op: 'creds',
+      uid: spec.uid,
+      gid: spec.gid,
+      // A user namespace set up by --map-root-user denies setgroups(2); see README.
+      setGroups: !rootless,
+      groups: spec.additionalGids,
+    },
+    { op: 'exec', cwd: spec.cwd, env: spec.env, argv: spec.argv },
+  );
+  return ops;
+}
+
+async function mountOp(
+  mount: SandboxMount,
+  index: number,
+  ledger: MountPointLedger,
+  scratch: string,
+  rootless: boolean,
+): Promise<InitOp> {
+  switch (mount.kind) {
+    case 'bind': {
+      const source = await stat(mount.source).catch((error: unknown) => {
+        throw new StratumError(
+          'NOT_FOUND',
+          `RUN --mount source ${mount.source} cannot be used: ${errnoCode(error) ?? String(error)}`,
+        );
+      });
+      const target = await ledger.ensure(mount.target, source.isDirectory() ? 'directory' : 'file');
+      return { op: 'bind', source: mount.source, target, readonly: mount.readonly };
+    }
+    case 'tmpfs': {
+      const target = await ledger.ensure(mount.target, 'directory');
+      const data = mount.size === undefined ? '' : `size=${mount.size}`;
+      return { op: 'fs', fstype: 'tmpfs', target, flags: MS_NOSUID | MS_NODEV, data };
+    }
+    case 'secret': {
+      const copy = join(scratch, `secret-${index}`);
+      try {
+        await copyFile(mount.source, copy);
+      } catch (error) {
+        throw new StratumError(
+          'NOT_FOUND',
+          `RUN secret ${mount.source} cannot be read: ${errnoCode(error) ?? String(error)}`,
+          { cause: error },
+        );
+      }
+      await chmod(copy, mount.mode ?? 0o400);
+      if (!rootless) await chown(copy, mount.uid ?? 0, mount.gid ?? 0);
+      const target = await ledger.ensure(mount.target, 'file');
+      return { op: 'bind', source: copy, target, readonly: true };
+    }
+  }
+}
+
+interface LaunchOutcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly status: string;
+  readonly stderrTail: string;
+}
+
+async function launch(
+  spec: SandboxSpec,
+  ops: readonly InitOp[],
+  rootless: boolean,
+  signal: AbortSignal | undefined,
+  onOutput: SandboxOptions['onOutput'],
+): Promise<SandboxResult> {
+  const unshareArgs = [
+    '--mount',
+    '--pid',
+    '--fork',
+    '--uts',
+    '--ipc',
+    '--propagation',
+    'private',
+    '--kill-child=SIGKILL',
+  ];
+  if (spec.network === 'none') unshareArgs.push('--net');
+  if (rootless) unshareArgs.push('--map-root-user');
+  // setpriv gives unshare a parent-death signal: if stratum itself dies, the step dies too.
+  const args = [
+    '--pdeathsig',
+    'KILL',
+    'unshare',
+    ...unshareArgs,
+    '--',
+    'perl',
+    '-e',
+    initProgram,
+    ...syscallNumbers(),
+    ...encodeOps(ops),
+  ];
+
+  const outcome = await new Promise<LaunchOutcome>((resolve, reject) => {
+    const child = spawn('setpriv', args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      // The host tools need a PATH; the step's own environment is set by the init, not here.
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    let status = '';
+    let stderrTail = '';
+    let aborted = false;
+    child.stdout?.on('data', (chunk: Buffer) => onOutput?.(chunk, 'stdout'));
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderrTail = (stderrTail + chunk.toString('utf8')).slice(-2000);
+      onOutput?.(chunk, 'stderr');
+    });
+    const statusPipe = child.stdio[3];
+    statusPipe?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
+    const onAbort = (): void => {
+      aborted = true;
+      killStep(child.pid);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (error) => {
+      signal?.removeEventListener('abort', onAbort);
+      reject(
+        errnoCode(error) === 'ENOENT'
+          ? new StratumError(
+              'UNSUPPORTED',
+              'RUN needs setpriv and unshare (Debian package util-linux) and perl (perl-base) on the PATH',
+            )
+          : error,
+      );
+    });
+    child.on('close', (code, sig) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (aborted) reject(abortError(spec));
+      else resolve({ code, signal: sig, status, stderrTail });
+    });
+  });
+  return interpret(spec, outcome, rootless);
+}
+
+/**
+ * Kills PID 1 of the step's namespace (the kernel then kills the rest) and unshare itself. PID 1
+ * is unshare's only child; its parent-death signal is the fallback if it was not forked yet.
+ */
+function killStep(pid: number | undefined): void {
+  if (pid === undefined) return;
+  void readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .catch(() => '')
+    .then((children) => {
+      for (const child of children.split(/\s+/).filter((word) => word !== '')) {
+        try {
+          process.kill(Number(child), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
+}
+
+function interpret(spec: SandboxSpec, outcome: LaunchOutcome, rootless: boolean): SandboxResult {
+  if (!outcome.status.startsWith('+')) {
+    const detail = outcome.stderrTail.trim().split('\n').pop() ?? '';
+    if (rootless) {
+      throw new StratumError(
+        'UNSUPPORTED',
+        `RUN without root needs user namespaces (unshare --user --map-root-user failed: ${detail}); enable them (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns) or run stratum as root`,
+      );
+    }
+    throw new StratumError(
+      'IO',
+      `RUN could not create its namespaces (exit ${outcome.code ?? outcome.signal}): ${detail}`,
+    );
+  }
+  const failure = outcome.status.slice(1).trim();
+  if (failure !== '') {
+    throw new StratumError('BUILD_FAILED', `RUN ${JSON.stringify(spec.argv)} could not start: ${failure}`);
+  }
+  if (outcome.signal !== null) {
+    return { exitCode: 128 + constants.signals[outcome.signal], signal: outcome.signal };
+  }
+  return { exitCode: outcome.code ?? 1 };
+}
+
+function abortError(spec: SandboxSpec): StratumError {
+  return new StratumError('ABORTED', `RUN ${JSON.stringify(spec.argv)} was aborted`);
+}

@@ -1,0 +1,78 @@
+/**
+ * The contract between the build engine and RUN isolation: plain data in, plain data out.
+ * Everything in a SandboxSpec is final: the engine has already applied SHELL, the default PATH,
+ * HOME, ARGs and ENV, and resolved USER to numbers (see ../users.ts).
+ */
+
+/** A host path (file or directory) made visible at `target` inside the step. */
+export interface BindMount {
+  readonly kind: 'bind';
+  /** Host path; its type (file or directory) decides the mount point's type. */
+  readonly source: string;
+  /** Absolute path inside the rootfs. */
+  readonly target: string;
+  readonly readonly: boolean;
+}
+
+/** An empty tmpfs; its content is thrown away with the step and never reaches the rootfs. */
+export interface TmpfsMount {
+  readonly kind: 'tmpfs';
+  readonly target: string;
+  /** Bytes; the kernel's default (half of RAM) when omitted. */
+  readonly size?: number;
+}
+
+/**
+ * A secret file. The sandbox copies it into a private temporary file with the requested mode
+ * and owner (BuildKit's defaults: 0400, uid 0, gid 0) and binds that copy read-only, so the
+ * source file's own mode and owner never matter and the secret never touches the rootfs.
+ */
+export interface SecretMount {
+  readonly kind: 'secret';
+  readonly source: string;
+  /** Absolute path inside the rootfs, usually /run/secrets/<id>. */
+  readonly target: string;
+  readonly mode?: number;
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/** Cache mounts are `bind` mounts of a persistent directory that the engine manages. */
+export type SandboxMount = BindMount | TmpfsMount | SecretMount;
+
+export type SandboxNetwork = 'host' | 'none';
+
+export interface SandboxSpec {
+  /** Host directory that becomes `/` for the step. */
+  readonly rootfs: string;
+  /** Final argv: argv[0] is looked up in the step's own PATH (as runc does) when it has no slash. */
+  readonly argv: readonly string[];
+  /** Final environment, `KEY=VALUE` entries. */
+  readonly env: readonly string[];
+  /** Absolute working directory inside the rootfs; it must already exist (WORKDIR creates it). */
+  readonly cwd: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly additionalGids: readonly number[];
+  readonly hostname: string;
+  readonly network: SandboxNetwork;
+  readonly mounts: readonly SandboxMount[];
+  /** Content of the step's /etc/hosts, /etc/resolv.conf and /etc/hostname. */
+  readonly etcHosts: string;
+  readonly etcResolvConf: string;
+  readonly etcHostname: string;
+}
+
+export interface SandboxResult {
+  /** The command's exit code; 128 + n when it was killed by signal n (the shell convention). */
+  readonly exitCode: number;
+  readonly signal?: NodeJS.Signals;
+}
+
+export interface SandboxOptions {
+  readonly signal?: AbortSignal;
+  readonly onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
+}
+
+/** Docker's default PATH, used when the image sets none (moby's oci.DefaultPathEnv on Linux). */
+export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
