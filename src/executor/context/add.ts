@@ -1,0 +1,71 @@
+import { StratumError } from '../../errors.js';
+import { isTarArchive } from './archive.js';
+import { downloadUrl, isGitSource, isUrl } from './download.js';
+import {
+  finishPlan,
+  normalizeDest,
+  selectionContext,
+  selectLocalSource,
+  type CopyRequest,
+} from './select.js';
+import type { CopyPlan } from './types.js';
+
+/**
+ * ADD = COPY plus: local tar archives (by content) are extracted into the destination, http(s)
+ * URLs are downloaded (never extracted), git sources are refused for now.
+ */
+export interface AddRequest extends Omit<CopyRequest, 'instruction'> {
+  /** `--checksum=sha256:...` (URL sources only). */
+  readonly checksum?: string;
+  /** `--keep-git-dir` (git sources only; refused like them). */
+  readonly keepGitDir?: boolean;
+  /** Where downloads are written (the engine's build temp directory; it removes it). */
+  readonly tmpDir: string;
+}
+
+export async function planAdd(request: AddRequest): Promise<CopyPlan> {
+  for (const src of request.sources) {
+    if (isGitSource(src) || request.keepGitDir === true) {
+      throw new StratumError('UNSUPPORTED', `ADD ${src}: git sources are not supported yet`);
+    }
+  }
+  const hasUrl = request.sources.some(isUrl);
+  if (request.checksum !== undefined && !hasUrl) {
+    throw new StratumError('BUILD_FAILED', `ADD --checksum: checksum can only be given for http(s) sources`);
+  }
+  const ctx = selectionContext({ ...request, instruction: 'ADD' }, { isArchive: isTarArchive });
+  const destination = normalizeDest(request.dest, request.workdir);
+  const selected = [];
+  for (const [index, src] of request.sources.entries()) {
+    if (!isUrl(src)) {
+      selected.push(...(await selectLocalSource(ctx, src, index)));
+      continue;
+    }
+    const download = await downloadUrl(src, request.tmpDir, {
+      ...(request.checksum !== undefined ? { checksum: request.checksum } : {}),
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+    if (download.fileName === '' && destination.destIsDir) {
+      throw new StratumError(
+        'BUILD_FAILED',
+        `ADD ${src}: cannot determine a file name from the URL; name the destination file`,
+      );
+    }
+    selected.push({
+      isFile: true,
+      entries: [
+        {
+          sourcePath: download.path,
+          sourceName: src,
+          destRelPath: download.fileName === '' ? '__unnamed__' : download.fileName,
+          type: 'file' as const,
+          mode: 0o600,
+          size: download.size,
+          mtimeMs: download.mtimeMs,
+          sourceIndex: index,
+        },
+      ],
+    });
+  }
+  return finishPlan('ADD', destination, selected, ctx.parents);
+}

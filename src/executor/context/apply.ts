@@ -1,0 +1,224 @@
+import { constants } from 'node:fs';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { errnoCode, StratumError } from '../../errors.js';
+import { extractArchive } from './archive.js';
+import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
+import { components, resolveInRoot } from './paths.js';
+import type { CopyEntry, CopyPlan, Owner } from './types.js';
+
+/**
+ * Writes a CopyPlan onto a stage rootfs. Every destination is resolved inside the rootfs as a
+ * chrooted process would see it, so a rootfs symlink (`/app -> /etc`, `/app -> ../../..`) can
+ * redirect a write only to another place inside the rootfs, never out of it. Below the resolved
+ * destination, entries are created by lstat (never following): an existing symlink where a
+ * directory is copied is replaced by the directory, as Docker's untar does.
+ */
+
+export interface ApplyOptions {
+  /** `--chown` (the engine resolves names through the image's /etc/passwd and /etc/group). */
+  readonly chown?: Owner;
+  /** `--chmod`: octal (number or string) or symbolic (`u+x`). */
+  readonly chmod?: number | string;
+  /**
+   * `--link`: accepted for the engine's benefit. With --link the engine applies the plan onto an
+   * empty directory (so nothing in the rootfs is followed) and stacks the result as its own
+   * layer; nothing here changes.
+   */
+  readonly link?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface ApplyResult {
+  /** Host path of the destination that was written (a directory, or the file for a single file). */
+  readonly destHostPath: string;
+  /** The same inside the rootfs, after symlinks were resolved (`/etc` for `/app -> /etc`). */
+  readonly destInRoot: string;
+  readonly written: number;
+}
+
+const ROOT: Owner = { uid: 0, gid: 0 };
+
+function ioError(plan: CopyPlan, what: string, error: unknown): StratumError {
+  if (error instanceof StratumError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new StratumError('IO', `${plan.instruction} to ${plan.dest}: ${what}: ${message}`, { cause: error });
+}
+
+async function lstatOrUndefined(path: string) {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * `mkdir -p` inside the rootfs: resolves `inRootPath` chroot-style, creates each missing
+ * directory as 0755 owned by `owner` (root, or the --chown user, as Docker does for the
+ * directories COPY creates), and returns the host path. Existing directories are left alone.
+ */
+export async function mkdirInRoot(rootfs: string, inRootPath: string, owner: Owner = ROOT): Promise<string> {
+  const resolved = await resolveInRoot(rootfs, inRootPath, { followFinal: true });
+  if (!resolved.missing) {
+    const st = await lstat(resolved.hostPath);
+    if (!st.isDirectory()) {
+      throw new StratumError(
+        'BUILD_FAILED',
+        `${inRootPath}: ${resolved.inRoot} exists and is not a directory`,
+      );
+    }
+    return resolved.hostPath;
+  }
+  // Walk down from the deepest existing directory, creating the rest one by one.
+  let current = rootfs;
+  for (const part of components(resolved.inRoot)) {
+    current = join(current, part);
+    const st = await lstatOrUndefined(current);
+    if (st === undefined) {
+      await mkdir(current, { mode: 0o755 });
+      await lchown(current, owner.uid, owner.gid);
+      await chmod(current, 0o755);
+    } else if (!st.isDirectory()) {
+      throw new StratumError('BUILD_FAILED', `${inRootPath}: ${part} exists and is not a directory`);
+    }
+  }
+  return resolved.hostPath;
+}
+
+/** Joins a plan-relative path below a resolved directory, refusing anything but plain names. */
+function below(dir: string, rel: string): string {
+  const parts = rel.split('/');
+  for (const part of parts) {
+    if (part === '' || part === '.' || part === '..') {
+      throw new StratumError('UNSAFE_PATH', `refusing destination path "${rel}"`);
+    }
+  }
+  return join(dir, ...parts);
+}
+
+interface WriteState {
+  readonly owner: Owner;
+  readonly chmod: ChmodSpec | undefined;
+  readonly links: Map<string, string>;
+  readonly dirTimes: { path: string; mtimeMs: number }[];
+  readonly signal: AbortSignal | undefined;
+}
+
+function modeFor(state: WriteState, entry: CopyEntry): number {
+  return state.chmod === undefined ? entry.mode : applyChmod(state.chmod, entry.mode, entry.type === 'dir');
+}
+
+async function replaceWith(target: string, wantDir: boolean): Promise<boolean> {
+  const st = await lstatOrUndefined(target);
+  if (st === undefined) return false;
+  if (wantDir && st.isDirectory()) return true;
+  // Docker's untar: anything else at the path is removed first (a directory included).
+  await rm(target, { recursive: true, force: true });
+  return false;
+}
+
+async function writeEntry(state: WriteState, entry: CopyEntry, target: string): Promise<void> {
+  state.signal?.throwIfAborted();
+  const seconds = entry.mtimeMs / 1000;
+  switch (entry.type) {
+    case 'dir': {
+      const kept = await replaceWith(target, true);
+      if (!kept) await mkdir(target, { mode: 0o700 });
+      await lchown(target, state.owner.uid, state.owner.gid);
+      await chmod(target, modeFor(state, entry));
+      state.dirTimes.push({ path: target, mtimeMs: entry.mtimeMs });
+      return;
+    }
+    case 'file': {
+      await replaceWith(target, false);
+      const first = entry.hardLinkKey === undefined ? undefined : state.links.get(entry.hardLinkKey);
+      if (first !== undefined) {
+        await link(first, target);
+        return;
+      }
+      // A reflink where the filesystem can (btrfs, XFS), else copy_file_range in the kernel.
+      await copyFile(entry.sourcePath, target, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
+      await lchown(target, state.owner.uid, state.owner.gid);
+      await chmod(target, modeFor(state, entry));
+      await utimes(target, seconds, seconds);
+      if (entry.hardLinkKey !== undefined) state.links.set(entry.hardLinkKey, target);
+      return;
+    }
+    case 'symlink': {
+      await replaceWith(target, false);
+      await symlink(entry.linkTarget ?? '', target);
+      await lchown(target, state.owner.uid, state.owner.gid);
+      await lutimes(target, seconds, seconds);
+      return;
+    }
+    case 'archive':
+      await extractArchive(entry.sourcePath, target, {
+        what: `ADD ${entry.sourceName}`,
+        ...(state.signal ? { signal: state.signal } : {}),
+      });
+      return;
+  }
+}
+
+/**
+ * Applies a plan onto `rootfs` (a host directory holding the stage's root filesystem).
+ * Rules (Docker's): implicit parent directories 0755 owned by root (or the --chown user);
+ * entries owned by root unless --chown; the source's mode unless --chmod; source mtimes kept;
+ * an existing file overwritten; a type change replaces what was there. Archives (ADD) keep the
+ * owners, modes and times stored in them.
+ */
+export async function applyCopy(
+  plan: CopyPlan,
+  rootfs: string,
+  options: ApplyOptions = {},
+): Promise<ApplyResult> {
+  const state: WriteState = {
+    owner: options.chown ?? ROOT,
+    chmod: options.chmod === undefined ? undefined : parseChmod(options.chmod, `${plan.instruction} --chmod`),
+    links: new Map(),
+    dirTimes: [],
+    signal: options.signal,
+  };
+  let written = 0;
+  try {
+    const dest = await resolveInRoot(rootfs, plan.dest, { followFinal: true });
+    const destSt = dest.missing ? undefined : await lstatOrUndefined(dest.hostPath);
+    const single = plan.singleFile ? plan.entries[0] : undefined;
+    if (single !== undefined && !(destSt?.isDirectory() ?? false)) {
+      // The file becomes the destination itself. Its parent is resolved (symlinks followed
+      // inside the rootfs); the last component is replaced, never written through.
+      const parentPath = posix.dirname(plan.dest);
+      const parentHost = await mkdirInRoot(rootfs, parentPath, state.owner);
+      const parentInRoot = (await resolveInRoot(rootfs, parentPath, { followFinal: true })).inRoot;
+      const target = below(parentHost, posix.basename(plan.dest));
+      await writeEntry(state, single, target);
+      return {
+        destHostPath: target,
+        destInRoot: posix.join(parentInRoot, posix.basename(plan.dest)),
+        written: 1,
+      };
+    }
+    if (destSt !== undefined && !destSt.isDirectory()) {
+      throw new StratumError(
+        'BUILD_FAILED',
+        `${plan.instruction} to ${plan.dest}: ${dest.inRoot} exists and is not a directory`,
+      );
+    }
+    const destHost = destSt === undefined ? await mkdirInRoot(rootfs, plan.dest, state.owner) : dest.hostPath;
+    const destInRoot = (await resolveInRoot(rootfs, plan.dest, { followFinal: true })).inRoot;
+    for (const entry of plan.entries) {
+      const target = entry.destRelPath === '' ? destHost : below(destHost, entry.destRelPath);
+      await writeEntry(state, entry, target);
+      written++;
+    }
+    // Directory times last: writing their children changed them.
+    for (const { path, mtimeMs } of state.dirTimes.reverse())
+      await utimes(path, mtimeMs / 1000, mtimeMs / 1000);
+    return { destHostPath: destHost, destInRoot, written };
+  } catch (error) {
+    throw ioError(plan, 'cannot write', error);
+  }
+}

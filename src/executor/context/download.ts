@@ -1,0 +1,123 @@
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { pipeline } from 'node:stream/promises';
+import { fetch } from 'undici';
+import { StratumError } from '../../errors.js';
+import { DigestingStream } from '../../oci/digest.js';
+
+/**
+ * ADD <url>: downloads with undici into a temporary directory, as Docker's classic builder does:
+ * the file gets mode 0600, its mtime from `Last-Modified` (the Unix epoch when absent or
+ * unparsable, which is what Docker's zero time becomes), and `--checksum` is verified over the
+ * bytes received. URLs are never extracted.
+ */
+
+export interface Download {
+  readonly url: string;
+  /** Host path of the downloaded file (inside `tmpDir`). */
+  readonly path: string;
+  /** The name the file takes in a directory destination: the URL path's last component. */
+  readonly fileName: string;
+  readonly size: number;
+  readonly digest: `sha256:${string}`;
+  readonly mtimeMs: number;
+}
+
+export function isUrl(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+/**
+ * Git sources as BuildKit recognises them: `git@host:repo`, `git://`, `ssh://`, or an http(s)
+ * URL whose path ends in `.git` (a `#ref` fragment allowed).
+ */
+export function isGitSource(source: string): boolean {
+  if (/^git@[^:]+:/.test(source) || /^(git|ssh):\/\//i.test(source)) return true;
+  if (!isUrl(source)) return false;
+  try {
+    return new URL(source).pathname.endsWith('.git');
+  } catch {
+    return false;
+  }
+}
+
+/** Docker's rule: the last non-empty component of the URL path (`''` when there is none). */
+export function urlFileName(url: string): string {
+  const path = new URL(url).pathname.replace(/\/+$/, '');
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name;
+  }
+}
+
+export async function downloadUrl(
+  url: string,
+  tmpDir: string,
+  options: { readonly checksum?: string; readonly signal?: AbortSignal } = {},
+): Promise<Download> {
+  const what = `ADD ${url}`;
+  if (options.checksum !== undefined && !/^sha256:[a-f0-9]{64}$/.test(options.checksum)) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `${what}: --checksum must be sha256:<64 hex digits>, got "${options.checksum}"`,
+    );
+  }
+  let response;
+  try {
+    response = await fetch(url, {
+      redirect: 'follow',
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (error) {
+    throw new StratumError(
+      'IO',
+      `${what}: download failed: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (!response.ok || response.body === null) {
+    await response.body?.cancel();
+    throw new StratumError('IO', `${what}: download failed: HTTP ${response.status} ${response.statusText}`);
+  }
+  const dir = await mkdtemp(join(tmpDir, 'stratum-add-'));
+  const path = join(dir, 'download');
+  const digesting = new DigestingStream('sha256');
+  try {
+    await pipeline(
+      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
+      digesting,
+      createWriteStream(path, { mode: 0o600, flags: 'wx' }),
+      ...([options.signal ? { signal: options.signal } : {}] as const),
+    );
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw new StratumError(
+      'IO',
+      `${what}: download failed: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const digest = digesting.digest as `sha256:${string}`;
+  if (options.checksum !== undefined && digest !== options.checksum) {
+    await rm(dir, { recursive: true, force: true });
+    throw new StratumError(
+      'DIGEST_MISMATCH',
+      `${what}: checksum mismatch: expected ${options.checksum}, got ${digest}`,
+    );
+  }
+  const lastModified = response.headers.get('last-modified');
+  const parsed = lastModified === null ? NaN : Date.parse(lastModified);
+  const mtimeMs = Number.isNaN(parsed) ? 0 : parsed;
+  await utimes(path, mtimeMs / 1000, mtimeMs / 1000);
+  const size = (await stat(path)).size;
+  return { url, path, fileName: urlFileName(url), size, digest, mtimeMs };
+}
