@@ -77,6 +77,8 @@ interface Session {
   credential: Credential | undefined;
   credentialLoaded: boolean;
   readonly tokens: Token[];
+  /** Token requests under way, by scope list: parallel requests share one. */
+  readonly pendingTokens: Map<string, Promise<Token>>;
   /** Token requests made: tests check tokens are reused. */
   tokenRequests: number;
 }
@@ -184,6 +186,7 @@ export class RegistryClient {
           credential: undefined,
           credentialLoaded: false,
           tokens: [],
+          pendingTokens: new Map(),
           tokenRequests: 0,
         };
       } catch (error) {
@@ -241,7 +244,19 @@ export class RegistryClient {
       );
       if (cached !== undefined) return `Bearer ${cached.value}`;
     }
-    const token = await this.fetchToken(session, registry, challenge, credential, wanted, what, signal);
+    const key = wanted.join(' ');
+    let pending = forceNew ? undefined : session.pendingTokens.get(key);
+    if (pending === undefined) {
+      pending = this.fetchToken(session, registry, challenge, credential, wanted, what, signal);
+      session.pendingTokens.set(key, pending);
+      pending
+        .finally(() => {
+          if (session.pendingTokens.get(key) === pending) session.pendingTokens.delete(key);
+        })
+        .catch(() => undefined);
+    }
+    const token = await pending;
+    if (session.tokens.includes(token)) return `Bearer ${token.value}`;
     // Drop expired tokens so the cache stays small.
     for (let i = session.tokens.length - 1; i >= 0; i--) {
       if (session.tokens[i]!.expiresAt <= now) session.tokens.splice(i, 1);

@@ -64,7 +64,7 @@ export async function pushImage(
     );
   }
   try {
-    const repo = new RepositoryClient(client, ref.registry, ref.repository, label);
+    const repo = new RepositoryClient(client, ref.registry, ref.repository, label, true);
     const blobs = uniqueBlobs([source.manifest.value.config, ...source.manifest.value.layers]);
     const counts = { existed: 0, mounted: 0, uploaded: 0 };
     await forEachLimited(blobs, options.concurrency ?? 3, async (blob) => {

@@ -72,12 +72,17 @@ export class RepositoryClient {
     readonly repository: string,
     /** How errors name this repository (the reference the user typed). */
     readonly label: string = `docker://${registry}/${repository}`,
+    /**
+     * Ask for push access from the first request: a push's HEADs then share the token of its
+     * uploads instead of fetching a pull-only one first (Docker does the same).
+     */
+    readonly forPush = false,
   ) {
     this.name = `${registry}/${repository}`;
   }
 
   private pullScope(): string[] {
-    return [`repository:${this.repository}:pull`];
+    return this.forPush ? this.pushScope() : [`repository:${this.repository}:pull`];
   }
 
   private pushScope(): string[] {

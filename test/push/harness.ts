@@ -399,8 +399,14 @@ function sha256(data: Buffer): `sha256:${string}` {
 async function tarOf(files: Readonly<Record<string, string | Buffer>>): Promise<Buffer> {
   const pack = tarPack();
   const chunks: Buffer[] = [];
-  pack.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const done = new Promise((resolve) => pack.on('end', resolve));
+  pack.on('data', (chunk: unknown) => {
+    chunks.push(chunk as Buffer);
+  });
+  const done = new Promise<void>((resolve) => {
+    pack.on('end', () => {
+      resolve();
+    });
+  });
   for (const [name, content] of Object.entries(files)) {
     pack.entry({ name, mode: 0o644, mtime: new Date(0) }, content);
   }

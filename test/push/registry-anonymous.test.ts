@@ -345,13 +345,13 @@ describe.skipIf(!enabled)('registry, anonymous (docker-registry on 127.0.0.1)', 
   });
 
   it('a refused connection and an unknown host are one-line errors naming the reference', async () => {
-    const refused = await openRegistryImage('127.0.0.1:1/test/app:v1').catch((e: unknown) => e as Error);
+    const refused = (await openRegistryImage('127.0.0.1:1/test/app:v1').catch((e: unknown) => e)) as Error;
     expect(refused.message).toMatch(
       /^docker:\/\/127\.0\.0\.1:1\/test\/app:v1: fetching manifest: contacting registry 127\.0\.0\.1:1: connection refused/,
     );
-    const unknown = await openRegistryImage('no-such-host.invalid/test/app:v1', {
+    const unknown = (await openRegistryImage('no-such-host.invalid/test/app:v1', {
       retry: { attempts: 1 },
-    }).catch((e: unknown) => e as Error);
+    }).catch((e: unknown) => e)) as Error;
     expect(unknown.message).toMatch(/^docker:\/\/no-such-host\.invalid\/test\/app:v1: .*unknown host/);
     expect(unknown.message).not.toContain('\n');
   });
