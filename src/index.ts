@@ -31,3 +31,18 @@ export {
   type ExtractResult,
 } from './snapshot/index.js';
 export * from './parser/index.js';
+export type { ImageSource, ImageReference, ReadImageOptions, LayerRef } from './oci/image.js';
+export { canonicalJson, serializeManifest, serializeIndex, serializeConfig, serializeDescriptor, toRaw, type Shape } from './oci/json.js';
+export { parseManifest, parseIndex, parseConfig, parseManifestOrIndex } from './oci/parse.js';
+export * from './oci/media-types.js';
+export { hostPlatform, parsePlatform, formatPlatform, normalizePlatform, platformMatches, selectPlatform } from './oci/platform.js';
+export { documentProblems, type DocumentKind } from './oci/validate.js';
+export { parseImageReference, formatImageReference, normalizeImageName, isValidImageName } from './oci/reference.js';
+export { openOciLayout, openOciArchive, openDockerArchive, verifyOciLayout } from './oci/readers.js';
+export { openLayerTar, layerBlobCompression, zstdSupported, type LayerTarOptions } from './oci/layer.js';
+export { summarizeImage, type ImageSummary, type LayerSummary } from './oci/inspect.js';
+export { writeOciLayout, type LayoutWriteOptions, type WriteResult } from './oci-writer/layout-writer.js';
+export { writeOciArchive } from './oci-writer/oci-archive-writer.js';
+export { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
+export { ImageStore, defaultDataDir, type StoredImage } from './oci-writer/store.js';
+export { openImage, writeImage, copyImage, type ImageOptions, type OpenImageOptions } from './images.js';

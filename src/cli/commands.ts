@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
+import { registerParse } from './parse.js';
+import { registerInspect } from './inspect.js';
+import { registerCopy } from './copy.js';
 
 /** Each command lives in its own module and adds itself to the program. */
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: readonly RegisterCommand[] = [];
+export const commands: readonly RegisterCommand[] = [registerParse, registerInspect, registerCopy];

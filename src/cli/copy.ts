@@ -1,0 +1,27 @@
+import type { Command } from 'commander';
+import { copyImage, parsePlatform } from '../index.js';
+
+export function registerCopy(program: Command): void {
+  program
+    .command('copy')
+    .description(
+      'copy an image between transports (oci:, oci-archive:, docker-archive:, docker-daemon: to read, the local store)',
+    )
+    .argument('<source>', 'image to read')
+    .argument(
+      '<destination>',
+      'where to write it: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME], or a name',
+    )
+    .option(
+      '--platform <os/arch[/variant]>',
+      'platform to pick from a multi-platform image (default: this host)',
+    )
+    .action(async (from: string, to: string, options: { platform?: string }) => {
+      const result = await copyImage(
+        from,
+        to,
+        options.platform === undefined ? {} : { platform: parsePlatform(options.platform) },
+      );
+      process.stdout.write(`${result.digest}\n`);
+    });
+}

@@ -1,0 +1,87 @@
+import type { Command } from 'commander';
+import { openImage, parsePlatform, summarizeImage, type ImageSummary } from '../index.js';
+
+function humanSize(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+function oneLine(text: string, width = 100): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > width ? `${flat.slice(0, width - 3)}...` : flat;
+}
+
+function render(summary: ImageSummary): string {
+  const lines = [
+    `Name:      ${summary.name}`,
+    `Digest:    ${summary.digest}`,
+    `MediaType: ${summary.mediaType}`,
+    `Platform:  ${summary.platform}`,
+  ];
+  if (summary.created !== undefined) lines.push(`Created:   ${summary.created}`);
+  if (summary.author !== undefined) lines.push(`Author:    ${summary.author}`);
+  lines.push(`Config:    ${summary.configDigest}`);
+  lines.push(`Size:      ${humanSize(summary.size)}`);
+  const config = summary.config;
+  const fields: [string, unknown][] = [
+    ['User', config.User],
+    ['WorkingDir', config.WorkingDir],
+    ['Entrypoint', config.Entrypoint],
+    ['Cmd', config.Cmd],
+    ['Shell', config.Shell],
+    ['StopSignal', config.StopSignal],
+    ['ExposedPorts', config.ExposedPorts ? Object.keys(config.ExposedPorts) : undefined],
+    ['Volumes', config.Volumes ? Object.keys(config.Volumes) : undefined],
+    ['Healthcheck', config.Healthcheck?.Test],
+    ['OnBuild', config.OnBuild],
+  ];
+  for (const [name, value] of fields) {
+    if (value !== undefined && value !== null && value !== '')
+      lines.push(`  ${name}: ${JSON.stringify(value)}`);
+  }
+  for (const env of config.Env ?? []) lines.push(`  Env: ${env}`);
+  for (const [key, value] of Object.entries(config.Labels ?? {})) lines.push(`  Label: ${key}=${value}`);
+  lines.push(`Layers:    ${summary.layers.length}`);
+  for (const layer of summary.layers) {
+    const made = layer.createdBy === undefined ? '' : `  ${oneLine(layer.createdBy)}`;
+    lines.push(`  ${layer.digest}  ${humanSize(layer.size).padStart(8)}${made}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function registerInspect(program: Command): void {
+  program
+    .command('inspect')
+    .description(
+      'show an image: manifest digest, platform, config, and each layer with the step that made it',
+    )
+    .argument(
+      '<image>',
+      'oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME], docker-daemon:NAME, or a stored name',
+    )
+    .option('--json', 'print the summary as JSON')
+    .option(
+      '--platform <os/arch[/variant]>',
+      'platform to pick from a multi-platform image (default: this host)',
+    )
+    .action(async (image: string, options: { json?: boolean; platform?: string }) => {
+      const source = await openImage(
+        image,
+        options.platform === undefined ? {} : { platform: parsePlatform(options.platform) },
+      );
+      try {
+        const summary = summarizeImage(source);
+        process.stdout.write(
+          options.json === true ? JSON.stringify(summary, null, 2) + '\n' : render(summary),
+        );
+      } finally {
+        await source.close();
+      }
+    });
+}

@@ -1,0 +1,156 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StratumError } from './errors.js';
+import type { ImageReference, ImageSource, ReadImageOptions } from './oci/image.js';
+import { openDockerArchive, openOciArchive, openOciLayout } from './oci/readers.js';
+import { formatImageReference, parseImageReference } from './oci/reference.js';
+import { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
+import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js';
+import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
+import { ImageStore } from './oci-writer/store.js';
+
+/**
+ * One entry point per direction over every transport: `openImage` reads, `writeImage` writes.
+ * Each transport is one `case`; the registry (`docker://`) is wired in once src/push lands.
+ */
+
+export interface ImageOptions {
+  /** The local store's data dir (default: see defaultDataDir). */
+  readonly dataDir?: string;
+  readonly signal?: AbortSignal;
+}
+
+export type OpenImageOptions = ReadImageOptions & ImageOptions;
+
+function toReference(ref: ImageReference | string): ImageReference {
+  return typeof ref === 'string' ? parseImageReference(ref) : ref;
+}
+
+function registryUnsupported(reference: string): StratumError {
+  return new StratumError(
+    'UNSUPPORTED',
+    `docker://${reference}: registry transport is not available in this build yet`,
+  );
+}
+
+export async function openImage(
+  ref: ImageReference | string,
+  options: OpenImageOptions = {},
+): Promise<ImageSource> {
+  const reference = toReference(ref);
+  switch (reference.transport) {
+    case 'oci':
+      return openOciLayout(reference.path, reference.tag, options);
+    case 'oci-archive':
+      return openOciArchive(reference.path, reference.tag, options);
+    case 'docker-archive':
+      return openDockerArchive(reference.path, reference.tag, options);
+    case 'store':
+      return new ImageStore(options.dataDir).open(reference.name, options);
+    case 'docker-daemon':
+      return openFromDaemon(reference.name, options);
+    case 'docker':
+      throw registryUnsupported(reference.reference);
+  }
+}
+
+export async function writeImage(
+  source: ImageSource,
+  dest: ImageReference | string,
+  options: ImageOptions = {},
+): Promise<WriteResult> {
+  const reference = toReference(dest);
+  const writeOptions = options.signal ? { signal: options.signal } : {};
+  switch (reference.transport) {
+    case 'oci':
+      return writeOciLayout(
+        source,
+        reference.path,
+        reference.tag === undefined ? [] : [reference.tag],
+        writeOptions,
+      );
+    case 'oci-archive':
+      return writeOciArchive(source, reference.path, reference.tag, writeOptions);
+    case 'docker-archive':
+      return writeDockerArchive(source, reference.path, reference.tag, writeOptions);
+    case 'store':
+      return new ImageStore(options.dataDir).put(source, [reference.name], writeOptions);
+    case 'docker-daemon':
+      throw new StratumError(
+        'UNSUPPORTED',
+        `${formatImageReference(reference)}: writing to the Docker daemon is not supported; write a docker-archive: and run docker load`,
+      );
+    case 'docker':
+      throw registryUnsupported(reference.reference);
+  }
+}
+
+/** Copies an image between any two transports; returns the manifest digest written. */
+export async function copyImage(
+  from: ImageReference | string,
+  to: ImageReference | string,
+  options: OpenImageOptions = {},
+): Promise<WriteResult> {
+  const source = await openImage(from, options);
+  try {
+    return await writeImage(source, to, options);
+  } finally {
+    await source.close();
+  }
+}
+
+function run(command: string, args: readonly string[], signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      command,
+      args,
+      { ...(signal ? { signal } : {}), maxBuffer: 4 * 1024 * 1024 },
+      (error, _stdout, stderr) => {
+        if (error === null) resolve();
+        else reject(Object.assign(new Error(error.message), { code: error.code, stderr }));
+      },
+    );
+  });
+}
+
+/** `docker-daemon:NAME`: `docker save NAME` into a temporary docker-archive, removed on close(). */
+async function openFromDaemon(name: string, options: OpenImageOptions): Promise<ImageSource> {
+  const dir = await mkdtemp(join(tmpdir(), 'stratum-daemon-'));
+  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  try {
+    const archive = join(dir, 'image.tar');
+    try {
+      await run('docker', ['save', '-o', archive, name], options.signal);
+    } catch (error) {
+      const code = error instanceof Error && 'code' in error ? error.code : undefined;
+      if (code === 'ENOENT') {
+        throw new StratumError(
+          'UNSUPPORTED',
+          `docker-daemon:${name}: no docker command on PATH to read the image with`,
+        );
+      }
+      const stderr =
+        error instanceof Error && 'stderr' in error ? String(error.stderr).trim().split('\n').pop() : '';
+      throw new StratumError(
+        'NOT_FOUND',
+        `docker-daemon:${name}: docker save failed: ${stderr ?? 'unknown error'}`,
+      );
+    }
+    const source = await openDockerArchive(archive, undefined, options);
+    const close = async (): Promise<void> => {
+      await source.close();
+      await cleanup();
+    };
+    return {
+      ...source,
+      name: `docker-daemon:${name}`,
+      close,
+      openBlob: (descriptor, signal) => source.openBlob(descriptor, signal),
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}

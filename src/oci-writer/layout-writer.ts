@@ -1,0 +1,174 @@
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StratumError, errnoCode } from '../errors.js';
+import { BlobStore } from '../oci/blob-store.js';
+import { directoryAccess } from '../oci/files.js';
+import type { ImageSource } from '../oci/image.js';
+import { serializeIndex } from '../oci/json.js';
+import { REF_NAME, readLayoutIndex, refName } from '../oci/layout-reader.js';
+import { MediaType, type Descriptor, type ImageIndex } from '../oci/types.js';
+import { writeFileAtomically, withLock } from './atomic.js';
+
+/**
+ * Writes an image into an OCI image layout directory (image-layout.md, version 1.0.0).
+ *
+ * - Blobs go through the BlobStore (temp file + rename), so they are shared between tags and
+ *   images and a blob already present is not copied again.
+ * - index.json is rewritten last, atomically (temp + rename) and under a lock file, so a reader
+ *   sees the old index or the new one, and concurrent writers of different tags both land.
+ * - Tags follow containers/image (skopeo): writing a tag removes any other entry with that tag
+ *   and keeps every other entry; an untagged write replaces an untagged entry of the same
+ *   digest, otherwise appends.
+ * - A directory created by this call is removed again if the write fails. In an existing
+ *   layout a failure can leave unreferenced blobs (complete and verified, never partial), which
+ *   no index entry names; index.json is untouched.
+ *
+ * The manifest's bytes are stored exactly as the source has them, Docker schema 2 included.
+ */
+
+export interface LayoutWriteOptions {
+  readonly signal?: AbortSignal;
+  /** Blobs copied at once (default 3): overlaps reading, hashing and writing of layers. */
+  readonly concurrency?: number;
+}
+
+export interface WriteResult {
+  /** The manifest's digest. */
+  readonly digest: string;
+  /** The descriptor written into index.json (without its ref.name). */
+  readonly descriptor: Descriptor;
+}
+
+const LAYOUT_FILE = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
+
+async function directoryState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return 'missing';
+    if (errnoCode(error) === 'ENOTDIR') return 'other';
+    throw error;
+  }
+  if (names.length === 0) return 'empty';
+  return names.includes('oci-layout') ? 'layout' : 'other';
+}
+
+/** Copies every blob the manifest names into `store`, verified, skipping ones already there. */
+export async function copyBlobs(
+  source: ImageSource,
+  store: BlobStore,
+  options: LayoutWriteOptions = {},
+): Promise<void> {
+  const manifest = source.manifest.value;
+  const unique = new Map<string, Descriptor>();
+  for (const descriptor of [manifest.config, ...manifest.layers]) unique.set(descriptor.digest, descriptor);
+  const queue = [...unique.values()];
+  const worker = async (): Promise<void> => {
+    for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+      options.signal?.throwIfAborted();
+      const descriptor = next;
+      if ((await store.size(descriptor.digest)) === descriptor.size) continue;
+      await store.putStream(await source.openBlob(descriptor, options.signal), descriptor.digest);
+    }
+  };
+  const workers = Math.max(1, Math.min(options.concurrency ?? 3, queue.length));
+  await Promise.all(Array.from({ length: workers }, worker));
+  await store.putBytes(source.manifest.raw, source.manifest.digest);
+}
+
+export function manifestDescriptor(source: ImageSource): Descriptor {
+  return {
+    mediaType: source.manifest.value.mediaType ?? source.descriptor.mediaType,
+    digest: source.manifest.digest,
+    size: source.manifest.raw.length,
+  };
+}
+
+/** index.json's manifests after adding `descriptor` under `tags` (see the module comment). */
+export function updatedEntries(
+  existing: readonly Descriptor[],
+  descriptor: Descriptor,
+  tags: readonly string[],
+): Descriptor[] {
+  let entries = [...existing];
+  if (tags.length === 0) {
+    const same = entries.findIndex(
+      (entry) => entry.digest === descriptor.digest && refName(entry) === undefined,
+    );
+    if (same === -1) entries.push(descriptor);
+    else entries[same] = descriptor;
+    return entries;
+  }
+  entries = entries.filter((entry) => {
+    const name = refName(entry);
+    return name === undefined || !tags.includes(name);
+  });
+  for (const tag of tags) entries.push({ ...descriptor, annotations: { [REF_NAME]: tag } });
+  return entries;
+}
+
+/** Rewrites index.json of the layout at `dir` with `change` applied, under the layout's lock. */
+export async function updateLayoutIndex(
+  dir: string,
+  change: (existing: readonly Descriptor[]) => Descriptor[],
+  signal?: AbortSignal,
+): Promise<void> {
+  await withLock(
+    join(dir, 'index.json.lock'),
+    async () => {
+      let base: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
+      try {
+        base = (await readLayoutIndex(directoryAccess(dir), `oci:${dir}`)).value;
+      } catch (error) {
+        if (!(error instanceof StratumError && error.code === 'NOT_FOUND')) throw error;
+      }
+      const next: ImageIndex = {
+        ...base,
+        mediaType: base.mediaType ?? MediaType.ociIndex,
+        manifests: change(base.manifests),
+      };
+      await writeFileAtomically(join(dir, 'index.json'), serializeIndex(next));
+    },
+    signal ? { signal } : {},
+  );
+}
+
+/** Prepares `dir` as a layout; returns a cleanup that undoes a directory this call created. */
+export async function prepareLayout(dir: string): Promise<() => Promise<void>> {
+  const state = await directoryState(dir);
+  if (state === 'other') {
+    throw new StratumError(
+      'USAGE',
+      `oci:${dir}: exists and is not an OCI image layout (no oci-layout file); refusing to write into it`,
+    );
+  }
+  let created: string | undefined;
+  if (state === 'missing') created = await mkdir(dir, { recursive: true });
+  if (state !== 'layout') await writeFileAtomically(join(dir, 'oci-layout'), LAYOUT_FILE);
+  return async () => {
+    if (created !== undefined) await rm(created, { recursive: true, force: true });
+    else if (state === 'empty') {
+      // Leave the directory as we found it: empty.
+      for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+    }
+  };
+}
+
+export async function writeOciLayout(
+  source: ImageSource,
+  dir: string,
+  tags: readonly string[],
+  options: LayoutWriteOptions = {},
+): Promise<WriteResult> {
+  const undo = await prepareLayout(dir);
+  try {
+    await copyBlobs(source, new BlobStore(dir), options);
+    const descriptor = manifestDescriptor(source);
+    await updateLayoutIndex(dir, (existing) => updatedEntries(existing, descriptor, tags), options.signal);
+    return { digest: descriptor.digest, descriptor };
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+}

@@ -1,0 +1,148 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { StratumError, errnoCode } from '../errors.js';
+import { openDockerArchiveImage } from './docker-archive-reader.js';
+import { directoryAccess, tarAccess, type FileAccess } from './files.js';
+import type { ImageSource, ReadImageOptions } from './image.js';
+import { openLayoutImage, verifyLayout } from './layout-reader.js';
+import { sniffCompression } from './media-types.js';
+import { indexTar } from './tar-index.js';
+
+/**
+ * Entry points for the three on-disk transports. Archives are read in place (see tar-index.ts);
+ * a gzip-compressed archive (`docker save | gzip`) is first inflated to a temporary file, which
+ * the source's close() removes.
+ */
+
+function describe(transport: string, path: string, tag: string | undefined): string {
+  return tag === undefined ? `${transport}:${path}` : `${transport}:${path}:${tag}`;
+}
+
+async function requireExisting(path: string, kind: 'file' | 'directory', name: string): Promise<void> {
+  try {
+    const info = await stat(path);
+    if (kind === 'directory' && !info.isDirectory())
+      throw new StratumError('NOT_FOUND', `${name}: ${path} is not a directory`);
+    if (kind === 'file' && !info.isFile())
+      throw new StratumError('NOT_FOUND', `${name}: ${path} is not a file`);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') {
+      throw new StratumError('NOT_FOUND', `${name}: ${path} does not exist`);
+    }
+    throw error;
+  }
+}
+
+export async function openOciLayout(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageSource> {
+  const name = describe('oci', path, tag);
+  await requireExisting(path, 'directory', name);
+  return openLayoutImage(directoryAccess(path), name, tag, options);
+}
+
+interface OpenedArchive {
+  readonly access: FileAccess;
+  readonly close: () => Promise<void>;
+}
+
+async function openArchive(path: string, name: string, signal?: AbortSignal): Promise<OpenedArchive> {
+  await requireExisting(path, 'file', name);
+  const head = Buffer.alloc(4);
+  const handle = await open(path, 'r');
+  try {
+    await handle.read(head, 0, 4, 0);
+  } finally {
+    await handle.close();
+  }
+  const compression = sniffCompression(head);
+  if (compression === 'zstd')
+    throw new StratumError('UNSUPPORTED', `${name}: zstd-compressed archives are not supported`);
+  if (compression === 'none') {
+    return { access: tarAccess(await indexTar(path, name, signal), path), close: () => Promise.resolve() };
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'stratum-archive-'));
+  const close = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  try {
+    const inflated = join(dir, 'archive.tar');
+    try {
+      await pipeline(
+        createReadStream(path),
+        createGunzip(),
+        createWriteStream(inflated),
+        signal ? { signal } : {},
+      );
+    } catch (error) {
+      if (error instanceof Error && 'code' in error && String(error.code).startsWith('Z_')) {
+        throw new StratumError(
+          'INVALID_IMAGE',
+          `${name}: corrupt or truncated gzip archive (${error.message})`,
+        );
+      }
+      throw error;
+    }
+    return { access: tarAccess(await indexTar(inflated, name, signal), path), close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function withArchive<T>(
+  archive: OpenedArchive,
+  use: (archive: OpenedArchive) => Promise<T>,
+): Promise<T> {
+  try {
+    return await use(archive);
+  } catch (error) {
+    await archive.close();
+    throw error;
+  }
+}
+
+export async function openOciArchive(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageSource> {
+  const name = describe('oci-archive', path, tag);
+  const archive = await openArchive(path, name, options.signal);
+  return withArchive(archive, ({ access, close }) => openLayoutImage(access, name, tag, options, close));
+}
+
+export async function openDockerArchive(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageSource> {
+  const name = describe('docker-archive', path, tag);
+  const archive = await openArchive(path, name, options.signal);
+  return withArchive(archive, ({ access, close }) =>
+    openDockerArchiveImage(access, name, tag, options, close),
+  );
+}
+
+/** Verifies every blob an OCI layout (directory or archive) reaches; see layout-reader verifyLayout. */
+export async function verifyOciLayout(
+  path: string,
+  options: { readonly archive?: boolean; readonly signal?: AbortSignal } = {},
+): Promise<{ readonly blobs: number; readonly bytes: number }> {
+  if (options.archive === true) {
+    const name = `oci-archive:${path}`;
+    const archive = await openArchive(path, name, options.signal);
+    try {
+      return await verifyLayout(archive.access, name, options.signal);
+    } finally {
+      await archive.close();
+    }
+  }
+  const name = `oci:${path}`;
+  await requireExisting(path, 'directory', name);
+  return verifyLayout(directoryAccess(path), name, options.signal);
+}
