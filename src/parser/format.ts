@@ -4,11 +4,13 @@
  */
 import type { Diagnostic } from './types.js';
 
-export function formatDiagnostic(diagnostic: Diagnostic, source?: string): string {
+const decoder = new TextDecoder();
+
+export function formatDiagnostic(diagnostic: Diagnostic, source?: string | Uint8Array): string {
   const head = `${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.severity}: ${diagnostic.message}`;
   const lines = [head];
   if (source !== undefined) {
-    const text = sourceLine(source, diagnostic.line);
+    const text = sourceLine(typeof source === 'string' ? source : decoder.decode(source), diagnostic.line);
     if (text !== undefined) {
       // Long lines (a minified blob) are cut so the caret stays readable.
       const shown = text.length > 200 ? text.slice(0, 200) + '…' : text;
