@@ -100,7 +100,14 @@ const RETRYABLE_NETWORK = new Set([
 ]);
 
 export function isRetryableNetworkError(error: unknown): boolean {
-  if (isStratumError(error)) return false;
+  // A reset reported as a StratumError (a streamed request that was not retried here) still counts.
+  if (isStratumError(error))
+    return (
+      error.code === 'REGISTRY' &&
+      error.cause !== undefined &&
+      !isStratumError(error.cause) &&
+      isRetryableNetworkError(error.cause)
+    );
   const code = errorCode(error);
   return code !== undefined && RETRYABLE_NETWORK.has(code);
 }

@@ -348,22 +348,30 @@ export class RepositoryClient {
       used = true;
       return body;
     };
+    // One failure budget per blob, shared by resumes and restarts, so the bound is `attempts` sends.
     const attempts = this.client.retry.attempts;
-    for (let restart = 1; ; restart++) {
+    let failures = 0;
+    let lastFailure = '';
+    const describe = (error: unknown): string =>
+      error instanceof Error ? error.message.replace(`${what}: `, '') : String(error);
+    for (;;) {
       try {
         let location = await this.startUpload(what, options.signal);
         let offset = 0;
-        for (let resume = 1; ; resume++) {
+        for (;;) {
           try {
             location = await this.sendFrom(location, offset, size, open, what, options);
             break;
           } catch (error) {
             if (!(error instanceof RetryableUploadError || isRetryableNetworkError(error)) || !reopenable)
               throw error;
-            if (resume >= attempts) throw new RetryableUploadError('too many resumes');
-            await this.pause(resume, options.signal);
+            failures++;
+            lastFailure = describe(error);
+            if (failures >= attempts) throw new RetryableUploadError(lastFailure);
+            await this.pause(failures, options.signal);
             const status = await this.uploadStatus(location, what, options.signal);
-            if (status === undefined) throw new RetryableUploadError('upload cannot be resumed');
+            // The registry lost or refuses the upload: start this blob again from a new POST.
+            if (status === undefined) throw new RetryableUploadError(lastFailure, { cause: 'restart' });
             location = status.location;
             offset = status.offset;
           }
@@ -373,14 +381,22 @@ export class RepositoryClient {
         return;
       } catch (error) {
         const retryable = error instanceof RetryableUploadError || isRetryableNetworkError(error);
-        if (!retryable || !reopenable || restart >= attempts) {
-          if (error instanceof RetryableUploadError) {
-            throw new StratumError('REGISTRY', `${what}: gave up after ${restart} tries (${error.message})`);
+        const counted = error instanceof RetryableUploadError && error.cause === 'restart';
+        if (retryable && !(error instanceof RetryableUploadError)) {
+          failures++;
+          lastFailure = describe(error);
+        }
+        if (!retryable || !reopenable || failures >= attempts) {
+          if (retryable) {
+            throw new StratumError(
+              'REGISTRY',
+              `${what}: gave up after ${failures} failed tries (last: ${lastFailure})`,
+            );
           }
           if (isStratumError(error)) throw error;
           throw networkError(what, error);
         }
-        await this.pause(restart, options.signal);
+        if (!counted) await this.pause(failures, options.signal);
       }
     }
   }
@@ -436,7 +452,10 @@ export class RepositoryClient {
       if (response.status !== 204 && response.status !== 200) return undefined;
       const range = headerValue(response.headers, 'range');
       const match = range !== undefined ? /^(?:bytes=)?0-(\d+)$/.exec(range) : null;
-      const offset = match ? Number(match[1]) + 1 : 0;
+      // distribution writes "0-0" for an empty upload too: read it as 0 (a 1-byte upload then gets
+      // a 416 on resume and restarts, which is correct if slower).
+      const end = match ? Number(match[1]) : 0;
+      const offset = end > 0 ? end + 1 : 0;
       return { location: this.locationOf(response, what), offset };
     } catch (error) {
       if (isRetryableNetworkError(error) || (isStratumError(error) && error.code === 'REGISTRY'))
@@ -491,10 +510,11 @@ export class RepositoryClient {
           expect: [202, 204, ...RETRYABLE_UPLOAD_STATUS, 416],
           signal: options.signal,
         });
-        await response.body.dump();
         if (response.status !== 202 && response.status !== 204) {
-          throw new RetryableUploadError(`HTTP ${response.status} while sending bytes`);
+          const text = await readText(response.body, 64 * 1024);
+          throw new RetryableUploadError(httpError(`sending bytes`, response.status, text).message);
         }
+        await response.body.dump();
         if (position !== start + length) {
           throw new StratumError(
             'DIGEST_MISMATCH',

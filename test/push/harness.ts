@@ -273,13 +273,14 @@ export type Fault =
 export interface ProxyRequest {
   readonly method: string;
   readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   /** 1-based count of requests seen so far, this one included. */
   readonly n: number;
 }
 
 export interface FaultProxy {
   readonly host: string;
-  readonly log: { method: string; url: string; fault?: string; authorization: boolean }[];
+  readonly log: { method: string; url: string; fault?: string; authorization: boolean; range?: string }[];
   setPlan(plan: (req: ProxyRequest) => Fault | undefined): void;
   stop(): Promise<void>;
 }
@@ -290,12 +291,13 @@ export async function startFaultProxy(targetPort: number): Promise<FaultProxy> {
   const log: FaultProxy['log'] = [];
   const server = createHttpServer((req, res) => {
     count++;
-    const fault = plan({ method: req.method ?? 'GET', url: req.url ?? '/', n: count });
+    const fault = plan({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, n: count });
     log.push({
       method: req.method ?? 'GET',
       url: req.url ?? '/',
       authorization: req.headers.authorization !== undefined,
       ...(fault ? { fault: fault.kind } : {}),
+      ...(req.headers.range !== undefined ? { range: req.headers.range } : {}),
     });
     if (fault?.kind === 'drop') {
       req.socket.destroy();
