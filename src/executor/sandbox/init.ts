@@ -2,7 +2,7 @@ import { StratumError } from '../../errors.js';
 
 /**
  * The step's first process, between `unshare` (which made the namespaces) and the command.
- * It runs as PID 1 of the new PID namespace, still with the host's root as `/`, performs a list
+ * It forks PID 1 of the new PID namespace, which, still with the host's root as `/`, performs a list
  * of operations given on its command line (mounts, hostname, loopback, pivot_root, capability
  * bounding set, uid/gid/groups), then execs the command, which so becomes PID 1 as in Docker.
  *
@@ -15,16 +15,30 @@ import { StratumError } from '../../errors.js';
  * is Essential in Debian (perl-base), starts in about 2 ms, and can issue raw system calls, so the
  * dozen mounts cost no extra processes either.
  *
- * Failures before the exec are written to fd 3 (close-on-exec, so a successful exec closes it
- * empty apart from the "+" written at start) and end with exit code 125.
+ * Status protocol on fd 3: "+" once perl runs inside the namespaces; "!message" when the setup
+ * or the exec failed (the child then exits 125); "=E<code>" or "=S<signal>" with PID 1's wait
+ * status when it ended. The child's copy of fd 3 is close-on-exec: the command never sees it.
  */
 export const initProgram = String.raw`
 my @nr = map { 0 + $_ } splice(@ARGV, 0, 8);
 my ($NR_mount, $NR_umount2, $NR_pivot, $NR_sethostname, $NR_prctl, $NR_setgroups, $NR_setresgid, $NR_setresuid) = @nr;
 open(my $st, '>&=', 3) or exit 125;
-fcntl($st, 2, 1);
 syswrite($st, "+");
-sub fail { my $m = "$_[0]: $!"; syswrite($st, "$m\n"); exit 125 }
+# unshare ran without --fork: this process is outside the new PID namespace and its first child
+# is PID 1 inside. The parent only waits and reports the child's exact wait status on fd 3
+# (unshare itself reports a child killed by SIGKILL as exit 1).
+my $child = fork();
+if (!defined($child)) { syswrite($st, "!fork: $!\n"); exit 125 }
+if ($child) {
+  waitpid($child, 0);
+  my $status = $?;
+  syswrite($st, ($status & 127) ? '=S' . ($status & 127) . "\n" : '=E' . ($status >> 8) . "\n");
+  exit 0;
+}
+fcntl($st, 2, 1);
+# Die with the parent (abort kills it), and with it the whole PID namespace.
+syscall($NR_prctl, 1, 9, 0, 0, 0);
+sub fail { my $m = "$_[0]: $!"; syswrite($st, "!$m\n"); exit 125 }
 # syscall() passes a number as an integer and anything else as a pointer to a (writable) string:
 # copy every argument into a lexical, and pass a literal 0 for NULL.
 sub mnt {

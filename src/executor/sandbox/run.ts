@@ -235,16 +235,8 @@ async function launch(
   signal: AbortSignal | undefined,
   onOutput: SandboxOptions['onOutput'],
 ): Promise<SandboxResult> {
-  const unshareArgs = [
-    '--mount',
-    '--pid',
-    '--fork',
-    '--uts',
-    '--ipc',
-    '--propagation',
-    'private',
-    '--kill-child=SIGKILL',
-  ];
+  // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
+  const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
   if (spec.network === 'none') unshareArgs.push('--net');
   if (rootless) unshareArgs.push('--map-root-user');
   // setpriv gives unshare a parent-death signal: if stratum itself dies, the step dies too.
@@ -340,14 +332,33 @@ function interpret(spec: SandboxSpec, outcome: LaunchOutcome, rootless: boolean)
       `RUN could not create its namespaces (exit ${outcome.code ?? outcome.signal}): ${detail}`,
     );
   }
-  const failure = outcome.status.slice(1).trim();
-  if (failure !== '') {
-    throw new StratumError('BUILD_FAILED', `RUN ${JSON.stringify(spec.argv)} could not start: ${failure}`);
+  const lines = outcome.status.slice(1).split('\n');
+  const failure = lines.find((line) => line.startsWith('!'));
+  if (failure !== undefined) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `RUN ${JSON.stringify(spec.argv)} could not start: ${failure.slice(1)}`,
+    );
   }
-  if (outcome.signal !== null) {
-    return { exitCode: 128 + constants.signals[outcome.signal], signal: outcome.signal };
+  const ended = lines.find((line) => line.startsWith('='));
+  if (ended === undefined) {
+    throw new StratumError(
+      'IO',
+      `RUN ${JSON.stringify(spec.argv)}: the sandbox ended without a status (exit ${outcome.code ?? outcome.signal})`,
+    );
   }
-  return { exitCode: outcome.code ?? 1 };
+  const value = Number(ended.slice(2));
+  if (ended.startsWith('=S')) {
+    const name = signalName(value);
+    return name === undefined ? { exitCode: 128 + value } : { exitCode: 128 + value, signal: name };
+  }
+  return { exitCode: value };
+}
+
+function signalName(value: number): NodeJS.Signals | undefined {
+  return (Object.keys(constants.signals) as NodeJS.Signals[]).find(
+    (name) => constants.signals[name] === value,
+  );
 }
 
 function abortError(spec: SandboxSpec): StratumError {
