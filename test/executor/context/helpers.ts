@@ -41,3 +41,49 @@ export async function tempDir(prefix = 'stratum-ctx-'): Promise<string> {
 afterEach(async () => {
   while (made.length > 0) await rm(made.pop()!, { recursive: true, force: true });
 });
+
+/** Builds a tar archive in memory from headers (and file contents), hostile ones included. */
+export async function makeTar(
+  entries: readonly {
+    name: string;
+    type?: 'file' | 'directory' | 'symlink' | 'link';
+    content?: string;
+    linkname?: string;
+    mode?: number;
+    uid?: number;
+    gid?: number;
+    mtime?: Date;
+  }[],
+): Promise<Buffer> {
+  const { pack } = await import('tar-stream');
+  const p = pack();
+  const chunks: Buffer[] = [];
+  const done = new Promise<void>((resolve, reject) => {
+    p.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
+    p.on('end', () => { resolve(); });
+    p.on('error', reject);
+  });
+  for (const e of entries) {
+    const type = e.type ?? 'file';
+    const header = {
+      name: e.name,
+      type,
+      mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644),
+      uid: e.uid ?? 0,
+      gid: e.gid ?? 0,
+      mtime: e.mtime ?? new Date(1_600_000_000_000),
+      ...(e.linkname !== undefined ? { linkname: e.linkname } : {}),
+    };
+    await new Promise<void>((resolve, reject) => {
+      p.entry(header, type === 'file' ? (e.content ?? '') : '', (err) => {
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  }
+  p.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
