@@ -1,4 +1,13 @@
-import { lstat, readdir, readlink, type BigIntStats, type Dirent } from 'node:fs';
+import {
+  lstat,
+  lstatSync,
+  readdir,
+  readdirSync,
+  readlink,
+  readlinkSync,
+  type BigIntStats,
+  type Dirent,
+} from 'node:fs';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { joinRel } from './paths.js';
@@ -9,7 +18,7 @@ import type { EntryStat, FileType, ScanOptions, TreeSnapshot } from './types.js'
  * cold disk busy; more only adds queueing. The callback API is used because it is measurably
  * cheaper per call than fs/promises on a 20,000-file tree.
  */
-const CONCURRENCY = 48;
+const CONCURRENCY = 32;
 
 function typeOf(stats: BigIntStats): FileType {
   if (stats.isFile()) return 'file';
@@ -24,8 +33,82 @@ function typeOf(stats: BigIntStats): FileType {
 /**
  * Records the lstat fields of every path under `root` (the root itself excluded). Reads no file
  * content: a scan of an unchanged tree costs one readdir per directory and one lstat per entry.
+ *
+ * Two strategies give the same result. The default calls lstat synchronously in time slices of a
+ * few milliseconds, yielding to the event loop between slices: right after a build step the
+ * tree's metadata is in the page cache, and a synchronous lstat costs ~4 µs where a threadpool
+ * round trip costs ~15 µs (measured: 90 ms against 300 ms for 20,000 files on 2 cores).
+ * `parallel: true` keeps up to 32 calls in flight on libuv's threadpool instead, which wins on
+ * a cold cache or a network filesystem where each call waits on I/O.
  */
 export async function scanTree(root: string, options: ScanOptions = {}): Promise<TreeSnapshot> {
+  return options.parallel === true ? scanParallel(root, options) : scanSliced(root, options);
+}
+
+const SLICE_MS = 8;
+
+async function scanSliced(root: string, options: ScanOptions): Promise<TreeSnapshot> {
+  const startedNs = wallClockNs();
+  const entries = new Map<string, EntryStat>();
+  const exclude = options.exclude;
+  // Plain concatenation: path.join normalises every call and costs more than the lstat.
+  const base = root.endsWith('/') ? root : `${root}/`;
+  const dirs: string[] = [''];
+  let sliceStart = performance.now();
+  while (dirs.length > 0) {
+    const rel = dirs.pop()!;
+    let dirents: Dirent[];
+    try {
+      dirents = readdirSync(base + rel, { withFileTypes: true });
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') continue;
+      throw scanError(root, rel, error);
+    }
+    for (const dirent of dirents) {
+      const child = joinRel(rel, dirent.name);
+      if (exclude?.(child) === true) continue;
+      const abs = base + child;
+      let stats: BigIntStats | undefined;
+      let linkTarget: string | undefined;
+      try {
+        stats = lstatSync(abs, { bigint: true });
+        if (stats.isSymbolicLink()) linkTarget = readlinkSync(abs);
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') continue; // vanished while scanning
+        throw scanError(root, child, error);
+      }
+      const stat = toEntryStat(stats, linkTarget);
+      entries.set(child, stat);
+      if (stat.type === 'dir') dirs.push(child);
+    }
+    if (performance.now() - sliceStart > SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (options.signal?.aborted === true) throw new StratumError('ABORTED', `scan of ${root} aborted`);
+      sliceStart = performance.now();
+    }
+  }
+  return { root, startedNs, entries };
+}
+
+function toEntryStat(stats: BigIntStats, linkTarget: string | undefined): EntryStat {
+  const type = typeOf(stats);
+  const base = {
+    type,
+    mode: Number(stats.mode & 0o7777n),
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+    size: type === 'file' ? Number(stats.size) : 0,
+    mtimeNs: stats.mtimeNs,
+    ctimeNs: stats.ctimeNs,
+    ino: stats.ino,
+    dev: stats.dev,
+    nlink: Number(stats.nlink),
+    rdev: stats.rdev,
+  };
+  return linkTarget === undefined ? base : { ...base, linkTarget };
+}
+
+async function scanParallel(root: string, options: ScanOptions): Promise<TreeSnapshot> {
   const startedNs = wallClockNs();
   const entries = new Map<string, EntryStat>();
   const exclude = options.exclude;
@@ -34,7 +117,9 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
   return new Promise<TreeSnapshot>((resolve, reject) => {
     let active = 0;
     let failed = false;
-    const queue: (() => void)[] = [];
+    // A FIFO with a moving head: Array#shift on a 20,000-task queue is quadratic.
+    let queue: (() => void)[] = [];
+    let head = 0;
 
     const fail = (error: unknown): void => {
       if (failed) return;
@@ -55,11 +140,17 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
         fail(new StratumError('ABORTED', `scan of ${root} aborted`));
         return;
       }
-      while (active < CONCURRENCY && queue.length > 0) {
+      while (active < CONCURRENCY && head < queue.length) {
         active++;
-        queue.shift()!();
+        const task = queue[head]!;
+        head++;
+        task();
       }
-      if (active === 0 && queue.length === 0) resolve({ root, startedNs, entries });
+      if (head > 4096 && head * 2 > queue.length) {
+        queue = queue.slice(head);
+        head = 0;
+      }
+      if (active === 0 && head === queue.length) resolve({ root, startedNs, entries });
     };
 
     const statEntry = (rel: string): void => {
@@ -79,20 +170,8 @@ export async function scanTree(root: string, options: ScanOptions = {}): Promise
     };
 
     const record = (rel: string, stats: BigIntStats): void => {
-      const type = typeOf(stats);
-      const base = {
-        type,
-        mode: Number(stats.mode & 0o7777n),
-        uid: Number(stats.uid),
-        gid: Number(stats.gid),
-        size: type === 'file' ? Number(stats.size) : 0,
-        mtimeNs: stats.mtimeNs,
-        ctimeNs: stats.ctimeNs,
-        ino: stats.ino,
-        dev: stats.dev,
-        nlink: Number(stats.nlink),
-        rdev: stats.rdev,
-      };
+      const base = toEntryStat(stats, undefined);
+      const type = base.type;
       if (type === 'symlink') {
         schedule(() => {
           readlink(join(root, rel), (error, target) => {

@@ -86,6 +86,8 @@ export interface ScanOptions {
   /** return true to leave a path (and everything below it) out of the snapshot */
   readonly exclude?: (relPath: string) => boolean;
   readonly signal?: AbortSignal;
+  /** lstat on the threadpool instead of in time slices; see scanTree */
+  readonly parallel?: boolean;
 }
 
 /**
