@@ -6,9 +6,10 @@ import { digestHex } from '../oci/digest.js';
 import type { ImageSource } from '../oci/image.js';
 import { layerBlobCompression, openLayerTar } from '../oci/layer.js';
 import { normalizeImageName } from '../oci/reference.js';
-import type { Digest } from '../oci/types.js';
+import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
+import { synthesizeManifest } from '../oci/docker-archive-reader.js';
 import { temporaryPathFor, writeAtomically } from './atomic.js';
-import { manifestDescriptor, type LayoutWriteOptions, type WriteResult } from './layout-writer.js';
+import type { LayoutWriteOptions, WriteResult } from './layout-writer.js';
 import { archiveTime } from './oci-archive-writer.js';
 import { TarFileWriter } from './tar-out.js';
 
@@ -65,39 +66,46 @@ export async function writeDockerArchive(
     repositories[repository] = { [tag]: digestHex(top) };
   }
 
+  const sizes = new Map<Digest, number>();
+  const tarLayers: Descriptor[] = [];
   await writeAtomically(file, async (temporary) => {
     const out = new TarFileWriter(temporary, archiveTime(source));
     const scratch = temporaryPathFor(file);
     try {
       await out.buffer(configName, source.config.raw);
-      const written = new Set<Digest>();
       for (const [index, layer] of layers.entries()) {
         const diffId = diffIds[index]!;
-        if (written.has(diffId)) continue;
-        written.add(diffId);
+        const already = sizes.get(diffId);
+        if (already !== undefined) {
+          tarLayers.push({ mediaType: MediaType.ociLayer, digest: diffId, size: already });
+          continue;
+        }
         options.signal?.throwIfAborted();
         await out.directory(`${digestHex(diffId)}/`);
         const tarOptions = { diffId, ...(options.signal ? { signal: options.signal } : {}) };
         const compression = await layerBlobCompression(source, layer, options.signal);
+        let size = layer.size;
         if (compression === 'none') {
           await out.stream(
             layerNames[index]!,
-            layer.size,
+            size,
             await openLayerTar(source, layer, tarOptions),
             options.signal,
           );
-          continue;
+        } else {
+          try {
+            await pipeline(
+              await openLayerTar(source, layer, tarOptions),
+              createWriteStream(scratch, { flags: 'wx' }),
+            );
+            size = (await stat(scratch)).size;
+            await out.stream(layerNames[index]!, size, createReadStream(scratch), options.signal);
+          } finally {
+            await rm(scratch, { force: true });
+          }
         }
-        try {
-          await pipeline(
-            await openLayerTar(source, layer, tarOptions),
-            createWriteStream(scratch, { flags: 'wx' }),
-          );
-          const { size } = await stat(scratch);
-          await out.stream(layerNames[index]!, size, createReadStream(scratch), options.signal);
-        } finally {
-          await rm(scratch, { force: true });
-        }
+        sizes.set(diffId, size);
+        tarLayers.push({ mediaType: MediaType.ociLayer, digest: diffId, size });
       }
       await out.buffer('manifest.json', Buffer.from(manifestJson));
       if (Object.keys(repositories).length > 0)
@@ -109,6 +117,15 @@ export async function writeDockerArchive(
       throw error;
     }
   });
-  const descriptor = manifestDescriptor(source);
+  // The archive holds no manifest; report the one every reader of it derives (see synthesizeManifest).
+  const manifest = synthesizeManifest(
+    { digest: source.config.digest, size: source.config.raw.length },
+    tarLayers,
+  );
+  const descriptor: Descriptor = {
+    mediaType: MediaType.ociManifest,
+    digest: manifest.digest,
+    size: manifest.raw.length,
+  };
   return { digest: descriptor.digest, descriptor };
 }

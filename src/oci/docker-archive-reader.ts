@@ -7,7 +7,7 @@ import { ociLayerMediaType, sniffCompression } from './media-types.js';
 import { parseConfig, parseJson } from './parse.js';
 import { normalizeImageName } from './reference.js';
 import { manifestShape, toRaw } from './json.js';
-import { MediaType, type Descriptor, type Digest, type ImageManifest } from './types.js';
+import { MediaType, type Descriptor, type Digest, type ImageManifest, type Raw } from './types.js';
 import { verifiedStream } from './verified.js';
 
 /**
@@ -95,6 +95,24 @@ async function hashFile(access: FileAccess, path: string, signal?: AbortSignal):
   return `sha256:${hash.digest('hex')}`;
 }
 
+/**
+ * The manifest stratum gives a docker-archive image: OCI media types, the config file and the
+ * layer files as they are in the archive. docker-archive-writer computes the same one, so the
+ * digest it reports is the digest a reader of the archive sees.
+ */
+export function synthesizeManifest(
+  config: { readonly digest: Digest; readonly size: number },
+  layers: readonly Descriptor[],
+): Raw<ImageManifest> {
+  const value: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: MediaType.ociConfig, digest: config.digest, size: config.size },
+    layers,
+  };
+  return toRaw(value, manifestShape);
+}
+
 const BLOB_NAME = /^blobs\/sha256\/([a-f0-9]{64})$/;
 
 export async function openDockerArchiveImage(
@@ -148,19 +166,8 @@ export async function openDockerArchiveImage(
     layers.push({ mediaType: ociLayerMediaType(compression), digest, size });
     paths.set(digest, path);
   }
-  const configDescriptor: Descriptor = {
-    mediaType: MediaType.ociConfig,
-    digest: config.digest,
-    size: configBytes.length,
-  };
   paths.set(config.digest, entry.Config);
-  const manifestValue: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    config: configDescriptor,
-    layers,
-  };
-  const manifest = toRaw(manifestValue, manifestShape);
+  const manifest = synthesizeManifest({ digest: config.digest, size: configBytes.length }, layers);
   return {
     name,
     descriptor: { mediaType: MediaType.ociManifest, digest: manifest.digest, size: manifest.raw.length },
