@@ -46,6 +46,8 @@ export function makeBusyboxRootfs(parent: string, options: { full: boolean }): s
       [
         `printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1000:1000:app:/home/app:/bin/sh\\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\\n' > ${rootfs}/etc/passwd`,
         `printf 'root:x:0:\\napp:x:1000:\\nwheel:x:10:app,root\\naudio:x:29:app\\nnogroup:x:65534:\\n' > ${rootfs}/etc/group`,
+        // Docker's images carry these as empty files (their real content is bind-mounted).
+        `: > ${rootfs}/etc/hosts && : > ${rootfs}/etc/resolv.conf && : > ${rootfs}/etc/hostname`,
       ].join(' && '),
     ]);
   }
