@@ -62,7 +62,9 @@ export async function makeTar(
     p.on('data', (c: unknown) => {
       chunks.push(c as Buffer);
     });
-    p.on('end', () => { resolve(); });
+    p.on('end', () => {
+      resolve();
+    });
     p.on('error', reject);
   });
   for (const e of entries) {
