@@ -424,7 +424,7 @@ export class RegistryClient {
         // First contact after an anonymous ping, a scope the token lacks, or an expired token.
         if (challenge !== undefined) {
           authRetried = true;
-          await response.body.dump();
+          const text = await readText(response.body, MAX_ERROR_BODY);
           session.challenge = challenge;
           if (challenge.kind === 'bearer' && challenge.scope !== undefined)
             scopes = mergeScopes([...scopes, challenge.scope]);
@@ -432,9 +432,10 @@ export class RegistryClient {
             session.tokens.length = 0;
             await this.authorization(session, req.registry, scopes, req.what, req.signal, true);
           } else if ((await this.credentialFor(session, req.registry)) === undefined) {
+            const base = httpError(req.what, response.status, text);
             throw new StratumError(
               'AUTH',
-              `${req.what}: registry ${req.registry} wants a username and password (run stratum login ${req.registry})`,
+              `${base.message} (no credentials for ${req.registry}: run stratum login ${req.registry})`,
             );
           }
           continue;

@@ -10,13 +10,6 @@ export {
   DOCKER_HUB,
   type RegistryReference,
 } from './reference.js';
-export {
-  hostPlatform,
-  parsePlatform,
-  formatPlatform,
-  platformMatches,
-  choosePlatformManifest,
-} from './platform.js';
 export { RegistryClient, DEFAULT_RETRY, type RegistryClientOptions, type RetryPolicy } from './client.js';
 export {
   RepositoryClient,

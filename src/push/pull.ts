@@ -14,7 +14,7 @@ import {
 } from '../oci/types.js';
 import { rememberBlob } from './blob-locations.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
-import { choosePlatformManifest, formatPlatform, hostPlatform } from './platform.js';
+import { formatPlatform, hostPlatform, selectPlatform } from '../oci/platform.js';
 import { manifestReference, parseRegistryReference, type RegistryReference } from './reference.js';
 import { RepositoryClient, referenceLabel, type FetchedManifest } from './repository.js';
 
@@ -78,7 +78,7 @@ export async function resolveImage(
       throw new StratumError('INVALID_IMAGE', `${label}: index has no manifests list`);
     index = { value, raw: fetched.bytes, digest: fetched.digest };
     const wanted = options.platform ?? hostPlatform();
-    const chosen = choosePlatformManifest(value.manifests, wanted);
+    const chosen = selectPlatform(value.manifests, wanted);
     if (chosen === undefined) {
       const available = value.manifests.flatMap((entry) =>
         entry.platform ? [formatPlatform(entry.platform)] : [],

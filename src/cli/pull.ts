@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { StratumError } from '../errors.js';
+import {
+  formatReference,
+  openRegistryImage,
+  parsePlatform,
+  parseRegistryReference,
+  writeImage,
+} from '../index.js';
+import { collect, registryOptions, type RegistryFlags } from './push.js';
+
+interface PullFlags extends RegistryFlags {
+  readonly platform?: string;
+  readonly quiet?: boolean;
+}
+
+export function registerPull(program: Command): void {
+  program
+    .command('pull')
+    .description('pull an image from a registry into a layout, an archive or the local store')
+    .argument('<reference>', 'image in a registry: NAME[:TAG|@DIGEST] or docker://NAME[:TAG|@DIGEST]')
+    .argument(
+      '[destination]',
+      'oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME] or a store name (default: the local store, under the full reference)',
+    )
+    .option(
+      '--platform <os/arch[/variant]>',
+      'platform to pick from a multi-platform image (default: this host)',
+    )
+    .option(
+      '--insecure-registry <host>',
+      'reach this registry over plain HTTP or unverified TLS (repeatable)',
+      collect,
+    )
+    .option(
+      '--authfile <path>',
+      'Docker config.json with credentials (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
+    )
+    .option('-q, --quiet', 'print only the digest')
+    .action(async (text: string, destination: string | undefined, flags: PullFlags) => {
+      const ref = parseRegistryReference(text);
+      const dest = destination ?? formatReference(ref);
+      if (dest.startsWith('docker://')) {
+        throw new StratumError(
+          'USAGE',
+          `pull writes locally; to copy between registries use stratum push with a registry source`,
+        );
+      }
+      const source = await openRegistryImage(ref, {
+        ...registryOptions(flags),
+        ...(flags.platform !== undefined ? { platform: parsePlatform(flags.platform) } : {}),
+      });
+      try {
+        if (flags.quiet !== true)
+          process.stderr.write(`pulling ${source.name} (${source.manifest.value.layers.length} layers)\n`);
+        const result = await writeImage(source, dest);
+        process.stdout.write(`${result.digest}\n`);
+      } finally {
+        await source.close();
+      }
+    });
+}

@@ -1,0 +1,117 @@
+import type { Command } from 'commander';
+import { StratumError } from '../errors.js';
+import { openImage, parseRegistryReference, pushImage, type PushProgress } from '../index.js';
+
+interface PushFlags extends RegistryFlags {
+  readonly tag?: readonly string[];
+  readonly chunkSize?: string;
+  readonly mountFrom?: readonly string[];
+  readonly quiet?: boolean;
+}
+
+function progressLine(event: PushProgress): string | undefined {
+  switch (event.kind) {
+    case 'blob-done':
+      return `${short(event.digest)} ${event.how}${event.from !== undefined ? ` from ${event.from}` : ''} (${event.size} bytes)`;
+    case 'manifest':
+      return `${event.reference} ${event.digest}`;
+    case 'blob-start':
+    case 'blob-bytes':
+      return undefined;
+  }
+}
+
+export function registerPush(program: Command): void {
+  program
+    .command('push')
+    .description('push an image to a registry')
+    .argument(
+      '<source>',
+      'image to read: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a store name',
+    )
+    .argument('<destination>', 'docker://NAME[:TAG]')
+    .option('-t, --tag <tag>', 'also tag the pushed manifest with this tag (repeatable)', collect)
+    .option(
+      '--chunk-size <bytes>',
+      'upload blobs in PATCH chunks of this size (e.g. 16m) for registries that need it',
+    )
+    .option(
+      '--mount-from <repository>',
+      'a repository of the same registry that may hold the blobs (repeatable)',
+      collect,
+    )
+    .option(
+      '--insecure-registry <host>',
+      'reach this registry over plain HTTP or unverified TLS (repeatable)',
+      collect,
+    )
+    .option(
+      '--authfile <path>',
+      'Docker config.json with credentials (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
+    )
+    .option('-q, --quiet', 'print only the digest')
+    .action(async (from: string, to: string, flags: PushFlags) => {
+      if (!to.startsWith('docker://')) {
+        throw new StratumError(
+          'USAGE',
+          `push destination "${to}" must be a registry reference: docker://NAME[:TAG]`,
+        );
+      }
+      const ref = parseRegistryReference(to);
+      const chunkSize = flags.chunkSize !== undefined ? positiveBytes(flags.chunkSize) : undefined;
+      const source = await openImage(from);
+      try {
+        const result = await pushImage(source, ref, {
+          ...registryOptions(flags),
+          ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
+          ...(chunkSize !== undefined ? { chunkSize } : {}),
+          ...(flags.mountFrom !== undefined ? { mountFrom: flags.mountFrom } : {}),
+          onProgress: (event) => {
+            if (flags.quiet === true) return;
+            const line = progressLine(event);
+            if (line !== undefined) process.stderr.write(`${line}\n`);
+          },
+        });
+        process.stdout.write(`${result.digest}\n`);
+      } finally {
+        await source.close();
+      }
+    });
+}
+
+// Flags shared with pull and login (kept here so the registry commands live in their own files).
+/** Flags shared by pull, push and login: `--insecure-registry HOST` (repeatable) and `--authfile`. */
+export function collect(value: string, previous: readonly string[] = []): string[] {
+  return [...previous, value];
+}
+
+export function positiveBytes(text: string): number {
+  const match = /^(\d+)([kmg]i?b?)?$/i.exec(text.trim());
+  if (!match)
+    throw new StratumError('USAGE', `invalid size "${text}": expected bytes, or a number with k, m or g`);
+  const unit = (match[2] ?? '').toLowerCase()[0];
+  const factor = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+  const value = Number(match[1]) * factor;
+  if (value <= 0) throw new StratumError('USAGE', `invalid size "${text}": must be more than 0`);
+  return value;
+}
+
+export interface RegistryFlags {
+  readonly insecureRegistry?: readonly string[];
+  readonly authfile?: string;
+}
+
+export function registryOptions(flags: RegistryFlags): {
+  insecureRegistries?: readonly string[];
+  authFile?: string;
+} {
+  return {
+    ...(flags.insecureRegistry !== undefined ? { insecureRegistries: flags.insecureRegistry } : {}),
+    ...(flags.authfile !== undefined ? { authFile: flags.authfile } : {}),
+  };
+}
+
+/** A short digest for progress lines. */
+export function short(digest: string): string {
+  return digest.slice(0, digest.indexOf(':') + 13);
+}
