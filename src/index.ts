@@ -46,3 +46,6 @@ export { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 export { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
 export { ImageStore, defaultDataDir, type StoredImage } from './oci-writer/store.js';
 export { openImage, writeImage, copyImage, type ImageOptions, type OpenImageOptions } from './images.js';
+export * from './push/index.js';
+export * from './executor/sandbox/index.js';
+export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';

@@ -2,8 +2,11 @@ import type { Command } from 'commander';
 import { registerParse } from './parse.js';
 import { registerInspect } from './inspect.js';
 import { registerCopy } from './copy.js';
+import { registerPull } from './pull.js';
+import { registerPush } from './push.js';
+import { registerLogin } from './login.js';
 
 /** Each command lives in its own module and adds itself to the program. */
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: readonly RegisterCommand[] = [registerParse, registerInspect, registerCopy];
+export const commands: readonly RegisterCommand[] = [registerParse, registerInspect, registerCopy, registerPull, registerPush, registerLogin];
