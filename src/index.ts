@@ -32,12 +32,32 @@ export {
 } from './snapshot/index.js';
 export * from './parser/index.js';
 export type { ImageSource, ImageReference, ReadImageOptions, LayerRef } from './oci/image.js';
-export { canonicalJson, serializeManifest, serializeIndex, serializeConfig, serializeDescriptor, toRaw, type Shape } from './oci/json.js';
+export {
+  canonicalJson,
+  serializeManifest,
+  serializeIndex,
+  serializeConfig,
+  serializeDescriptor,
+  toRaw,
+  type Shape,
+} from './oci/json.js';
 export { parseManifest, parseIndex, parseConfig, parseManifestOrIndex } from './oci/parse.js';
 export * from './oci/media-types.js';
-export { hostPlatform, parsePlatform, formatPlatform, normalizePlatform, platformMatches, selectPlatform } from './oci/platform.js';
+export {
+  hostPlatform,
+  parsePlatform,
+  formatPlatform,
+  normalizePlatform,
+  platformMatches,
+  selectPlatform,
+} from './oci/platform.js';
 export { documentProblems, type DocumentKind } from './oci/validate.js';
-export { parseImageReference, formatImageReference, normalizeImageName, isValidImageName } from './oci/reference.js';
+export {
+  parseImageReference,
+  formatImageReference,
+  normalizeImageName,
+  isValidImageName,
+} from './oci/reference.js';
 export { openOciLayout, openOciArchive, openDockerArchive, verifyOciLayout } from './oci/readers.js';
 export { openLayerTar, layerBlobCompression, zstdSupported, type LayerTarOptions } from './oci/layer.js';
 export { summarizeImage, type ImageSummary, type LayerSummary } from './oci/inspect.js';
@@ -49,3 +69,7 @@ export { openImage, writeImage, copyImage, type ImageOptions, type OpenImageOpti
 export * from './push/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
+export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
+export { LayerCache, type CacheEntry, type CacheEntryInfo } from './executor/cache/store.js';
+export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';

@@ -274,6 +274,8 @@ async function launch(
       killStep(child.pid);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // Aborted while the mount points were being prepared: the listener came too late for that.
+    if (signal?.aborted === true) onAbort();
     child.on('error', (error) => {
       signal?.removeEventListener('abort', onAbort);
       reject(
