@@ -3,6 +3,7 @@ import { lstat, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { StratumError, errnoCode } from '../../errors.js';
+import { utimensatNumber } from './init.js';
 import { resolveInRoot } from './root-path.js';
 
 const execFileAsync = promisify(execFile);
@@ -95,6 +96,7 @@ export class MountPointLedger {
     for (const entry of [...this.created].reverse()) {
       if (await removeIfUnchanged(entry)) removed.add(entry.path);
     }
+    const fixes: MtimeFix[] = [];
     for (const [path, dir] of this.touched) {
       if (removed.has(path)) continue;
       const stepMtime = afterStep.get(path);
@@ -103,8 +105,9 @@ export class MountPointLedger {
       const untouchedByStep = dir.afterSetup === undefined || stepMtime === dir.afterSetup;
       const wanted = !dir.created && untouchedByStep ? dir.before : stepMtime;
       const now = await mtimeOf(path);
-      if (now !== undefined && now !== wanted) await setMtime(path, wanted);
+      if (now !== undefined && now !== wanted) fixes.push({ path, mtimeNs: wanted });
     }
+    await setMtimes(fixes);
   }
 
   private async noteParent(path: string): Promise<void> {
@@ -150,17 +153,37 @@ async function mtimeOf(path: string): Promise<bigint | undefined> {
   }
 }
 
+interface MtimeFix {
+  readonly path: string;
+  readonly mtimeNs: bigint;
+}
+
 /**
- * Node's fs.utimes takes seconds as a double and loses the nanoseconds; coreutils' touch sets
- * them exactly through utimensat. -h: never follow a symlink; -m: leave atime alone.
+ * Node's fs.utimes takes seconds as a double and loses the nanoseconds, so the mtimes are set
+ * by utimensat(2) with exact timespecs, for all directories in one short Perl process (one
+ * process instead of a `touch -d @S.N` per directory). atime is left alone (UTIME_OMIT) and a
+ * symlink is never followed (AT_SYMLINK_NOFOLLOW).
  */
-async function setMtime(path: string, mtimeNs: bigint): Promise<void> {
-  const seconds = mtimeNs / 1_000_000_000n;
-  const nanos = (mtimeNs % 1_000_000_000n).toString().padStart(9, '0');
+const setMtimesProgram = String.raw`
+my $nr = 0 + shift @ARGV;
+while (@ARGV) {
+  my ($path, $sec, $nsec) = splice(@ARGV, 0, 3);
+  my $times = pack('q4', 0, (1 << 30) - 2, $sec, $nsec);
+  syscall($nr, -100, $path, $times, 0x100) == 0 or die "utimensat $path: $!\n";
+}
+`;
+
+async function setMtimes(fixes: readonly MtimeFix[]): Promise<void> {
+  if (fixes.length === 0) return;
+  const args = fixes.flatMap(({ path, mtimeNs }) => [
+    path,
+    String(mtimeNs / 1_000_000_000n),
+    String(mtimeNs % 1_000_000_000n),
+  ]);
   try {
-    await execFileAsync('touch', ['-m', '-h', '-d', `@${seconds}.${nanos}`, '--', path]);
+    await execFileAsync('perl', ['-e', setMtimesProgram, utimensatNumber(), ...args], { env: {} });
   } catch (error) {
-    throw new StratumError('IO', `could not restore the mtime of ${path} after the step: ${String(error)}`, {
+    throw new StratumError('IO', `could not restore directory mtimes after the step: ${String(error)}`, {
       cause: error,
     });
   }
