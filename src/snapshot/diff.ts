@@ -124,6 +124,15 @@ export async function diffSnapshots(
   options: { signal?: AbortSignal } = {},
 ): Promise<LayerDiff> {
   const sameTree = before.root === after.root;
+  // Sockets cannot be carried by a tar (Docker skips them): to the diff they do not exist.
+  const beforeGet = (path: string): EntryStat | undefined => {
+    const stat = before.entries.get(path);
+    return stat?.type === 'socket' ? undefined : stat;
+  };
+  const afterGet = (path: string): EntryStat | undefined => {
+    const stat = after.entries.get(path);
+    return stat?.type === 'socket' ? undefined : stat;
+  };
   const emitted = new Map<string, LayerChange>();
   const linkGroups = new Map<string, string[]>();
 
@@ -132,13 +141,14 @@ export async function diffSnapshots(
     if (++count % 4096 === 0 && options.signal?.aborted === true) {
       throw new StratumError('ABORTED', `diff of ${root} aborted`);
     }
+    if (a.type === 'socket') continue;
     if (a.type === 'file' && a.nlink > 1) {
       const key = `${a.dev}:${a.ino}`;
       const group = linkGroups.get(key);
       if (group) group.push(path);
       else linkGroups.set(key, [path]);
     }
-    const b = before.entries.get(path);
+    const b = beforeGet(path);
     if (b === undefined) {
       emitted.set(path, { kind: 'added', path, meta: entryMeta(a) });
     } else if (b.type !== a.type) {
@@ -152,14 +162,14 @@ export async function diffSnapshots(
 
   const deleted: LayerChange[] = [];
   for (const [path, b] of before.entries) {
-    if (after.entries.has(path)) continue;
+    if (b.type === 'socket' || afterGet(path) !== undefined) continue;
     // One whiteout at the top of a deleted subtree: skip paths whose parent is gone too, or
     // whose parent turned into something else (its own whiteout covers them).
     const parent = parentOf(path);
     if (parent !== '') {
-      const parentAfter = after.entries.get(parent);
+      const parentAfter = afterGet(parent);
       if (parentAfter === undefined) continue;
-      if (before.entries.get(parent)?.type !== parentAfter.type) continue;
+      if (beforeGet(parent)?.type !== parentAfter.type) continue;
     }
     deleted.push({ kind: 'deleted', path, type: b.type });
   }

@@ -159,6 +159,16 @@ export async function extractLayer(
     return real;
   }
 
+  /**
+   * Records that this layer wrote `path`, and so also holds every directory above it: an opaque
+   * whiteout or late whiteout higher up must keep them (it hides only lower-layer content).
+   */
+  const markWritten = (path: string): void => {
+    for (let p = path; p.length > root.length && !written.has(p); p = p.slice(0, p.lastIndexOf('/'))) {
+      written.add(p);
+    }
+  };
+
   /** Anything removed or turned into a symlink may change how later parents resolve. */
   const invalidate = (): void => {
     resolved = new Map();
@@ -251,7 +261,7 @@ export async function extractLayer(
         if (existing === undefined || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
         await lchown(path, uid, gid);
         deferred.push({ path, mode, mtime, depth: parts.length });
-        written.add(path);
+        markWritten(path);
         return;
       case 'file':
       case 'contiguous-file':
@@ -261,7 +271,7 @@ export async function extractLayer(
         body.resume();
         await symlink(linkname, path);
         invalidate();
-        written.add(path);
+        markWritten(path);
         await lchown(path, uid, gid);
         await lutimes(path, mtime, mtime);
         return;
@@ -285,7 +295,7 @@ export async function extractLayer(
           );
         }
         // The inode's owner, mode and times come from the entry that created it.
-        written.add(path);
+        markWritten(path);
         return;
       }
       case 'character-device':
@@ -315,7 +325,7 @@ export async function extractLayer(
         warn(`${what}: unsupported entry type skipped`);
         return;
     }
-    written.add(path);
+    markWritten(path);
     if (isRoot || uid !== process.getuid?.()) {
       try {
         await lchown(path, uid, gid);

@@ -4,6 +4,7 @@ import {
   chown,
   cp,
   link,
+  lstat,
   mkdir,
   rename,
   rm,
@@ -212,6 +213,20 @@ describe('diff by lstat', () => {
       kind: 'added',
       meta: { type: 'fifo' },
     });
+  });
+
+  it('sockets are skipped: only the directory that holds one changes', async () => {
+    const { createServer } = await import('node:net');
+    const server = createServer();
+    try {
+      const { lines } = await stepDiff(async (root) => {
+        await new Promise<void>((resolve) => server.listen(join(root, 'etc/sock'), resolve));
+        expect((await lstat(join(root, 'etc/sock'))).isSocket()).toBe(true);
+      });
+      expect(lines).toEqual(['modified etc']);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('a rename is a deletion plus an addition', async () => {

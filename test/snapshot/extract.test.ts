@@ -89,6 +89,15 @@ describe('layer extraction', () => {
     expect(await exists(join(t, 'etc/passwd'))).toBe(true);
   });
 
+  it("an opaque whiteout keeps this layer's entries below it, also under parents the layer did not list", async () => {
+    const t = await newDir();
+    await lower(t);
+    await apply(t, [file('etc/conf.d/sub/mine', 'm'), file('etc/.wh..wh..opq', '')]);
+    expect(await readdir(join(t, 'etc'))).toEqual(['conf.d']);
+    expect(await readdir(join(t, 'etc/conf.d'))).toEqual(['sub']);
+    expect(await readdir(join(t, 'etc/conf.d/sub'))).toEqual(['mine']);
+  });
+
   it('an opaque whiteout is matched exactly: ".wh..wh..opqx" is an ordinary whiteout, not opaque', async () => {
     const t = await newDir();
     await lower(t);
