@@ -64,16 +64,29 @@ export async function copyBlobs(
   const unique = new Map<string, Descriptor>();
   for (const descriptor of [manifest.config, ...manifest.layers]) unique.set(descriptor.digest, descriptor);
   const queue = [...unique.values()];
+  // On the first failure the other workers stop too, and the call returns only once all of
+  // them have, so a caller cleaning up after the error never races a blob still being written.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const worker = async (): Promise<void> => {
     for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-      options.signal?.throwIfAborted();
+      signal.throwIfAborted();
       const descriptor = next;
       if ((await store.size(descriptor.digest)) === descriptor.size) continue;
-      await store.putStream(await source.openBlob(descriptor, options.signal), descriptor.digest);
+      await store.putStream(await source.openBlob(descriptor, signal), descriptor.digest);
     }
   };
   const workers = Math.max(1, Math.min(options.concurrency ?? 3, queue.length));
-  await Promise.all(Array.from({ length: workers }, worker));
+  const results = await Promise.allSettled(
+    Array.from({ length: workers }, () =>
+      worker().catch((error: unknown) => {
+        stop.abort(error);
+        throw error;
+      }),
+    ),
+  );
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) throw options.signal?.aborted === true ? options.signal.reason : stop.signal.reason;
   await store.putBytes(source.manifest.raw, source.manifest.digest);
 }
 

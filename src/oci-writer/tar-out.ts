@@ -77,6 +77,9 @@ export class TarFileWriter {
         if (error) reject(error);
         else resolve();
       });
+      // The failure is reported through the callback/reject; a destroyed Sink also emits
+      // 'error', which must not become an uncaught exception.
+      entry.on('error', () => undefined);
       // tar-stream's entries are streamx Writables; feed them by hand with backpressure
       // rather than relying on Node's pipeline() to understand them.
       (async () => {

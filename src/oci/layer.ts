@@ -95,6 +95,9 @@ export async function layerBlobCompression(
     const { head } = await peekStream(blob, 4);
     return sniffCompression(head);
   } finally {
+    // Only the head was wanted: a verification error the rest of the blob may still raise
+    // belongs to whoever reads it in full later, not to this peek.
+    blob.on('error', () => undefined);
     blob.destroy();
   }
 }

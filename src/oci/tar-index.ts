@@ -163,7 +163,7 @@ export async function indexTar(file: string, what: string, signal?: AbortSignal)
     if (!sawEnd && position !== fileSize) {
       throw new StratumError(
         'INVALID_IMAGE',
-        `${what}: truncated archive: ${fileSize - position} stray bytes at offset ${position}`,
+        `${what}: truncated archive: a partial header of ${fileSize - position} bytes at offset ${position}`,
       );
     }
     return { file, members };

@@ -16,6 +16,10 @@ export function verifiedStream(
 ): Readable {
   const verifier = new VerifyingStream(descriptor.digest, descriptor.size, what);
   if (signal) addAbortSignal(signal, verifier);
+  // A consumer that stops early (a gunzip that failed first, a peek at the head) detaches its
+  // listeners; a digest error raised after that must not crash the process. Readers that are
+  // still attached (for await, pipeline) receive the error as usual.
+  verifier.on('error', () => undefined);
   pipeline(source, verifier).catch(() => {
     // Already reported to whoever reads `verifier`.
   });
