@@ -5,8 +5,17 @@ import { registerCopy } from './copy.js';
 import { registerPull } from './pull.js';
 import { registerPush } from './push.js';
 import { registerLogin } from './login.js';
+import { registerBuild } from './build.js';
 
 /** Each command lives in its own module and adds itself to the program. */
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: readonly RegisterCommand[] = [registerParse, registerInspect, registerCopy, registerPull, registerPush, registerLogin];
+export const commands: readonly RegisterCommand[] = [
+  registerParse,
+  registerInspect,
+  registerCopy,
+  registerPull,
+  registerPush,
+  registerLogin,
+  registerBuild,
+];

@@ -19,22 +19,30 @@ export function scratchState(platform: Platform): ImageState {
 }
 
 /** Returns a state whose config has `patch` applied (fields set to undefined are removed). */
-export function withConfig(state: ImageState, patch: Partial<Record<keyof ContainerConfig, unknown>>): ImageState {
-  const config: Record<string, unknown> = { ...state.config };
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === undefined) delete config[key];
-    else config[key] = value;
-  }
-  return { ...state, config: config as ContainerConfig };
+export function withConfig(
+  state: ImageState,
+  patch: Partial<Record<keyof ContainerConfig, unknown>>,
+): ImageState {
+  const merged = Object.entries({ ...state.config, ...patch }).filter(([, value]) => value !== undefined);
+  return { ...state, config: Object.fromEntries(merged) };
 }
 
 /** Records a metadata-only instruction: a history entry with `empty_layer: true`. */
-export function withEmptyHistory(state: ImageState, createdBy: string, created: string | undefined): ImageState {
+export function withEmptyHistory(
+  state: ImageState,
+  createdBy: string,
+  created: string | undefined,
+): ImageState {
   return { ...state, history: [...state.history, historyEntry(createdBy, created, true)] };
 }
 
 /** Records a filesystem instruction that produced `layer`. */
-export function withLayer(state: ImageState, layer: LayerRef, createdBy: string, created: string | undefined): ImageState {
+export function withLayer(
+  state: ImageState,
+  layer: LayerRef,
+  createdBy: string,
+  created: string | undefined,
+): ImageState {
   return {
     ...state,
     layers: [...state.layers, layer],

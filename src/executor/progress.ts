@@ -19,7 +19,12 @@ export type CacheComponent = { readonly name: string; readonly value: string };
 export type BuildEvent =
   | { readonly kind: 'stage-start'; readonly stage: string; readonly base: string }
   | { readonly kind: 'step-start'; readonly step: StepRef }
-  | { readonly kind: 'step-output'; readonly step: StepRef; readonly stream: 'stdout' | 'stderr'; readonly text: string }
+  | {
+      readonly kind: 'step-output';
+      readonly step: StepRef;
+      readonly stream: 'stdout' | 'stderr';
+      readonly text: string;
+    }
   | {
       readonly kind: 'step-end';
       readonly step: StepRef;

@@ -45,7 +45,10 @@ function frame(hash: ReturnType<typeof createHash>, text: string): void {
 export function chainId(diffIds: readonly Digest[]): Digest {
   let chain: Digest | undefined;
   for (const diffId of diffIds) {
-    chain = chain === undefined ? diffId : `sha256:${createHash('sha256').update(`${chain} ${diffId}`).digest('hex')}`;
+    chain =
+      chain === undefined
+        ? diffId
+        : `sha256:${createHash('sha256').update(`${chain} ${diffId}`).digest('hex')}`;
   }
   return chain ?? `sha256:${createHash('sha256').update('').digest('hex')}`;
 }

@@ -36,8 +36,12 @@ export interface CacheEntryInfo extends CacheEntry {
 export class LayerCache {
   readonly blobs: BlobStore;
 
-  constructor(readonly root: string) {
-    this.blobs = new BlobStore(root);
+  /** `blobs` defaults to a store inside `root`; pass the local image store's to share bytes. */
+  constructor(
+    readonly root: string,
+    blobs?: BlobStore,
+  ) {
+    this.blobs = blobs ?? new BlobStore(root);
   }
 
   private entryPath(key: Digest): string {
@@ -115,7 +119,9 @@ export class LayerCache {
 
 /** What `--explain` compares against: each step's key components from the last build. */
 export interface ExplainRecord {
-  readonly steps: Readonly<Record<string, { readonly key: Digest; readonly components: readonly KeyComponent[] }>>;
+  readonly steps: Readonly<
+    Record<string, { readonly key: Digest; readonly components: readonly KeyComponent[] }>
+  >;
 }
 
 export async function writeAtomic(path: string, text: string): Promise<void> {

@@ -1,0 +1,83 @@
+import { StratumError } from './errors.js';
+import type { ImageSource } from './oci/image.js';
+import { parseImageReference } from './oci/reference.js';
+import { ImageStore, defaultDataDir } from './oci-writer/store.js';
+import { openImage, writeImage } from './images.js';
+import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+import { openRegistryImage } from './push/index.js';
+
+/**
+ * `stratum build` as a library call: wires the build engine to the image transports (FROM and
+ * --from can name a layout, an archive, a local store image or a registry image) and writes
+ * the result to each destination once the whole build has succeeded.
+ */
+export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | 'blobs'> {
+  /** Names for the local image store (`-t`). */
+  readonly tags?: readonly string[];
+  /** Transport destinations (`--output oci:DIR:TAG`, ...). */
+  readonly outputs?: readonly string[];
+  readonly dataDir?: string;
+  /** Registry hosts reached over plain HTTP. */
+  readonly insecureRegistries?: readonly string[];
+}
+
+export interface BuildImageResult extends BuildResult {
+  readonly digest: string;
+  readonly written: readonly string[];
+}
+
+export async function buildImage(options: BuildImageOptions): Promise<BuildImageResult> {
+  const dataDir = options.dataDir ?? defaultDataDir();
+  const store = new ImageStore(dataDir);
+  for (const output of options.outputs ?? []) parseImageReference(output); // usage errors before any work
+  for (const tag of options.tags ?? []) parseImageReference(tag);
+  // The default cache shares its blobs with the local image store, so bytes are stored once.
+  const blobs = options.cacheDir === undefined ? store.blobs : undefined;
+  const result = await build({
+    ...options,
+    cacheDir: options.cacheDir ?? defaultCacheDir(),
+    ...(blobs === undefined ? {} : { blobs }),
+    resolveImage: (reference, signal) =>
+      resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal),
+  });
+  const written: string[] = [];
+  const digest = result.image.descriptor.digest;
+  if ((options.tags ?? []).length > 0) {
+    await store.put(result.image, options.tags ?? [], options.signal ? { signal: options.signal } : {});
+    written.push(...(options.tags ?? []));
+  }
+  for (const output of options.outputs ?? []) {
+    await writeImage(result.image, output, {
+      dataDir,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    written.push(output);
+    options.onEvent?.({ kind: 'image', digest, destination: output });
+  }
+  for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
+  return { ...result, digest, written };
+}
+
+/**
+ * FROM and --from: a transport reference opens that image; a plain name is looked up in the
+ * local store first and then pulled (lazily, blob by blob) from its registry.
+ */
+export async function resolveBaseImage(
+  reference: string,
+  dataDir: string,
+  insecureRegistries: readonly string[],
+  signal?: AbortSignal,
+): Promise<ImageSource> {
+  const parsed = parseImageReference(reference);
+  const signalOption = signal ? { signal } : {};
+  if (parsed.transport === 'docker') {
+    return openRegistryImage(parsed.reference, { insecureRegistries, ...signalOption });
+  }
+  if (parsed.transport !== 'store') return openImage(parsed, { dataDir, ...signalOption });
+  try {
+    return await new ImageStore(dataDir).open(parsed.name, signalOption);
+  } catch (error) {
+    if (!(error instanceof StratumError) || error.code !== 'NOT_FOUND') throw error;
+    return openRegistryImage(parsed.name, { insecureRegistries, ...signalOption });
+  }
+}

@@ -1,0 +1,65 @@
+import type { BlobStore } from '../oci/blob-store.js';
+import type { ImageSource } from '../oci/image.js';
+import type { Digest, Platform } from '../oci/types.js';
+import type { BuildArgUsage } from './args.js';
+import type { LayerCache, ExplainRecord } from './cache/store.js';
+import type { KeyComponent } from './cache/key.js';
+import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index.js';
+import type { ImageState } from './image-state.js';
+import type { ProgressListener } from './progress.js';
+import type { Workspace } from './workspace.js';
+
+/** Everything the steps of one build share. Built once by build.ts; read by the stage runner. */
+export interface BuildContext {
+  /** The Dockerfile's name in messages (`Dockerfile`, `build/app.Dockerfile`). */
+  readonly file: string;
+  readonly escapeChar: '\\' | '`';
+  readonly contextDir: string;
+  readonly ignore: IgnoreMatcher;
+  readonly buildArgs: BuildArgUsage;
+  /** Meta ARG values, plus the predefined platform ARGs. */
+  readonly metaArgs: ReadonlyMap<string, string>;
+  readonly platform: Platform;
+  readonly network: 'host' | 'none';
+  /** Secret id → host file (from `--secret id=ID,src=PATH`). */
+  readonly secrets: ReadonlyMap<string, string>;
+  readonly cache: LayerCache;
+  /** Stage labels whose steps must not be taken from the cache (`--no-cache`, `--no-cache-filter`). */
+  readonly ignoreCache: (stageLabel: string) => boolean;
+  readonly blobs: BlobStore;
+  readonly workspace: Workspace;
+  readonly statCache: StatCache;
+  readonly emit: ProgressListener;
+  readonly explain: boolean;
+  /** The key components of the last build of this Dockerfile, to explain misses. */
+  readonly previous: ExplainRecord | undefined;
+  /** Filled in as steps run; written back to the cache at the end. */
+  readonly current: Map<string, ExplainStep>;
+  readonly signal: AbortSignal | undefined;
+  /** RFC 3339 `created` for history and config; from SOURCE_DATE_EPOCH when set. */
+  readonly created: string | undefined;
+  readonly sourceDateEpoch: number | undefined;
+  /** Opens FROM / --from images that are not stages (local store names, transports, registries). */
+  readonly resolveImage: (reference: string, signal?: AbortSignal) => Promise<ImageSource>;
+  /** Results of the stages built so far, by index. */
+  readonly stages: Map<number, StageResult>;
+  readonly stageNames: ReadonlyMap<string, number>;
+  /** Persistent directories for `RUN --mount=type=cache`. */
+  readonly cacheMountsDir: string;
+}
+
+export interface ExplainStep {
+  readonly key: Digest;
+  readonly components: readonly KeyComponent[];
+  /** For COPY/ADD: each selected source, to say which file changed. */
+  readonly files?: Readonly<Record<string, SourceFileDigest>>;
+}
+
+export interface StageResult {
+  readonly label: string;
+  readonly state: ImageState;
+  /** The key after the stage's last step: what later stages' keys build on. */
+  readonly finalKey: Digest;
+  /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */
+  readonly rootfs: () => Promise<string>;
+}

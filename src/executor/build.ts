@@ -1,0 +1,267 @@
+import { createHash } from 'node:crypto';
+import { homedir, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { StratumError } from '../errors.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import type { ImageSource } from '../oci/image.js';
+import {
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  parsePlatform,
+  platformMatches,
+} from '../oci/platform.js';
+import type { Platform } from '../oci/types.js';
+import { BuildArgUsage, platformArgs } from './args.js';
+import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
+import { cacheKey, chainId } from './cache/key.js';
+import { LayerCache } from './cache/store.js';
+import { StatCache, loadDockerignore } from './context/index.js';
+import { finalizeImage } from './finalize.js';
+import { scratchState, type ImageState } from './image-state.js';
+import { planBuild, stageNames } from './plan.js';
+import type { ProgressListener } from './progress.js';
+import { importLayers } from './rootfs.js';
+import { StageRunner } from './stage.js';
+import { Workspace } from './workspace.js';
+
+export interface BuildOptions {
+  readonly contextDir: string;
+  /** Path of the Dockerfile (for .dockerignore lookup, messages and --explain history). */
+  readonly dockerfilePath?: string;
+  /** The Dockerfile's bytes (read by the caller; `-f -` reads them from standard input). */
+  readonly dockerfile: string | Uint8Array;
+  readonly buildArgs?: Readonly<Record<string, string>>;
+  readonly target?: string;
+  readonly platform?: string;
+  readonly network?: 'host' | 'none';
+  readonly noCache?: boolean;
+  readonly noCacheFilter?: readonly string[];
+  /** Secret id → host file. */
+  readonly secrets?: Readonly<Record<string, string>>;
+  /** Cache entries (and, when given, their blobs); default: the user's cache directory. */
+  readonly cacheDir?: string;
+  /** The blob store layers are written to; default: one inside the cache directory. */
+  readonly blobs?: BlobStore;
+  readonly explain?: boolean;
+  readonly sourceDateEpoch?: number;
+  readonly onEvent?: ProgressListener;
+  readonly signal?: AbortSignal;
+  /** Opens a FROM / --from image that is not a stage. */
+  readonly resolveImage: (reference: string, signal?: AbortSignal) => Promise<ImageSource>;
+  /** Where rootfs directories are made; default: the system's temporary directory. */
+  readonly tmpDir?: string;
+}
+
+export interface BuildResult {
+  /** The built image, readable from the blob store (write it anywhere with writeImage). */
+  readonly image: ImageSource;
+  readonly warnings: readonly string[];
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env['STRATUM_CACHE_DIR']) return env['STRATUM_CACHE_DIR'];
+  if (env['XDG_CACHE_HOME']) return join(env['XDG_CACHE_HOME'], 'stratum');
+  return join(homedir(), '.cache', 'stratum');
+}
+
+/**
+ * Builds the target stage of a Dockerfile. Only the stages it needs run, in dependency order;
+ * the result's layers and config are in the blob store. A failed or aborted build leaves no
+ * temporary directory behind and writes no image.
+ */
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const signal = options.signal;
+  const warnings: string[] = [];
+  const emit: ProgressListener = (event) => {
+    if (event.kind === 'warning') warnings.push(event.message);
+    options.onEvent?.(event);
+  };
+  const file = options.dockerfilePath ?? 'Dockerfile';
+  const platform = choosePlatform(options.platform);
+  const buildArgs = new BuildArgUsage(new Map(Object.entries(options.buildArgs ?? {})));
+  const plan = planBuild(
+    options.dockerfile,
+    file,
+    buildArgs,
+    platformArgs(platform, hostPlatform()),
+    options.target,
+  );
+
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const cache = new LayerCache(cacheDir, options.blobs);
+  const blobs = cache.blobs;
+  const ignore = await loadDockerignore(options.contextDir, options.dockerfilePath);
+  const statCache = await StatCache.open(cache.statCachePath);
+  const explainId = createHash('sha256')
+    .update(
+      `${options.dockerfilePath === undefined ? '<stdin>' : resolve(options.dockerfilePath)}\0${options.target ?? ''}`,
+    )
+    .digest('hex');
+  const previous = await cache.readExplain(explainId);
+  const current = new Map<string, ExplainStep>();
+  const noCacheFilter = new Set((options.noCacheFilter ?? []).map((name) => name.toLowerCase()));
+  const created =
+    options.sourceDateEpoch === undefined
+      ? new Date().toISOString()
+      : new Date(options.sourceDateEpoch * 1000).toISOString();
+
+  const workspace = await Workspace.create(options.tmpDir ?? tmpdir());
+  try {
+    const stages = new Map<number, StageResult>();
+    const context: BuildContext = {
+      file,
+      escapeChar: plan.parsed.escapeChar,
+      contextDir: resolve(options.contextDir),
+      ignore: ignore.matcher,
+      buildArgs,
+      metaArgs: plan.metaArgs,
+      platform,
+      network: options.network ?? 'host',
+      secrets: new Map(Object.entries(options.secrets ?? {})),
+      cache,
+      ignoreCache: (stage) => options.noCache === true || noCacheFilter.has(stage.toLowerCase()),
+      blobs,
+      workspace,
+      statCache,
+      emit,
+      explain: options.explain === true,
+      previous,
+      current,
+      signal,
+      created,
+      sourceDateEpoch: options.sourceDateEpoch,
+      resolveImage: options.resolveImage,
+      stages,
+      stageNames: stageNames(plan),
+      cacheMountsDir: join(cacheDir, 'mounts'),
+    };
+
+    for (const index of plan.order) {
+      signal?.throwIfAborted();
+      const planned = plan.stages[index]!;
+      if (planned.platform !== undefined)
+        checkPlatform(planned.platform, platform, `${file}:${planned.stage.from.location.line}`);
+      emit({ kind: 'stage-start', stage: planned.label, base: planned.baseText });
+      let base: ImageState;
+      let baseKey;
+      let triggers: readonly string[] = [];
+      switch (planned.base.kind) {
+        case 'scratch':
+          base = scratchState(platform);
+          baseKey = cacheKey([{ name: 'base', value: `scratch ${chainId([])}` }]).digest;
+          break;
+        case 'stage': {
+          const parent = stages.get(planned.base.index);
+          if (parent === undefined)
+            throw new StratumError('BUILD_FAILED', `${file}: stage ${planned.baseText} was not built`);
+          base = parent.state;
+          baseKey = parent.finalKey;
+          triggers = parent.state.config.OnBuild ?? [];
+          break;
+        }
+        case 'image': {
+          const image = await openBase(
+            options,
+            planned.base.reference,
+            file,
+            planned.stage.from.location.line,
+            signal,
+          );
+          try {
+            base = await imageState(image, blobs, signal);
+          } finally {
+            await image.close();
+          }
+          baseKey = cacheKey([
+            { name: 'base', value: chainId(base.layers.map((layer) => layer.diffId)) },
+          ]).digest;
+          triggers = base.config.OnBuild ?? [];
+          break;
+        }
+      }
+      const runner = new StageRunner(context, {
+        stage: planned.stage,
+        label: planned.label,
+        base,
+        baseKey,
+        triggers,
+      });
+      stages.set(index, await runner.run());
+    }
+
+    for (const name of buildArgs.unused()) {
+      emit({
+        kind: 'warning',
+        message: `build arg ${name} was given but not consumed by any ARG in ${file}`,
+      });
+    }
+    const target = stages.get(plan.target)!;
+    const image = await finalizeImage(target.state, blobs, `${file} (${target.label})`, created);
+    await cache.writeExplain(explainId, {
+      steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
+    });
+    await statCache.save();
+    return { image, warnings };
+  } finally {
+    await workspace.dispose();
+  }
+}
+
+async function openBase(
+  options: BuildOptions,
+  reference: string,
+  file: string,
+  line: number,
+  signal: AbortSignal | undefined,
+): Promise<ImageSource> {
+  try {
+    return await options.resolveImage(reference, signal);
+  } catch (error) {
+    if (error instanceof StratumError && !error.message.includes(reference)) {
+      throw new StratumError(error.code, `${file}:${line}: FROM ${reference}: ${error.message}`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}
+
+/** The state a stage starts from when its base is an image: its layers copied into our store. */
+async function imageState(
+  image: ImageSource,
+  blobs: BlobStore,
+  signal: AbortSignal | undefined,
+): Promise<ImageState> {
+  const config = image.config.value;
+  const layers = await importLayers(image, blobs, signal);
+  return {
+    platform: {
+      architecture: config.architecture,
+      os: config.os,
+      ...(config.variant === undefined ? {} : { variant: config.variant }),
+    },
+    config: config.config ?? {},
+    ...(config.author === undefined ? {} : { author: config.author }),
+    layers,
+    history: config.history ?? [],
+  };
+}
+
+function choosePlatform(requested: string | undefined): Platform {
+  const host = hostPlatform();
+  if (requested === undefined) return host;
+  checkPlatform(requested, host, '--platform');
+  return host;
+}
+
+/** stratum runs steps natively, so it builds for the host's platform only. */
+function checkPlatform(requested: string, host: Platform, where: string): void {
+  const wanted = normalizePlatform(parsePlatform(requested));
+  if (!platformMatches(wanted, host)) {
+    throw new StratumError(
+      'UNSUPPORTED',
+      `${where}: platform ${formatPlatform(wanted)} differs from this machine's ${formatPlatform(host)}; stratum builds for the host platform only (no emulation)`,
+    );
+  }
+}

@@ -1,0 +1,190 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StratumError } from '../errors.js';
+import { expandWord } from '../parser/index.js';
+import type { AddInstruction, CopyInstruction } from '../parser/index.js';
+import type { BuildContext } from './build-context.js';
+import type { KeyComponent } from './cache/key.js';
+import { chainId } from './cache/key.js';
+import { applyCopy, digestSources, planAdd, planCopy } from './context/index.js';
+import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
+import { withLayerMarker } from './history.js';
+import type { StepRef } from './progress.js';
+import { sourceRootfs, type StepEnv } from './run-step.js';
+import type { StepAction } from './stage.js';
+import { resolveChown } from './users.js';
+
+/**
+ * COPY and ADD. Sources from the build context are selected and digested before the cache is
+ * consulted (content, names, modes, owners; never mtimes). Sources from another stage or image
+ * are keyed by that stage's final key or the image's digest instead, so a cached build never
+ * has to materialise the other stage's filesystem.
+ */
+export async function copyStep(
+  build: BuildContext,
+  env: StepEnv,
+  instruction: CopyInstruction | AddInstruction,
+  step: StepRef,
+): Promise<StepAction> {
+  const where = `${step.file}:${step.line}`;
+  const expand = (text: string): string =>
+    expandWord(text, env.lookup, { escapeChar: build.escapeChar, where });
+  const verb = instruction.kind === 'copy' ? 'COPY' : 'ADD';
+  const sources = instruction.sources.map(expand);
+  const dest = expand(instruction.destination);
+  const chown = instruction.chown === undefined ? undefined : expand(instruction.chown);
+  const chmod = instruction.chmod === undefined ? undefined : expand(instruction.chmod);
+  const excludes = instruction.exclude.map(expand);
+  const from =
+    instruction.kind === 'copy' && instruction.from !== undefined ? expand(instruction.from) : undefined;
+  const parents = instruction.kind === 'copy' && instruction.parents;
+  const workdir =
+    env.state.config.WorkingDir === undefined || env.state.config.WorkingDir === ''
+      ? '/'
+      : env.state.config.WorkingDir;
+  if (
+    chmod !== undefined &&
+    !/^[0-7]{1,4}$/.test(chmod) &&
+    !/^[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*$/.test(chmod)
+  ) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `${where}: invalid chmod parameter: '${chmod}'. it should be octal string and between 0 and 07777`,
+    );
+  }
+
+  const numericOwner = chown === undefined ? undefined : numericChown(chown);
+  const createdBy = withLayerMarker(
+    [
+      verb,
+      ...(parents ? ['--parents'] : []),
+      ...(chown === undefined ? [] : [`--chown=${chown}`]),
+      ...(chmod === undefined ? [] : [`--chmod=${chmod}`]),
+      ...sources,
+      ...instruction.inlineSources.map((inline) => `<<${inline.path}`),
+      dest,
+    ].join(' '),
+  );
+  const components: KeyComponent[] = [
+    { name: 'workdir', value: workdir },
+    ...(excludes.length > 0 ? [{ name: 'exclude', value: excludes.join(' ') }] : []),
+    ...(instruction.link ? [{ name: 'link', value: 'true' }] : []),
+  ];
+
+  const makePlan = async (root: SourceRoot, sourceList: readonly string[]): Promise<CopyPlan> => {
+    const common = {
+      sources: sourceList,
+      dest,
+      workdir,
+      root,
+      excludes,
+      parents,
+      ...(build.signal ? { signal: build.signal } : {}),
+    };
+    if (instruction.kind === 'add') {
+      return planAdd({
+        ...common,
+        ...(instruction.checksum === undefined ? {} : { checksum: expand(instruction.checksum) }),
+        keepGitDir: instruction.keepGitDir,
+        tmpDir: await build.workspace.dir('add'),
+      });
+    }
+    return planCopy({ ...common, instruction: 'COPY' });
+  };
+
+  const plans: (() => Promise<CopyPlan>)[] = [];
+  let files: StepAction['files'];
+
+  if (instruction.inlineSources.length > 0) {
+    const dir = await build.workspace.dir('heredoc');
+    for (const inline of instruction.inlineSources) {
+      const content = inline.expand
+        ? expandWord(inline.content, env.lookup, {
+            escapeChar: build.escapeChar,
+            where,
+            skipProcessQuotes: true,
+          })
+        : inline.content;
+      await mkdir(join(dir, inline.path, '..'), { recursive: true });
+      await writeFile(join(dir, inline.path), content, { mode: 0o644 });
+    }
+    const plan = await makePlan(
+      { kind: 'rootfs', dir },
+      instruction.inlineSources.map((inline) => inline.path),
+    );
+    const digest = await digestSources(plan, {
+      statCache: build.statCache,
+      ...ownerOptions(numericOwner, chmod),
+    });
+    components.push({ name: 'inline sources', value: digest.digest });
+    plans.push(() => Promise.resolve(plan));
+  }
+
+  if (sources.length > 0) {
+    if (from === undefined) {
+      const plan = await makePlan({ kind: 'context', dir: build.contextDir, ignore: build.ignore }, sources);
+      const digest = await digestSources(plan, {
+        statCache: build.statCache,
+        ...ownerOptions(numericOwner, chmod),
+        ...(build.signal ? { signal: build.signal } : {}),
+      });
+      components.push({ name: 'sources', value: digest.digest });
+      files = digest.files;
+      plans.push(() => Promise.resolve(plan));
+    } else {
+      components.push({ name: 'from', value: await fromIdentity(build, env, from, where) });
+      plans.push(async () =>
+        makePlan({ kind: 'rootfs', dir: await sourceRootfs(build, env, from, where) }, sources),
+      );
+    }
+  }
+  if (chown !== undefined && numericOwner === undefined) components.push({ name: 'chown', value: chown });
+
+  return {
+    components,
+    createdBy,
+    ...(files === undefined ? {} : { files }),
+    execute: async (rootfs) => {
+      const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
+      for (const makeOne of plans) {
+        const plan = await makeOne();
+        await applyCopy(plan, rootfs, {
+          ...(owner === undefined ? {} : { chown: owner }),
+          ...(chmod === undefined ? {} : { chmod }),
+          ...(build.signal ? { signal: build.signal } : {}),
+        });
+      }
+    },
+  };
+}
+
+function numericChown(spec: string): Owner | undefined {
+  const match = /^(\d+)(?::(\d+))?$/.exec(spec);
+  if (match === null) return undefined;
+  const uid = Number(match[1]);
+  return { uid, gid: match[2] === undefined ? uid : Number(match[2]) };
+}
+
+function ownerOptions(
+  owner: Owner | undefined,
+  chmod: string | undefined,
+): { chown?: Owner; chmod?: string } {
+  return { ...(owner === undefined ? {} : { chown: owner }), ...(chmod === undefined ? {} : { chmod }) };
+}
+
+/** What a `--from` source is, for the key: a stage's final key, or an image's layers. */
+async function fromIdentity(build: BuildContext, env: StepEnv, from: string, where: string): Promise<string> {
+  const named = build.stageNames.get(from.toLowerCase());
+  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
+  if (index !== undefined && index < env.stageIndex) {
+    const result = build.stages.get(index);
+    if (result === undefined) throw new StratumError('BUILD_FAILED', `${where}: stage ${from} was not built`);
+    return `stage ${result.label} ${result.finalKey} ${chainId(result.state.layers.map((layer) => layer.diffId))}`;
+  }
+  const image = await build.resolveImage(from, build.signal);
+  try {
+    return `image ${from} ${chainId(image.config.value.rootfs.diff_ids)}`;
+  } finally {
+    await image.close();
+  }
+}

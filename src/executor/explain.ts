@@ -1,0 +1,64 @@
+import { explainSourceChanges } from './context/index.js';
+import type { ExplainStep } from './build-context.js';
+
+/**
+ * Why a step missed the cache, in plain words, by comparing its key components with those of
+ * the last build of the same step of the same Dockerfile.
+ */
+export function explainMiss(
+  previous: ExplainStep | undefined,
+  current: ExplainStep,
+  previousMissInStage: number | undefined,
+  cacheUsed: boolean,
+): string[] {
+  if (!cacheUsed) return ['cache disabled for this stage (--no-cache)'];
+  if (previous === undefined)
+    return ['first build of this step (no earlier build of this Dockerfile to compare with)'];
+  if (previous.key === current.key)
+    return ['the cached layer for this key is gone (pruned or never completed)'];
+  const before = new Map(previous.components.map((component) => [component.name, component.value]));
+  const after = new Map(current.components.map((component) => [component.name, component.value]));
+  const reasons: string[] = [];
+  const instruction = after.get('instruction') ?? '';
+  const verb = instruction.split(' ')[0] ?? '';
+  for (const [name, value] of after) {
+    const old = before.get(name);
+    if (old === value) continue;
+    if (name === 'parent' || name === 'layers') {
+      if (!reasons.some((reason) => reason.startsWith('parent changed'))) {
+        reasons.push(
+          previousMissInStage !== undefined
+            ? `parent changed (step ${previousMissInStage} missed)`
+            : 'parent changed (the base image or an earlier instruction is different)',
+        );
+      }
+    } else if (name === 'sources' && current.files !== undefined && previous.files !== undefined) {
+      for (const change of explainSourceChanges(previous.files, current.files))
+        reasons.push(`${verb}: context file ${change}`);
+    } else if (name.startsWith('arg ')) {
+      reasons.push(describe(`${verb}: build arg ${name.slice(4)}`, old, value));
+    } else if (name.startsWith('env ')) {
+      reasons.push(describe(`${verb}: ENV ${name.slice(4)}`, old, value));
+    } else {
+      reasons.push(describe(`${verb}: ${name}`, old, value));
+    }
+  }
+  for (const [name, old] of before) {
+    if (after.has(name)) continue;
+    if (name.startsWith('arg '))
+      reasons.push(`${verb}: build arg ${name.slice(4)} no longer set (was ${old})`);
+    else if (name.startsWith('env '))
+      reasons.push(`${verb}: ENV ${name.slice(4)} no longer set (was ${old})`);
+    else reasons.push(`${verb}: ${name} no longer applies (was ${old})`);
+  }
+  return reasons.length > 0 ? reasons : ['inputs changed'];
+}
+
+function describe(what: string, old: string | undefined, value: string): string {
+  if (old === undefined) return `${what} set to ${short(value)}`;
+  return `${what} changed ${short(old)} → ${short(value)}`;
+}
+
+function short(value: string): string {
+  return value.length > 60 ? `${value.slice(0, 57)}...` : value;
+}

@@ -1,0 +1,94 @@
+import type { BlobStore } from '../oci/blob-store.js';
+import type { LayerRef, ImageSource } from '../oci/image.js';
+import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
+import type { LayerDiff, Snapshotter } from '../snapshot/index.js';
+import { StratumError } from '../errors.js';
+import type { Workspace } from './workspace.js';
+
+/**
+ * A stage's root filesystem, made only when a step first needs it (a fully cached stage never
+ * extracts anything). It knows how many of the stage's layers it holds, so that cache hits
+ * after a miss are applied by extracting just their layers, and it keeps the snapshot baseline
+ * in step with what is on disk.
+ */
+export class Rootfs {
+  private dir: string | undefined;
+  private applied = 0;
+  private snapshotter: Snapshotter | undefined;
+  private baselineValid = false;
+
+  constructor(
+    private readonly workspace: Workspace,
+    private readonly blobs: BlobStore,
+    private readonly purpose: string,
+  ) {}
+
+  /** Materialises the directory so it holds exactly `layers`; returns its path. */
+  async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    this.dir ??= await this.workspace.dir(this.purpose);
+    if (layers.length < this.applied) {
+      throw new StratumError('IO', `rootfs ${this.dir}: cannot remove layers once applied`);
+    }
+    for (const layer of layers.slice(this.applied)) {
+      const stream = this.blobs.read(layer.descriptor.digest, { verify: true, size: layer.descriptor.size });
+      await extractLayerAuto(stream, this.dir, {
+        layerName: layer.descriptor.digest,
+        ...(signal ? { signal } : {}),
+      });
+      this.applied++;
+      this.baselineValid = false;
+    }
+    return this.dir;
+  }
+
+  get path(): string | undefined {
+    return this.dir;
+  }
+
+  /** Records the state before a step (reusing the last step's after-scan when still valid). */
+  async prepare(signal?: AbortSignal): Promise<void> {
+    if (this.dir === undefined) throw new StratumError('IO', 'rootfs: prepare() before sync()');
+    this.snapshotter ??= createScanSnapshotter(this.dir);
+    if (!this.baselineValid) {
+      await this.snapshotter.prepare(signal);
+      this.baselineValid = true;
+    }
+  }
+
+  /** What the step changed; the new state becomes the baseline. */
+  async commit(signal?: AbortSignal): Promise<LayerDiff> {
+    if (this.snapshotter === undefined) throw new StratumError('IO', 'rootfs: commit() before prepare()');
+    const diff = await this.snapshotter.commit(signal);
+    return diff;
+  }
+
+  /** After a step's layer was added to the state, the directory holds one more layer. */
+  recordLayerApplied(): void {
+    this.applied++;
+  }
+}
+
+/** Copies an image's layers into the build's blob store (skipping those already there). */
+export async function importLayers(
+  source: ImageSource,
+  blobs: BlobStore,
+  signal?: AbortSignal,
+): Promise<LayerRef[]> {
+  const manifest = source.manifest.value;
+  const diffIds = source.config.value.rootfs.diff_ids;
+  if (diffIds.length !== manifest.layers.length) {
+    throw new StratumError(
+      'INVALID_IMAGE',
+      `${source.name}: the config lists ${diffIds.length} diff_ids but the manifest has ${manifest.layers.length} layers`,
+    );
+  }
+  const layers: LayerRef[] = [];
+  for (const [index, descriptor] of manifest.layers.entries()) {
+    if (!(await blobs.has(descriptor.digest))) {
+      const stream = await source.openBlob(descriptor, signal);
+      await blobs.putStream(stream, descriptor.digest);
+    }
+    layers.push({ descriptor, diffId: diffIds[index]! });
+  }
+  return layers;
+}

@@ -1,0 +1,359 @@
+import { randomBytes, createHash } from 'node:crypto';
+import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StratumError } from '../errors.js';
+import { expandWord, parseMountSpec } from '../parser/index.js';
+import { parseHeredocWord } from '../parser/heredoc.js';
+import type { MountSpec, RunInstruction } from '../parser/index.js';
+import { PROXY_ARGS } from './args.js';
+import type { BuildContext } from './build-context.js';
+import type { KeyComponent } from './cache/key.js';
+import { mkdirInRoot, resolveInRoot as resolveSourceInRoot } from './context/index.js';
+import { runCreatedBy } from './history.js';
+import { envKey, getEnv, type ImageState } from './image-state.js';
+import type { StepRef } from './progress.js';
+import { defaultPath, runInSandbox, type SandboxMount } from './sandbox/index.js';
+import type { StepAction } from './stage.js';
+import { resolveUser } from './users.js';
+
+/** What RUN and COPY need to know about the stage they run in. */
+export interface StepEnv {
+  readonly state: ImageState;
+  /** ARGs declared in this stage that have a value, in declaration order. */
+  readonly args: readonly (readonly [string, string])[];
+  readonly lookup: (name: string) => string | undefined;
+  readonly stageIndex: number;
+  /** Materialises the stage's rootfs as it is before this step. */
+  readonly rootfs: () => Promise<string>;
+}
+
+const OUTPUT_TAIL_LINES = 20;
+
+/**
+ * RUN: builds the argv (SHELL for the shell form, heredocs as BuildKit runs them), the
+ * environment Docker gives a RUN, and the mounts; the key covers everything the command can see
+ * except the rootfs itself (which the parent covers) and secrets' content.
+ */
+export function runStep(
+  build: BuildContext,
+  env: StepEnv,
+  instruction: RunInstruction,
+  step: StepRef,
+): StepAction {
+  const where = `${step.file}:${step.line}`;
+  const config = env.state.config;
+  const shell = config.Shell ?? ['/bin/sh', '-c'];
+  const heredocScripts: { name: string; content: string }[] = [];
+  let argv: string[];
+  if (instruction.form === 'exec') {
+    argv = [...instruction.command];
+  } else {
+    let script = instruction.command.join(' ');
+    const heredocs = instruction.heredocs;
+    if (heredocs.length > 0) {
+      const only = heredocs[0]!;
+      if (heredocs.length === 1 && parseHeredocWord(script.trim()) !== undefined) {
+        if (only.content.startsWith('#!')) {
+          // A script with its own interpreter: write it to a file and run that (BuildKit does the same).
+          heredocScripts.push({ name: only.name, content: only.content });
+          script = '';
+        } else {
+          script = only.content;
+        }
+      } else {
+        script = heredocs.reduce((full, heredoc) => `${full}\n${heredoc.content}${heredoc.name}`, script);
+      }
+    }
+    argv = heredocScripts.length > 0 ? [heredocPath(heredocScripts[0]!.name)] : [...shell, script];
+  }
+  if (argv.length === 0 || argv[0] === '')
+    throw new StratumError('BUILD_FAILED', `${where}: RUN has no command`);
+
+  const network = instruction.network === 'default' ? build.network : instruction.network;
+  const mountSpecs = instruction.flags
+    .filter((flag) => flag.startsWith('--mount='))
+    .map((flag) =>
+      parseMountSpec(
+        flag.slice('--mount='.length),
+        (value) => expandWord(value, env.lookup, { escapeChar: build.escapeChar, where }),
+        where,
+      ),
+    );
+  if (mountSpecs.length === 0 && instruction.mounts.length > 0) mountSpecs.push(...instruction.mounts);
+
+  // ARGs in scope (not shadowed by ENV) reach the command's environment and the key; proxy ARGs
+  // reach the environment only (Docker keeps them out of history and cache).
+  const argsForEnv = env.args.filter(([name]) => getEnv(config.Env, name) === undefined);
+  const proxyArgs: [string, string][] = [];
+  for (const name of PROXY_ARGS) {
+    const value = build.buildArgs.values.get(name);
+    if (value !== undefined && !env.args.some(([declared]) => declared === name))
+      proxyArgs.push([name, value]);
+  }
+  const user = config.User ?? '';
+  const workdir = config.WorkingDir === undefined || config.WorkingDir === '' ? '/' : config.WorkingDir;
+
+  const components: KeyComponent[] = [
+    ...(config.Env ?? []).map((entry) => ({
+      name: `env ${envKey(entry)}`,
+      value: entry.slice(envKey(entry).length + 1),
+    })),
+    ...argsForEnv
+      .filter(([name]) => !PROXY_ARGS.has(name))
+      .map(([name, value]) => ({ name: `arg ${name}`, value })),
+    { name: 'user', value: user === '' ? 'root (default)' : user },
+    { name: 'workdir', value: workdir },
+    { name: 'network', value: network },
+    ...mountSpecs.map((mount) => ({
+      name: `mount ${mountTarget(mount)}`,
+      value: mountIdentity(mount, build),
+    })),
+    ...heredocScripts.map((script) => ({
+      name: `heredoc ${script.name}`,
+      value: createHash('sha256').update(script.content).digest('hex'),
+    })),
+  ];
+  const createdBy = runCreatedBy(
+    instruction.form === 'shell' ? [...shell, instruction.command.join(' ')] : argv,
+    env.args.filter(([name]) => !PROXY_ARGS.has(name)),
+  );
+
+  return {
+    components,
+    createdBy,
+    execute: async (rootfs) => {
+      const resolved = await resolveUser(rootfs, user);
+      const hostname = randomBytes(6).toString('hex');
+      const environment = [...(config.Env ?? [])];
+      if (getEnv(environment, 'PATH') === undefined) environment.unshift(`PATH=${defaultPath}`);
+      for (const [name, value] of [...argsForEnv, ...proxyArgs]) environment.push(`${name}=${value}`);
+      if (getEnv(environment, 'HOSTNAME') === undefined) environment.push(`HOSTNAME=${hostname}`);
+      if (getEnv(environment, 'HOME') === undefined) environment.push(`HOME=${resolved.home}`);
+
+      // Docker creates the working directory when the container starts; it lands in this layer.
+      await mkdirInRoot(rootfs, workdir);
+      const scratch = await build.workspace.dir('run');
+      const mounts = await sandboxMounts(build, env, mountSpecs, scratch, where, environment);
+      for (const script of heredocScripts) {
+        const file = join(scratch, `heredoc-${script.name}`);
+        await writeFile(file, script.content, { mode: 0o755 });
+        mounts.push({ kind: 'bind', source: file, target: heredocPath(script.name), readonly: true });
+      }
+      for (const volume of Object.keys(config.Volumes ?? {})) {
+        mounts.push(await volumeMount(rootfs, volume, scratch));
+      }
+
+      const tail: string[] = [];
+      let partial = '';
+      const result = await runInSandbox(
+        {
+          rootfs,
+          argv,
+          env: environment,
+          cwd: workdir,
+          uid: resolved.uid,
+          gid: resolved.gid,
+          additionalGids: resolved.additionalGids,
+          hostname,
+          network,
+          mounts,
+          etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`,
+          etcResolvConf: network === 'host' ? await hostResolvConf() : '',
+          etcHostname: `${hostname}\n`,
+        },
+        {
+          ...(build.signal ? { signal: build.signal } : {}),
+          onOutput: (chunk, stream) => {
+            const text = chunk.toString('utf8');
+            build.emit({ kind: 'step-output', step, stream, text });
+            const lines = (partial + text).split('\n');
+            partial = lines.pop() ?? '';
+            tail.push(...lines);
+            if (tail.length > OUTPUT_TAIL_LINES) tail.splice(0, tail.length - OUTPUT_TAIL_LINES);
+          },
+        },
+      );
+      if (partial !== '') tail.push(partial);
+      if (result.exitCode !== 0) {
+        const how =
+          result.signal !== undefined ? `killed by ${result.signal}` : `exit code ${result.exitCode}`;
+        const output = tail
+          .slice(-OUTPUT_TAIL_LINES)
+          .map((line) => `  | ${line}`)
+          .join('\n');
+        throw new StratumError(
+          'BUILD_FAILED',
+          `the command ${JSON.stringify(argv)} failed (${how})${output === '' ? '' : `; last output:\n${output}`}`,
+        );
+      }
+    },
+  };
+}
+
+function heredocPath(name: string): string {
+  return `/.stratum-heredoc/${name.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
+}
+
+function mountTarget(mount: MountSpec): string {
+  switch (mount.type) {
+    case 'secret':
+    case 'ssh':
+      return (
+        mount.target ??
+        `/run/${mount.type === 'secret' ? 'secrets' : 'buildkit/ssh_agent'}/${mount.id ?? 'default'}`
+      );
+    case 'bind':
+    case 'cache':
+    case 'tmpfs':
+      return mount.target;
+  }
+}
+
+/** What of a mount goes into the key: never a secret's content. */
+function mountIdentity(mount: MountSpec, build: BuildContext): string {
+  switch (mount.type) {
+    case 'cache':
+      return `cache id=${mount.id ?? mount.target} sharing=${mount.sharing}`;
+    case 'secret':
+      return `secret id=${mount.id ?? ''}${mount.env === undefined ? '' : ` env=${mount.env}`}`;
+    case 'tmpfs':
+      return `tmpfs size=${mount.size ?? 'default'}`;
+    case 'ssh':
+      return `ssh id=${mount.id ?? 'default'}`;
+    case 'bind':
+      return `bind from=${mount.from ?? 'context'} source=${mount.source ?? '/'} rw=${!mount.readOnly}${mount.from === undefined ? ` context=${build.contextDir}` : ''}`;
+  }
+}
+
+async function sandboxMounts(
+  build: BuildContext,
+  env: StepEnv,
+  specs: readonly MountSpec[],
+  scratch: string,
+  where: string,
+  environment: string[],
+): Promise<SandboxMount[]> {
+  const mounts: SandboxMount[] = [];
+  for (const spec of specs) {
+    switch (spec.type) {
+      case 'tmpfs':
+        mounts.push({
+          kind: 'tmpfs',
+          target: spec.target,
+          ...(spec.size === undefined ? {} : { size: spec.size }),
+        });
+        break;
+      case 'cache': {
+        const id = spec.id ?? spec.target;
+        const dir = join(build.cacheMountsDir, createHash('sha256').update(id).digest('hex').slice(0, 32));
+        let created = false;
+        try {
+          await stat(dir);
+        } catch {
+          await mkdir(dir, { recursive: true });
+          created = true;
+        }
+        if (created) {
+          await chmod(dir, spec.mode ?? 0o755);
+          await chown(dir, spec.uid ?? 0, spec.gid ?? 0);
+        }
+        mounts.push({ kind: 'bind', source: dir, target: spec.target, readonly: spec.readOnly });
+        break;
+      }
+      case 'secret': {
+        const id = spec.id ?? (spec.target !== undefined ? (spec.target.split('/').pop() ?? '') : '');
+        const source = build.secrets.get(id);
+        if (source === undefined) {
+          if (spec.required)
+            throw new StratumError(
+              'BUILD_FAILED',
+              `${where}: secret "${id}" is required but was not given (--secret id=${id},src=PATH)`,
+            );
+          break;
+        }
+        if (spec.env !== undefined) {
+          environment.push(`${spec.env}=${(await readFile(source, 'utf8')).replace(/\n$/, '')}`);
+          if (spec.target === undefined) break;
+        }
+        mounts.push({
+          kind: 'secret',
+          source,
+          target: spec.target ?? `/run/secrets/${id}`,
+          ...(spec.mode === undefined ? {} : { mode: spec.mode }),
+          ...(spec.uid === undefined ? {} : { uid: spec.uid }),
+          ...(spec.gid === undefined ? {} : { gid: spec.gid }),
+        });
+        break;
+      }
+      case 'bind': {
+        const root =
+          spec.from === undefined ? build.contextDir : await sourceRootfs(build, env, spec.from, where);
+        const resolved = await resolveSourceInRoot(root, spec.source ?? '/', { followFinal: true });
+        const hostPath = resolved.hostPath;
+        if (spec.readOnly) {
+          mounts.push({ kind: 'bind', source: hostPath, target: spec.target, readonly: true });
+        } else {
+          // A read-write bind mount's writes are thrown away: give the step a copy.
+          const copy = join(scratch, `bind-${mounts.length}`);
+          await cp(hostPath, copy, { recursive: true, verbatimSymlinks: true });
+          mounts.push({ kind: 'bind', source: copy, target: spec.target, readonly: false });
+        }
+        break;
+      }
+      case 'ssh':
+        if (spec.required)
+          throw new StratumError('UNSUPPORTED', `${where}: RUN --mount=type=ssh is not supported yet`);
+        break;
+    }
+  }
+  return mounts;
+}
+
+/** The rootfs of a stage or image named by `--from`, for mounts and COPY --from. */
+export async function sourceRootfs(
+  build: BuildContext,
+  env: StepEnv,
+  from: string,
+  where: string,
+): Promise<string> {
+  const named = build.stageNames.get(from.toLowerCase());
+  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
+  if (index !== undefined && index < env.stageIndex) {
+    const result = build.stages.get(index);
+    if (result === undefined) throw new StratumError('BUILD_FAILED', `${where}: stage ${from} was not built`);
+    return result.rootfs();
+  }
+  if (index !== undefined && named !== undefined) {
+    throw new StratumError('BUILD_FAILED', `${where}: --from=${from} refers to a stage that comes later`);
+  }
+  const image = await build.resolveImage(from, build.signal);
+  try {
+    const { importLayers } = await import('./rootfs.js');
+    const layers = await importLayers(image, build.blobs, build.signal);
+    const { Rootfs } = await import('./rootfs.js');
+    const rootfs = new Rootfs(build.workspace, build.blobs, `from-${from}`);
+    return await rootfs.sync(layers, build.signal);
+  } finally {
+    await image.close();
+  }
+}
+
+/**
+ * VOLUME: the classic builder mounts an anonymous volume at each declared path for later RUNs.
+ * The directory is created in the image (it shows in the RUN's layer), but what the command
+ * writes below it is discarded. A copy of the directory's content is bound there.
+ */
+async function volumeMount(rootfs: string, volume: string, scratch: string): Promise<SandboxMount> {
+  const hostDir = await mkdirInRoot(rootfs, volume);
+  const copy = join(scratch, `volume-${createHash('sha256').update(volume).digest('hex').slice(0, 12)}`);
+  await cp(hostDir, copy, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  return { kind: 'bind', source: copy, target: volume, readonly: false };
+}
+
+async function hostResolvConf(): Promise<string> {
+  try {
+    return await readFile('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+}
