@@ -225,7 +225,11 @@ describe('diff by lstat', () => {
       });
       expect(lines).toEqual(['modified etc']);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
     }
   });
 
