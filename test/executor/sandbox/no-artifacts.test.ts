@@ -111,6 +111,18 @@ describe.skipIf(!ready || !isRoot)('RUN leaves nothing of its own in the rootfs 
     expect(readdirSync(outside)).toEqual([]);
     expect(listTree(rootfs)).toEqual(before);
   });
+  it('an /etc/resolv.conf that is a dangling symlink (Ubuntu style) gets its target for the step only', async () => {
+    const rootfs = makeBusyboxRootfs(dir, { full: true });
+    rmSync(join(rootfs, 'etc', 'resolv.conf'));
+    symlinkSync('../run/systemd/resolve/stub-resolv.conf', join(rootfs, 'etc', 'resolv.conf'));
+    const before = listTree(rootfs);
+    await tick();
+    const run = await capture(
+      baseSpec(rootfs, ['cat', '/etc/resolv.conf'], { etcResolvConf: 'nameserver 192.0.2.53\n' }),
+    );
+    expect(run.stdout).toBe('nameserver 192.0.2.53\n');
+    expect(listTree(rootfs)).toEqual(before);
+  });
 });
 
 describe.skipIf(!ready || !isRoot)('RUN mounts', () => {
