@@ -272,7 +272,14 @@ export class RepositoryClient {
     options: { readonly size?: number; readonly signal?: AbortSignal; readonly verify?: boolean } = {},
   ): Readable {
     const what = `${this.label}: blob ${digest}`;
-    const body = Readable.from(this.blobChunks(digest, what, options.signal), { objectMode: false });
+    const body = new ResumingDownload(
+      (received) => this.openBlobAt(digest, received, what, options.signal),
+      what,
+      this.client.retry.attempts,
+      this.client.retry.baseDelayMs,
+      this.client.retry.maxDelayMs,
+      options.signal,
+    );
     rememberBlob(this.registry, this.repository, digest);
     if (options.verify === false) return body;
     const verifier = new VerifyingStream(digest, options.size, what);
@@ -280,55 +287,34 @@ export class RepositoryClient {
     return body.pipe(verifier);
   }
 
-  private async *blobChunks(
+  /** GET a blob from byte `received` on; `skip` is what a server that ignored Range sent again. */
+  private async openBlobAt(
     digest: Digest,
+    received: number,
     what: string,
     signal: AbortSignal | undefined,
-  ): AsyncGenerator<Buffer> {
-    let received = 0;
-    for (let failures = 0; ;) {
-      const response = await this.client.request({
-        registry: this.registry,
-        method: 'GET',
-        path: `/v2/${this.repository}/blobs/${digest}`,
-        headers: received > 0 ? { range: `bytes=${received}-` } : {},
-        scopes: this.pullScope(),
-        what: `${what}: fetching`,
-        expect: [200, 206],
-        signal,
-      });
-      // A server that ignores Range sends everything again: skip what we already have.
-      let skip = 0;
-      if (received > 0) {
-        const range = headerValue(response.headers, 'content-range');
-        const start = range !== undefined ? Number(/bytes (\d+)-/.exec(range)?.[1] ?? '0') : 0;
-        skip = response.status === 206 ? received - start : received;
-        if (skip < 0)
-          throw new StratumError('REGISTRY', `${what}: registry resumed at byte ${start}, after ${received}`);
-      }
-      try {
-        for await (const chunk of response.body) {
-          let buffer = chunk as Buffer;
-          if (skip > 0) {
-            const drop = Math.min(skip, buffer.length);
-            skip -= drop;
-            buffer = buffer.subarray(drop);
-            if (buffer.length === 0) continue;
-          }
-          received += buffer.length;
-          yield buffer;
-        }
-        return;
-      } catch (error) {
-        failures++;
-        if (signal?.aborted === true) throw new StratumError('ABORTED', `${what}: aborted`);
-        if (!isRetryableNetworkError(error) || failures >= this.client.retry.attempts)
-          throw networkError(`${what}: fetching`, error);
-        await sleep(
-          Math.min(this.client.retry.maxDelayMs, this.client.retry.baseDelayMs * 2 ** (failures - 1)),
-        );
+  ): Promise<{ body: Readable; skip: number }> {
+    const response = await this.client.request({
+      registry: this.registry,
+      method: 'GET',
+      path: `/v2/${this.repository}/blobs/${digest}`,
+      headers: received > 0 ? { range: `bytes=${received}-` } : {},
+      scopes: this.pullScope(),
+      what: `${what}: fetching`,
+      expect: [200, 206],
+      signal,
+    });
+    let skip = 0;
+    if (received > 0) {
+      const range = headerValue(response.headers, 'content-range');
+      const start = range !== undefined ? Number(/bytes (\d+)-/.exec(range)?.[1] ?? '0') : 0;
+      skip = response.status === 206 ? received - start : received;
+      if (skip < 0) {
+        response.body.destroy();
+        throw new StratumError('REGISTRY', `${what}: registry resumed at byte ${start}, after ${received}`);
       }
     }
+    return { body: response.body, skip };
   }
 
   /**
@@ -566,6 +552,94 @@ export class RepositoryClient {
     if (confirmed !== undefined && confirmed !== digest) {
       throw new StratumError('DIGEST_MISMATCH', `${what}: registry stored ${confirmed}`);
     }
+  }
+}
+
+/**
+ * A blob download that survives connection resets: after a retryable error it asks again from the
+ * byte it got to (Range), within the retry bound. Written as a Readable over the response's own
+ * events rather than an async generator, which cost a promise per chunk on gigabyte layers.
+ */
+class ResumingDownload extends Readable {
+  private body: Readable | undefined;
+  private starting = false;
+  private received = 0;
+  private skip = 0;
+  private failures = 0;
+
+  constructor(
+    private readonly open: (received: number) => Promise<{ body: Readable; skip: number }>,
+    private readonly what: string,
+    private readonly attempts: number,
+    private readonly baseDelayMs: number,
+    private readonly maxDelayMs: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+
+  override _read(): void {
+    if (this.body !== undefined) this.body.resume();
+    else if (!this.starting) this.start();
+  }
+
+  private start(): void {
+    this.starting = true;
+    this.open(this.received).then(
+      ({ body, skip }) => {
+        this.starting = false;
+        if (this.destroyed) {
+          body.destroy();
+          return;
+        }
+        this.body = body;
+        this.skip = skip;
+        body.on('data', (chunk: Buffer) => {
+          let buffer = chunk;
+          if (this.skip > 0) {
+            const drop = Math.min(this.skip, buffer.length);
+            this.skip -= drop;
+            buffer = buffer.subarray(drop);
+            if (buffer.length === 0) return;
+          }
+          this.received += buffer.length;
+          if (!this.push(buffer)) body.pause();
+        });
+        body.on('end', () => this.push(null));
+        body.on('error', (error) => {
+          this.failed(error);
+        });
+      },
+      (error: unknown) => {
+        this.starting = false;
+        this.destroy(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  }
+
+  private failed(error: unknown): void {
+    this.body = undefined;
+    if (this.destroyed) return;
+    this.failures++;
+    if (this.signal?.aborted === true) {
+      this.destroy(new StratumError('ABORTED', `${this.what}: aborted`));
+      return;
+    }
+    if (!isRetryableNetworkError(error) || this.failures >= this.attempts) {
+      this.destroy(isStratumError(error) ? error : networkError(`${this.what}: fetching`, error));
+      return;
+    }
+    const delay = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (this.failures - 1));
+    // Marked as starting so that a _read during the pause does not open a second request.
+    this.starting = true;
+    setTimeout(() => {
+      if (!this.destroyed) this.start();
+    }, delay);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.body?.destroy();
+    callback(error);
   }
 }
 
