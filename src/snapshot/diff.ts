@@ -44,6 +44,20 @@ export function deviceMinor(rdev: bigint): number {
  * new hard link or a chmod, which changes ctime only).
  */
 function statDiffers(b: EntryStat, a: EntryStat): boolean {
+  if (a.type === 'dir' && b.type === 'dir') {
+    // A directory's ctime, size and link count move whenever an entry is added or removed in it
+    // (the children show up in the diff themselves), and the RUN sandbox creates and removes
+    // mount points, restoring the parent's mtime exactly. What a layer records of a directory
+    // itself is its mode, owner and mtime; a directory replaced by another has a new inode.
+    return (
+      b.mode !== a.mode ||
+      b.uid !== a.uid ||
+      b.gid !== a.gid ||
+      b.mtimeNs !== a.mtimeNs ||
+      b.ino !== a.ino ||
+      b.dev !== a.dev
+    );
+  }
   return (
     b.mode !== a.mode ||
     b.uid !== a.uid ||
