@@ -1,6 +1,6 @@
 import { StratumError } from '../../errors.js';
 import { isTarArchive } from './archive.js';
-import { downloadUrl, isGitSource, isUrl } from './download.js';
+import { displayUrl, downloadUrl, isGitSource, isUrl } from './download.js';
 import {
   finishPlan,
   normalizeDest,
@@ -26,7 +26,7 @@ export interface AddRequest extends Omit<CopyRequest, 'instruction'> {
 export async function planAdd(request: AddRequest): Promise<CopyPlan> {
   for (const src of request.sources) {
     if (isGitSource(src) || request.keepGitDir === true) {
-      throw new StratumError('UNSUPPORTED', `ADD ${src}: git sources are not supported yet`);
+      throw new StratumError('UNSUPPORTED', `ADD ${displayUrl(src)}: git sources are not supported yet`);
     }
   }
   const hasUrl = request.sources.some(isUrl);
@@ -48,7 +48,7 @@ export async function planAdd(request: AddRequest): Promise<CopyPlan> {
     if (download.fileName === '' && destination.destIsDir) {
       throw new StratumError(
         'BUILD_FAILED',
-        `ADD ${src}: cannot determine a file name from the URL; name the destination file`,
+        `ADD ${download.url}: cannot determine a file name from the URL; name the destination file`,
       );
     }
     selected.push({
@@ -56,7 +56,7 @@ export async function planAdd(request: AddRequest): Promise<CopyPlan> {
       entries: [
         {
           sourcePath: download.path,
-          sourceName: src,
+          sourceName: download.url,
           destRelPath: download.fileName === '' ? '__unnamed__' : download.fileName,
           type: 'file' as const,
           mode: 0o600,

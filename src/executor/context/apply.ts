@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { errnoCode, StratumError } from '../../errors.js';
 import { extractArchive } from './archive.js';
 import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
@@ -38,6 +38,9 @@ export interface ApplyResult {
 }
 
 const ROOT: Owner = { uid: 0, gid: 0 };
+
+/** How many files are copied at once (the kernel does the copying; this hides latency). */
+const COPY_CONCURRENCY = 8;
 
 function ioError(plan: CopyPlan, what: string, error: unknown): StratumError {
   if (error instanceof StratumError) return error;
@@ -183,6 +186,7 @@ export async function applyCopy(
     signal: options.signal,
   };
   let written = 0;
+  let batch: Promise<void>[] = [];
   try {
     const dest = await resolveInRoot(rootfs, plan.dest, { followFinal: true });
     const destSt = dest.missing ? undefined : await lstatOrUndefined(dest.hostPath);
@@ -209,16 +213,54 @@ export async function applyCopy(
     }
     const destHost = destSt === undefined ? await mkdirInRoot(rootfs, plan.dest, state.owner) : dest.hostPath;
     const destInRoot = (await resolveInRoot(rootfs, plan.dest, { followFinal: true })).inRoot;
+    // Directories this apply created or checked: their children can be joined without
+    // following anything. A parent not in the set is checked, so even a hand-made plan whose
+    // parents were not listed cannot write through a symlink.
+    const realDirs = new Set<string>([destHost]);
+    const batchTargets = new Set<string>();
+    const flush = async () => {
+      await Promise.all(batch);
+      batch = [];
+      batchTargets.clear();
+    };
     for (const entry of plan.entries) {
       const target = entry.destRelPath === '' ? destHost : below(destHost, entry.destRelPath);
-      await writeEntry(state, entry, target);
+      const parent = dirname(target);
+      if (entry.destRelPath !== '' && !realDirs.has(parent)) {
+        await flush();
+        const st = await lstatOrUndefined(parent);
+        if (st === undefined || !st.isDirectory()) {
+          throw new StratumError(
+            'UNSAFE_PATH',
+            `${plan.instruction} ${entry.sourceName}: parent of ${entry.destRelPath} is not a directory created by this copy`,
+          );
+        }
+        realDirs.add(parent);
+      }
+      // Plain files with distinct targets are independent: copy them a few at a time.
+      // Anything else (directories, links, hard links, a second write to one path) waits.
+      const parallel = entry.type === 'file' && entry.hardLinkKey === undefined;
+      if (!parallel || batchTargets.has(target) || batch.length >= COPY_CONCURRENCY) await flush();
+      if (parallel) {
+        batchTargets.add(target);
+        const pending = writeEntry(state, entry, target);
+        // Handled here so a failure while other work is awaited is not an unhandled rejection;
+        // flush() (or the catch below) still sees it.
+        pending.catch(() => undefined);
+        batch.push(pending);
+      } else {
+        await writeEntry(state, entry, target);
+      }
+      if (entry.type === 'dir') realDirs.add(target);
       written++;
     }
+    await flush();
     // Directory times last: writing their children changed them.
     for (const { path, mtimeMs } of state.dirTimes.reverse())
       await utimes(path, mtimeMs / 1000, mtimeMs / 1000);
     return { destHostPath: destHost, destInRoot, written };
   } catch (error) {
+    await Promise.allSettled(batch);
     throw ioError(plan, 'cannot write', error);
   }
 }

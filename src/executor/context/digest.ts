@@ -39,6 +39,9 @@ interface StatCacheFile {
  */
 const RACY_WINDOW_MS = 50;
 
+/** Files hashed at once. */
+const DIGEST_CONCURRENCY = 8;
+
 /**
  * A stat cache: absolute path + (dev, ino, size, mtime ns, ctime ns) → content sha256, persisted
  * as JSON at a path the caller chooses (next to the cache index). A resource, so a class.
@@ -163,7 +166,20 @@ export async function digestSources(plan: CopyPlan, options: DigestOptions = {})
   frame(hash, String(plan.entries.length));
   const files: Record<string, SourceFileDigest> = {};
   const linkGroups = new Map<string, number>();
-  for (const entry of plan.entries) {
+  // Content first, a few files at a time (stat-cache hits cost one stat each).
+  const contents = new Map<number, Digest>();
+  let next = 0;
+  const worker = async () => {
+    while (next < plan.entries.length) {
+      const index = next++;
+      const entry = plan.entries[index]!;
+      if (entry.type === 'file' || entry.type === 'archive') {
+        contents.set(index, await cache.contentDigest(entry.sourcePath, options.signal));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: DIGEST_CONCURRENCY }, worker));
+  for (const [index, entry] of plan.entries.entries()) {
     options.signal?.throwIfAborted();
     const isArchive = entry.type === 'archive';
     let mode = entry.mode;
@@ -171,10 +187,7 @@ export async function digestSources(plan: CopyPlan, options: DigestOptions = {})
     else if (chmod !== undefined && !isArchive) mode = applyChmod(chmod, entry.mode, entry.type === 'dir');
     // Archive contents keep their own owners (the content digest covers them).
     const { uid, gid } = isArchive ? { uid: 0, gid: 0 } : owner;
-    const contentDigest =
-      entry.type === 'file' || isArchive
-        ? await cache.contentDigest(entry.sourcePath, options.signal)
-        : undefined;
+    const contentDigest = contents.get(index);
     let group = '';
     if (entry.hardLinkKey !== undefined) {
       let ordinal = linkGroups.get(entry.hardLinkKey);

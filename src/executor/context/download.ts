@@ -16,6 +16,7 @@ import { DigestingStream } from '../../oci/digest.js';
  */
 
 export interface Download {
+  /** The URL as shown to people (credentials removed). */
   readonly url: string;
   /** Host path of the downloaded file (inside `tmpDir`). */
   readonly path: string;
@@ -24,6 +25,19 @@ export interface Download {
   readonly size: number;
   readonly digest: `sha256:${string}`;
   readonly mtimeMs: number;
+}
+
+/** The URL without user:password, for messages and names (a credential is never printed). */
+export function displayUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username === '' && parsed.password === '') return url;
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
 }
 
 export function isUrl(source: string): boolean {
@@ -60,27 +74,33 @@ export async function downloadUrl(
   tmpDir: string,
   options: { readonly checksum?: string; readonly signal?: AbortSignal } = {},
 ): Promise<Download> {
-  const what = `ADD ${url}`;
+  const what = `ADD ${displayUrl(url)}`;
   if (options.checksum !== undefined && !/^sha256:[a-f0-9]{64}$/.test(options.checksum)) {
     throw new StratumError(
       'BUILD_FAILED',
       `${what}: --checksum must be sha256:<64 hex digits>, got "${options.checksum}"`,
     );
   }
+  // fetch refuses URLs with user:password; send them as Basic auth, as Go's client does
+  // (fetch drops the header on a cross-origin redirect).
+  const target = new URL(url);
+  const headers: Record<string, string> = {};
+  if (target.username !== '' || target.password !== '') {
+    const userinfo = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+    headers.authorization = `Basic ${Buffer.from(userinfo).toString('base64')}`;
+    target.username = '';
+    target.password = '';
+  }
   let response;
   try {
-    response = await fetch(url, {
+    response = await fetch(target, {
       redirect: 'follow',
+      headers,
       ...(options.signal ? { signal: options.signal } : {}),
     });
   } catch (error) {
-    throw new StratumError(
-      'IO',
-      `${what}: download failed: ${error instanceof Error ? error.message : String(error)}`,
-      {
-        cause: error,
-      },
-    );
+    const message = (error instanceof Error ? error.message : String(error)).split(url).join(displayUrl(url));
+    throw new StratumError('IO', `${what}: download failed: ${message}`, { cause: error });
   }
   if (!response.ok || response.body === null) {
     await response.body?.cancel();
@@ -119,5 +139,5 @@ export async function downloadUrl(
   const mtimeMs = Number.isNaN(parsed) ? 0 : parsed;
   await utimes(path, mtimeMs / 1000, mtimeMs / 1000);
   const size = (await stat(path)).size;
-  return { url, path, fileName: urlFileName(url), size, digest, mtimeMs };
+  return { url: displayUrl(url), path, fileName: urlFileName(url), size, digest, mtimeMs };
 }

@@ -1,6 +1,6 @@
 import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode } from '../../errors.js';
+import { errnoCode, StratumError } from '../../errors.js';
 
 /**
  * Go's `path.Clean` on slash paths: collapses `//`, drops `.`, resolves `..` lexically (kept at
@@ -90,7 +90,7 @@ export async function resolveInRoot(
       continue;
     }
     if (++links > MAX_LINKS) {
-      throw Object.assign(new Error(`too many levels of symbolic links: ${p}`), { code: 'ELOOP' });
+      throw new StratumError('IO', `${p}: too many levels of symbolic links`);
     }
     const target = await readlink(candidate);
     if (target.startsWith('/')) {

@@ -170,12 +170,14 @@ async function walkDir(
 ): Promise<void> {
   ctx.signal?.throwIfAborted();
   const names = (await readdir(hostDir)).sort();
-  for (const name of names) {
+  // lstat a directory's entries concurrently (the order of `names` is kept).
+  const stats = await Promise.all(names.map((name) => lstat(join(hostDir, name))));
+  for (const [i, name] of names.entries()) {
     const hostPath = join(hostDir, name);
     const childRoot = joinRel(rootRel, name);
     const childDest = joinRel(destRel, name);
     const childExcl = joinRel(exclRel, name);
-    const st = await lstat(hostPath);
+    const st = stats[i]!;
     const type = entryType(st);
     if (type === undefined) continue;
     const isIgnoredHere = ignored(ctx, childRoot) || excluded(ctx, childExcl);
@@ -402,11 +404,17 @@ export type SelectionContext = SelectContext;
 /** Expands and selects one local source argument; returns one Selected per match. */
 export async function selectLocalSource(ctx: SelectContext, src: string, index: number): Promise<Selected[]> {
   ctx.signal?.throwIfAborted();
-  const rel = relativeSource(ctx, src);
-  const matches = await expandWildcards(ctx, src, rel);
-  const out: Selected[] = [];
-  for (const matched of matches) out.push(await selectOne(ctx, src, matched, index));
-  return out;
+  try {
+    const rel = relativeSource(ctx, src);
+    const matches = await expandWildcards(ctx, src, rel);
+    const out: Selected[] = [];
+    for (const matched of matches) out.push(await selectOne(ctx, src, matched, index));
+    return out;
+  } catch (error) {
+    if (error instanceof StratumError || ctx.signal?.aborted === true) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new StratumError('IO', `${ctx.instruction} ${src}: ${message}`, { cause: error });
+  }
 }
 
 /**

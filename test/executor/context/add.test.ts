@@ -149,7 +149,13 @@ describe('ADD: http(s) URLs are downloaded, never extracted', () => {
   beforeAll(async () => {
     const tarBytes = await sampleTar();
     server = createServer((req, res) => {
-      if (req.url === '/files/app.txt') {
+      if (
+        req.url === '/private' &&
+        req.headers.authorization === `Basic ${Buffer.from('user:s3cret').toString('base64')}`
+      ) {
+        res.writeHead(200);
+        res.end('private');
+      } else if (req.url === '/files/app.txt') {
         res.writeHead(200, { 'Last-Modified': lastModified, 'Content-Type': 'text/plain' });
         res.end(body);
       } else if (req.url === '/plain') {
@@ -257,6 +263,33 @@ describe('ADD: http(s) URLs are downloaded, never extracted', () => {
       code: 'DIGEST_MISMATCH',
       message: expect.stringContaining(`ADD ${base}/files/app.txt`),
     });
+  });
+
+  it('a credential in the URL never appears in a message or a name', async () => {
+    const e = await env();
+    const withCreds = base.replace('http://', 'http://user:s3cret@');
+    const plan = await planAdd({
+      sources: [`${withCreds}/files/app.txt`],
+      dest: '/d/',
+      root: e.root,
+      tmpDir: e.ctx,
+    });
+    expect(JSON.stringify(plan)).not.toContain('s3cret');
+    const auth = await planAdd({
+      sources: [`${withCreds}/private`],
+      dest: '/d/',
+      root: e.root,
+      tmpDir: e.ctx,
+    });
+    expect(auth.entries[0]?.sourceName).toBe(`${base}/private`);
+    const failure = await planAdd({
+      sources: [`${withCreds}/missing`],
+      dest: '/d/',
+      root: e.root,
+      tmpDir: e.ctx,
+    }).catch((error: unknown) => error);
+    expect(String(failure)).toContain('HTTP 404');
+    expect(String(failure)).not.toContain('s3cret');
   });
 
   it('an HTTP error is a failure naming the URL and the status', async () => {

@@ -3,7 +3,13 @@ import { existsSync } from 'node:fs';
 import { lstat, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyCopy, planAdd, planCopy, type SourceRoot } from '../../../src/executor/context/index.js';
+import {
+  applyCopy,
+  planAdd,
+  planCopy,
+  type CopyPlan,
+  type SourceRoot,
+} from '../../../src/executor/context/index.js';
 import { build, makeTar, tempDir, type Node } from './helpers.js';
 
 /** A name no host path has, so a write that escaped would be visible and harmless. */
@@ -65,6 +71,37 @@ describe('safety: COPY never writes outside the rootfs', () => {
     expect(await readFile(join(e.rootfs, 'etc/shadow'), 'utf8')).toBe('secret');
     expect(await readFile(join(e.rootfs, 'app/conf'), 'utf8')).toBe('new');
     expect((await lstat(join(e.rootfs, 'app/conf'))).isSymbolicLink()).toBe(false);
+  });
+});
+
+describe('safety: a plan is only data, and a bad one cannot escape either', () => {
+  it('hand-made plan writing conf/passwd under a rootfs symlink conf -> /etc is refused', async () => {
+    const e = await env({ passwd: 'evil' }, { 'etc/passwd': 'root:x:0:0', 'app/conf': { symlink: '/etc' } });
+    const plan: CopyPlan = {
+      instruction: 'COPY',
+      dest: '/app',
+      destIsDir: true,
+      singleFile: false,
+      entries: [
+        {
+          sourcePath: join(e.ctx, 'passwd'),
+          sourceName: 'passwd',
+          destRelPath: 'conf/passwd',
+          type: 'file',
+          mode: 0o644,
+          size: 4,
+          mtimeMs: 0,
+          sourceIndex: 0,
+        },
+      ],
+    };
+    await expect(applyCopy(plan, e.rootfs)).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+    await expect(
+      applyCopy({ ...plan, entries: [{ ...plan.entries[0]!, destRelPath: '../../x' }] }, e.rootfs),
+    ).rejects.toMatchObject({
+      code: 'UNSAFE_PATH',
+    });
+    expect(await readFile(join(e.rootfs, 'etc/passwd'), 'utf8')).toBe('root:x:0:0');
   });
 });
 
