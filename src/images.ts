@@ -10,6 +10,7 @@ import { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
 import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js';
 import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 import { ImageStore } from './oci-writer/store.js';
+import { openRegistryImage, pushImage } from './push/index.js';
 
 /**
  * One entry point per direction over every transport: `openImage` reads, `writeImage` writes.
@@ -19,6 +20,8 @@ import { ImageStore } from './oci-writer/store.js';
 export interface ImageOptions {
   /** The local store's data dir (default: see defaultDataDir). */
   readonly dataDir?: string;
+  /** Registry hosts reached over plain HTTP (loopback always is). */
+  readonly insecureRegistries?: readonly string[];
   readonly signal?: AbortSignal;
 }
 
@@ -28,11 +31,14 @@ function toReference(ref: ImageReference | string): ImageReference {
   return typeof ref === 'string' ? parseImageReference(ref) : ref;
 }
 
-function registryUnsupported(reference: string): StratumError {
-  return new StratumError(
-    'UNSUPPORTED',
-    `docker://${reference}: registry transport is not available in this build yet`,
-  );
+function registryOptions(options: ImageOptions): {
+  insecureRegistries?: readonly string[];
+  signal?: AbortSignal;
+} {
+  return {
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
 }
 
 export async function openImage(
@@ -52,7 +58,10 @@ export async function openImage(
     case 'docker-daemon':
       return openFromDaemon(reference.name, options);
     case 'docker':
-      throw registryUnsupported(reference.reference);
+      return openRegistryImage(reference.reference, {
+        ...registryOptions(options),
+        ...(options.platform ? { platform: options.platform } : {}),
+      });
   }
 }
 
@@ -82,8 +91,13 @@ export async function writeImage(
         'UNSUPPORTED',
         `${formatImageReference(reference)}: writing to the Docker daemon is not supported; write a docker-archive: and run docker load`,
       );
-    case 'docker':
-      throw registryUnsupported(reference.reference);
+    case 'docker': {
+      const pushed = await pushImage(source, reference.reference, registryOptions(options));
+      return {
+        digest: pushed.digest,
+        descriptor: { mediaType: pushed.mediaType, digest: pushed.digest, size: source.manifest.raw.length },
+      };
+    }
   }
 }
 
