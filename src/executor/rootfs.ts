@@ -1,3 +1,4 @@
+import { chmod } from 'node:fs/promises';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef, ImageSource } from '../oci/image.js';
 import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
@@ -25,7 +26,11 @@ export class Rootfs {
 
   /** Materialises the directory so it holds exactly `layers`; returns its path. */
   async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
-    this.dir ??= await this.workspace.dir(this.purpose);
+    if (this.dir === undefined) {
+      this.dir = await this.workspace.dir(this.purpose);
+      // mkdtemp makes 0700 directories; an image's root is 0755 (or what its layers say).
+      await chmod(this.dir, 0o755);
+    }
     if (layers.length < this.applied) {
       throw new StratumError('IO', `rootfs ${this.dir}: cannot remove layers once applied`);
     }

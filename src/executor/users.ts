@@ -75,7 +75,9 @@ export async function resolveUser(rootfs: string, userSpec: string): Promise<Res
     gid = await lookupGroup(rootfs, groupArg, `USER ${userSpec}`);
   } else if (match !== undefined) {
     const groups = await readGroup(rootfs);
-    additionalGids = groups.filter((group) => group.members.includes(match.name)).map((group) => group.gid);
+    // Docker (20.10, measured) gives the primary group as a supplementary group as well.
+    const members = groups.filter((group) => group.members.includes(match.name)).map((group) => group.gid);
+    additionalGids = [...new Set([gid, ...members])];
   }
   return { uid, gid, additionalGids, home };
 }

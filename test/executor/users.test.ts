@@ -39,11 +39,11 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a name gives the passwd uid, gid and home, and the groups that list the name', async () => {
+  it('a name gives the passwd uid, gid and home, and its primary group plus the groups that list the name (Docker 20.10)', async () => {
     expect(await resolveUser(rootfs, 'app')).toEqual({
       uid: 1000,
       gid: 1001,
-      additionalGids: [10, 29],
+      additionalGids: [1001, 10, 29],
       home: '/home/app',
     });
   });
@@ -53,7 +53,7 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
     expect(await resolveUser(rootfs, 'svc')).toEqual({
       uid: 1003,
       gid: 1003,
-      additionalGids: [50],
+      additionalGids: [1003, 50],
       home: '/srv',
     });
   });
@@ -62,7 +62,7 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
     expect(await resolveUser(rootfs, '1000')).toEqual({
       uid: 1000,
       gid: 1001,
-      additionalGids: [10, 29],
+      additionalGids: [1001, 10, 29],
       home: '/home/app',
     });
     expect(await resolveUser(rootfs, '4242')).toEqual({ uid: 4242, gid: 0, additionalGids: [], home: '/' });
@@ -91,11 +91,11 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
   });
 
   it("the empty spec and root are uid 0 with root's home and groups", async () => {
-    expect(await resolveUser(rootfs, '')).toEqual({ uid: 0, gid: 0, additionalGids: [10], home: '/root' });
+    expect(await resolveUser(rootfs, '')).toEqual({ uid: 0, gid: 0, additionalGids: [0, 10], home: '/root' });
     expect(await resolveUser(rootfs, 'root')).toEqual({
       uid: 0,
       gid: 0,
-      additionalGids: [10],
+      additionalGids: [0, 10],
       home: '/root',
     });
     expect(await resolveUser(bare, '')).toEqual({ uid: 0, gid: 0, additionalGids: [], home: '/' });
