@@ -71,6 +71,9 @@ while (@ARGV) {
     my ($p, $mode) = splice(@ARGV, 0, 2);
     mkdir($p, oct($mode)) or fail("mkdir $p");
     chmod(oct($mode), $p) or fail("chmod $p");
+  } elsif ($op eq 'chown') {
+    my ($p, $uid, $gid) = splice(@ARGV, 0, 3);
+    chown(0 + $uid, 0 + $gid, $p) or fail("chown $uid:$gid $p");
   } elsif ($op eq 'file') {
     my $p = shift @ARGV;
     open(my $fh, '>', $p) or fail("create $p");
@@ -149,6 +152,7 @@ export type InitOp =
   | { readonly op: 'sysfs'; readonly target: string }
   | { readonly op: 'mkdir'; readonly path: string; readonly mode: number }
   | { readonly op: 'file'; readonly path: string }
+  | { readonly op: 'chown'; readonly path: string; readonly uid: number; readonly gid: number }
   | { readonly op: 'symlink'; readonly target: string; readonly path: string }
   | { readonly op: 'hostname'; readonly name: string }
   | { readonly op: 'lo' }
@@ -186,6 +190,9 @@ export function encodeOps(ops: readonly InitOp[]): string[] {
         break;
       case 'file':
         words.push('file', op.path);
+        break;
+      case 'chown':
+        words.push('chown', op.path, String(op.uid), String(op.gid));
         break;
       case 'symlink':
         words.push('symlink', op.target, op.path);

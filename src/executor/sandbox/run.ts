@@ -1,9 +1,17 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
 import { dockerDefaultCapabilities, encodeOps, initProgram, syscallNumbers, type InitOp } from './init.js';
+import {
+  canSetGroups,
+  checkSpecIds,
+  chooseIdMapping,
+  gidMapped,
+  unshareMappingArgs,
+  type IdMapping,
+} from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
 import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
@@ -32,15 +40,15 @@ export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = 
   const { signal, onOutput } = options;
   if (signal?.aborted) throw abortError(spec);
   validate(spec);
-  const rootless = process.getuid?.() !== 0;
-  if (rootless) checkRootlessSpec(spec);
+  const mapping = await chooseIdMapping();
+  checkSpecIds(spec, mapping);
 
   const ledger = new MountPointLedger(spec.rootfs);
   const scratch = await mkdtemp(join(tmpdir(), 'stratum-run-'));
   try {
-    const ops = await prepare(spec, ledger, scratch, rootless);
+    const ops = await prepare(spec, ledger, scratch, mapping);
     await ledger.sealSetup();
-    return await launch(spec, ops, rootless, signal, onOutput);
+    return await launch(spec, ops, mapping, signal, onOutput);
   } finally {
     await ledger.restore();
     await rm(scratch, { recursive: true, force: true });
@@ -75,20 +83,11 @@ function validate(spec: SandboxSpec): void {
   }
 }
 
-function checkRootlessSpec(spec: SandboxSpec): void {
-  if (spec.uid !== 0 || spec.gid !== 0) {
-    throw new StratumError(
-      'UNSUPPORTED',
-      `RUN as uid ${spec.uid} gid ${spec.gid} needs root: without root stratum maps only your own user (as root) into the step's user namespace`,
-    );
-  }
-}
-
 async function prepare(
   spec: SandboxSpec,
   ledger: MountPointLedger,
   scratch: string,
-  rootless: boolean,
+  mapping: IdMapping,
 ): Promise<InitOp[]> {
   const root = spec.rootfs;
   const rootStats = await stat(root).catch((error: unknown) => {
@@ -126,7 +125,9 @@ async function prepare(
       target: `${dev}/pts`,
       flags: MS_NOSUID | MS_NOEXEC,
       // gid=5 (tty) as runc does; a user namespace that maps only the caller cannot name it.
-      data: rootless ? 'newinstance,ptmxmode=0666,mode=0620' : 'newinstance,ptmxmode=0666,mode=0620,gid=5',
+      data: gidMapped(mapping, 5)
+        ? 'newinstance,ptmxmode=0666,mode=0620,gid=5'
+        : 'newinstance,ptmxmode=0666,mode=0620',
     },
     { op: 'symlink', target: 'pts/ptmx', path: `${dev}/ptmx` },
     { op: 'mkdir', path: `${dev}/shm`, mode: 0o1777 },
@@ -158,7 +159,7 @@ async function prepare(
   }
 
   for (const [index, mount] of spec.mounts.entries()) {
-    ops.push(await mountOp(mount, index, ledger, scratch, rootless));
+    ops.push(...(await mountOps(mount, index, ledger, scratch)));
   }
 
   ops.push({ op: 'hostname', name: spec.hostname });
@@ -171,7 +172,7 @@ async function prepare(
       uid: spec.uid,
       gid: spec.gid,
       // A user namespace set up by --map-root-user denies setgroups(2); see README.
-      setGroups: !rootless,
+      setGroups: canSetGroups(mapping),
       groups: spec.additionalGids,
     },
     { op: 'exec', cwd: spec.cwd, env: spec.env, argv: spec.argv },
@@ -179,13 +180,12 @@ async function prepare(
   return ops;
 }
 
-async function mountOp(
+async function mountOps(
   mount: SandboxMount,
   index: number,
   ledger: MountPointLedger,
   scratch: string,
-  rootless: boolean,
-): Promise<InitOp> {
+): Promise<InitOp[]> {
   switch (mount.kind) {
     case 'bind': {
       const source = await stat(mount.source).catch((error: unknown) => {
@@ -195,12 +195,12 @@ async function mountOp(
         );
       });
       const target = await ledger.ensure(mount.target, source.isDirectory() ? 'directory' : 'file');
-      return { op: 'bind', source: mount.source, target, readonly: mount.readonly };
+      return [{ op: 'bind', source: mount.source, target, readonly: mount.readonly }];
     }
     case 'tmpfs': {
       const target = await ledger.ensure(mount.target, 'directory');
       const data = mount.size === undefined ? '' : `size=${mount.size}`;
-      return { op: 'fs', fstype: 'tmpfs', target, flags: MS_NOSUID | MS_NODEV, data };
+      return [{ op: 'fs', fstype: 'tmpfs', target, flags: MS_NOSUID | MS_NODEV, data }];
     }
     case 'secret': {
       const copy = join(scratch, `secret-${index}`);
@@ -214,9 +214,12 @@ async function mountOp(
         );
       }
       await chmod(copy, mount.mode ?? 0o400);
-      if (!rootless) await chown(copy, mount.uid ?? 0, mount.gid ?? 0);
       const target = await ledger.ensure(mount.target, 'file');
-      return { op: 'bind', source: copy, target, readonly: true };
+      // chown inside the namespaces: in a user namespace the ids are the step's, not the host's.
+      return [
+        { op: 'chown', path: copy, uid: mount.uid ?? 0, gid: mount.gid ?? 0 },
+        { op: 'bind', source: copy, target, readonly: true },
+      ];
     }
   }
 }
@@ -231,14 +234,14 @@ interface LaunchOutcome {
 async function launch(
   spec: SandboxSpec,
   ops: readonly InitOp[],
-  rootless: boolean,
+  mapping: IdMapping,
   signal: AbortSignal | undefined,
   onOutput: SandboxOptions['onOutput'],
 ): Promise<SandboxResult> {
   // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
   const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
   if (spec.network === 'none') unshareArgs.push('--net');
-  if (rootless) unshareArgs.push('--map-root-user');
+  unshareArgs.push(...unshareMappingArgs(mapping));
   // setpriv gives unshare a parent-death signal: if stratum itself dies, the step dies too.
   const args = [
     '--pdeathsig',
@@ -293,7 +296,7 @@ async function launch(
       else resolve({ code, signal: sig, status, stderrTail });
     });
   });
-  return interpret(spec, outcome, rootless);
+  return interpret(spec, outcome, mapping);
 }
 
 /**
@@ -320,13 +323,13 @@ function killStep(pid: number | undefined): void {
     });
 }
 
-function interpret(spec: SandboxSpec, outcome: LaunchOutcome, rootless: boolean): SandboxResult {
+function interpret(spec: SandboxSpec, outcome: LaunchOutcome, mapping: IdMapping): SandboxResult {
   if (!outcome.status.startsWith('+')) {
     const detail = outcome.stderrTail.trim().split('\n').pop() ?? '';
-    if (rootless) {
+    if (mapping.kind !== 'host') {
       throw new StratumError(
         'UNSUPPORTED',
-        `RUN without root needs user namespaces (unshare --user --map-root-user failed: ${detail}); enable them (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns) or run stratum as root`,
+        `RUN without root needs user namespaces (unshare ${unshareMappingArgs(mapping).join(' ')} failed: ${detail}); enable them (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns) or run stratum as root`,
       );
     }
     throw new StratumError(

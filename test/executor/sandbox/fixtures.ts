@@ -99,8 +99,17 @@ export function listTree(root: string, options: { withCtime?: boolean } = {}): s
   return out;
 }
 
-export function hostMountInfo(): string {
-  return readFileSync('/proc/self/mountinfo', 'utf8');
+/**
+ * Mount points in the host's (the test's) mount namespace that lie under `dir` or under one of
+ * stratum's scratch directories. Only these: other processes on the machine (dockerd, other
+ * tests) mount and unmount elsewhere at any time.
+ */
+export function hostMountsOf(dir: string): string[] {
+  const scratch = join(tmpdir(), 'stratum-run-');
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((point) => point === dir || point.startsWith(`${dir}/`) || point.startsWith(scratch));
 }
 
 /** Host pids whose command line contains `marker` (to find processes a step left behind). */

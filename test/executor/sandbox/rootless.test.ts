@@ -1,9 +1,20 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, requireTool } from '../../helpers/system.js';
-import { baseSpec, hostMountInfo, listTree, makeBusyboxRootfs, makeTempDir } from './fixtures.js';
+import { hasCommand, isRoot, requireTool } from '../../helpers/system.js';
+import { baseSpec, hostMountsOf, listTree, makeBusyboxRootfs, makeTempDir } from './fixtures.js';
 import { tools } from './run-helpers.js';
 
 const ready = tools.every(([command, pkg]) => requireTool(command, pkg));
@@ -100,7 +111,6 @@ describe.skipIf(!ready || !isRoot)('RUN without root', () => {
 
   it('runs the step as root of a user namespace, isolated, leaving nothing behind; or says what is missing', () => {
     const before = listTree(rootfs);
-    const mounts = hostMountInfo();
     const run = runAsNobody(
       baseSpec(
         rootfs,
@@ -122,7 +132,7 @@ describe.skipIf(!ready || !isRoot)('RUN without root', () => {
       expect(run.value.message).toMatch(/user namespaces/);
     }
     expect(listTree(rootfs)).toEqual(before);
-    expect(hostMountInfo()).toBe(mounts);
+    expect(hostMountsOf(dir)).toEqual([]);
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
   });
 
@@ -141,9 +151,67 @@ describe.skipIf(!ready || !isRoot)('RUN without root', () => {
     },
   );
 
-  it('asks for a non-root USER without root: a clear error naming what is missing', () => {
+  it('asks for a non-root USER without root and without a subordinate range: a clear error naming what is missing', () => {
     const run = runAsNobody(baseSpec(rootfs, ['true'], { uid: 1000, gid: 1000 }));
     expect(run.value.code).toBe('UNSUPPORTED');
-    expect(run.value.message).toMatch(/uid 1000 .* needs root/);
+    expect(run.value.message).toMatch(
+      /uid 1000 .* needs root, or a subordinate id range for nobody .*uidmap/,
+    );
+  });
+
+  describe('with a subordinate id range for the user in /etc/subuid and /etc/subgid', () => {
+    const files = ['/etc/subuid', '/etc/subgid'];
+    const saved = new Map<string, string | undefined>();
+    const rangeStart = 300_000;
+    beforeAll(() => {
+      for (const file of files) {
+        saved.set(file, existsSync(file) ? readFileSync(file, 'utf8') : undefined);
+        appendFileSync(file, `nobody:${rangeStart}:65536\n`);
+      }
+      // /home/app owned by what is uid/gid 1000 inside the namespace (1..65536 -> 300000..)
+      mkdirSync(join(rootfs, 'home', 'app'), { recursive: true });
+      chownSync(join(rootfs, 'home'), nobody, nobody);
+      chownSync(join(rootfs, 'home', 'app'), rangeStart + 999, rangeStart + 999);
+    });
+    afterAll(() => {
+      for (const file of files) {
+        const old = saved.get(file);
+        if (old === undefined) rmSync(file, { force: true });
+        else writeFileSync(file, old);
+      }
+      rmSync(join(rootfs, 'home'), { recursive: true, force: true });
+    });
+
+    it('runs USER 1000 with its groups, and its files belong to the mapped ids; or names newuidmap as missing', () => {
+      const run = runAsNobody(
+        baseSpec(rootfs, ['sh', '-c', 'id -u; id -g; id -G; touch f && stat -c "%u %g" f'], {
+          uid: 1000,
+          gid: 1000,
+          additionalGids: [29, 100],
+          cwd: '/home/app',
+        }),
+      );
+      if (hasCommand('newuidmap') && hasCommand('newgidmap')) {
+        expect(run).toEqual({
+          ok: true,
+          value: { exitCode: 0, out: '1000\n1000\n1000 29 100\n1000 1000\n' },
+        });
+        const st = statSync(join(rootfs, 'home', 'app', 'f'));
+        expect([st.uid, st.gid]).toEqual([rangeStart + 999, rangeStart + 999]);
+      } else {
+        expect(run.value.code).toBe('UNSUPPORTED');
+        expect(run.value.message).toMatch(/newuidmap and newgidmap installed \(Debian package uidmap\)/);
+      }
+    });
+
+    it('ids beyond the range are refused naming the range (or naming uidmap when it is missing)', () => {
+      const run = runAsNobody(baseSpec(rootfs, ['true'], { uid: 70000, gid: 0 }));
+      expect(run.value.code).toBe('UNSUPPORTED');
+      expect(run.value.message).toMatch(
+        hasCommand('newuidmap') && hasCommand('newgidmap')
+          ? /uid 70000 is outside .*1\.\.65536/
+          : /uid 70000 .*uidmap/,
+      );
+    });
   });
 });

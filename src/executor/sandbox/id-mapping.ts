@@ -1,0 +1,149 @@
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { StratumError, errnoCode } from '../../errors.js';
+import type { SandboxSpec } from './types.js';
+
+/**
+ * How the step's ids relate to the host's:
+ * - `host`: stratum is root; no user namespace, ids are the host's.
+ * - `subordinate`: not root, but /etc/subuid and /etc/subgid give the caller a range and
+ *   newuidmap/newgidmap (Debian package uidmap) are installed: the caller becomes 0 and the range
+ *   becomes 1..count (podman's layout), so USER with other ids and supplementary groups work.
+ * - `root-only`: not root, no range: `--map-root-user` maps the caller alone, to 0.
+ */
+export type IdMapping =
+  | { readonly kind: 'host' }
+  | { readonly kind: 'root-only'; readonly user: string }
+  | {
+      readonly kind: 'subordinate';
+      readonly user: string;
+      readonly uids: SubordinateRange;
+      readonly gids: SubordinateRange;
+    };
+
+export interface SubordinateRange {
+  readonly start: number;
+  readonly count: number;
+}
+
+export async function chooseIdMapping(): Promise<IdMapping> {
+  const uid = process.getuid?.();
+  if (uid === 0) return { kind: 'host' };
+  const name = currentUserName();
+  const user = name ?? String(uid);
+  // Both files list ranges per USER (name or uid), the group ranges too.
+  const keys = [String(uid), ...(name === undefined ? [] : [name])];
+  const [uids, gids, newuidmap, newgidmap] = await Promise.all([
+    firstRange('/etc/subuid', keys),
+    firstRange('/etc/subgid', keys),
+    onPath('newuidmap'),
+    onPath('newgidmap'),
+  ]);
+  if (uids !== undefined && gids !== undefined && newuidmap && newgidmap) {
+    return { kind: 'subordinate', user, uids, gids };
+  }
+  return { kind: 'root-only', user };
+}
+
+/** The unshare options that set the mapping up. */
+export function unshareMappingArgs(mapping: IdMapping): string[] {
+  switch (mapping.kind) {
+    case 'host':
+      return [];
+    case 'root-only':
+      return ['--map-root-user'];
+    case 'subordinate':
+      return [
+        '--map-user=0',
+        '--map-group=0',
+        `--map-users=${mapping.uids.start},1,${mapping.uids.count}`,
+        `--map-groups=${mapping.gids.start},1,${mapping.gids.count}`,
+      ];
+  }
+}
+
+/** Whether the step may call setgroups(2) (a namespace set up by --map-root-user denies it). */
+export function canSetGroups(mapping: IdMapping): boolean {
+  return mapping.kind !== 'root-only';
+}
+
+/** Whether a gid is valid inside the step's namespace. */
+export function gidMapped(mapping: IdMapping, gid: number): boolean {
+  switch (mapping.kind) {
+    case 'host':
+      return true;
+    case 'root-only':
+      return gid === 0;
+    case 'subordinate':
+      return gid <= mapping.gids.count;
+  }
+}
+
+/** Refuses, with what is missing, a spec whose ids the mapping cannot represent. */
+export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
+  switch (mapping.kind) {
+    case 'host':
+      return;
+    case 'root-only':
+      if (spec.uid !== 0 || spec.gid !== 0) {
+        throw new StratumError(
+          'UNSUPPORTED',
+          `RUN as uid ${spec.uid} gid ${spec.gid} needs root, or a subordinate id range for ${mapping.user} in /etc/subuid and /etc/subgid with newuidmap and newgidmap installed (Debian package uidmap): without them only your own user is mapped, as root`,
+        );
+      }
+      return;
+    case 'subordinate': {
+      const badUid = spec.uid > mapping.uids.count ? spec.uid : undefined;
+      const badGid = [spec.gid, ...spec.additionalGids].find((gid) => gid > mapping.gids.count);
+      if (badUid !== undefined || badGid !== undefined) {
+        throw new StratumError(
+          'UNSUPPORTED',
+          `RUN as ${badUid !== undefined ? `uid ${badUid}` : `gid ${badGid}`} is outside the ids mapped for ${mapping.user} (0 and 1..${badUid !== undefined ? mapping.uids.count : mapping.gids.count} from /etc/subuid and /etc/subgid); give ${mapping.user} a larger range`,
+        );
+      }
+      return;
+    }
+  }
+}
+
+function currentUserName(): string | undefined {
+  try {
+    return userInfo().username;
+  } catch {
+    return undefined; // no passwd entry for our uid
+  }
+}
+
+/** The first `name_or_id:start:count` line of a subid file whose owner is one of `keys`. */
+async function firstRange(file: string, keys: readonly string[]): Promise<SubordinateRange | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+  for (const line of text.split('\n')) {
+    const [owner, start, count] = line.trim().split(':');
+    if (owner === undefined || !keys.includes(owner)) continue;
+    const range = { start: Number(start), count: Number(count) };
+    if (Number.isSafeInteger(range.start) && Number.isSafeInteger(range.count) && range.count > 0)
+      return range;
+  }
+  return undefined;
+}
+
+async function onPath(command: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    if (dir === '') continue;
+    try {
+      await access(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      // not here
+    }
+  }
+  return false;
+}
