@@ -73,3 +73,6 @@ export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './e
 export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
 export { LayerCache, type CacheEntry, type CacheEntryInfo } from './executor/cache/store.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
+export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
+export type { CacheUsage, PruneResult } from './executor/cache/prune.js';
+export * from './analyze/index.js';

@@ -6,6 +6,7 @@ import { registerPull } from './pull.js';
 import { registerPush } from './push.js';
 import { registerLogin } from './login.js';
 import { registerBuild } from './build.js';
+import { registerCache } from './cache.js';
 
 /** Each command lives in its own module and adds itself to the program. */
 export type RegisterCommand = (program: Command) => void;

@@ -1,0 +1,74 @@
+import { StratumError } from './errors.js';
+import { defaultCacheDir } from './executor/build.js';
+import {
+  cacheUsage,
+  parseDuration,
+  parseSize,
+  pruneCache,
+  type CacheUsage,
+  type PruneResult,
+} from './executor/cache/prune.js';
+import { LayerCache, type CacheEntryInfo } from './executor/cache/store.js';
+import { ImageStore, defaultDataDir } from './oci-writer/store.js';
+
+/**
+ * `stratum cache ls|du|prune` as library calls. By default the cache keeps its blobs in the
+ * local image store (so bytes are stored once); pruning then keeps every blob a stored image
+ * still refers to.
+ */
+export interface CacheLocation {
+  readonly cacheDir?: string;
+  readonly dataDir?: string;
+}
+
+function open(location: CacheLocation): { cache: LayerCache; store: ImageStore | undefined } {
+  const dataDir = location.dataDir ?? defaultDataDir();
+  if (location.cacheDir !== undefined) return { cache: new LayerCache(location.cacheDir), store: undefined };
+  const store = new ImageStore(dataDir);
+  return { cache: new LayerCache(defaultCacheDir(), store.blobs), store };
+}
+
+export async function listCache(location: CacheLocation = {}): Promise<CacheEntryInfo[]> {
+  const entries = await open(location).cache.list();
+  return entries.sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
+}
+
+export async function cacheDiskUsage(location: CacheLocation = {}): Promise<CacheUsage> {
+  return cacheUsage(open(location).cache);
+}
+
+export async function pruneLayerCache(
+  location: CacheLocation,
+  options: { readonly keepStorage?: string; readonly olderThan?: string },
+): Promise<PruneResult> {
+  const { cache, store } = open(location);
+  const keepStorage = options.keepStorage === undefined ? undefined : parseSize(options.keepStorage);
+  const olderThanMs = options.olderThan === undefined ? undefined : parseDuration(options.olderThan);
+  if (options.keepStorage !== undefined && keepStorage === undefined) {
+    throw new StratumError(
+      'USAGE',
+      `--keep-storage ${options.keepStorage}: expected a size such as 10GB or 500MB`,
+    );
+  }
+  if (options.olderThan !== undefined && olderThanMs === undefined) {
+    throw new StratumError(
+      'USAGE',
+      `--older-than ${options.olderThan}: expected a duration such as 24h or 7d`,
+    );
+  }
+  const protectedBlobs = new Set<string>();
+  if (store !== undefined) {
+    for (const image of await store.list()) {
+      const source = await store.open(image.name);
+      protectedBlobs.add(source.descriptor.digest);
+      protectedBlobs.add(source.manifest.value.config.digest);
+      for (const layer of source.manifest.value.layers) protectedBlobs.add(layer.digest);
+      await source.close();
+    }
+  }
+  return pruneCache(cache, {
+    ...(keepStorage === undefined ? {} : { keepStorage }),
+    ...(olderThanMs === undefined ? {} : { olderThanMs }),
+    protectedBlobs,
+  });
+}

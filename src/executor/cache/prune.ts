@@ -1,0 +1,136 @@
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errnoCode } from '../../errors.js';
+import type { Digest } from '../../oci/types.js';
+import type { CacheEntryInfo, LayerCache } from './store.js';
+
+/**
+ * Cache housekeeping: what is there (`ls`, `du`) and making room (`prune`). Pruning removes
+ * entries (oldest use first), then the blobs no remaining entry and no protected image refers
+ * to, then temporary files that a killed build left behind.
+ */
+export interface CacheUsage {
+  readonly entries: number;
+  readonly layerEntries: number;
+  /** Distinct layer blobs the entries refer to, and their bytes. */
+  readonly layers: number;
+  readonly layerBytes: number;
+  /** Everything in the blob directory (shared with the local image store by default). */
+  readonly blobBytes: number;
+  readonly mountBytes: number;
+}
+
+export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
+  const entries = await cache.list();
+  const layers = new Map<Digest, number>();
+  for (const entry of entries)
+    if (entry.layer !== null) layers.set(entry.layer.descriptor.digest, entry.layer.descriptor.size);
+  return {
+    entries: entries.length,
+    layerEntries: entries.filter((entry) => entry.layer !== null).length,
+    layers: layers.size,
+    layerBytes: [...layers.values()].reduce((sum, size) => sum + size, 0),
+    blobBytes: await directoryBytes(join(cache.blobs.root, 'blobs')),
+    mountBytes: await directoryBytes(join(cache.root, 'mounts')),
+  };
+}
+
+export interface PruneOptions {
+  /** Keep at most this many bytes of layers (least recently used entries go first). */
+  readonly keepStorage?: number;
+  /** Remove entries not used for this many milliseconds. */
+  readonly olderThanMs?: number;
+  /** Blobs that must stay (the local image store's, when it shares the blob directory). */
+  readonly protectedBlobs?: ReadonlySet<string>;
+  readonly now?: Date;
+}
+
+export interface PruneResult {
+  readonly removedEntries: number;
+  readonly removedBlobs: number;
+  readonly freedBytes: number;
+}
+
+export async function pruneCache(cache: LayerCache, options: PruneOptions = {}): Promise<PruneResult> {
+  const now = (options.now ?? new Date()).getTime();
+  const entries = (await cache.list()).sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime());
+  const keep: CacheEntryInfo[] = [];
+  let removedEntries = 0;
+  for (const entry of entries) {
+    if (options.olderThanMs !== undefined && now - entry.lastUsed.getTime() > options.olderThanMs) {
+      await cache.remove(entry.key);
+      removedEntries++;
+    } else keep.push(entry);
+  }
+  if (options.keepStorage !== undefined) {
+    const sizes = new Map<string, number>();
+    for (const entry of keep)
+      if (entry.layer) sizes.set(entry.layer.descriptor.digest, entry.layer.descriptor.size);
+    let total = [...sizes.values()].reduce((sum, size) => sum + size, 0);
+    while (total > options.keepStorage && keep.length > 0) {
+      const oldest = keep.shift()!;
+      await cache.remove(oldest.key);
+      removedEntries++;
+      if (
+        oldest.layer &&
+        !keep.some((entry) => entry.layer?.descriptor.digest === oldest.layer?.descriptor.digest)
+      ) {
+        total -= oldest.layer.descriptor.size;
+      }
+    }
+  }
+
+  const referenced = new Set<string>(options.protectedBlobs ?? []);
+  for (const entry of keep) if (entry.layer) referenced.add(entry.layer.descriptor.digest);
+  let removedBlobs = 0;
+  let freedBytes = 0;
+  const dir = join(cache.blobs.root, 'blobs', 'sha256');
+  for (const name of await listDir(dir)) {
+    const path = join(dir, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info === undefined) continue;
+    // A killed build's partial blob: only once it is clearly abandoned.
+    const isTemp = name.startsWith('.tmp-');
+    if (isTemp ? now - info.mtime.getTime() < 60 * 60 * 1000 : referenced.has(`sha256:${name}`)) continue;
+    await rm(path, { force: true });
+    removedBlobs++;
+    freedBytes += info.size;
+  }
+  return { removedEntries, removedBlobs, freedBytes };
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await directoryBytes(path);
+    else total += (await stat(path).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+/** `10GB`, `512MB`, `1.5G`, `300k`, plain bytes. */
+export function parseSize(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(text.trim());
+  if (match === null) return undefined;
+  const power = ' kmgt'.indexOf((match[2] ?? '').toLowerCase() || ' ');
+  const base = (match[3] ?? '').toLowerCase().startsWith('i') ? 1024 : 1000;
+  return Math.round(Number(match[1]) * base ** power);
+}
+
+/** `24h`, `7d`, `30m`, `90s`, `1h30m`. */
+export function parseDuration(text: string): number | undefined {
+  const units: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+  const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)([smhdw])/g)];
+  if (parts.length === 0 || parts.map((part) => part[0]).join('') !== text.trim()) return undefined;
+  return parts.reduce((sum, part) => sum + Number(part[1]) * units[part[2]!]!, 0);
+}
