@@ -14,6 +14,7 @@ const layers = {
   executor: ['parser', 'snapshot', 'oci', 'oci-writer', 'push'],
   'oci-writer': ['oci'],
   push: ['oci'],
+  analyze: ['oci', 'snapshot'],
 };
 const allFolders = ['oci', 'parser', 'snapshot', 'executor', 'oci-writer', 'push', 'cli'];
 

@@ -10,6 +10,7 @@ const allowed: Record<string, readonly string[]> = {
   executor: ['parser', 'snapshot', 'oci', 'oci-writer', 'push'],
   'oci-writer': ['oci'],
   push: ['oci'],
+  analyze: ['oci', 'snapshot'],
   cli: ['index.ts'],
 };
 

@@ -1,0 +1,43 @@
+/** src/analyze: an image's filesystem step by step, image diffs, layer cost analysis. See README.md. */
+export {
+  applyLayers,
+  walkImage,
+  stepsOf,
+  type AppliedImage,
+  type AppliedStep,
+  type ApplyOptions,
+  type ChangedEntry,
+  type HiddenContent,
+  type HistoryStep,
+  type LayerChanges,
+} from './apply.js';
+export {
+  BLOCK_SIZE,
+  emptyState,
+  entryDifferences,
+  hardLinkGroups,
+  normalizePath,
+  snapshotState,
+  type EntryField,
+  type EntryType,
+  type FsEntry,
+  type FsNode,
+  type FsSnapshot,
+  type FsState,
+} from './fs-model.js';
+export {
+  diffImages,
+  compareFilesystems,
+  compareConfigs,
+  CONFIG_FIELDS,
+  type ConfigDifference,
+  type ConfigField,
+  type DiffField,
+  type DiffOptions,
+  type FieldValue,
+  type ImageDiff,
+  type Side,
+  type StepDiff,
+  type StepDifference,
+  type StepSide,
+} from './diff.js';
