@@ -73,6 +73,30 @@ describe.skipIf(!ready || !isRoot)('RUN leaves nothing of its own in the rootfs 
     expect(hostMountsOf(dir)).toEqual([]);
   });
 
+  it('an aborted step on a bare base also leaves the rootfs as it was', async () => {
+    const rootfs = makeBusyboxRootfs(dir, { full: false });
+    const before = listTree(rootfs);
+    const controller = new AbortController();
+    let seen: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (seen = resolve));
+    const running = runInSandbox(
+      baseSpec(rootfs, ['sh', '-c', 'echo up; sleep 100 & sleep 100'], {
+        mounts: [{ kind: 'tmpfs', target: '/t/x' }],
+      }),
+      {
+        signal: controller.signal,
+        onOutput: () => {
+          seen();
+        },
+      },
+    );
+    await started;
+    controller.abort();
+    await expect(running).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(listTree(rootfs)).toEqual(before);
+    expect(hostMountsOf(dir)).toEqual([]);
+  });
+
   it('every kind of mount leaves no mount point, no content and no mtime change, also with network none', async () => {
     const rootfs = makeBusyboxRootfs(dir, { full: true });
     const cacheDir = join(dir, 'cache');
