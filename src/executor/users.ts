@@ -12,8 +12,9 @@ import { existingPathInRoot } from './sandbox/root-path.js';
  * - `user` / `uid`, optionally `:group` / `:gid`; the empty spec means uid 0.
  * - A numeric user is always a uid (never a name); one missing from passwd is allowed and gets
  *   gid 0 and HOME `/` (runc's defaults). A name missing from passwd is an error.
- * - Without an explicit group, gid is the passwd entry's and the supplementary groups are those of
- *   /etc/group that list the user's name; with an explicit group there are none.
+ * - Without an explicit group, gid is the passwd entry's and the supplementary groups are the
+ *   primary gid plus those of /etc/group that list the user's name; with an explicit group they
+ *   are the primary gid alone (moby's getUser adds it in every case).
  * - HOME is the passwd entry's home field ("/" when the user has no entry).
  */
 export interface ResolvedUser {
@@ -70,15 +71,17 @@ export async function resolveUser(rootfs: string, userSpec: string): Promise<Res
     uid = checkRange(numericUid, userSpec);
   }
 
-  let additionalGids: number[] = [];
+  let members: number[] = [];
   if (groupArg !== '') {
     gid = await lookupGroup(rootfs, groupArg, `USER ${userSpec}`);
   } else if (match !== undefined) {
     const groups = await readGroup(rootfs);
-    // Docker (20.10, measured) gives the primary group as a supplementary group as well.
-    const members = groups.filter((group) => group.members.includes(match.name)).map((group) => group.gid);
-    additionalGids = [...new Set([gid, ...members])];
+    members = groups.filter((group) => group.members.includes(match.name)).map((group) => group.gid);
   }
+  // moby's getUser (the classic builder's RUN) always starts the supplementary groups with the
+  // primary gid, whatever the spec, then appends runc's Sgids (measured with Docker 20.10 too).
+  // Duplicates are dropped: setgroups(2) and `id -G` do not show them apart.
+  const additionalGids = [...new Set([gid, ...members])];
   return { uid, gid, additionalGids, home };
 }
 

@@ -65,27 +65,27 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
       additionalGids: [1001, 10, 29],
       home: '/home/app',
     });
-    expect(await resolveUser(rootfs, '4242')).toEqual({ uid: 4242, gid: 0, additionalGids: [], home: '/' });
-    expect(await resolveUser(bare, '4242')).toEqual({ uid: 4242, gid: 0, additionalGids: [], home: '/' });
+    expect(await resolveUser(rootfs, '4242')).toEqual({ uid: 4242, gid: 0, additionalGids: [0], home: '/' });
+    expect(await resolveUser(bare, '4242')).toEqual({ uid: 4242, gid: 0, additionalGids: [0], home: '/' });
   });
 
-  it('an explicit group replaces the gid and drops the supplementary groups', async () => {
+  it('an explicit group replaces the gid; the supplementary groups are then that gid alone (moby getUser)', async () => {
     expect(await resolveUser(rootfs, 'app:audio')).toEqual({
       uid: 1000,
       gid: 29,
-      additionalGids: [],
+      additionalGids: [29],
       home: '/home/app',
     });
     expect(await resolveUser(rootfs, 'app:77')).toEqual({
       uid: 1000,
       gid: 77,
-      additionalGids: [],
+      additionalGids: [77],
       home: '/home/app',
     });
     expect(await resolveUser(rootfs, '4242:4343')).toEqual({
       uid: 4242,
       gid: 4343,
-      additionalGids: [],
+      additionalGids: [4343],
       home: '/',
     });
   });
@@ -98,7 +98,7 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
       additionalGids: [0, 10],
       home: '/root',
     });
-    expect(await resolveUser(bare, '')).toEqual({ uid: 0, gid: 0, additionalGids: [], home: '/' });
+    expect(await resolveUser(bare, '')).toEqual({ uid: 0, gid: 0, additionalGids: [0], home: '/' });
     // Without a passwd file even "root" is an unknown name, as in Docker.
     await expect(resolveUser(bare, 'root')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
