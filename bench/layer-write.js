@@ -63,8 +63,8 @@ function makeCorpus(bytes) {
   let seed = 12345;
   const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
   while (offset < bytes) {
-    if (rand() % 12 === 0) {
-      const n = Math.min(bytes - offset, 8 + (rand() % 56));
+    if (rand() % 60 === 0) {
+      const n = Math.min(bytes - offset, 8 + (rand() % 40));
       randomBytes(n).copy(out, offset);
       offset += n;
     } else {

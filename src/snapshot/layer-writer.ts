@@ -1,13 +1,14 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DigestingStream } from '../oci/digest.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import { diffSnapshots } from './diff.js';
-import { ParallelGzip } from './parallel-gzip.js';
+import { GzipBlocks } from './parallel-gzip.js';
 import { emptySnapshot, scanTree } from './scan.js';
 import { layerEntries, type EntryOptions, type TarEntry } from './tar-entries.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor } from './tar-header.js';
@@ -33,8 +34,8 @@ export interface WrittenLayer {
 const SMALL_FILE = 256 * 1024;
 const CHUNK = 1024 * 1024;
 /** Read-ahead budget: how many bytes of small files may be buffered ahead of the tar writer. */
-const READ_AHEAD_BYTES = 8 * 1024 * 1024;
-const READ_AHEAD_FILES = 64;
+const READ_AHEAD_BYTES = 4 * 1024 * 1024;
+const READ_AHEAD_FILES = 32;
 /** Output is batched so the hash and gzip stages see few large chunks, not many 512-byte ones. */
 const BATCH = 256 * 1024;
 
@@ -46,10 +47,32 @@ async function openNoFollow(path: string): Promise<FileHandle> {
   return open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
 }
 
-async function readWhole(path: string, size: number): Promise<Buffer> {
+/**
+ * Buffers for whole small files, by power-of-two size class. Their content is always copied into
+ * a tar batch before the next entry, so they can always be reused (bounded: a few per class).
+ */
+class SmallFilePool {
+  private readonly free = new Map<number, Buffer[]>();
+
+  take(size: number): Buffer {
+    const capacity = size <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(size));
+    return (this.free.get(capacity)?.pop() ?? Buffer.allocUnsafe(capacity)).subarray(0, size);
+  }
+
+  give(buffer: Buffer): void {
+    const capacity = buffer.byteLength <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(buffer.byteLength));
+    if (buffer.byteOffset !== 0 || buffer.buffer.byteLength !== capacity) return; // not one of ours
+    const full = Buffer.from(buffer.buffer, 0, capacity);
+    const list = this.free.get(capacity);
+    if (list === undefined) this.free.set(capacity, [full]);
+    else if (list.length < 8) list.push(full);
+  }
+}
+
+async function readWhole(path: string, size: number, pool: SmallFilePool): Promise<Buffer> {
   const handle = await openNoFollow(path);
   try {
-    const buffer = Buffer.allocUnsafe(size);
+    const buffer = pool.take(size);
     let offset = 0;
     while (offset < size) {
       const { bytesRead } = await handle.read(buffer, offset, size - offset, offset);
@@ -62,13 +85,39 @@ async function readWhole(path: string, size: number): Promise<Buffer> {
   }
 }
 
-async function* readChunks(path: string, size: number): AsyncGenerator<Buffer> {
+/**
+ * Where chunk buffers come from. When the consumer is done with a yielded chunk by the time it
+ * asks for the next one (the layer writer hashes and copies synchronously), buffers are reused:
+ * fresh 1 MiB buffers per chunk are garbage that V8 collects late and that showed up as peak
+ * RSS. A stream consumer keeps references, so `tarStream` allocates fresh ones.
+ */
+interface BufferSource {
+  readonly reuse: boolean;
+  take(size: number): Buffer;
+  give(buffer: Buffer): void;
+}
+
+function bufferSource(reuse: boolean): BufferSource {
+  const free = new Map<number, Buffer[]>();
+  return {
+    reuse,
+    take: (size) => free.get(size)?.pop() ?? Buffer.allocUnsafe(size),
+    give: (buffer) => {
+      if (!reuse) return;
+      const list = free.get(buffer.length);
+      if (list === undefined) free.set(buffer.length, [buffer]);
+      else if (list.length < 4) list.push(buffer);
+    },
+  };
+}
+
+async function* readChunks(path: string, size: number, buffers: BufferSource): AsyncGenerator<Buffer> {
   const handle = await openNoFollow(path);
   try {
     let position = 0;
     const readAt = async (at: number): Promise<Buffer> => {
       const length = Math.min(CHUNK, size - at);
-      const buffer = Buffer.allocUnsafe(length);
+      const buffer = buffers.take(CHUNK).subarray(0, length);
       let offset = 0;
       while (offset < length) {
         const { bytesRead } = await handle.read(buffer, offset, length - offset, at + offset);
@@ -85,6 +134,7 @@ async function* readChunks(path: string, size: number): AsyncGenerator<Buffer> {
       next = position < size ? readAt(position) : undefined;
       next?.catch(() => undefined);
       yield current;
+      buffers.give(Buffer.from(current.buffer, current.byteOffset, CHUNK));
     }
   } finally {
     await handle.close();
@@ -93,73 +143,99 @@ async function* readChunks(path: string, size: number): AsyncGenerator<Buffer> {
 
 /**
  * The tar bytes of a list of entries, produced lazily. Small files are read ahead concurrently
- * (bounded by READ_AHEAD_*), so the threadpool keeps reading while the pipeline hashes and
- * compresses; nothing larger than the read-ahead budget is ever held.
+ * (bounded by READ_AHEAD_*), so the threadpool keeps reading while the consumer hashes and
+ * compresses; headers, small files and padding are packed into BATCH-sized chunks; large files
+ * stream in CHUNK-sized reads. Nothing larger than the read-ahead budget is ever held.
  */
-export function tarStream(entries: readonly TarEntry[], signal?: AbortSignal): Readable {
-  async function* generate(): AsyncGenerator<Buffer> {
-    const ahead = new Map<number, Promise<Buffer>>();
-    let aheadBytes = 0;
-    let scan = 0;
-    const fillReadAhead = (from: number): void => {
-      if (scan < from) scan = from;
-      while (scan < entries.length && ahead.size < READ_AHEAD_FILES && aheadBytes < READ_AHEAD_BYTES) {
-        const entry = entries[scan]!;
-        const size = entry.header.size;
-        if (entry.source !== undefined && entry.header.type === 'file' && size > 0) {
-          if (size > SMALL_FILE) break; // large files stream in order; stop the window here
-          const read = readWhole(entry.source, size);
-          read.catch(() => undefined);
-          ahead.set(scan, read);
-          aheadBytes += size;
-        }
-        scan++;
+async function* tarChunks(
+  entries: readonly TarEntry[],
+  buffers: BufferSource,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
+  const ahead = new Map<number, Promise<Buffer>>();
+  const pool = new SmallFilePool();
+  let aheadBytes = 0;
+  let scan = 0;
+  const fillReadAhead = (from: number): void => {
+    if (scan < from) scan = from;
+    while (scan < entries.length && ahead.size < READ_AHEAD_FILES && aheadBytes < READ_AHEAD_BYTES) {
+      const entry = entries[scan]!;
+      const size = entry.header.size;
+      if (entry.source !== undefined && entry.header.type === 'file' && size > 0) {
+        if (size > SMALL_FILE) break; // large files stream in order; the window stops here
+        const read = readWhole(entry.source, size, pool);
+        read.catch(() => undefined);
+        ahead.set(scan, read);
+        aheadBytes += size;
       }
-    };
+      scan++;
+    }
+  };
 
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    const flush = (): Buffer => {
-      const out = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
-      batch = [];
-      batchBytes = 0;
-      return out;
-    };
-    const add = (buffer: Buffer): boolean => {
-      batch.push(buffer);
-      batchBytes += buffer.length;
-      return batchBytes >= BATCH;
-    };
-
-    try {
-      for (let index = 0; index < entries.length; index++) {
-        if (signal?.aborted === true) throw new StratumError('ABORTED', 'layer write aborted');
-        const entry = entries[index]!;
-        fillReadAhead(index + 1);
-        if (add(encodeHeader(entry.header))) yield flush();
-        const size = entry.header.size;
-        if (entry.source === undefined || entry.header.type !== 'file' || size === 0) continue;
-        const prefetched = ahead.get(index);
-        if (prefetched !== undefined) {
-          ahead.delete(index);
-          const content = await prefetched;
-          aheadBytes -= size;
-          if (add(content)) yield flush();
-        } else {
-          if (batchBytes > 0) yield flush();
-          for await (const chunk of readChunks(entry.source, size)) yield chunk;
-        }
-        const pad = paddingFor(size);
-        if (pad > 0 && add(END_OF_ARCHIVE.subarray(0, pad))) yield flush();
+  let batch = buffers.take(BATCH);
+  let fill = 0;
+  /** Copies into the batch; yields each batch that fills up. */
+  function* add(data: Buffer): Generator<Buffer> {
+    let offset = 0;
+    while (offset < data.length) {
+      const take = Math.min(data.length - offset, BATCH - fill);
+      data.copy(batch, fill, offset, offset + take);
+      fill += take;
+      offset += take;
+      if (fill === BATCH) {
+        yield batch;
+        if (!buffers.reuse) batch = buffers.take(BATCH);
+        fill = 0;
       }
-      add(END_OF_ARCHIVE);
-      yield flush();
-    } finally {
-      // Let any read still in flight finish before its file handle is forgotten.
-      await Promise.allSettled(ahead.values());
     }
   }
-  return Readable.from(generate(), { objectMode: false, highWaterMark: 4 * 1024 * 1024 });
+  function* flush(): Generator<Buffer> {
+    if (fill === 0) return;
+    yield batch.subarray(0, fill);
+    if (!buffers.reuse) batch = buffers.take(BATCH);
+    fill = 0;
+  }
+
+  try {
+    for (let index = 0; index < entries.length; index++) {
+      if (signal?.aborted === true) throw new StratumError('ABORTED', 'layer write aborted');
+      const entry = entries[index]!;
+      fillReadAhead(index + 1);
+      yield* add(encodeHeader(entry.header));
+      const size = entry.header.size;
+      if (entry.source === undefined || entry.header.type !== 'file' || size === 0) continue;
+      const prefetched = ahead.get(index);
+      if (prefetched !== undefined) {
+        ahead.delete(index);
+        const content = await prefetched;
+        aheadBytes -= size;
+        yield* add(content);
+        pool.give(content);
+      } else if (size <= SMALL_FILE) {
+        const content = await readWhole(entry.source, size, pool);
+        yield* add(content);
+        pool.give(content);
+      } else {
+        yield* flush();
+        for await (const chunk of readChunks(entry.source, size, buffers)) yield chunk;
+      }
+      const pad = paddingFor(size);
+      if (pad > 0) yield* add(END_OF_ARCHIVE.subarray(0, pad));
+    }
+    yield* add(END_OF_ARCHIVE);
+    yield* flush();
+  } finally {
+    // Let any read still in flight finish before its file handle is forgotten.
+    await Promise.allSettled(ahead.values());
+  }
+}
+
+/** The uncompressed tar of a list of entries as a stream. */
+export function tarStream(entries: readonly TarEntry[], signal?: AbortSignal): Readable {
+  return Readable.from(tarChunks(entries, bufferSource(false), signal), {
+    objectMode: false,
+    highWaterMark: 1024 * 1024,
+  });
 }
 
 /** The uncompressed tar of a diff, in layer order (for tests, `analyze` and uncompressed sinks). */
@@ -176,22 +252,48 @@ export async function writeLayerEntries(
   store: BlobStore,
   options: LayerWriteOptions = {},
 ): Promise<WrittenLayer> {
-  const tar = tarStream(entries, options.signal);
-  const uncompressed = new DigestingStream('sha256');
-  const gzip = new ParallelGzip({
-    ...(options.gzipLevel !== undefined ? { level: options.gzipLevel } : {}),
-    ...(options.gzipThreads !== undefined ? { threads: options.gzipThreads } : {}),
-  });
+  // The tar is consumed here directly rather than through stream stages: each chunk is hashed
+  // and copied into a gzip block before the next is asked for, so tarChunks may reuse buffers.
+  const diffHash = createHash('sha256');
+  let uncompressedSize = 0;
   const compressed = new DigestingStream('sha256');
-  const signalOption = options.signal ? { signal: options.signal } : {};
-  const [, blob] = await Promise.all([
-    pipeline(tar, uncompressed, gzip, compressed, signalOption),
-    store.putStream(compressed, undefined, compressed),
-  ]);
+  const storing = store.putStream(compressed, undefined, compressed);
+  let storeError: unknown;
+  storing.catch((error: unknown) => {
+    storeError = error;
+  });
+  const gzip = new GzipBlocks(
+    {
+      ...(options.gzipLevel !== undefined ? { level: options.gzipLevel } : {}),
+      ...(options.gzipThreads !== undefined ? { threads: options.gzipThreads } : {}),
+    },
+    async (data) => {
+      if (storeError !== undefined) {
+        throw storeError instanceof Error
+          ? storeError
+          : new Error('blob store write failed', { cause: storeError });
+      }
+      if (!compressed.write(data)) await once(compressed, 'drain');
+    },
+  );
+  try {
+    for await (const chunk of tarChunks(entries, bufferSource(true), options.signal)) {
+      diffHash.update(chunk);
+      uncompressedSize += chunk.length;
+      await gzip.write(chunk);
+    }
+    await gzip.end();
+    compressed.end();
+  } catch (error) {
+    compressed.destroy(error instanceof Error ? error : new Error(String(error)));
+    await storing.catch(() => undefined);
+    throw error;
+  }
+  const blob = await storing;
   return {
     descriptor: { mediaType: MediaType.ociLayerGzip, digest: blob.digest, size: blob.size },
-    diffId: uncompressed.digest,
-    uncompressedSize: uncompressed.size,
+    diffId: `sha256:${diffHash.digest('hex')}`,
+    uncompressedSize,
   };
 }
 

@@ -25,10 +25,21 @@ const DICTIONARY = 32 * 1024;
 // than zlib's 3 keeps the blob free of anything that depends on the host.
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
 
-function deflateBlock(block: Buffer, dictionary: Buffer | undefined, level: number, last: boolean) {
+function deflateBlock(
+  block: Buffer,
+  dictionary: Buffer | undefined,
+  level: number,
+  last: boolean,
+  outputGuess: number,
+) {
   const options: ZlibOptions = {
     level,
     finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
+    // With zlib's default 16 KiB output chunks, every 16 KiB of output is a round trip to the
+    // main thread, which halved throughput in bench/layer-write.js; one chunk the size of the
+    // whole block wastes up to 1 MiB per block that V8 frees late (peak RSS). So: a guess from
+    // the previous block's ratio, usually one round trip. The bytes produced do not depend on it.
+    chunkSize: Math.max(64 * 1024, Math.min(outputGuess, block.length + (block.length >>> 8) + 1024)),
     ...(dictionary ? { dictionary } : {}),
   };
   return new Promise<Buffer>((resolve, reject) => {
@@ -39,80 +50,121 @@ function deflateBlock(block: Buffer, dictionary: Buffer | undefined, level: numb
   });
 }
 
-export class ParallelGzip extends Transform {
+/**
+ * The block compressor without stream machinery: `write` copies the chunk before it returns its
+ * promise, so the caller may reuse the chunk's buffer at once (the layer writer does, to keep
+ * peak RSS low), and resolves when few enough blocks are in flight (backpressure).
+ */
+export class GzipBlocks {
   private readonly level: number;
   private readonly threads: number;
   private readonly blockSize: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /**
+   * Input is copied into pooled block buffers (at most threads + 1 exist) rather than kept as
+   * views of the caller's chunks: a view would pin a whole upstream buffer, and a fresh 1 MiB
+   * concat per block is garbage that V8 collects late, which showed up as peak RSS.
+   */
+  private readonly free: Buffer[] = [];
+  private current: Buffer | undefined;
+  private fill = 0;
   private previousTail: Buffer | undefined;
   private crc = 0;
   private total = 0;
-  private readonly inFlight: Promise<Buffer>[] = [];
+  private readonly inFlight: { readonly result: Promise<Buffer>; readonly input: Buffer }[] = [];
   private headerWritten = false;
+  private lastRatio = 1;
 
-  constructor(options: ParallelGzipOptions = {}) {
-    super();
+  constructor(
+    options: ParallelGzipOptions,
+    private readonly output: (data: Buffer) => void | Promise<void>,
+  ) {
     this.level = options.level ?? 6;
     this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism()));
     this.blockSize = options.blockSize ?? 1024 * 1024;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  write(chunk: Buffer): Promise<void> {
     this.crc = crc32(chunk, this.crc);
     this.total += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
-      const take = Math.min(chunk.length - offset, this.blockSize - this.pendingBytes);
-      this.pending.push(chunk.subarray(offset, offset + take));
-      this.pendingBytes += take;
+      this.current ??= this.free.pop() ?? Buffer.allocUnsafe(this.blockSize);
+      const take = Math.min(chunk.length - offset, this.blockSize - this.fill);
+      chunk.copy(this.current, this.fill, offset, offset + take);
+      this.fill += take;
       offset += take;
-      if (this.pendingBytes === this.blockSize) this.dispatch(false);
+      if (this.fill === this.blockSize) this.dispatch(false);
     }
-    this.drain(this.threads).then(() => {
+    return this.drain(this.threads);
+  }
+
+  async end(): Promise<void> {
+    this.dispatch(true);
+    await this.drain(0);
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(this.crc >>> 0, 0);
+    trailer.writeUInt32LE(this.total % 2 ** 32, 4);
+    await this.emit(trailer);
+  }
+
+  private dispatch(last: boolean): void {
+    const input = this.current ?? Buffer.alloc(0);
+    const block = input.subarray(0, this.fill);
+    this.current = undefined;
+    this.fill = 0;
+    const dictionary = this.previousTail;
+    if (block.length > 0) {
+      this.previousTail = Buffer.from(block.subarray(Math.max(0, block.length - DICTIONARY)));
+    }
+    const guess = Math.ceil(block.length * this.lastRatio * 1.25) + 4096;
+    const result = deflateBlock(block, dictionary, this.level, last, guess).then((out) => {
+      if (block.length > 0) this.lastRatio = out.length / block.length;
+      return out;
+    });
+    // Marked handled here; drain() awaits it in order and passes the error on.
+    result.catch(() => undefined);
+    this.inFlight.push({ result, input });
+  }
+
+  /** Emits finished blocks in order until at most `keep` are still in flight. */
+  private async drain(keep: number): Promise<void> {
+    while (this.inFlight.length > keep) {
+      const next = this.inFlight.shift()!;
+      const compressed = await next.result;
+      if (next.input.length === this.blockSize) this.free.push(next.input);
+      await this.emit(compressed);
+    }
+  }
+
+  private async emit(data: Buffer): Promise<void> {
+    if (!this.headerWritten) {
+      this.headerWritten = true;
+      await this.output(GZIP_HEADER);
+    }
+    await this.output(data);
+  }
+}
+
+/** GzipBlocks as a Transform stream. */
+export class ParallelGzip extends Transform {
+  private readonly blocks: GzipBlocks;
+
+  constructor(options: ParallelGzipOptions = {}) {
+    super();
+    this.blocks = new GzipBlocks(options, (data) => {
+      this.push(data);
+    });
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.blocks.write(chunk).then(() => {
       callback();
     }, callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.dispatch(true);
-    this.drain(0).then(() => {
-      const trailer = Buffer.alloc(8);
-      trailer.writeUInt32LE(this.crc >>> 0, 0);
-      trailer.writeUInt32LE(this.total % 2 ** 32, 4);
-      this.pushOut(trailer);
+    this.blocks.end().then(() => {
       callback();
     }, callback);
-  }
-
-  private dispatch(last: boolean): void {
-    const block = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    this.pending = [];
-    this.pendingBytes = 0;
-    const dictionary = this.previousTail;
-    if (block.length > 0) {
-      // Copy the tail: `block` may be a view of a caller's buffer that gets reused.
-      this.previousTail = Buffer.from(block.subarray(Math.max(0, block.length - DICTIONARY)));
-    }
-    const compressed = deflateBlock(block, dictionary, this.level, last);
-    // Marked handled here; drain() awaits it in order and passes the error on.
-    compressed.catch(() => undefined);
-    this.inFlight.push(compressed);
-  }
-
-  /** Writes finished blocks in order until at most `keep` are still in flight. */
-  private async drain(keep: number): Promise<void> {
-    while (this.inFlight.length > keep) {
-      const next = await this.inFlight.shift()!;
-      this.pushOut(next);
-    }
-  }
-
-  private pushOut(data: Buffer): void {
-    if (!this.headerWritten) {
-      this.headerWritten = true;
-      this.push(GZIP_HEADER);
-    }
-    this.push(data);
   }
 }
