@@ -1,8 +1,10 @@
-import { chmod } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, copyFile, lchown, rename, rm, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef, ImageSource } from '../oci/image.js';
 import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
-import type { LayerDiff, Snapshotter } from '../snapshot/index.js';
+import type { LayerDiff, Snapshotter, TreeSnapshot } from '../snapshot/index.js';
 import { StratumError } from '../errors.js';
 import type { Workspace } from './workspace.js';
 
@@ -15,7 +17,7 @@ import type { Workspace } from './workspace.js';
 export class Rootfs {
   private dir: string | undefined;
   private applied = 0;
-  private snapshotter: Snapshotter | undefined;
+  private snapshotter: (Snapshotter & { readonly baseline: () => TreeSnapshot | undefined }) | undefined;
   private baselineValid = false;
 
   constructor(
@@ -58,6 +60,10 @@ export class Rootfs {
       await this.snapshotter.prepare(signal);
       this.baselineValid = true;
     }
+    const baseline = this.snapshotter.baseline();
+    if (baseline !== undefined && (await breakHardLinks(this.dir, baseline))) {
+      await this.snapshotter.prepare(signal);
+    }
   }
 
   /** What the step changed; the new state becomes the baseline. */
@@ -96,4 +102,38 @@ export async function importLayers(
     layers.push({ descriptor, diffId: diffIds[index]! });
   }
   return layers;
+}
+
+/**
+ * Docker's builder runs each step on overlayfs, where every earlier step is a read-only lower
+ * layer: writing to a file that has other hard links copies just that name up, and the other
+ * names keep the old content. A plain directory would change them all. So before a step, every
+ * hard-link group is split into independent files (the first name keeps the inode), which is
+ * what the step would see of lower-layer files on overlayfs. Links a step creates stay links
+ * within that step's layer. Returns whether anything was split.
+ */
+export async function breakHardLinks(root: string, snapshot: TreeSnapshot): Promise<boolean> {
+  const seen = new Set<string>();
+  let changed = false;
+  for (const [path, entry] of snapshot.entries) {
+    if (entry.type !== 'file' || entry.nlink < 2) continue;
+    const id = `${entry.dev}:${entry.ino}`;
+    if (!seen.has(id)) {
+      seen.add(id);
+      continue;
+    }
+    const target = join(root, path);
+    const copy = `${target}.stratum-unlink`;
+    await copyFile(target, copy, constants.COPYFILE_FICLONE);
+    await lchown(copy, entry.uid, entry.gid);
+    await chmod(copy, entry.mode);
+    const mtime = Number(entry.mtimeNs / 1000n) / 1e6;
+    await utimes(copy, mtime, mtime);
+    await rename(copy, target).catch(async (error: unknown) => {
+      await rm(copy, { force: true });
+      throw error;
+    });
+    changed = true;
+  }
+  return changed;
 }
