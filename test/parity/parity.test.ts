@@ -29,16 +29,17 @@ function dockerWorks(): boolean {
 const enabled = isRoot && dockerWorks();
 
 describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', () => {
-  let dir: string;
-  let dataDir: string;
+  let dir: string | undefined;
+  let dataDir = '';
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'stratum-parity-'));
-    const rootfs = join(dir, 'base-rootfs');
+    const work = mkdtempSync(join(tmpdir(), 'stratum-parity-'));
+    dir = work;
+    const rootfs = join(work, 'base-rootfs');
     mkdirSync(rootfs);
     makeBusyboxRootfs(rootfs);
-    const base = writeBaseImage(rootfs, join(dir, 'base'), BASE_TAG);
+    const base = writeBaseImage(rootfs, join(work, 'base'), BASE_TAG);
     dockerLoad(base.dockerArchive);
-    dataDir = join(dir, 'data');
+    dataDir = join(work, 'data');
     const source = await openOciLayout(base.layout, '1');
     await new ImageStore(dataDir).put(source, [BASE_TAG]);
     await source.close();
@@ -56,14 +57,14 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
         encoding: 'utf8',
       });
       let stratumError: unknown;
-      const out = join(dir, `out-${name}`);
+      const out = join(dir!, `out-${name}`);
       try {
         await buildImage({
           contextDir: context,
           dockerfilePath: join(context, 'Dockerfile'),
           dockerfile: readFileSync(join(context, 'Dockerfile')),
           dataDir,
-          cacheDir: join(dir, 'cache'),
+          cacheDir: join(dir!, 'cache'),
           network: 'none',
           outputs: [`oci:${out}:latest`],
         });
@@ -75,8 +76,9 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
         expect(stratumError, `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum succeeded`).toBeDefined();
         return;
       }
-      if (stratumError !== undefined) throw stratumError;
-      const archive = join(dir, `${name}.docker.tar`);
+      if (stratumError instanceof Error) throw stratumError;
+      expect(stratumError).toBeUndefined();
+      const archive = join(dir!, `${name}.docker.tar`);
       execFileSync('docker', ['save', '-o', archive, tag]);
       const dockerImage: ImageSource = await openImage(`docker-archive:${archive}`);
       const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
