@@ -1,4 +1,16 @@
-import { constants } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { errnoCode, StratumError } from '../../errors.js';
@@ -114,6 +126,47 @@ function modeFor(state: WriteState, entry: CopyEntry): number {
   return state.chmod === undefined ? entry.mode : applyChmod(state.chmod, entry.mode, entry.type === 'dir');
 }
 
+/**
+ * Small files are copied with synchronous calls on one descriptor (read, open, write, fchown,
+ * fchmod, futimes, close): for many small files the thread-pool round trip of each async call
+ * costs more than the work itself (measured: about twice as fast as async copyFile + lchown +
+ * chmod + utimes). The caller yields to the event loop between batches.
+ */
+const SMALL_FILE = 256 * 1024;
+
+/** Synchronous small-file copies between two turns of the event loop (progress keeps drawing). */
+const YIELD_EVERY = 128;
+
+function writeSmallFileSync(
+  source: string,
+  target: string,
+  owner: Owner,
+  mode: number,
+  seconds: number,
+): void {
+  const data = readFileSync(source);
+  const fd = openSync(target, 'wx', 0o600);
+  try {
+    writeSync(fd, data);
+    // chown before chmod: chown clears setuid/setgid bits.
+    fchownSync(fd, owner.uid, owner.gid);
+    fchmodSync(fd, mode);
+    futimesSync(fd, seconds, seconds);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function replaceWithSync(target: string): void {
+  // No exception for the common case (nothing there): building one per file is measurable.
+  const st = lstatSync(target, { throwIfNoEntry: false });
+  if (st === undefined) return;
+  if (st.isDirectory()) rmSync(target, { recursive: true, force: true });
+  else unlinkSync(target);
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 async function replaceWith(target: string, wantDir: boolean): Promise<boolean> {
   const st = await lstatOrUndefined(target);
   if (st === undefined) return false;
@@ -218,6 +271,7 @@ export async function applyCopy(
     // parents were not listed cannot write through a symlink.
     const realDirs = new Set<string>([destHost]);
     const batchTargets = new Set<string>();
+    let sinceYield = 0;
     const flush = async () => {
       await Promise.all(batch);
       batch = [];
@@ -237,9 +291,28 @@ export async function applyCopy(
         }
         realDirs.add(parent);
       }
-      // Plain files with distinct targets are independent: copy them a few at a time.
+      const plainFile = entry.type === 'file' && entry.hardLinkKey === undefined;
+      if (plainFile && entry.size <= SMALL_FILE) {
+        if (batchTargets.has(target)) await flush();
+        state.signal?.throwIfAborted();
+        replaceWithSync(target);
+        writeSmallFileSync(
+          entry.sourcePath,
+          target,
+          state.owner,
+          modeFor(state, entry),
+          entry.mtimeMs / 1000,
+        );
+        written++;
+        if (++sinceYield >= YIELD_EVERY) {
+          sinceYield = 0;
+          await yieldToEventLoop();
+        }
+        continue;
+      }
+      // Large files with distinct targets are independent: copy them a few at a time.
       // Anything else (directories, links, hard links, a second write to one path) waits.
-      const parallel = entry.type === 'file' && entry.hardLinkKey === undefined;
+      const parallel = plainFile;
       if (!parallel || batchTargets.has(target) || batch.length >= COPY_CONCURRENCY) await flush();
       if (parallel) {
         batchTargets.add(target);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../../errors.js';
@@ -39,8 +39,9 @@ interface StatCacheFile {
  */
 const RACY_WINDOW_MS = 50;
 
-/** Files hashed at once. */
-const DIGEST_CONCURRENCY = 8;
+/** Files hashed at once (large ones stream; small ones are read in one synchronous call). */
+const DIGEST_CONCURRENCY = 4;
+const SMALL_FILE = 256 * 1024;
 
 /**
  * A stat cache: absolute path + (dev, ino, size, mtime ns, ctime ns) → content sha256, persisted
@@ -77,7 +78,7 @@ export class StatCache {
 
   /** sha256 of a regular file's content, from the cache when its stat is unchanged. */
   async contentDigest(path: string, signal?: AbortSignal): Promise<Digest> {
-    const st = await stat(path, { bigint: true });
+    const st = statSync(path, { bigint: true });
     const key = {
       dev: st.dev.toString(),
       ino: st.ino.toString(),
@@ -100,14 +101,21 @@ export class StatCache {
       return cached.digest;
     }
     const hashedAtMs = Date.now();
-    const digesting = new DigestingStream('sha256');
-    await pipeline(createReadStream(path), digesting, async (source: AsyncIterable<Buffer>) => {
-      for await (const _chunk of source) signal?.throwIfAborted();
-    });
+    let digest: Digest;
+    if (st.size <= SMALL_FILE) {
+      // One synchronous read: for small files the async round trips cost more than the read.
+      digest = `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+    } else {
+      const digesting = new DigestingStream('sha256');
+      await pipeline(createReadStream(path), digesting, async (source: AsyncIterable<Buffer>) => {
+        for await (const _chunk of source) signal?.throwIfAborted();
+      });
+      digest = digesting.digest;
+    }
     this.reads++;
-    this.entries.set(path, { ...key, digest: digesting.digest, hashedAtMs });
+    this.entries.set(path, { ...key, digest, hashedAtMs });
     this.dirty = true;
-    return digesting.digest;
+    return digest;
   }
 
   /** Writes the cache atomically (temp file + rename), when it has a path and changed. */

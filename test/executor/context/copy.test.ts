@@ -363,6 +363,24 @@ describe('COPY: what the copies look like', () => {
     expect(await listing(join(rootfs, 'out'))).toEqual(['.dockerignore file 644 0:0', 'real file 755 0:0']);
   });
 
+  it('large files (streamed by the kernel, not read into memory) keep content, mode, owner and mtime', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 7, 'x').toString();
+    const { rootfs } = await copy(
+      { 'big.bin': { content: big, mode: 0o4750, mtime: 1_234_567 }, 'small.txt': 's' },
+      { sources: ['big.bin', 'small.txt'], dest: '/b/' },
+      { chown: { uid: 5, gid: 6 } },
+    );
+    const st = await stat(join(rootfs, 'b/big.bin'));
+    expect([st.size, st.mode & 0o7777, st.uid, st.gid, st.mtimeMs]).toEqual([
+      big.length,
+      0o4750,
+      5,
+      6,
+      1_234_567_000,
+    ]);
+    expect((await readFile(join(rootfs, 'b/big.bin'), 'utf8')) === big).toBe(true);
+  });
+
   it('keeps mtimes of copied directories', async () => {
     const env = await setup({ 'd/sub/f': 'f' });
     await utimes(join(env.ctx, 'd/sub'), 2_000_000, 2_000_000);

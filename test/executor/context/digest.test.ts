@@ -103,6 +103,17 @@ describe('source digest: what changes it', () => {
     expect(Object.keys(ignoring.files)).not.toContain('src/run.sh');
   });
 
+  it('large files (hashed as a stream) count by content too', async () => {
+    const ctx = await fixture();
+    await writeFile(join(ctx, 'src/big.bin'), Buffer.alloc(1024 * 1024, 1));
+    const before = await contextDigest(ctx);
+    const big = Buffer.alloc(1024 * 1024, 1);
+    big[big.length - 1] = 2;
+    await writeFile(join(ctx, 'src/big.bin'), big);
+    const after = await contextDigest(ctx);
+    expect(explainSourceChanges(before.files, after.files)).toEqual(['src/big.bin changed (content)']);
+  });
+
   it('does not change when only mtimes change (touch)', async () => {
     const ctx = await fixture();
     const before = await contextDigest(ctx);
