@@ -41,3 +41,25 @@ export {
   type StepDifference,
   type StepSide,
 } from './diff.js';
+export {
+  analyzeImage,
+  type AnalyzeOptions,
+  type AnalysisTotals,
+  type CopyUp,
+  type ImageAnalysis,
+  type LayerReport,
+  type RecoverableFile,
+  type StepRef as AnalysisStepRef,
+  type WastedContent,
+} from './analyze.js';
+export {
+  dockerfileHints,
+  historyKeyword,
+  type DockerfileInput,
+  type Hint,
+  type HintInstruction,
+} from './hints.js';
+export { secretReason } from './secrets.js';
+export { diskUsage, type DiskUsage, type ImageUsage } from './du.js';
+export { formatImageDiff, formatAnalysis, formatDiskUsage } from './format.js';
+export { renderAnalysisHtml, writeAnalysisHtml } from './html.js';

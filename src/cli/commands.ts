@@ -7,6 +7,9 @@ import { registerPush } from './push.js';
 import { registerLogin } from './login.js';
 import { registerBuild } from './build.js';
 import { registerCache } from './cache.js';
+import { registerDiff } from './diff.js';
+import { registerAnalyze } from './analyze.js';
+import { registerDu } from './du.js';
 
 /** Each command lives in its own module and adds itself to the program. */
 export type RegisterCommand = (program: Command) => void;
@@ -19,4 +22,7 @@ export const commands: readonly RegisterCommand[] = [
   registerPush,
   registerLogin,
   registerBuild,
+  registerDiff,
+  registerAnalyze,
+  registerDu,
 ];

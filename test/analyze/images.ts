@@ -37,6 +37,8 @@ export interface Step {
   readonly createdBy: string;
   /** Omitted: an empty layer (a metadata-only step). */
   readonly members?: readonly Member[];
+  /** The layer's uncompressed bytes as given (for bad-input tests); replaces `members`. */
+  readonly rawTar?: Buffer;
 }
 
 export async function tarOfMembers(members: readonly Member[]): Promise<Buffer> {
@@ -83,8 +85,8 @@ export async function buildImage(steps: readonly Step[], options: ImageOptions =
   const layers: Descriptor[] = [];
   const diffIds: Digest[] = [];
   for (const step of steps) {
-    if (step.members === undefined) continue;
-    const tarBytes = await tarOfMembers(step.members);
+    if (step.members === undefined && step.rawTar === undefined) continue;
+    const tarBytes = step.rawTar ?? (await tarOfMembers(step.members ?? []));
     const blob = gzipSync(tarBytes);
     const digest = sha256Digest(blob);
     blobs.set(digest, blob);
@@ -94,7 +96,7 @@ export async function buildImage(steps: readonly Step[], options: ImageOptions =
   const history: History[] = steps.map((step) => ({
     created: '2024-01-02T03:04:05Z',
     created_by: step.createdBy,
-    ...(step.members === undefined ? { empty_layer: true } : {}),
+    ...(step.members === undefined && step.rawTar === undefined ? { empty_layer: true } : {}),
   }));
   const config: ImageConfig = {
     created: '2024-01-02T03:04:05Z',

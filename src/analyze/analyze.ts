@@ -1,0 +1,234 @@
+import type { ImageSource } from '../oci/image.js';
+import { walkImage, type LayerChanges } from './apply.js';
+import type { EntryField, FsState } from './fs-model.js';
+import { dockerfileHints, type DockerfileInput, type Hint } from './hints.js';
+import { secretReason } from './secrets.js';
+
+/**
+ * What an image's layers really cost: per layer sizes and changes, content that ships but never
+ * reaches the final filesystem (wasted), deleted files still extractable from an earlier layer
+ * (recoverable, loud when the name looks secret), files re-emitted whole for a small change
+ * (copy-up), and an efficiency figure. Content sizes are regular-file bytes; tar headers and
+ * padding are in the layer sizes only.
+ */
+
+/** Where something happened: the layer (manifest index) and the history step that made it. */
+export interface StepRef {
+  readonly layer: number;
+  readonly step: number;
+  readonly createdBy: string;
+}
+
+export interface LayerReport extends StepRef {
+  readonly digest: string;
+  readonly compressedSize: number;
+  readonly uncompressedSize: number;
+  readonly contentBytes: number;
+  readonly added: number;
+  readonly changed: number;
+  readonly deleted: number;
+  /** Non-directory entries re-emitted with nothing but (maybe) their mtime changed. */
+  readonly reemitted: number;
+  /** Content bytes of this layer that no path of the final filesystem reaches. */
+  readonly wastedBytes: number;
+}
+
+export interface WastedContent {
+  readonly path: string;
+  readonly size: number;
+  readonly addedBy: StepRef;
+  readonly hiddenBy: StepRef;
+  /** Deleted (whiteout) or replaced by a new version of the path. */
+  readonly how: 'deleted' | 'replaced';
+}
+
+export interface RecoverableFile extends WastedContent {
+  /** The layer blob that still holds the bytes (extract with tar from it). */
+  readonly layerDigest: string;
+  readonly sha256?: string;
+  /** Why the name looks like a secret; undefined when it does not. */
+  readonly secret?: string;
+}
+
+export interface CopyUp {
+  readonly path: string;
+  /** Bytes re-shipped: the whole file. */
+  readonly size: number;
+  readonly at: StepRef;
+  /** What changed: mode, uid, gid, mtime, content (a few blocks), or nothing at all. */
+  readonly changes: readonly EntryField[];
+  /** For content edits: differing 16 KiB blocks out of the file's blocks. */
+  readonly changedBlocks?: number;
+  readonly blocks?: number;
+}
+
+export interface AnalysisTotals {
+  readonly compressedSize: number;
+  readonly uncompressedSize: number;
+  /** Regular-file bytes in all layers (each hard-linked file once per layer). */
+  readonly contentShipped: number;
+  /** Regular-file bytes in the final filesystem (each hard-link group once). */
+  readonly contentFinal: number;
+  readonly wastedBytes: number;
+  readonly copyUpBytes: number;
+  /** contentFinal / contentShipped (1 for an image without content). */
+  readonly efficiency: number;
+}
+
+export interface ImageAnalysis {
+  readonly name: string;
+  readonly digest: string;
+  readonly steps: readonly { readonly index: number; readonly createdBy: string; readonly layer?: number }[];
+  readonly layers: readonly LayerReport[];
+  readonly totals: AnalysisTotals;
+  /** Largest first. */
+  readonly wasted: readonly WastedContent[];
+  /** Secret-looking names first, then largest first. */
+  readonly recoverable: readonly RecoverableFile[];
+  /** Largest first. */
+  readonly copyUps: readonly CopyUp[];
+  readonly hints: readonly Hint[];
+}
+
+export interface AnalyzeOptions {
+  /** The Dockerfile that built the image, for hints tied to its lines. */
+  readonly dockerfile?: DockerfileInput;
+  readonly signal?: AbortSignal;
+}
+
+/** A content edit counts as "a few bytes" when at most this share of blocks differ (min 1). */
+const SMALL_EDIT_SHARE = 0.1;
+
+function isSmallEdit(changedBlocks: number, blocks: number): boolean {
+  return blocks >= 2 && changedBlocks <= Math.max(1, Math.floor(blocks * SMALL_EDIT_SHARE));
+}
+
+function copyUpsOf(layer: LayerChanges, at: StepRef): CopyUp[] {
+  const out: CopyUp[] = [];
+  for (const entry of layer.changed) {
+    if (entry.before.type !== 'file' || entry.after.type !== 'file' || entry.after.size === 0) continue;
+    const contentChanged = entry.fields.includes('content') || entry.fields.includes('size');
+    if (contentChanged) {
+      const changed = entry.changedBlocks ?? 0;
+      const blocks = entry.blocks ?? 0;
+      if (!isSmallEdit(changed, blocks)) continue;
+      out.push({
+        path: entry.path,
+        size: entry.after.size,
+        at,
+        changes: entry.fields.filter((field) => field !== 'size'),
+        changedBlocks: changed,
+        blocks,
+      });
+    } else {
+      out.push({ path: entry.path, size: entry.after.size, at, changes: entry.fields });
+    }
+  }
+  return out;
+}
+
+export async function analyzeImage(image: ImageSource, options: AnalyzeOptions = {}): Promise<ImageAnalysis> {
+  const steps: { index: number; createdBy: string; layer?: number }[] = [];
+  const layers: LayerChanges[] = [];
+  const refs: StepRef[] = [];
+  const copyUps: CopyUp[] = [];
+  let contentFinal = 0;
+  let finalFs: FsState | undefined;
+  const walk = walkImage(image, options.signal ? { signal: options.signal } : {});
+  for await (const step of walk) {
+    steps.push({
+      index: step.index,
+      createdBy: step.createdBy,
+      ...(step.layer ? { layer: step.layer.index } : {}),
+    });
+    if (step.layer === undefined) continue;
+    const ref: StepRef = { layer: step.layer.index, step: step.index, createdBy: step.createdBy };
+    layers.push(step.layer);
+    refs.push(ref);
+    copyUps.push(...copyUpsOf(step.layer, ref));
+    finalFs = step.fs;
+  }
+  // The final filesystem is the live model after the last step; hard-link groups count once.
+  const seen = new Set<number>();
+  for (const node of finalFs?.nodes.values() ?? []) {
+    if (node.entry.type !== 'file' || seen.has(node.id)) continue;
+    seen.add(node.id);
+    contentFinal += node.entry.size;
+  }
+
+  const wasted: WastedContent[] = [];
+  const recoverable: RecoverableFile[] = [];
+  const wastedByLayer = new Map<number, number>();
+  for (const [position, layer] of layers.entries()) {
+    for (const item of layer.hidden) {
+      const addedBy = refs[item.addedBy]!;
+      const entry: WastedContent = {
+        path: item.path,
+        size: item.size,
+        addedBy,
+        hiddenBy: refs[position]!,
+        how: item.how,
+      };
+      wastedByLayer.set(item.addedBy, (wastedByLayer.get(item.addedBy) ?? 0) + item.size);
+      if (item.size > 0) wasted.push(entry);
+      const secret = secretReason(item.path);
+      if (item.size > 0 || secret !== undefined) {
+        recoverable.push({
+          ...entry,
+          layerDigest: layers[item.addedBy]?.descriptor.digest ?? '',
+          ...(item.sha256 !== undefined ? { sha256: item.sha256 } : {}),
+          ...(secret !== undefined ? { secret } : {}),
+        });
+      }
+    }
+  }
+  wasted.sort((a, b) => b.size - a.size || compare(a.path, b.path));
+  recoverable.sort(
+    (a, b) =>
+      Number(b.secret !== undefined) - Number(a.secret !== undefined) ||
+      b.size - a.size ||
+      compare(a.path, b.path),
+  );
+  copyUps.sort((a, b) => b.size - a.size || compare(a.path, b.path));
+
+  const reports: LayerReport[] = layers.map((layer, position) => ({
+    ...refs[position]!,
+    digest: layer.descriptor.digest,
+    compressedSize: layer.compressedSize,
+    uncompressedSize: layer.uncompressedSize,
+    contentBytes: layer.contentBytes,
+    added: layer.added.length,
+    changed: layer.changed.length,
+    deleted: layer.deleted.length,
+    reemitted: layer.reemitted.filter((entry) => entry.type !== 'dir').length,
+    wastedBytes: wastedByLayer.get(layer.index) ?? 0,
+  }));
+  const sum = (pick: (layer: LayerReport) => number): number =>
+    reports.reduce((total, layer) => total + pick(layer), 0);
+  const contentShipped = sum((layer) => layer.contentBytes);
+  const totals: AnalysisTotals = {
+    compressedSize: sum((layer) => layer.compressedSize),
+    uncompressedSize: sum((layer) => layer.uncompressedSize),
+    contentShipped,
+    contentFinal,
+    wastedBytes: wasted.reduce((total, item) => total + item.size, 0),
+    copyUpBytes: copyUps.reduce((total, item) => total + item.size, 0),
+    efficiency: contentShipped === 0 ? 1 : contentFinal / contentShipped,
+  };
+  const hints = options.dockerfile === undefined ? [] : dockerfileHints(options.dockerfile, steps, wasted);
+  return {
+    name: image.name,
+    digest: image.descriptor.digest,
+    steps,
+    layers: reports,
+    totals,
+    wasted,
+    recoverable,
+    copyUps,
+    hints,
+  };
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
