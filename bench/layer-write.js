@@ -8,6 +8,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  existsSync,
+  readFileSync,
   mkdirSync,
   mkdtempSync,
   rmSync,
@@ -47,7 +49,9 @@ if (process.argv[2] === '--child') {
 const layerMB = Number(process.env.BENCH_LAYER_MB ?? 1024);
 const bigGB = Number(process.env.BENCH_BIG_GB ?? 2);
 const work = mkdtempSync(join(tmpdir(), 'stratum-bench-layer-'));
-const tree = join(work, 'tree');
+// BENCH_TREE=/some/dir keeps the generated tree there between runs (generated if missing).
+const keptTree = process.env.BENCH_TREE;
+const tree = keptTree ?? join(work, 'tree');
 
 /**
  * Content that compresses roughly like a userland (about 2.5:1 with gzip -6): words from a small
@@ -145,8 +149,16 @@ function row(name, seconds, bytes, rssMB, compressed) {
 }
 
 try {
-  console.log(`generating a ~${layerMB} MB tree in ${tree} ...`);
-  const { bytes, files } = generateTree();
+  let bytes;
+  let files;
+  if (keptTree !== undefined && existsSync(join(keptTree, '.complete'))) {
+    ({ bytes, files } = JSON.parse(readFileSync(join(keptTree, '.complete'), 'utf8')));
+    console.log(`reusing the tree in ${tree}`);
+  } else {
+    console.log(`generating a ~${layerMB} MB tree in ${tree} ...`);
+    ({ bytes, files } = generateTree());
+    if (keptTree !== undefined) writeFileSync(join(keptTree, '.complete'), JSON.stringify({ bytes, files }));
+  }
   // Warm the page cache for every contender alike.
   execFileSync('bash', ['-c', `tar -cf - -C ${tree} . > /dev/null`]);
   console.log(`${files} files, ${(bytes / 1024 / 1024).toFixed(0)} MB of content\n`);

@@ -14,7 +14,7 @@ import { constants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
 export interface ParallelGzipOptions {
   /** zlib level 0..9; Docker and Go's gzip.DefaultCompression are level 6 */
   readonly level?: number;
-  /** blocks in flight; default: the number of CPUs, at most 4 (libuv's default pool) */
+  /** blocks in flight; default: CPUs - 1, between 1 and 4 (libuv's default pool) */
   readonly threads?: number;
   /** uncompressed bytes per block; fixed for reproducibility */
   readonly blockSize?: number;
@@ -79,7 +79,9 @@ export class GzipBlocks {
     private readonly output: (data: Buffer) => void | Promise<void>,
   ) {
     this.level = options.level ?? 6;
-    this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism()));
+    // One core stays with the main thread, which reads, hashes and copies: on 2 cores one block
+    // in flight measured faster than two (bench/README.md). At most 4: libuv's pool size.
+    this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism() - 1));
     this.blockSize = options.blockSize ?? 1024 * 1024;
   }
 
