@@ -22,6 +22,7 @@ export const commands: readonly RegisterCommand[] = [
   registerPush,
   registerLogin,
   registerBuild,
+  registerCache,
   registerDiff,
   registerAnalyze,
   registerDu,

@@ -58,6 +58,11 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
         for (const component of event.components) out.write(`    ${component.name}: ${component.value}\n`);
         for (const reason of event.reasons) out.write(`    changed: ${reason}\n`);
         break;
+      case 'materialize':
+        out.write(
+          `  (extracting ${event.layers} layer${event.layers === 1 ? '' : 's'} for stage ${event.stage})\n`,
+        );
+        break;
       case 'warning':
         out.write(`warning: ${event.message}\n`);
         break;

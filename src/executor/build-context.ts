@@ -60,6 +60,8 @@ export interface StageResult {
   readonly state: ImageState;
   /** The key after the stage's last step: what later stages' keys build on. */
   readonly finalKey: Digest;
+  /** The time of the stage's last step (see StageRunner.created). */
+  readonly created: string | undefined;
   /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */
   readonly rootfs: () => Promise<string>;
 }

@@ -146,6 +146,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       let base: ImageState;
       let baseKey;
       let triggers: readonly string[] = [];
+      let baseCreated: string | undefined;
       switch (planned.base.kind) {
         case 'scratch':
           base = scratchState(platform);
@@ -157,6 +158,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             throw new StratumError('BUILD_FAILED', `${file}: stage ${planned.baseText} was not built`);
           base = parent.state;
           baseKey = parent.finalKey;
+          baseCreated = parent.created;
           triggers = parent.state.config.OnBuild ?? [];
           break;
         }
@@ -170,6 +172,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           );
           try {
             base = await imageState(image, blobs, signal);
+            baseCreated = image.config.value.created;
           } finally {
             await image.close();
           }
@@ -186,6 +189,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         base,
         baseKey,
         triggers,
+        baseCreated,
       });
       stages.set(index, await runner.run());
     }
@@ -197,7 +201,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       });
     }
     const target = stages.get(plan.target)!;
-    const image = await finalizeImage(target.state, blobs, `${file} (${target.label})`, created);
+    const image = await finalizeImage(
+      target.state,
+      blobs,
+      `${file} (${target.label})`,
+      target.created ?? created,
+    );
     await cache.writeExplain(explainId, {
       steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
     });

@@ -42,6 +42,8 @@ export type BuildEvent =
       readonly components: readonly CacheComponent[];
       readonly reasons: readonly string[];
     }
+  /** A stage's root filesystem was extracted from its layers (only when a step must run). */
+  | { readonly kind: 'materialize'; readonly stage: string; readonly layers: number }
   | { readonly kind: 'warning'; readonly message: string }
   | { readonly kind: 'image'; readonly digest: string; readonly destination: string };
 

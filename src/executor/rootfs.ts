@@ -24,6 +24,7 @@ export class Rootfs {
     private readonly workspace: Workspace,
     private readonly blobs: BlobStore,
     private readonly purpose: string,
+    private readonly onMaterialize?: (layers: number) => void,
   ) {}
 
   /** Materialises the directory so it holds exactly `layers`; returns its path. */
@@ -36,6 +37,7 @@ export class Rootfs {
     if (layers.length < this.applied) {
       throw new StratumError('IO', `rootfs ${this.dir}: cannot remove layers once applied`);
     }
+    if (layers.length > this.applied) this.onMaterialize?.(layers.length - this.applied);
     for (const layer of layers.slice(this.applied)) {
       const stream = this.blobs.read(layer.descriptor.digest, { verify: true, size: layer.descriptor.size });
       await extractLayerAuto(stream, this.dir, {

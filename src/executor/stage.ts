@@ -31,6 +31,8 @@ export interface StageInput {
   readonly baseKey: Digest;
   /** ONBUILD triggers of the base, run before the stage's own instructions. */
   readonly triggers: readonly string[];
+  /** When the base was made: metadata steps before the first layer keep this time. */
+  readonly baseCreated: string | undefined;
 }
 
 /** A filesystem step's outcome before it is recorded. */
@@ -55,6 +57,12 @@ export class StageRunner {
   /** ARGs declared in this stage so far, with their values (undefined: declared, no value). */
   private readonly args = new Map<string, string | undefined>();
   private cmdSet = false;
+  /**
+   * The time history entries get. A cache hit brings the time its layer was made, a miss the
+   * build's time, and metadata steps take the time of what they follow: so a fully cached
+   * rebuild reproduces the same config, hence the same image digest, as Docker's does.
+   */
+  private created: string | undefined;
   private previousStepMissed: number | undefined;
 
   constructor(
@@ -63,7 +71,10 @@ export class StageRunner {
   ) {
     this.state = input.base;
     this.key = input.baseKey;
-    this.rootfs = new Rootfs(build.workspace, build.blobs, `stage-${input.label}`);
+    this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
+    this.rootfs = new Rootfs(build.workspace, build.blobs, `stage-${input.label}`, (layers) => {
+      build.emit({ kind: 'materialize', stage: input.label, layers });
+    });
   }
 
   async run(): Promise<StageResult> {
@@ -90,6 +101,7 @@ export class StageRunner {
       label: this.input.label,
       state,
       finalKey: this.key,
+      created: this.created,
       rootfs: () => rootfs.sync(state.layers, signal),
     };
   }
@@ -164,7 +176,7 @@ export class StageRunner {
 
   private metadata(createdBy: string, patch?: Partial<Record<keyof ContainerConfig, unknown>>): StepOutcome {
     if (patch !== undefined) this.state = withConfig(this.state, patch);
-    this.state = withEmptyHistory(this.state, createdBy, this.build.created);
+    this.state = withEmptyHistory(this.state, createdBy, this.created ?? this.build.created);
     // Metadata still changes what later steps build on.
     this.key = cacheKey([
       { name: 'parent', value: this.key },
@@ -375,12 +387,13 @@ export class StageRunner {
     }
     this.key = key.digest;
     if (entry !== undefined) {
-      if (entry.layer === null)
-        this.state = withEmptyHistory(this.state, entry.createdBy, this.build.created);
-      else this.state = withLayer(this.state, entry.layer, entry.createdBy, this.build.created);
+      if (this.build.sourceDateEpoch === undefined) this.created = entry.created;
+      if (entry.layer === null) this.state = withEmptyHistory(this.state, entry.createdBy, this.created);
+      else this.state = withLayer(this.state, entry.layer, entry.createdBy, this.created);
       return 'cached';
     }
     this.previousStepMissed = step.index;
+    this.created = this.build.created;
 
     const rootfs = await this.rootfs.sync(this.state.layers, this.build.signal);
     await this.rootfs.prepare(this.build.signal);
@@ -403,7 +416,7 @@ export class StageRunner {
       layer,
       createdBy: action.createdBy,
       instruction: step.instruction.split('\n')[0]!.slice(0, 200),
-      created: new Date().toISOString(),
+      created: this.build.created ?? new Date().toISOString(),
     });
     return layer === null
       ? 'none'
