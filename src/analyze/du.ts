@@ -56,14 +56,16 @@ export async function diskUsage(
   const name = options.name ?? `oci:${layout}`;
   const access = directoryAccess(layout);
   if (options.missingOk === true && (await access.readFile('oci-layout')) === undefined) {
+    // No image stored yet; the layer cache may still have put blobs there.
+    const onDisk = await blobFiles(layout, name);
     return {
       location: name,
       images: [],
       summedSize: 0,
       referencedSize: 0,
       referencedBlobs: 0,
-      onDiskSize: 0,
-      onDiskBlobs: 0,
+      onDiskSize: onDisk.size,
+      onDiskBlobs: onDisk.count,
     };
   }
   const index = await readLayoutIndex(access, name);

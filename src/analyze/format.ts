@@ -128,7 +128,9 @@ function where(ref: StepRef): string {
 }
 
 function percent(ratio: number): string {
-  return `${(ratio * 100).toFixed(1)}%`;
+  const shown = (ratio * 100).toFixed(1);
+  // A few wasted bytes must not read as a perfect score.
+  return ratio < 1 && shown === '100.0' ? '>99.9%' : `${shown}%`;
 }
 
 function copyUpReason(item: CopyUp): string {
@@ -171,7 +173,7 @@ export function formatAnalysis(analysis: ImageAnalysis, limit = 20): string {
   );
   if (secrets.length > 0) {
     lines.push(
-      `  !!! ${secrets.length} of them look like secret(s): anyone with the image can extract them. Rotate them and rebuild without them (use RUN --mount=type=secret).`,
+      `  !!! ${secrets.length === 1 ? '1 of these looks like a secret' : `${secrets.length} of these look like secrets`}: anyone with the image can extract ${secrets.length === 1 ? 'it' : 'them'}. Rotate, and rebuild without (RUN --mount=type=secret).`,
     );
   }
   for (const item of analysis.recoverable.slice(0, limit)) {

@@ -49,8 +49,9 @@ export function historyKeyword(createdBy: string): string | undefined {
   return word ? word[1] : undefined;
 }
 
+/** Package-manager installs, and any step whose command names an install script. */
 const INSTALL =
-  /\b(npm (ci|install|i)\b|yarn( install)?\b|pnpm (i|install)\b|pip3? install|poetry install|pipenv install|bundle install|go mod download|cargo (build|fetch)|composer install|mvn\b|gradle\b|apt-get install|apk add|dnf install|yum install|dotnet restore)/;
+  /\b(npm (ci|install|i)\b|yarn( install)?\b|pnpm (i|install)\b|pip3? install|poetry install|pipenv install|bundle install|go mod download|cargo (build|fetch)|composer install|mvn\b|gradle\b|apt-get install|apk add|dnf install|yum install|dotnet restore)|(^|[\s/])install[\w.-]*/;
 
 function isWholeContext(sources: readonly string[] | undefined): boolean {
   return (sources ?? []).some((source) => ['.', './', '*', './*', '/'].includes(source.trim()));
