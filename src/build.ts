@@ -4,7 +4,7 @@ import { parseImageReference } from './oci/reference.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
 import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
-import { openRegistryImage } from './push/index.js';
+import { openRegistryImage, pushImage } from './push/index.js';
 
 /**
  * `stratum build` as a library call: wires the build engine to the image transports (FROM and
@@ -19,6 +19,8 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
   readonly dataDir?: string;
   /** Registry hosts reached over plain HTTP. */
   readonly insecureRegistries?: readonly string[];
+  /** Push the image to its registry under every `tags` name (`build --push -t host/repo:tag`). */
+  readonly push?: boolean;
 }
 
 export interface BuildImageResult extends BuildResult {
@@ -31,6 +33,9 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const store = new ImageStore(dataDir);
   for (const output of options.outputs ?? []) parseImageReference(output); // usage errors before any work
   for (const tag of options.tags ?? []) parseImageReference(tag);
+  if (options.push === true && (options.tags ?? []).length === 0) {
+    throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');
+  }
   // The default cache shares its blobs with the local image store, so bytes are stored once.
   const blobs = options.cacheDir === undefined ? store.blobs : undefined;
   const result = await build({
@@ -45,6 +50,20 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   if ((options.tags ?? []).length > 0) {
     await store.put(result.image, options.tags ?? [], options.signal ? { signal: options.signal } : {});
     written.push(...(options.tags ?? []));
+  }
+  if (options.push === true) {
+    for (const tag of options.tags ?? []) {
+      const pushed = await pushImage(result.image, tag, {
+        insecureRegistries: options.insecureRegistries ?? [],
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      written.push(...pushed.references.map((reference) => `docker://${reference}`));
+      options.onEvent?.({
+        kind: 'image',
+        digest: pushed.digest,
+        destination: `docker://${pushed.references[0] ?? tag}`,
+      });
+    }
   }
   for (const output of options.outputs ?? []) {
     await writeImage(result.image, output, {

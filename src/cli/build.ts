@@ -78,6 +78,7 @@ export function registerBuild(program: Command): void {
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
     .option('--platform <os/arch>', 'target platform (only the host platform is supported)')
+    .option('--push', 'push the image to the registry named by each -t')
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
     .action(async (contextArg: string, opts: BuildFlags) => {
       const contextDir = resolve(contextArg);
@@ -124,6 +125,7 @@ export function registerBuild(program: Command): void {
           tags: opts.tag,
           outputs: opts.output,
           insecureRegistries: opts.insecureRegistry,
+          push: opts.push === true,
           onEvent: render,
           signal: controller.signal,
           ...(process.env['SOURCE_DATE_EPOCH']
@@ -160,4 +162,5 @@ interface BuildFlags {
   readonly cacheDir?: string;
   readonly platform?: string;
   readonly insecureRegistry: string[];
+  readonly push?: boolean;
 }
