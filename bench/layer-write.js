@@ -164,29 +164,31 @@ try {
   console.log(`${files} files, ${(bytes / 1024 / 1024).toFixed(0)} MB of content\n`);
   console.log('layer write (tar + sha256 + gzip -6 + sha256 + store):');
 
-  const stratum = runChild(tree);
-  row(
-    'stratum writeDirectoryLayer',
-    stratum.seconds,
-    stratum.uncompressed,
-    stratum.maxRssMB,
-    stratum.compressed,
-  );
-  const serial = runChild(tree, 1);
-  row(
-    'stratum, 1 gzip block in flight',
-    serial.seconds,
-    serial.uncompressed,
-    serial.maxRssMB,
-    serial.compressed,
-  );
-
+  // Contenders run in turns, BENCH_ROUNDS times (default 2), and each one's best time is kept:
+  // the figures are for comparing, and a shared machine's noise only ever slows a run down.
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
   const out = join(work, 'out.tar.gz');
-  const gz = runShell(`tar -cf - -C ${tree} . | tee >(sha256sum >/dev/null) | gzip -6 > ${out}`);
-  row('tar | gzip -6', gz.seconds, stratum.uncompressed, gz.maxRssMB, statSync(out).size);
-  if (has('pigz')) {
-    const pz = runShell(`tar -cf - -C ${tree} . | tee >(sha256sum >/dev/null) | pigz -6 > ${out}`);
-    row('tar | pigz -6', pz.seconds, stratum.uncompressed, pz.maxRssMB, statSync(out).size);
+  const shell = (command) => () => ({ ...runShell(command), compressed: statSync(out).size });
+  const contenders = [
+    ['stratum writeDirectoryLayer', () => runChild(tree)],
+    ['stratum, 2 gzip blocks in flight', () => runChild(tree, 2)],
+    ['tar | gzip -6', shell(`tar -cf - -C ${tree} . | tee >(sha256sum >/dev/null) | gzip -6 > ${out}`)],
+    ...(has('pigz')
+      ? [['tar | pigz -6', shell(`tar -cf - -C ${tree} . | tee >(sha256sum >/dev/null) | pigz -6 > ${out}`)]]
+      : []),
+  ];
+  const best = new Map();
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, run] of contenders) {
+      const result = run();
+      const previous = best.get(name);
+      if (previous === undefined || result.seconds < previous.seconds) best.set(name, result);
+    }
+  }
+  const tarBytes = best.get('stratum writeDirectoryLayer').uncompressed;
+  for (const [name] of contenders) {
+    const result = best.get(name);
+    row(name, result.seconds, tarBytes, result.maxRssMB, result.compressed);
   }
   rmSync(out, { force: true });
   console.log(

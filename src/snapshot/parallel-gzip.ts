@@ -25,7 +25,7 @@ const DICTIONARY = 32 * 1024;
 // than zlib's 3 keeps the blob free of anything that depends on the host.
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
 
-function deflateBlock(
+export function deflateBlock(
   block: Buffer,
   dictionary: Buffer | undefined,
   level: number,

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { ParallelGzip, type ParallelGzipOptions } from '../../src/snapshot/parallel-gzip.js';
+import { ParallelGzip, deflateBlock, type ParallelGzipOptions } from '../../src/snapshot/parallel-gzip.js';
 
 async function gzip(parts: readonly Buffer[], options: ParallelGzipOptions = {}): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -39,6 +39,16 @@ describe('parallel gzip', () => {
     const whole = await gzip([Buffer.concat(parts)], { threads: 1 });
     const chunked = await gzip(parts, { threads: 4 });
     expect(chunked.equals(whole)).toBe(true);
+  });
+
+  it('the output chunk size (sized from a guess that depends on timing) never changes the bytes', async () => {
+    const block = Buffer.concat([randomBytes(600_000), Buffer.from('text '.repeat(100_000))]);
+    const dictionary = randomBytes(32 * 1024);
+    for (const last of [false, true]) {
+      const small = await deflateBlock(block, dictionary, 6, last, 1);
+      const large = await deflateBlock(block, dictionary, 6, last, 4 * 1024 * 1024);
+      expect(small.equals(large)).toBe(true);
+    }
   });
 
   it('the header carries no mtime and no file name', async () => {
