@@ -107,6 +107,7 @@ function copyUpsOf(layer: LayerChanges, at: StepRef): CopyUp[] {
   const out: CopyUp[] = [];
   for (const entry of layer.changed) {
     if (entry.before.type !== 'file' || entry.after.type !== 'file' || entry.after.size === 0) continue;
+    if (entry.linkOf !== undefined) continue; // the same bytes as another path of its hard-link group
     const contentChanged = entry.fields.includes('content') || entry.fields.includes('size');
     if (contentChanged) {
       const changed = entry.changedBlocks ?? 0;

@@ -52,6 +52,8 @@ export interface ChangedEntry {
    */
   readonly changedBlocks?: number;
   readonly blocks?: number;
+  /** Set when this path is a hard link to another changed path of the layer (same bytes). */
+  readonly linkOf?: string;
 }
 
 /** Content a layer made unreachable (the last path pointing at it was deleted or replaced). */
@@ -595,7 +597,10 @@ class Applier {
     const changed: ChangedEntry[] = [];
     const deleted: string[] = [];
     const reemitted: { path: string; type: EntryType; mtimeChanged: boolean }[] = [];
-    for (const [path, old] of this.before) {
+    const changedNodes = new Map<number, string>();
+    // Sorted, so the first path of a hard-link group is the one the others point to.
+    const touched = [...this.before].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [path, old] of touched) {
       const now = this.state.nodes.get(path);
       if (old === null) {
         if (now !== undefined) added.push(path);
@@ -614,7 +619,10 @@ class Applier {
       }
       const contentChanged =
         old.entry.type === 'file' && now.entry.type === 'file' && old.entry.sha256 !== now.entry.sha256;
+      const linkOf = now.entry.type === 'dir' ? undefined : changedNodes.get(now.id);
+      if (linkOf === undefined) changedNodes.set(now.id, path);
       changed.push({
+        ...(linkOf !== undefined ? { linkOf } : {}),
         path,
         fields,
         before: old.entry,
