@@ -1,6 +1,10 @@
 import { explainSourceChanges } from './context/index.js';
 import type { ExplainStep } from './build-context.js';
 
+/** Key component names: the key of the step before, and the ChainID of the layers so far. */
+export const PARENT_KEY = 'previous step';
+export const LAYERS_BELOW = 'layers below (ChainID)';
+
 /**
  * Why a step missed the cache, in plain words, by comparing its key components with those of
  * the last build of the same step of the same Dockerfile.
@@ -8,7 +12,7 @@ import type { ExplainStep } from './build-context.js';
 export function explainMiss(
   previous: ExplainStep | undefined,
   current: ExplainStep,
-  previousMissInStage: number | undefined,
+  previousMissInStage: string | undefined,
   cacheUsed: boolean,
 ): string[] {
   if (!cacheUsed) return ['cache disabled for this stage (--no-cache)'];
@@ -24,11 +28,11 @@ export function explainMiss(
   for (const [name, value] of after) {
     const old = before.get(name);
     if (old === value) continue;
-    if (name === 'parent' || name === 'layers') {
+    if (name === PARENT_KEY || name === LAYERS_BELOW) {
       if (!reasons.some((reason) => reason.startsWith('parent changed'))) {
         reasons.push(
           previousMissInStage !== undefined
-            ? `parent changed (step ${previousMissInStage} missed)`
+            ? `parent changed (${previousMissInStage})`
             : 'parent changed (the base image or an earlier instruction is different)',
         );
       }

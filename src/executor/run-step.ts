@@ -121,6 +121,8 @@ export function runStep(
   return {
     components,
     createdBy,
+    // The ARGs are components of their own, so a changed value is named as such.
+    instruction: `RUN ${JSON.stringify(argv)}`,
     execute: async (rootfs) => {
       const resolved = await resolveUser(rootfs, user);
       const hostname = randomBytes(6).toString('hex');

@@ -7,7 +7,7 @@ import type { Instruction, Stage } from '../parser/index.js';
 import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
 import { cacheKey, chainId, type KeyComponent } from './cache/key.js';
-import { explainMiss } from './explain.js';
+import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
 import { goPlainList, goQuotedList } from './history.js';
 import { getEnv, setEnv, withConfig, withEmptyHistory, withLayer, type ImageState } from './image-state.js';
@@ -40,6 +40,8 @@ export interface StepAction {
   /** Key components beyond parent/platform/instruction. */
   readonly components: readonly KeyComponent[];
   readonly createdBy: string;
+  /** The instruction as keyed, when it should differ from createdBy (RUN leaves out its ARGs). */
+  readonly instruction?: string;
   /** Source files, for explaining COPY/ADD misses. */
   readonly files?: ExplainStep['files'];
   /** Does the work on the materialised rootfs. */
@@ -63,7 +65,7 @@ export class StageRunner {
    * rebuild reproduces the same config, hence the same image digest, as Docker's does.
    */
   private created: string | undefined;
-  private previousStepMissed: number | undefined;
+  private previousStepMissed: string | undefined;
 
   constructor(
     private readonly build: BuildContext,
@@ -174,14 +176,29 @@ export class StageRunner {
     }
   }
 
-  private metadata(createdBy: string, patch?: Partial<Record<keyof ContainerConfig, unknown>>): StepOutcome {
+  private metadata(
+    step: StepRef,
+    createdBy: string,
+    patch?: Partial<Record<keyof ContainerConfig, unknown>>,
+    rollsKey = true,
+  ): StepOutcome {
     if (patch !== undefined) this.state = withConfig(this.state, patch);
     this.state = withEmptyHistory(this.state, createdBy, this.created ?? this.build.created);
-    // Metadata still changes what later steps build on.
+    if (!rollsKey) return 'none';
+    // Metadata changes the config, so later steps build on a different parent (as in Docker's
+    // classic builder). ARG is the exception: its value reaches the keys where it is used.
     this.key = cacheKey([
-      { name: 'parent', value: this.key },
+      { name: PARENT_KEY, value: this.key },
       { name: 'metadata', value: createdBy },
     ]).digest;
+    const stepId = `${step.stage}/${step.index}`;
+    const previous = this.build.previous?.steps[stepId];
+    const components = [{ name: 'instruction', value: createdBy }];
+    this.build.current.set(stepId, { key: this.key, components });
+    if (previous !== undefined && previous.key !== this.key && this.previousStepMissed === undefined) {
+      const before = previous.components.find((component) => component.name === 'instruction')?.value;
+      this.previousStepMissed = `step ${step.index} changed${before === undefined ? '' : `: ${before} → ${createdBy}`}`;
+    }
     return 'none';
   }
 
@@ -204,7 +221,7 @@ export class StageRunner {
           env = setEnv(env, key, value);
           parts.push(`${key}=${value}`);
         }
-        return this.metadata(`ENV ${parts.join(' ')}`, { Env: env });
+        return this.metadata(step, `ENV ${parts.join(' ')}`, { Env: env });
       }
       case 'label': {
         const labels: Record<string, string> = { ...(this.state.config.Labels ?? {}) };
@@ -217,13 +234,14 @@ export class StageRunner {
           labels[key] = value;
           parts.push(`${key}=${value}`);
         }
-        return this.metadata(`LABEL ${parts.join(' ')}`, { Labels: labels });
+        return this.metadata(step, `LABEL ${parts.join(' ')}`, { Labels: labels });
       }
       case 'expose': {
         const ports = formatExposedPorts(this.expandList(instruction.ports, step), this.where(step));
         const exposed: Record<string, Record<string, never>> = { ...(this.state.config.ExposedPorts ?? {}) };
         for (const port of ports) exposed[port] = {};
         return this.metadata(
+          step,
           `EXPOSE map[${[...ports]
             .sort()
             .map((port) => `${port}:{}`)
@@ -245,32 +263,34 @@ export class StageRunner {
             );
           volumes[volume] = {};
         }
-        return this.metadata(`VOLUME ${goPlainList(list)}`, { Volumes: volumes });
+        return this.metadata(step, `VOLUME ${goPlainList(list)}`, { Volumes: volumes });
       }
       case 'user': {
         const user = this.expand(instruction.user, step);
-        return this.metadata(`USER ${user}`, { User: user });
+        return this.metadata(step, `USER ${user}`, { User: user });
       }
       case 'stopsignal': {
         const signal = this.expand(instruction.signal, step);
-        return this.metadata(`STOPSIGNAL ${signal}`, { StopSignal: signal });
+        return this.metadata(step, `STOPSIGNAL ${signal}`, { StopSignal: signal });
       }
       case 'maintainer':
         this.state = { ...this.state, author: instruction.maintainer };
-        return this.metadata(`MAINTAINER ${instruction.maintainer}`);
+        return this.metadata(step, `MAINTAINER ${instruction.maintainer}`);
       case 'shell':
-        return this.metadata(`SHELL ${goPlainList(instruction.shell)}`, { Shell: [...instruction.shell] });
+        return this.metadata(step, `SHELL ${goPlainList(instruction.shell)}`, {
+          Shell: [...instruction.shell],
+        });
       case 'cmd': {
         const command = this.commandLine(instruction.form, instruction.command);
         this.cmdSet = true;
-        return this.metadata(`CMD ${goQuotedList(command)}`, { Cmd: command });
+        return this.metadata(step, `CMD ${goQuotedList(command)}`, { Cmd: command });
       }
       case 'entrypoint': {
         const command = this.commandLine(instruction.form, instruction.command);
         const patch: Partial<Record<keyof ContainerConfig, unknown>> = { Entrypoint: command };
         // An ENTRYPOINT resets the CMD inherited from the base (not one set in this stage).
         if (!this.cmdSet) patch.Cmd = undefined;
-        return this.metadata(`ENTRYPOINT ${goQuotedList(command)}`, patch);
+        return this.metadata(step, `ENTRYPOINT ${goQuotedList(command)}`, patch);
       }
       case 'healthcheck': {
         const health: HealthConfig = {
@@ -281,10 +301,10 @@ export class StageRunner {
           ...(instruction.startInterval ? { StartInterval: instruction.startInterval } : {}),
           ...(instruction.retries ? { Retries: instruction.retries } : {}),
         };
-        return this.metadata(`HEALTHCHECK ${JSON.stringify(health)}`, { Healthcheck: health });
+        return this.metadata(step, `HEALTHCHECK ${JSON.stringify(health)}`, { Healthcheck: health });
       }
       case 'onbuild':
-        return this.metadata(`ONBUILD ${instruction.expression}`, {
+        return this.metadata(step, `ONBUILD ${instruction.expression}`, {
           OnBuild: [...(this.state.config.OnBuild ?? []), instruction.expression],
         });
       case 'workdir':
@@ -328,7 +348,7 @@ export class StageRunner {
       this.args.set(name, value);
       parts.push(value === undefined ? name : `${name}=${value}`);
     }
-    return this.metadata(`ARG ${parts.join(' ')}`);
+    return this.metadata(step, `ARG ${parts.join(' ')}`, undefined, false);
   }
 
   private async workdir(path: string, step: StepRef): Promise<StepOutcome> {
@@ -336,7 +356,7 @@ export class StageRunner {
     const current = this.state.config.WorkingDir ?? '/';
     const workdir = posix.resolve(current === '' ? '/' : current, expanded);
     this.state = withConfig(this.state, { WorkingDir: workdir });
-    if (workdir === '/') return this.metadata(`WORKDIR ${workdir}`);
+    if (workdir === '/') return this.metadata(step, `WORKDIR ${workdir}`);
     // The classic builder creates the directory (owned by root) and keeps a layer only when that
     // changed something: an existing directory gives an empty history entry.
     return this.filesystemStep(step, {
@@ -354,10 +374,10 @@ export class StageRunner {
   ): Promise<StepOutcome> {
     const action = await actionPromise;
     const components: KeyComponent[] = [
-      { name: 'parent', value: this.key },
-      { name: 'layers', value: chainId(this.state.layers.map((layer) => layer.diffId)) },
+      { name: PARENT_KEY, value: this.key },
+      { name: LAYERS_BELOW, value: chainId(this.state.layers.map((layer) => layer.diffId)) },
       { name: 'platform', value: `${this.state.platform.os}/${this.state.platform.architecture}` },
-      { name: 'instruction', value: action.createdBy },
+      { name: 'instruction', value: action.instruction ?? action.createdBy },
       ...action.components,
     ];
     const key = cacheKey(components);
@@ -392,7 +412,7 @@ export class StageRunner {
       else this.state = withLayer(this.state, entry.layer, entry.createdBy, this.created);
       return 'cached';
     }
-    this.previousStepMissed = step.index;
+    this.previousStepMissed = `step ${step.index} missed`;
     this.created = this.build.created;
 
     const rootfs = await this.rootfs.sync(this.state.layers, this.build.signal);

@@ -26,7 +26,9 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
   beforeAll(() => {
     box = buildSandbox();
   });
-  afterAll(() => { box.cleanup(); });
+  afterAll(() => {
+    box.cleanup();
+  });
 
   function project(name: string, extra: Record<string, string> = {}): string {
     return box.context(name, {
@@ -238,7 +240,7 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
     const names = run.components.map((component) => component.name);
     expect(names).toEqual(
       expect.arrayContaining([
-        'parent',
+        'previous step',
         'platform',
         'instruction',
         'arg VERSION',
