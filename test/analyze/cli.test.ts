@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -121,6 +121,21 @@ describe('stratum analyze and du', () => {
     ]);
     const text = await stratum(['analyze', `oci:${path}:latest`]);
     expect(text.stdout).toContain('!!! root/.npmrc  27 B  SECRET? npm registry credentials');
+  });
+
+  it('analyze --html writes the page; an unwritable path is a one-line error', async () => {
+    const page = join(dir, 'page.html');
+    const result = await stratum(['analyze', '--html', page, `oci:${same}:latest`]);
+    expect(result.code).toBe(0);
+    expect(readFileSync(page, 'utf8')).toContain('<svg id="layer-chart"');
+    const bad = await stratum([
+      'analyze',
+      '--html',
+      join(dir, 'no', 'such', 'dir', 'x.html'),
+      `oci:${same}:latest`,
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^stratum: .*x\.html: cannot write the HTML report \(ENOENT\)\n$/);
   });
 
   it('du: each image as summed up, and shared blobs counted once', async () => {
