@@ -271,8 +271,11 @@ export async function diffImages(
   try {
     for (let index = 0; index < Math.max(lengthA, lengthB); index++) {
       options.signal?.throwIfAborted();
-      const stepA = index < lengthA ? await next(walkA) : undefined;
-      const stepB = index < lengthB ? await next(walkB) : undefined;
+      // Both sides advance together: decompression of one overlaps hashing of the other.
+      const [stepA, stepB] = await Promise.all([
+        index < lengthA ? next(walkA) : undefined,
+        index < lengthB ? next(walkB) : undefined,
+      ]);
       if (stepA) stateA = stepA.fs;
       if (stepB) stateB = stepB.fs;
       const differences: StepDifference[] = [];
