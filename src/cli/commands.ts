@@ -7,6 +7,7 @@ import { registerPush } from './push.js';
 import { registerLogin } from './login.js';
 import { registerBuild } from './build.js';
 import { registerCache } from './cache.js';
+import { registerImages } from './images.js';
 import { registerDiff } from './diff.js';
 import { registerAnalyze } from './analyze.js';
 import { registerDu } from './du.js';
@@ -23,6 +24,7 @@ export const commands: readonly RegisterCommand[] = [
   registerLogin,
   registerBuild,
   registerCache,
+  registerImages,
   registerDiff,
   registerAnalyze,
   registerDu,

@@ -50,8 +50,10 @@ async function directoryState(dir: string): Promise<'missing' | 'empty' | 'layou
     if (errnoCode(error) === 'ENOTDIR') return 'other';
     throw error;
   }
-  if (names.length === 0) return 'empty';
-  return names.includes('oci-layout') ? 'layout' : 'other';
+  if (names.includes('oci-layout')) return 'layout';
+  // Only blobs so far: the layer cache shares the local store's blob directory and may have
+  // written layers before the first image is stored. That is a layout in the making.
+  return names.every((name) => name === 'blobs') ? 'empty' : 'other';
 }
 
 /** Copies every blob the manifest names into `store`, verified, skipping ones already there. */
