@@ -19,10 +19,9 @@ describe.skipIf(!isRoot)('stratum build from the command line, with default dire
   let scratch: string;
   let baseRef: string;
   const env = (): NodeJS.ProcessEnv => {
-    const clean: NodeJS.ProcessEnv = { ...process.env, HOME: home, TMPDIR: scratch };
-    for (const name of ['STRATUM_DATA_DIR', 'STRATUM_CACHE_DIR', 'XDG_DATA_HOME', 'XDG_CACHE_HOME'])
-      delete clean[name];
-    return clean;
+    const defaults = new Set(['STRATUM_DATA_DIR', 'STRATUM_CACHE_DIR', 'XDG_DATA_HOME', 'XDG_CACHE_HOME']);
+    const kept = Object.entries(process.env).filter(([name]) => !defaults.has(name));
+    return { ...Object.fromEntries(kept), HOME: home, TMPDIR: scratch };
   };
   const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
     spawnSync(process.execPath, [BIN, ...args], { env: env(), encoding: 'utf8', cwd: REPO });
