@@ -37,7 +37,11 @@ async function layer(store, fill) {
     store.putStream(gz),
   ]);
   return {
-    descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob.digest, size: blob.size },
+    descriptor: {
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: blob.digest,
+      size: blob.size,
+    },
     diffId: `sha256:${raw.digest('hex')}`,
   };
 }
@@ -51,7 +55,9 @@ function entry(pack, header, body) {
 
 async function bigEntry(pack, name, size) {
   await new Promise((resolve, reject) => {
-    const sink = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) }, (error) => (error ? reject(error) : resolve()));
+    const sink = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) }, (error) =>
+      error ? reject(error) : resolve(),
+    );
     const chunk = Buffer.alloc(1024 * 1024, 7);
     let left = size;
     const write = () => {
@@ -73,7 +79,11 @@ let t = performance.now();
 layers.push(
   await layer(store, async (pack) => {
     for (let i = 0; i < files; i++)
-      await entry(pack, { name: `usr/share/d${i % 500}/f${i}`, mode: 0o644, mtime: new Date(0) }, `file ${i}\n`);
+      await entry(
+        pack,
+        { name: `usr/share/d${i % 500}/f${i}`, mode: 0o644, mtime: new Date(0) },
+        `file ${i}\n`,
+      );
     await bigEntry(pack, 'opt/big.bin', bigMiB * 1024 * 1024);
   }),
 );
@@ -82,7 +92,11 @@ for (let s = 1; s < steps; s++) {
   layers.push(
     await layer(store, async (pack) => {
       for (let i = 0; i < 100; i++)
-        await entry(pack, { name: `usr/share/d${i}/f${s * 100 + i}`, mode: 0o600, mtime: new Date(0) }, `changed ${s}\n`);
+        await entry(
+          pack,
+          { name: `usr/share/d${i}/f${s * 100 + i}`, mode: 0o600, mtime: new Date(0) },
+          `changed ${s}\n`,
+        );
       await entry(pack, { name: `usr/share/d${s}/.wh.f${s}`, mode: 0, mtime: new Date(0) }, '');
     }),
   );
@@ -101,7 +115,11 @@ const configBlob = await store.putStream(Readable.from([config]));
 const manifest = {
   schemaVersion: 2,
   mediaType: 'application/vnd.oci.image.manifest.v1+json',
-  config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configBlob.digest, size: configBlob.size },
+  config: {
+    mediaType: 'application/vnd.oci.image.config.v1+json',
+    digest: configBlob.digest,
+    size: configBlob.size,
+  },
   layers: layers.map((l) => l.descriptor),
 };
 const manifestBytes = Buffer.from(JSON.stringify(manifest));
@@ -115,7 +133,9 @@ const source = {
   close: async () => {},
 };
 await writeImage(source, `oci:${join(dir, 'layout')}:bench`);
-console.log(`image: ${files} files + ${bigMiB} MiB file, ${steps} steps (made in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+console.log(
+  `image: ${files} files + ${bigMiB} MiB file, ${steps} steps (made in ${((performance.now() - t) / 1000).toFixed(1)} s)`,
+);
 
 const image = await openImage(`oci:${join(dir, 'layout')}:bench`);
 const time = async (label, work) => {
@@ -131,7 +151,13 @@ await time('analyzeImage', () => analyzeImage(image));
 await time('diffImages (A vs A)', () => diffImages(image, image));
 const tarStart = performance.now();
 const { execFileSync } = await import('node:child_process');
-for (const l of layers) execFileSync('sh', ['-c', `gzip -dc < ${join(dir, 'layout', 'blobs', 'sha256', l.descriptor.digest.slice(7))} | sha256sum > /dev/null`]);
-console.log(`${'peer: gzip -dc | sha256sum'.padEnd(22)} ${((performance.now() - tarStart) / 1000).toFixed(2).padStart(7)} s   (decompress + hash every layer once)`);
+for (const l of layers)
+  execFileSync('sh', [
+    '-c',
+    `gzip -dc < ${join(dir, 'layout', 'blobs', 'sha256', l.descriptor.digest.slice(7))} | sha256sum > /dev/null`,
+  ]);
+console.log(
+  `${'peer: gzip -dc | sha256sum'.padEnd(22)} ${((performance.now() - tarStart) / 1000).toFixed(2).padStart(7)} s   (decompress + hash every layer once)`,
+);
 await image.close();
 rmSync(dir, { recursive: true, force: true });

@@ -78,21 +78,44 @@ try {
   console.log(`per-step overhead of a \`true\` step, ${rounds} rounds after 3 warm-up runs\n`);
   await measure('node spawn of /bin/true on the host (no isolation)', () => run('/bin/true'));
   await measure('unshare -m -p -f -u -i --root (no /proc, /dev, /sys, /etc)', () =>
-    run('unshare', ['--mount', '--pid', '--fork', '--uts', '--ipc', '--propagation', 'private', `--root=${full}`, '/bin/true']),
+    run('unshare', [
+      '--mount',
+      '--pid',
+      '--fork',
+      '--uts',
+      '--ipc',
+      '--propagation',
+      'private',
+      `--root=${full}`,
+      '/bin/true',
+    ]),
   );
   if (has('bwrap')) {
     const bwrap = (rootfs, extra = []) => [
       ...['--bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--ro-bind', '/sys', '/sys'],
       ...['--bind', join(etc, 'hosts'), '/etc/hosts', '--bind', join(etc, 'resolv.conf'), '/etc/resolv.conf'],
       ...['--bind', join(etc, 'hostname'), '/etc/hostname'],
-      ...['--unshare-pid', '--unshare-uts', '--unshare-ipc', '--hostname', 'bench', '--die-with-parent', ...extra, '/bin/true'],
+      ...[
+        '--unshare-pid',
+        '--unshare-uts',
+        '--unshare-ipc',
+        '--hostname',
+        'bench',
+        '--die-with-parent',
+        ...extra,
+        '/bin/true',
+      ],
     ];
-    await measure('bwrap, same mounts (full base; no cleanup, no uid switch)', () => run('bwrap', bwrap(full)));
+    await measure('bwrap, same mounts (full base; no cleanup, no uid switch)', () =>
+      run('bwrap', bwrap(full)),
+    );
     await measure('bwrap, same mounts, --unshare-net', () => run('bwrap', bwrap(full, ['--unshare-net'])));
   }
   await measure('stratum runInSandbox, base has every mount point', () => runInSandbox(spec(full)));
   await measure('stratum runInSandbox, network none', () => runInSandbox(spec(full, 'none')));
-  await measure('stratum runInSandbox, bare base (mount points made + removed)', () => runInSandbox(spec(bare)));
+  await measure('stratum runInSandbox, bare base (mount points made + removed)', () =>
+    runInSandbox(spec(bare)),
+  );
   if (has('docker')) {
     try {
       execFileSync('docker', ['image', 'inspect', 'busybox'], { stdio: 'ignore' });

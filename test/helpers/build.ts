@@ -1,7 +1,14 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { buildImage, openImage, type BuildEvent, type BuildImageOptions, type BuildImageResult, type ImageSource } from '../../src/index.js';
+import {
+  buildImage,
+  openImage,
+  type BuildEvent,
+  type BuildImageOptions,
+  type BuildImageResult,
+  type ImageSource,
+} from '../../src/index.js';
 import { makeBusyboxRootfs, writeBaseImage, type BaseImageFiles } from './base-image.js';
 
 /** A scratch area for build tests: its own data dir, cache dir and busybox base image. */
@@ -13,7 +20,10 @@ export interface BuildSandbox {
   /** `FROM` text for the busybox base. */
   readonly baseRef: string;
   context(name: string, files: Readonly<Record<string, string>>): string;
-  build(contextDir: string, options?: Partial<BuildImageOptions>): Promise<BuildImageResult & { events: BuildEvent[] }>;
+  build(
+    contextDir: string,
+    options?: Partial<BuildImageOptions>,
+  ): Promise<BuildImageResult & { events: BuildEvent[] }>;
   open(ref: string): Promise<ImageSource>;
   cleanup(): void;
 }

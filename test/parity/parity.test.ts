@@ -3,7 +3,15 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageStore, buildImage, diffImages, formatImageDiff, openImage, openOciLayout, type ImageSource } from '../../src/index.js';
+import {
+  ImageStore,
+  buildImage,
+  diffImages,
+  formatImageDiff,
+  openImage,
+  openOciLayout,
+  type ImageSource,
+} from '../../src/index.js';
 import { dockerLoad, makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
@@ -21,7 +29,8 @@ function dockerWorks(): boolean {
   if (!requireTool('docker', 'docker.io')) return false;
   const info = spawnSync('docker', ['info'], { stdio: 'ignore' });
   if (info.status === 0) return true;
-  if (process.env.CI) throw new Error('CI is set but the Docker daemon does not answer (.ci/run starts dockerd)');
+  if (process.env.CI)
+    throw new Error('CI is set but the Docker daemon does not answer (.ci/run starts dockerd)');
   console.warn('skipping parity: no Docker daemon (start dockerd --bridge=none --iptables=false)');
   return false;
 }
@@ -73,7 +82,10 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
       }
       if (docker.status !== 0) {
         // Docker refused or the build failed: stratum must fail as well.
-        expect(stratumError, `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum succeeded`).toBeDefined();
+        expect(
+          stratumError,
+          `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum succeeded`,
+        ).toBeDefined();
         return;
       }
       if (stratumError instanceof Error) throw stratumError;
@@ -93,4 +105,3 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
     });
   }
 });
-
