@@ -72,6 +72,19 @@ export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from
 export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
 export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
 export { LayerCache, type CacheEntry, type CacheEntryInfo } from './executor/cache/store.js';
+export {
+  parseCacheRef,
+  RegistryCacheSource,
+  RegistryCacheExporter,
+  DEFAULT_CACHE_TAG,
+  CACHE_ARTIFACT_TYPE,
+  CACHE_CONFIG_MEDIA_TYPE,
+  type CacheRef,
+  type RegistryCacheOptions,
+  type ExportOptions as RegistryCacheExportOptions,
+  type ExportResult as RegistryCacheExportResult,
+  type StoredCacheEntry,
+} from './executor/cache/registry-cache.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
 export type { CacheUsage, PruneResult } from './executor/cache/prune.js';

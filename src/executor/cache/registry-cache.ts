@@ -268,6 +268,10 @@ export class RegistryCacheSource {
         fetched.on('error', (error) => check.destroy(error));
         body = fetched.pipe(check);
       }
+      // A small layer can arrive, and fail its check, before putStream's pipeline (behind a
+      // mkdir) listens; without a listener of our own that error would be uncaught. pipeline
+      // still rejects with it, as it reads the stream's stored error.
+      body.on('error', () => undefined);
       await blobs.putStream(body, descriptor.digest);
       return entry;
     } catch (error) {

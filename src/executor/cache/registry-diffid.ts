@@ -22,11 +22,6 @@ export class DiffIdCheck extends Transform {
     private readonly what: string,
   ) {
     super();
-    const orig = this.emit.bind(this);
-    (this as unknown as { emit: unknown }).emit = (event: string, ...args: unknown[]) => {
-      if (event === 'error' || event === 'finish' || event === 'end' || event === 'close') console.log('EMIT', event, this.listenerCount('error'), new Error('at').stack?.split('\n').slice(2, 9).join(' | '));
-      return orig(event, ...args);
-    };
     this.gunzip = createGunzip();
     this.gunzip.on('data', (chunk: Buffer) => this.hash.update(chunk));
     this.ended = new Promise((resolve) => {
