@@ -7,7 +7,9 @@ describe.skipIf(!isRoot)('stratum build (engine)', () => {
   beforeAll(() => {
     box = buildSandbox();
   });
-  afterAll(() => { box.cleanup(); });
+  afterAll(() => {
+    box.cleanup();
+  });
 
   it('runs RUN steps in the base and records one layer per changing step', async () => {
     const ctx = box.context('run', {
