@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -119,6 +120,7 @@ describe('parseCacheRef', () => {
 });
 
 const enabled = isRoot && requireTool('docker-registry', 'docker-registry');
+const withSkopeo = enabled && requireTool('skopeo', 'skopeo');
 
 describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.0.1)', () => {
   let registry: RunningRegistry;
@@ -221,6 +223,26 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     expect(built.events.filter((event) => event.kind === 'step-output')).toEqual([]);
     expect(built.digest).toBe(digestA);
   });
+
+  it.skipIf(!withSkopeo)(
+    'skopeo reads the cache artifact: the manifest and the entries in its config',
+    () => {
+      const ref = `docker://${registry.host}/app/cache:main`;
+      const manifest = JSON.parse(
+        execFileSync('skopeo', ['inspect', '--tls-verify=false', '--raw', ref], { encoding: 'utf8' }),
+      ) as ImageManifest;
+      expect(manifest.artifactType).toBe(CACHE_ARTIFACT_TYPE);
+      const config = JSON.parse(
+        execFileSync('skopeo', ['inspect', '--tls-verify=false', '--config', '--raw', ref], {
+          encoding: 'utf8',
+        }),
+      ) as { version: number; entries: CacheEntry[] };
+      expect(config.version).toBe(1);
+      expect(config.entries.map((entry) => entry.key).sort()).toEqual(
+        entriesA.map((entry) => entry.key).sort(),
+      );
+    },
+  );
 
   it('a layer already in the blob store is not downloaded again', async () => {
     const proxy = await startFaultProxy(registry.port);
