@@ -85,6 +85,12 @@ export {
   type ExportResult as RegistryCacheExportResult,
   type StoredCacheEntry,
 } from './executor/cache/registry-cache.js';
+export {
+  SharedCaches,
+  type SharedCacheOptions,
+  type SharedCacheHit,
+  type SharedCacheExport,
+} from './executor/cache/registry-shared.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
 export type { CacheUsage, PruneResult } from './executor/cache/prune.js';

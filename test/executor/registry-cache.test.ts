@@ -12,6 +12,7 @@ import {
   RegistryCacheSource,
   RegistryClient,
   RepositoryClient,
+  SharedCaches,
   parseCacheRef,
   pushImage,
   type BuildEvent,
@@ -418,6 +419,65 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     const other = entries.find((entry) => entry.layer !== null && entry.key !== victim.key)!;
     expect(await source.get(other.key, store)).toEqual(other);
     await source.close();
+  });
+
+  it('SharedCaches: a bad reference is a usage error before any network', async () => {
+    await expect(SharedCaches.open({ cacheFrom: ['local:/x'] })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(SharedCaches.open({ cacheTo: ['registry:'] })).rejects.toMatchObject({ code: 'USAGE' });
+  });
+
+  it('SharedCaches: lookup tries each --cache-from in order and saves a hit locally; record and export', async () => {
+    const port = await freePort();
+    const warnings: string[] = [];
+    const shared = await SharedCaches.open({
+      cacheFrom: [`registry:127.0.0.1:${port}/down/cache`, `registry:${registry.host}/app/cache:main`],
+      cacheTo: [`registry:${registry.host}/app/shared:out`],
+      onWarning: (message) => warnings.push(message),
+    });
+    try {
+      expect(shared.active).toBe(true);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(`127.0.0.1:${port}`);
+      const local = new LayerCache(join(box.dir, 'cache-shared'));
+      for (const entry of entriesA) {
+        expect(await local.get(entry.key)).toBeUndefined();
+        const hit = await shared.lookup(entry.key, local);
+        expect(hit).toEqual({ entry, source: `registry:${registry.host}/app/cache:main` });
+        expect(await local.get(entry.key)).toEqual(entry);
+        shared.record(entry);
+      }
+      expect(await shared.lookup(fakeKey('absent'), local)).toBeUndefined();
+      const [result] = await shared.export(local.blobs);
+      expect(result).toMatchObject({
+        name: `registry:${registry.host}/app/shared:out`,
+        layers: 2,
+        uploaded: 0,
+      });
+      expect(result!.mounted + result!.existed).toBe(2);
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('SharedCaches: a failed export fails, unless ignore-error=true makes it a warning', async () => {
+    const port = await freePort();
+    const strict = await SharedCaches.open({ cacheTo: [`registry:127.0.0.1:${port}/app/cache`] });
+    strict.record(emptyEntry('strict'));
+    await expect(strict.export(cacheA.blobs)).rejects.toThrow(
+      new RegExp(`cache registry:127\\.0\\.0\\.1:${port}/app/cache:stratum-cache: .*connection refused`),
+    );
+    await strict.close();
+
+    const warnings: string[] = [];
+    const lenient = await SharedCaches.open({
+      cacheTo: [`type=registry,ref=127.0.0.1:${port}/app/cache,ignore-error=true`],
+      onWarning: (message) => warnings.push(message),
+    });
+    lenient.record(emptyEntry('lenient'));
+    expect(await lenient.export(cacheA.blobs)).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/not exported .*connection refused/);
+    await lenient.close();
   });
 
   // Needs `cacheTo` / `cacheFrom` on BuildImageOptions (the engine's wiring of this module).

@@ -1,0 +1,133 @@
+import { StratumError, isStratumError } from '../../errors.js';
+import type { BlobStore } from '../../oci/blob-store.js';
+import type { Digest } from '../../oci/types.js';
+import { RegistryClient } from '../../push/client.js';
+import {
+  RegistryCacheExporter,
+  RegistryCacheSource,
+  parseCacheRef,
+  type CacheRef,
+  type ExportResult,
+} from './registry-cache.js';
+import type { CacheEntry, LayerCache } from './store.js';
+
+/**
+ * Every `--cache-from` and `--cache-to` of one build behind one object, so the engine needs
+ * three calls: lookup() after a local miss, record() after every filesystem step, export()
+ * after the build succeeded (and after the push, so the pushed layers are mounted).
+ */
+export interface SharedCacheOptions {
+  readonly cacheFrom?: readonly string[];
+  readonly cacheTo?: readonly string[];
+  readonly insecureRegistries?: readonly string[];
+  readonly signal?: AbortSignal;
+  /** Warnings (unreachable cache, unusable layer, failed export with ignore-error=true). */
+  readonly onWarning?: (message: string) => void;
+}
+
+export interface SharedCacheHit {
+  readonly entry: CacheEntry;
+  /** `registry:host/repo:tag`, for the cache event's `source`. */
+  readonly source: string;
+}
+
+export interface SharedCacheExport extends ExportResult {
+  readonly name: string;
+}
+
+export class SharedCaches {
+  private constructor(
+    private readonly client: RegistryClient,
+    private readonly sources: readonly RegistryCacheSource[],
+    private readonly exporters: readonly RegistryCacheExporter[],
+    private readonly options: SharedCacheOptions,
+  ) {}
+
+  /**
+   * Parses every reference (a bad one is a USAGE error, before any network) and reads each
+   * `--cache-from` once, in parallel. Never fails for an unreachable cache: that is a warning.
+   */
+  static async open(options: SharedCacheOptions): Promise<SharedCaches> {
+    const fromRefs = (options.cacheFrom ?? []).map(parseCacheRef);
+    const toRefs: CacheRef[] = (options.cacheTo ?? []).map(parseCacheRef);
+    const exporters = toRefs.map((ref) => new RegistryCacheExporter(ref));
+    const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [] });
+    try {
+      const sources = await Promise.all(
+        fromRefs.map((ref) =>
+          RegistryCacheSource.open(ref, {
+            client,
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+          }),
+        ),
+      );
+      return new SharedCaches(client, sources, exporters, options);
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+  }
+
+  /** Whether there is anything to do (no flags: the engine can skip every call). */
+  get active(): boolean {
+    return this.sources.length > 0 || this.exporters.length > 0;
+  }
+
+  /**
+   * After a local miss: the first `--cache-from` holding the key, its layer now in the local
+   * cache's blob store and the entry saved locally (so the next build hits without the network).
+   */
+  async lookup(key: Digest, local: LayerCache, signal?: AbortSignal): Promise<SharedCacheHit | undefined> {
+    for (const source of this.sources) {
+      const entry = await source.get(key, local.blobs, signal);
+      if (entry === undefined) continue;
+      await local.put(entry);
+      return { entry, source: source.name };
+    }
+    return undefined;
+  }
+
+  /** After every filesystem step, hit (local or shared) or miss. */
+  record(entry: CacheEntry): void {
+    for (const exporter of this.exporters) exporter.add(entry);
+  }
+
+  /**
+   * After the build (and its push) succeeded: each `--cache-to`, one after the other. A failure
+   * is thrown (exit 1), unless that reference said `ignore-error=true`: then it is a warning.
+   */
+  async export(
+    blobs: BlobStore,
+    options: { readonly mountFrom?: readonly string[]; readonly signal?: AbortSignal } = {},
+  ): Promise<SharedCacheExport[]> {
+    const results: SharedCacheExport[] = [];
+    const signal = options.signal ?? this.options.signal;
+    for (const exporter of this.exporters) {
+      try {
+        const result = await exporter.flush(blobs, {
+          client: this.client,
+          ...(options.mountFrom ? { mountFrom: options.mountFrom } : {}),
+          ...(signal ? { signal } : {}),
+          ...(this.options.onWarning ? { onWarning: this.options.onWarning } : {}),
+        });
+        results.push({ ...result, name: exporter.name });
+      } catch (error) {
+        if (signal?.aborted === true || !exporter.ref.ignoreError) {
+          if (isStratumError(error) && !error.message.includes(exporter.name)) {
+            throw new StratumError(error.code, `cache ${exporter.name}: ${error.message}`, { cause: error });
+          }
+          throw error;
+        }
+        this.options.onWarning?.(
+          `cache ${exporter.name}: not exported (${error instanceof Error ? error.message : String(error)})`,
+        );
+      }
+    }
+    return results;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
