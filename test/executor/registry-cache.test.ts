@@ -23,7 +23,14 @@ import type { Digest, ImageManifest } from '../../src/oci/types.js';
 import { forgetBlobLocations } from '../../src/push/blob-locations.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { freePort, startFaultProxy, startRegistry, type RunningRegistry } from '../push/harness.js';
+import {
+  freePort,
+  makeTestLayout,
+  readTestLayout,
+  startFaultProxy,
+  startRegistry,
+  type RunningRegistry,
+} from '../push/harness.js';
 
 type CacheEvent = Extract<BuildEvent, { kind: 'cache' }>;
 
@@ -321,6 +328,20 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     expect(source.warnings).toHaveLength(1);
     expect(source.warnings[0]).toMatch(/not a stratum cache/);
     await source.close();
+  });
+
+  it('a tag that holds a Docker schema 2 image is not overwritten either', async () => {
+    const layout = await makeTestLayout(join(box.dir, 'docker-typed'), [{ 'etc/x': 'x\n' }], {
+      dockerTypes: true,
+    });
+    await pushImage(await readTestLayout(layout.dir), `${registry.host}/team/docker-typed:1`);
+    const exporter = RegistryCacheExporter.parse(`registry:${registry.host}/team/docker-typed:1`);
+    exporter.add(emptyEntry('y'));
+    await expect(exporter.flush(cacheA.blobs)).rejects.toThrow(
+      /holds a application\/vnd\.docker\.distribution\.manifest\.v2\+json, not a stratum cache/,
+    );
+    const fetched = await new RepositoryClient(client, registry.host, 'team/docker-typed').getManifest('1');
+    expect(fetched.digest).toBe(layout.manifestDigest);
   });
 
   it('a missing tag is an empty cache, without a warning', async () => {

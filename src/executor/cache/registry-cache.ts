@@ -137,10 +137,9 @@ async function readCache(
   const signalOption = signal ? { signal } : {};
   let manifest;
   try {
-    manifest = await repo.getManifest(ref.digest ?? ref.tag ?? DEFAULT_CACHE_TAG, {
-      accept: [MediaType.ociManifest],
-      ...signalOption,
-    });
+    // Every manifest type is accepted, so that an image under the tag (Docker's types
+    // included) is seen for what it is, rather than a registry's 404 read as "no cache yet".
+    manifest = await repo.getManifest(ref.digest ?? ref.tag ?? DEFAULT_CACHE_TAG, signalOption);
   } catch (error) {
     // 404: MANIFEST_UNKNOWN (no such tag) or NAME_UNKNOWN (no such repository yet).
     if (isStratumError(error) && error.code === 'NOT_FOUND') return { entries: [] };
