@@ -17,11 +17,12 @@ import {
  */
 export async function stratumBuild(world, { context, dockerfile, cacheDir, noCache = false, output = true }) {
   const args = [stratumBin, 'build', context, '-f', dockerfile, '--network', 'none', '--progress', 'plain'];
-  if (output) args.push('--output', `oci:${world.fresh('stratum-out')}:bench`);
+  const outputRef = output ? `oci:${world.fresh('stratum-out')}:bench` : undefined;
+  if (outputRef !== undefined) args.push('--output', outputRef);
   if (noCache) args.push('--no-cache');
   args.push('--cache-dir', cacheDir);
   const result = await timed('node', args, { env: stratumEnv(world) });
-  return { ...combine(result), steps: stratumStepTimes(result.stderr), log: result.stderr };
+  return { ...combine(result), steps: stratumStepTimes(result.stderr), log: result.stderr, outputRef };
 }
 
 /** Docker's classic builder, then `docker save`; dockerd's RSS is sampled during both. */
