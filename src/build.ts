@@ -5,6 +5,8 @@ import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
 import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
 import { openRegistryImage, pushImage } from './push/index.js';
+import { SharedCaches } from './executor/cache/registry-shared.js';
+import { LayerCache } from './executor/cache/store.js';
 
 /**
  * `stratum build` as a library call: wires the build engine to the image transports (FROM and
@@ -21,6 +23,10 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
   readonly insecureRegistries?: readonly string[];
   /** Push the image to its registry under every `tags` name (`build --push -t host/repo:tag`). */
   readonly push?: boolean;
+  /** `registry:HOST/REPO[:TAG]` caches to read after a local miss (`--cache-from`). */
+  readonly cacheFrom?: readonly string[];
+  /** `registry:HOST/REPO[:TAG]` caches that get every step's entry after success (`--cache-to`). */
+  readonly cacheTo?: readonly string[];
 }
 
 export interface BuildImageResult extends BuildResult {
@@ -36,26 +42,64 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   if (options.push === true && (options.tags ?? []).length === 0) {
     throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');
   }
-  // The default cache shares its blobs with the local image store, so bytes are stored once.
-  const blobs = options.cacheDir === undefined ? store.blobs : undefined;
-  const result = await build({
-    ...options,
-    cacheDir: options.cacheDir ?? defaultCacheDir(),
-    ...(blobs === undefined ? {} : { blobs }),
-    resolveImage: (reference, signal) =>
-      resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal),
+  const warnings: string[] = [];
+  const shared = await SharedCaches.open({
+    cacheFrom: options.cacheFrom ?? [],
+    cacheTo: options.cacheTo ?? [],
+    insecureRegistries: options.insecureRegistries ?? [],
+    ...(options.signal ? { signal: options.signal } : {}),
+    onWarning: (message) => {
+      warnings.push(message);
+      options.onEvent?.({ kind: 'warning', message });
+    },
   });
+  try {
+    // The default cache shares its blobs with the local image store, so bytes are stored once.
+    const cacheDir = options.cacheDir ?? defaultCacheDir();
+    const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
+    const result = await build({
+      ...options,
+      cacheDir,
+      blobs,
+      sharedCache: shared,
+      resolveImage: (reference, signal) =>
+        resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal),
+    });
+    const written = await writeResult(result.image, options, store, dataDir);
+    if (shared.active) {
+      // After the push, so layers already in the registry are mounted rather than uploaded again.
+      await shared.export(blobs, options.signal ? { signal: options.signal } : {});
+    }
+    return {
+      ...result,
+      warnings: [...result.warnings, ...warnings],
+      digest: result.image.descriptor.digest,
+      written,
+    };
+  } finally {
+    await shared.close();
+  }
+}
+
+/** Stores, pushes and writes the built image to every destination; returns where it went. */
+async function writeResult(
+  image: ImageSource,
+  options: BuildImageOptions,
+  store: ImageStore,
+  dataDir: string,
+): Promise<string[]> {
   const written: string[] = [];
-  const digest = result.image.descriptor.digest;
+  const digest = image.descriptor.digest;
+  const signalOption = options.signal ? { signal: options.signal } : {};
   if ((options.tags ?? []).length > 0) {
-    await store.put(result.image, options.tags ?? [], options.signal ? { signal: options.signal } : {});
+    await store.put(image, options.tags ?? [], signalOption);
     written.push(...(options.tags ?? []));
   }
   if (options.push === true) {
     for (const tag of options.tags ?? []) {
-      const pushed = await pushImage(result.image, tag, {
+      const pushed = await pushImage(image, tag, {
         insecureRegistries: options.insecureRegistries ?? [],
-        ...(options.signal ? { signal: options.signal } : {}),
+        ...signalOption,
       });
       written.push(...pushed.references.map((reference) => `docker://${reference}`));
       options.onEvent?.({
@@ -66,15 +110,16 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     }
   }
   for (const output of options.outputs ?? []) {
-    await writeImage(result.image, output, {
+    await writeImage(image, output, {
       dataDir,
-      ...(options.signal ? { signal: options.signal } : {}),
+      insecureRegistries: options.insecureRegistries ?? [],
+      ...signalOption,
     });
     written.push(output);
     options.onEvent?.({ kind: 'image', digest, destination: output });
   }
   for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
-  return { ...result, digest, written };
+  return written;
 }
 
 /**

@@ -79,6 +79,18 @@ export function registerBuild(program: Command): void {
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
     .option('--platform <os/arch>', 'target platform (only the host platform is supported)')
     .option('--push', 'push the image to the registry named by each -t')
+    .option(
+      '--cache-from <registry:REF>',
+      'read layer cache entries from a registry (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--cache-to <registry:REF>',
+      "write this build's cache entries to a registry (repeatable)",
+      collect,
+      [],
+    )
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
     .action(async (contextArg: string, opts: BuildFlags) => {
       const contextDir = resolve(contextArg);
@@ -126,6 +138,8 @@ export function registerBuild(program: Command): void {
           outputs: opts.output,
           insecureRegistries: opts.insecureRegistry,
           push: opts.push === true,
+          cacheFrom: opts.cacheFrom,
+          cacheTo: opts.cacheTo,
           onEvent: render,
           signal: controller.signal,
           ...(process.env['SOURCE_DATE_EPOCH']
@@ -163,4 +177,6 @@ interface BuildFlags {
   readonly platform?: string;
   readonly insecureRegistry: string[];
   readonly push?: boolean;
+  readonly cacheFrom: string[];
+  readonly cacheTo: string[];
 }

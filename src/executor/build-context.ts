@@ -3,6 +3,7 @@ import type { ImageSource } from '../oci/image.js';
 import type { Digest, Platform } from '../oci/types.js';
 import type { BuildArgUsage } from './args.js';
 import type { LayerCache, ExplainRecord } from './cache/store.js';
+import type { SharedCaches } from './cache/registry-shared.js';
 import type { KeyComponent } from './cache/key.js';
 import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index.js';
 import type { ImageState } from './image-state.js';
@@ -24,6 +25,8 @@ export interface BuildContext {
   /** Secret id → host file (from `--secret id=ID,src=PATH`). */
   readonly secrets: ReadonlyMap<string, string>;
   readonly cache: LayerCache;
+  /** `--cache-from` / `--cache-to` registries, when any were given. */
+  readonly shared: SharedCaches | undefined;
   /** Stage labels whose steps must not be taken from the cache (`--no-cache`, `--no-cache-filter`). */
   readonly ignoreCache: (stageLabel: string) => boolean;
   readonly blobs: BlobStore;

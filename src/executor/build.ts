@@ -16,6 +16,7 @@ import { BuildArgUsage, platformArgs } from './args.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
 import { cacheKey, chainId } from './cache/key.js';
 import { LayerCache } from './cache/store.js';
+import type { SharedCaches } from './cache/registry-shared.js';
 import { StatCache, loadDockerignore } from './context/index.js';
 import { finalizeImage } from './finalize.js';
 import { scratchState, type ImageState } from './image-state.js';
@@ -47,6 +48,8 @@ export interface BuildOptions {
   readonly sourceDateEpoch?: number;
   readonly onEvent?: ProgressListener;
   readonly signal?: AbortSignal;
+  /** Registry caches to read from after a local miss and to record every step for. */
+  readonly sharedCache?: SharedCaches;
   /** Opens a FROM / --from image that is not a stage. */
   readonly resolveImage: (reference: string, signal?: AbortSignal) => Promise<ImageSource>;
   /** Where rootfs directories are made; default: the system's temporary directory. */
@@ -120,6 +123,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       network: options.network ?? 'host',
       secrets: new Map(Object.entries(options.secrets ?? {})),
       cache,
+      shared: options.sharedCache?.active === true ? options.sharedCache : undefined,
       ignoreCache: (stage) => options.noCache === true || noCacheFilter.has(stage.toLowerCase()),
       blobs,
       workspace,

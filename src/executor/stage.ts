@@ -388,7 +388,15 @@ export class StageRunner {
       ...(action.files === undefined ? {} : { files: action.files }),
     });
     const useCache = !this.build.ignoreCache(step.stage);
-    const entry = useCache ? await this.build.cache.get(key.digest) : undefined;
+    let entry = useCache ? await this.build.cache.get(key.digest) : undefined;
+    let source = 'local';
+    if (entry === undefined && useCache && this.build.shared !== undefined) {
+      const shared = await this.build.shared.lookup(key.digest, this.build.cache, this.build.signal);
+      if (shared !== undefined) {
+        entry = shared.entry;
+        source = shared.source;
+      }
+    }
     const previous = this.build.previous?.steps[stepId];
     {
       const reasons =
@@ -400,13 +408,14 @@ export class StageRunner {
         step,
         key: key.digest,
         hit: entry !== undefined,
-        ...(entry !== undefined ? { source: 'local' } : {}),
+        ...(entry !== undefined ? { source } : {}),
         components: components.map((component) => ({ name: component.name, value: component.value })),
         reasons,
       });
     }
     this.key = key.digest;
     if (entry !== undefined) {
+      this.build.shared?.record(entry);
       if (this.build.sourceDateEpoch === undefined) this.created = entry.created;
       if (entry.layer === null) this.state = withEmptyHistory(this.state, entry.createdBy, this.created);
       else this.state = withLayer(this.state, entry.layer, entry.createdBy, this.created);
@@ -431,13 +440,15 @@ export class StageRunner {
       this.state = withLayer(this.state, layer, action.createdBy, this.build.created);
       this.rootfs.recordLayerApplied();
     }
-    await this.build.cache.put({
+    const newEntry = {
       key: key.digest,
       layer,
       createdBy: action.createdBy,
       instruction: step.instruction.split('\n')[0]!.slice(0, 200),
       created: this.build.created ?? new Date().toISOString(),
-    });
+    };
+    await this.build.cache.put(newEntry);
+    this.build.shared?.record(newEntry);
     return layer === null
       ? 'none'
       : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };

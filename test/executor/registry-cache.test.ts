@@ -16,7 +16,6 @@ import {
   parseCacheRef,
   pushImage,
   type BuildEvent,
-  type BuildImageOptions,
   type CacheEntry,
 } from '../../src/index.js';
 import type { Digest, ImageManifest } from '../../src/oci/types.js';
@@ -501,35 +500,31 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     await lenient.close();
   });
 
-  // Needs `cacheTo` / `cacheFrom` on BuildImageOptions (the engine's wiring of this module).
-  it.todo(
-    'build --cache-to on machine A, then --cache-from on machine B: every step HITs from the registry',
-    async () => {
-      const ref = `registry:${registry.host}/app/e2e:main`;
-      const a = await box.build(context, {
-        cacheDir: join(box.dir, 'e2e-a'),
-        ...({ cacheTo: [ref] } as Partial<BuildImageOptions>),
-      });
-      expect(outcomes(a.events)).toEqual(['MISS', 'MISS', 'MISS', 'MISS']);
-      const b = await box.build(context, {
-        cacheDir: join(box.dir, 'e2e-b'),
-        ...({ cacheFrom: [ref] } as Partial<BuildImageOptions>),
-      });
-      expect(outcomes(b.events)).toEqual(['HIT', 'HIT', 'HIT', 'HIT']);
-      expect(
-        b.events.filter((event): event is CacheEvent => event.kind === 'cache').map((event) => event.source),
-      ).toEqual([ref, ref, ref, ref]);
-      expect(b.events.filter((event) => event.kind === 'step-output')).toEqual([]);
-      expect(b.digest).toBe(a.digest);
+  it('build --cache-to on machine A, then --cache-from on machine B: every step HITs from the registry', async () => {
+    const ref = `registry:${registry.host}/app/e2e:main`;
+    const a = await box.build(context, {
+      cacheDir: join(box.dir, 'e2e-a'),
+      cacheTo: [ref],
+    });
+    expect(outcomes(a.events)).toEqual(['MISS', 'MISS', 'MISS', 'MISS']);
+    const b = await box.build(context, {
+      cacheDir: join(box.dir, 'e2e-b'),
+      cacheFrom: [ref],
+    });
+    expect(outcomes(b.events)).toEqual(['HIT', 'HIT', 'HIT', 'HIT']);
+    expect(
+      b.events.filter((event): event is CacheEvent => event.kind === 'cache').map((event) => event.source),
+    ).toEqual([ref, ref, ref, ref]);
+    expect(b.events.filter((event) => event.kind === 'step-output')).toEqual([]);
+    expect(b.digest).toBe(a.digest);
 
-      // An unreachable --cache-from: a warning, and a normal build.
-      const port = await freePort();
-      const c = await box.build(context, {
-        cacheDir: join(box.dir, 'e2e-c'),
-        ...({ cacheFrom: [`registry:127.0.0.1:${port}/app/e2e:main`] } as Partial<BuildImageOptions>),
-      });
-      expect(outcomes(c.events)).toEqual(['MISS', 'MISS', 'MISS', 'MISS']);
-      expect(c.warnings.some((warning) => warning.includes(`127.0.0.1:${port}`))).toBe(true);
-    },
-  );
+    // An unreachable --cache-from: a warning, and a normal build.
+    const port = await freePort();
+    const c = await box.build(context, {
+      cacheDir: join(box.dir, 'e2e-c'),
+      cacheFrom: [`registry:127.0.0.1:${port}/app/e2e:main`],
+    });
+    expect(outcomes(c.events)).toEqual(['MISS', 'MISS', 'MISS', 'MISS']);
+    expect(c.warnings.some((warning) => warning.includes(`127.0.0.1:${port}`))).toBe(true);
+  });
 });
