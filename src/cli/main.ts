@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { isStratumError } from '../errors.js';
+import { errnoCode, isStratumError } from '../errors.js';
 import { commands } from './commands.js';
 
 /**
@@ -29,6 +29,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`stratum: ${error.message}\n`);
       return error.code === 'USAGE' ? 2 : 1;
     }
+    // The system refused something on a path the user chose (permissions, a full or read-only
+    // disk): Node's message names the operation and the path; no stack for that.
+    const code = errnoCode(error);
+    if (code !== undefined && SYSTEM_ERRORS.has(code) && error instanceof Error) {
+      process.stderr.write(`stratum: ${error.message}\n`);
+      return 1;
+    }
     process.stderr.write(
       `stratum: internal error (please report): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );
@@ -37,3 +44,19 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 const VERSION = '0.1.0';
+
+const SYSTEM_ERRORS = new Set([
+  'EACCES',
+  'EPERM',
+  'ENOSPC',
+  'EROFS',
+  'EDQUOT',
+  'ENOENT',
+  'ENOTDIR',
+  'EISDIR',
+  'EEXIST',
+  'EMFILE',
+  'ENFILE',
+  'ELOOP',
+  'ENAMETOOLONG',
+]);
