@@ -96,6 +96,15 @@ export async function extractLayer(
   let resolved = new Map<string, string>();
   let count = 0;
 
+  // Without root, owners other than our own cannot be set: the files stay ours (a rootless
+  // build maps them back through its user namespace), rather than failing the extraction.
+  const setOwner = async (path: string, uid: number, gid: number): Promise<void> => {
+    try {
+      await lchown(path, uid, gid);
+    } catch (error) {
+      if (isRoot) throw error;
+    }
+  };
   const abs = (stack: readonly string[]): string =>
     stack.length === 0 ? root : `${root}/${stack.join('/')}`;
 
@@ -259,7 +268,7 @@ export async function extractLayer(
       case 'directory':
         body.resume();
         if (existing === undefined || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
-        await lchown(path, uid, gid);
+        await setOwner(path, uid, gid);
         deferred.push({ path, mode, mtime, depth: parts.length });
         markWritten(path);
         return;
@@ -272,7 +281,7 @@ export async function extractLayer(
         await symlink(linkname, path);
         invalidate();
         markWritten(path);
-        await lchown(path, uid, gid);
+        await setOwner(path, uid, gid);
         await lutimes(path, mtime, mtime);
         return;
       case 'link': {
@@ -326,13 +335,7 @@ export async function extractLayer(
         return;
     }
     markWritten(path);
-    if (isRoot || uid !== process.getuid?.()) {
-      try {
-        await lchown(path, uid, gid);
-      } catch (error) {
-        if (isRoot) throw error;
-      }
-    }
+    await setOwner(path, uid, gid);
     // After chown: chown clears setuid/setgid, so the mode goes on last.
     await chmod(path, mode);
     await utimes(path, mtime, mtime);
