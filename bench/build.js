@@ -16,6 +16,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildahBuild, dockerBuild, stratumBuild } from './lib/builders.js';
+import { describeMaterialize, measureMaterialize } from './lib/materialize.js';
 import {
   BASE_NAME,
   cleanWorld,
@@ -26,6 +27,7 @@ import {
   machineNote,
   makeWorld,
   procMemory,
+  stratumEnv,
   table,
 } from './lib/harness.js';
 
@@ -121,6 +123,14 @@ try {
       row.buildah = await buildahBuild(world, spec);
     }
     console.log();
+    if (workload.name === 'delete' && row.stratum.outputRef !== undefined) {
+      // The delete step's own cost in stratum starts with re-extracting the cached first layer.
+      row.materialize = measureMaterialize(
+        row.stratum.outputRef,
+        world.fresh('materialize'),
+        stratumEnv(world),
+      );
+    }
     results.push(row);
   }
 } finally {
@@ -158,6 +168,12 @@ console.log('\nstratum step times (from --progress plain):');
 for (const row of results) {
   const steps = row.stratum.steps.map((step) => `${step.outcome.toLowerCase()} ${step.seconds.toFixed(2)} s`);
   console.log(`  ${row.workload.name}: ${steps.join(', ')}; total ${fmtS(row.stratum.seconds)}`);
+}
+for (const row of results) {
+  if (row.materialize !== undefined)
+    console.log(
+      `  ${row.workload.name}: before its RUN, stratum materialises the rootfs: ${describeMaterialize(row.materialize)}`,
+    );
 }
 if (dockerdBefore !== undefined && dockerdAfter !== undefined) {
   console.log(

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildahBuild, dockerBuild, stratumBuild } from './lib/builders.js';
 import { printSummary, summarizeProfile } from './lib/cpuprofile.js';
+import { describeMaterialize, measureMaterialize } from './lib/materialize.js';
 import {
   BASE_NAME,
   cleanWorld,
@@ -59,37 +60,6 @@ if (process.argv[2] === '--phases') {
   });
   marks.done = performance.now();
   console.log(JSON.stringify({ marks, steps, bootstrap: performance.nodeTiming.bootstrapComplete }));
-  process.exit(0);
-}
-
-// Child mode: what a cache miss after cached steps pays before its own work: every earlier
-// layer of the image extracted into an empty directory (as stratum materialises a stage's
-// rootfs) and one scan of the tree, then GNU tar extracting the same blobs for comparison.
-if (process.argv[2] === '--materialize') {
-  const [, , , ref, dir] = process.argv;
-  const lib = await import('../dist/index.js');
-  const image = await lib.openImage(ref);
-  const layers = image.manifest.value.layers.slice(0, -1);
-  const stratumDir = join(dir, 'stratum');
-  mkdirSync(stratumDir, { recursive: true });
-  let entries = 0;
-  let started = performance.now();
-  for (const layer of layers)
-    entries += (await lib.extractLayerAuto(await image.openBlob(layer), stratumDir)).entries;
-  const extractMs = performance.now() - started;
-  started = performance.now();
-  await lib.scanTree(stratumDir);
-  const scanMs = performance.now() - started;
-  const tarDir = join(dir, 'tar');
-  mkdirSync(tarDir, { recursive: true });
-  started = performance.now();
-  for (const layer of layers) {
-    const blob = join(ref.slice('oci:'.length, ref.lastIndexOf(':')), 'blobs/sha256', layer.digest.slice(7));
-    spawnSync('tar', ['-xzf', blob, '-C', tarDir, '--same-owner', '-p'], { stdio: 'ignore' });
-  }
-  const tarMs = performance.now() - started;
-  await image.close();
-  console.log(JSON.stringify({ layers: layers.length, entries, extractMs, scanMs, tarMs }));
   process.exit(0);
 }
 
@@ -207,6 +177,7 @@ try {
   extras.nodeEmpty = await floor(['-e', '']);
   extras.version = await floor([stratumBin, '--version']);
   extras.importLib = await floor(['--input-type=module', '-e', "await import('./dist/index.js')"]);
+  extras.importUndici = await floor(['--input-type=module', '-e', "await import('undici')"]);
 
   // In-process phases of a no-op rebuild (median of runs by total).
   const phaseRuns = [];
@@ -231,14 +202,7 @@ try {
   extras.phases = phaseRuns[Math.floor(phaseRuns.length / 2)];
 
   // What the one-file rebuild's COPY pays before copying: materialising the stage's rootfs.
-  {
-    const out = spawnSync('node', [self, '--materialize', lastStratumOutput, world.fresh('materialize')], {
-      encoding: 'utf8',
-      env: stratumEnv(world),
-    });
-    if (out.status !== 0) throw new Error(`materialize run failed:\n${out.stderr}`);
-    extras.materialize = JSON.parse(out.stdout.trim().split('\n').pop());
-  }
+  extras.materialize = measureMaterialize(lastStratumOutput, world.fresh('materialize'), stratumEnv(world));
 
   // A CPU profile of one CLI no-op rebuild.
   const profDir = world.fresh('cpu-prof');
@@ -322,6 +286,7 @@ console.log('\nwhere a stratum no-op rebuild spends its time (medians of separat
 console.log(`  node -e '' (Node start-up alone)               ${fmtS(extras.nodeEmpty)}`);
 console.log(`  stratum --version (start-up + CLI modules)     ${fmtS(extras.version)}`);
 console.log(`  node: import dist/index.js                     ${fmtS(extras.importLib)}`);
+console.log(`  node: import undici alone                      ${fmtS(extras.importUndici)}`);
 console.log(`  CLI no-op rebuild without --output             ${fmtS(stratumNoOutput)}`);
 console.log(`  CLI no-op rebuild with --output oci:           ${fmtS(noop)}`);
 console.log('in-process no-op rebuild through buildImage (ms since process start):');
@@ -342,9 +307,8 @@ console.log(
 console.log(
   `  image finalized and written to oci:            ${m.done.toFixed(0)} (+${(m.done - lastStep).toFixed(0)})`,
 );
-const mat = extras.materialize;
 console.log(
-  `\nthe one-file rebuild's COPY first materialises the rootfs: extracting the ${mat.layers} earlier layers (${mat.entries} entries) took ${(mat.extractMs / 1000).toFixed(2)} s in stratum (GNU tar: ${(mat.tarMs / 1000).toFixed(2)} s), one scan of the tree ${(mat.scanMs / 1000).toFixed(2)} s`,
+  `\nthe one-file rebuild's COPY first materialises the rootfs: ${describeMaterialize(extras.materialize)}`,
 );
 if (extras.profile !== undefined) {
   console.log('\n--cpu-prof of one CLI no-op rebuild:');
