@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { StratumError, isStratumError } from '../errors.js';
 import { parseChallenges, mergeScopes, scopesCover, type Challenge } from './challenge.js';
 import { resolveCredential, type AuthFileOptions, type Credential } from './credentials.js';
@@ -112,12 +112,21 @@ export function isRetryableNetworkError(error: unknown): boolean {
   return code !== undefined && RETRYABLE_NETWORK.has(code);
 }
 
+interface Http {
+  readonly request: typeof import('undici').request;
+  readonly agent: Agent;
+  readonly unverifiedAgent: Agent;
+}
+
 const MAX_REDIRECTS = 5;
 const MAX_ERROR_BODY = 64 * 1024;
 
 export class RegistryClient {
-  private readonly agent: Agent;
-  private readonly unverifiedAgent: Agent;
+  /**
+   * undici is loaded on the first request, not at start-up: a build that never talks to a
+   * registry should not pay for loading an HTTP client (about 0.15 s).
+   */
+  private http: Promise<Http> | undefined;
   private readonly sessions = new Map<string, Promise<Session>>();
   readonly retry: RetryPolicy;
   private readonly insecure: ReadonlySet<string>;
@@ -125,13 +134,24 @@ export class RegistryClient {
   constructor(readonly options: RegistryClientOptions = {}) {
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.insecure = new Set((options.insecureRegistries ?? []).map((host) => host.toLowerCase()));
-    const common = { keepAliveTimeout: 30_000, headersTimeout: 120_000, bodyTimeout: 120_000 };
-    this.agent = new Agent(common);
-    this.unverifiedAgent = new Agent({ ...common, connect: { rejectUnauthorized: false } });
+  }
+
+  private loadHttp(): Promise<Http> {
+    this.http ??= import('undici').then((undici) => {
+      const common = { keepAliveTimeout: 30_000, headersTimeout: 120_000, bodyTimeout: 120_000 };
+      return {
+        request: undici.request,
+        agent: new undici.Agent(common),
+        unverifiedAgent: new undici.Agent({ ...common, connect: { rejectUnauthorized: false } }),
+      };
+    });
+    return this.http;
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.agent.close(), this.unverifiedAgent.close()]);
+    if (this.http === undefined) return;
+    const http = await this.http;
+    await Promise.all([http.agent.close(), http.unverifiedAgent.close()]);
   }
 
   /** Docker's rule: loopback registries and the ones named insecure may use plain HTTP. */
@@ -176,7 +196,7 @@ export class RegistryClient {
             method: 'GET',
             headers: {},
             body: undefined,
-            dispatcher: secure && this.isInsecure(registry) ? this.unverifiedAgent : this.agent,
+            skipTlsVerify: secure && this.isInsecure(registry),
             what: `${what}: contacting registry ${registry}`,
             signal,
           },
@@ -215,8 +235,9 @@ export class RegistryClient {
     return session.credential;
   }
 
-  private dispatcherFor(session: Session, registry: string): Agent {
-    return session.secure && this.isInsecure(registry) ? this.unverifiedAgent : this.agent;
+  /** Insecure registries reached over TLS do not have their certificate checked. */
+  private skipTlsVerifyFor(session: Session, registry: string): boolean {
+    return session.secure && this.isInsecure(registry);
   }
 
   /** The Authorization header for a request to the registry itself, fetching a token if needed. */
@@ -321,7 +342,7 @@ export class RegistryClient {
         method,
         headers,
         body,
-        dispatcher: this.isInsecure(realm.host) ? this.unverifiedAgent : this.agent,
+        skipTlsVerify: this.isInsecure(realm.host),
         what: `${what}: token service`,
         signal,
       },
@@ -410,7 +431,7 @@ export class RegistryClient {
           method: req.method,
           headers,
           body: req.body,
-          dispatcher: this.dispatcherFor(session, req.registry),
+          skipTlsVerify: this.skipTlsVerifyFor(session, req.registry),
           what: req.what,
           signal: req.signal,
           authorization,
@@ -454,7 +475,7 @@ export class RegistryClient {
       method: HttpMethod;
       headers: Record<string, string>;
       body: Buffer | Readable | undefined;
-      dispatcher: Agent;
+      skipTlsVerify: boolean;
       what: string;
       signal: AbortSignal | undefined;
       authorization?: string | undefined;
@@ -507,7 +528,7 @@ export class RegistryClient {
     method: HttpMethod;
     headers: Record<string, string>;
     body: Buffer | Readable | undefined;
-    dispatcher: Agent;
+    skipTlsVerify: boolean;
     what: string;
     signal: AbortSignal | undefined;
     authorization?: string | undefined;
@@ -524,9 +545,11 @@ export class RegistryClient {
       }
       if (body === undefined && (method === 'PUT' || method === 'POST' || method === 'PATCH'))
         headers['content-length'] ??= '0';
-      const dispatcher =
-        url.protocol === 'http:' || url.origin === send.url.origin ? send.dispatcher : this.agent;
-      const response = await request(url, {
+      const http = await this.loadHttp();
+      // A redirect to another origin (blob storage) is verified whatever the registry's setting.
+      const skipVerify = send.skipTlsVerify && (url.protocol === 'http:' || url.origin === send.url.origin);
+      const dispatcher = skipVerify ? http.unverifiedAgent : http.agent;
+      const response = await http.request(url, {
         method,
         headers,
         body: body ?? null,

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
-import { fetch } from 'undici';
 import { StratumError } from '../../errors.js';
 import { DigestingStream } from '../../oci/digest.js';
 
@@ -93,6 +92,8 @@ export async function downloadUrl(
   }
   let response;
   try {
+    // Loaded here, not at start-up: most builds never download anything.
+    const { fetch } = await import('undici');
     response = await fetch(target, {
       redirect: 'follow',
       headers,
