@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { homedir, tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
@@ -52,7 +53,11 @@ export interface BuildOptions {
   readonly sharedCache?: SharedCaches;
   /** Opens a FROM / --from image that is not a stage. */
   readonly resolveImage: (reference: string, signal?: AbortSignal) => Promise<ImageSource>;
-  /** Where rootfs directories are made; default: the system's temporary directory. */
+  /**
+   * Where rootfs directories are made; default `$STRATUM_TMPDIR`, else `tmp/` in the cache
+   * directory: on the same filesystem as the blobs, and where `cache prune` finds what a
+   * killed build left behind.
+   */
   readonly tmpDir?: string;
 }
 
@@ -109,7 +114,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       ? new Date().toISOString()
       : new Date(options.sourceDateEpoch * 1000).toISOString();
 
-  const workspace = await Workspace.create(options.tmpDir ?? tmpdir());
+  const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
+  await mkdir(workspaceParent, { recursive: true });
+  const workspace = await Workspace.create(workspaceParent);
   try {
     const stages = new Map<number, StageResult>();
     const context: BuildContext = {

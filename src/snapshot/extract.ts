@@ -1,5 +1,14 @@
 import { execFile } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import {
+  closeSync,
+  constants as fsConstants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lstatSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
 import {
   chmod,
   lchown,
@@ -36,6 +45,39 @@ async function writeBody(body: EntryBody, path: string): Promise<void> {
   }
 }
 const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * Files up to this size are written with synchronous calls on one descriptor (open, write,
+ * fchown, fchmod, futimes, close). Each async fs call is a round trip through the thread pool;
+ * for the thousands of small files of a typical layer that made extraction 3-4x slower than
+ * GNU tar. A small file's write is short enough not to hold up the event loop.
+ */
+const SMALL_FILE = 256 * 1024;
+
+async function writeSmallFile(
+  body: EntryBody,
+  path: string,
+  owner: { uid: number; gid: number; isRoot: boolean },
+  mode: number,
+  mtime: Date,
+): Promise<void> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    for (const chunk of chunks) writeSync(fd, chunk);
+    try {
+      fchownSync(fd, owner.uid, owner.gid);
+    } catch (error) {
+      if (owner.isRoot) throw error;
+    }
+    // After chown: chown clears setuid/setgid, so the mode goes on last.
+    fchmodSync(fd, mode);
+    futimesSync(fd, mtime, mtime);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export interface ExtractOptions {
   /** names the layer in errors, e.g. its digest or file name */
@@ -255,7 +297,7 @@ export async function extractLayer(
 
     let existing;
     try {
-      existing = await lstat(path);
+      existing = lstatSync(path);
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw error;
     }
@@ -274,6 +316,11 @@ export async function extractLayer(
         return;
       case 'file':
       case 'contiguous-file':
+        if (((header.size as number | null | undefined) ?? Infinity) <= SMALL_FILE) {
+          await writeSmallFile(body, path, { uid, gid, isRoot }, mode, mtime);
+          markWritten(path);
+          return;
+        }
         await writeBody(body, path);
         break;
       case 'symlink':

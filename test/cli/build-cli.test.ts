@@ -23,6 +23,11 @@ describe.skipIf(!isRoot)('stratum build from the command line, with default dire
     const kept = Object.entries(process.env).filter(([name]) => !defaults.has(name));
     return { ...Object.fromEntries(kept), HOME: home, TMPDIR: scratch };
   };
+  /** Temporary files of builds: rootfs workspaces (cache dir) and sandbox scratch (TMPDIR). */
+  const leftovers = (): string[] => [
+    ...readdirSync(scratch).filter((name) => name.startsWith('stratum-')),
+    ...readdirSync(join(home, '.cache/stratum/tmp')),
+  ];
   const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
     spawnSync(process.execPath, [BIN, ...args], { env: env(), encoding: 'utf8', cwd: REPO });
 
@@ -90,7 +95,7 @@ describe.skipIf(!isRoot)('stratum build from the command line, with default dire
     expect(built.stderr).toContain('| oops');
     expect(built.stderr).not.toMatch(/\n\s+at /);
     expect(() => readdirSync(out)).toThrow();
-    expect(readdirSync(scratch).filter((name) => name.startsWith('stratum-'))).toEqual([]);
+    expect(leftovers()).toEqual([]);
   });
 
   it('bad input gets a one-line located error: unknown instruction, missing Dockerfile, bad flag', () => {
@@ -140,7 +145,7 @@ describe.skipIf(!isRoot)('stratum build from the command line, with default dire
     expect(code).toBe(1);
     expect(stderr).toContain('interrupted');
     expect(() => readdirSync(out)).toThrow();
-    expect(readdirSync(scratch).filter((name) => name.startsWith('stratum-'))).toEqual([]);
+    expect(leftovers()).toEqual([]);
     const sleepers = spawnSync('pgrep', ['-f', 'sleep 123'], { encoding: 'utf8' });
     expect(sleepers.stdout.trim()).toBe('');
   });

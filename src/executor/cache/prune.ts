@@ -96,6 +96,14 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
     removedBlobs++;
     freedBytes += info.size;
   }
+  // Build workspaces a killed build could not remove (a running build's are younger than this).
+  const tmp = join(cache.root, 'tmp');
+  for (const name of await listDir(tmp)) {
+    const path = join(tmp, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info === undefined || now - info.mtime.getTime() < 6 * 60 * 60 * 1000) continue;
+    await rm(path, { recursive: true, force: true });
+  }
   return { removedEntries, removedBlobs, freedBytes };
 }
 
