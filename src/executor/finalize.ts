@@ -59,6 +59,8 @@ export function blobStoreImage(
     manifest: { value: manifest, raw: manifestBytes, digest: sha256Digest(manifestBytes) },
     config: { value: config, raw: configBytes, digest: sha256Digest(configBytes) },
     openBlob: (blob) => Promise.resolve(blobs.read(blob.digest, { verify: true, size: blob.size })),
+    // The blob store verified every blob as it was written.
+    localBlobPath: (blob) => blobs.path(blob.digest),
     close: () => Promise.resolve(),
   };
 }

@@ -75,6 +75,8 @@ export async function copyBlobs(
       signal.throwIfAborted();
       const descriptor = next;
       if ((await store.size(descriptor.digest)) === descriptor.size) continue;
+      const local = source.localBlobPath?.(descriptor);
+      if (local !== undefined && (await store.linkFrom(local, descriptor.digest))) continue;
       await store.putStream(await source.openBlob(descriptor, signal), descriptor.digest);
     }
   };

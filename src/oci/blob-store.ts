@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -59,6 +59,26 @@ export class BlobStore {
     const chunks: Buffer[] = [];
     for await (const chunk of this.read(digest, options)) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
+  }
+
+  /**
+   * Hard-links `file`, a blob already verified by another content-addressed store, in as
+   * `digest`. Returns false when linking is impossible (another filesystem, no permission), so
+   * the caller copies instead.
+   */
+  async linkFrom(file: string, digest: Digest): Promise<boolean> {
+    const dir = join(this.root, 'blobs', digestAlgorithm(digest));
+    await mkdir(dir, { recursive: true });
+    const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await link(file, tmp);
+    } catch (error) {
+      if (['EXDEV', 'EPERM', 'EACCES', 'EMLINK', 'ENOTSUP', 'ENOENT'].includes(errnoCode(error) ?? ''))
+        return false;
+      throw error;
+    }
+    await rename(tmp, this.path(digest));
+    return true;
   }
 
   /** Stores bytes whose digest the caller may or may not know; returns what was stored. */

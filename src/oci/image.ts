@@ -20,6 +20,12 @@ export interface ImageSource {
   openBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable>;
   /** Frees temporary files (an unpacked archive); safe to call twice. */
   close(): Promise<void>;
+  /**
+   * For images whose blobs sit in a local content-addressed store that verified them when they
+   * were written: the blob's file, so a writer on the same filesystem can hard-link it instead
+   * of copying and hashing it again. Undefined when there is no such file.
+   */
+  readonly localBlobPath?: (descriptor: Descriptor) => string | undefined;
 }
 
 /**

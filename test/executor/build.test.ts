@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
@@ -22,5 +24,10 @@ describe.skipIf(!isRoot)('stratum build (engine)', () => {
     expect(image.manifest.value.layers).toHaveLength(2);
     expect(image.config.value.config?.Env).toContain('A=1');
     expect(result.digest).toBe(image.descriptor.digest);
+    // The layout shares the cache's blob files (hard links) rather than copying them.
+    const layer = image.manifest.value.layers[1]!;
+    expect(statSync(join(box.dir, 'out1/blobs/sha256', layer.digest.slice(7))).nlink).toBeGreaterThanOrEqual(
+      2,
+    );
   });
 });
