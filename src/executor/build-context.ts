@@ -9,6 +9,7 @@ import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index
 import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
 import type { Workspace } from './workspace.js';
+import type { UnpackedRootfsCache } from './unpacked.js';
 
 /** Everything the steps of one build share. Built once by build.ts; read by the stage runner. */
 export interface BuildContext {
@@ -47,6 +48,8 @@ export interface BuildContext {
   /** Results of the stages built so far, by index. */
   readonly stages: Map<number, StageResult>;
   readonly stageNames: ReadonlyMap<string, number>;
+  /** Unpacked stage filesystems kept between builds (see unpacked.ts). */
+  readonly unpacked: UnpackedRootfsCache;
   /** Persistent directories for `RUN --mount=type=cache`. */
   readonly cacheMountsDir: string;
 }
@@ -67,4 +70,6 @@ export interface StageResult {
   readonly created: string | undefined;
   /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */
   readonly rootfs: () => Promise<string>;
+  /** After the build succeeded: keep the stage's unpacked filesystem for the next build. */
+  readonly keepRootfs: () => Promise<void>;
 }

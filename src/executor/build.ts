@@ -26,6 +26,7 @@ import type { ProgressListener } from './progress.js';
 import { importLayers } from './rootfs.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
+import { UnpackedRootfsCache } from './unpacked.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -146,6 +147,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       stages,
       stageNames: stageNames(plan),
       cacheMountsDir: join(cacheDir, 'mounts'),
+      unpacked: new UnpackedRootfsCache(join(cacheDir, 'rootfs')),
     };
 
     for (const index of plan.order) {
@@ -222,6 +224,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
     });
     await statCache.save();
+    // Only a successful build's filesystems are whole: a failed step may have left one half done.
+    for (const result of stages.values()) await result.keepRootfs();
     return { image, warnings };
   } finally {
     await workspace.dispose();

@@ -7,6 +7,7 @@ import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
 import type { LayerDiff, Snapshotter, TreeSnapshot } from '../snapshot/index.js';
 import { StratumError } from '../errors.js';
 import type { Workspace } from './workspace.js';
+import type { UnpackedRootfsCache } from './unpacked.js';
 
 /**
  * A stage's root filesystem, made only when a step first needs it (a fully cached stage never
@@ -16,7 +17,8 @@ import type { Workspace } from './workspace.js';
  */
 export class Rootfs {
   private dir: string | undefined;
-  private applied = 0;
+  /** The layers the directory holds, in order. */
+  private readonly held: LayerRef[] = [];
   private snapshotter: (Snapshotter & { readonly baseline: () => TreeSnapshot | undefined }) | undefined;
   private baselineValid = false;
 
@@ -25,14 +27,26 @@ export class Rootfs {
     private readonly blobs: BlobStore,
     private readonly purpose: string,
     private readonly onMaterialize?: (layers: number) => void,
+    private readonly unpacked?: UnpackedRootfsCache,
   ) {}
+
+  private get applied(): number {
+    return this.held.length;
+  }
 
   /** Materialises the directory so it holds exactly `layers`; returns its path. */
   async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
     if (this.dir === undefined) {
-      this.dir = await this.workspace.dir(this.purpose);
-      // mkdtemp makes 0700 directories; an image's root is 0755 (or what its layers say).
-      await chmod(this.dir, 0o755);
+      const claimed = this.workspace.newPath(this.purpose);
+      const count = (await this.unpacked?.claim(layers, claimed)) ?? 0;
+      if (count > 0) {
+        this.dir = claimed;
+        this.held.push(...layers.slice(0, count));
+      } else {
+        this.dir = await this.workspace.dir(this.purpose);
+        // mkdtemp makes 0700 directories; an image's root is 0755 (or what its layers say).
+        await chmod(this.dir, 0o755);
+      }
     }
     if (layers.length < this.applied) {
       throw new StratumError('IO', `rootfs ${this.dir}: cannot remove layers once applied`);
@@ -44,7 +58,7 @@ export class Rootfs {
         layerName: layer.descriptor.digest,
         ...(signal ? { signal } : {}),
       });
-      this.applied++;
+      this.held.push(layer);
       this.baselineValid = false;
     }
     return this.dir;
@@ -75,9 +89,17 @@ export class Rootfs {
     return diff;
   }
 
-  /** After a step's layer was added to the state, the directory holds one more layer. */
-  recordLayerApplied(): void {
-    this.applied++;
+  /** After a successful build: hand the directory to the unpacked cache for the next build. */
+  async keep(): Promise<void> {
+    if (this.dir === undefined || this.unpacked === undefined) return;
+    const dir = this.dir;
+    this.dir = undefined;
+    await this.unpacked.keep(dir, this.held);
+  }
+
+  /** After a step's layer was added to the state, the directory holds that layer too. */
+  recordLayerApplied(layer: LayerRef): void {
+    this.held.push(layer);
   }
 }
 

@@ -74,9 +74,15 @@ export class StageRunner {
     this.state = input.base;
     this.key = input.baseKey;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
-    this.rootfs = new Rootfs(build.workspace, build.blobs, `stage-${input.label}`, (layers) => {
-      build.emit({ kind: 'materialize', stage: input.label, layers });
-    });
+    this.rootfs = new Rootfs(
+      build.workspace,
+      build.blobs,
+      `stage-${input.label}`,
+      (layers) => {
+        build.emit({ kind: 'materialize', stage: input.label, layers });
+      },
+      build.unpacked,
+    );
   }
 
   async run(): Promise<StageResult> {
@@ -105,6 +111,7 @@ export class StageRunner {
       finalKey: this.key,
       created: this.created,
       rootfs: () => rootfs.sync(state.layers, signal),
+      keepRootfs: () => rootfs.keep(),
     };
   }
 
@@ -438,7 +445,7 @@ export class StageRunner {
       });
       layer = { descriptor: written.descriptor, diffId: written.diffId };
       this.state = withLayer(this.state, layer, action.createdBy, this.build.created);
-      this.rootfs.recordLayerApplied();
+      this.rootfs.recordLayerApplied(layer);
     }
     const newEntry = {
       key: key.digest,

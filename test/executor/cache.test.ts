@@ -233,6 +233,18 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
     expect(second.digest).toBe(first.digest);
   });
 
+  it('a step appended to a built Dockerfile reuses the kept unpacked filesystem: nothing is extracted', async () => {
+    const ctx = box.context('append', { Dockerfile: `FROM ${box.baseRef}\nRUN echo one > /one\n` });
+    await box.build(ctx);
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM ${box.baseRef}\nRUN echo one > /one\nRUN cat /one > /two\n`);
+    const appended = await box.build(ctx, { outputs: [`oci:${box.dir}/append:x`] });
+    expect(outcomes(appended.events)).toEqual(['HIT', 'MISS']);
+    expect(appended.events.filter((event) => event.kind === 'materialize')).toEqual([]);
+    const image = await box.open(`oci:${box.dir}/append:x`);
+    expect(image.manifest.value.layers).toHaveLength(3);
+    await image.close();
+  });
+
   it('--explain lists the key components in plain words', async () => {
     const ctx = project('explain');
     const result = await box.build(ctx, { explain: true });

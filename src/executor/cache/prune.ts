@@ -18,6 +18,8 @@ export interface CacheUsage {
   /** Everything in the blob directory (shared with the local image store by default). */
   readonly blobBytes: number;
   readonly mountBytes: number;
+  /** Unpacked stage filesystems kept to speed up the next build (see unpacked.ts). */
+  readonly unpackedBytes: number;
 }
 
 export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
@@ -32,6 +34,7 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
     layerBytes: [...layers.values()].reduce((sum, size) => sum + size, 0),
     blobBytes: await directoryBytes(join(cache.blobs.root, 'blobs')),
     mountBytes: await directoryBytes(join(cache.root, 'mounts')),
+    unpackedBytes: await directoryBytes(join(cache.root, 'rootfs')),
   };
 }
 
@@ -96,6 +99,9 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
     removedBlobs++;
     freedBytes += info.size;
   }
+  // Kept unpacked filesystems only save time; pruning makes the room they take.
+  freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
+  await rm(join(cache.root, 'rootfs'), { recursive: true, force: true });
   // Build workspaces a killed build could not remove (a running build's are younger than this).
   const tmp = join(cache.root, 'tmp');
   for (const name of await listDir(tmp)) {
