@@ -138,7 +138,8 @@ export function runStep(
       const mounts = await sandboxMounts(build, env, mountSpecs, scratch, where, environment);
       for (const script of heredocScripts) {
         const file = join(scratch, `heredoc-${script.name}`);
-        await writeFile(file, script.content, { mode: 0o755 });
+        await writeFile(file, script.content);
+        await chmod(file, 0o755); // whatever stratum's own umask is
         mounts.push({ kind: 'bind', source: file, target: heredocPath(script.name), readonly: true });
       }
       for (const volume of Object.keys(config.Volumes ?? {})) {

@@ -128,6 +128,8 @@ while (@ARGV) {
     my @argv = @ARGV;
     @ARGV = ();
     chdir($cwd) or fail("chdir $cwd");
+    # runc's default: whatever umask stratum itself runs with, the step sees 0022.
+    umask(022);
     %ENV = ();
     for my $kv (@env) { my ($k, $v) = split(/=/, $kv, 2); $ENV{$k} = defined($v) ? $v : '' }
     { no warnings; exec { $argv[0] } @argv; }
