@@ -48,6 +48,15 @@ export interface StepAction {
   readonly execute: (rootfs: string) => Promise<void>;
 }
 
+/**
+ * Rootless builds run steps in a user namespace that maps our uid and gid to 0: what they
+ * create is ours on disk and root's in the layer.
+ */
+const ROOTLESS_OWNER: ((uid: number, gid: number) => readonly [number, number]) | undefined =
+  process.getuid?.() === 0
+    ? undefined
+    : (uid, gid) => [uid === process.getuid?.() ? 0 : uid, gid === process.getgid?.() ? 0 : gid];
+
 /** A step's result: the layer it made, a cache hit, or nothing on disk. */
 type StepOutcome =
   { readonly digest: string; readonly size: number; readonly entries: number } | 'cached' | 'none';
@@ -440,6 +449,7 @@ export class StageRunner {
       this.state = withEmptyHistory(this.state, action.createdBy, this.build.created);
     } else {
       const written = await writeLayer(diff, this.build.blobs, {
+        ...(ROOTLESS_OWNER === undefined ? {} : { mapOwner: ROOTLESS_OWNER }),
         ...(this.build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: this.build.sourceDateEpoch }),
         ...(this.build.signal ? { signal: this.build.signal } : {}),
       });

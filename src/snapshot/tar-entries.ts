@@ -15,6 +15,12 @@ export interface EntryOptions {
    * BuildKit's rule), and whiteouts get it as their time.
    */
   readonly sourceDateEpoch?: number;
+  /**
+   * Maps host owners to the owners recorded in the layer. A rootless build (a user namespace
+   * mapping our uid to 0) passes one that turns our own uid/gid into 0, so files the step
+   * made as "root" are recorded as root.
+   */
+  readonly mapOwner?: (uid: number, gid: number) => readonly [number, number];
   /** Optional xattrs per in-layer path (security.capability is the only one Docker keeps). */
   readonly xattrs?: ReadonlyMap<string, ReadonlyMap<string, Buffer>>;
 }
@@ -40,7 +46,8 @@ function entryFor(path: string, meta: EntryMeta, root: string, options: EntryOpt
   if (meta.type === 'socket') return undefined; // sockets cannot be carried by tar; Docker skips them
   const mtime = clampTime(meta.mtimeSec, options);
   const xattrs = options.xattrs?.get(path);
-  const common = { mode: meta.mode, uid: meta.uid, gid: meta.gid, mtime, ...(xattrs ? { xattrs } : {}) };
+  const [uid, gid] = options.mapOwner?.(meta.uid, meta.gid) ?? [meta.uid, meta.gid];
+  const common = { mode: meta.mode, uid, gid, mtime, ...(xattrs ? { xattrs } : {}) };
   if (meta.hardLinkTo !== undefined) {
     return { header: { ...common, name: path, type: 'link', size: 0, linkname: meta.hardLinkTo } };
   }

@@ -11,7 +11,18 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  lchown as lchownOrFail,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  rm,
+  symlink,
+  utimes,
+} from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { errnoCode, StratumError } from '../../errors.js';
 import { extractArchive } from './archive.js';
@@ -50,6 +61,20 @@ export interface ApplyResult {
 }
 
 const ROOT: Owner = { uid: 0, gid: 0 };
+
+const isRoot = process.getuid?.() === 0;
+
+/**
+ * Without root (a rootless build), files cannot be given away: they stay ours, and the layer
+ * writer records our own uid/gid as root (see mapOwner in src/snapshot/tar-entries.ts).
+ */
+async function lchown(path: string, uid: number, gid: number): Promise<void> {
+  try {
+    await lchownOrFail(path, uid, gid);
+  } catch (error) {
+    if (isRoot) throw error;
+  }
+}
 
 /** How many files are copied at once (the kernel does the copying; this hides latency). */
 const COPY_CONCURRENCY = 8;
