@@ -61,5 +61,5 @@ export {
 } from './hints.js';
 export { secretReason } from './secrets.js';
 export { diskUsage, type DiskUsage, type ImageUsage } from './du.js';
-export { formatImageDiff, formatAnalysis, formatDiskUsage } from './format.js';
+export { formatImageDiff, formatAnalysis, formatDiskUsage, humanSize, oneLine } from './format.js';
 export { renderAnalysisHtml, writeAnalysisHtml } from './html.js';

@@ -1,21 +1,5 @@
 import type { Command } from 'commander';
-import { openImage, parsePlatform, summarizeImage, type ImageSummary } from '../index.js';
-
-function humanSize(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-
-function oneLine(text: string, width = 100): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > width ? `${flat.slice(0, width - 3)}...` : flat;
-}
+import { humanSize, oneLine, openImage, parsePlatform, summarizeImage, type ImageSummary } from '../index.js';
 
 function render(summary: ImageSummary): string {
   const lines = [

@@ -1,4 +1,4 @@
-import type { BuildEvent, StepRef } from '../index.js';
+import { humanSize, type BuildEvent, type StepRef } from '../index.js';
 
 /**
  * Renders build events. `plain`: one line when a step starts and one with its outcome and time
@@ -103,13 +103,5 @@ function ttyRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Buil
   };
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${unit === 0 ? value.toString() : value.toFixed(1)}${units[unit]!}`;
-}
+/** Sizes as every command prints them (decimal units, as Docker does). */
+export const formatBytes = humanSize;
