@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
@@ -118,6 +118,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
   await mkdir(workspaceParent, { recursive: true });
   const workspace = await Workspace.create(workspaceParent);
+  const stageController = new AbortController();
+  const stageSignal =
+    signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
   try {
     const stages = new Map<number, StageResult>();
     const context: BuildContext = {
@@ -140,7 +143,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       explain: options.explain === true,
       previous,
       current,
-      signal,
+      signal: stageSignal,
       created,
       sourceDateEpoch: options.sourceDateEpoch,
       resolveImage: options.resolveImage,
@@ -150,8 +153,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       unpacked: new UnpackedRootfsCache(join(cacheDir, 'rootfs')),
     };
 
-    for (const index of plan.order) {
-      signal?.throwIfAborted();
+    const runStage = async (index: number): Promise<void> => {
+      stageSignal.throwIfAborted();
       const planned = plan.stages[index]!;
       if (planned.platform !== undefined)
         checkPlatform(planned.platform, platform, `${file}:${planned.stage.from.location.line}`);
@@ -181,10 +184,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             planned.base.reference,
             file,
             planned.stage.from.location.line,
-            signal,
+            stageSignal,
           );
           try {
-            base = await imageState(image, blobs, signal);
+            base = await imageState(image, blobs, stageSignal);
             baseCreated = image.config.value.created;
           } finally {
             await image.close();
@@ -205,6 +208,33 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         baseCreated,
       });
       stages.set(index, await runner.run());
+    };
+
+    // Stages whose dependencies are built run side by side (as BuildKit does), one per core.
+    // The first failure aborts the others and is the one reported.
+    const pending = new Set(plan.order);
+    const running = new Map<number, Promise<void>>();
+    const parallel = Math.max(1, Math.min(availableParallelism(), 4));
+    while (pending.size > 0 || running.size > 0) {
+      for (const index of plan.order) {
+        if (running.size >= parallel) break;
+        const ready = (plan.dependencies.get(index) ?? []).every((dependency) => stages.has(dependency));
+        if (!pending.has(index) || !ready) continue;
+        pending.delete(index);
+        running.set(
+          index,
+          runStage(index).finally(() => running.delete(index)),
+        );
+      }
+      if (running.size === 0)
+        throw new StratumError('BUILD_FAILED', `${file}: stage dependencies cannot be satisfied`);
+      try {
+        await Promise.race(running.values());
+      } catch (error) {
+        stageController.abort(error);
+        await Promise.allSettled(running.values());
+        throw error;
+      }
     }
 
     for (const name of buildArgs.unused()) {

@@ -32,6 +32,8 @@ export interface BuildPlan {
   readonly stages: readonly PlannedStage[];
   /** Indexes of the stages the target needs, dependencies first, the target last. */
   readonly order: readonly number[];
+  /** For each stage in `order`, the stages it needs built first (its base, its --from sources). */
+  readonly dependencies: ReadonlyMap<number, readonly number[]>;
   readonly target: number;
 }
 
@@ -114,22 +116,26 @@ export function planBuild(
 
   const order: number[] = [];
   const visiting = new Set<number>();
+  const dependencies = new Map<number, number[]>();
   const visit = (index: number): void => {
     if (order.includes(index)) return;
     if (visiting.has(index))
       throw new StratumError('BUILD_FAILED', `${file}: circular dependency on stage ${stages[index]!.label}`);
     visiting.add(index);
     const planned = stages[index]!;
-    if (planned.base.kind === 'stage') visit(planned.base.index);
+    const needs: number[] = [];
+    if (planned.base.kind === 'stage') needs.push(planned.base.index);
     for (const dependency of stageReferences(planned.stage.instructions, metaArgs, parsed.escapeChar)) {
       const depIndex = resolveStageReference(dependency, byName, index);
-      if (depIndex !== undefined) visit(depIndex);
+      if (depIndex !== undefined) needs.push(depIndex);
     }
+    for (const need of needs) visit(need);
+    dependencies.set(index, needs);
     visiting.delete(index);
     order.push(index);
   };
   visit(targetIndex);
-  return { parsed, source, metaArgs, stages, order, target: targetIndex };
+  return { parsed, source, metaArgs, stages, order, dependencies, target: targetIndex };
 }
 
 /**

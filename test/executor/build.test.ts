@@ -30,4 +30,49 @@ describe.skipIf(!isRoot)('stratum build (engine)', () => {
       2,
     );
   });
+
+  it('independent stages run side by side; the stage that needs both waits for them', async () => {
+    const ctx = box.context('parallel', {
+      Dockerfile: [
+        `FROM ${box.baseRef} AS left`,
+        'RUN sleep 1 && echo left > /left',
+        `FROM ${box.baseRef} AS right`,
+        'RUN sleep 1 && echo right > /right',
+        `FROM ${box.baseRef}`,
+        'COPY --from=left /left /left',
+        'COPY --from=right /right /right',
+        '',
+      ].join('\n'),
+    });
+    const result = await box.build(ctx, { noCache: true, outputs: [`oci:${box.dir}/parallel:x`] });
+    const order = result.events
+      .filter((event) => event.kind === 'step-start' || event.kind === 'step-end')
+      .map(
+        (event) => `${event.kind === 'step-start' ? 'start' : 'end'} ${event.step.stage}/${event.step.index}`,
+      );
+    // Both RUNs start before either ends; the last stage's steps come after both.
+    expect(order.indexOf('start right/1')).toBeLessThan(order.indexOf('end left/1'));
+    expect(order.indexOf('start left/1')).toBeLessThan(order.indexOf('end right/1'));
+    expect(order.indexOf('start 2/1')).toBeGreaterThan(
+      Math.max(order.indexOf('end left/1'), order.indexOf('end right/1')),
+    );
+  });
+
+  it('a failing stage stops the stage running beside it, and its own error is the one reported', async () => {
+    const ctx = box.context('parallel-fail', {
+      Dockerfile: [
+        `FROM ${box.baseRef} AS slow`,
+        'RUN sleep 30',
+        `FROM ${box.baseRef} AS broken`,
+        'RUN echo failing && exit 9',
+        `FROM ${box.baseRef}`,
+        'COPY --from=slow /etc/passwd /a',
+        'COPY --from=broken /etc/passwd /b',
+        '',
+      ].join('\n'),
+    });
+    const started = Date.now();
+    await expect(box.build(ctx, { noCache: true })).rejects.toThrow(/exit code 9/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
 });
