@@ -7,7 +7,7 @@ import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
 import type { LayerDiff, Snapshotter, TreeSnapshot } from '../snapshot/index.js';
 import { StratumError } from '../errors.js';
 import type { Workspace } from './workspace.js';
-import type { UnpackedRootfsCache } from './unpacked.js';
+import type { HeldLayer, UnpackedRootfsCache } from './unpacked.js';
 
 /**
  * A stage's root filesystem, made only when a step first needs it (a fully cached stage never
@@ -17,8 +17,8 @@ import type { UnpackedRootfsCache } from './unpacked.js';
  */
 export class Rootfs {
   private dir: string | undefined;
-  /** The layers the directory holds, in order. */
-  private readonly held: LayerRef[] = [];
+  /** The layers the directory holds, in order, each with how to undo it when that is known. */
+  private readonly held: HeldLayer[] = [];
   private snapshotter: (Snapshotter & { readonly baseline: () => TreeSnapshot | undefined }) | undefined;
   private baselineValid = false;
 
@@ -38,10 +38,10 @@ export class Rootfs {
   async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
     if (this.dir === undefined) {
       const claimed = this.workspace.newPath(this.purpose);
-      const count = (await this.unpacked?.claim(layers, claimed)) ?? 0;
-      if (count > 0) {
+      const kept = (await this.unpacked?.claim(layers, claimed)) ?? [];
+      if (kept.length > 0) {
         this.dir = claimed;
-        this.held.push(...layers.slice(0, count));
+        this.held.push(...kept);
       } else {
         this.dir = await this.workspace.dir(this.purpose);
         // mkdtemp makes 0700 directories; an image's root is 0755 (or what its layers say).
@@ -58,7 +58,7 @@ export class Rootfs {
         layerName: layer.descriptor.digest,
         ...(signal ? { signal } : {}),
       });
-      this.held.push(layer);
+      this.held.push({ layer });
       this.baselineValid = false;
     }
     return this.dir;
@@ -98,8 +98,8 @@ export class Rootfs {
   }
 
   /** After a step's layer was added to the state, the directory holds that layer too. */
-  recordLayerApplied(layer: LayerRef): void {
-    this.held.push(layer);
+  recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): void {
+    this.held.push(undo === undefined ? { layer } : { layer, undo });
   }
 }
 

@@ -5,6 +5,7 @@ import type { ContainerConfig, Digest, HealthConfig } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
 import type { Instruction, Stage } from '../parser/index.js';
 import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
+import type { LayerDiff } from '../snapshot/index.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
 import { cacheKey, chainId, type KeyComponent } from './cache/key.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
@@ -455,7 +456,7 @@ export class StageRunner {
       });
       layer = { descriptor: written.descriptor, diffId: written.diffId };
       this.state = withLayer(this.state, layer, action.createdBy, this.build.created);
-      this.rootfs.recordLayerApplied(layer);
+      this.rootfs.recordLayerApplied(layer, undoRecord(diff));
     }
     const newEntry = {
       key: key.digest,
@@ -470,4 +471,20 @@ export class StageRunner {
       ? 'none'
       : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };
   }
+}
+
+/**
+ * How to take a layer back off a kept filesystem: possible when the step only added paths
+ * (its parents are unchanged directories), by removing them, deepest first. Anything else
+ * (a modified, deleted or retyped path) cannot be undone without the old content.
+ */
+function undoRecord(diff: LayerDiff): readonly string[] | undefined {
+  const added: string[] = [];
+  for (const change of diff.changes) {
+    if (change.kind === 'added') added.push(change.path);
+    else if (change.kind !== 'parent') return undefined;
+  }
+  // Only the top of each added subtree needs removing.
+  const tops = added.filter((path) => !added.some((other) => path !== other && path.startsWith(`${other}/`)));
+  return tops.sort((a, b) => b.length - a.length);
 }

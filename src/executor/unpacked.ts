@@ -1,17 +1,26 @@
-import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { digestHex } from '../oci/digest.js';
 import type { LayerRef } from '../oci/image.js';
 import { chainId } from './cache/key.js';
 
+/** A layer a kept filesystem holds, and how to take it back off when the step only added paths. */
+export interface HeldLayer {
+  readonly layer: LayerRef;
+  /** Paths the layer added (tops of added subtrees, deepest first); absent when not undoable. */
+  readonly undo?: readonly string[];
+}
+
 /**
- * Unpacked root filesystems kept between builds, named by the ChainID of the layers they hold.
- * Docker and buildah keep every layer unpacked (overlay); stratum keeps the last few stage
- * filesystems instead, so that a rebuild whose first miss comes after cached steps (the usual
- * "one source file changed" rebuild) moves a kept directory into place rather than extracting
- * every layer again. Claiming is a rename, so two builds never share one directory: the one
- * that loses the race extracts as before.
+ * Unpacked root filesystems kept between builds, named by the ChainID of the layers they hold,
+ * each with a sidecar `<name>.json` listing those layers. Docker and buildah keep every layer
+ * unpacked (overlay); stratum keeps the last few stage filesystems instead, so that a rebuild
+ * whose first miss comes after cached steps moves a kept directory into place rather than
+ * extracting every layer again. A kept filesystem holding *more* layers than needed can still
+ * serve when those extra layers only added paths (the usual last `COPY src/`): they are undone
+ * by removing what they added. Claiming is a rename, so two builds never share a directory;
+ * the one that loses the race extracts as before.
  */
 export class UnpackedRootfsCache {
   constructor(
@@ -20,32 +29,70 @@ export class UnpackedRootfsCache {
     readonly limit = 3,
   ) {}
 
-  private pathFor(layers: readonly LayerRef[]): string {
-    return join(this.dir, digestHex(chainId(layers.map((layer) => layer.diffId))));
+  private nameFor(layers: readonly HeldLayer[]): string {
+    return digestHex(chainId(layers.map((held) => held.layer.diffId)));
   }
 
   /**
-   * Moves the kept filesystem holding the longest prefix of `layers` to `target` (which must not
-   * exist) and returns how many layers it holds; 0 when none is kept.
+   * Moves the best kept filesystem for `layers` to `target` (which must not exist), undoing
+   * extra layers it holds, and returns the layers it now holds (a prefix of `layers`); empty
+   * when none can serve.
    */
-  async claim(layers: readonly LayerRef[], target: string): Promise<number> {
-    for (let count = layers.length; count > 0; count--) {
+  async claim(layers: readonly LayerRef[], target: string): Promise<HeldLayer[]> {
+    for (const candidate of await this.candidates(layers)) {
       try {
-        await rename(this.pathFor(layers.slice(0, count)), target);
-        return count;
+        await rename(join(this.dir, candidate.name), target);
       } catch (error) {
-        const code = errnoCode(error);
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+        if (errnoCode(error) === 'ENOENT') {
+          // Another build took it (or a killed one left only the sidecar).
+          await rm(join(this.dir, `${candidate.name}.json`), { force: true });
+          continue;
+        }
+        throw error;
       }
+      await rm(join(this.dir, `${candidate.name}.json`), { force: true });
+      for (const extra of candidate.held.slice(candidate.prefix).reverse()) {
+        for (const path of extra.undo ?? []) await rm(join(target, path), { recursive: true, force: true });
+      }
+      return candidate.held.slice(0, candidate.prefix);
     }
-    return 0;
+    return [];
   }
 
-  /** Keeps `dir` (holding exactly `layers`) for later builds, and drops the oldest beyond the limit. */
-  async keep(dir: string, layers: readonly LayerRef[]): Promise<void> {
-    if (layers.length === 0) return;
+  /** Kept filesystems that can serve `layers`, best (longest usable prefix) first. */
+  private async candidates(
+    layers: readonly LayerRef[],
+  ): Promise<{ name: string; held: HeldLayer[]; prefix: number }[]> {
+    const found: { name: string; held: HeldLayer[]; prefix: number }[] = [];
+    for (const entry of await readdir(this.dir).catch(() => [])) {
+      if (!entry.endsWith('.json')) continue;
+      let held: HeldLayer[];
+      try {
+        held = JSON.parse(await readFile(join(this.dir, entry), 'utf8')) as HeldLayer[];
+      } catch {
+        continue;
+      }
+      let prefix = 0;
+      while (
+        prefix < held.length &&
+        prefix < layers.length &&
+        held[prefix]!.layer.diffId === layers[prefix]!.diffId
+      )
+        prefix++;
+      // Layers past the shared prefix must all be undoable; and the shared prefix is what we need.
+      if (prefix === 0 || prefix !== layers.length) continue;
+      if (!held.slice(prefix).every((extra) => extra.undo !== undefined)) continue;
+      found.push({ name: entry.slice(0, -'.json'.length), held, prefix });
+    }
+    return found.sort((a, b) => a.held.length - b.held.length);
+  }
+
+  /** Keeps `dir` (holding exactly `held`) for later builds, and drops the oldest beyond the limit. */
+  async keep(dir: string, held: readonly HeldLayer[]): Promise<void> {
+    if (held.length === 0) return;
     await mkdir(this.dir, { recursive: true });
-    const target = this.pathFor(layers);
+    const name = this.nameFor(held);
+    const target = join(this.dir, name);
     try {
       await rename(dir, target);
     } catch (error) {
@@ -53,19 +100,23 @@ export class UnpackedRootfsCache {
       if (['ENOTEMPTY', 'EEXIST', 'EXDEV'].includes(errnoCode(error) ?? '')) return;
       throw error;
     }
+    await writeFile(join(this.dir, `${name}.json`), JSON.stringify(held));
     const now = new Date();
     await utimes(target, now, now);
     await this.trim();
   }
 
   private async trim(): Promise<void> {
-    const kept: { path: string; mtime: number }[] = [];
+    const kept: { name: string; mtime: number }[] = [];
     for (const name of await readdir(this.dir).catch(() => [])) {
-      const path = join(this.dir, name);
-      const info = await stat(path).catch(() => undefined);
-      if (info !== undefined) kept.push({ path, mtime: info.mtimeMs });
+      if (name.endsWith('.json')) continue;
+      const info = await stat(join(this.dir, name)).catch(() => undefined);
+      if (info !== undefined) kept.push({ name, mtime: info.mtimeMs });
     }
     kept.sort((a, b) => b.mtime - a.mtime);
-    for (const old of kept.slice(this.limit)) await rm(old.path, { recursive: true, force: true });
+    for (const old of kept.slice(this.limit)) {
+      await rm(join(this.dir, `${old.name}.json`), { force: true });
+      await rm(join(this.dir, old.name), { recursive: true, force: true });
+    }
   }
 }

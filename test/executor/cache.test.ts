@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LayerCache, type BuildEvent } from '../../src/index.js';
+import { LayerCache, applyLayers, type BuildEvent } from '../../src/index.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
 
@@ -243,6 +243,27 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
     const image = await box.open(`oci:${box.dir}/append:x`);
     expect(image.manifest.value.layers).toHaveLength(3);
     await image.close();
+  });
+
+  it('a changed source file reuses the kept filesystem, undoing the added-only layers above the miss', async () => {
+    const ctx = project('undo');
+    await box.build(ctx);
+    writeFileSync(join(ctx, 'src/app.js'), 'console.log("undo")\n');
+    writeFileSync(join(ctx, 'src/extra.js'), 'export {};\n');
+    const out = `oci:${box.dir}/undo:x`;
+    const again = await box.build(ctx, { outputs: [out] });
+    expect(outcomes(again.events)).toEqual(['HIT', 'MISS', 'MISS']);
+    expect(again.events.filter((event) => event.kind === 'materialize')).toEqual([]);
+    const image = await box.open(out);
+    try {
+      const fs = (await applyLayers(image)).fs.nodes;
+      expect(fs.get('app/app.js')?.entry.size).toBe('console.log("undo")\n'.length);
+      expect(fs.get('app/extra.js')?.entry.type).toBe('file');
+      const listing = fs.get('listing')?.entry;
+      expect(listing?.size).toBe('app.js\nextra.js\nutil.js\n'.length);
+    } finally {
+      await image.close();
+    }
   });
 
   it('--explain lists the key components in plain words', async () => {
