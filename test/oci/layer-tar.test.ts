@@ -6,7 +6,7 @@ import { VerifyingStream, sha256Digest } from '../../src/oci/digest.js';
 import type { ImageSource } from '../../src/oci/image.js';
 import { openLayerTar, zstdSupported } from '../../src/oci/layer.js';
 import { MediaType, type Descriptor } from '../../src/oci/types.js';
-import { hasCommand } from '../helpers/system.js';
+import { requireTool } from '../helpers/system.js';
 import { makeImage, tarOf } from './image-fixture.js';
 
 async function collect(stream: Readable): Promise<Buffer> {
@@ -62,7 +62,7 @@ describe('openLayerTar: the uncompressed tar of a layer', () => {
     );
   });
 
-  it.skipIf(!hasCommand('zstd'))(
+  it.skipIf(!requireTool('zstd', 'zstd'))(
     'zstd: inflated where node:zlib has zstd, else a one-line UNSUPPORTED error',
     async () => {
       const image = await makeImage([{ files: { 'a.txt': 'A' } }]);
