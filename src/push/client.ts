@@ -112,6 +112,19 @@ export function isRetryableNetworkError(error: unknown): boolean {
   return code !== undefined && RETRYABLE_NETWORK.has(code);
 }
 
+/** One request as the retry and redirect loops see it. */
+interface OutgoingRequest {
+  readonly url: URL;
+  readonly method: HttpMethod;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer | Readable | undefined;
+  readonly skipTlsVerify: boolean;
+  readonly what: string;
+  readonly signal: AbortSignal | undefined;
+  readonly authorization?: string | undefined;
+  readonly authOrigin?: string;
+}
+
 interface Http {
   readonly request: typeof import('undici').request;
   readonly agent: Agent;
@@ -470,17 +483,7 @@ export class RegistryClient {
 
   /** One logical request: redirects by hand, retries for 408/429/5xx and resets when the body allows it. */
   private async sendWithRetry(
-    send: {
-      url: URL;
-      method: HttpMethod;
-      headers: Record<string, string>;
-      body: Buffer | Readable | undefined;
-      skipTlsVerify: boolean;
-      what: string;
-      signal: AbortSignal | undefined;
-      authorization?: string | undefined;
-      authOrigin?: string;
-    },
+    send: OutgoingRequest,
     attempts: number,
     expect: readonly number[] = [],
   ): Promise<RegistryResponse> {
@@ -523,17 +526,7 @@ export class RegistryClient {
     }
   }
 
-  private async sendFollowingRedirects(send: {
-    url: URL;
-    method: HttpMethod;
-    headers: Record<string, string>;
-    body: Buffer | Readable | undefined;
-    skipTlsVerify: boolean;
-    what: string;
-    signal: AbortSignal | undefined;
-    authorization?: string | undefined;
-    authOrigin?: string;
-  }): Promise<RegistryResponse> {
+  private async sendFollowingRedirects(send: OutgoingRequest): Promise<RegistryResponse> {
     let url = send.url;
     let method = send.method;
     let body = send.body;
