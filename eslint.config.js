@@ -2,38 +2,48 @@
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
+import { readFileSync } from 'node:fs';
 
 /**
- * The import rules of ARCHITECTURE.md: each src/ folder may import only the folders listed.
- * test/architecture.test.ts checks the same table so a violation fails `npm test` too.
+ * The import rules of the architecture guide, from import-rules.json (test/architecture.test.ts
+ * reads the same table, resolving paths exactly; this is the quick feedback in the editor).
+ * Patterns are generated per depth below src/<folder>/ so that `../x/` means src/x/ exactly.
  */
-const layers = {
-  oci: [],
-  parser: [],
-  snapshot: ['oci'],
-  executor: ['parser', 'snapshot', 'oci', 'oci-writer', 'push'],
-  'oci-writer': ['oci'],
-  push: ['oci'],
-  analyze: ['oci', 'snapshot'],
-};
-const allFolders = ['oci', 'parser', 'snapshot', 'executor', 'oci-writer', 'push', 'cli'];
+const importRules = JSON.parse(readFileSync(new URL('./import-rules.json', import.meta.url), 'utf8'));
+const folders = Object.keys(importRules.folders);
+const topLevelModules = Object.keys(importRules.topLevel).filter((name) => name !== 'errors.ts');
 
-const layerRules = Object.entries(layers).map(([folder, allowed]) => ({
-  files: [`src/${folder}/**/*.ts`],
-  rules: {
-    'no-restricted-imports': [
-      'error',
-      {
-        patterns: allFolders
-          .filter((other) => other !== folder && !allowed.includes(other))
-          .map((other) => ({
-            group: [`../${other}/*`, `../../${other}/*`, `../index.js`, `../../index.js`],
-            message: `src/${folder} may import only: ${allowed.join(', ') || 'nothing else in src/'}`,
-          })),
+const layerRules = folders.flatMap((folder) => {
+  const allowed = importRules.folders[folder];
+  const forbidden =
+    folder === 'cli'
+      ? [
+          ...folders.filter((other) => other !== 'cli'),
+          ...topLevelModules.filter((name) => name !== 'index.ts'),
+        ]
+      : [...folders.filter((other) => other !== folder && !allowed.includes(other)), ...topLevelModules];
+  const message =
+    folder === 'cli'
+      ? 'src/cli uses the public API (src/index.ts) only'
+      : `src/${folder} may import only: ${allowed.join(', ') || 'nothing else in src/'}`;
+  return [1, 2, 3, 4].map((depth) => {
+    const up = '../'.repeat(depth);
+    return {
+      files: [`src/${folder}/${'*/'.repeat(depth - 1)}*.ts`],
+      rules: {
+        'no-restricted-imports': [
+          'error',
+          {
+            patterns: forbidden.map((name) => ({
+              group: name.endsWith('.ts') ? [`${up}${name.replace(/\.ts$/, '.js')}`] : [`${up}${name}/*`],
+              message,
+            })),
+          },
+        ],
       },
-    ],
-  },
-}));
+    };
+  });
+});
 
 export default tseslint.config(
   { ignores: ['dist/**', 'dist-check/**', 'node_modules/**', 'coverage/**', 'bench/out/**'] },
