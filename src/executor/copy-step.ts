@@ -5,12 +5,11 @@ import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from './cache/key.js';
-import { chainId } from './cache/key.js';
 import { applyCopy, digestSources, planAdd, planCopy } from './context/index.js';
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
-import { sourceRootfs, type StepEnv } from './run-step.js';
+import { sourceIdentity, sourceRootfs, type StepEnv } from './run-step.js';
 import type { StepAction } from './stage.js';
 import { resolveChown } from './users.js';
 
@@ -132,7 +131,7 @@ export async function copyStep(
       files = digest.files;
       plans.push(() => Promise.resolve(plan));
     } else {
-      components.push({ name: 'from', value: await fromIdentity(build, env, from, where) });
+      components.push({ name: 'from', value: await sourceIdentity(build, env, from, where) });
       plans.push(async () =>
         makePlan({ kind: 'rootfs', dir: await sourceRootfs(build, env, from, where) }, sources),
       );
@@ -170,21 +169,4 @@ function ownerOptions(
   chmod: string | undefined,
 ): { chown?: Owner; chmod?: string } {
   return { ...(owner === undefined ? {} : { chown: owner }), ...(chmod === undefined ? {} : { chmod }) };
-}
-
-/** What a `--from` source is, for the key: a stage's final key, or an image's layers. */
-async function fromIdentity(build: BuildContext, env: StepEnv, from: string, where: string): Promise<string> {
-  const named = build.stageNames.get(from.toLowerCase());
-  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
-  if (index !== undefined && index < env.stageIndex) {
-    const result = build.stages.get(index);
-    if (result === undefined) throw new StratumError('BUILD_FAILED', `${where}: stage ${from} was not built`);
-    return `stage ${result.label} ${result.finalKey} ${chainId(result.state.layers.map((layer) => layer.diffId))}`;
-  }
-  const image = await build.resolveImage(from, build.signal);
-  try {
-    return `image ${from} ${chainId(image.config.value.rootfs.diff_ids)}`;
-  } finally {
-    await image.close();
-  }
 }

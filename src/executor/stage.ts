@@ -45,6 +45,8 @@ export interface StepAction {
   readonly instruction?: string;
   /** Source files, for explaining COPY/ADD misses. */
   readonly files?: ExplainStep['files'];
+  /** For RUN: the files each context bind mount shows, by key component name. */
+  readonly mountFiles?: ExplainStep['mountFiles'];
   /** Does the work on the materialised rootfs. */
   readonly execute: (rootfs: string) => Promise<void>;
 }
@@ -403,6 +405,7 @@ export class StageRunner {
       key: key.digest,
       components,
       ...(action.files === undefined ? {} : { files: action.files }),
+      ...(action.mountFiles === undefined ? {} : { mountFiles: action.mountFiles }),
     });
     const useCache = !this.build.ignoreCache(step.stage);
     let entry = useCache ? await this.build.cache.get(key.digest) : undefined;
