@@ -11,7 +11,15 @@ import { cacheKey, chainId, type KeyComponent } from './cache/key.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
 import { goPlainList, goQuotedList } from './history.js';
-import { getEnv, setEnv, withConfig, withEmptyHistory, withLayer, type ImageState } from './image-state.js';
+import {
+  getEnv,
+  setEnv,
+  withConfig,
+  withDefaultPath,
+  withEmptyHistory,
+  withLayer,
+  type ImageState,
+} from './image-state.js';
 import type { StepRef } from './progress.js';
 import { Rootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
@@ -83,7 +91,7 @@ export class StageRunner {
     private readonly build: BuildContext,
     private readonly input: StageInput,
   ) {
-    this.state = input.base;
+    this.state = withDefaultPath(input.base);
     this.key = input.baseKey;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
     this.rootfs = new Rootfs(

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,10 +25,19 @@ import { isRoot, requireTool } from '../helpers/system.js';
 
 const CASES = resolve(import.meta.dirname, 'cases');
 const BASE_TAG = 'stratum-test/busybox:1';
+/** The same busybox with no Env in its config (as `docker import` makes it). */
+const NOENV_BASE_TAG = 'stratum-test/busybox-noenv:1';
+/**
+ * Debian's Docker client: it has BuildKit built in (DOCKER_BUILDKIT=1), unlike the Docker 28
+ * client that may come first on PATH without buildx.
+ */
+const DOCKER = '/usr/bin/docker';
+/** Output tags get a per-run suffix, so parallel runs of this suite do not collide. */
+const RUN_SUFFIX = randomBytes(4).toString('hex');
 
 function dockerWorks(): boolean {
-  if (!requireTool('docker', 'docker.io')) return false;
-  const info = spawnSync('docker', ['info'], { stdio: 'ignore' });
+  if (!requireTool(DOCKER, 'docker.io')) return false;
+  const info = spawnSync(DOCKER, ['info'], { stdio: 'ignore' });
   if (info.status === 0) return true;
   if (process.env.CI)
     throw new Error('CI is set but the Docker daemon does not answer (.ci/run starts dockerd)');
@@ -46,12 +56,19 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
     const rootfs = join(work, 'base-rootfs');
     mkdirSync(rootfs);
     makeBusyboxRootfs(rootfs);
-    const base = writeBaseImage(rootfs, join(work, 'base'), BASE_TAG);
-    dockerLoad(base.dockerArchive);
     dataDir = join(work, 'data');
-    const source = await openOciLayout(base.layout, '1');
-    await new ImageStore(dataDir).put(source, [BASE_TAG]);
-    await source.close();
+    for (const [tag, withoutEnv] of [
+      [BASE_TAG, false],
+      [NOENV_BASE_TAG, true],
+    ] as const) {
+      const base = writeBaseImage(rootfs, join(work, `base-${withoutEnv ? 'noenv' : 'env'}`), tag, {
+        withoutEnv,
+      });
+      dockerLoad(base.dockerArchive);
+      const source = await openOciLayout(base.layout, '1');
+      await new ImageStore(dataDir).put(source, [tag]);
+      await source.close();
+    }
   });
   afterAll(() => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -60,8 +77,8 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
   for (const name of readdirSync(CASES).sort()) {
     it(`${name}: same filesystem after every step and same config`, async () => {
       const context = join(CASES, name);
-      const tag = `stratum-parity/${name}:latest`;
-      const docker = spawnSync('docker', ['build', '--network=none', '--no-cache', '-t', tag, context], {
+      const tag = `stratum-parity/${name}:${RUN_SUFFIX}`;
+      const docker = spawnSync(DOCKER, ['build', '--network=none', '--no-cache', '-t', tag, context], {
         env: { ...process.env, DOCKER_BUILDKIT: '0' },
         encoding: 'utf8',
       });
@@ -91,7 +108,7 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
       if (stratumError instanceof Error) throw stratumError;
       expect(stratumError).toBeUndefined();
       const archive = join(dir!, `${name}.docker.tar`);
-      execFileSync('docker', ['save', '-o', archive, tag]);
+      execFileSync(DOCKER, ['save', '-o', archive, tag]);
       const dockerImage: ImageSource = await openImage(`docker-archive:${archive}`);
       const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
       try {
@@ -100,7 +117,7 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
       } finally {
         await dockerImage.close();
         await stratumImage.close();
-        execFileSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+        execFileSync(DOCKER, ['rmi', '-f', tag], { stdio: 'ignore' });
       }
     });
   }

@@ -96,6 +96,15 @@ const mobyMatches: [string, string, boolean][] = [
   ['ab[^e-g]', 'abc', true],
   ['[\\]a]', ']', true],
   ['*x', 'xxx', true],
+  // Characters a RegExp would treat specially, next to wildcards (they once crashed the matcher).
+  ['file-*.txt', 'file-1.txt', true],
+  ['file-*.txt', 'file.txt', false],
+  ['a+b(?).txt', 'a+b(1).txt', true],
+  ['{a,b}*', '{a,b}.txt', true],
+  ['p|*', 'p|q', true],
+  ['^*$', '^c$', true],
+  ['**/x-*', 'a/b/x-1', true],
+  ['[[]x]-*', '[x]-1', true],
 ];
 
 const mobyMulti: [string[], string, boolean][] = [
