@@ -96,9 +96,7 @@ export type MatchToken = GlobToken | { readonly kind: 'globstar'; readonly slash
 
 function classMatches(token: Extract<GlobToken, { kind: 'class' }>, ch: string): boolean {
   const code = ch.codePointAt(0)!;
-  const inRange = token.ranges.some(
-    ([lo, hi]) => lo.codePointAt(0)! <= code && code <= hi.codePointAt(0)!,
-  );
+  const inRange = token.ranges.some(([lo, hi]) => lo.codePointAt(0)! <= code && code <= hi.codePointAt(0)!);
   return inRange !== token.negated;
 }
 
