@@ -1,11 +1,12 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from './cache/key.js';
-import { applyCopy, digestSources, planAdd, planCopy } from './context/index.js';
+import type { EntryMeta, LayerChange, LayerDiff } from '../snapshot/index.js';
+import { applyCopy, digestSources, normalizeDest, planAdd, planCopy, resolveInRoot } from './context/index.js';
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
@@ -139,10 +140,12 @@ export async function copyStep(
   }
   if (chown !== undefined && numericOwner === undefined) components.push({ name: 'chown', value: chown });
 
+  const destination = normalizeDest(dest, workdir).dest;
   return {
     components,
     createdBy,
     ...(files === undefined ? {} : { files }),
+    unchangedLayer: (diff, rootfs) => destinationOnlyDiff(diff, rootfs, destination),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
       for (const makeOne of plans) {
@@ -169,4 +172,32 @@ function ownerOptions(
   chmod: string | undefined,
 ): { chown?: Owner; chmod?: string } {
   return { ...(owner === undefined ? {} : { chown: owner }), ...(chmod === undefined ? {} : { chmod }) };
+}
+
+/**
+ * The classic builder commits a layer for every COPY/ADD, even one that changed nothing (an
+ * empty directory copied onto an existing one): it holds the destination directory and its
+ * parents, as the overlay upper directory does after the copy touched them. BuildKit commits
+ * an empty layer instead; stratum follows the classic builder.
+ */
+async function destinationOnlyDiff(diff: LayerDiff, rootfs: string, destination: string): Promise<LayerDiff> {
+  const inRoot = (await resolveInRoot(rootfs, destination, { followFinal: true })).inRoot;
+  const parts = inRoot.split('/').filter((part) => part !== '');
+  const changes: LayerChange[] = [];
+  for (let depth = 1; depth <= parts.length; depth++) {
+    const path = parts.slice(0, depth).join('/');
+    const st = await lstat(join(rootfs, path), { bigint: true });
+    if (!st.isDirectory()) return diff;
+    const meta: EntryMeta = {
+      type: 'dir',
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: 0,
+      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+    };
+    changes.push(depth === parts.length ? { kind: 'modified', path, meta } : { kind: 'parent', path, meta });
+  }
+  return { ...diff, changes };
 }

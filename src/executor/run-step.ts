@@ -1,6 +1,6 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { StratumError } from '../errors.js';
 import { expandWord, parseMountSpec } from '../parser/index.js';
 import { parseHeredocWord } from '../parser/heredoc.js';
@@ -97,7 +97,10 @@ export async function runStep(
       proxyArgs.push([name, value]);
   }
   const user = config.User ?? '';
-  const workdir = config.WorkingDir === undefined || config.WorkingDir === '' ? '/' : config.WorkingDir;
+  // WORKDIR is kept as written (`/a/./b/../c`); the command runs in the cleaned path.
+  const workdir = posix.resolve(
+    config.WorkingDir === undefined || config.WorkingDir === '' ? '/' : config.WorkingDir,
+  );
 
   // What each mount contributes to the key; a bind mount's is the digest of what it shows.
   const mountKeys = [];

@@ -10,7 +10,7 @@ import type { BuildContext, ExplainStep, StageResult } from './build-context.js'
 import { cacheKey, chainId, type KeyComponent } from './cache/key.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
-import { goPlainList, goQuotedList } from './history.js';
+import { goPlainList, goQuotedList, healthcheckCreatedBy } from './history.js';
 import {
   getEnv,
   setEnv,
@@ -55,6 +55,11 @@ export interface StepAction {
   readonly files?: ExplainStep['files'];
   /** For RUN: the files each context bind mount shows, by key component name. */
   readonly mountFiles?: ExplainStep['mountFiles'];
+  /**
+   * When the step changed nothing: the layer to commit anyway (COPY/ADD, as the classic
+   * builder does). Without it, such a step gets an empty history entry.
+   */
+  readonly unchangedLayer?: (diff: LayerDiff, rootfs: string) => Promise<LayerDiff>;
   /** Does the work on the materialised rootfs. */
   readonly execute: (rootfs: string) => Promise<void>;
 }
@@ -328,7 +333,7 @@ export class StageRunner {
           ...(instruction.startInterval ? { StartInterval: instruction.startInterval } : {}),
           ...(instruction.retries ? { Retries: instruction.retries } : {}),
         };
-        return this.metadata(step, `HEALTHCHECK ${JSON.stringify(health)}`, { Healthcheck: health });
+        return this.metadata(step, healthcheckCreatedBy(health), { Healthcheck: health });
       }
       case 'onbuild':
         return this.metadata(step, `ONBUILD ${instruction.expression}`, {
@@ -381,16 +386,21 @@ export class StageRunner {
   private async workdir(path: string, step: StepRef): Promise<StepOutcome> {
     const expanded = this.expand(path, step);
     const current = this.state.config.WorkingDir ?? '/';
-    const workdir = posix.resolve(current === '' ? '/' : current, expanded);
+    // Docker keeps an absolute WORKDIR as written (`/tmp/` stays `/tmp/`) and joins a relative
+    // one to the current directory, cleaned (Go's filepath.Join).
+    const workdir = expanded.startsWith('/')
+      ? expanded
+      : posix.resolve('/', current === '' ? '/' : current, expanded);
+    const directory = posix.resolve(workdir);
     this.state = withConfig(this.state, { WorkingDir: workdir });
-    if (workdir === '/') return this.metadata(step, `WORKDIR ${workdir}`);
+    if (directory === '/') return this.metadata(step, `WORKDIR ${workdir}`);
     // The classic builder creates the directory (owned by root) and keeps a layer only when that
     // changed something: an existing directory gives an empty history entry.
     return this.filesystemStep(step, {
       components: [{ name: 'workdir', value: workdir }],
       createdBy: `WORKDIR ${workdir}`,
       execute: async (rootfs) => {
-        await mkdirInRoot(rootfs, workdir);
+        await mkdirInRoot(rootfs, directory);
       },
     });
   }
@@ -455,7 +465,8 @@ export class StageRunner {
     const rootfs = await this.rootfs.sync(this.state.layers, this.build.signal);
     await this.rootfs.prepare(this.build.signal);
     await action.execute(rootfs);
-    const diff = await this.rootfs.commit(this.build.signal);
+    let diff = await this.rootfs.commit(this.build.signal);
+    if (isEmptyDiff(diff) && action.unchangedLayer !== undefined) diff = await action.unchangedLayer(diff, rootfs);
     let layer: LayerRef | null = null;
     if (isEmptyDiff(diff)) {
       this.state = withEmptyHistory(this.state, action.createdBy, this.build.created);
