@@ -6,7 +6,14 @@ import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from './cache/key.js';
 import type { EntryMeta, LayerChange, LayerDiff } from '../snapshot/index.js';
-import { applyCopy, digestSources, normalizeDest, planAdd, planCopy, resolveInRoot } from './context/index.js';
+import {
+  applyCopy,
+  digestSources,
+  normalizeDest,
+  planAdd,
+  planCopy,
+  resolveInRoot,
+} from './context/index.js';
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';

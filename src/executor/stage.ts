@@ -333,7 +333,18 @@ export class StageRunner {
           ...(instruction.startInterval ? { StartInterval: instruction.startInterval } : {}),
           ...(instruction.retries ? { Retries: instruction.retries } : {}),
         };
-        return this.metadata(step, healthcheckCreatedBy(health), { Healthcheck: health });
+        // The classic builder's commit fills the fields a HEALTHCHECK leaves unset (0) from the
+        // healthcheck before it (BuildKit replaces it whole); the history shows them as written.
+        const before = this.state.config.Healthcheck;
+        const merged: HealthConfig = {
+          Test: health.Test ?? [],
+          ...pickSet('Interval', health, before),
+          ...pickSet('Timeout', health, before),
+          ...pickSet('StartPeriod', health, before),
+          ...pickSet('StartInterval', health, before),
+          ...pickSet('Retries', health, before),
+        };
+        return this.metadata(step, healthcheckCreatedBy(health), { Healthcheck: merged });
       }
       case 'onbuild':
         return this.metadata(step, `ONBUILD ${instruction.expression}`, {
@@ -466,7 +477,8 @@ export class StageRunner {
     await this.rootfs.prepare(this.build.signal);
     await action.execute(rootfs);
     let diff = await this.rootfs.commit(this.build.signal);
-    if (isEmptyDiff(diff) && action.unchangedLayer !== undefined) diff = await action.unchangedLayer(diff, rootfs);
+    if (isEmptyDiff(diff) && action.unchangedLayer !== undefined)
+      diff = await action.unchangedLayer(diff, rootfs);
     let layer: LayerRef | null = null;
     if (isEmptyDiff(diff)) {
       this.state = withEmptyHistory(this.state, action.createdBy, this.build.created);
@@ -493,6 +505,18 @@ export class StageRunner {
       ? 'none'
       : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };
   }
+}
+
+type HealthNumber = 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval' | 'Retries';
+
+/** `{ [field]: value }` from the new healthcheck when set (non-zero), else from the one before. */
+function pickSet(
+  field: HealthNumber,
+  health: HealthConfig,
+  before: HealthConfig | undefined,
+): Partial<Record<HealthNumber, number>> {
+  const value = health[field] || before?.[field];
+  return value ? { [field]: value } : {};
 }
 
 /**

@@ -8,7 +8,10 @@ describe('HEALTHCHECK history text in the form Docker writes', () => {
       { Test: ['CMD-SHELL', 'wget -q localhost || exit 1'], Interval: 5e9, Timeout: 3e9, Retries: 2 },
       `HEALTHCHECK &{["CMD-SHELL" "wget -q localhost || exit 1"] "5s" "3s" "0s" '\\x02'}`,
     ],
-    [{ Test: ['CMD', '/bin/true', 'x y'] }, `HEALTHCHECK &{["CMD" "/bin/true" "x y"] "0s" "0s" "0s" '\\x00'}`],
+    [
+      { Test: ['CMD', '/bin/true', 'x y'] },
+      `HEALTHCHECK &{["CMD" "/bin/true" "x y"] "0s" "0s" "0s" '\\x00'}`,
+    ],
     [{ Test: ['NONE'] }, `HEALTHCHECK &{["NONE"] "0s" "0s" "0s" '\\x00'}`],
     [
       { Test: ['CMD-SHELL', 'true'], Interval: 90e9, Timeout: 1.5e9, StartPeriod: 7200e9, Retries: 10 },
