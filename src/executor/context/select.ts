@@ -119,6 +119,17 @@ async function resolveSource(ctx: SelectContext, src: string, rel: string, follo
   return resolution;
 }
 
+/**
+ * A context source that is missing or excluded by .dockerignore: the classic builder's message,
+ * which does not tell the two apart (its context holds no excluded file).
+ */
+function notInContext(ctx: SelectContext, rel: string): StratumError {
+  return new StratumError(
+    'NOT_FOUND',
+    `${ctx.instruction} failed: file not found in build context or excluded by .dockerignore: stat ${rel}: file does not exist`,
+  );
+}
+
 function ignored(ctx: SelectContext, rel: string): boolean {
   return ctx.ignore !== undefined && isIgnored(ctx.ignore, rel);
 }
@@ -304,6 +315,7 @@ async function selectOne(
   const st = resolution.missing ? undefined : await tryLstat(resolution.hostPath);
   const resolvedRel = resolution.inRoot === '/' ? '.' : resolution.inRoot.slice(1);
   if (st === undefined) {
+    if (ctx.root.kind === 'context') throw notInContext(ctx, matchedRel);
     throw new StratumError('NOT_FOUND', `${label}: ${matchedRel} not found in ${rootLabel(ctx.root)}`);
   }
   const type = entryType(st);
@@ -315,7 +327,7 @@ async function selectOne(
     isIgnoredName &&
     !(type === 'dir' && (await hasIncludedDescendant(ctx, resolution.hostPath, resolvedRel)))
   ) {
-    throw new StratumError('NOT_FOUND', `${label}: ${matchedRel} is excluded by .dockerignore`);
+    throw notInContext(ctx, matchedRel);
   }
 
   const entries: CopyEntry[] = [];
