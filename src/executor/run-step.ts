@@ -150,6 +150,13 @@ export async function runStep(
       await mkdirInRoot(rootfs, workdir);
       const scratch = await build.workspace.dir('run');
       const mounts = await sandboxMounts(build, env, mountSpecs, scratch, where, environment);
+      // BuildKit leaves the directories its mount points needed in the layer: a directory
+      // mount's target, and the parents of a file mount's target (the file itself goes).
+      for (const mount of mounts) {
+        const isDirectory =
+          mount.kind === 'tmpfs' || (mount.kind === 'bind' && (await isDirectoryPath(mount.source)));
+        await mkdirInRoot(rootfs, isDirectory ? mount.target : posix.dirname(mount.target));
+      }
       for (const script of heredocScripts) {
         const file = join(scratch, `heredoc-${script.name}`);
         await writeFile(file, script.content);
@@ -205,6 +212,10 @@ export async function runStep(
       }
     },
   };
+}
+
+async function isDirectoryPath(path: string): Promise<boolean> {
+  return (await stat(path)).isDirectory();
 }
 
 function heredocPath(name: string): string {
