@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chmodSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -381,5 +383,25 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
       writeFileSync(join(ctx, 's'), 'two');
       expect(outcomes((await box.build(ctx, { secrets: { s: join(ctx, 's') } })).events)).toEqual(['HIT']);
     });
+  });
+
+  it('ADD <url> is keyed on the downloaded content: same URL, new content misses', async () => {
+    let body = 'first\n';
+    const server = createServer((_request, response) => response.end(body));
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const ctx = box.context('add-url', {
+        Dockerfile: `FROM ${box.baseRef}\nADD http://127.0.0.1:${port}/f.txt /f.txt\n`,
+      });
+      await box.build(ctx, { network: 'host' });
+      expect(outcomes((await box.build(ctx, { network: 'host' })).events)).toEqual(['HIT']);
+      body = 'second, longer\n';
+      const again = await box.build(ctx, { network: 'host' });
+      expect(outcomes(again.events)).toEqual(['MISS']);
+      expect(reasons(again.events).join('\n')).toMatch(/f\.txt changed \(content\)/);
+    } finally {
+      await new Promise((done) => server.close(done));
+    }
   });
 });
