@@ -15,7 +15,7 @@
 //   big     RUN writing a BENCH_BIG_MB (300) MB file of random bytes
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildahBuild, dockerBuild, stratumBuild } from './lib/builders.js';
+import { buildahBuild, buildkitBuild, dockerBuild, stratumBuild } from './lib/builders.js';
 import { describeMaterialize, measureMaterialize } from './lib/materialize.js';
 import {
   BASE_NAME,
@@ -43,7 +43,7 @@ if (!tools.stratum) {
 }
 console.log(`machine: ${machineNote()}`);
 console.log(
-  `builders: stratum; docker classic ${tools.docker ? tools.dockerVersion : 'not installed'}; buildah ${tools.buildah ? tools.buildahVersion : 'not installed'}; BuildKit ${tools.buildkit ? 'installed but not measured' : 'not installed'}`,
+  `builders: stratum; docker classic ${tools.docker ? tools.dockerVersion : 'not installed'}; buildah ${tools.buildah ? tools.buildahVersion : 'not installed'}; BuildKit ${tools.buildkit ? `${tools.dockerVersion} (DOCKER_BUILDKIT=1)` : 'not installed'}`,
 );
 
 const world = makeWorld('stratum-bench-build', tools);
@@ -109,6 +109,7 @@ try {
       await stratumBuild(world, { ...files1, cacheDir: stratumCache });
       if (tools.docker) await dockerBuild(world, { ...files1, noCache: true });
       if (tools.buildah) await buildahBuild(world, { ...files1, noCache: true });
+      if (tools.buildkit) await buildkitBuild(world, { ...files1, noCache: true });
     }
     process.stdout.write(`${workload.name}: stratum`);
     // stratum's cold builds use an empty cache dir rather than --no-cache, so that the cache is
@@ -121,6 +122,10 @@ try {
     if (tools.buildah) {
       process.stdout.write(', buildah');
       row.buildah = await buildahBuild(world, spec);
+    }
+    if (tools.buildkit) {
+      process.stdout.write(', buildkit');
+      row.buildkit = await buildkitBuild(world, spec);
     }
     console.log();
     if (workload.name === 'delete' && row.stratum.outputRef !== undefined) {
@@ -146,9 +151,10 @@ table(
     'stratum',
     'docker classic (client RSS; dockerd peak RSS)',
     'buildah',
-    'BuildKit',
+    'BuildKit (client RSS)',
     'docker ÷ stratum',
     'buildah ÷ stratum',
+    'BuildKit ÷ stratum',
   ],
   results.map((row) => [
     row.workload.label,
@@ -159,9 +165,12 @@ table(
     row.buildah === undefined
       ? 'not installed'
       : `${fmtS(row.buildah.seconds)} (bud ${fmtS(row.buildah.parts[0])} + push ${fmtS(row.buildah.parts[1])}), ${fmtMB(row.buildah.rssMB)}`,
-    tools.buildkit ? 'not measured' : 'not installed',
+    row.buildkit === undefined
+      ? 'not installed'
+      : `${fmtS(row.buildkit.seconds)} (build ${fmtS(row.buildkit.parts[0])} + save ${fmtS(row.buildkit.parts[1])}), ${fmtMB(row.buildkit.rssMB)}`,
     ratio(row.docker, row.stratum),
     ratio(row.buildah, row.stratum),
+    ratio(row.buildkit, row.stratum),
   ]),
 );
 console.log('\nstratum step times (from --progress plain):');

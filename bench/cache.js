@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildahBuild, dockerBuild, stratumBuild } from './lib/builders.js';
+import { buildahBuild, buildkitBuild, dockerBuild, stratumBuild } from './lib/builders.js';
 import { printSummary, summarizeProfile } from './lib/cpuprofile.js';
 import { describeMaterialize, measureMaterialize } from './lib/materialize.js';
 import {
@@ -75,7 +75,7 @@ if (!tools.stratum) {
 }
 console.log(`machine: ${machineNote()}`);
 console.log(
-  `builders: stratum; docker classic ${tools.docker ? tools.dockerVersion : 'not installed'}; buildah ${tools.buildah ? tools.buildahVersion : 'not installed'}; BuildKit ${tools.buildkit ? 'installed but not measured' : 'not installed'}`,
+  `builders: stratum; docker classic ${tools.docker ? tools.dockerVersion : 'not installed'}; buildah ${tools.buildah ? tools.buildahVersion : 'not installed'}; BuildKit ${tools.buildkit ? `${tools.dockerVersion} (DOCKER_BUILDKIT=1)` : 'not installed'}`,
 );
 
 const world = makeWorld('stratum-bench-cache', tools);
@@ -110,6 +110,9 @@ const builders = [
   ...(tools.docker ? [{ name: 'docker', run: (noCache) => dockerBuild(world, { ...spec, noCache }) }] : []),
   ...(tools.buildah
     ? [{ name: 'buildah', run: (noCache) => buildahBuild(world, { ...spec, noCache }) }]
+    : []),
+  ...(tools.buildkit
+    ? [{ name: 'buildkit', run: (noCache) => buildkitBuild(world, { ...spec, noCache }) }]
     : []),
 ];
 
@@ -238,7 +241,8 @@ const cell = (scenario, builder) => {
   const r = results.get(`${scenario.name}/${builder.name}`);
   if (r === undefined) return 'not installed';
   const spread = r.times.length > 1 ? ` [${fmtS(Math.min(...r.times))}]` : '';
-  const daemon = builder.name === 'docker' ? `; dockerd ${fmtMB(r.sampled)}` : '';
+  const daemon =
+    builder.name === 'docker' || builder.name === 'buildkit' ? `; dockerd ${fmtMB(r.sampled)}` : '';
   return `${fmtS(median(r.times))}${spread}, ${fmtMB(r.rss)}${daemon}`;
 };
 console.log();
@@ -248,9 +252,10 @@ table(
     'stratum',
     'docker classic (+ save)',
     'buildah --layers (+ push)',
-    'BuildKit',
+    'BuildKit (+ save)',
     'docker ÷ stratum',
     'buildah ÷ stratum',
+    'BuildKit ÷ stratum',
   ],
   scenarios.map((scenario) => {
     const base = results.get(`${scenario.name}/stratum`);
@@ -263,9 +268,10 @@ table(
       cell(scenario, builders[0]),
       cell(scenario, builders.find((b) => b.name === 'docker') ?? { name: 'docker' }),
       cell(scenario, builders.find((b) => b.name === 'buildah') ?? { name: 'buildah' }),
-      tools.buildkit ? 'not measured' : 'not installed',
+      cell(scenario, builders.find((b) => b.name === 'buildkit') ?? { name: 'buildkit' }),
       ratio('docker'),
       ratio('buildah'),
+      ratio('buildkit'),
     ];
   }),
 );

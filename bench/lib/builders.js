@@ -2,6 +2,7 @@
 // peak RSS, including writing the image out (stratum --output oci:, `docker save -o`,
 // `buildah push IMAGE oci:DIR`). Every call writes to a fresh output path.
 import {
+  DEBIAN_DOCKER,
   buildahGlobal,
   combine,
   dockerdPid,
@@ -36,6 +37,22 @@ export async function dockerBuild(world, { context, dockerfile, noCache = false 
   args.push(context);
   const build = await timed('docker', args, { env, samplePid });
   const save = await timed('docker', ['save', '-o', `${world.fresh('docker-save')}.tar`, tag], { samplePid });
+  return combine(build, save);
+}
+
+/** BuildKit (Debian's Docker client, DOCKER_BUILDKIT=1), then `docker save`; dockerd sampled. */
+export async function buildkitBuild(world, { context, dockerfile, noCache = false }) {
+  const tag = `stratum-bench/buildkit:${world.counter++}`;
+  world.dockerTags.add(tag);
+  const samplePid = dockerdPid();
+  const env = { ...process.env, DOCKER_BUILDKIT: '1' };
+  const args = ['build', '--network=none', '-q', '-t', tag, '-f', dockerfile];
+  if (noCache) args.push('--no-cache');
+  args.push(context);
+  const build = await timed(DEBIAN_DOCKER, args, { env, samplePid });
+  const save = await timed(DEBIAN_DOCKER, ['save', '-o', `${world.fresh('buildkit-save')}.tar`, tag], {
+    samplePid,
+  });
   return combine(build, save);
 }
 

@@ -16,16 +16,28 @@ export function hasCommand(name) {
   return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
 }
 
-/** Which builders can run here. BuildKit needs the buildx plugin (or a buildkitd). */
+/**
+ * Debian's Docker client: BuildKit is built in (DOCKER_BUILDKIT=1), where a newer client first on
+ * PATH needs the buildx plugin.
+ */
+export const DEBIAN_DOCKER = '/usr/bin/docker';
+
+/** Which builders can run here. BuildKit: Debian's client with DOCKER_BUILDKIT=1. */
 export function detectTools() {
   const dockerOk = hasCommand('docker') && spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0;
-  const buildx = dockerOk && spawnSync('docker', ['buildx', 'version'], { stdio: 'ignore' }).status === 0;
-  const wanted = (process.env.BENCH_TOOLS ?? 'stratum,docker,buildah').split(',');
+  const buildkit =
+    dockerOk &&
+    existsSync(DEBIAN_DOCKER) &&
+    spawnSync(DEBIAN_DOCKER, ['build', '--help'], {
+      encoding: 'utf8',
+      env: { ...process.env, DOCKER_BUILDKIT: '1' },
+    }).stdout?.includes('--secret') === true;
+  const wanted = (process.env.BENCH_TOOLS ?? 'stratum,docker,buildah,buildkit').split(',');
   return {
     stratum: existsSync(join(repoRoot, 'dist/index.js')),
     docker: dockerOk && wanted.includes('docker'),
     buildah: hasCommand('buildah') && wanted.includes('buildah'),
-    buildkit: buildx && wanted.includes('buildkit'),
+    buildkit: buildkit && wanted.includes('buildkit'),
     dockerVersion: dockerOk
       ? spawnSync('docker', ['version', '--format', '{{.Server.Version}}'], {
           encoding: 'utf8',
@@ -68,7 +80,7 @@ export function makeWorld(prefix, tools) {
     },
   };
   run('node', [stratumBin, 'copy', `oci:${base.layout}:1`, BASE_NAME], { env: stratumEnv(world) });
-  if (tools.docker) run('docker', ['load', '-q', '-i', base.dockerArchive]);
+  if (tools.docker || tools.buildkit) run('docker', ['load', '-q', '-i', base.dockerArchive]);
   if (tools.buildah)
     run('buildah', [...buildahGlobal(world), 'pull', '-q', `docker-archive:${base.dockerArchive}`]);
   return world;
@@ -93,7 +105,7 @@ export function cleanWorld(world, tools) {
     console.log(`kept ${world.dir}`);
     return;
   }
-  if (tools.docker && world.dockerTags.size > 0)
+  if ((tools.docker || tools.buildkit) && world.dockerTags.size > 0)
     spawnSync('docker', ['rmi', '-f', ...world.dockerTags], { stdio: 'ignore' });
   if (tools.buildah) {
     spawnSync('buildah', [...buildahGlobal(world), 'rm', '--all'], { stdio: 'ignore' });

@@ -59,6 +59,8 @@ export interface ExplainStep {
   readonly components: readonly KeyComponent[];
   /** For COPY/ADD: each selected source, to say which file changed. */
   readonly files?: Readonly<Record<string, SourceFileDigest>>;
+  /** For RUN: what each context bind mount showed, by key component name (`mount /target`). */
+  readonly mountFiles?: Readonly<Record<string, Readonly<Record<string, SourceFileDigest>>>>;
 }
 
 export interface StageResult {

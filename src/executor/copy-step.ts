@@ -1,16 +1,23 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from './cache/key.js';
-import { chainId } from './cache/key.js';
-import { applyCopy, digestSources, planAdd, planCopy } from './context/index.js';
+import type { EntryMeta, LayerChange, LayerDiff } from '../snapshot/index.js';
+import {
+  applyCopy,
+  digestSources,
+  normalizeDest,
+  planAdd,
+  planCopy,
+  resolveInRoot,
+} from './context/index.js';
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
-import { sourceRootfs, type StepEnv } from './run-step.js';
+import { sourceIdentity, sourceRootfs, type StepEnv } from './run-step.js';
 import type { StepAction } from './stage.js';
 import { resolveChown } from './users.js';
 
@@ -132,7 +139,7 @@ export async function copyStep(
       files = digest.files;
       plans.push(() => Promise.resolve(plan));
     } else {
-      components.push({ name: 'from', value: await fromIdentity(build, env, from, where) });
+      components.push({ name: 'from', value: await sourceIdentity(build, env, from, where) });
       plans.push(async () =>
         makePlan({ kind: 'rootfs', dir: await sourceRootfs(build, env, from, where) }, sources),
       );
@@ -140,10 +147,12 @@ export async function copyStep(
   }
   if (chown !== undefined && numericOwner === undefined) components.push({ name: 'chown', value: chown });
 
+  const destination = normalizeDest(dest, workdir).dest;
   return {
     components,
     createdBy,
     ...(files === undefined ? {} : { files }),
+    unchangedLayer: (diff, rootfs) => destinationOnlyDiff(diff, rootfs, destination),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
       for (const makeOne of plans) {
@@ -172,19 +181,30 @@ function ownerOptions(
   return { ...(owner === undefined ? {} : { chown: owner }), ...(chmod === undefined ? {} : { chmod }) };
 }
 
-/** What a `--from` source is, for the key: a stage's final key, or an image's layers. */
-async function fromIdentity(build: BuildContext, env: StepEnv, from: string, where: string): Promise<string> {
-  const named = build.stageNames.get(from.toLowerCase());
-  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
-  if (index !== undefined && index < env.stageIndex) {
-    const result = build.stages.get(index);
-    if (result === undefined) throw new StratumError('BUILD_FAILED', `${where}: stage ${from} was not built`);
-    return `stage ${result.label} ${result.finalKey} ${chainId(result.state.layers.map((layer) => layer.diffId))}`;
+/**
+ * The classic builder commits a layer for every COPY/ADD, even one that changed nothing (an
+ * empty directory copied onto an existing one): it holds the destination directory and its
+ * parents, as the overlay upper directory does after the copy touched them. BuildKit commits
+ * an empty layer instead; stratum follows the classic builder.
+ */
+async function destinationOnlyDiff(diff: LayerDiff, rootfs: string, destination: string): Promise<LayerDiff> {
+  const inRoot = (await resolveInRoot(rootfs, destination, { followFinal: true })).inRoot;
+  const parts = inRoot.split('/').filter((part) => part !== '');
+  const changes: LayerChange[] = [];
+  for (let depth = 1; depth <= parts.length; depth++) {
+    const path = parts.slice(0, depth).join('/');
+    const st = await lstat(join(rootfs, path), { bigint: true });
+    if (!st.isDirectory()) return diff;
+    const meta: EntryMeta = {
+      type: 'dir',
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: 0,
+      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+    };
+    changes.push(depth === parts.length ? { kind: 'modified', path, meta } : { kind: 'parent', path, meta });
   }
-  const image = await build.resolveImage(from, build.signal);
-  try {
-    return `image ${from} ${chainId(image.config.value.rootfs.diff_ids)}`;
-  } finally {
-    await image.close();
-  }
+  return { ...diff, changes };
 }

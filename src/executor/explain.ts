@@ -39,6 +39,8 @@ export function explainMiss(
     } else if (name === 'sources' && current.files !== undefined && previous.files !== undefined) {
       for (const change of explainSourceChanges(previous.files, current.files))
         reasons.push(`${verb}: context file ${change}`);
+    } else if (name.startsWith('mount ')) {
+      reasons.push(...explainMount(name.slice(6), old, value, previous, current));
     } else if (name.startsWith('arg ')) {
       reasons.push(describe(`${verb}: build arg ${name.slice(4)}`, old, value));
     } else if (name.startsWith('env ')) {
@@ -56,6 +58,38 @@ export function explainMiss(
     else reasons.push(`${verb}: ${name} no longer applies (was ${old})`);
   }
   return reasons.length > 0 ? reasons : ['inputs changed'];
+}
+
+/**
+ * A changed mount, naming the mounted path: which context files changed under a bind mount, or
+ * that the stage or image it shows changed.
+ */
+function explainMount(
+  target: string,
+  old: string | undefined,
+  value: string,
+  previous: ExplainStep,
+  current: ExplainStep,
+): string[] {
+  const what = `RUN: bind mount ${target}`;
+  const name = `mount ${target}`;
+  const before = previous.mountFiles?.[name];
+  const after = current.mountFiles?.[name];
+  const source = /^bind source=(\S+)/.exec(value)?.[1];
+  if (old !== undefined && before !== undefined && after !== undefined) {
+    const changes = explainSourceChanges(before, after);
+    if (changes.length > 0) return changes.map((change) => `${what}: context file ${change}`);
+  }
+  if (
+    old !== undefined &&
+    source !== undefined &&
+    /^bind .* from /.test(value) &&
+    /^bind .* from /.test(old)
+  ) {
+    const from = / from (stage \S+|image \S+)/.exec(value)?.[1] ?? 'its source';
+    return [`${what} (source ${source}): ${from} changed`];
+  }
+  return [describe(`RUN: mount ${target}`, old, value)];
 }
 
 function describe(what: string, old: string | undefined, value: string): string {

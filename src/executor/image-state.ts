@@ -18,6 +18,18 @@ export function scratchState(platform: Platform): ImageState {
   return { platform, config: {}, layers: [], history: [] };
 }
 
+/** The PATH both Docker builders give an image whose base sets none (Linux). */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * FROM: a base without PATH in its Env (scratch, imported or minimal images) gets Docker's
+ * default appended to the config Env, so ENV/ARG expansion, RUN and the final image see it.
+ */
+export function withDefaultPath(state: ImageState): ImageState {
+  if (getEnv(state.config.Env, 'PATH') !== undefined) return state;
+  return withConfig(state, { Env: [...(state.config.Env ?? []), `PATH=${DEFAULT_PATH}`] });
+}
+
 /** Returns a state whose config has `patch` applied (fields set to undefined are removed). */
 export function withConfig(
   state: ImageState,

@@ -1,14 +1,20 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { StratumError } from '../errors.js';
 import { expandWord, parseMountSpec } from '../parser/index.js';
 import { parseHeredocWord } from '../parser/heredoc.js';
 import type { MountSpec, RunInstruction } from '../parser/index.js';
 import { PROXY_ARGS } from './args.js';
 import type { BuildContext } from './build-context.js';
-import type { KeyComponent } from './cache/key.js';
-import { mkdirInRoot, resolveInRoot as resolveSourceInRoot } from './context/index.js';
+import { chainId, type KeyComponent } from './cache/key.js';
+import {
+  digestSources,
+  mkdirInRoot,
+  planCopy,
+  resolveInRoot as resolveSourceInRoot,
+  type SourceFileDigest,
+} from './context/index.js';
 import { runCreatedBy } from './history.js';
 import { envKey, getEnv, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
@@ -34,12 +40,12 @@ const OUTPUT_TAIL_LINES = 20;
  * environment Docker gives a RUN, and the mounts; the key covers everything the command can see
  * except the rootfs itself (which the parent covers) and secrets' content.
  */
-export function runStep(
+export async function runStep(
   build: BuildContext,
   env: StepEnv,
   instruction: RunInstruction,
   step: StepRef,
-): StepAction {
+): Promise<StepAction> {
   const where = `${step.file}:${step.line}`;
   const config = env.state.config;
   const shell = config.Shell ?? ['/bin/sh', '-c'];
@@ -91,7 +97,17 @@ export function runStep(
       proxyArgs.push([name, value]);
   }
   const user = config.User ?? '';
-  const workdir = config.WorkingDir === undefined || config.WorkingDir === '' ? '/' : config.WorkingDir;
+  // WORKDIR is kept as written (`/a/./b/../c`); the command runs in the cleaned path.
+  const workdir = posix.resolve(
+    config.WorkingDir === undefined || config.WorkingDir === '' ? '/' : config.WorkingDir,
+  );
+
+  // What each mount contributes to the key; a bind mount's is the digest of what it shows.
+  const mountKeys = [];
+  for (const mount of mountSpecs) mountKeys.push(await mountKey(mount, build, env, where));
+  const mountFiles: Record<string, Readonly<Record<string, SourceFileDigest>>> = {};
+  for (const mountKeyed of mountKeys)
+    if (mountKeyed.files !== undefined) mountFiles[mountKeyed.component.name] = mountKeyed.files;
 
   const components: KeyComponent[] = [
     ...(config.Env ?? []).map((entry) => ({
@@ -104,10 +120,7 @@ export function runStep(
     { name: 'user', value: user === '' ? 'root (default)' : user },
     { name: 'workdir', value: workdir },
     { name: 'network', value: network },
-    ...mountSpecs.map((mount) => ({
-      name: `mount ${mountTarget(mount)}`,
-      value: mountIdentity(mount, build),
-    })),
+    ...mountKeys.map((mountKeyed) => mountKeyed.component),
     ...heredocScripts.map((script) => ({
       name: `heredoc ${script.name}`,
       value: createHash('sha256').update(script.content).digest('hex'),
@@ -121,6 +134,7 @@ export function runStep(
   return {
     components,
     createdBy,
+    ...(Object.keys(mountFiles).length > 0 ? { mountFiles } : {}),
     // The ARGs are components of their own, so a changed value is named as such.
     instruction: `RUN ${JSON.stringify(argv)}`,
     execute: async (rootfs) => {
@@ -136,6 +150,13 @@ export function runStep(
       await mkdirInRoot(rootfs, workdir);
       const scratch = await build.workspace.dir('run');
       const mounts = await sandboxMounts(build, env, mountSpecs, scratch, where, environment);
+      // BuildKit leaves the directories its mount points needed in the layer: a directory
+      // mount's target, and the parents of a file mount's target (the file itself goes).
+      for (const mount of mounts) {
+        const isDirectory =
+          mount.kind === 'tmpfs' || (mount.kind === 'bind' && (await isDirectoryPath(mount.source)));
+        await mkdirInRoot(rootfs, isDirectory ? mount.target : posix.dirname(mount.target));
+      }
       for (const script of heredocScripts) {
         const file = join(scratch, `heredoc-${script.name}`);
         await writeFile(file, script.content);
@@ -193,6 +214,10 @@ export function runStep(
   };
 }
 
+async function isDirectoryPath(path: string): Promise<boolean> {
+  return (await stat(path)).isDirectory();
+}
+
 function heredocPath(name: string): string {
   return `/.stratum-heredoc/${name.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
 }
@@ -212,19 +237,60 @@ function mountTarget(mount: MountSpec): string {
   }
 }
 
-/** What of a mount goes into the key: never a secret's content. */
-function mountIdentity(mount: MountSpec, build: BuildContext): string {
+/** The key component of one mount, and for a context bind mount the files it shows. */
+interface MountKey {
+  readonly component: KeyComponent;
+  readonly files?: Readonly<Record<string, SourceFileDigest>>;
+}
+
+/**
+ * What of a mount goes into the key. A bind mount is keyed on what it shows, so changing the
+ * mounted content misses the step: from the context, the digest of the selected path (content
+ * and metadata, as for COPY sources); from a stage or image, that filesystem's identity (the
+ * stage's final key and ChainID, the image's ChainID), as COPY --from is keyed, so a cached build
+ * never materialises it. Cache mounts key on their id only (their content is deliberately
+ * shared across builds, as in BuildKit) and secrets on their id only (never their content).
+ */
+async function mountKey(
+  mount: MountSpec,
+  build: BuildContext,
+  env: StepEnv,
+  where: string,
+): Promise<MountKey> {
+  const name = `mount ${mountTarget(mount)}`;
   switch (mount.type) {
     case 'cache':
-      return `cache id=${mount.id ?? mount.target} sharing=${mount.sharing}`;
+      return { component: { name, value: `cache id=${mount.id ?? mount.target} sharing=${mount.sharing}` } };
     case 'secret':
-      return `secret id=${mount.id ?? ''}${mount.env === undefined ? '' : ` env=${mount.env}`}`;
+      return {
+        component: {
+          name,
+          value: `secret id=${mount.id ?? ''}${mount.env === undefined ? '' : ` env=${mount.env}`}`,
+        },
+      };
     case 'tmpfs':
-      return `tmpfs size=${mount.size ?? 'default'}`;
+      return { component: { name, value: `tmpfs size=${mount.size ?? 'default'}` } };
     case 'ssh':
-      return `ssh id=${mount.id ?? 'default'}`;
-    case 'bind':
-      return `bind from=${mount.from ?? 'context'} source=${mount.source ?? '/'} rw=${!mount.readOnly}${mount.from === undefined ? ` context=${build.contextDir}` : ''}`;
+      return { component: { name, value: `ssh id=${mount.id ?? 'default'}` } };
+    case 'bind': {
+      const source = mount.source ?? '/';
+      const head = `bind source=${source} rw=${!mount.readOnly}`;
+      if (mount.from !== undefined) {
+        const identity = await sourceIdentity(build, env, mount.from, where);
+        return { component: { name, value: `${head} from ${identity}` } };
+      }
+      const plan = await planCopy({
+        sources: [source],
+        dest: '/',
+        root: { kind: 'context', dir: build.contextDir },
+        ...(build.signal ? { signal: build.signal } : {}),
+      });
+      const digest = await digestSources(plan, {
+        statCache: build.statCache,
+        ...(build.signal ? { signal: build.signal } : {}),
+      });
+      return { component: { name, value: `${head} context ${digest.digest}` }, files: digest.files };
+    }
   }
 }
 
@@ -310,6 +376,31 @@ async function sandboxMounts(
     }
   }
   return mounts;
+}
+
+/**
+ * What a `--from` source (COPY --from, RUN --mount from=) is, for the key: a stage's final key
+ * and ChainID, or an image's ChainID once its reference is resolved (a tag that moves misses).
+ */
+export async function sourceIdentity(
+  build: BuildContext,
+  env: StepEnv,
+  from: string,
+  where: string,
+): Promise<string> {
+  const named = build.stageNames.get(from.toLowerCase());
+  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
+  if (index !== undefined && index < env.stageIndex) {
+    const result = build.stages.get(index);
+    if (result === undefined) throw new StratumError('BUILD_FAILED', `${where}: stage ${from} was not built`);
+    return `stage ${result.label} ${result.finalKey} ${chainId(result.state.layers.map((layer) => layer.diffId))}`;
+  }
+  const image = await build.resolveImage(from, build.signal);
+  try {
+    return `image ${from} ${chainId(image.config.value.rootfs.diff_ids)}`;
+  } finally {
+    await image.close();
+  }
 }
 
 /** The rootfs of a stage or image named by `--from`, for mounts and COPY --from. */

@@ -10,8 +10,16 @@ import type { BuildContext, ExplainStep, StageResult } from './build-context.js'
 import { cacheKey, chainId, type KeyComponent } from './cache/key.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
-import { goPlainList, goQuotedList } from './history.js';
-import { getEnv, setEnv, withConfig, withEmptyHistory, withLayer, type ImageState } from './image-state.js';
+import { goPlainList, goQuotedList, healthcheckCreatedBy } from './history.js';
+import {
+  getEnv,
+  setEnv,
+  withConfig,
+  withDefaultPath,
+  withEmptyHistory,
+  withLayer,
+  type ImageState,
+} from './image-state.js';
 import type { StepRef } from './progress.js';
 import { Rootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
@@ -45,6 +53,13 @@ export interface StepAction {
   readonly instruction?: string;
   /** Source files, for explaining COPY/ADD misses. */
   readonly files?: ExplainStep['files'];
+  /** For RUN: the files each context bind mount shows, by key component name. */
+  readonly mountFiles?: ExplainStep['mountFiles'];
+  /**
+   * When the step changed nothing: the layer to commit anyway (COPY/ADD, as the classic
+   * builder does). Without it, such a step gets an empty history entry.
+   */
+  readonly unchangedLayer?: (diff: LayerDiff, rootfs: string) => Promise<LayerDiff>;
   /** Does the work on the materialised rootfs. */
   readonly execute: (rootfs: string) => Promise<void>;
 }
@@ -81,7 +96,7 @@ export class StageRunner {
     private readonly build: BuildContext,
     private readonly input: StageInput,
   ) {
-    this.state = input.base;
+    this.state = withDefaultPath(input.base);
     this.key = input.baseKey;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
     this.rootfs = new Rootfs(
@@ -318,7 +333,18 @@ export class StageRunner {
           ...(instruction.startInterval ? { StartInterval: instruction.startInterval } : {}),
           ...(instruction.retries ? { Retries: instruction.retries } : {}),
         };
-        return this.metadata(step, `HEALTHCHECK ${JSON.stringify(health)}`, { Healthcheck: health });
+        // The classic builder's commit fills the fields a HEALTHCHECK leaves unset (0) from the
+        // healthcheck before it (BuildKit replaces it whole); the history shows them as written.
+        const before = this.state.config.Healthcheck;
+        const merged: HealthConfig = {
+          Test: health.Test ?? [],
+          ...pickSet('Interval', health, before),
+          ...pickSet('Timeout', health, before),
+          ...pickSet('StartPeriod', health, before),
+          ...pickSet('StartInterval', health, before),
+          ...pickSet('Retries', health, before),
+        };
+        return this.metadata(step, healthcheckCreatedBy(health), { Healthcheck: merged });
       }
       case 'onbuild':
         return this.metadata(step, `ONBUILD ${instruction.expression}`, {
@@ -371,16 +397,21 @@ export class StageRunner {
   private async workdir(path: string, step: StepRef): Promise<StepOutcome> {
     const expanded = this.expand(path, step);
     const current = this.state.config.WorkingDir ?? '/';
-    const workdir = posix.resolve(current === '' ? '/' : current, expanded);
+    // Docker keeps an absolute WORKDIR as written (`/tmp/` stays `/tmp/`) and joins a relative
+    // one to the current directory, cleaned (Go's filepath.Join).
+    const workdir = expanded.startsWith('/')
+      ? expanded
+      : posix.resolve('/', current === '' ? '/' : current, expanded);
+    const directory = posix.resolve(workdir);
     this.state = withConfig(this.state, { WorkingDir: workdir });
-    if (workdir === '/') return this.metadata(step, `WORKDIR ${workdir}`);
+    if (directory === '/') return this.metadata(step, `WORKDIR ${workdir}`);
     // The classic builder creates the directory (owned by root) and keeps a layer only when that
     // changed something: an existing directory gives an empty history entry.
     return this.filesystemStep(step, {
       components: [{ name: 'workdir', value: workdir }],
       createdBy: `WORKDIR ${workdir}`,
       execute: async (rootfs) => {
-        await mkdirInRoot(rootfs, workdir);
+        await mkdirInRoot(rootfs, directory);
       },
     });
   }
@@ -403,6 +434,7 @@ export class StageRunner {
       key: key.digest,
       components,
       ...(action.files === undefined ? {} : { files: action.files }),
+      ...(action.mountFiles === undefined ? {} : { mountFiles: action.mountFiles }),
     });
     const useCache = !this.build.ignoreCache(step.stage);
     let entry = useCache ? await this.build.cache.get(key.digest) : undefined;
@@ -444,7 +476,9 @@ export class StageRunner {
     const rootfs = await this.rootfs.sync(this.state.layers, this.build.signal);
     await this.rootfs.prepare(this.build.signal);
     await action.execute(rootfs);
-    const diff = await this.rootfs.commit(this.build.signal);
+    let diff = await this.rootfs.commit(this.build.signal);
+    if (isEmptyDiff(diff) && action.unchangedLayer !== undefined)
+      diff = await action.unchangedLayer(diff, rootfs);
     let layer: LayerRef | null = null;
     if (isEmptyDiff(diff)) {
       this.state = withEmptyHistory(this.state, action.createdBy, this.build.created);
@@ -471,6 +505,18 @@ export class StageRunner {
       ? 'none'
       : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };
   }
+}
+
+type HealthNumber = 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval' | 'Retries';
+
+/** `{ [field]: value }` from the new healthcheck when set (non-zero), else from the one before. */
+function pickSet(
+  field: HealthNumber,
+  health: HealthConfig,
+  before: HealthConfig | undefined,
+): Partial<Record<HealthNumber, number>> {
+  const value = health[field] || before?.[field];
+  return value ? { [field]: value } : {};
 }
 
 /**

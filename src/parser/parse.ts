@@ -104,17 +104,12 @@ export function parseDockerfile(source: string | Uint8Array, options: ParseOptio
             rule: 'StageNameCasing',
           });
         }
-        // BuildKit builds such files and only warns (check DuplicateStageName).
+        // The classic builder refuses a second stage with the same name (BuildKit 20.10 builds
+        // it and uses the last one): the reference builder's rule, with its message.
         if (names.has(name)) {
-          report(
-            'warning',
-            node,
-            pos?.rest ?? at,
-            `Duplicate stage name ${JSON.stringify(name)}, stage names should be unique`,
-            {
-              rule: 'DuplicateStageName',
-            },
-          );
+          report('error', node, pos?.rest ?? at, `${name} stage name already used`, {
+            rule: 'DuplicateStageName',
+          });
         }
         names.set(name, stages.length);
       }

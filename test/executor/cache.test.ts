@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chmodSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -284,5 +286,122 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
     );
     expect(run.components.find((component) => component.name === 'arg VERSION')?.value).toBe('1.0');
     expect(readFileSync(join(ctx, 'Dockerfile'), 'utf8')).toContain('COPY src/');
+  });
+
+  describe('RUN --mount=type=bind is keyed on what it mounts', () => {
+    async function fileSize(ref: string, path: string): Promise<number | undefined> {
+      const image = await box.open(ref);
+      try {
+        return (await applyLayers(image)).fs.nodes.get(path)?.entry.size;
+      } finally {
+        await image.close();
+      }
+    }
+
+    it('a changed context file under the mount misses the RUN, names the path, and changes the image', async () => {
+      const ctx = box.context('bind-context', {
+        Dockerfile: `FROM ${box.baseRef}\nRUN --mount=type=bind,source=data.txt,target=/tmp/data.txt cp /tmp/data.txt /out.txt\n`,
+        'data.txt': 'one\n',
+      });
+      const out = `oci:${box.dir}/bind-context:x`;
+      const first = await box.build(ctx, { outputs: [out] });
+      expect(await fileSize(out, 'out.txt')).toBe(4);
+      expect(outcomes((await box.build(ctx)).events)).toEqual(['HIT']);
+      writeFileSync(join(ctx, 'data.txt'), 'changed\n');
+      const again = await box.build(ctx, { outputs: [out], explain: true });
+      expect(outcomes(again.events)).toEqual(['MISS']);
+      expect(reasons(again.events)).toContain(
+        'RUN: bind mount /tmp/data.txt: context file data.txt changed (content)',
+      );
+      expect(again.digest).not.toBe(first.digest);
+      expect(await fileSize(out, 'out.txt')).toBe(8);
+    });
+
+    it('a whole-context mount misses when any file changes, and names it', async () => {
+      const ctx = box.context('bind-whole', {
+        Dockerfile: `FROM ${box.baseRef}\nRUN --mount=target=/src cat /src/a/b.txt > /out.txt\n`,
+        'a/b.txt': 'b\n',
+      });
+      await box.build(ctx);
+      writeFileSync(join(ctx, 'a/c.txt'), 'new\n');
+      const again = await box.build(ctx);
+      expect(outcomes(again.events)).toEqual(['MISS']);
+      expect(reasons(again.events)).toContain('RUN: bind mount /src: context file a/c.txt added');
+    });
+
+    it('a changed from=STAGE source misses the RUN that mounts it', async () => {
+      const ctx = box.context('bind-stage', {
+        Dockerfile: [
+          `FROM ${box.baseRef} AS build`,
+          'COPY data.txt /built/data.txt',
+          `FROM ${box.baseRef}`,
+          'RUN --mount=type=bind,from=build,source=/built,target=/mnt cp /mnt/data.txt /out.txt',
+          '',
+        ].join('\n'),
+        'data.txt': 'one\n',
+      });
+      const out = `oci:${box.dir}/bind-stage:x`;
+      await box.build(ctx, { outputs: [out] });
+      expect(outcomes((await box.build(ctx)).events)).toEqual(['HIT', 'HIT']);
+      writeFileSync(join(ctx, 'data.txt'), 'three\n');
+      const again = await box.build(ctx, { outputs: [out] });
+      expect(outcomes(again.events)).toEqual(['MISS', 'MISS']);
+      expect(
+        reasons(again.events).some((reason) =>
+          reason.startsWith('RUN: bind mount /mnt (source /built): stage build'),
+        ),
+      ).toBe(true);
+      expect(await fileSize(out, 'out.txt')).toBe(6);
+    });
+
+    it('a changed from=IMAGE (same reference, new content) misses the RUN that mounts it', async () => {
+      const imageCtx = box.context('bind-image-src', {
+        Dockerfile: `FROM ${box.baseRef}\nCOPY data.txt /data.txt\n`,
+        'data.txt': 'one\n',
+      });
+      const imageRef = `oci:${box.dir}/bind-image-src:v`;
+      await box.build(imageCtx, { outputs: [imageRef] });
+      const ctx = box.context('bind-image', {
+        Dockerfile: `FROM ${box.baseRef}\nRUN --mount=type=bind,from=${imageRef},source=/data.txt,target=/d cp /d /out.txt\n`,
+      });
+      const out = `oci:${box.dir}/bind-image:x`;
+      await box.build(ctx, { outputs: [out] });
+      expect(outcomes((await box.build(ctx)).events)).toEqual(['HIT']);
+      writeFileSync(join(imageCtx, 'data.txt'), 'image two\n');
+      await box.build(imageCtx, { outputs: [imageRef] });
+      const again = await box.build(ctx, { outputs: [out] });
+      expect(outcomes(again.events)).toEqual(['MISS']);
+      expect(await fileSize(out, 'out.txt')).toBe(10);
+    });
+
+    it('cache mounts and secrets stay out of the key: changed content still hits', async () => {
+      const ctx = box.context('cache-secret', {
+        Dockerfile: `FROM ${box.baseRef}\nRUN --mount=type=cache,target=/c --mount=type=secret,id=s true\n`,
+        s: 'one',
+      });
+      await box.build(ctx, { secrets: { s: join(ctx, 's') } });
+      writeFileSync(join(ctx, 's'), 'two');
+      expect(outcomes((await box.build(ctx, { secrets: { s: join(ctx, 's') } })).events)).toEqual(['HIT']);
+    });
+  });
+
+  it('ADD <url> is keyed on the downloaded content: same URL, new content misses', async () => {
+    let body = 'first\n';
+    const server = createServer((_request, response) => response.end(body));
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const ctx = box.context('add-url', {
+        Dockerfile: `FROM ${box.baseRef}\nADD http://127.0.0.1:${port}/f.txt /f.txt\n`,
+      });
+      await box.build(ctx, { network: 'host' });
+      expect(outcomes((await box.build(ctx, { network: 'host' })).events)).toEqual(['HIT']);
+      body = 'second, longer\n';
+      const again = await box.build(ctx, { network: 'host' });
+      expect(outcomes(again.events)).toEqual(['MISS']);
+      expect(reasons(again.events).join('\n')).toMatch(/f\.txt changed \(content\)/);
+    } finally {
+      await new Promise((done) => server.close(done));
+    }
   });
 });

@@ -55,9 +55,15 @@ function sha256(data: Buffer | string): string {
 
 /**
  * Packs `rootfs` with GNU tar (sorted, numeric owners, fixed mtime) and writes it both as an OCI
- * layout and as a docker-archive. The image config sets PATH as Docker images usually do.
+ * layout and as a docker-archive. The image config sets PATH as Docker images usually do, unless
+ * `withoutEnv` (a base like `docker import` makes, with no Env at all).
  */
-export function writeBaseImage(rootfs: string, outDir: string, repoTag: string): BaseImageFiles {
+export function writeBaseImage(
+  rootfs: string,
+  outDir: string,
+  repoTag: string,
+  options: { readonly withoutEnv?: boolean } = {},
+): BaseImageFiles {
   const realTar = execFileSync(
     'tar',
     ['-C', rootfs, '--sort=name', '--numeric-owner', '--mtime=@1700000000', '-cf', '-', '.'],
@@ -72,7 +78,9 @@ export function writeBaseImage(rootfs: string, outDir: string, repoTag: string):
     architecture: 'amd64',
     os: 'linux',
     created: '2023-11-14T22:13:20Z',
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
+    config: options.withoutEnv
+      ? { Cmd: ['sh'] }
+      : { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
     rootfs: { type: 'layers', diff_ids: [diffId] },
     history: [{ created: '2023-11-14T22:13:20Z', created_by: 'busybox base for stratum tests' }],
   });

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,8 @@ import { dockerLoad, makeBusyboxRootfs, writeBaseImage } from '../helpers/base-i
 import { isRoot, requireTool } from '../helpers/system.js';
 
 /**
- * Docker parity: each case under cases/ is built by Docker's classic builder and by stratum from
+ * Docker parity: each case under cases/ is built by Docker's classic builder (the reference where
+ * the two builders differ) and by stratum from
  * the same busybox base; the images must hold the same filesystem after every instruction
  * (type, mode, owner, content, link target, hard-link groups; not times) and the same config.
  * A case whose Docker build fails must fail in stratum too.
@@ -24,10 +26,19 @@ import { isRoot, requireTool } from '../helpers/system.js';
 
 const CASES = resolve(import.meta.dirname, 'cases');
 const BASE_TAG = 'stratum-test/busybox:1';
+/** The same busybox with no Env in its config (as `docker import` makes it). */
+const NOENV_BASE_TAG = 'stratum-test/busybox-noenv:1';
+/**
+ * Debian's Docker client: it has BuildKit built in (DOCKER_BUILDKIT=1), unlike the Docker 28
+ * client that may come first on PATH without buildx.
+ */
+const DOCKER = '/usr/bin/docker';
+/** Output tags get a per-run suffix, so parallel runs of this suite do not collide. */
+const RUN_SUFFIX = randomBytes(4).toString('hex');
 
 function dockerWorks(): boolean {
-  if (!requireTool('docker', 'docker.io')) return false;
-  const info = spawnSync('docker', ['info'], { stdio: 'ignore' });
+  if (!requireTool(DOCKER, 'docker.io')) return false;
+  const info = spawnSync(DOCKER, ['info'], { stdio: 'ignore' });
   if (info.status === 0) return true;
   if (process.env.CI)
     throw new Error('CI is set but the Docker daemon does not answer (.ci/run starts dockerd)');
@@ -37,71 +48,118 @@ function dockerWorks(): boolean {
 
 const enabled = isRoot && dockerWorks();
 
-describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', () => {
-  let dir: string | undefined;
-  let dataDir = '';
-  beforeAll(async () => {
-    const work = mkdtempSync(join(tmpdir(), 'stratum-parity-'));
-    dir = work;
-    const rootfs = join(work, 'base-rootfs');
-    mkdirSync(rootfs);
-    makeBusyboxRootfs(rootfs);
-    const base = writeBaseImage(rootfs, join(work, 'base'), BASE_TAG);
-    dockerLoad(base.dockerArchive);
-    dataDir = join(work, 'data');
-    const source = await openOciLayout(base.layout, '1');
-    await new ImageStore(dataDir).put(source, [BASE_TAG]);
-    await source.close();
-  });
-  afterAll(() => {
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  });
+/**
+ * BuildKit-only syntax (RUN --mount of every type, COPY --chmod) has BuildKit as its reference:
+ * cases under buildkit-cases/ are built with DOCKER_BUILDKIT=1 from a base that also holds /dev,
+ * /proc and /sys (BuildKit's runc creates those mount points in every RUN's layer when the base
+ * lacks them; real bases have them). A case's `secret.txt` is passed as secret id `s`.
+ */
+const BUILDKIT_CASES = resolve(import.meta.dirname, 'buildkit-cases');
+const BUILDKIT_BASE_TAG = 'stratum-test/busybox-bk:1';
 
-  for (const name of readdirSync(CASES).sort()) {
-    it(`${name}: same filesystem after every step and same config`, async () => {
-      const context = join(CASES, name);
-      const tag = `stratum-parity/${name}:latest`;
-      const docker = spawnSync('docker', ['build', '--network=none', '--no-cache', '-t', tag, context], {
-        env: { ...process.env, DOCKER_BUILDKIT: '0' },
-        encoding: 'utf8',
-      });
-      let stratumError: unknown;
-      const out = join(dir!, `out-${name}`);
-      try {
-        await buildImage({
-          contextDir: context,
-          dockerfilePath: join(context, 'Dockerfile'),
-          dockerfile: readFileSync(join(context, 'Dockerfile')),
-          dataDir,
-          cacheDir: join(dir!, 'cache'),
-          network: 'none',
-          outputs: [`oci:${out}:latest`],
+interface Builder {
+  readonly name: 'classic' | 'buildkit';
+  readonly cases: string;
+}
+
+for (const builder of [
+  { name: 'classic', cases: CASES },
+  { name: 'buildkit', cases: BUILDKIT_CASES },
+] as const satisfies readonly Builder[]) {
+  describe.skipIf(!enabled)(`Docker parity (${builder.name} builder vs stratum build)`, () => {
+    let dir: string | undefined;
+    let dataDir = '';
+    beforeAll(async () => {
+      const work = mkdtempSync(join(tmpdir(), 'stratum-parity-'));
+      dir = work;
+      const rootfs = join(work, 'base-rootfs');
+      mkdirSync(rootfs);
+      makeBusyboxRootfs(rootfs);
+      dataDir = join(work, 'data');
+      const bases: [string, boolean][] =
+        builder.name === 'classic'
+          ? [
+              [BASE_TAG, false],
+              [NOENV_BASE_TAG, true],
+            ]
+          : [[BUILDKIT_BASE_TAG, false]];
+      if (builder.name === 'buildkit') for (const sub of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, sub));
+      for (const [tag, withoutEnv] of bases) {
+        const base = writeBaseImage(rootfs, join(work, `base-${withoutEnv ? 'noenv' : 'env'}`), tag, {
+          withoutEnv,
         });
-      } catch (error) {
-        stratumError = error;
-      }
-      if (docker.status !== 0) {
-        // Docker refused or the build failed: stratum must fail as well.
-        expect(
-          stratumError,
-          `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum succeeded`,
-        ).toBeDefined();
-        return;
-      }
-      if (stratumError instanceof Error) throw stratumError;
-      expect(stratumError).toBeUndefined();
-      const archive = join(dir!, `${name}.docker.tar`);
-      execFileSync('docker', ['save', '-o', archive, tag]);
-      const dockerImage: ImageSource = await openImage(`docker-archive:${archive}`);
-      const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
-      try {
-        const diff = await diffImages(dockerImage, stratumImage, {});
-        expect(diff.equivalent, formatImageDiff(diff)).toBe(true);
-      } finally {
-        await dockerImage.close();
-        await stratumImage.close();
-        execFileSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+        dockerLoad(base.dockerArchive);
+        const source = await openOciLayout(base.layout, '1');
+        await new ImageStore(dataDir).put(source, [tag]);
+        await source.close();
       }
     });
+    afterAll(() => {
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
+
+    for (const name of readdirSync(builder.cases).sort()) {
+      it(`${name}: same filesystem after every step and same config`, async () => {
+        await parityCase(builder, name, dir!, dataDir);
+      });
+    }
+  });
+}
+
+async function parityCase(builder: Builder, name: string, dir: string, dataDir: string): Promise<void> {
+  const context = join(builder.cases, name);
+  const tag = `stratum-parity/${name}:${RUN_SUFFIX}`;
+  const secretFile = join(context, 'secret.txt');
+  const secrets = existsSync(secretFile) ? { s: secretFile } : undefined;
+  const docker = spawnSync(
+    DOCKER,
+    [
+      'build',
+      '--network=none',
+      '--no-cache',
+      ...(secrets === undefined ? [] : ['--secret', `id=s,src=${secretFile}`]),
+      '-t',
+      tag,
+      context,
+    ],
+    { env: { ...process.env, DOCKER_BUILDKIT: builder.name === 'buildkit' ? '1' : '0' }, encoding: 'utf8' },
+  );
+  let stratumError: unknown;
+  const out = join(dir, `out-${builder.name}-${name}`);
+  try {
+    await buildImage({
+      contextDir: context,
+      dockerfilePath: join(context, 'Dockerfile'),
+      dockerfile: readFileSync(join(context, 'Dockerfile')),
+      dataDir,
+      cacheDir: join(dir, 'cache'),
+      network: 'none',
+      outputs: [`oci:${out}:latest`],
+      ...(secrets === undefined ? {} : { secrets }),
+    });
+  } catch (error) {
+    stratumError = error;
   }
-});
+  if (docker.status !== 0) {
+    // Docker refused or the build failed: stratum must fail as well.
+    expect(
+      stratumError,
+      `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum succeeded`,
+    ).toBeDefined();
+    return;
+  }
+  if (stratumError instanceof Error) throw stratumError;
+  expect(stratumError).toBeUndefined();
+  const archive = join(dir, `${builder.name}-${name}.docker.tar`);
+  execFileSync(DOCKER, ['save', '-o', archive, tag]);
+  const dockerImage: ImageSource = await openImage(`docker-archive:${archive}`);
+  const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
+  try {
+    const diff = await diffImages(dockerImage, stratumImage, {});
+    expect(diff.equivalent, formatImageDiff(diff)).toBe(true);
+  } finally {
+    await dockerImage.close();
+    await stratumImage.close();
+    execFileSync(DOCKER, ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
+}

@@ -140,11 +140,19 @@ function below(dir: string, rel: string): string {
 }
 
 interface WriteState {
+  /** Owner of implicit parents and the destination directory: root, or the --chown user. */
   readonly owner: Owner;
+  /** `--chown` was given: every entry gets `owner`, whatever its source's. */
+  readonly chowned: boolean;
   readonly chmod: ChmodSpec | undefined;
   readonly links: Map<string, string>;
   readonly dirTimes: { path: string; mtimeMs: number }[];
   readonly signal: AbortSignal | undefined;
+}
+
+/** An entry's owner: the --chown user, else the source's (from a stage or image), else root. */
+function ownerFor(state: WriteState, entry: CopyEntry): Owner {
+  return state.chowned ? state.owner : (entry.owner ?? ROOT);
 }
 
 function modeFor(state: WriteState, entry: CopyEntry): number {
@@ -208,7 +216,7 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
     case 'dir': {
       const kept = await replaceWith(target, true);
       if (!kept) await mkdir(target, { mode: 0o700 });
-      await lchown(target, state.owner.uid, state.owner.gid);
+      await lchown(target, ownerFor(state, entry).uid, ownerFor(state, entry).gid);
       await chmod(target, modeFor(state, entry));
       state.dirTimes.push({ path: target, mtimeMs: entry.mtimeMs });
       return;
@@ -222,7 +230,7 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
       }
       // A reflink where the filesystem can (btrfs, XFS), else copy_file_range in the kernel.
       await copyFile(entry.sourcePath, target, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
-      await lchown(target, state.owner.uid, state.owner.gid);
+      await lchown(target, ownerFor(state, entry).uid, ownerFor(state, entry).gid);
       await chmod(target, modeFor(state, entry));
       await utimes(target, seconds, seconds);
       if (entry.hardLinkKey !== undefined) state.links.set(entry.hardLinkKey, target);
@@ -231,7 +239,7 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
     case 'symlink': {
       await replaceWith(target, false);
       await symlink(entry.linkTarget ?? '', target);
-      await lchown(target, state.owner.uid, state.owner.gid);
+      await lchown(target, ownerFor(state, entry).uid, ownerFor(state, entry).gid);
       await lutimes(target, seconds, seconds);
       return;
     }
@@ -247,7 +255,8 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
 /**
  * Applies a plan onto `rootfs` (a host directory holding the stage's root filesystem).
  * Rules (Docker's): implicit parent directories 0755 owned by root (or the --chown user);
- * entries owned by root unless --chown; the source's mode unless --chmod; source mtimes kept;
+ * entries owned by root unless --chown, except that sources from a stage or image keep their
+ * owners; the source's mode unless --chmod; source mtimes kept;
  * an existing file overwritten; a type change replaces what was there. Archives (ADD) keep the
  * owners, modes and times stored in them.
  */
@@ -258,6 +267,7 @@ export async function applyCopy(
 ): Promise<ApplyResult> {
   const state: WriteState = {
     owner: options.chown ?? ROOT,
+    chowned: options.chown !== undefined,
     chmod: options.chmod === undefined ? undefined : parseChmod(options.chmod, `${plan.instruction} --chmod`),
     links: new Map(),
     dirTimes: [],
@@ -324,7 +334,7 @@ export async function applyCopy(
         writeSmallFileSync(
           entry.sourcePath,
           target,
-          state.owner,
+          ownerFor(state, entry),
           modeFor(state, entry),
           entry.mtimeMs / 1000,
         );

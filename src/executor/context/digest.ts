@@ -167,7 +167,7 @@ function frame(hash: ReturnType<typeof createHash>, value: string): void {
 export async function digestSources(plan: CopyPlan, options: DigestOptions = {}): Promise<SourcesDigest> {
   const cache = options.statCache ?? (await StatCache.open());
   const chmod = options.chmod === undefined ? undefined : parseChmod(options.chmod);
-  const owner = options.chown ?? { uid: 0, gid: 0 };
+  const chown = options.chown;
   const hash = createHash('sha256');
   frame(hash, 'stratum copy sources v1');
   frame(hash, plan.singleFile ? 'single-file' : 'into-directory');
@@ -194,7 +194,7 @@ export async function digestSources(plan: CopyPlan, options: DigestOptions = {})
     if (entry.type === 'symlink') mode = 0o777;
     else if (chmod !== undefined && !isArchive) mode = applyChmod(chmod, entry.mode, entry.type === 'dir');
     // Archive contents keep their own owners (the content digest covers them).
-    const { uid, gid } = isArchive ? { uid: 0, gid: 0 } : owner;
+    const { uid, gid } = isArchive ? { uid: 0, gid: 0 } : (chown ?? entry.owner ?? { uid: 0, gid: 0 });
     const contentDigest = contents.get(index);
     let group = '';
     if (entry.hardLinkKey !== undefined) {

@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errnoCode, StratumError } from '../../errors.js';
-import { classRegex, GlobSyntaxError, parseGlob, regexChar } from './glob.js';
+import { GlobSyntaxError, matchTokens, parseGlob, type MatchToken } from './glob.js';
 import { cleanPath } from './paths.js';
 
 /**
  * .dockerignore with Docker's semantics (moby/patternmatcher): later patterns win, `!` re-includes,
  * a pattern also matches every path below a directory it matches, `**` spans directories.
- * The match types (exact, prefix, suffix, regexp) are those of patternmatcher, because they are
+ * The match types (exact, prefix, suffix, pattern) are those of patternmatcher, because they are
  * not equivalent: `**.txt` is a suffix match there and so matches `a.txt`.
  */
 
@@ -15,7 +15,7 @@ type MatchType =
   | { readonly kind: 'exact' }
   | { readonly kind: 'prefix' }
   | { readonly kind: 'suffix' }
-  | { readonly kind: 'regexp'; readonly regexp: RegExp };
+  | { readonly kind: 'pattern'; readonly tokens: readonly MatchToken[] };
 
 export interface IgnorePattern {
   /** The pattern as cleaned, without its `!`. */
@@ -56,61 +56,61 @@ export function parseDockerignore(text: string): string[] {
 
 function compilePattern(cleaned: string): MatchType {
   // A port of patternmatcher's Pattern.compile: the first `**` decides a suffix match, a
-  // trailing `**` a prefix match, anything glob-like a regexp, else an exact match.
-  const tokens = Array.from(cleaned);
-  let source = '^';
-  let detected: 'exact' | 'prefix' | 'suffix' | 'regexp' = 'exact';
+  // trailing `**` a prefix match, anything glob-like a pattern, else an exact match. Where
+  // patternmatcher builds a RegExp, the same grammar becomes tokens matched directly.
+  const chars = Array.from(cleaned);
+  const tokens: MatchToken[] = [];
+  let detected: 'exact' | 'prefix' | 'suffix' | 'pattern' = 'exact';
   let i = 0;
-  for (let index = 0; i < tokens.length; index++) {
-    const ch = tokens[i]!;
+  for (let index = 0; i < chars.length; index++) {
+    const ch = chars[i]!;
     i++;
     if (ch === '*') {
-      if (tokens[i] === '*') {
+      if (chars[i] === '*') {
         i++;
-        if (tokens[i] === '/') i++;
-        if (i >= tokens.length) {
+        if (chars[i] === '/') i++;
+        if (i >= chars.length) {
           if (detected === 'exact') detected = 'prefix';
           else {
-            source += '.*';
-            detected = 'regexp';
+            tokens.push({ kind: 'globstar', slash: false });
+            detected = 'pattern';
           }
         } else {
-          source += '(.*/)?';
-          detected = 'regexp';
+          tokens.push({ kind: 'globstar', slash: true });
+          detected = 'pattern';
         }
         if (index === 0) detected = 'suffix';
       } else {
-        source += '[^/]*';
-        detected = 'regexp';
+        tokens.push({ kind: 'star' });
+        detected = 'pattern';
       }
     } else if (ch === '?') {
-      source += '[^/]';
-      detected = 'regexp';
+      tokens.push({ kind: 'any' });
+      detected = 'pattern';
     } else if (ch === '\\') {
-      const next = tokens[i];
+      const next = chars[i];
       if (next !== undefined) {
-        source += regexChar(next);
+        tokens.push({ kind: 'literal', char: next });
         i++;
-        detected = 'regexp';
+        detected = 'pattern';
       } else {
-        source += '\\\\';
+        tokens.push({ kind: 'literal', char: '\\' });
       }
     } else if (ch === '[') {
       // Re-parse the class with the glob parser so its syntax and escapes are Go's.
       let end = i;
-      while (end < tokens.length && tokens[end] !== ']') end += tokens[end] === '\\' ? 2 : 1;
-      if (end < tokens.length && end === i) end++; // `[]` is a syntax error, caught by the validation
-      const classText = tokens.slice(i - 1, end + 1).join('');
-      const token = parseGlob(classText)[0];
+      while (end < chars.length && chars[end] !== ']') end += chars[end] === '\\' ? 2 : 1;
+      if (end < chars.length && end === i) end++; // `[]` is a syntax error, caught by the validation
+      const token = parseGlob(chars.slice(i - 1, end + 1).join(''))[0];
       if (token?.kind !== 'class') throw new GlobSyntaxError(cleaned);
-      source += classRegex(token);
+      tokens.push(token);
       i = end + 1;
-      detected = 'regexp';
+      detected = 'pattern';
     } else {
-      source += regexChar(ch);
+      tokens.push({ kind: 'literal', char: ch });
     }
   }
-  if (detected === 'regexp') return { kind: 'regexp', regexp: new RegExp(`${source}$`, 'u') };
+  if (detected === 'pattern') return { kind: 'pattern', tokens };
   return { kind: detected };
 }
 
@@ -155,8 +155,8 @@ function matchOne(pattern: IgnorePattern, path: string): boolean {
       if (path.endsWith(suffix)) return true;
       return suffix.startsWith('/') && path === suffix.slice(1);
     }
-    case 'regexp':
-      return match.regexp.test(path);
+    case 'pattern':
+      return matchTokens(match.tokens, path);
   }
 }
 

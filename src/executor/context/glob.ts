@@ -1,9 +1,9 @@
 /**
  * Go's `filepath.Match` syntax, shared by COPY wildcards and .dockerignore patterns.
  *
- * A pattern is parsed once into tokens; `compileGlob` turns the tokens into an anchored RegExp
- * in which `*` and `?` never match `/` (so a COPY wildcard matches one path component per
- * pattern component, as `filepath.Match` does). Malformed patterns are rejected the way Go
+ * A pattern is parsed once into tokens and matched token by token (no RegExp): `*` and `?`
+ * never match `/` (so a COPY wildcard matches one path component per pattern component, as
+ * `filepath.Match` does); any other character, `-+(){}|^$.` included, is itself. Malformed patterns are rejected the way Go
  * rejects them (`[]a]`, `[-]`, `[x-]`, `[a-b-c]`, an unclosed `[`, a trailing `\`), whatever
  * the path, because Go's Match validates the whole pattern.
  */
@@ -86,45 +86,83 @@ export function parseGlob(pattern: string): GlobToken[] {
   return tokens;
 }
 
-const REGEX_SPECIAL = /[\\^$.*+?()[\]{}|/-]/;
+/**
+ * A compiled pattern: tokens matched against a name directly, never through a RegExp (a
+ * RegExp built by escaping breaks on the characters it forgets: `-`, `{`, `|`, ...).
+ * `globstar` tokens come only from .dockerignore patterns: `**` followed by `/` matches nothing or
+ * anything ending in `/` (patternmatcher's optional `.*` plus slash group), a final `**` anything.
+ */
+export type MatchToken = GlobToken | { readonly kind: 'globstar'; readonly slash: boolean };
 
-/** Escapes one character for use in a RegExp with the `u` flag (inside or outside a class). */
-export function regexChar(ch: string): string {
-  return REGEX_SPECIAL.test(ch) ? `\\${ch}` : ch;
+function classMatches(token: Extract<GlobToken, { kind: 'class' }>, ch: string): boolean {
+  const code = ch.codePointAt(0)!;
+  const inRange = token.ranges.some(([lo, hi]) => lo.codePointAt(0)! <= code && code <= hi.codePointAt(0)!);
+  return inRange !== token.negated;
 }
 
-export function classRegex(token: Extract<GlobToken, { kind: 'class' }>): string {
-  const body = token.ranges
-    .map(([lo, hi]) => (lo === hi ? regexChar(lo) : `${regexChar(lo)}-${regexChar(hi)}`))
-    .join('');
-  return `[${token.negated ? '^' : ''}${body}]`;
-}
-
-/** Anchored RegExp for a `filepath.Match` pattern (a `*` or `?` never matches `/`). */
-export function compileGlob(pattern: string): RegExp {
-  let source = '^';
-  for (const token of parseGlob(pattern)) {
-    switch (token.kind) {
-      case 'literal':
-        source += regexChar(token.char);
-        break;
-      case 'star':
-        source += '[^/]*';
-        break;
-      case 'any':
-        source += '[^/]';
-        break;
-      case 'class':
-        source += classRegex(token);
-        break;
+/** True when `tokens` match all of `name`; `*`, `?` never match `/`, as in `filepath.Match`. */
+export function matchTokens(tokens: readonly MatchToken[], name: string): boolean {
+  const chars = Array.from(name);
+  // Positions (token, char) already known not to match: keeps backtracking over stars linear-ish.
+  const failed = new Set<number>();
+  const width = chars.length + 1;
+  const match = (t: number, c: number): boolean => {
+    for (;;) {
+      if (failed.has(t * width + c)) return false;
+      const token = tokens[t];
+      if (token === undefined) return c === chars.length;
+      const ch = chars[c];
+      switch (token.kind) {
+        case 'literal':
+          if (ch !== token.char) return fail(t, c);
+          t++;
+          c++;
+          continue;
+        case 'any':
+          if (ch === undefined || ch === '/') return fail(t, c);
+          t++;
+          c++;
+          continue;
+        case 'class':
+          if (ch === undefined || !classMatches(token, ch)) return fail(t, c);
+          t++;
+          c++;
+          continue;
+        case 'star':
+          // Zero or more characters within one path component.
+          for (let end = c; ; end++) {
+            if (match(t + 1, end)) return true;
+            if (end >= chars.length || chars[end] === '/') return fail(t, c);
+          }
+        case 'globstar':
+          if (!token.slash) {
+            for (let end = c; end <= chars.length; end++) if (match(t + 1, end)) return true;
+            return fail(t, c);
+          }
+          // Nothing, or anything up to and including a `/`.
+          if (match(t + 1, c)) return true;
+          for (let end = c; end < chars.length; end++)
+            if (chars[end] === '/' && match(t + 1, end + 1)) return true;
+          return fail(t, c);
+      }
     }
-  }
-  return new RegExp(`${source}$`, 'u');
+  };
+  const fail = (t: number, c: number): false => {
+    failed.add(t * width + c);
+    return false;
+  };
+  return match(0, 0);
+}
+
+/** A name matcher for a `filepath.Match` pattern; throws GlobSyntaxError on a malformed one. */
+export function compileGlob(pattern: string): (name: string) => boolean {
+  const tokens = parseGlob(pattern);
+  return (name) => matchTokens(tokens, name);
 }
 
 /** `filepath.Match(pattern, name)`; throws GlobSyntaxError on a malformed pattern. */
 export function globMatch(pattern: string, name: string): boolean {
-  return compileGlob(pattern).test(name);
+  return compileGlob(pattern)(name);
 }
 
 /**

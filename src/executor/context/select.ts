@@ -119,6 +119,17 @@ async function resolveSource(ctx: SelectContext, src: string, rel: string, follo
   return resolution;
 }
 
+/**
+ * A context source that is missing or excluded by .dockerignore: the classic builder's message,
+ * which does not tell the two apart (its context holds no excluded file).
+ */
+function notInContext(ctx: SelectContext, rel: string): StratumError {
+  return new StratumError(
+    'NOT_FOUND',
+    `${ctx.instruction} failed: file not found in build context or excluded by .dockerignore: stat ${rel}: file does not exist`,
+  );
+}
+
 function ignored(ctx: SelectContext, rel: string): boolean {
   return ctx.ignore !== undefined && isIgnored(ctx.ignore, rel);
 }
@@ -128,6 +139,7 @@ function excluded(ctx: SelectContext, rel: string): boolean {
 }
 
 function makeEntry(
+  ctx: SelectContext,
   st: Stats,
   type: EntryType,
   fields: {
@@ -149,6 +161,8 @@ function makeEntry(
     sourceIndex: fields.sourceIndex,
     ...(fields.linkTarget !== undefined ? { linkTarget: fields.linkTarget } : {}),
     ...(type === 'file' && st.nlink > 1 ? { hardLinkKey: `${st.dev}:${st.ino}` } : {}),
+    // From a stage or image, owners are kept (both Docker builders); context files become root's.
+    ...(ctx.root.kind === 'rootfs' ? { owner: { uid: st.uid, gid: st.gid } } : {}),
   };
   return entry;
 }
@@ -190,7 +204,7 @@ async function walkDir(
       await walkDir(ctx, hostPath, childRoot, childDest, childExcl, sourceIndex, children);
       if (isIgnoredHere && children.length === 0) continue;
       out.push(
-        makeEntry(st, 'dir', {
+        makeEntry(ctx, st, 'dir', {
           sourcePath: hostPath,
           sourceName: childRoot,
           destRelPath: childDest,
@@ -203,7 +217,7 @@ async function walkDir(
     if (isIgnoredHere) continue;
     const linkTarget = type === 'symlink' ? await readlink(hostPath) : undefined;
     out.push(
-      makeEntry(st, type, {
+      makeEntry(ctx, st, type, {
         sourcePath: hostPath,
         sourceName: childRoot,
         destRelPath: childDest,
@@ -233,7 +247,7 @@ async function expandWildcards(ctx: SelectContext, src: string, rel: string): Pr
   if (first < 0) return [rel];
   const baseRel = parts.slice(0, first).join('/') || '.';
   const base = await resolveSource(ctx, src, baseRel, true);
-  let matchers: RegExp[];
+  let matchers: ((name: string) => boolean)[];
   try {
     matchers = parts.slice(first).map((p) => compileGlob(p));
   } catch (error) {
@@ -258,7 +272,7 @@ async function expandWildcards(ctx: SelectContext, src: string, rel: string): Pr
         throw error;
       }
       for (const name of names) {
-        if (!matcher.test(name)) continue;
+        if (!matcher(name)) continue;
         const childRel = joinRel(dirRel, name);
         const st = await lstat(join(hostDir, name));
         if (!last && !st.isDirectory()) continue;
@@ -301,6 +315,7 @@ async function selectOne(
   const st = resolution.missing ? undefined : await tryLstat(resolution.hostPath);
   const resolvedRel = resolution.inRoot === '/' ? '.' : resolution.inRoot.slice(1);
   if (st === undefined) {
+    if (ctx.root.kind === 'context') throw notInContext(ctx, matchedRel);
     throw new StratumError('NOT_FOUND', `${label}: ${matchedRel} not found in ${rootLabel(ctx.root)}`);
   }
   const type = entryType(st);
@@ -312,7 +327,7 @@ async function selectOne(
     isIgnoredName &&
     !(type === 'dir' && (await hasIncludedDescendant(ctx, resolution.hostPath, resolvedRel)))
   ) {
-    throw new StratumError('NOT_FOUND', `${label}: ${matchedRel} is excluded by .dockerignore`);
+    throw notInContext(ctx, matchedRel);
   }
 
   const entries: CopyEntry[] = [];
@@ -332,7 +347,7 @@ async function selectOne(
       const parent = await resolveSource(ctx, src, rootRel, true);
       const pst = await lstat(parent.hostPath);
       entries.push(
-        makeEntry(pst, 'dir', {
+        makeEntry(ctx, pst, 'dir', {
           sourcePath: parent.hostPath,
           sourceName: rootRel,
           destRelPath: acc,
@@ -346,7 +361,7 @@ async function selectOne(
     if (ctx.parents && destBase !== '' && !ctx.parentDirs.has(destBase)) {
       ctx.parentDirs.add(destBase);
       entries.push(
-        makeEntry(st, 'dir', {
+        makeEntry(ctx, st, 'dir', {
           sourcePath: resolution.hostPath,
           sourceName: resolvedRel,
           destRelPath: destBase,
@@ -370,7 +385,7 @@ async function selectOne(
   const isArchive =
     type === 'file' && ctx.isArchive !== undefined && (await ctx.isArchive(resolution.hostPath));
   entries.push(
-    makeEntry(st, isArchive ? 'archive' : type, {
+    makeEntry(ctx, st, isArchive ? 'archive' : type, {
       sourcePath: resolution.hostPath,
       sourceName: resolvedRel,
       destRelPath: isArchive ? '' : destRelPath,

@@ -36,6 +36,11 @@ export interface CopyEntry {
   readonly linkTarget?: string;
   /** Same value on every entry that is a hard link to the same source inode (`dev:ino`). */
   readonly hardLinkKey?: string;
+  /**
+   * The source's owner, kept when copying from a stage or image (`--from`) without --chown.
+   * Absent for build-context sources, which become root's.
+   */
+  readonly owner?: Owner;
   /** Index of the source argument this entry came from. */
   readonly sourceIndex: number;
 }

