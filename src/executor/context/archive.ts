@@ -6,7 +6,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { errnoCode, StratumError } from '../../errors.js';
-import { createDecompressor, sniffCompression } from '../../oci/compression.js';
+import { createDecompressor } from '../../oci/compression.js';
 import { cleanPath, resolveInRoot } from './paths.js';
 
 /**
@@ -14,13 +14,14 @@ import { cleanPath, resolveInRoot } from './paths.js';
  * by file name, and extracted as safely as COPY writes: every entry lands inside the
  * destination directory, `..` names are refused, and symlinks (absolute ones included) are
  * resolved as if the destination were the root, as Docker's chrooted untar does.
+ * A zstd archive is copied as a file, not extracted: Docker 20.10's ADD does the same (its
+ * DecompressStream knows gzip, bzip2 and xz; zstd came in Docker 23).
  */
 
-export type Compression = 'gzip' | 'zstd' | 'bzip2' | 'xz' | 'none';
+export type Compression = 'gzip' | 'bzip2' | 'xz' | 'none';
 
 export function compressionOf(head: Buffer): Compression {
   if (head.length >= 3 && head[0] === 0x1f && head[1] === 0x8b && head[2] === 0x08) return 'gzip';
-  if (sniffCompression(head) === 'zstd') return 'zstd';
   if (head.length >= 3 && head.toString('latin1', 0, 3) === 'BZh') return 'bzip2';
   if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
     return 'xz';
@@ -66,14 +67,13 @@ interface Decompressed {
   readonly stop: () => void;
 }
 
-/** The decompressed bytes of a file as a stream (gzip, zstd in-process; bzip2/xz through their tools). */
+/** The decompressed bytes of a file as a stream (gzip in-process; bzip2/xz through their tools). */
 async function decompressed(path: string, compression: Compression): Promise<Decompressed> {
   if (compression === 'none') {
     const stream = createReadStream(path);
     return { stream, done: Promise.resolve(), stop: () => stream.destroy() };
   }
-  if (compression === 'gzip' || compression === 'zstd') {
-    // zstd where this Node.js has none: UNSUPPORTED naming the archive (oci/compression.ts).
+  if (compression === 'gzip') {
     const inflate = createDecompressor(compression, `ADD ${path}`)!;
     const out = new PassThrough();
     let stopped = false;
