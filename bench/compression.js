@@ -5,7 +5,8 @@
 // time of each is kept. Needs a Node.js with zstd in node:zlib (22.15+):
 //
 //   npm run build && PATH=$PWD/.ci/cache/node-v24.22.3/bin:$PATH node bench/compression.js
-//   BENCH_TREE=/var/tmp/tree keeps the generated tree; BENCH_LAYER_MB=256 for a quick run
+//   BENCH_TREE=/var/tmp/tree keeps the generated tree; BENCH_LAYER_MB=256 for a quick run;
+//   BENCH_ONLY=micro only the in-process codec comparison
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -162,6 +163,57 @@ function layoutOf(store, layer) {
   return `oci:${store}:latest`;
 }
 
+/**
+ * In-process codec speed on 64 MB of the tree's content (its first large file), alternating, best of 3: what the
+ * layer rows above spend on compression alone, without tar, hashing or disk.
+ */
+async function micro() {
+  const { promisify } = await import('node:util');
+  const sample = readFileSync(join(tree, 'large', 'blob0.bin')).subarray(0, 64 << 20);
+  const level = (n) => ({ params: { [zlib.constants.ZSTD_c_compressionLevel]: n } });
+  const gz = await promisify(zlib.gzip)(sample, { level: 6 });
+  const zs = await promisify(zlib.zstdCompress)(sample, level(3));
+  // Decompression as the readers stream it: 1 MiB input chunks, output chunks of 16 KiB (zlib's
+  // default) and of 256 KiB (oci/compression.ts).
+  const { Readable } = await import('node:stream');
+  const { pipeline } = await import('node:stream/promises');
+  const inflate = (make, input) =>
+    pipeline(
+      Readable.from(
+        [...Array(Math.ceil(input.length / (1 << 20))).keys()].map((i) =>
+          input.subarray(i << 20, (i + 1) << 20),
+        ),
+      ),
+      make(),
+      async (source) => {
+        for await (const chunk of source) void chunk;
+      },
+    );
+  const codecs = [
+    ['gzip -6 compress', () => promisify(zlib.gzip)(sample, { level: 6 })],
+    ['zstd -3 compress', () => promisify(zlib.zstdCompress)(sample, level(3))],
+    ['gunzip, 16 KiB chunks', () => inflate(() => zlib.createGunzip(), gz)],
+    ['gunzip, 256 KiB chunks', () => inflate(() => zlib.createGunzip({ chunkSize: 256 << 10 }), gz)],
+    ['zstd decompress, 16 KiB chunks', () => inflate(() => zlib.createZstdDecompress(), zs)],
+    [
+      'zstd decompress, 256 KiB chunks',
+      () => inflate(() => zlib.createZstdDecompress({ chunkSize: 256 << 10 }), zs),
+    ],
+  ];
+  const best = new Map();
+  for (let round = 0; round < 3; round++) {
+    for (const [name, run] of codecs) {
+      const started = performance.now();
+      await run();
+      const seconds = (performance.now() - started) / 1000;
+      best.set(name, Math.min(best.get(name) ?? Infinity, seconds));
+    }
+  }
+  console.log('node:zlib alone, 64 MB of the same content, one thread, best of 3 alternating:');
+  for (const [name, seconds] of best)
+    console.log(`  ${name.padEnd(34)} ${(64 / seconds).toFixed(0).padStart(6)} MB/s`);
+}
+
 try {
   let info;
   if (existsSync(join(tree, '.complete'))) {
@@ -172,6 +224,13 @@ try {
     info = generateMixedTree(tree, layerMB);
     writeFileSync(join(tree, '.complete'), JSON.stringify(info));
   }
+  if (process.env.BENCH_ONLY === 'micro') await micro();
+  else await layers(info);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+async function layers(info) {
   spawnSync('bash', ['-c', `tar -cf - -C ${tree} . > /dev/null`]); // warm the page cache alike
   console.log(
     `${info.files} files, ${(info.bytes / 1024 / 1024).toFixed(0)} MB; Node ${process.version}, libzstd ${process.versions.zstd}, ${rounds} rounds\n`,
@@ -285,7 +344,6 @@ try {
   } finally {
     await registry.stop();
   }
+  await micro();
   console.log('\n(the machine may be shared: compare the rows, not the absolute times)');
-} finally {
-  rmSync(work, { recursive: true, force: true });
 }

@@ -41,8 +41,8 @@ export function zstdUnsupported(what: string): StratumError {
 export interface ZstdCodec {
   /** One complete zstd frame of `block`, made on the threadpool. */
   compress(block: Buffer, level: number): Promise<Buffer>;
-  /** A stream that decodes one or more concatenated frames. */
-  decompressor(): Transform;
+  /** A stream that decodes one or more concatenated frames, in output chunks of `chunkSize`. */
+  decompressor(chunkSize: number): Transform;
 }
 
 /** The codec, or UNSUPPORTED naming `what` when this Node.js has no zstd. */
@@ -63,6 +63,6 @@ export function zstdCodec(what: string): ZstdCodec {
           else resolve(result);
         });
       }),
-    decompressor: () => createZstdDecompress(),
+    decompressor: (chunkSize) => createZstdDecompress({ chunkSize }),
   };
 }
