@@ -32,7 +32,7 @@ if (process.argv[2] === '--child') {
   const [, , , dir, storeDir, threads] = process.argv;
   const started = performance.now();
   const layer = await writeDirectoryLayer(dir, new BlobStore(storeDir), {
-    ...(threads !== undefined ? { gzipThreads: Number(threads) } : {}),
+    ...(threads !== undefined ? { compressionThreads: Number(threads) } : {}),
   });
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(

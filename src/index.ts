@@ -59,7 +59,15 @@ export {
   isValidImageName,
 } from './oci/reference.js';
 export { openOciLayout, openOciArchive, openDockerArchive, verifyOciLayout } from './oci/readers.js';
-export { openLayerTar, layerBlobCompression, zstdSupported, type LayerTarOptions } from './oci/layer.js';
+export { openLayerTar, layerBlobCompression, type LayerTarOptions } from './oci/layer.js';
+export {
+  zstdSupported,
+  parseCompression,
+  compressionName,
+  DEFAULT_COMPRESSION,
+  type Compression,
+  type CompressionSpec,
+} from './oci/compression.js';
 export { summarizeImage, type ImageSummary, type LayerSummary } from './oci/inspect.js';
 export { writeOciLayout, type LayoutWriteOptions, type WriteResult } from './oci-writer/layout-writer.js';
 export { writeOciArchive } from './oci-writer/oci-archive-writer.js';

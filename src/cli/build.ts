@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { StratumError } from '../errors.js';
-import { buildImage } from '../index.js';
+import { buildImage, parseCompression } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 
 function collect(value: string, previous: string[]): string[] {
@@ -91,6 +91,10 @@ export function registerBuild(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--compression <algo[,level=N]>',
+      'layer compression: gzip (default, level 6), zstd (level 3; needs Node.js 22.15+) or uncompressed',
+    )
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
     .action(async (contextArg: string, opts: BuildFlags) => {
       const contextDir = resolve(contextArg);
@@ -132,6 +136,7 @@ export function registerBuild(program: Command): void {
           noCache: !opts.cache,
           noCacheFilter: opts.noCacheFilter,
           secrets: parseSecrets(opts.secret),
+          ...(opts.compression === undefined ? {} : { compression: parseCompression(opts.compression) }),
           ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
           explain: opts.explain === true,
           tags: opts.tag,
@@ -179,4 +184,5 @@ interface BuildFlags {
   readonly push?: boolean;
   readonly cacheFrom: string[];
   readonly cacheTo: string[];
+  readonly compression?: string;
 }

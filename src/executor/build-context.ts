@@ -1,4 +1,5 @@
 import type { BlobStore } from '../oci/blob-store.js';
+import type { CompressionSpec } from '../oci/compression.js';
 import type { ImageSource } from '../oci/image.js';
 import type { Digest, Platform } from '../oci/types.js';
 import type { BuildArgUsage } from './args.js';
@@ -43,6 +44,8 @@ export interface BuildContext {
   /** RFC 3339 `created` for history and config; from SOURCE_DATE_EPOCH when set. */
   readonly created: string | undefined;
   readonly sourceDateEpoch: number | undefined;
+  /** How the layers this build writes are compressed (`--compression`). */
+  readonly compression: CompressionSpec;
   /** Opens FROM / --from images that are not stages (local store names, transports, registries). */
   readonly resolveImage: (reference: string, signal?: AbortSignal) => Promise<ImageSource>;
   /** Results of the stages built so far, by index. */

@@ -4,6 +4,7 @@ import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
+import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
 import type { ImageSource } from '../oci/image.js';
 import {
   formatPlatform,
@@ -48,6 +49,8 @@ export interface BuildOptions {
   readonly blobs?: BlobStore;
   readonly explain?: boolean;
   readonly sourceDateEpoch?: number;
+  /** Layer compression; default gzip level 6. */
+  readonly compression?: CompressionSpec;
   readonly onEvent?: ProgressListener;
   readonly signal?: AbortSignal;
   /** Registry caches to read from after a local miss and to record every step for. */
@@ -88,6 +91,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   };
   const file = options.dockerfilePath ?? 'Dockerfile';
   const platform = choosePlatform(options.platform);
+  const compression = options.compression ?? DEFAULT_COMPRESSION;
+  requireCompression(compression, '--compression zstd');
   const buildArgs = new BuildArgUsage(new Map(Object.entries(options.buildArgs ?? {})));
   const plan = planBuild(
     options.dockerfile,
@@ -146,6 +151,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       signal: stageSignal,
       created,
       sourceDateEpoch: options.sourceDateEpoch,
+      compression,
       resolveImage: options.resolveImage,
       stages,
       stageNames: stageNames(plan),

@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { StratumError } from '../errors.js';
+import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
 import type { ContainerConfig, Digest, HealthConfig } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
@@ -7,7 +8,7 @@ import type { Instruction, Stage } from '../parser/index.js';
 import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
-import { cacheKey, chainId, type KeyComponent } from './cache/key.js';
+import { cacheKey, chainId, compressionComponents, type KeyComponent } from './cache/key.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
 import { goPlainList, goQuotedList, healthcheckCreatedBy } from './history.js';
@@ -427,6 +428,7 @@ export class StageRunner {
       { name: 'platform', value: `${this.state.platform.os}/${this.state.platform.architecture}` },
       { name: 'instruction', value: action.instruction ?? action.createdBy },
       ...action.components,
+      ...compressionComponents(compressionName(this.build.compression)),
     ];
     const key = cacheKey(components);
     const stepId = `${step.stage}/${step.index}`;
@@ -487,6 +489,7 @@ export class StageRunner {
         ...(ROOTLESS_OWNER === undefined ? {} : { mapOwner: ROOTLESS_OWNER }),
         ...(this.build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: this.build.sourceDateEpoch }),
         ...(this.build.signal ? { signal: this.build.signal } : {}),
+        compression: this.build.compression,
       });
       layer = { descriptor: written.descriptor, diffId: written.diffId };
       this.state = withLayer(this.state, layer, action.createdBy, this.build.created);

@@ -3,7 +3,7 @@ import { StratumError } from '../errors.js';
 import { isDigest } from './digest.js';
 import { readHead, type FileAccess } from './files.js';
 import type { ImageSource } from './image.js';
-import { ociLayerMediaType, sniffCompression } from './media-types.js';
+import { ociLayerMediaType, sniffCompression } from './compression.js';
 import { parseConfig, parseJson } from './parse.js';
 import { normalizeImageName } from './reference.js';
 import { manifestShape, toRaw } from './json.js';

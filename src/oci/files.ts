@@ -77,6 +77,9 @@ export function directoryAccess(root: string): FileAccess {
     },
     async open(name, signal) {
       if ((await size(name)) === undefined) return undefined;
+      // A stream made with an already-aborted signal errors before its reader can listen
+      // (an uncaught AbortError on Node 24): reject the open instead.
+      signal?.throwIfAborted();
       return createReadStream(path(name)!, signal ? { signal } : {});
     },
   };
@@ -92,6 +95,7 @@ export function tarAccess(index: TarIndex, where: string): FileAccess {
     if (found === undefined) return undefined;
     // createReadStream's `end` is inclusive and cannot express an empty range.
     if (found.size === 0) return Readable.from([]);
+    signal?.throwIfAborted(); // as in directoryAccess.open
     return createReadStream(index.file, {
       start: found.offset,
       end: found.offset + found.size - 1,

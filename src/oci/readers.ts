@@ -3,19 +3,18 @@ import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { StratumError, errnoCode } from '../errors.js';
 import { openDockerArchiveImage } from './docker-archive-reader.js';
 import { directoryAccess, tarAccess, type FileAccess } from './files.js';
 import type { ImageSource, ReadImageOptions } from './image.js';
 import { openLayoutImage, verifyLayout } from './layout-reader.js';
-import { sniffCompression } from './media-types.js';
+import { SNIFF_BYTES, createDecompressor, isDecompressionError, sniffCompression } from './compression.js';
 import { indexTar } from './tar-index.js';
 
 /**
  * Entry points for the three on-disk transports. Archives are read in place (see tar-index.ts);
- * a gzip-compressed archive (`docker save | gzip`) is first inflated to a temporary file, which
- * the source's close() removes.
+ * a gzip- or zstd-compressed archive (`docker save | gzip`) is first inflated to a temporary
+ * file, which the source's close() removes.
  */
 
 function describe(transport: string, path: string, tag: string | undefined): string {
@@ -54,17 +53,16 @@ interface OpenedArchive {
 
 async function openArchive(path: string, name: string, signal?: AbortSignal): Promise<OpenedArchive> {
   await requireExisting(path, 'file', name);
-  const head = Buffer.alloc(4);
+  const head = Buffer.alloc(SNIFF_BYTES);
   const handle = await open(path, 'r');
   try {
-    await handle.read(head, 0, 4, 0);
+    await handle.read(head, 0, SNIFF_BYTES, 0);
   } finally {
     await handle.close();
   }
   const compression = sniffCompression(head);
-  if (compression === 'zstd')
-    throw new StratumError('UNSUPPORTED', `${name}: zstd-compressed archives are not supported`);
-  if (compression === 'none') {
+  const inflate = createDecompressor(compression, name);
+  if (inflate === undefined) {
     return { access: tarAccess(await indexTar(path, name, signal), path), close: () => Promise.resolve() };
   }
   const dir = await mkdtemp(join(tmpdir(), 'stratum-archive-'));
@@ -72,17 +70,12 @@ async function openArchive(path: string, name: string, signal?: AbortSignal): Pr
   try {
     const inflated = join(dir, 'archive.tar');
     try {
-      await pipeline(
-        createReadStream(path),
-        createGunzip(),
-        createWriteStream(inflated),
-        signal ? { signal } : {},
-      );
+      await pipeline(createReadStream(path), inflate, createWriteStream(inflated), signal ? { signal } : {});
     } catch (error) {
-      if (error instanceof Error && 'code' in error && String(error.code).startsWith('Z_')) {
+      if (isDecompressionError(error)) {
         throw new StratumError(
           'INVALID_IMAGE',
-          `${name}: corrupt or truncated gzip archive (${error.message})`,
+          `${name}: corrupt or truncated ${compression} archive (${error.message})`,
         );
       }
       throw error;

@@ -26,9 +26,9 @@ import {
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { StratumError, errnoCode } from '../errors.js';
+import { decompressedStream } from '../oci/compression.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './paths.js';
 
 const run = promisify(execFile);
@@ -415,35 +415,16 @@ export async function extractLayer(
   return { entries: count, warnings };
 }
 
-/** Extracts a layer that may be gzip-compressed, telling them apart by the gzip magic bytes. */
+/**
+ * Extracts a layer that may be gzip- or zstd-compressed, telling them apart by their magic
+ * bytes (oci/compression.ts); zstd where this Node.js has none is UNSUPPORTED, not a garbled tar.
+ */
 export async function extractLayerAuto(
   input: Readable,
   target: string,
   options: ExtractOptions = {},
 ): Promise<ExtractResult> {
-  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let first = await iterator.next();
-  while (first.done !== true && first.value.length < 2) {
-    const more = await iterator.next();
-    if (more.done === true) break;
-    first = { done: false, value: Buffer.concat([first.value, more.value]) };
-  }
-  const head = first.done === true ? Buffer.alloc(0) : first.value;
-  async function* rest(): AsyncGenerator<Buffer> {
-    if (head.length > 0) yield head;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done === true) return;
-      yield next.value;
-    }
-  }
-  const replay = Readable.from(rest(), { objectMode: false });
-  const gzipped = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
-  if (!gzipped) return extractLayer(replay, target, options);
-  const gunzip = createGunzip();
-  const piping = pipeline(replay, gunzip);
-  piping.catch(() => undefined);
-  const result = await extractLayer(gunzip, target, options);
-  await piping;
-  return result;
+  const { stream } = await decompressedStream(input, `layer ${options.layerName ?? ''}`.trimEnd());
+  // A corrupt stream surfaces in extractLayer, which names the layer (INVALID_IMAGE).
+  return extractLayer(stream, target, options);
 }

@@ -24,4 +24,4 @@ export {
 export { layerEntries, type TarEntry, type EntryOptions } from './tar-entries.js';
 export type { TarHeader, TarType } from './tar-header.js';
 export { extractLayer, extractLayerAuto, type ExtractOptions, type ExtractResult } from './extract.js';
-export { ParallelGzip, type ParallelGzipOptions } from './parallel-gzip.js';
+export { ParallelGzip, type ParallelGzipOptions } from '../oci/parallel-gzip.js';

@@ -6,19 +6,24 @@ import { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DigestingStream } from '../oci/digest.js';
-import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
+import {
+  DEFAULT_COMPRESSION,
+  layerCompressor,
+  ociLayerMediaType,
+  type CompressionSpec,
+} from '../oci/compression.js';
+import type { Descriptor, Digest } from '../oci/types.js';
 import { diffSnapshots } from './diff.js';
-import { GzipBlocks } from './parallel-gzip.js';
 import { emptySnapshot, scanTree } from './scan.js';
 import { layerEntries, type EntryOptions, type TarEntry } from './tar-entries.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor } from './tar-header.js';
 import type { LayerDiff } from './types.js';
 
 export interface LayerWriteOptions extends EntryOptions {
-  /** gzip level; default 6, what Docker's Go gzip.DefaultCompression means */
-  readonly gzipLevel?: number;
-  /** parallel gzip blocks in flight (see parallel-gzip.ts) */
-  readonly gzipThreads?: number;
+  /** default gzip level 6, what Docker's Go gzip.DefaultCompression means (oci/compression.ts) */
+  readonly compression?: CompressionSpec;
+  /** compressed blocks in flight (see oci/parallel-gzip.ts, oci/zstd-frames.ts) */
+  readonly compressionThreads?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -244,8 +249,8 @@ export function layerTarStream(diff: LayerDiff, options: LayerWriteOptions = {})
 }
 
 /**
- * Writes a layer in one streaming pass: tar → sha256 (diff_id) → gzip → sha256 and size →
- * blob store. Nothing is buffered beyond the read-ahead and the gzip blocks in flight.
+ * Writes a layer in one streaming pass: tar → sha256 (diff_id) → gzip or zstd → sha256 and
+ * size → blob store. Nothing is buffered beyond the read-ahead and the blocks in flight.
  */
 export async function writeLayerEntries(
   entries: readonly TarEntry[],
@@ -253,20 +258,16 @@ export async function writeLayerEntries(
   options: LayerWriteOptions = {},
 ): Promise<WrittenLayer> {
   // The tar is consumed here directly rather than through stream stages: each chunk is hashed
-  // and copied into a gzip block before the next is asked for, so tarChunks may reuse buffers.
+  // and copied into a compression block before the next is asked for, so tarChunks may reuse
+  // buffers.
   const diffHash = createHash('sha256');
   let uncompressedSize = 0;
   const compressed = new DigestingStream('sha256');
-  const storing = store.putStream(compressed, undefined, compressed);
   let storeError: unknown;
-  storing.catch((error: unknown) => {
-    storeError = error;
-  });
-  const gzip = new GzipBlocks(
-    {
-      ...(options.gzipLevel !== undefined ? { level: options.gzipLevel } : {}),
-      ...(options.gzipThreads !== undefined ? { threads: options.gzipThreads } : {}),
-    },
+  // Made before the store is opened: zstd where this Node.js has none throws here.
+  const compression = options.compression ?? DEFAULT_COMPRESSION;
+  const compressor = layerCompressor(
+    compression,
     async (data) => {
       if (storeError !== undefined) {
         throw storeError instanceof Error
@@ -275,14 +276,19 @@ export async function writeLayerEntries(
       }
       if (!compressed.write(data)) await once(compressed, 'drain');
     },
+    options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {},
   );
+  const storing = store.putStream(compressed, undefined, compressed);
+  storing.catch((error: unknown) => {
+    storeError = error;
+  });
   try {
     for await (const chunk of tarChunks(entries, bufferSource(true), options.signal)) {
       diffHash.update(chunk);
       uncompressedSize += chunk.length;
-      await gzip.write(chunk);
+      await compressor.write(chunk);
     }
-    await gzip.end();
+    await compressor.end();
     compressed.end();
   } catch (error) {
     compressed.destroy(error instanceof Error ? error : new Error(String(error)));
@@ -291,7 +297,7 @@ export async function writeLayerEntries(
   }
   const blob = await storing;
   return {
-    descriptor: { mediaType: MediaType.ociLayerGzip, digest: blob.digest, size: blob.size },
+    descriptor: { mediaType: ociLayerMediaType(compression.algorithm), digest: blob.digest, size: blob.size },
     diffId: `sha256:${diffHash.digest('hex')}`,
     uncompressedSize,
   };

@@ -19,6 +19,15 @@ export interface CacheKey {
   readonly components: readonly KeyComponent[];
 }
 
+/**
+ * The layer compression (oci/compression.ts compressionName) as key components: a step's
+ * entry names its compressed blob, so a zstd build must not hit a gzip entry. None for the
+ * default, gzip-6, so that keys made before compression was a choice stay valid.
+ */
+export function compressionComponents(compression: string): KeyComponent[] {
+  return compression === 'gzip-6' ? [] : [{ name: 'compression', value: compression }];
+}
+
 export function cacheKey(components: readonly KeyComponent[]): CacheKey {
   const hash = createHash('sha256');
   hash.update('stratum cache key v1\0');

@@ -254,7 +254,7 @@ export class RegistryCacheSource {
     const what = `cache ${this.name}: layer ${descriptor.digest} of "${entry.instruction}"`;
     try {
       const checkable = diffIdCheckable(descriptor.mediaType);
-      if (checkable === 'tar' && diffId !== descriptor.digest) {
+      if (checkable === 'none' && diffId !== descriptor.digest) {
         throw new StratumError('DIGEST_MISMATCH', `uncompressed layer with diff_id ${diffId}`);
       }
       const fetched = this.repo.fetchBlob(descriptor.digest, {
@@ -262,8 +262,8 @@ export class RegistryCacheSource {
         ...(signal ? { signal } : {}),
       });
       let body = fetched;
-      if (checkable === 'gzip') {
-        const check = new DiffIdCheck(diffId, what);
+      if (checkable === 'gzip' || checkable === 'zstd') {
+        const check = new DiffIdCheck(diffId, what, checkable);
         fetched.on('error', (error) => check.destroy(error));
         body = fetched.pipe(check);
       }

@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { createGunzip, type Gunzip } from 'node:zlib';
 import { StratumError } from '../../errors.js';
-import { MediaType, type Digest } from '../../oci/types.js';
+import { createDecompressor, layerCompression, type Compression } from '../../oci/compression.js';
+import type { Digest } from '../../oci/types.js';
 
 /**
- * Checks a gzip layer's diff_id while it streams past. A shared cache entry names both the
+ * Checks a compressed layer's diff_id while it streams past. A shared cache entry names both the
  * compressed digest (verified by the download) and the uncompressed diff_id, which goes into the
  * image config of every build that hits it; an entry written by a buggy or hostile client could
  * pair a real blob with a wrong diff_id, so the diff_id is checked too, not trusted.
  * Chunks pass through unchanged; the stream errors at its end on a mismatch.
  */
 export class DiffIdCheck extends Transform {
-  private readonly gunzip: Gunzip;
+  private readonly gunzip: Transform;
   private readonly hash = createHash('sha256');
   private failure: Error | undefined;
   private readonly ended: Promise<void>;
@@ -20,16 +20,18 @@ export class DiffIdCheck extends Transform {
   constructor(
     private readonly expected: Digest,
     private readonly what: string,
+    compression: 'gzip' | 'zstd',
   ) {
     super();
-    this.gunzip = createGunzip();
+    // zstd where this Node.js has none throws UNSUPPORTED here: the entry is then a miss.
+    this.gunzip = createDecompressor(compression, what)!;
     this.gunzip.on('data', (chunk: Buffer) => this.hash.update(chunk));
     this.ended = new Promise((resolve) => {
       this.gunzip.once('end', resolve);
       this.gunzip.once('error', (error) => {
         this.failure = new StratumError(
           'DIGEST_MISMATCH',
-          `${this.what}: layer is not valid gzip (${error.message})`,
+          `${this.what}: layer is not valid ${compression} (${error.message})`,
         );
         resolve();
       });
@@ -73,9 +75,10 @@ export class DiffIdCheck extends Transform {
   }
 }
 
-/** Whether a layer's diff_id can be checked here: gzip (inflated on the way) or plain tar (the same digest). */
-export function diffIdCheckable(mediaType: string): 'gzip' | 'tar' | undefined {
-  if (mediaType === MediaType.ociLayerGzip || mediaType === MediaType.dockerLayerGzip) return 'gzip';
-  if (mediaType === MediaType.ociLayer) return 'tar';
-  return undefined;
+/**
+ * How a layer's diff_id is checked here: gzip and zstd are inflated on the way, a plain tar's
+ * diff_id is its digest; undefined for media types that do not say.
+ */
+export function diffIdCheckable(mediaType: string): Compression | undefined {
+  return layerCompression(mediaType);
 }

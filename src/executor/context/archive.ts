@@ -4,9 +4,9 @@ import { link, lstat, lutimes, mkdir, open, rm, symlink, chmod, lchown, utimes }
 import { basename, join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { errnoCode, StratumError } from '../../errors.js';
+import { createDecompressor } from '../../oci/compression.js';
 import { cleanPath, resolveInRoot } from './paths.js';
 
 /**
@@ -14,6 +14,8 @@ import { cleanPath, resolveInRoot } from './paths.js';
  * by file name, and extracted as safely as COPY writes: every entry lands inside the
  * destination directory, `..` names are refused, and symlinks (absolute ones included) are
  * resolved as if the destination were the root, as Docker's chrooted untar does.
+ * A zstd archive is copied as a file, not extracted: Docker 20.10's ADD does the same (its
+ * DecompressStream knows gzip, bzip2 and xz; zstd came in Docker 23).
  */
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'none';
@@ -65,16 +67,17 @@ interface Decompressed {
   readonly stop: () => void;
 }
 
-/** The decompressed bytes of a file as a stream (gzip in-process, bzip2/xz through their tools). */
+/** The decompressed bytes of a file as a stream (gzip in-process; bzip2/xz through their tools). */
 async function decompressed(path: string, compression: Compression): Promise<Decompressed> {
   if (compression === 'none') {
     const stream = createReadStream(path);
     return { stream, done: Promise.resolve(), stop: () => stream.destroy() };
   }
   if (compression === 'gzip') {
+    const inflate = createDecompressor(compression, `ADD ${path}`)!;
     const out = new PassThrough();
     let stopped = false;
-    const done = pipeline(createReadStream(path), createGunzip(), out).catch((error: unknown) => {
+    const done = pipeline(createReadStream(path), inflate, out).catch((error: unknown) => {
       if (!stopped) throw error;
     });
     return {

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { ParallelGzip, deflateBlock, type ParallelGzipOptions } from '../../src/snapshot/parallel-gzip.js';
+import { ParallelGzip, deflateBlock, type ParallelGzipOptions } from '../../src/oci/parallel-gzip.js';
 
 async function gzip(parts: readonly Buffer[], options: ParallelGzipOptions = {}): Promise<Buffer> {
   const out: Buffer[] = [];
