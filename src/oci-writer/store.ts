@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { directoryAccess } from '../oci/files.js';
-import type { ImageSource, ReadImageOptions } from '../oci/image.js';
+import type { AnyImage, ImageSource, ReadImageOptions } from '../oci/image.js';
 import {
   imageFromManifest,
   layoutBlobs,
@@ -15,7 +15,7 @@ import { parseConfig, parseManifestOrIndex } from '../oci/parse.js';
 import { isValidImageName, normalizeImageName } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
 import {
-  copyBlobs,
+  copyAnyImage,
   manifestDescriptor,
   prepareLayout,
   updateLayoutIndex,
@@ -72,13 +72,13 @@ export class ImageStore {
 
   /** Copies an image in (blobs verified) and points each of `names` at it. */
   async put(
-    source: ImageSource,
+    source: AnyImage,
     names: readonly string[],
     options: { readonly signal?: AbortSignal } = {},
   ): Promise<WriteResult> {
     const refs = names.map(checkedName);
     await prepareLayout(this.root);
-    await copyBlobs(source, this.blobs, options);
+    await copyAnyImage(source, this.blobs, options);
     const descriptor = manifestDescriptor(source);
     await updateLayoutIndex(
       this.root,

@@ -114,6 +114,8 @@ function platformsOf(index: ImageIndex): string {
 export interface ResolvedManifest {
   readonly descriptor: Descriptor;
   readonly manifest: Raw<ImageManifest>;
+  /** The index the manifest was chosen from (the innermost one), if any. */
+  readonly chosenFrom?: ImageSource['chosenFrom'];
 }
 
 /**
@@ -129,6 +131,7 @@ export async function resolveManifest(
 ): Promise<ResolvedManifest> {
   const wanted = options.platform ?? hostPlatform();
   let current = descriptor;
+  let chosenFrom: ImageSource['chosenFrom'];
   for (let depth = 0; depth < 8; depth++) {
     const isIndex = isIndexMediaType(current.mediaType);
     const bytes = await blobs.readJson(current, isIndex ? 'index' : 'manifest', options.signal);
@@ -137,7 +140,8 @@ export async function resolveManifest(
       isIndex || !isManifestMediaType(current.mediaType)
         ? parseManifestOrIndex(bytes, what, current.digest)
         : { kind: 'manifest' as const, manifest: parseManifest(bytes, what, current.digest) };
-    if (parsed.kind === 'manifest') return { descriptor: current, manifest: parsed.manifest };
+    if (parsed.kind === 'manifest')
+      return { descriptor: current, manifest: parsed.manifest, ...(chosenFrom ? { chosenFrom } : {}) };
     const index = parsed.index.value;
     const images = index.manifests.filter(
       (entry) => isIndexMediaType(entry.mediaType) || isManifestMediaType(entry.mediaType),
@@ -151,6 +155,10 @@ export async function resolveManifest(
         `${name}: index ${current.digest} has no image for ${formatPlatform(wanted)} (platforms: ${platformsOf(index)})`,
       );
     }
+    chosenFrom = {
+      digest: current.digest,
+      platforms: index.manifests.flatMap((entry) => (entry.platform ? [entry.platform] : [])),
+    };
     current = chosen;
   }
   throw new StratumError('INVALID_IMAGE', `${name}: indexes nested more than 8 deep at ${current.digest}`);
@@ -188,6 +196,7 @@ export async function imageFromManifest(
     config,
     openBlob: (blob, blobSignal) => blobs.open(blob, 'blob', blobSignal),
     close,
+    ...(resolved.chosenFrom === undefined ? {} : { chosenFrom: resolved.chosenFrom }),
   };
 }
 

@@ -24,13 +24,17 @@ const GROUP = ['root:x:0:', 'daemon:x:1:', 'app:x:1000:', 'staff:x:50:app', 'nog
   '\n',
 );
 
-/** Lays out a busybox root filesystem in `dir` (which must exist and be empty). */
-export function makeBusyboxRootfs(dir: string): void {
+/**
+ * Lays out a busybox root filesystem in `dir` (which must exist and be empty). `busybox` is the
+ * binary to install (another architecture's, for multi-platform bases); the applet list comes
+ * from the host's, the same Debian version.
+ */
+export function makeBusyboxRootfs(dir: string, busybox: string = BUSYBOX): void {
   for (const sub of ['bin', 'etc', 'root', 'tmp', 'home/app', 'usr/bin', 'var'])
     mkdirSync(join(dir, sub), { recursive: true });
   chmodSync(join(dir, 'tmp'), 0o1777);
   chmodSync(join(dir, 'root'), 0o700);
-  copyFileSync(BUSYBOX, join(dir, 'bin/busybox'));
+  copyFileSync(busybox, join(dir, 'bin/busybox'));
   chmodSync(join(dir, 'bin/busybox'), 0o755);
   const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
     .split('\n')
@@ -57,7 +61,12 @@ function sha256(data: Buffer | string): string {
  * Packs `rootfs` with GNU tar (sorted, numeric owners, fixed mtime) and writes it both as an OCI
  * layout and as a docker-archive. The image config sets PATH as Docker images usually do.
  */
-export function writeBaseImage(rootfs: string, outDir: string, repoTag: string): BaseImageFiles {
+export function writeBaseImage(
+  rootfs: string,
+  outDir: string,
+  repoTag: string,
+  architecture = 'amd64',
+): BaseImageFiles {
   const realTar = execFileSync(
     'tar',
     ['-C', rootfs, '--sort=name', '--numeric-owner', '--mtime=@1700000000', '-cf', '-', '.'],
@@ -69,7 +78,7 @@ export function writeBaseImage(rootfs: string, outDir: string, repoTag: string):
   const gz = gzipSync(realTar);
   const layerDigest = sha256(gz);
   const config = JSON.stringify({
-    architecture: 'amd64',
+    architecture,
     os: 'linux',
     created: '2023-11-14T22:13:20Z',
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
