@@ -7,18 +7,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   applyLayers,
   buildImage,
+  diffImages,
+  formatImageDiff,
   openImage,
   type BuildEvent,
   type BuildImageOptions,
   type FsEntry,
   type Platform,
 } from '../../src/index.js';
+import { formatPlatform } from '../../src/oci/platform.js';
 import {
   canMakeMultiPlatformBase,
   writeMultiPlatformBase,
   type MultiPlatformBase,
 } from '../helpers/multi-platform-base.js';
 import { isRoot, requireTool } from '../helpers/system.js';
+import { startRegistry, type RunningRegistry } from '../push/harness.js';
 
 /**
  * Multi-platform builds end to end: a two-platform busybox base (amd64 + arm64, from Debian's
@@ -230,6 +234,122 @@ COPY --from=cross /cross /cross
           expect(info.Architecture).toBe(arch);
         }
       });
+    },
+  );
+
+  describe.skipIf(!requireTool('docker-registry', 'docker-registry') || !requireTool('skopeo', 'skopeo'))(
+    'through a registry',
+    () => {
+      let registry: RunningRegistry;
+      beforeAll(async () => {
+        registry = await startRegistry();
+        // The two-platform base goes to the registry as an index (skopeo --all), for both builders.
+        execFileSync('skopeo', [
+          'copy',
+          '--quiet',
+          '--all',
+          '--dest-tls-verify=false',
+          `oci:${base.layout}:${base.tag}`,
+          `docker://${registry.host}/i14/base:1`,
+        ]);
+      });
+      afterAll(async () => {
+        await registry.stop();
+      });
+
+      it('build --push puts the index: skopeo inspect --raw shows it, skopeo copy --all reads it back', async () => {
+        const ctx = context('push', `FROM ${registry.host}/i14/base:1\nRUN uname -m > /arch\n`);
+        const ref = `${registry.host}/i14/pushed:1`;
+        const { digest } = await build(ctx, { platform: 'linux/amd64,linux/arm64', tags: [ref], push: true });
+        const raw = JSON.parse(
+          execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`], {
+            encoding: 'utf8',
+          }),
+        ) as { mediaType: string; manifests: { digest: string; platform: Platform }[] };
+        expect(raw.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+        expect(raw.manifests.map((entry) => entry.platform)).toEqual([AMD64, ARM64]);
+        const pushedDigest = execFileSync(
+          'skopeo',
+          ['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${ref}`],
+          { encoding: 'utf8' },
+        ).trim();
+        expect(pushedDigest).toBe(digest); // the tag names the index the build reported
+
+        const copy = join(dir, 'copied');
+        execFileSync('skopeo', [
+          'copy',
+          '--quiet',
+          '--all',
+          '--src-tls-verify=false',
+          `docker://${ref}`,
+          `oci:${copy}:back`,
+        ]);
+        expect((await finalFs(`oci:${copy}:back`, ARM64)).get('arch')?.sha256).toBe(sha('aarch64\n'));
+        expect((await finalFs(`oci:${copy}:back`, AMD64)).get('arch')?.sha256).toBe(sha('x86_64\n'));
+        // stratum reads the registry's index too, for either platform.
+        const arm = await openImage(`docker://${ref}`, { platform: ARM64 });
+        expect(arm.config.value.architecture).toBe('arm64');
+        expect(arm.chosenFrom?.platforms).toEqual([AMD64, ARM64]);
+        await arm.close();
+      });
+
+      const dockerReady =
+        requireTool('docker', 'docker.io') && spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0;
+
+      // BuildKit (unlike the classic builder stratum follows) adds a layer for a WORKDIR that
+      // changes nothing and leaves RUN's mount points in the layer when the base lacks them: the
+      // base has /dev, /proc and /sys, and the Dockerfile has no WORKDIR, so the images must match.
+      it.skipIf(!dockerReady)(
+        'parity per platform with BuildKit (docker build --platform), instruction by instruction',
+        async () => {
+          const from = `${registry.host}/i14/base:1`;
+          const ctx = context(
+            'parity',
+            `FROM --platform=$BUILDPLATFORM ${from} AS native
+ARG TARGETARCH
+RUN echo "built on $(uname -m) for $TARGETARCH" > /native.txt
+
+FROM ${from}
+ARG TARGETPLATFORM
+ARG TARGETARCH
+ENV TARGET=$TARGETPLATFORM
+RUN uname -m > /arch && echo "$TARGETARCH" > /t && mkdir -p /app
+COPY --from=native /native.txt /app/native.txt
+COPY hello.txt /app/
+CMD ["sh"]
+`,
+          );
+          writeFileSync(join(ctx, 'hello.txt'), 'hello\n');
+          const out = join(dir, 'out-parity');
+          await build(ctx, { platform: 'linux/amd64,linux/arm64', outputs: [`oci:${out}:p`] });
+          for (const platform of [AMD64, ARM64]) {
+            const tag = `stratum-i14-parity-${platform.architecture}-${process.pid}:latest`;
+            const docker = spawnSync(
+              '/usr/bin/docker',
+              ['build', '--network=none', '--platform', `linux/${platform.architecture}`, '-t', tag, ctx],
+              { env: { ...process.env, DOCKER_BUILDKIT: '1' }, encoding: 'utf8' },
+            );
+            expect(docker.status, docker.stderr).toBe(0);
+            const archive = join(dir, `parity-${platform.architecture}.tar`);
+            try {
+              execFileSync('/usr/bin/docker', ['save', '-o', archive, tag]);
+            } finally {
+              spawnSync('/usr/bin/docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+            }
+            const dockerImage = await openImage(`docker-archive:${archive}`);
+            const stratumImage = await openImage(`oci:${out}:p`, { platform });
+            try {
+              expect(dockerImage.config.value.architecture).toBe(platform.architecture);
+              expect(stratumImage.config.value.architecture).toBe(platform.architecture);
+              const diff = await diffImages(dockerImage, stratumImage, {});
+              expect(diff.equivalent, `${formatPlatform(platform)}:\n${formatImageDiff(diff)}`).toBe(true);
+            } finally {
+              await dockerImage.close();
+              await stratumImage.close();
+            }
+          }
+        },
+      );
     },
   );
 

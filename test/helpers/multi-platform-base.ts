@@ -91,6 +91,8 @@ export function writeMultiPlatformBase(outDir: string, tag = '1'): MultiPlatform
     const rootfs = join(outDir, `rootfs-${arch}`);
     mkdirSync(rootfs, { recursive: true });
     makeBusyboxRootfs(rootfs, busyboxFor(arch));
+    // Mount points exist, as in real bases: BuildKit would otherwise leave them in RUN layers.
+    for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint));
     const files = writeBaseImage(rootfs, join(outDir, arch), `stratum-test/busybox-multi:${arch}`, arch);
     perPlatform[arch] = files;
     const single = JSON.parse(readFileSync(join(files.layout, 'index.json'), 'utf8')) as {
