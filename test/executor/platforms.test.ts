@@ -171,6 +171,23 @@ COPY --from=cross /cross /cross
     expect(again.events.some((event) => event.kind === 'step-output')).toBe(false);
   });
 
+  it("a single-platform base whose config names another platform gets BuildKit's warning", async () => {
+    const amdOnly = `oci:${base.perPlatform.amd64.layout}:amd64`;
+    const ctx = context('mismatch', `FROM ${amdOnly}\nLABEL x=1\n`);
+    const { warnings } = await build(ctx, {
+      platform: 'linux/arm64',
+      outputs: [`oci:${join(dir, 'out-mismatch')}:m`],
+    });
+    expect(warnings).toContain(
+      `InvalidBaseImagePlatform: Base image ${amdOnly} was pulled with platform "linux/amd64", expected "linux/arm64" for current build (line 1)`,
+    );
+    const matching = await build(ctx, {
+      platform: 'linux/amd64',
+      outputs: [`oci:${join(dir, 'out-mismatch')}:a`],
+    });
+    expect(matching.warnings.filter((warning) => warning.includes('InvalidBaseImagePlatform'))).toEqual([]);
+  });
+
   it('writes the index to oci-archive: and the local store; inspect lists the platforms', async () => {
     const ctx = context('outputs', `FROM ${baseRef}\nARG TARGETARCH\nRUN echo $TARGETARCH > /t\n`);
     const archive = join(dir, 'multi.tar');
