@@ -188,7 +188,7 @@ COPY --from=cross /cross /cross
     expect(matching.warnings.filter((warning) => warning.includes('InvalidBaseImagePlatform'))).toEqual([]);
   });
 
-  it('writes the index to oci-archive: and the local store; inspect lists the platforms', async () => {
+  it('writes the index to oci-archive: and the local store, which serve as multi-platform bases; inspect lists the platforms', async () => {
     const ctx = context('outputs', `FROM ${baseRef}\nARG TARGETARCH\nRUN echo $TARGETARCH > /t\n`);
     const archive = join(dir, 'multi.tar');
     await build(ctx, {
@@ -210,6 +210,15 @@ COPY --from=cross /cross /cross
     );
     expect(inspect).toMatch(/Platform:\s+linux\/arm64/);
     expect(inspect).toMatch(/Platforms:\s+linux\/amd64, linux\/arm64/);
+
+    // The index is a base too: from the oci-archive and from the store, each platform picks its image.
+    for (const from of [`oci-archive:${archive}:v1`, 'stratum-i14/multi:1']) {
+      const next = context(`from-${from.length}`, `FROM ${from}\nLABEL derived=yes\n`);
+      const out = join(dir, `out-from-${from.length}`);
+      await build(next, { platform: 'linux/arm64,linux/amd64', outputs: [`oci:${out}:d`] });
+      expect((await finalFs(`oci:${out}:d`, ARM64)).get('t')?.sha256).toBe(sha('arm64\n'));
+      expect((await finalFs(`oci:${out}:d`, AMD64)).get('t')?.sha256).toBe(sha('amd64\n'));
+    }
   });
 
   async function finalFsFrom(ref: string): Promise<ReadonlyMap<string, FsEntry>> {
