@@ -10,7 +10,13 @@ import {
   type ImageSource,
   type ReadImageOptions,
 } from './oci/image.js';
-import { openDockerArchive, openOciArchive, openOciLayout } from './oci/readers.js';
+import {
+  openDockerArchive,
+  openOciArchive,
+  openOciArchiveIndex,
+  openOciLayout,
+  openOciLayoutIndex,
+} from './oci/readers.js';
 import { formatImageReference, parseImageReference } from './oci/reference.js';
 import { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
 import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js';
@@ -72,6 +78,35 @@ export async function openImage(
   }
 }
 
+/**
+ * Opens every platform of a multi-platform image (skopeo's `--all`): an image index from an OCI
+ * layout, an oci-archive or the store comes whole; anything else (a single image, another
+ * transport) is opened as openImage does.
+ */
+export async function openAllPlatforms(
+  ref: ImageReference | string,
+  options: OpenImageOptions = {},
+): Promise<AnyImage> {
+  const reference = toReference(ref);
+  let index: AnyImage | undefined;
+  switch (reference.transport) {
+    case 'oci':
+      index = await openOciLayoutIndex(reference.path, reference.tag, options);
+      break;
+    case 'oci-archive':
+      index = await openOciArchiveIndex(reference.path, reference.tag, options);
+      break;
+    case 'store':
+      index = await new ImageStore(options.dataDir).openIndex(reference.name, options);
+      break;
+    case 'docker-archive': // one image per archive
+    case 'docker-daemon':
+    case 'docker': // a registry index is read one platform at a time (skopeo copy --all does the whole)
+      break;
+  }
+  return index ?? openImage(reference, options);
+}
+
 export async function writeImage(
   source: AnyImage,
   dest: ImageReference | string,
@@ -128,9 +163,11 @@ function singlePlatformOnly(destination: string, images: readonly ImageSource[])
 export async function copyImage(
   from: ImageReference | string,
   to: ImageReference | string,
-  options: OpenImageOptions = {},
+  options: OpenImageOptions & { readonly all?: boolean } = {},
 ): Promise<WriteResult> {
-  const source = await openImage(from, options);
+  // --all: a multi-platform source is copied whole (its index and every platform's image).
+  const source =
+    options.all === true ? await openAllPlatforms(from, options) : await openImage(from, options);
   try {
     return await writeImage(source, to, options);
   } finally {

@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { directoryAccess } from '../oci/files.js';
-import type { AnyImage, ImageSource, ReadImageOptions } from '../oci/image.js';
+import type { AnyImage, ImageIndexSource, ImageSource, ReadImageOptions } from '../oci/image.js';
 import {
   imageFromManifest,
+  indexFromEntry,
   layoutBlobs,
   readLayoutIndex,
   refName,
@@ -102,6 +103,16 @@ export class ImageStore {
     const blobs = layoutBlobs(directoryAccess(this.root), label);
     const resolved = await resolveManifest(blobs, entry, label, options);
     return imageFromManifest(blobs, resolved, label, () => Promise.resolve(), options.signal);
+  }
+
+  /** The image `name` as a whole multi-platform image, or undefined when it is a single image. */
+  async openIndex(name: string, options: ReadImageOptions = {}): Promise<ImageIndexSource | undefined> {
+    const entry = await this.resolve(name);
+    const label = normalizeImageName(name);
+    if (entry === undefined)
+      throw new StratumError('NOT_FOUND', `image "${label}" is not in the local store (${this.root})`);
+    const blobs = layoutBlobs(directoryAccess(this.root), label);
+    return indexFromEntry(blobs, entry, label, options, () => Promise.resolve());
   }
 
   /** Removes a name (not the blobs, which other names or the cache may share). */

@@ -211,6 +211,14 @@ COPY --from=cross /cross /cross
     expect(inspect).toMatch(/Platform:\s+linux\/arm64/);
     expect(inspect).toMatch(/Platforms:\s+linux\/amd64, linux\/arm64/);
 
+    // copy --all takes the whole index (from the store to a layout); push --all puts it in a registry (below).
+    const copied = join(dir, 'copied-all');
+    execFileSync('node', [CLI, 'copy', '--all', 'stratum-i14/multi:1', `oci:${copied}:all`], {
+      env: { ...process.env, STRATUM_DATA_DIR: join(dir, 'data') },
+    });
+    expect((await finalFs(`oci:${copied}:all`, ARM64)).get('t')?.sha256).toBe(sha('arm64\n'));
+    expect((await finalFs(`oci:${copied}:all`, AMD64)).get('t')?.sha256).toBe(sha('amd64\n'));
+
     // The index is a base too: from the oci-archive and from the store, each platform picks its image.
     for (const from of [`oci-archive:${archive}:v1`, 'stratum-i14/multi:1']) {
       const next = context(`from-${from.length}`, `FROM ${from}\nLABEL derived=yes\n`);
@@ -312,6 +320,26 @@ COPY --from=cross /cross /cross
         ]);
         expect((await finalFs(`oci:${copy}:back`, ARM64)).get('arch')?.sha256).toBe(sha('aarch64\n'));
         expect((await finalFs(`oci:${copy}:back`, AMD64)).get('arch')?.sha256).toBe(sha('x86_64\n'));
+        // stratum push --all of a local multi-platform image puts the same index.
+        const archive = join(dir, 'multi.tar');
+        const pushedAgain = execFileSync(
+          'node',
+          [CLI, 'push', '--all', '-q', `oci-archive:${archive}:v1`, `docker://${registry.host}/i14/again:1`],
+          { encoding: 'utf8', env: { ...process.env, STRATUM_DATA_DIR: join(dir, 'data') } },
+        ).trim();
+        const again = JSON.parse(
+          execFileSync(
+            'skopeo',
+            ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/i14/again:1`],
+            {
+              encoding: 'utf8',
+            },
+          ),
+        ) as { mediaType: string; manifests: unknown[] };
+        expect(again.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+        expect(again.manifests).toHaveLength(2);
+        expect(pushedAgain).toMatch(/^sha256:/);
+
         // stratum reads the registry's index too, for either platform.
         const arm = await openImage(`docker://${ref}`, { platform: ARM64 });
         expect(arm.config.value.architecture).toBe('arm64');
