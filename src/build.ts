@@ -1,10 +1,13 @@
 import { StratumError } from './errors.js';
-import type { ImageSource } from './oci/image.js';
+import { isImageIndex, type AnyImage, type ImageSource } from './oci/image.js';
+import type { Platform } from './oci/types.js';
+import { formatPlatform } from './oci/platform.js';
+import { targetPlatforms } from './executor/platforms.js';
 import { parseImageReference } from './oci/reference.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
-import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
-import { openRegistryImage, pushImage } from './push/index.js';
+import { build, builtImage, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
 import { SharedCaches } from './executor/cache/registry-shared.js';
 import { LayerCache } from './executor/cache/store.js';
 
@@ -39,6 +42,14 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const store = new ImageStore(dataDir);
   for (const output of options.outputs ?? []) parseImageReference(output); // usage errors before any work
   for (const tag of options.tags ?? []) parseImageReference(tag);
+  const platforms = targetPlatforms(options.platform);
+  const archive = (options.outputs ?? []).find((output) => output.startsWith('docker-archive:'));
+  if (platforms.length > 1 && archive !== undefined) {
+    throw new StratumError(
+      'USAGE',
+      `${archive}: a docker-archive holds one platform, but --platform names ${platforms.length} (${platforms.map(formatPlatform).join(', ')}); build with a single --platform, or write oci:DIR or oci-archive:FILE`,
+    );
+  }
   if (options.push === true && (options.tags ?? []).length === 0) {
     throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');
   }
@@ -62,10 +73,11 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       cacheDir,
       blobs,
       sharedCache: shared,
-      resolveImage: (reference, signal) =>
-        resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal),
+      resolveImage: (reference, signal, platform) =>
+        resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal, platform),
     });
-    const written = await writeResult(result.image, options, store, dataDir);
+    const image = builtImage(result);
+    const written = await writeResult(image, options, store, dataDir);
     if (shared.active) {
       // After the push, so layers already in the registry are mounted rather than uploaded again.
       await shared.export(blobs, options.signal ? { signal: options.signal } : {});
@@ -73,7 +85,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     return {
       ...result,
       warnings: [...result.warnings, ...warnings],
-      digest: result.image.descriptor.digest,
+      digest: image.descriptor.digest,
       written,
     };
   } finally {
@@ -83,7 +95,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
 
 /** Stores, pushes and writes the built image to every destination; returns where it went. */
 async function writeResult(
-  image: ImageSource,
+  image: AnyImage,
   options: BuildImageOptions,
   store: ImageStore,
   dataDir: string,
@@ -97,10 +109,10 @@ async function writeResult(
   }
   if (options.push === true) {
     for (const tag of options.tags ?? []) {
-      const pushed = await pushImage(image, tag, {
-        insecureRegistries: options.insecureRegistries ?? [],
-        ...signalOption,
-      });
+      const pushOptions = { insecureRegistries: options.insecureRegistries ?? [], ...signalOption };
+      const pushed = isImageIndex(image)
+        ? await pushIndex(image, tag, pushOptions)
+        : await pushImage(image, tag, pushOptions);
       written.push(...pushed.references.map((reference) => `docker://${reference}`));
       options.onEvent?.({
         kind: 'image',
@@ -131,17 +143,18 @@ export async function resolveBaseImage(
   dataDir: string,
   insecureRegistries: readonly string[],
   signal?: AbortSignal,
+  platform?: Platform,
 ): Promise<ImageSource> {
   const parsed = parseImageReference(reference);
-  const signalOption = signal ? { signal } : {};
+  const readOptions = { ...(signal ? { signal } : {}), ...(platform ? { platform } : {}) };
   if (parsed.transport === 'docker') {
-    return openRegistryImage(parsed.reference, { insecureRegistries, ...signalOption });
+    return openRegistryImage(parsed.reference, { insecureRegistries, ...readOptions });
   }
-  if (parsed.transport !== 'store') return openImage(parsed, { dataDir, ...signalOption });
+  if (parsed.transport !== 'store') return openImage(parsed, { dataDir, ...readOptions });
   try {
-    return await new ImageStore(dataDir).open(parsed.name, signalOption);
+    return await new ImageStore(dataDir).open(parsed.name, readOptions);
   } catch (error) {
     if (!(error instanceof StratumError) || error.code !== 'NOT_FOUND') throw error;
-    return openRegistryImage(parsed.name, { insecureRegistries, ...signalOption });
+    return openRegistryImage(parsed.name, { insecureRegistries, ...readOptions });
   }
 }

@@ -3,14 +3,27 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StratumError } from './errors.js';
-import type { ImageReference, ImageSource, ReadImageOptions } from './oci/image.js';
-import { openDockerArchive, openOciArchive, openOciLayout } from './oci/readers.js';
+import {
+  isImageIndex,
+  type AnyImage,
+  type ImageReference,
+  type ImageSource,
+  type ReadImageOptions,
+} from './oci/image.js';
+import {
+  openDockerArchive,
+  openOciArchive,
+  openOciArchiveIndex,
+  openOciLayout,
+  openOciLayoutIndex,
+} from './oci/readers.js';
 import { formatImageReference, parseImageReference } from './oci/reference.js';
 import { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
 import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js';
 import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 import { ImageStore } from './oci-writer/store.js';
-import { openRegistryImage, pushImage } from './push/index.js';
+import { formatPlatform } from './oci/platform.js';
+import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
 
 /**
  * One entry point per direction over every transport: `openImage` reads, `writeImage` writes.
@@ -65,8 +78,37 @@ export async function openImage(
   }
 }
 
+/**
+ * Opens every platform of a multi-platform image (skopeo's `--all`): an image index from an OCI
+ * layout, an oci-archive or the store comes whole; anything else (a single image, another
+ * transport) is opened as openImage does.
+ */
+export async function openAllPlatforms(
+  ref: ImageReference | string,
+  options: OpenImageOptions = {},
+): Promise<AnyImage> {
+  const reference = toReference(ref);
+  let index: AnyImage | undefined;
+  switch (reference.transport) {
+    case 'oci':
+      index = await openOciLayoutIndex(reference.path, reference.tag, options);
+      break;
+    case 'oci-archive':
+      index = await openOciArchiveIndex(reference.path, reference.tag, options);
+      break;
+    case 'store':
+      index = await new ImageStore(options.dataDir).openIndex(reference.name, options);
+      break;
+    case 'docker-archive': // one image per archive
+    case 'docker-daemon':
+    case 'docker': // a registry index is read one platform at a time (skopeo copy --all does the whole)
+      break;
+  }
+  return index ?? openImage(reference, options);
+}
+
 export async function writeImage(
-  source: ImageSource,
+  source: AnyImage,
   dest: ImageReference | string,
   options: ImageOptions = {},
 ): Promise<WriteResult> {
@@ -83,6 +125,7 @@ export async function writeImage(
     case 'oci-archive':
       return writeOciArchive(source, reference.path, reference.tag, writeOptions);
     case 'docker-archive':
+      if (isImageIndex(source)) throw singlePlatformOnly(formatImageReference(reference), source.images);
       return writeDockerArchive(source, reference.path, reference.tag, writeOptions);
     case 'store':
       return new ImageStore(options.dataDir).put(source, [reference.name], writeOptions);
@@ -92,6 +135,10 @@ export async function writeImage(
         `${formatImageReference(reference)}: writing to the Docker daemon is not supported; write a docker-archive: and run docker load`,
       );
     case 'docker': {
+      if (isImageIndex(source)) {
+        const pushed = await pushIndex(source, reference.reference, registryOptions(options));
+        return { digest: pushed.digest, descriptor: { ...source.descriptor, digest: pushed.digest } };
+      }
       const pushed = await pushImage(source, reference.reference, registryOptions(options));
       return {
         digest: pushed.digest,
@@ -101,13 +148,26 @@ export async function writeImage(
   }
 }
 
+/** docker-archive (and so `docker load`) holds one image: a multi-platform one must be written elsewhere. */
+function singlePlatformOnly(destination: string, images: readonly ImageSource[]): StratumError {
+  const platforms = images.map((image) =>
+    image.descriptor.platform === undefined ? '?' : formatPlatform(image.descriptor.platform),
+  );
+  return new StratumError(
+    'USAGE',
+    `${destination}: a docker-archive holds one platform, but this image has ${images.length} (${platforms.join(', ')}); build with a single --platform, or write oci:DIR or oci-archive:FILE`,
+  );
+}
+
 /** Copies an image between any two transports; returns the manifest digest written. */
 export async function copyImage(
   from: ImageReference | string,
   to: ImageReference | string,
-  options: OpenImageOptions = {},
+  options: OpenImageOptions & { readonly all?: boolean } = {},
 ): Promise<WriteResult> {
-  const source = await openImage(from, options);
+  // --all: a multi-platform source is copied whole (its index and every platform's image).
+  const source =
+    options.all === true ? await openAllPlatforms(from, options) : await openImage(from, options);
   try {
     return await writeImage(source, to, options);
   } finally {

@@ -32,6 +32,7 @@ export {
 } from './snapshot/index.js';
 export * from './parser/index.js';
 export type { ImageSource, ImageReference, ReadImageOptions, LayerRef } from './oci/image.js';
+export { isImageIndex, type AnyImage, type ImageIndexSource } from './oci/image.js';
 export {
   canonicalJson,
   serializeManifest,
@@ -73,7 +74,14 @@ export { writeOciLayout, type LayoutWriteOptions, type WriteResult } from './oci
 export { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 export { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
 export { ImageStore, defaultDataDir, type StoredImage } from './oci-writer/store.js';
-export { openImage, writeImage, copyImage, type ImageOptions, type OpenImageOptions } from './images.js';
+export {
+  openImage,
+  openAllPlatforms,
+  writeImage,
+  copyImage,
+  type ImageOptions,
+  type OpenImageOptions,
+} from './images.js';
 export * from './push/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';

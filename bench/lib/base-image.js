@@ -48,7 +48,7 @@ function sha256(data) {
  * OUT/layout (tag taken from `repoTag`) and as a docker-archive at OUT/base.docker.tar.
  * Returns { layout, dockerArchive, diffId }.
  */
-export function writeBaseImage(rootfs, outDir, repoTag) {
+export function writeBaseImage(rootfs, outDir, repoTag, architecture = 'amd64') {
   const realTar = execFileSync(
     'tar',
     ['-C', rootfs, '--sort=name', '--numeric-owner', '--mtime=@1700000000', '-cf', '-', '.'],
@@ -58,7 +58,7 @@ export function writeBaseImage(rootfs, outDir, repoTag) {
   const gz = gzipSync(realTar);
   const layerDigest = sha256(gz);
   const config = JSON.stringify({
-    architecture: 'amd64',
+    architecture,
     os: 'linux',
     created: '2023-11-14T22:13:20Z',
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },

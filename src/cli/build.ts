@@ -77,7 +77,10 @@ export function registerBuild(program: Command): void {
     )
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
-    .option('--platform <os/arch>', 'target platform (only the host platform is supported)')
+    .option(
+      '--platform <os/arch[,...]>',
+      'target platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64 (an image index); RUN uses QEMU for other architectures',
+    )
     .option('--push', 'push the image to the registry named by each -t')
     .option(
       '--cache-from <registry:REF>',

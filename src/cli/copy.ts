@@ -16,12 +16,12 @@ export function registerCopy(program: Command): void {
       '--platform <os/arch[/variant]>',
       'platform to pick from a multi-platform image (default: this host)',
     )
-    .action(async (from: string, to: string, options: { platform?: string }) => {
-      const result = await copyImage(
-        from,
-        to,
-        options.platform === undefined ? {} : { platform: parsePlatform(options.platform) },
-      );
+    .option('--all', 'copy every platform of a multi-platform image (from oci:, oci-archive: or the store)')
+    .action(async (from: string, to: string, options: { platform?: string; all?: boolean }) => {
+      const result = await copyImage(from, to, {
+        ...(options.platform === undefined ? {} : { platform: parsePlatform(options.platform) }),
+        ...(options.all === true ? { all: true } : {}),
+      });
       process.stdout.write(`${result.digest}\n`);
     });
 }

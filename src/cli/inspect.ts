@@ -8,6 +8,10 @@ function render(summary: ImageSummary): string {
     `MediaType: ${summary.mediaType}`,
     `Platform:  ${summary.platform}`,
   ];
+  if (summary.index !== undefined) {
+    lines.push(`Index:     ${summary.index.digest}`);
+    lines.push(`Platforms: ${summary.index.platforms.join(', ')}`);
+  }
   if (summary.created !== undefined) lines.push(`Created:   ${summary.created}`);
   if (summary.author !== undefined) lines.push(`Author:    ${summary.author}`);
   lines.push(`Config:    ${summary.configDigest}`);

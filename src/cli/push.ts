@@ -1,12 +1,21 @@
 import type { Command } from 'commander';
 import { StratumError } from '../errors.js';
-import { openImage, parseRegistryReference, pushImage, type PushProgress } from '../index.js';
+import {
+  isImageIndex,
+  openAllPlatforms,
+  openImage,
+  parseRegistryReference,
+  pushImage,
+  pushIndex,
+  type PushProgress,
+} from '../index.js';
 
 interface PushFlags extends RegistryFlags {
   readonly tag?: readonly string[];
   readonly chunkSize?: string;
   readonly mountFrom?: readonly string[];
   readonly quiet?: boolean;
+  readonly all?: boolean;
 }
 
 function progressLine(event: PushProgress): string | undefined {
@@ -50,6 +59,10 @@ export function registerPush(program: Command): void {
       'Docker config.json with credentials (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
     )
     .option('-q, --quiet', 'print only the digest')
+    .option(
+      '--all',
+      'push every platform of a multi-platform image and its index (from oci:, oci-archive: or the store)',
+    )
     .action(async (from: string, to: string, flags: PushFlags) => {
       if (!to.startsWith('docker://')) {
         throw new StratumError(
@@ -59,9 +72,11 @@ export function registerPush(program: Command): void {
       }
       const ref = parseRegistryReference(to);
       const chunkSize = flags.chunkSize !== undefined ? positiveBytes(flags.chunkSize) : undefined;
-      const source = await openImage(from);
+      const source = flags.all === true ? await openAllPlatforms(from) : await openImage(from);
+      const push = (options: Parameters<typeof pushImage>[2]) =>
+        isImageIndex(source) ? pushIndex(source, ref, options) : pushImage(source, ref, options);
       try {
-        const result = await pushImage(source, ref, {
+        const result = await push({
           ...registryOptions(flags),
           ...(flags.tag !== undefined ? { tags: flags.tag } : {}),
           ...(chunkSize !== undefined ? { chunkSize } : {}),

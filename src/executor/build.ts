@@ -5,14 +5,8 @@ import { join, resolve } from 'node:path';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
-import type { ImageSource } from '../oci/image.js';
-import {
-  formatPlatform,
-  hostPlatform,
-  normalizePlatform,
-  parsePlatform,
-  platformMatches,
-} from '../oci/platform.js';
+import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
+import { formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
 import { BuildArgUsage, platformArgs } from './args.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
@@ -20,11 +14,21 @@ import { cacheKey, chainId } from './cache/key.js';
 import { LayerCache } from './cache/store.js';
 import type { SharedCaches } from './cache/registry-shared.js';
 import { StatCache, loadDockerignore } from './context/index.js';
-import { finalizeImage } from './finalize.js';
+import { finalizeImage, finalizeIndex } from './finalize.js';
 import { scratchState, type ImageState } from './image-state.js';
-import { planBuild, stageNames } from './plan.js';
+import { planBuild, stageNames, type PlannedStage } from './plan.js';
+import {
+  Limiter,
+  baseMismatchWarning,
+  sharedStages,
+  stageLabel,
+  stageNameOfLabel,
+  stagePlatform,
+  targetPlatforms,
+} from './platforms.js';
 import type { ProgressListener } from './progress.js';
 import { importLayers } from './rootfs.js';
+import { ensureEmulation } from './sandbox/binfmt.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
@@ -37,6 +41,7 @@ export interface BuildOptions {
   readonly dockerfile: string | Uint8Array;
   readonly buildArgs?: Readonly<Record<string, string>>;
   readonly target?: string;
+  /** Target platform, or several separated by commas (`linux/amd64,linux/arm64`): one image per platform, in an index. */
   readonly platform?: string;
   readonly network?: 'host' | 'none';
   readonly noCache?: boolean;
@@ -55,8 +60,12 @@ export interface BuildOptions {
   readonly signal?: AbortSignal;
   /** Registry caches to read from after a local miss and to record every step for. */
   readonly sharedCache?: SharedCaches;
-  /** Opens a FROM / --from image that is not a stage. */
-  readonly resolveImage: (reference: string, signal?: AbortSignal) => Promise<ImageSource>;
+  /** Opens a FROM / --from image that is not a stage, choosing `platform` from an index. */
+  readonly resolveImage: (
+    reference: string,
+    signal?: AbortSignal,
+    platform?: Platform,
+  ) => Promise<ImageSource>;
   /**
    * Where rootfs directories are made; default `$STRATUM_TMPDIR`, else `tmp/` in the cache
    * directory: on the same filesystem as the blobs, and where `cache prune` finds what a
@@ -66,9 +75,19 @@ export interface BuildOptions {
 }
 
 export interface BuildResult {
-  /** The built image, readable from the blob store (write it anywhere with writeImage). */
+  /**
+   * The built image, readable from the blob store (write it anywhere with writeImage). When
+   * several platforms were asked for, the first platform's image: write `index` instead.
+   */
   readonly image: ImageSource;
+  /** With several platforms: the image index holding one image per platform (see builtImage). */
+  readonly index?: ImageIndexSource;
   readonly warnings: readonly string[];
+}
+
+/** What a build made, to write: its image index when it built several platforms, else its image. */
+export function builtImage(result: BuildResult): AnyImage {
+  return result.index ?? result.image;
 }
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -90,17 +109,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     options.onEvent?.(event);
   };
   const file = options.dockerfilePath ?? 'Dockerfile';
-  const platform = choosePlatform(options.platform);
   const compression = options.compression ?? DEFAULT_COMPRESSION;
   requireCompression(compression, '--compression zstd');
+  const host = hostPlatform();
+  const targets = targetPlatforms(options.platform);
+  const multi = targets.length > 1;
   const buildArgs = new BuildArgUsage(new Map(Object.entries(options.buildArgs ?? {})));
-  const plan = planBuild(
-    options.dockerfile,
-    file,
-    buildArgs,
-    platformArgs(platform, hostPlatform()),
-    options.target,
+  // One plan per target: the automatic TARGET* args differ, and with them FROM lines may.
+  const plans = targets.map((target) =>
+    planBuild(options.dockerfile, file, buildArgs, platformArgs(target, host), options.target),
   );
+  const shared = sharedStages(plans, targets, file);
 
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new LayerCache(cacheDir, options.blobs);
@@ -127,20 +146,22 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
   try {
-    const stages = new Map<number, StageResult>();
-    const context: BuildContext = {
+    const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
+    // One context per target platform; they share the cache, workspace and explain record.
+    const contexts: BuildContext[] = targets.map((platform, p) => ({
       file,
-      escapeChar: plan.parsed.escapeChar,
+      escapeChar: plans[p]!.parsed.escapeChar,
       contextDir: resolve(options.contextDir),
       ignore: ignore.matcher,
       buildArgs,
-      metaArgs: plan.metaArgs,
+      metaArgs: plans[p]!.metaArgs,
       platform,
       network: options.network ?? 'host',
       secrets: new Map(Object.entries(options.secrets ?? {})),
       cache,
       shared: options.sharedCache?.active === true ? options.sharedCache : undefined,
-      ignoreCache: (stage) => options.noCache === true || noCacheFilter.has(stage.toLowerCase()),
+      ignoreCache: (stage) =>
+        options.noCache === true || noCacheFilter.has(stageNameOfLabel(stage).toLowerCase()),
       blobs,
       workspace,
       statCache,
@@ -152,19 +173,25 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       created,
       sourceDateEpoch: options.sourceDateEpoch,
       compression,
-      resolveImage: options.resolveImage,
-      stages,
-      stageNames: stageNames(plan),
+      resolveImage: (reference, imageSignal) => options.resolveImage(reference, imageSignal, platform),
+      stages: new Map<number, StageResult>(),
+      stageNames: stageNames(plans[p]!),
       cacheMountsDir: join(cacheDir, 'mounts'),
-      unpacked: new UnpackedRootfsCache(join(cacheDir, 'rootfs')),
-    };
+      unpacked,
+    }));
 
-    const runStage = async (index: number): Promise<void> => {
+    const runStage = async (p: number, index: number): Promise<StageResult> => {
       stageSignal.throwIfAborted();
+      const plan = plans[p]!;
       const planned = plan.stages[index]!;
-      if (planned.platform !== undefined)
-        checkPlatform(planned.platform, platform, `${file}:${planned.stage.from.location.line}`);
-      emit({ kind: 'stage-start', stage: planned.label, base: planned.baseText });
+      const platform = stagePlatform(planned, targets[p]!, file);
+      const label = stageLabel(planned.label, multi && !shared.has(index) ? targets[p] : undefined);
+      // COPY --from an image, in this stage, picks the stage's platform from an index.
+      const context: BuildContext = {
+        ...contexts[p]!,
+        resolveImage: (reference, imageSignal) => options.resolveImage(reference, imageSignal, platform),
+      };
+      emit({ kind: 'stage-start', stage: label, base: planned.baseText });
       let base: ImageState;
       let baseKey;
       let triggers: readonly string[] = [];
@@ -175,7 +202,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           baseKey = cacheKey([{ name: 'base', value: `scratch ${chainId([])}` }]).digest;
           break;
         case 'stage': {
-          const parent = stages.get(planned.base.index);
+          const parent = context.stages.get(planned.base.index);
           if (parent === undefined)
             throw new StratumError('BUILD_FAILED', `${file}: stage ${planned.baseText} was not built`);
           base = parent.state;
@@ -185,19 +212,16 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           break;
         }
         case 'image': {
-          const image = await openBase(
-            options,
-            planned.base.reference,
-            file,
-            planned.stage.from.location.line,
-            stageSignal,
-          );
+          const line = planned.stage.from.location.line;
+          const image = await openBase(options, planned.base.reference, file, line, stageSignal, platform);
           try {
             base = await imageState(image, blobs, stageSignal);
             baseCreated = image.config.value.created;
           } finally {
             await image.close();
           }
+          const warning = baseMismatchWarning(planned.base.reference, base.platform, platform, line);
+          if (warning !== undefined) emit({ kind: 'warning', message: warning });
           baseKey = cacheKey([
             { name: 'base', value: chainId(base.layers.map((layer) => layer.diffId)) },
           ]).digest;
@@ -205,42 +229,61 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           break;
         }
       }
+      if (needsEmulation(planned, triggers, base.platform, host)) {
+        const notice = await emulation(base.platform, `${file}:${planned.stage.from.location.line}`);
+        if (notice !== undefined) emit({ kind: 'warning', message: notice });
+      }
       const runner = new StageRunner(context, {
         stage: planned.stage,
-        label: planned.label,
+        label,
         base,
         baseKey,
         triggers,
         baseCreated,
       });
-      stages.set(index, await runner.run());
+      return runner.run();
     };
 
-    // Stages whose dependencies are built run side by side (as BuildKit does), one per core.
-    // The first failure aborts the others and is the one reported.
-    const pending = new Set(plan.order);
-    const running = new Map<number, Promise<void>>();
-    const parallel = Math.max(1, Math.min(availableParallelism(), 4));
-    while (pending.size > 0 || running.size > 0) {
-      for (const index of plan.order) {
-        if (running.size >= parallel) break;
-        const ready = (plan.dependencies.get(index) ?? []).every((dependency) => stages.has(dependency));
-        if (!pending.has(index) || !ready) continue;
-        pending.delete(index);
-        running.set(
-          index,
-          runStage(index).finally(() => running.delete(index)),
-        );
+    // Checking (and, as root, registering) an emulator once per architecture.
+    const emulators = new Map<string, Promise<string | undefined>>();
+    const emulation = (platform: Platform, where: string): Promise<string | undefined> => {
+      let check = emulators.get(platform.architecture);
+      if (check === undefined) {
+        check = ensureEmulation(platform, where);
+        emulators.set(platform.architecture, check);
       }
-      if (running.size === 0)
-        throw new StratumError('BUILD_FAILED', `${file}: stage dependencies cannot be satisfied`);
-      try {
-        await Promise.race(running.values());
-      } catch (error) {
-        stageController.abort(error);
-        await Promise.allSettled(running.values());
-        throw error;
+      return check;
+    };
+
+    // Stages whose dependencies are built run side by side (as BuildKit does), one per core,
+    // across platforms too; a stage shared by every platform is built once. The first failure
+    // aborts the others and is the one reported.
+    const slots = new Limiter(Math.max(1, Math.min(availableParallelism(), 4)));
+    const nodes = new Map<string, Promise<StageResult>>();
+    const node = (p: number, index: number): Promise<StageResult> => {
+      const id = shared.has(index) ? `shared/${index}` : `${p}/${index}`;
+      let promise = nodes.get(id);
+      if (promise === undefined) {
+        promise = (async () => {
+          await Promise.all(
+            (plans[p]!.dependencies.get(index) ?? []).map(async (dependency) => {
+              contexts[p]!.stages.set(dependency, await node(p, dependency));
+            }),
+          );
+          return slots.run(() => runStage(p, index));
+        })();
+        promise.catch(() => undefined); // reported through the targets below
+        nodes.set(id, promise);
       }
+      return promise;
+    };
+    let results: StageResult[];
+    try {
+      results = await Promise.all(targets.map((_, p) => node(p, plans[p]!.target)));
+    } catch (error) {
+      stageController.abort(error);
+      await Promise.allSettled([...nodes.values()]);
+      throw error;
     }
 
     for (const name of buildArgs.unused()) {
@@ -249,23 +292,40 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         message: `build arg ${name} was given but not consumed by any ARG in ${file}`,
       });
     }
-    const target = stages.get(plan.target)!;
-    const image = await finalizeImage(
-      target.state,
-      blobs,
-      `${file} (${target.label})`,
-      target.created ?? created,
-    );
+    const images: ImageSource[] = [];
+    for (const result of results) {
+      images.push(
+        await finalizeImage(result.state, blobs, `${file} (${result.label})`, result.created ?? created),
+      );
+    }
+    const index = multi
+      ? await finalizeIndex(
+          images.map((built, p) => ({ image: built, platform: targets[p]! })),
+          blobs,
+          `${file} (${targets.map(formatPlatform).join(', ')})`,
+        )
+      : undefined;
     await cache.writeExplain(explainId, {
       steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
     });
     await statCache.save();
     // Only a successful build's filesystems are whole: a failed step may have left one half done.
-    for (const result of stages.values()) await result.keepRootfs();
-    return { image, warnings };
+    for (const built of nodes.values()) await (await built).keepRootfs();
+    return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
     await workspace.dispose();
   }
+}
+
+/** A stage for another architecture with RUN steps (or ONBUILD triggers from its base) needs an emulator. */
+function needsEmulation(
+  planned: PlannedStage,
+  triggers: readonly string[],
+  platform: Platform,
+  host: Platform,
+): boolean {
+  if (platform.architecture === host.architecture) return false;
+  return triggers.length > 0 || planned.stage.instructions.some((instruction) => instruction.kind === 'run');
 }
 
 async function openBase(
@@ -274,14 +334,15 @@ async function openBase(
   file: string,
   line: number,
   signal: AbortSignal | undefined,
+  platform: Platform,
 ): Promise<ImageSource> {
   try {
-    return await options.resolveImage(reference, signal);
+    return await options.resolveImage(reference, signal, platform);
   } catch (error) {
-    if (error instanceof StratumError && !error.message.includes(reference)) {
-      throw new StratumError(error.code, `${file}:${line}: FROM ${reference}: ${error.message}`, {
-        cause: error,
-      });
+    if (error instanceof StratumError && !error.message.startsWith(`${file}:`)) {
+      // The reader's message names the image when it can; the Dockerfile line is added either way.
+      const what = error.message.includes(reference) ? '' : `FROM ${reference}: `;
+      throw new StratumError(error.code, `${file}:${line}: ${what}${error.message}`, { cause: error });
     }
     throw error;
   }
@@ -306,22 +367,4 @@ async function imageState(
     layers,
     history: config.history ?? [],
   };
-}
-
-function choosePlatform(requested: string | undefined): Platform {
-  const host = hostPlatform();
-  if (requested === undefined) return host;
-  checkPlatform(requested, host, '--platform');
-  return host;
-}
-
-/** stratum runs steps natively, so it builds for the host's platform only. */
-function checkPlatform(requested: string, host: Platform, where: string): void {
-  const wanted = normalizePlatform(parsePlatform(requested));
-  if (!platformMatches(wanted, host)) {
-    throw new StratumError(
-      'UNSUPPORTED',
-      `${where}: platform ${formatPlatform(wanted)} differs from this machine's ${formatPlatform(host)}; stratum builds for the host platform only (no emulation)`,
-    );
-  }
 }

@@ -1,8 +1,15 @@
 import type { BlobStore } from '../oci/blob-store.js';
-import type { ImageSource } from '../oci/image.js';
-import { serializeConfig, serializeManifest } from '../oci/json.js';
+import type { ImageIndexSource, ImageSource } from '../oci/image.js';
+import { serializeConfig, serializeIndex, serializeManifest } from '../oci/json.js';
 import { sha256Digest } from '../oci/digest.js';
-import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/types.js';
+import {
+  MediaType,
+  type Descriptor,
+  type ImageConfig,
+  type ImageIndex,
+  type ImageManifest,
+  type Platform,
+} from '../oci/types.js';
 import type { ImageState } from './image-state.js';
 
 /**
@@ -61,6 +68,43 @@ export function blobStoreImage(
     openBlob: (blob) => Promise.resolve(blobs.read(blob.digest, { verify: true, size: blob.size })),
     // The blob store verified every blob as it was written.
     localBlobPath: (blob) => blobs.path(blob.digest),
+    close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * A multi-platform build's result: an OCI image index with one entry per platform (its
+ * descriptor carrying the target platform, as BuildKit writes it), stored beside the images.
+ */
+export async function finalizeIndex(
+  images: readonly { readonly image: ImageSource; readonly platform: Platform }[],
+  blobs: BlobStore,
+  name: string,
+): Promise<ImageIndexSource> {
+  const index: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociIndex,
+    manifests: images.map(({ image, platform }) => ({
+      mediaType: image.descriptor.mediaType,
+      digest: image.descriptor.digest,
+      size: image.descriptor.size,
+      platform: {
+        architecture: platform.architecture,
+        os: platform.os,
+        ...(platform.variant === undefined ? {} : { variant: platform.variant }),
+      },
+    })),
+  };
+  const raw = serializeIndex(index);
+  const info = await blobs.putBytes(raw);
+  return {
+    name,
+    descriptor: { mediaType: MediaType.ociIndex, digest: info.digest, size: info.size },
+    index: { value: index, raw, digest: sha256Digest(raw) },
+    images: images.map(({ image, platform }) => ({
+      ...image,
+      descriptor: { ...image.descriptor, platform },
+    })),
     close: () => Promise.resolve(),
   };
 }

@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { formatPlatform } from '../oci/platform.js';
 import { StratumError } from '../errors.js';
 import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
@@ -425,7 +426,8 @@ export class StageRunner {
     const components: KeyComponent[] = [
       { name: PARENT_KEY, value: this.key },
       { name: LAYERS_BELOW, value: chainId(this.state.layers.map((layer) => layer.diffId)) },
-      { name: 'platform', value: `${this.state.platform.os}/${this.state.platform.architecture}` },
+      // The variant too: arm/v6 and arm/v7 layers differ (normalised: arm64 has none, amd64 none).
+      { name: 'platform', value: formatPlatform(this.state.platform) },
       { name: 'instruction', value: action.instruction ?? action.createdBy },
       ...action.components,
       ...compressionComponents(compressionName(this.build.compression)),

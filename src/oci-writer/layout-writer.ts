@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { directoryAccess } from '../oci/files.js';
-import type { ImageSource } from '../oci/image.js';
+import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
 import { serializeIndex } from '../oci/json.js';
 import { REF_NAME, readLayoutIndex, refName } from '../oci/layout-reader.js';
 import { MediaType, type Descriptor, type ImageIndex } from '../oci/types.js';
@@ -94,7 +94,21 @@ export async function copyBlobs(
   await store.putBytes(source.manifest.raw, source.manifest.digest);
 }
 
-export function manifestDescriptor(source: ImageSource): Descriptor {
+/** Copies an image's blobs and manifest, or every image of an index and then the index itself. */
+export async function copyAnyImage(
+  source: AnyImage,
+  store: BlobStore,
+  options: LayoutWriteOptions = {},
+): Promise<void> {
+  if (!isImageIndex(source)) return copyBlobs(source, store, options);
+  for (const image of source.images) await copyBlobs(image, store, options);
+  await store.putBytes(source.index.raw, source.index.digest);
+}
+
+/** The index.json entry for an image, or for an index (a multi-platform image, nested as BuildKit writes it). */
+export function manifestDescriptor(source: AnyImage): Descriptor {
+  if (isImageIndex(source))
+    return { mediaType: MediaType.ociIndex, digest: source.index.digest, size: source.index.raw.length };
   return {
     mediaType: source.manifest.value.mediaType ?? source.descriptor.mediaType,
     digest: source.manifest.digest,
@@ -173,14 +187,14 @@ export async function prepareLayout(dir: string): Promise<() => Promise<void>> {
 }
 
 export async function writeOciLayout(
-  source: ImageSource,
+  source: AnyImage,
   dir: string,
   tags: readonly string[],
   options: LayoutWriteOptions = {},
 ): Promise<WriteResult> {
   const undo = await prepareLayout(dir);
   try {
-    await copyBlobs(source, new BlobStore(dir), options);
+    await copyAnyImage(source, new BlobStore(dir), options);
     const descriptor = manifestDescriptor(source);
     await updateLayoutIndex(dir, (existing) => updatedEntries(existing, descriptor, tags), options.signal);
     return { digest: descriptor.digest, descriptor };

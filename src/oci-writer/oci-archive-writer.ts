@@ -1,5 +1,5 @@
 import { digestAlgorithm, digestHex } from '../oci/digest.js';
-import type { ImageSource } from '../oci/image.js';
+import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
 import { serializeIndex } from '../oci/json.js';
 import { REF_NAME } from '../oci/layout-reader.js';
 import { MediaType, type Descriptor } from '../oci/types.js';
@@ -25,7 +25,7 @@ export function archiveTime(source: ImageSource): Date {
 }
 
 export async function writeOciArchive(
-  source: ImageSource,
+  source: AnyImage,
   file: string,
   tag: string | undefined,
   options: LayoutWriteOptions = {},
@@ -34,27 +34,46 @@ export async function writeOciArchive(
   const entry: Descriptor =
     tag === undefined ? descriptor : { ...descriptor, annotations: { [REF_NAME]: tag } };
   const index = serializeIndex({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [entry] });
-  const manifest = source.manifest.value;
-  const blobs = new Map<string, Descriptor>();
-  for (const blob of [manifest.config, ...manifest.layers]) blobs.set(blob.digest, blob);
+  // A multi-platform image: every platform's blobs and manifest, then the image index.
+  const images: readonly ImageSource[] = isImageIndex(source) ? source.images : [source];
+  const documents: { readonly descriptor: Descriptor; readonly raw: Buffer }[] = images.map((image) => ({
+    descriptor: image.descriptor,
+    raw: image.manifest.raw,
+  }));
+  if (isImageIndex(source)) documents.push({ descriptor, raw: source.index.raw });
+  const blobs = new Map<string, { readonly blob: Descriptor; readonly image: ImageSource }>();
+  for (const image of images) {
+    const manifest = image.manifest.value;
+    for (const blob of [manifest.config, ...manifest.layers]) blobs.set(blob.digest, { blob, image });
+  }
+  const first = images[0]!;
 
   await writeAtomically(file, async (temporary) => {
-    const out = new TarFileWriter(temporary, archiveTime(source));
+    const out = new TarFileWriter(temporary, archiveTime(first));
     try {
       await out.buffer('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
       await out.buffer('index.json', index);
       await out.directory('blobs/');
-      const algorithms = new Set([...blobs.values(), descriptor].map((blob) => digestAlgorithm(blob.digest)));
+      const algorithms = new Set(
+        [...[...blobs.values()].map(({ blob }) => blob), ...documents.map((doc) => doc.descriptor)].map(
+          (blob) => digestAlgorithm(blob.digest),
+        ),
+      );
       for (const algorithm of algorithms) await out.directory(`blobs/${algorithm}/`);
-      for (const blob of blobs.values()) {
+      for (const { blob, image } of blobs.values()) {
         options.signal?.throwIfAborted();
         const path = `blobs/${digestAlgorithm(blob.digest)}/${digestHex(blob.digest)}`;
-        await out.stream(path, blob.size, await source.openBlob(blob, options.signal), options.signal);
+        await out.stream(path, blob.size, await image.openBlob(blob, options.signal), options.signal);
       }
-      await out.buffer(
-        `blobs/${digestAlgorithm(descriptor.digest)}/${digestHex(descriptor.digest)}`,
-        source.manifest.raw,
-      );
+      const written = new Set<string>();
+      for (const doc of documents) {
+        if (written.has(doc.descriptor.digest)) continue;
+        written.add(doc.descriptor.digest);
+        await out.buffer(
+          `blobs/${digestAlgorithm(doc.descriptor.digest)}/${digestHex(doc.descriptor.digest)}`,
+          doc.raw,
+        );
+      }
       await out.finish();
     } catch (error) {
       await out.abort(error);

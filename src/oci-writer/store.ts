@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { directoryAccess } from '../oci/files.js';
-import type { ImageSource, ReadImageOptions } from '../oci/image.js';
+import type { AnyImage, ImageIndexSource, ImageSource, ReadImageOptions } from '../oci/image.js';
 import {
   imageFromManifest,
+  indexFromEntry,
   layoutBlobs,
   readLayoutIndex,
   refName,
@@ -15,7 +16,7 @@ import { parseConfig, parseManifestOrIndex } from '../oci/parse.js';
 import { isValidImageName, normalizeImageName } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
 import {
-  copyBlobs,
+  copyAnyImage,
   manifestDescriptor,
   prepareLayout,
   updateLayoutIndex,
@@ -72,13 +73,13 @@ export class ImageStore {
 
   /** Copies an image in (blobs verified) and points each of `names` at it. */
   async put(
-    source: ImageSource,
+    source: AnyImage,
     names: readonly string[],
     options: { readonly signal?: AbortSignal } = {},
   ): Promise<WriteResult> {
     const refs = names.map(checkedName);
     await prepareLayout(this.root);
-    await copyBlobs(source, this.blobs, options);
+    await copyAnyImage(source, this.blobs, options);
     const descriptor = manifestDescriptor(source);
     await updateLayoutIndex(
       this.root,
@@ -102,6 +103,16 @@ export class ImageStore {
     const blobs = layoutBlobs(directoryAccess(this.root), label);
     const resolved = await resolveManifest(blobs, entry, label, options);
     return imageFromManifest(blobs, resolved, label, () => Promise.resolve(), options.signal);
+  }
+
+  /** The image `name` as a whole multi-platform image, or undefined when it is a single image. */
+  async openIndex(name: string, options: ReadImageOptions = {}): Promise<ImageIndexSource | undefined> {
+    const entry = await this.resolve(name);
+    const label = normalizeImageName(name);
+    if (entry === undefined)
+      throw new StratumError('NOT_FOUND', `image "${label}" is not in the local store (${this.root})`);
+    const blobs = layoutBlobs(directoryAccess(this.root), label);
+    return indexFromEntry(blobs, entry, label, options, () => Promise.resolve());
   }
 
   /** Removes a name (not the blobs, which other names or the cache may share). */

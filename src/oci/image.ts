@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Descriptor, Digest, ImageConfig, ImageManifest, Platform, Raw } from './types.js';
+import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform, Raw } from './types.js';
 
 /**
  * An image as every reader hands it out and every writer takes it in: the manifest and config
@@ -26,6 +26,32 @@ export interface ImageSource {
    * of copying and hashing it again. Undefined when there is no such file.
    */
   readonly localBlobPath?: (descriptor: Descriptor) => string | undefined;
+  /**
+   * When the manifest was chosen from an image index (a multi-platform image): that index's
+   * digest and the platforms it offers, for `inspect`.
+   */
+  readonly chosenFrom?: { readonly digest: Digest; readonly platforms: readonly Platform[] };
+}
+
+/**
+ * A multi-platform image: an OCI image index and, for each of its entries, the image it names.
+ * Writers store every image's blobs and manifest, then the index bytes exactly as given.
+ */
+export interface ImageIndexSource {
+  readonly name: string;
+  /** The index's own descriptor (media type, digest, size). */
+  readonly descriptor: Descriptor;
+  readonly index: Raw<ImageIndex>;
+  /** One image per index entry, in the index's order. */
+  readonly images: readonly ImageSource[];
+  close(): Promise<void>;
+}
+
+/** What a build produces and writers take: one image, or an index of one image per platform. */
+export type AnyImage = ImageSource | ImageIndexSource;
+
+export function isImageIndex(image: AnyImage): image is ImageIndexSource {
+  return 'images' in image;
 }
 
 /**

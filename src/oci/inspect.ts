@@ -26,6 +26,8 @@ export interface ImageSummary {
   readonly digest: Digest;
   readonly mediaType: string;
   readonly platform: string;
+  /** For an image chosen from a multi-platform index: the index's digest and every platform it offers. */
+  readonly index?: { readonly digest: Digest; readonly platforms: readonly string[] };
   readonly created?: string;
   readonly author?: string;
   readonly configDigest: Digest;
@@ -81,6 +83,12 @@ export function summarizeImage(source: ImageSource): ImageSummary {
     digest: source.manifest.digest,
     mediaType: manifest.mediaType ?? source.descriptor.mediaType,
     platform,
+    ...optional(
+      'index',
+      source.chosenFrom === undefined
+        ? undefined
+        : { digest: source.chosenFrom.digest, platforms: source.chosenFrom.platforms.map(formatPlatform) },
+    ),
     ...optional('created', config.created),
     ...optional('author', config.author),
     configDigest: source.config.digest,

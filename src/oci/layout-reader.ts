@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
 import { digestAlgorithm, digestHex } from './digest.js';
 import { JSON_LIMIT, type FileAccess } from './files.js';
-import type { ImageSource, ReadImageOptions } from './image.js';
+import type { ImageIndexSource, ImageSource, ReadImageOptions } from './image.js';
 import { isIndexMediaType, isManifestMediaType } from './media-types.js';
 import { parseConfig, parseIndex, parseJson, parseManifest, parseManifestOrIndex } from './parse.js';
 import { formatPlatform, hostPlatform, selectPlatform } from './platform.js';
@@ -114,6 +114,8 @@ function platformsOf(index: ImageIndex): string {
 export interface ResolvedManifest {
   readonly descriptor: Descriptor;
   readonly manifest: Raw<ImageManifest>;
+  /** The index the manifest was chosen from (the innermost one), if any. */
+  readonly chosenFrom?: ImageSource['chosenFrom'];
 }
 
 /**
@@ -129,6 +131,7 @@ export async function resolveManifest(
 ): Promise<ResolvedManifest> {
   const wanted = options.platform ?? hostPlatform();
   let current = descriptor;
+  let chosenFrom: ImageSource['chosenFrom'];
   for (let depth = 0; depth < 8; depth++) {
     const isIndex = isIndexMediaType(current.mediaType);
     const bytes = await blobs.readJson(current, isIndex ? 'index' : 'manifest', options.signal);
@@ -137,7 +140,8 @@ export async function resolveManifest(
       isIndex || !isManifestMediaType(current.mediaType)
         ? parseManifestOrIndex(bytes, what, current.digest)
         : { kind: 'manifest' as const, manifest: parseManifest(bytes, what, current.digest) };
-    if (parsed.kind === 'manifest') return { descriptor: current, manifest: parsed.manifest };
+    if (parsed.kind === 'manifest')
+      return { descriptor: current, manifest: parsed.manifest, ...(chosenFrom ? { chosenFrom } : {}) };
     const index = parsed.index.value;
     const images = index.manifests.filter(
       (entry) => isIndexMediaType(entry.mediaType) || isManifestMediaType(entry.mediaType),
@@ -151,6 +155,10 @@ export async function resolveManifest(
         `${name}: index ${current.digest} has no image for ${formatPlatform(wanted)} (platforms: ${platformsOf(index)})`,
       );
     }
+    chosenFrom = {
+      digest: current.digest,
+      platforms: index.manifests.flatMap((entry) => (entry.platform ? [entry.platform] : [])),
+    };
     current = chosen;
   }
   throw new StratumError('INVALID_IMAGE', `${name}: indexes nested more than 8 deep at ${current.digest}`);
@@ -188,6 +196,7 @@ export async function imageFromManifest(
     config,
     openBlob: (blob, blobSignal) => blobs.open(blob, 'blob', blobSignal),
     close,
+    ...(resolved.chosenFrom === undefined ? {} : { chosenFrom: resolved.chosenFrom }),
   };
 }
 
@@ -243,4 +252,52 @@ export async function verifyLayout(
   };
   for (const entry of index.value.manifests) await visit(entry);
   return { blobs: seen.size, bytes };
+}
+
+/**
+ * Opens the layout entry `tag` (or the only entry) as a whole multi-platform image when it is an
+ * image index: every entry with a platform, each resolved to its image. Undefined when the entry
+ * is a single image (open it with openLayoutImage).
+ */
+export async function openLayoutIndex(
+  access: FileAccess,
+  name: string,
+  tag: string | undefined,
+  options: ReadImageOptions,
+  close: () => Promise<void> = () => Promise.resolve(),
+): Promise<ImageIndexSource | undefined> {
+  const top = await readLayoutIndex(access, name);
+  return indexFromEntry(layoutBlobs(access, name), chooseEntry(top.value, tag, name), name, options, close);
+}
+
+/** The ImageIndexSource for an index.json entry that is an image index; undefined for a single image. */
+export async function indexFromEntry(
+  blobs: LayoutBlobs,
+  entry: Descriptor,
+  name: string,
+  options: ReadImageOptions,
+  close: () => Promise<void>,
+): Promise<ImageIndexSource | undefined> {
+  if (!isIndexMediaType(entry.mediaType)) return undefined;
+  const bytes = await blobs.readJson(entry, 'index', options.signal);
+  const index = parseIndex(bytes, `${name}: index ${entry.digest}`, entry.digest);
+  // Every entry is copied with the index, so each must be an image stratum can read.
+  const images: ImageSource[] = [];
+  for (const child of index.value.manifests) {
+    if (child.platform === undefined || !isManifestMediaType(child.mediaType)) {
+      throw new StratumError(
+        'UNSUPPORTED',
+        `${name}: index ${entry.digest} entry ${child.digest} is not a single-platform image (${child.mediaType}); copy one platform with --platform instead`,
+      );
+    }
+    const resolved = await resolveManifest(blobs, child, name, { ...options, platform: child.platform });
+    images.push(await imageFromManifest(blobs, resolved, name, () => Promise.resolve(), options.signal));
+  }
+  return {
+    name,
+    descriptor: { mediaType: entry.mediaType, digest: entry.digest, size: entry.size },
+    index,
+    images,
+    close,
+  };
 }

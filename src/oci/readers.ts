@@ -6,8 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
 import { openDockerArchiveImage } from './docker-archive-reader.js';
 import { directoryAccess, tarAccess, type FileAccess } from './files.js';
-import type { ImageSource, ReadImageOptions } from './image.js';
-import { openLayoutImage, verifyLayout } from './layout-reader.js';
+import type { ImageIndexSource, ImageSource, ReadImageOptions } from './image.js';
+import { openLayoutImage, openLayoutIndex, verifyLayout } from './layout-reader.js';
 import { SNIFF_BYTES, createDecompressor, isDecompressionError, sniffCompression } from './compression.js';
 import { indexTar } from './tar-index.js';
 
@@ -44,6 +44,17 @@ export async function openOciLayout(
   const name = describe('oci', path, tag);
   await requireExisting(path, 'directory', name);
   return openLayoutImage(directoryAccess(path), name, tag, options);
+}
+
+/** The layout entry as a whole multi-platform image, or undefined when it is a single image. */
+export async function openOciLayoutIndex(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageIndexSource | undefined> {
+  const name = describe('oci', path, tag);
+  await requireExisting(path, 'directory', name);
+  return openLayoutIndex(directoryAccess(path), name, tag, options);
 }
 
 interface OpenedArchive {
@@ -107,6 +118,21 @@ export async function openOciArchive(
   const name = describe('oci-archive', path, tag);
   const archive = await openArchive(path, name, options.signal);
   return withArchive(archive, ({ access, close }) => openLayoutImage(access, name, tag, options, close));
+}
+
+/** The archive's entry as a whole multi-platform image, or undefined when it is a single image. */
+export async function openOciArchiveIndex(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageIndexSource | undefined> {
+  const name = describe('oci-archive', path, tag);
+  const archive = await openArchive(path, name, options.signal);
+  const index = await withArchive(archive, ({ access, close }) =>
+    openLayoutIndex(access, name, tag, options, close),
+  );
+  if (index === undefined) await archive.close();
+  return index;
 }
 
 export async function openDockerArchive(

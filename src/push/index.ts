@@ -27,7 +27,7 @@ export {
   type PullProgress,
   type ResolvedImage,
 } from './pull.js';
-export { pushImage, type PushOptions, type PushProgress, type PushResult } from './push.js';
+export { pushImage, pushIndex, type PushOptions, type PushProgress, type PushResult } from './push.js';
 export { login, logout, normaliseRegistryHost, type LoginOptions } from './login.js';
 export {
   authFilePath,

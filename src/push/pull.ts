@@ -175,6 +175,7 @@ export async function openRegistryImage(
       descriptor: resolved.descriptor,
       manifest: resolved.manifest,
       config,
+      ...(resolved.index === undefined ? {} : { chosenFrom: platformsOfIndex(resolved.index) }),
       openBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
         const effective = signal ?? options.signal;
         return Promise.resolve(
@@ -331,5 +332,13 @@ export function storeImageSource(
     close(): Promise<void> {
       return Promise.resolve();
     },
+  };
+}
+
+/** The index an image was chosen from, as ImageSource.chosenFrom tells it. */
+function platformsOfIndex(index: Raw<ImageIndex>): NonNullable<ImageSource['chosenFrom']> {
+  return {
+    digest: index.digest,
+    platforms: index.value.manifests.flatMap((entry) => (entry.platform ? [entry.platform] : [])),
   };
 }

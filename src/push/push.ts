@@ -1,10 +1,10 @@
 import { StratumError } from '../errors.js';
-import type { ImageSource } from '../oci/image.js';
+import type { ImageIndexSource, ImageSource } from '../oci/image.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import { knownBlobLocations, rememberBlob } from './blob-locations.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { forEachLimited } from './pull.js';
-import { parseRegistryReference, withTag, type RegistryReference } from './reference.js';
+import { parseRegistryReference, withDigest, withTag, type RegistryReference } from './reference.js';
 import { RepositoryClient, referenceLabel } from './repository.js';
 
 export interface PushOptions extends RegistryClientOptions {
@@ -140,4 +140,54 @@ function uniqueBlobs(descriptors: readonly Descriptor[]): Descriptor[] {
     seen.add(descriptor.digest);
     return true;
   });
+}
+
+/**
+ * Pushes a multi-platform image: each platform's image by digest (blobs first, as pushImage
+ * does), then the index under the reference's tag(s). The index is put last, so a failed push
+ * leaves no tag naming a manifest the registry lacks.
+ */
+export async function pushIndex(
+  source: ImageIndexSource,
+  reference: string | RegistryReference,
+  options: PushOptions = {},
+): Promise<PushResult> {
+  const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
+  const label = referenceLabel(ref);
+  const ownClient = options.client === undefined;
+  const client = options.client ?? new RegistryClient(options);
+  const signalOption = options.signal ? { signal: options.signal } : {};
+  try {
+    if (ref.digest !== undefined && ref.digest !== source.index.digest) {
+      throw new StratumError(
+        'USAGE',
+        `${label}: the image index is ${source.index.digest}, not the digest named`,
+      );
+    }
+    const counts = { existed: 0, mounted: 0, uploaded: 0 };
+    for (const image of source.images) {
+      const pushed = await pushImage(image, withDigest(ref, image.manifest.digest), {
+        ...options,
+        tags: [],
+        client,
+      });
+      counts.existed += pushed.blobs.existed;
+      counts.mounted += pushed.blobs.mounted;
+      counts.uploaded += pushed.blobs.uploaded;
+    }
+    const repo = new RepositoryClient(client, ref.registry, ref.repository, label, true);
+    const references: string[] = [];
+    let digest: Digest = source.index.digest;
+    for (const target of manifestTargets(ref, options.tags ?? [])) {
+      digest = await repo.putManifest(target, source.index.raw, MediaType.ociIndex, signalOption);
+      const shown = target.includes(':')
+        ? `${ref.registry}/${ref.repository}@${target}`
+        : `${ref.registry}/${ref.repository}:${target}`;
+      references.push(shown);
+      options.onProgress?.({ kind: 'manifest', reference: shown, digest });
+    }
+    return { digest, mediaType: MediaType.ociIndex, references, blobs: counts };
+  } finally {
+    if (ownClient) await client.close();
+  }
 }

@@ -24,13 +24,17 @@ const GROUP = ['root:x:0:', 'daemon:x:1:', 'app:x:1000:', 'staff:x:50:app', 'nog
   '\n',
 );
 
-/** Lays out a busybox root filesystem in `dir` (which must exist and be empty). */
-export function makeBusyboxRootfs(dir: string): void {
+/**
+ * Lays out a busybox root filesystem in `dir` (which must exist and be empty). `busybox` is the
+ * binary to install (another architecture's, for multi-platform bases); the applet list comes
+ * from the host's, the same Debian version.
+ */
+export function makeBusyboxRootfs(dir: string, busybox: string = BUSYBOX): void {
   for (const sub of ['bin', 'etc', 'root', 'tmp', 'home/app', 'usr/bin', 'var'])
     mkdirSync(join(dir, sub), { recursive: true });
   chmodSync(join(dir, 'tmp'), 0o1777);
   chmodSync(join(dir, 'root'), 0o700);
-  copyFileSync(BUSYBOX, join(dir, 'bin/busybox'));
+  copyFileSync(busybox, join(dir, 'bin/busybox'));
   chmodSync(join(dir, 'bin/busybox'), 0o755);
   const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
     .split('\n')
@@ -62,7 +66,7 @@ export function writeBaseImage(
   rootfs: string,
   outDir: string,
   repoTag: string,
-  options: { readonly withoutEnv?: boolean } = {},
+  options: { readonly withoutEnv?: boolean; readonly architecture?: string } = {},
 ): BaseImageFiles {
   const realTar = execFileSync(
     'tar',
@@ -75,7 +79,7 @@ export function writeBaseImage(
   const gz = gzipSync(realTar);
   const layerDigest = sha256(gz);
   const config = JSON.stringify({
-    architecture: 'amd64',
+    architecture: options.architecture ?? 'amd64',
     os: 'linux',
     created: '2023-11-14T22:13:20Z',
     config: options.withoutEnv
