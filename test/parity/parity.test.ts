@@ -1,6 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,7 +111,74 @@ for (const builder of [
         await parityCase(builder, name, dir!, dataDir);
       });
     }
+
+    if (builder.name === 'buildkit') {
+      it('bind-mount rebuild: changing the mounted file changes both images alike, and --explain says why', async () => {
+        const context = join(dir!, 'bind-rebuild');
+        mkdirSync(context);
+        writeFileSync(
+          join(context, 'Dockerfile'),
+          `FROM ${BUILDKIT_BASE_TAG}\nRUN --mount=type=bind,source=data.txt,target=/tmp/data.txt cp /tmp/data.txt /out.txt\n`,
+        );
+        writeFileSync(join(context, 'data.txt'), 'one\n');
+        const cacheDir = join(dir!, 'bind-rebuild-cache');
+        const first = await rebuildBoth(context, cacheDir, dataDir, dir!, 'first');
+        writeFileSync(join(context, 'data.txt'), 'two, longer\n');
+        const second = await rebuildBoth(context, cacheDir, dataDir, dir!, 'second');
+        expect(second.stratumDigest).not.toBe(first.stratumDigest);
+        expect(second.reasons).toContain(
+          'RUN: bind mount /tmp/data.txt: context file data.txt changed (content)',
+        );
+      });
+    }
   });
+}
+
+/**
+ * Builds `context` with BuildKit (its cache kept, as a user's rebuild would) and with stratum
+ * (one cache dir across calls, explain on), and checks the two images are equivalent.
+ */
+async function rebuildBoth(
+  context: string,
+  cacheDir: string,
+  dataDir: string,
+  dir: string,
+  label: string,
+): Promise<{ stratumDigest: string; reasons: string[] }> {
+  const tag = `stratum-parity/bind-rebuild-${label}:${RUN_SUFFIX}`;
+  const docker = spawnSync(DOCKER, ['build', '--network=none', '-t', tag, context], {
+    env: { ...process.env, DOCKER_BUILDKIT: '1' },
+    encoding: 'utf8',
+  });
+  expect(docker.status, docker.stderr).toBe(0);
+  const out = join(dir, `out-bind-rebuild-${label}`);
+  const reasons: string[] = [];
+  const result = await buildImage({
+    contextDir: context,
+    dockerfilePath: join(context, 'Dockerfile'),
+    dockerfile: readFileSync(join(context, 'Dockerfile')),
+    dataDir,
+    cacheDir,
+    network: 'none',
+    explain: true,
+    outputs: [`oci:${out}:latest`],
+    onEvent: (event) => {
+      if (event.kind === 'cache') reasons.push(...event.reasons);
+    },
+  });
+  const archive = join(dir, `bind-rebuild-${label}.docker.tar`);
+  execFileSync(DOCKER, ['save', '-o', archive, tag]);
+  const dockerImage = await openImage(`docker-archive:${archive}`);
+  const stratumImage = await openImage(`oci:${out}:latest`);
+  try {
+    const diff = await diffImages(dockerImage, stratumImage, {});
+    expect(diff.equivalent, formatImageDiff(diff)).toBe(true);
+  } finally {
+    await dockerImage.close();
+    await stratumImage.close();
+    execFileSync(DOCKER, ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
+  return { stratumDigest: result.digest, reasons };
 }
 
 async function parityCase(builder: Builder, name: string, dir: string, dataDir: string): Promise<void> {
