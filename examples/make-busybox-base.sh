@@ -5,11 +5,15 @@
 #   sh examples/make-busybox-base.sh [DIR]      # default DIR: /tmp/stratum-busybox
 #   FROM oci:/tmp/stratum-busybox:latest        # in a Dockerfile (or pass --build-arg BASE=...)
 #
+# DIR is replaced only when this script made it (it leaves a marker file there): an existing
+# directory it did not make, or one another user owns, is refused, never removed.
+#
 # The layer is packed with sorted names, numeric owners and a fixed mtime, and gzip without a
 # name or time, so the same busybox binary always gives the same image digest.
 set -eu
 
 out=${1:-/tmp/stratum-busybox}
+marker=.made-by-make-busybox-base
 busybox=${BUSYBOX:-/bin/busybox}
 if ! "$busybox" --list >/dev/null 2>&1; then
   echo "make-busybox-base.sh: $busybox is not a busybox binary; apt-get install busybox-static" >&2
@@ -51,12 +55,27 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+js
 manifest=$(sha256sum <"$work/manifest.json" | cut -d' ' -f1)
 manifest_size=$(wc -c <"$work/manifest.json" | tr -d ' ')
 
-rm -rf "$out"
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+  "$manifest" "$manifest_size" >"$work/index.json"
+
+if [ -e "$out" ] || [ -L "$out" ]; then
+  if [ -d "$out" ] && [ ! -L "$out" ] && cmp -s "$work/index.json" "$out/index.json" &&
+    [ -f "$out/blobs/sha256/$layer" ] && [ -f "$out/blobs/sha256/$config" ] && [ -f "$out/blobs/sha256/$manifest" ]; then
+    # The same image is already there (the build is reproducible): nothing to replace.
+    echo "oci:$out:latest"
+    exit 0
+  fi
+  if [ -L "$out" ] || [ ! -d "$out" ] || [ ! -f "$out/$marker" ] || [ ! -O "$out" ]; then
+    echo "make-busybox-base.sh: $out exists and was not made by this script as $(id -un); refusing to replace it (pass another DIR)" >&2
+    exit 1
+  fi
+  rm -rf "$out"
+fi
 mkdir -p "$out/blobs/sha256"
+: >"$out/$marker"
 cp "$work/layer.tar.gz" "$out/blobs/sha256/$layer"
 cp "$work/config.json" "$out/blobs/sha256/$config"
 cp "$work/manifest.json" "$out/blobs/sha256/$manifest"
 printf '{"imageLayoutVersion":"1.0.0"}' >"$out/oci-layout"
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
-  "$manifest" "$manifest_size" >"$out/index.json"
+cp "$work/index.json" "$out/index.json"
 echo "oci:$out:latest"

@@ -31,12 +31,26 @@ export interface LayerReport extends StepRef {
   readonly reemitted: number;
   /** Content bytes of this layer that no path of the final filesystem reaches. */
   readonly wastedBytes: number;
+  /**
+   * Set when the layer added, deleted and changed no file, link or device: the directories it
+   * carries, each with the metadata that changed (none when re-emitted as it was). Such a layer
+   * would otherwise read as "0 added, 0 changed, 0 deleted".
+   */
+  readonly onlyDirectories?: readonly { readonly path: string; readonly fields: readonly EntryField[] }[];
 }
+
+/**
+ * Why a layer carries a whole file that a lower layer already had (a copy-up): its content
+ * changed, only its metadata did (mode, owner, mtime: a chmod, chown or touch), or nothing did.
+ */
+export type CopyUpCause = 'content' | 'metadata' | 'unchanged';
 
 export interface WastedContent {
   readonly path: string;
   readonly size: number;
   readonly addedBy: StepRef;
+  /** Set when `addedBy` did not create the file but copied it up from a lower layer. */
+  readonly copiedUp?: CopyUpCause;
   readonly hiddenBy: StepRef;
   /** Deleted (whiteout) or replaced by a new version of the path. */
   readonly how: 'deleted' | 'replaced';
@@ -55,6 +69,7 @@ export interface CopyUp {
   /** Bytes re-shipped: the whole file. */
   readonly size: number;
   readonly at: StepRef;
+  readonly cause: CopyUpCause;
   /** What changed: mode, uid, gid, mtime, content (a few blocks), or nothing at all. */
   readonly changes: readonly EntryField[];
   /** For content edits: differing 16 KiB blocks out of the file's blocks. */
@@ -103,6 +118,40 @@ function isSmallEdit(changedBlocks: number, blocks: number): boolean {
   return blocks >= 2 && changedBlocks <= Math.max(1, Math.floor(blocks * SMALL_EDIT_SHARE));
 }
 
+function copyUpCause(fields: readonly EntryField[]): CopyUpCause {
+  if (fields.includes('content') || fields.includes('size')) return 'content';
+  return fields.length === 0 ? 'unchanged' : 'metadata';
+}
+
+/** The files a layer copied up from lower layers, by path, with what caused each copy. */
+function copiedUpFiles(layer: LayerChanges): Map<string, CopyUpCause> {
+  const causes = new Map<string, CopyUpCause>();
+  for (const entry of layer.changed) {
+    if (entry.before.type === 'file' && entry.after.type === 'file')
+      causes.set(entry.path, copyUpCause(entry.fields));
+  }
+  for (const entry of layer.reemitted) if (entry.type === 'file') causes.set(entry.path, 'unchanged');
+  return causes;
+}
+
+/** The layer's directories and their changed metadata, when directories are all it changed. */
+function onlyDirectoriesOf(layer: LayerChanges): LayerReport['onlyDirectories'] {
+  if (layer.added.length > 0 || layer.deleted.length > 0) return undefined;
+  if (layer.changed.some((entry) => entry.before.type !== 'dir' || entry.after.type !== 'dir'))
+    return undefined;
+  if (layer.reemitted.some((entry) => entry.type !== 'dir')) return undefined;
+  const directories = [
+    ...layer.changed.map((entry) => ({ path: entry.path, fields: entry.fields })),
+    ...layer.reemitted.map((entry) => ({
+      path: entry.path,
+      fields: entry.mtimeChanged ? (['mtime'] as const) : ([] as const),
+    })),
+  ];
+  if (directories.length === 0) return undefined;
+  // Directories whose metadata changed first; then the ones re-emitted as parents.
+  return directories.sort((a, b) => b.fields.length - a.fields.length || compare(a.path, b.path));
+}
+
 function copyUpsOf(layer: LayerChanges, at: StepRef): CopyUp[] {
   const out: CopyUp[] = [];
   for (const entry of layer.changed) {
@@ -117,12 +166,19 @@ function copyUpsOf(layer: LayerChanges, at: StepRef): CopyUp[] {
         path: entry.path,
         size: entry.after.size,
         at,
+        cause: 'content',
         changes: entry.fields.filter((field) => field !== 'size'),
         changedBlocks: changed,
         blocks,
       });
     } else {
-      out.push({ path: entry.path, size: entry.after.size, at, changes: entry.fields });
+      out.push({
+        path: entry.path,
+        size: entry.after.size,
+        at,
+        cause: copyUpCause(entry.fields),
+        changes: entry.fields,
+      });
     }
   }
   return out;
@@ -160,13 +216,16 @@ export async function analyzeImage(image: ImageSource, options: AnalyzeOptions =
   const wasted: WastedContent[] = [];
   const recoverable: RecoverableFile[] = [];
   const wastedByLayer = new Map<number, number>();
+  const copiedUp = layers.map(copiedUpFiles);
   for (const [position, layer] of layers.entries()) {
     for (const item of layer.hidden) {
       const addedBy = refs[item.addedBy]!;
+      const cause = copiedUp[item.addedBy]?.get(item.path);
       const entry: WastedContent = {
         path: item.path,
         size: item.size,
         addedBy,
+        ...(cause === undefined ? {} : { copiedUp: cause }),
         hiddenBy: refs[position]!,
         how: item.how,
       };
@@ -192,18 +251,22 @@ export async function analyzeImage(image: ImageSource, options: AnalyzeOptions =
   );
   copyUps.sort((a, b) => b.size - a.size || compare(a.path, b.path));
 
-  const reports: LayerReport[] = layers.map((layer, position) => ({
-    ...refs[position]!,
-    digest: layer.descriptor.digest,
-    compressedSize: layer.compressedSize,
-    uncompressedSize: layer.uncompressedSize,
-    contentBytes: layer.contentBytes,
-    added: layer.added.length,
-    changed: layer.changed.length,
-    deleted: layer.deleted.length,
-    reemitted: layer.reemitted.filter((entry) => entry.type !== 'dir').length,
-    wastedBytes: wastedByLayer.get(layer.index) ?? 0,
-  }));
+  const reports: LayerReport[] = layers.map((layer, position) => {
+    const onlyDirectories = onlyDirectoriesOf(layer);
+    return {
+      ...refs[position]!,
+      digest: layer.descriptor.digest,
+      compressedSize: layer.compressedSize,
+      uncompressedSize: layer.uncompressedSize,
+      contentBytes: layer.contentBytes,
+      added: layer.added.length,
+      changed: layer.changed.length,
+      deleted: layer.deleted.length,
+      reemitted: layer.reemitted.filter((entry) => entry.type !== 'dir').length,
+      wastedBytes: wastedByLayer.get(layer.index) ?? 0,
+      ...(onlyDirectories === undefined ? {} : { onlyDirectories }),
+    };
+  });
   const sum = (pick: (layer: LayerReport) => number): number =>
     reports.reduce((total, layer) => total + pick(layer), 0);
   const contentShipped = sum((layer) => layer.contentBytes);

@@ -107,7 +107,15 @@ export interface ImageDiff {
   /** Every difference between the final filesystems (kinds `only` and `differs`). */
   readonly final: readonly StepDifference[];
   readonly config: readonly ConfigDifference[];
+  /** Layer-exact: no difference of any kind, re-emitted entries and layers on one side included. */
   readonly equivalent: boolean;
+  /**
+   * The filesystem after every step and the config are the same; the layers may still differ in
+   * entries one side re-emitted unchanged, or in a layer only one side made that changed
+   * nothing (a lock file opened for writing, an empty WORKDIR layer). `stratum diff` exits 0 on
+   * this unless --strict.
+   */
+  readonly filesystemsEquivalent: boolean;
 }
 
 export interface DiffOptions {
@@ -264,6 +272,8 @@ export async function diffImages(
   let last: PathDifference[] = [];
   const steps: StepDiff[] = [];
   let counted = 0;
+  // Of those, differences in the layers only: entries re-emitted unchanged, layers with no effect.
+  let inLayersOnly = 0;
   const next = async (walk: AsyncGenerator<AppliedStep, FsState>): Promise<AppliedStep | undefined> => {
     const result = await walk.next();
     return result.done === true ? undefined : result.value;
@@ -321,6 +331,9 @@ export async function diffImages(
       }
 
       counted += differences.filter((difference) => difference.kind !== 'resolved').length;
+      inLayersOnly += differences.filter(
+        (difference) => difference.kind === 'reemitted' || difference.kind === 'layer',
+      ).length;
       previous = keys;
       last = current;
       steps.push({
@@ -348,6 +361,7 @@ export async function diffImages(
     final: last,
     config,
     equivalent: counted === 0 && config.length === 0 && historyMismatch === undefined,
+    filesystemsEquivalent: counted === inLayersOnly && config.length === 0 && historyMismatch === undefined,
   };
 }
 

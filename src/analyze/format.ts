@@ -1,4 +1,4 @@
-import type { CopyUp, ImageAnalysis, StepRef } from './analyze.js';
+import type { CopyUp, CopyUpCause, ImageAnalysis, LayerReport, StepRef, WastedContent } from './analyze.js';
 import type { ImageDiff, StepDiff, StepDifference } from './diff.js';
 import type { DiskUsage } from './du.js';
 import type { FsEntry } from './fs-model.js';
@@ -114,7 +114,9 @@ export function formatImageDiff(diff: ImageDiff, limit = 200): string {
   lines.push(
     diff.equivalent
       ? 'result: equivalent'
-      : `result: different (${counted} filesystem difference(s), ${diff.config.length} config difference(s))`,
+      : diff.filesystemsEquivalent
+        ? `result: equivalent filesystems and config; the layers differ in ${counted} entr${counted === 1 ? 'y' : 'ies'} re-emitted unchanged or layer(s) that changed nothing (different with --strict)`
+        : `result: different (${counted} filesystem difference(s), ${diff.config.length} config difference(s))`,
   );
   return lines.join('\n') + '\n';
 }
@@ -133,11 +135,43 @@ function percent(ratio: number): string {
   return ratio < 1 && shown === '100.0' ? '>99.9%' : `${shown}%`;
 }
 
+/** What caused a copy-up, and what it cost: the whole file, whatever the change. */
 function copyUpReason(item: CopyUp): string {
-  if (item.changes.includes('content'))
-    return `${item.changedBlocks ?? 0} of ${item.blocks ?? 0} 16 KiB blocks changed`;
-  if (item.changes.length === 0) return 're-emitted unchanged';
-  return `${item.changes.join(', ')} changed`;
+  return `${copyUpCauseText(item.cause, item.changes, item)}: whole file copied up`;
+}
+
+function copyUpCauseText(
+  cause: CopyUpCause,
+  changes: readonly string[] = [],
+  blocks: { readonly changedBlocks?: number; readonly blocks?: number } = {},
+): string {
+  switch (cause) {
+    case 'content':
+      return blocks.blocks === undefined
+        ? 'changed (content)'
+        : `changed (content: ${blocks.changedBlocks ?? 0} of ${blocks.blocks} 16 KiB blocks)`;
+    case 'metadata':
+      return changes.length === 0 ? 'changed (metadata)' : `changed (metadata: ${changes.join(', ')})`;
+    case 'unchanged':
+      return 're-emitted unchanged';
+  }
+}
+
+/** The table's counts, or what the layer did when directories' metadata is all it changed. */
+function directoryOnlyNote(layer: LayerReport): string | undefined {
+  if (layer.onlyDirectories === undefined) return undefined;
+  const shown = layer.onlyDirectories.slice(0, 3).map(({ path, fields }) => {
+    const name = path === '' ? '/' : path;
+    return fields.length === 0 ? `${name} (re-emitted unchanged)` : `${name} (${fields.join(', ')})`;
+  });
+  const more = layer.onlyDirectories.length - shown.length;
+  return `       no file added, changed or deleted: only directory metadata: ${shown.join(', ')}${more > 0 ? `, and ${more} more` : ''}`;
+}
+
+/** "added by layer 2 (...)", or for a copy-up "copied up by layer 3 (...): changed (metadata)". */
+function carriedBy(item: WastedContent, verb = 'added by'): string {
+  if (item.copiedUp === undefined) return `${verb} ${where(item.addedBy)}`;
+  return `copied up by ${where(item.addedBy)}: ${copyUpCauseText(item.copiedUp)}`;
 }
 
 export function formatAnalysis(analysis: ImageAnalysis, limit = 20): string {
@@ -152,6 +186,8 @@ export function formatAnalysis(analysis: ImageAnalysis, limit = 20): string {
     lines.push(
       `${String(layer.layer + 1).padStart(3)}  ${humanSize(layer.compressedSize).padStart(10)}  ${humanSize(layer.uncompressedSize).padStart(12)}  ${String(layer.added).padStart(6)}  ${String(layer.changed).padStart(7)}  ${String(layer.deleted).padStart(7)}  ${humanSize(layer.wastedBytes).padStart(7)}  ${oneLine(layer.createdBy, 70)}`,
     );
+    const note = directoryOnlyNote(layer);
+    if (note !== undefined) lines.push(note);
   }
   lines.push(
     '',
@@ -160,7 +196,7 @@ export function formatAnalysis(analysis: ImageAnalysis, limit = 20): string {
   );
   for (const item of analysis.wasted.slice(0, limit)) {
     lines.push(
-      `  ${humanSize(item.size).padStart(8)}  ${item.path}  added by ${where(item.addedBy)}, ${item.how} by ${where(item.hiddenBy)}`,
+      `  ${humanSize(item.size).padStart(8)}  ${item.path}  ${carriedBy(item)}, ${item.how} by ${where(item.hiddenBy)}`,
     );
   }
   if (analysis.wasted.length > limit)
@@ -179,7 +215,7 @@ export function formatAnalysis(analysis: ImageAnalysis, limit = 20): string {
   for (const item of analysis.recoverable.slice(0, limit)) {
     const flag = item.secret === undefined ? '   ' : '!!!';
     lines.push(
-      `  ${flag} ${item.path}  ${humanSize(item.size)}${item.secret === undefined ? '' : `  SECRET? ${item.secret}`}  in ${where(item.addedBy)}, ${item.how} by layer ${item.hiddenBy.layer + 1}`,
+      `  ${flag} ${item.path}  ${humanSize(item.size)}${item.secret === undefined ? '' : `  SECRET? ${item.secret}`}  ${carriedBy(item, 'in')}, ${item.how} by layer ${item.hiddenBy.layer + 1}`,
     );
     if (item.secret !== undefined) lines.push(`        still in layer blob ${item.layerDigest}`);
   }

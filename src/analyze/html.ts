@@ -107,7 +107,7 @@ const SCRIPT = `
   fill('wasted-body', data.wasted.slice(0, 500), [
     [function (w) { return size(w.size); }, 'num'],
     [function (w) { return w.path; }],
-    [function (w) { return at(w.addedBy); }],
+    [function (w) { return (w.copiedUp ? 'copied up (' + w.copiedUp + ') by ' : '') + at(w.addedBy); }],
     [function (w) { return w.how + ' by ' + at(w.hiddenBy); }]
   ]);
   fill('recoverable-body', data.recoverable.slice(0, 500), [
@@ -120,7 +120,7 @@ const SCRIPT = `
     [function (c) { return size(c.size); }, 'num'],
     [function (c) { return c.path; }],
     [function (c) { return at(c.at); }],
-    [function (c) { return c.changes.length ? c.changes.join(', ') : 'unchanged'; }]
+    [function (c) { return c.cause === 'unchanged' ? 're-emitted unchanged' : 'changed (' + c.cause + (c.changes.length ? ': ' + c.changes.join(', ') : '') + ')'; }]
   ]);
   document.body.setAttribute('data-rendered', 'yes');
 })();

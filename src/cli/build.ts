@@ -154,6 +154,7 @@ export function registerBuild(program: Command): void {
             ? { sourceDateEpoch: Number(process.env['SOURCE_DATE_EPOCH']) }
             : {}),
         });
+        render.finish();
         if (result.written.length === 0) {
           process.stderr.write('warning: no -t or --output given: the image was built but not saved\n');
         }
@@ -163,6 +164,7 @@ export function registerBuild(program: Command): void {
           throw new StratumError('ABORTED', 'build interrupted; nothing was written');
         throw error;
       } finally {
+        render.finish(false);
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }

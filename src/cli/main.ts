@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { errnoCode, isStratumError } from '../errors.js';
-import { commands } from './commands.js';
+import { commandsFor } from './commands.js';
 
 /**
  * Runs the CLI and returns the exit code: 0 ok, 1 failure, 2 usage. Errors a user can cause
@@ -13,10 +13,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
-  for (const register of commands) register(program);
-  program.commands.forEach((command) => command.exitOverride());
 
   try {
+    // Only the command used is imported (see commands.ts): start-up is paid for what runs.
+    const registers = await Promise.all(commandsFor(argv).map((command) => command.load()));
+    for (const register of registers) register(program);
+    program.commands.forEach((command) => command.exitOverride());
     await program.parseAsync(['node', 'stratum', ...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {

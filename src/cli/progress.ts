@@ -1,29 +1,41 @@
 import { humanSize, type BuildEvent, type StepRef } from '../index.js';
+import { liveDisplay } from './live-display.js';
 
 /**
  * Renders build events. `plain`: one line when a step starts and one with its outcome and time
  * (the step's output indented between them); `json`: one event per line for tools; `quiet`:
- * nothing but warnings; `auto`: plain when the output is not a terminal, else a compact live view.
+ * nothing but warnings; `auto`: plain when the output is not a terminal, else the live display of
+ * live-display.ts.
  */
 export type ProgressMode = 'auto' | 'plain' | 'json' | 'quiet';
+
+/** Renders each event; `finish` ends a live display (a no-op for the line-based modes). */
+export type ProgressRenderer = ((event: BuildEvent) => void) & {
+  readonly finish: (succeeded?: boolean) => void;
+};
 
 export function progressRenderer(
   mode: ProgressMode,
   explain = false,
   out: NodeJS.WritableStream = process.stderr,
-): (event: BuildEvent) => void {
+): ProgressRenderer {
   const resolved = mode === 'auto' ? ((out as { isTTY?: boolean }).isTTY === true ? 'tty' : 'plain') : mode;
+  const lines = (render: (event: BuildEvent) => void): ProgressRenderer =>
+    Object.assign(render, { finish: () => undefined });
   switch (resolved) {
     case 'json':
-      return (event) => out.write(`${JSON.stringify(event)}\n`);
+      // Each event carries the wall-clock time it was reported at, as BuildKit's JSON does.
+      return lines((event) => out.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`));
     case 'quiet':
-      return (event) => {
+      return lines((event) => {
         if (event.kind === 'warning') out.write(`warning: ${event.message}\n`);
-      };
+      });
     case 'plain':
-      return plainRenderer(out, explain);
-    case 'tty':
-      return ttyRenderer(out, explain);
+      return lines(plainRenderer(out, explain));
+    case 'tty': {
+      const display = liveDisplay(out, explain);
+      return Object.assign(display.onEvent, { finish: display.finish });
+    }
   }
 }
 
@@ -70,36 +82,6 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
         out.write(`=> ${event.destination} ${event.digest}\n`);
         break;
     }
-  };
-}
-
-/** A one-line live status on a terminal; finished steps scroll above it. */
-function ttyRenderer(out: NodeJS.WritableStream, explain: boolean): (event: BuildEvent) => void {
-  const plain = plainRenderer(out, explain);
-  let current: StepRef | undefined;
-  let started = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const status = (): void => {
-    if (current === undefined) return;
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    out.write(`\r\x1b[2K${stepLabel(current).slice(0, 100)} ${seconds}s`);
-  };
-  return (event) => {
-    if (event.kind === 'step-start') {
-      current = event.step;
-      started = Date.now();
-      status();
-      timer ??= setInterval(status, 100).unref();
-      return;
-    }
-    if (event.kind === 'step-output') return;
-    out.write('\r\x1b[2K');
-    if (event.kind === 'step-end') {
-      plain({ kind: 'step-start', step: event.step });
-      current = undefined;
-    }
-    plain(event);
-    if (event.kind === 'image' && timer !== undefined) clearInterval(timer);
   };
 }
 

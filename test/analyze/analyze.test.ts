@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { analyzeImage } from '../../src/index.js';
+import { analyzeImage, formatAnalysis } from '../../src/index.js';
 import { BASE, buildImage } from './images.js';
 
 const BLOCK = 16 * 1024;
@@ -41,6 +41,57 @@ describe('analyzeImage: exact figures on images built in code', () => {
     ]);
     expect(analysis.totals.contentShipped).toBe(analysis.layers[0]!.contentBytes + 80_000);
     expect(analysis.totals.contentFinal).toBe(analysis.layers[0]!.contentBytes + 40_000);
+  });
+
+  it('says what caused a copy-up: a chmod is a metadata change, not an added file', async () => {
+    const data = Buffer.alloc(50_000, 3);
+    const image = await buildImage([
+      BASE,
+      { createdBy: 'RUN make data', members: [{ name: 'data.bin', content: data }] },
+      { createdBy: 'RUN chmod 600 /data.bin', members: [{ name: 'data.bin', content: data, mode: 0o600 }] },
+      { createdBy: 'RUN rm /data.bin', members: [{ name: '.wh.data.bin' }] },
+    ]);
+    const analysis = await analyzeImage(image.source);
+    expect(analysis.copyUps.map((item) => [item.path, item.cause, item.changes])).toEqual([
+      ['data.bin', 'metadata', ['mode']],
+    ]);
+    expect(analysis.layers[2]).toMatchObject({ added: 0, changed: 1, deleted: 0 });
+    // The chmod's copy is wasted too: it is told apart from the original as a copy-up.
+    expect(
+      analysis.wasted.map((item) => [item.addedBy.layer, item.copiedUp ?? 'added', item.how]).sort(),
+    ).toEqual([
+      [1, 'added', 'replaced'],
+      [2, 'metadata', 'deleted'],
+    ]);
+    const text = formatAnalysis(analysis);
+    expect(text).toContain(
+      'data.bin  in layer 3 (RUN chmod 600 /data.bin): changed (metadata: mode): whole file copied up',
+    );
+    expect(text).toContain(
+      'data.bin  copied up by layer 3 (RUN chmod 600 /data.bin): changed (metadata), deleted by',
+    );
+  });
+
+  it('a layer that only changes directory metadata says so instead of 0 added / 0 changed / 0 deleted', async () => {
+    const image = await buildImage([
+      BASE,
+      { createdBy: 'RUN mkdir /d', members: [{ name: 'd/', type: 'directory' }] },
+      { createdBy: 'RUN chmod 700 /d', members: [{ name: 'd/', type: 'directory', mode: 0o700 }] },
+      { createdBy: 'RUN touch /bin', members: [{ name: 'bin/', type: 'directory', mtime: 1_800_000_000 }] },
+    ]);
+    const analysis = await analyzeImage(image.source);
+    expect(analysis.layers[2]!.onlyDirectories).toEqual([{ path: 'd', fields: ['mode'] }]);
+    expect(analysis.layers[3]!.onlyDirectories).toEqual([{ path: 'bin', fields: ['mtime'] }]);
+    expect(analysis.layers[1]!.onlyDirectories).toBeUndefined();
+    const rows = formatAnalysis(analysis).split('\n');
+    const chmodRow = rows.findIndex((line) => line.endsWith('RUN chmod 700 /d'));
+    expect(rows[chmodRow + 1]).toBe(
+      '       no file added, changed or deleted: only directory metadata: d (mode)',
+    );
+    const touchRow = rows.findIndex((line) => line.endsWith('RUN touch /bin'));
+    expect(rows[touchRow + 1]).toBe(
+      '       no file added, changed or deleted: only directory metadata: bin (mtime)',
+    );
   });
 
   it('a few-block edit is a copy-up; an edit of more than a tenth of the blocks is not', async () => {

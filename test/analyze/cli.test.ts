@@ -85,6 +85,33 @@ describe('stratum diff', () => {
     ]);
   });
 
+  it('entries re-emitted unchanged in one layer only: exit 0 by default, 1 with --strict', async () => {
+    const lockfile = { name: 'app/lock', content: 'l' };
+    const a = await layout(
+      'reemit-a',
+      await buildImage([
+        BASE,
+        { ...APP, members: [...APP.members!, lockfile] },
+        { ...APP, members: [lockfile] },
+      ]),
+    );
+    const b = await layout(
+      'reemit-b',
+      await buildImage([BASE, { ...APP, members: [...APP.members!, lockfile] }, { ...APP, members: [] }]),
+    );
+    const relaxed = await stratum(['diff', `oci:${a}:latest`, `oci:${b}:latest`]);
+    expect(relaxed.code).toBe(0);
+    expect(relaxed.stdout).toContain("  = app/lock  re-emitted unchanged in A's layer only (1 B)");
+    expect(relaxed.stdout).toContain(
+      'result: equivalent filesystems and config; the layers differ in 1 entry',
+    );
+    const strict = await stratum(['diff', '--strict', `oci:${a}:latest`, `oci:${b}:latest`]);
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toBe(relaxed.stdout);
+    // A real difference still exits 1 without --strict.
+    expect((await stratum(['diff', `oci:${same}:latest`, `oci:${other}:latest`])).code).toBe(1);
+  });
+
   it('a missing argument is a usage error (exit 2)', async () => {
     const result = await stratum(['diff', `oci:${same}:latest`]);
     expect(result.code).toBe(2);

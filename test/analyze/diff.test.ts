@@ -166,6 +166,7 @@ describe('diffImages: each kind of difference', () => {
     expect(only(diff, 1)).toEqual([expect.objectContaining({ kind: 'layer', side: 'a', entries: 0 })]);
     expect(only(diff, 2)).toEqual([]);
     expect(diff.final).toEqual([]);
+    expect(diff.filesystemsEquivalent).toBe(true);
   });
 
   it('an entry re-emitted unchanged on one side only', async () => {
@@ -184,6 +185,8 @@ describe('diffImages: each kind of difference', () => {
     expect(only(diff, 1)).toEqual([{ kind: 'reemitted', side: 'a', path: 'etc/passwd', size: 26 }]);
     expect(diff.final).toEqual([]);
     expect(diff.equivalent).toBe(false);
+    // The filesystems are the same: only a layer-exact comparison calls them different.
+    expect(diff.filesystemsEquivalent).toBe(true);
   });
 
   it('times are ignored unless asked for', async () => {

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -156,7 +157,27 @@ describe('stratum inspect and copy', () => {
     const bad = await cli(['copy', 'oci:', `oci:${join(dir, 'x')}`]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toBe('stratum: invalid image reference "oci:": oci: needs a path\n');
-    const registry = await cli(['copy', `oci:${join(dir, 'cli-copy')}:v1`, 'docker://localhost:5000/x:1']);
+    // A registry address where nothing listens: a port the kernel just handed out and took back
+    // (never a fixed port such as 5000, which a developer's own registry may hold).
+    const port = await closedPort();
+    const registry = await cli(['copy', `oci:${join(dir, 'cli-copy')}:v1`, `docker://127.0.0.1:${port}/x:1`]);
     expect(registry.code).toBe(1);
+    expect(registry.stderr).toContain('connection refused');
   });
 });
+
+/** A TCP port on 127.0.0.1 that was free a moment ago and is closed now. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => {
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  return address.port;
+}

@@ -4,6 +4,7 @@ import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { documentProblems, type DocumentKind } from '../../src/oci/validate.js';
+import { corpusPath, requireCorpus } from '../helpers/corpora.js';
 
 /**
  * The runtime validator (src/oci/validate.ts) against the image-spec corpus: it must give every
@@ -11,7 +12,8 @@ import { documentProblems, type DocumentKind } from '../../src/oci/validate.js';
  * agree with Ajv running the schemas themselves (converted from draft-04: `id` → `$id`).
  */
 
-const corpus = join(import.meta.dirname, '../../../shared/corpora/image-spec-schema');
+const corpus = corpusPath('image-spec-schema');
+const present = requireCorpus('image-spec-schema');
 
 interface Fixture {
   readonly file: string;
@@ -23,9 +25,10 @@ interface Fixture {
   readonly sha256OfRawBytes?: string;
 }
 
-const fixtures = (
-  JSON.parse(readFileSync(join(corpus, 'fixtures/index.json'), 'utf8')) as { fixtures: Fixture[] }
-).fixtures;
+const fixtures = present
+  ? (JSON.parse(readFileSync(join(corpus, 'fixtures/index.json'), 'utf8')) as { fixtures: Fixture[] })
+      .fixtures
+  : [];
 
 const KIND_BY_SCHEMA: Readonly<Record<string, DocumentKind>> = {
   'content-descriptor.json': 'descriptor',
@@ -90,7 +93,7 @@ function ajvFor(): Ajv {
   return ajv;
 }
 
-describe('image-spec schemas: stratum validator', () => {
+describe.skipIf(!present)('image-spec schemas: stratum validator', () => {
   it('the corpus has the 82 documents its README lists', () => {
     expect(fixtures).toHaveLength(82);
   });

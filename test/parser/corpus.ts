@@ -1,8 +1,9 @@
 /** Paths into ../shared/corpora and a walker for the Dockerfiles in them. */
 import { readdirSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
+import { corpora } from '../helpers/corpora.js';
 
-export const corpora = resolve(import.meta.dirname, '..', '..', '..', 'shared', 'corpora');
+export { corpora };
 export const buildkitParser = join(corpora, 'buildkit', 'frontend', 'dockerfile', 'parser');
 export const buildkitShell = join(corpora, 'buildkit', 'frontend', 'dockerfile', 'shell');
 
