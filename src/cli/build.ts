@@ -59,7 +59,12 @@ export function registerBuild(program: Command): void {
       [],
     )
     .addOption(
-      new Option('--network <mode>', 'network for RUN').choices(['host', 'none', 'default']).default('host'),
+      new Option(
+        '--network <mode>',
+        'network for RUN: default (a private namespace per step, outbound through pasta), host, none',
+      )
+        .choices(['default', 'host', 'none'])
+        .default('default'),
     )
     .addOption(
       new Option('--progress <mode>', 'progress output')
@@ -139,7 +144,7 @@ export function registerBuild(program: Command): void {
           buildArgs: parseBuildArgs(opts.buildArg),
           ...(opts.target === undefined ? {} : { target: opts.target }),
           ...(opts.platform === undefined ? {} : { platform: opts.platform }),
-          network: opts.network === 'none' ? 'none' : 'host',
+          network: opts.network,
           noCache: !opts.cache,
           noCacheFilter: opts.noCacheFilter,
           secretSources: parseSecretFlags(opts.secret),
@@ -184,7 +189,7 @@ interface BuildFlags {
   readonly buildArg: string[];
   readonly target?: string;
   readonly output: string[];
-  readonly network: string;
+  readonly network: 'default' | 'host' | 'none';
   readonly progress: ProgressMode;
   readonly cache: boolean;
   readonly noCacheFilter: string[];

@@ -22,7 +22,8 @@ export interface BuildContext {
   /** Meta ARG values, plus the predefined platform ARGs. */
   readonly metaArgs: ReadonlyMap<string, string>;
   readonly platform: Platform;
-  readonly network: 'host' | 'none';
+  /** RUN's network unless a step says otherwise; `default` is a private namespace (sandbox/network.ts). */
+  readonly network: 'host' | 'none' | 'default';
   /** Secret id → host file (from `--secret id=ID,src=PATH`). */
   readonly secrets: ReadonlyMap<string, string>;
   readonly cache: LayerCache;

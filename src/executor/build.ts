@@ -24,6 +24,7 @@ import { scratchState, type ImageState } from './image-state.js';
 import { planBuild, stageNames } from './plan.js';
 import type { ProgressListener } from './progress.js';
 import { importLayers } from './rootfs.js';
+import { holdPrivateNetworks } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
@@ -37,7 +38,8 @@ export interface BuildOptions {
   readonly buildArgs?: Readonly<Record<string, string>>;
   readonly target?: string;
   readonly platform?: string;
-  readonly network?: 'host' | 'none';
+  /** Default: `default`, a private network namespace per RUN with outbound access (as Docker). */
+  readonly network?: 'host' | 'none' | 'default';
   readonly noCache?: boolean;
   readonly noCacheFilter?: readonly string[];
   /** Secret id → host file. */
@@ -118,6 +120,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
   await mkdir(workspaceParent, { recursive: true });
   const workspace = await Workspace.create(workspaceParent);
+  const releaseNetworks = holdPrivateNetworks();
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
@@ -131,7 +134,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       buildArgs,
       metaArgs: plan.metaArgs,
       platform,
-      network: options.network ?? 'host',
+      network: options.network ?? 'default',
       secrets: new Map(Object.entries(options.secrets ?? {})),
       cache,
       shared: options.sharedCache?.active === true ? options.sharedCache : undefined,
@@ -258,6 +261,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const result of stages.values()) await result.keepRootfs();
     return { image, warnings };
   } finally {
+    await releaseNetworks();
     await workspace.dispose();
   }
 }

@@ -12,7 +12,7 @@ import { mkdirInRoot, resolveInRoot as resolveSourceInRoot } from './context/ind
 import { runCreatedBy } from './history.js';
 import { envKey, getEnv, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
-import { defaultPath, runInSandbox, type SandboxMount } from './sandbox/index.js';
+import { defaultPath, privateResolvConf, runInSandbox, type SandboxMount } from './sandbox/index.js';
 import type { StepAction } from './stage.js';
 import { resolveUser } from './users.js';
 
@@ -161,7 +161,12 @@ export function runStep(
           network,
           mounts,
           etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`,
-          etcResolvConf: network === 'host' ? await hostResolvConf() : '',
+          etcResolvConf:
+            network === 'host'
+              ? await hostResolvConf()
+              : network === 'default'
+                ? privateResolvConf(await hostResolvConf())
+                : '',
           etcHostname: `${hostname}\n`,
         },
         {

@@ -1,4 +1,5 @@
 export { runInSandbox } from './run.js';
+export { closePrivateNetworks, holdPrivateNetworks, privateResolvConf } from './network.js';
 export { resolveInRoot, existingPathInRoot, type ResolvedPath } from './root-path.js';
 export {
   defaultPath,

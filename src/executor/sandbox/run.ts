@@ -13,6 +13,7 @@ import {
   type IdMapping,
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
+import { acquirePrivateNetwork } from './network.js';
 import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
 // mount(2) flags
@@ -48,7 +49,12 @@ export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = 
   try {
     const ops = await prepare(spec, ledger, scratch, mapping);
     await ledger.sealSetup();
-    return await launch(spec, ops, mapping, signal, onOutput);
+    const network = spec.network === 'default' ? await acquirePrivateNetwork() : undefined;
+    try {
+      return await launch(spec, ops, mapping, signal, onOutput, network?.path);
+    } finally {
+      network?.release();
+    }
   } finally {
     await ledger.restore();
     await rm(scratch, { recursive: true, force: true });
@@ -237,6 +243,7 @@ async function launch(
   mapping: IdMapping,
   signal: AbortSignal | undefined,
   onOutput: SandboxOptions['onOutput'],
+  netnsPath: string | undefined,
 ): Promise<SandboxResult> {
   // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
   const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
@@ -246,6 +253,8 @@ async function launch(
   const args = [
     '--pdeathsig',
     'KILL',
+    // The default network: join the private namespace (./network.ts) before making the others.
+    ...(netnsPath === undefined ? [] : ['nsenter', `--net=${netnsPath}`]),
     'unshare',
     ...unshareArgs,
     '--',

@@ -40,7 +40,11 @@ export interface SecretMount {
 /** Cache mounts are `bind` mounts of a persistent directory that the engine manages. */
 export type SandboxMount = BindMount | TmpfsMount | SecretMount;
 
-export type SandboxNetwork = 'host' | 'none';
+/**
+ * `host`: the host's network namespace; `none`: a private one with only `lo`; `default`: a
+ * private one with outbound access through pasta (see network.ts), as Docker's default.
+ */
+export type SandboxNetwork = 'host' | 'none' | 'default';
 
 export interface SandboxSpec {
   /** Host directory that becomes `/` for the step. */
