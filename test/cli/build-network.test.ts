@@ -28,7 +28,9 @@ function stratum(
     const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.on('close', (status) => resolvePromise({ status, stderr, pid: child.pid }));
+    child.on('close', (status) => {
+      resolvePromise({ status, stderr, pid: child.pid });
+    });
   });
 }
 

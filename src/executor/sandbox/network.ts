@@ -57,7 +57,7 @@ function run(command: string, args: readonly string[]): Promise<{ stdout: string
   return new Promise((resolve, reject) => {
     execFile(command, args, { encoding: 'utf8' }, (error, stdout, stderr) => {
       if (error === null) resolve({ stdout, stderr });
-      else reject(Object.assign(error, { stderr }));
+      else reject(Object.assign(new Error(error.message, { cause: error }), { stderr, code: error.code }));
     });
   });
 }
