@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { StratumError } from './errors.js';
+import type { Ulimit } from './executor/sandbox/index.js';
 
 /**
  * The text forms of `stratum build`'s flags, as `docker buildx build` spells them, turned into
@@ -147,12 +148,6 @@ export function parseByteSize(flag: string, value: string): number {
   const bytes = Math.floor(Number(match[1]) * units[match[2]!.toLowerCase()]!);
   if (bytes <= 0) throw new StratumError('USAGE', `${flag} ${value}: must be more than 0`);
   return bytes;
-}
-
-export interface Ulimit {
-  readonly name: string;
-  readonly soft: number | 'unlimited';
-  readonly hard: number | 'unlimited';
 }
 
 /** Docker's ulimit names (`--ulimit nofile=1024:2048`); each maps to a prlimit(1) option. */

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
@@ -83,6 +83,11 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const tmpDir = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
   const secrets = await checkSecrets(options.secretSources ?? {});
+  for (const [id, socket] of Object.entries(options.ssh ?? {})) {
+    const socketStat = await stat(socket).catch(() => undefined);
+    if (socketStat?.isSocket() !== true)
+      throw new StratumError('USAGE', `--ssh ${id}=${socket}: not a socket (is the ssh agent running?)`);
+  }
   await mkdir(tmpDir, { recursive: true });
   const scratch = await mkdtemp(join(tmpDir, 'build-inputs-'));
   const warnings: string[] = [];

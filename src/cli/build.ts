@@ -2,7 +2,17 @@ import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { StratumError, buildImage, parseAnnotations, parseKeyValues, parseSecretFlags } from '../index.js';
+import {
+  StratumError,
+  buildImage,
+  parseAddHosts,
+  parseAnnotations,
+  parseByteSize,
+  parseKeyValues,
+  parseSecretFlags,
+  parseSshFlags,
+  parseUlimits,
+} from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 
 function collect(value: string, previous: string[]): string[] {
@@ -79,6 +89,20 @@ export function registerBuild(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--ssh <default|ID=SOCKET>',
+      'forward an ssh agent socket to RUN --mount=type=ssh (repeatable)',
+      collect,
+      [],
+    )
+    .option('--add-host <host:ip>', "add a line to RUN's /etc/hosts (repeatable)", collect, [])
+    .option('--shm-size <size>', "size of RUN's /dev/shm (default 64m)")
+    .option(
+      '--ulimit <name=soft[:hard]>',
+      'resource limit for RUN, e.g. nofile=1024:2048 (repeatable)',
+      collect,
+      [],
+    )
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
     .option('--platform <os/arch>', 'target platform (only the host platform is supported)')
@@ -151,6 +175,10 @@ export function registerBuild(program: Command): void {
           labels: parseKeyValues('--label', opts.label),
           annotations: parseAnnotations(opts.annotation),
           load: opts.load === true,
+          ssh: parseSshFlags(opts.ssh),
+          extraHosts: parseAddHosts(opts.addHost),
+          ...(opts.shmSize === undefined ? {} : { shmSize: parseByteSize('--shm-size', opts.shmSize) }),
+          ulimits: parseUlimits(opts.ulimit),
           ...(opts.iidfile === undefined ? {} : { iidFile: opts.iidfile }),
           ...(opts.metadataFile === undefined ? {} : { metadataFile: opts.metadataFile }),
           ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
@@ -206,5 +234,9 @@ interface BuildFlags {
   readonly iidfile?: string;
   readonly metadataFile?: string;
   readonly label: string[];
+  readonly ssh: string[];
+  readonly addHost: string[];
+  readonly shmSize?: string;
+  readonly ulimit: string[];
   readonly annotation: string[];
 }

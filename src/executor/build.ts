@@ -24,7 +24,7 @@ import { scratchState, type ImageState } from './image-state.js';
 import { planBuild, stageNames } from './plan.js';
 import type { ProgressListener } from './progress.js';
 import { importLayers } from './rootfs.js';
-import { holdPrivateNetworks } from './sandbox/index.js';
+import { holdPrivateNetworks, type Ulimit } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
@@ -44,6 +44,14 @@ export interface BuildOptions {
   readonly noCacheFilter?: readonly string[];
   /** Secret id → host file. */
   readonly secrets?: Readonly<Record<string, string>>;
+  /** SSH agent id → host socket, for `RUN --mount=type=ssh` (`--ssh`). */
+  readonly ssh?: Readonly<Record<string, string>>;
+  /** Extra /etc/hosts lines for RUN (`--add-host`). */
+  readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];
+  /** RUN's /dev/shm size in bytes (`--shm-size`; default 64 MiB). */
+  readonly shmSize?: number;
+  /** Resource limits for RUN (`--ulimit`). */
+  readonly ulimits?: readonly Ulimit[];
   /** Cache entries (and, when given, their blobs); default: the user's cache directory. */
   readonly cacheDir?: string;
   /** The blob store layers are written to; default: one inside the cache directory. */
@@ -136,6 +144,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       platform,
       network: options.network ?? 'default',
       secrets: new Map(Object.entries(options.secrets ?? {})),
+      ssh: new Map(Object.entries(options.ssh ?? {})),
+      extraHosts: options.extraHosts ?? [],
+      shmSize: options.shmSize,
+      ulimits: options.ulimits ?? [],
       cache,
       shared: options.sharedCache?.active === true ? options.sharedCache : undefined,
       ignoreCache: (stage) => options.noCache === true || noCacheFilter.has(stage.toLowerCase()),

@@ -348,4 +348,100 @@ describe.skipIf(!enabled)('stratum build: buildx-style flags, end to end', () =>
     });
     expect(lone.status, lone.stderr).toBe(0);
   });
+
+  it('--add-host, --shm-size and --ulimit shape what RUN sees', () => {
+    const ctx = context('run-options', {
+      Dockerfile: `FROM ${baseRef}\nRUN grep db.internal /etc/hosts > /hosts && ulimit -n > /nofile && ulimit -Hn >> /nofile && df -k /dev/shm | tail -n 1 > /shm\n`,
+    });
+    const out = join(dir, 'run-options-fs');
+    const built = run([
+      'build',
+      ctx,
+      '--network',
+      'none',
+      '--add-host',
+      'db.internal:10.1.2.3',
+      '--shm-size',
+      '128m',
+      '--ulimit',
+      'nofile=1000:2000',
+      '-o',
+      `type=local,dest=${out}`,
+    ]);
+    expect(built.status, built.stderr).toBe(0);
+    expect(readFileSync(join(out, 'hosts'), 'utf8')).toBe('10.1.2.3\tdb.internal\n');
+    expect(readFileSync(join(out, 'nofile'), 'utf8')).toBe('1000\n2000\n');
+    expect(readFileSync(join(out, 'shm'), 'utf8')).toMatch(/\s131072\s/);
+    expect(run(['build', ctx, '--ulimit', 'nofiles=1']).stderr).toMatch(/unknown limit "nofiles"/);
+    expect(run(['build', ctx, '--add-host', 'nocolon']).status).toBe(2);
+  });
+
+  it.skipIf(!requireTool('ssh-agent', 'openssh-client'))(
+    '--ssh default forwards the running ssh-agent to RUN --mount=type=ssh',
+    () => {
+      // The host's ssh-add (with its own loader and libraries, bound in) asks the forwarded agent.
+      const agentDir = mkdtempSync(join(tmpdir(), 'stratum-ssh-'));
+      const socket = join(agentDir, 'agent.sock');
+      const agent = execFileSync('ssh-agent', ['-a', socket], { encoding: 'utf8' });
+      const agentPid = /SSH_AGENT_PID=(\d+)/.exec(agent)?.[1];
+      try {
+        execFileSync('ssh-keygen', [
+          '-q',
+          '-t',
+          'ed25519',
+          '-N',
+          '',
+          '-C',
+          'stratum-test-key',
+          '-f',
+          join(agentDir, 'key'),
+        ]);
+        execFileSync('ssh-add', [join(agentDir, 'key')], {
+          env: { ...process.env, SSH_AUTH_SOCK: socket },
+          stdio: 'ignore',
+        });
+        const ctx = context('ssh', { Dockerfile: '' });
+        const tools = join(ctx, 'tools');
+        mkdirSync(tools);
+        const sshAdd = execFileSync('sh', ['-c', 'command -v ssh-add'], { encoding: 'utf8' }).trim();
+        const libraries = execFileSync('ldd', [sshAdd], { encoding: 'utf8' })
+          .split('\n')
+          .map((line) => /(\/\S+)/.exec(line)?.[1])
+          .filter((path): path is string => path !== undefined);
+        for (const file of [sshAdd, ...libraries])
+          execFileSync('cp', ['-L', file, join(tools, file.split('/').pop()!)]);
+        const loader = libraries
+          .find((path) => path.includes('ld-linux'))!
+          .split('/')
+          .pop()!;
+        writeFileSync(
+          join(ctx, 'Dockerfile'),
+          `FROM ${baseRef}\nRUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh /tools/${loader} --library-path /tools /tools/ssh-add -l > /agent-keys && echo "$SSH_AUTH_SOCK" > /sock\n`,
+        );
+        const out = join(dir, 'ssh-fs');
+        const built = run(
+          ['build', ctx, '--network', 'none', '--ssh', 'default', '-o', `type=local,dest=${out}`],
+          {
+            env: { SSH_AUTH_SOCK: socket },
+          },
+        );
+        expect(built.status, built.stderr).toBe(0);
+        expect(readFileSync(join(out, 'agent-keys'), 'utf8')).toMatch(
+          /ED25519.*stratum-test-key|stratum-test-key.*ED25519/,
+        );
+        expect(readFileSync(join(out, 'sock'), 'utf8')).toBe('/run/buildkit/ssh_agent.0\n');
+
+        // Without --ssh a required ssh mount fails naming the flag (optional ones are skipped, as in BuildKit).
+        const requiring = context('ssh-required', {
+          Dockerfile: `FROM ${baseRef}\nRUN --mount=type=ssh,required=true true\n`,
+        });
+        const without = run(['build', requiring, '--network', 'none']);
+        expect(without.status).toBe(1);
+        expect(without.stderr).toMatch(/ssh agent "default" is required but was not given \(--ssh default\)/);
+      } finally {
+        if (agentPid !== undefined) process.kill(Number(agentPid));
+        rmSync(agentDir, { recursive: true, force: true });
+      }
+    },
+  );
 });

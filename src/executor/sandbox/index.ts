@@ -11,4 +11,5 @@ export {
   type SandboxSpec,
   type SandboxResult,
   type SandboxOptions,
+  type Ulimit,
 } from './types.js';

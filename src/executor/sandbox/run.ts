@@ -14,7 +14,7 @@ import {
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
 import { acquirePrivateNetwork } from './network.js';
-import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
+import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec, Ulimit } from './types.js';
 
 // mount(2) flags
 const MS_NOSUID = 2;
@@ -142,7 +142,7 @@ async function prepare(
       fstype: 'tmpfs',
       target: `${dev}/shm`,
       flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
-      data: 'mode=1777,size=65536k',
+      data: `mode=1777,size=${Math.ceil((spec.shmSize ?? 64 * 1024 * 1024) / 1024)}k`,
     },
     { op: 'symlink', target: '/proc/self/fd', path: `${dev}/fd` },
     { op: 'symlink', target: '/proc/self/fd/0', path: `${dev}/stdin` },
@@ -258,6 +258,7 @@ async function launch(
     'unshare',
     ...unshareArgs,
     '--',
+    ...ulimitArgs(spec.ulimits ?? []),
     'perl',
     '-e',
     initProgram,
@@ -306,6 +307,12 @@ async function launch(
     });
   });
   return interpret(spec, outcome, mapping);
+}
+
+/** `--ulimit`: prlimit (util-linux) sets the limits on itself and execs the init, which inherits them. */
+function ulimitArgs(ulimits: readonly Ulimit[]): string[] {
+  if (ulimits.length === 0) return [];
+  return ['prlimit', ...ulimits.map((limit) => `--${limit.name}=${limit.soft}:${limit.hard}`), '--'];
 }
 
 /**

@@ -61,6 +61,10 @@ export interface SandboxSpec {
   readonly hostname: string;
   readonly network: SandboxNetwork;
   readonly mounts: readonly SandboxMount[];
+  /** /dev/shm's size in bytes (default 64 MiB, as Docker). */
+  readonly shmSize?: number;
+  /** setrlimit values for the step (`--ulimit`), applied with prlimit(1) before the init. */
+  readonly ulimits?: readonly Ulimit[];
   /** Content of the step's /etc/hosts, /etc/resolv.conf and /etc/hostname. */
   readonly etcHosts: string;
   readonly etcResolvConf: string;
@@ -80,3 +84,10 @@ export interface SandboxOptions {
 
 /** Docker's default PATH, used when the image sets none (moby's oci.DefaultPathEnv on Linux). */
 export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** One resource limit (Docker's `--ulimit NAME=SOFT[:HARD]`); names as prlimit(1) spells them. */
+export interface Ulimit {
+  readonly name: string;
+  readonly soft: number | 'unlimited';
+  readonly hard: number | 'unlimited';
+}
