@@ -11,6 +11,7 @@ import { writeFileAtomically } from './oci-writer/atomic.js';
 import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
 import { parseOutputs, type OutputTarget } from './output-spec.js';
 import { contextFromStream } from './stdin-context.js';
+import { checkBuildContexts, withNamedContexts, type NamedContext } from './named-contexts.js';
 import type { ImageSource } from './oci/image.js';
 import { parseImageReference } from './oci/reference.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
@@ -58,6 +59,10 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
   readonly metadataFile?: string;
   /** The context as a tar (or a lone Dockerfile) on a stream (`stratum build -`). */
   readonly contextArchive?: Readable;
+  /** `--build-context NAME=...`: what FROM / --from NAME mean instead of an image NAME. */
+  readonly buildContexts?: Readonly<Record<string, NamedContext>>;
+  /** Re-resolve base images by name from their registry even when the local store has them (`--pull`). */
+  readonly pull?: boolean;
   /** Where `type=tar,dest=-` writes (default: process.stdout). */
   readonly stdout?: Writable;
 }
@@ -83,6 +88,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const tmpDir = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
   const secrets = await checkSecrets(options.secretSources ?? {});
+  await checkBuildContexts(options.buildContexts ?? {});
   for (const [id, socket] of Object.entries(options.ssh ?? {})) {
     const socketStat = await stat(socket).catch(() => undefined);
     if (socketStat?.isSocket() !== true)
@@ -135,8 +141,15 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         cacheDir,
         blobs,
         sharedCache: shared,
-        resolveImage: (reference, signal) =>
-          resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal),
+        resolveImage: withNamedContexts(options.buildContexts ?? {}, blobs, (reference, signal) =>
+          resolveBaseImage(
+            reference,
+            dataDir,
+            options.insecureRegistries ?? [],
+            signal,
+            options.pull === true,
+          ),
+        ),
       });
       const image = await withLabelsAndAnnotations(
         result.image,
@@ -336,13 +349,15 @@ async function writeResult(
 
 /**
  * FROM and --from: a transport reference opens that image; a plain name is looked up in the
- * local store first and then pulled (lazily, blob by blob) from its registry.
+ * local store first and then pulled (lazily, blob by blob) from its registry (with `pull`, the
+ * registry is asked first and alone).
  */
 export async function resolveBaseImage(
   reference: string,
   dataDir: string,
   insecureRegistries: readonly string[],
   signal?: AbortSignal,
+  pull = false,
 ): Promise<ImageSource> {
   const parsed = parseImageReference(reference);
   const signalOption = signal ? { signal } : {};
@@ -350,6 +365,8 @@ export async function resolveBaseImage(
     return openRegistryImage(parsed.reference, { insecureRegistries, ...signalOption });
   }
   if (parsed.transport !== 'store') return openImage(parsed, { dataDir, ...signalOption });
+  // --pull: the registry's current image for the name, whatever the store holds.
+  if (pull) return openRegistryImage(parsed.name, { insecureRegistries, ...signalOption });
   try {
     return await new ImageStore(dataDir).open(parsed.name, signalOption);
   } catch (error) {

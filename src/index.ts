@@ -93,6 +93,7 @@ export {
 } from './executor/cache/registry-shared.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
+export { parseBuildContexts, type NamedContext } from './named-contexts.js';
 export * from './build-flags.js';
 export {
   loadIntoDockerDaemon,

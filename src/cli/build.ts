@@ -7,6 +7,7 @@ import {
   buildImage,
   parseAddHosts,
   parseAnnotations,
+  parseBuildContexts,
   parseByteSize,
   parseKeyValues,
   parseSecretFlags,
@@ -103,6 +104,13 @@ export function registerBuild(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--build-context <name=value>',
+      'NAME for FROM / COPY --from / RUN --mount from=: a DIR, docker-image://REF or oci-layout://DIR[:TAG] (repeatable)',
+      collect,
+      [],
+    )
+    .option('--pull', 'resolve base images by name from their registry even when stored locally')
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
     .option('--platform <os/arch>', 'target platform (only the host platform is supported)')
@@ -175,6 +183,8 @@ export function registerBuild(program: Command): void {
           labels: parseKeyValues('--label', opts.label),
           annotations: parseAnnotations(opts.annotation),
           load: opts.load === true,
+          buildContexts: parseBuildContexts(opts.buildContext),
+          pull: opts.pull === true,
           ssh: parseSshFlags(opts.ssh),
           extraHosts: parseAddHosts(opts.addHost),
           ...(opts.shmSize === undefined ? {} : { shmSize: parseByteSize('--shm-size', opts.shmSize) }),
@@ -238,5 +248,7 @@ interface BuildFlags {
   readonly addHost: string[];
   readonly shmSize?: string;
   readonly ulimit: string[];
+  readonly buildContext: string[];
+  readonly pull?: boolean;
   readonly annotation: string[];
 }

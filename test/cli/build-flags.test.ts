@@ -444,4 +444,95 @@ describe.skipIf(!enabled)('stratum build: buildx-style flags, end to end', () =>
       }
     },
   );
+
+  it('--build-context NAME=DIR|oci-layout://|docker-image:// serves FROM, COPY --from and RUN --mount from=, keyed on content', () => {
+    const files = join(dir, 'named-files');
+    mkdirSync(files);
+    writeFileSync(join(files, 'data.txt'), 'one\n');
+    run([
+      'build',
+      context('named-base', { Dockerfile: `FROM ${baseRef}\nRUN echo stored > /stored\n` }),
+      '--network',
+      'none',
+      '-q',
+      '-t',
+      'flags/named-base:1',
+    ]);
+    const ctx = context('named', {
+      Dockerfile: [
+        'FROM base',
+        'COPY --from=files /data.txt /copied.txt',
+        'RUN --mount=type=bind,from=files,target=/mnt cat /mnt/data.txt > /mounted.txt',
+        'COPY --from=stored /stored /stored-copy',
+        '',
+      ].join('\n'),
+    });
+    const build = (filesDir: string, out: string): Run =>
+      run([
+        'build',
+        ctx,
+        '--network',
+        'none',
+        '--progress',
+        'plain',
+        '--build-context',
+        `base=oci-layout://${baseRef.slice('oci:'.length)}`,
+        '--build-context',
+        `files=${filesDir}`,
+        '--build-context',
+        'stored=docker-image://flags/named-base:1',
+        '-o',
+        `type=local,dest=${out}`,
+      ]);
+    const first = build(files, join(dir, 'named-1'));
+    expect(first.status, first.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'named-1/copied.txt'), 'utf8')).toBe('one\n');
+    expect(readFileSync(join(dir, 'named-1/mounted.txt'), 'utf8')).toBe('one\n');
+    expect(readFileSync(join(dir, 'named-1/stored-copy'), 'utf8')).toBe('stored\n');
+
+    // The same content elsewhere: every step is a cache hit. Changed content: the steps rerun.
+    const moved = join(dir, 'named-files-moved');
+    execFileSync('cp', ['-a', files, moved]);
+    const again = build(moved, join(dir, 'named-2'));
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/=> DONE/);
+    writeFileSync(join(moved, 'data.txt'), 'two\n');
+    const changed = build(moved, join(dir, 'named-3'));
+    expect(changed.status, changed.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'named-3/mounted.txt'), 'utf8')).toBe('two\n');
+
+    const missing = run(['build', ctx, '--build-context', `files=${join(dir, 'no-such-dir')}`]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/--build-context files=.*no-such-dir: not a directory/);
+  });
+
+  it('--pull takes a name from its registry even when the local store has an image of that name', () => {
+    const name = `${registry.host}/flags/pulled:1`;
+    const remote = context('pull-remote', { Dockerfile: `FROM ${baseRef}\nRUN echo registry > /which\n` });
+    const local = context('pull-local', { Dockerfile: `FROM ${baseRef}\nRUN echo store > /which\n` });
+    expect(run(['build', remote, '--network', 'none', '-q', '-o', `docker://${name}`]).status).toBe(0);
+    expect(run(['build', local, '--network', 'none', '-q', '-t', name]).status).toBe(0);
+    const user = context('pull-user', { Dockerfile: `FROM ${name}\nRUN cp /which /seen\n` });
+    const stored = run([
+      'build',
+      user,
+      '--network',
+      'none',
+      '-o',
+      `type=local,dest=${join(dir, 'pull-stored')}`,
+    ]);
+    expect(stored.status, stored.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'pull-stored/seen'), 'utf8')).toBe('store\n');
+    const pulled = run([
+      'build',
+      user,
+      '--network',
+      'none',
+      '--pull',
+      '-o',
+      `type=local,dest=${join(dir, 'pull-pulled')}`,
+    ]);
+    expect(pulled.status, pulled.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'pull-pulled/seen'), 'utf8')).toBe('registry\n');
+  });
 });
