@@ -1,4 +1,17 @@
-import { StratumError } from './errors.js';
+import { constants } from 'node:fs';
+import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import type { SecretSource } from './build-flags.js';
+import { StratumError, errnoCode } from './errors.js';
+import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
+import { withLabelsAndAnnotations } from './image-patch.js';
+import type { Descriptor } from './oci/types.js';
+import { writeFileAtomically } from './oci-writer/atomic.js';
+import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
+import { parseOutputs, type OutputTarget } from './output-spec.js';
+import { contextFromStream } from './stdin-context.js';
+import { checkBuildContexts, withNamedContexts, type NamedContext } from './named-contexts.js';
 import { isImageIndex, type AnyImage, type ImageSource } from './oci/image.js';
 import type { Platform } from './oci/types.js';
 import { formatPlatform } from './oci/platform.js';
@@ -16,11 +29,18 @@ import { LayerCache } from './executor/cache/store.js';
  * --from can name a layout, an archive, a local store image or a registry image) and writes
  * the result to each destination once the whole build has succeeded.
  */
-export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | 'blobs'> {
+export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | 'blobs' | 'dockerfile'> {
+  /** The Dockerfile's bytes; may be left out with `contextArchive` (then its `Dockerfile`). */
+  readonly dockerfile?: string | Uint8Array;
   /** Names for the local image store (`-t`). */
   readonly tags?: readonly string[];
-  /** Transport destinations (`--output oci:DIR:TAG`, ...). */
+  /**
+   * Destinations (`-o`): transports (`oci:DIR:TAG`, ...) or BuildKit's forms
+   * (`type=local,dest=DIR`, `type=tar,dest=-`, ...); see output-spec.ts.
+   */
   readonly outputs?: readonly string[];
+  /** Load the image into the Docker daemon under every `tags` name (`--load`). */
+  readonly load?: boolean;
   readonly dataDir?: string;
   /** Registry hosts reached over plain HTTP. */
   readonly insecureRegistries?: readonly string[];
@@ -30,77 +50,272 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
   readonly cacheFrom?: readonly string[];
   /** `registry:HOST/REPO[:TAG]` caches that get every step's entry after success (`--cache-to`). */
   readonly cacheTo?: readonly string[];
+  /** Secrets by id from files or environment variables (`--secret`); merged over `secrets`. */
+  readonly secretSources?: Readonly<Record<string, SecretSource>>;
+  /** Labels for the final image's config (`--label`). */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Annotations for the final image's manifest (`--annotation`). */
+  readonly annotations?: Readonly<Record<string, string>>;
+  /** Writes the image ID here (`--iidfile`): the config digest when loaded into Docker, else the manifest digest. */
+  readonly iidFile?: string;
+  /** Writes BuildKit's metadata JSON here (`--metadata-file`). */
+  readonly metadataFile?: string;
+  /** The context as a tar (or a lone Dockerfile) on a stream (`stratum build -`). */
+  readonly contextArchive?: Readable;
+  /** `--build-context NAME=...`: what FROM / --from NAME mean instead of an image NAME. */
+  readonly buildContexts?: Readonly<Record<string, NamedContext>>;
+  /** Re-resolve base images by name from their registry even when the local store has them (`--pull`). */
+  readonly pull?: boolean;
+  /** Where `type=tar,dest=-` writes (default: process.stdout). */
+  readonly stdout?: Writable;
 }
 
 export interface BuildImageResult extends BuildResult {
   readonly digest: string;
+  /** The config digest (what Docker calls the image ID). */
+  readonly imageId: string;
   readonly written: readonly string[];
+  /** Whether something (a tar) was written to `stdout`. */
+  readonly wroteStdout: boolean;
 }
 
 export async function buildImage(options: BuildImageOptions): Promise<BuildImageResult> {
   const dataDir = options.dataDir ?? defaultDataDir();
   const store = new ImageStore(dataDir);
-  for (const output of options.outputs ?? []) parseImageReference(output); // usage errors before any work
+  // Usage errors before any work.
+  const targets = parseOutputs(options.outputs ?? [], options.tags ?? [], options.load === true);
   for (const tag of options.tags ?? []) parseImageReference(tag);
   const platforms = targetPlatforms(options.platform);
-  const archive = (options.outputs ?? []).find((output) => output.startsWith('docker-archive:'));
-  if (platforms.length > 1 && archive !== undefined) {
-    throw new StratumError(
-      'USAGE',
-      `${archive}: a docker-archive holds one platform, but --platform names ${platforms.length} (${platforms.map(formatPlatform).join(', ')}); build with a single --platform, or write oci:DIR or oci-archive:FILE`,
+  if (platforms.length > 1) {
+    const single = targets.find(
+      (target) => target.kind !== 'image' || target.reference.startsWith('docker-archive:'),
     );
+    if (single !== undefined) {
+      const what =
+        single.kind === 'image'
+          ? `${single.reference}: a docker-archive holds one platform`
+          : single.kind === 'daemon'
+            ? '--load (the Docker daemon takes one platform)'
+            : `-o type=${single.kind}: a filesystem export holds one platform`;
+      throw new StratumError(
+        'USAGE',
+        `${what}, but --platform names ${platforms.length} (${platforms.map(formatPlatform).join(', ')}); build with a single --platform, or write oci:DIR or oci-archive:FILE`,
+      );
+    }
+    if (Object.keys(options.labels ?? {}).length + Object.keys(options.annotations ?? {}).length > 0)
+      throw new StratumError(
+        'USAGE',
+        '--label and --annotation apply to single-platform builds only (for now); use LABEL in the Dockerfile',
+      );
   }
   if (options.push === true && (options.tags ?? []).length === 0) {
     throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');
   }
-  const warnings: string[] = [];
-  const shared = await SharedCaches.open({
-    cacheFrom: options.cacheFrom ?? [],
-    cacheTo: options.cacheTo ?? [],
-    insecureRegistries: options.insecureRegistries ?? [],
-    ...(options.signal ? { signal: options.signal } : {}),
-    onWarning: (message) => {
-      warnings.push(message);
-      options.onEvent?.({ kind: 'warning', message });
-    },
-  });
-  try {
-    // The default cache shares its blobs with the local image store, so bytes are stored once.
-    const cacheDir = options.cacheDir ?? defaultCacheDir();
-    const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
-    const result = await build({
-      ...options,
-      cacheDir,
-      blobs,
-      sharedCache: shared,
-      resolveImage: (reference, signal, platform) =>
-        resolveBaseImage(reference, dataDir, options.insecureRegistries ?? [], signal, platform),
-    });
-    const image = builtImage(result);
-    const written = await writeResult(image, options, store, dataDir);
-    if (shared.active) {
-      // After the push, so layers already in the registry are mounted rather than uploaded again.
-      await shared.export(blobs, options.signal ? { signal: options.signal } : {});
-    }
-    return {
-      ...result,
-      warnings: [...result.warnings, ...warnings],
-      digest: image.descriptor.digest,
-      written,
-    };
-  } finally {
-    await shared.close();
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const tmpDir = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
+  const secrets = await checkSecrets(options.secretSources ?? {});
+  await checkBuildContexts(options.buildContexts ?? {});
+  for (const [id, socket] of Object.entries(options.ssh ?? {})) {
+    const socketStat = await stat(socket).catch(() => undefined);
+    if (socketStat?.isSocket() !== true)
+      throw new StratumError('USAGE', `--ssh ${id}=${socket}: not a socket (is the ssh agent running?)`);
   }
+  await mkdir(tmpDir, { recursive: true });
+  const scratch = await mkdtemp(join(tmpDir, 'build-inputs-'));
+  const warnings: string[] = [];
+  try {
+    const secretFiles = { ...options.secrets, ...(await materializeSecrets(secrets, scratch)) };
+    let contextDir = options.contextDir;
+    let dockerfile = options.dockerfile;
+    let dockerfilePath = options.dockerfilePath;
+    if (options.contextArchive !== undefined) {
+      contextDir = join(scratch, 'context');
+      const fromStream = await contextFromStream(options.contextArchive, contextDir, options.signal);
+      dockerfile ??= fromStream.dockerfile;
+      if (dockerfile === undefined) dockerfilePath = join(contextDir, dockerfilePath ?? 'Dockerfile');
+    }
+    if (dockerfile === undefined) {
+      const path = dockerfilePath ?? join(contextDir, 'Dockerfile');
+      try {
+        dockerfile = await readFile(path);
+      } catch {
+        throw new StratumError(
+          'NOT_FOUND',
+          `${options.contextArchive === undefined ? path : 'Dockerfile'}: no such Dockerfile`,
+        );
+      }
+    }
+    const shared = await SharedCaches.open({
+      cacheFrom: options.cacheFrom ?? [],
+      cacheTo: options.cacheTo ?? [],
+      insecureRegistries: options.insecureRegistries ?? [],
+      ...(options.signal ? { signal: options.signal } : {}),
+      onWarning: (message) => {
+        warnings.push(message);
+        options.onEvent?.({ kind: 'warning', message });
+      },
+    });
+    try {
+      // The default cache shares its blobs with the local image store, so bytes are stored once.
+      const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
+      const result = await build({
+        ...options,
+        contextDir,
+        dockerfile,
+        ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+        secrets: secretFiles,
+        cacheDir,
+        blobs,
+        sharedCache: shared,
+        resolveImage: withNamedContexts(options.buildContexts ?? {}, blobs, (reference, signal, platform) =>
+          resolveBaseImage(
+            reference,
+            dataDir,
+            options.insecureRegistries ?? [],
+            signal,
+            platform,
+            options.pull === true,
+          ),
+        ),
+      });
+      const built = builtImage(result);
+      const image = isImageIndex(built)
+        ? built
+        : await withLabelsAndAnnotations(built, blobs, options.labels ?? {}, options.annotations ?? {});
+      const written = await writeResult(image, targets, options, store, dataDir, tmpDir);
+      if (shared.active) {
+        // After the push, so layers already in the registry are mounted rather than uploaded again.
+        await shared.export(blobs, options.signal ? { signal: options.signal } : {});
+      }
+      const loaded = targets.some((target) => target.kind === 'daemon');
+      const digest = image.descriptor.digest;
+      // An index has no config: its own digest is what names it.
+      const imageId = isImageIndex(image) ? digest : image.config.digest;
+      await writeBuildRecords(options, {
+        digest,
+        imageId,
+        descriptor: image.descriptor,
+        loaded,
+        names: [...(options.tags ?? []), ...targets.flatMap(targetNames)],
+      });
+      return {
+        ...result,
+        image: isImageIndex(image) ? result.image : image,
+        warnings: [...result.warnings, ...warnings],
+        digest,
+        imageId,
+        written: written.names,
+        wroteStdout: written.wroteStdout,
+      };
+    } finally {
+      await shared.close();
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function targetNames(target: OutputTarget): string[] {
+  switch (target.kind) {
+    case 'daemon':
+      return [...target.names];
+    case 'image': {
+      const reference = parseImageReference(target.reference);
+      if (reference.transport === 'docker') return [reference.reference];
+      if (reference.transport === 'store' || reference.transport === 'docker-daemon') return [reference.name];
+      return [];
+    }
+    case 'local':
+    case 'tar':
+      return [];
+  }
+}
+
+/** `--iidfile` and `--metadata-file`, in BuildKit's shapes, written whole or not at all. */
+async function writeBuildRecords(
+  options: BuildImageOptions,
+  record: {
+    readonly digest: string;
+    readonly imageId: string;
+    readonly descriptor: Descriptor;
+    readonly loaded: boolean;
+    readonly names: readonly string[];
+  },
+): Promise<void> {
+  if (options.iidFile !== undefined) {
+    // As buildx: what `docker run` takes when the image went to Docker, else the manifest digest.
+    await writeFileAtomically(resolve(options.iidFile), record.loaded ? record.imageId : record.digest);
+  }
+  if (options.metadataFile !== undefined) {
+    const metadata: Record<string, unknown> = {
+      'containerimage.config.digest': record.imageId,
+      'containerimage.descriptor': {
+        mediaType: record.descriptor.mediaType,
+        digest: record.descriptor.digest,
+        size: record.descriptor.size,
+      },
+      'containerimage.digest': record.digest,
+    };
+    const names = [...new Set(record.names)];
+    if (names.length > 0) metadata['image.name'] = names.join(',');
+    await writeFileAtomically(resolve(options.metadataFile), `${JSON.stringify(metadata, null, 2)}\n`);
+  }
+}
+
+/** Every secret's source must exist now, not when a RUN first asks for it. */
+async function checkSecrets(
+  sources: Readonly<Record<string, SecretSource>>,
+): Promise<Readonly<Record<string, SecretSource>>> {
+  for (const [id, source] of Object.entries(sources)) {
+    if ('env' in source) {
+      if (process.env[source.env] === undefined)
+        throw new StratumError('USAGE', `--secret id=${id}: environment variable ${source.env} is not set`);
+    } else {
+      try {
+        await access(source.file, constants.R_OK);
+      } catch (error) {
+        throw new StratumError(
+          'USAGE',
+          `--secret id=${id}: cannot read ${source.file} (${errnoCode(error) ?? String(error)})`,
+        );
+      }
+    }
+  }
+  return sources;
+}
+
+/**
+ * A RUN step reads a secret from a file; one given by environment variable is written to a
+ * private file (0600, in a 0700 directory removed when the build ends) for that.
+ */
+async function materializeSecrets(
+  sources: Readonly<Record<string, SecretSource>>,
+  scratch: string,
+): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const [index, [id, source]] of Object.entries(sources).entries()) {
+    if ('file' in source) {
+      files[id] = source.file;
+      continue;
+    }
+    const file = join(scratch, `secret-${index}`);
+    await writeFile(file, process.env[source.env] ?? '', { mode: 0o600 });
+    files[id] = file;
+  }
+  return files;
 }
 
 /** Stores, pushes and writes the built image to every destination; returns where it went. */
 async function writeResult(
   image: AnyImage,
+  targets: readonly OutputTarget[],
   options: BuildImageOptions,
   store: ImageStore,
   dataDir: string,
-): Promise<string[]> {
+  tmpDir: string,
+): Promise<{ names: string[]; wroteStdout: boolean }> {
   const written: string[] = [];
+  let wroteStdout = false;
   const digest = image.descriptor.digest;
   const signalOption = options.signal ? { signal: options.signal } : {};
   if ((options.tags ?? []).length > 0) {
@@ -121,22 +336,54 @@ async function writeResult(
       });
     }
   }
-  for (const output of options.outputs ?? []) {
-    await writeImage(image, output, {
-      dataDir,
-      insecureRegistries: options.insecureRegistries ?? [],
-      ...signalOption,
-    });
-    written.push(output);
-    options.onEvent?.({ kind: 'image', digest, destination: output });
+  const onWarning = (message: string): void => options.onEvent?.({ kind: 'warning', message });
+  for (const target of targets) {
+    let destination: string;
+    switch (target.kind) {
+      case 'image':
+        await writeImage(image, target.reference, {
+          dataDir,
+          insecureRegistries: options.insecureRegistries ?? [],
+          tmpDir,
+          ...signalOption,
+        });
+        destination = target.reference;
+        break;
+      case 'daemon':
+        await loadIntoDockerDaemon(onePlatform(image, target.kind), target.names, { tmpDir, ...signalOption });
+        destination = `docker-daemon:${target.names[0] ?? onePlatform(image, target.kind).config.digest}`;
+        break;
+      case 'local':
+        await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, { ...signalOption, onWarning });
+        destination = `type=local,dest=${target.dir}`;
+        break;
+      case 'tar':
+        await exportFilesystemAsTar(onePlatform(image, target.kind), target.file, options.stdout ?? process.stdout, {
+          ...signalOption,
+          tmpDir,
+          onWarning,
+        });
+        if (target.file === undefined) wroteStdout = true;
+        destination = `type=tar,dest=${target.file ?? '-'}`;
+        break;
+    }
+    written.push(destination);
+    options.onEvent?.({ kind: 'image', digest, destination });
   }
   for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
-  return written;
+  return { names: written, wroteStdout };
+}
+
+/** A filesystem export or a daemon load takes one image; buildImage refuses an index for them first. */
+function onePlatform(image: AnyImage, kind: string): ImageSource {
+  if (isImageIndex(image)) throw new StratumError('USAGE', `-o type=${kind} takes one platform`);
+  return image;
 }
 
 /**
  * FROM and --from: a transport reference opens that image; a plain name is looked up in the
- * local store first and then pulled (lazily, blob by blob) from its registry.
+ * local store first and then pulled (lazily, blob by blob) from its registry (with `pull`, the
+ * registry is asked first and alone).
  */
 export async function resolveBaseImage(
   reference: string,
@@ -144,6 +391,7 @@ export async function resolveBaseImage(
   insecureRegistries: readonly string[],
   signal?: AbortSignal,
   platform?: Platform,
+  pull = false,
 ): Promise<ImageSource> {
   const parsed = parseImageReference(reference);
   const readOptions = { ...(signal ? { signal } : {}), ...(platform ? { platform } : {}) };
@@ -151,6 +399,8 @@ export async function resolveBaseImage(
     return openRegistryImage(parsed.reference, { insecureRegistries, ...readOptions });
   }
   if (parsed.transport !== 'store') return openImage(parsed, { dataDir, ...readOptions });
+  // --pull: the registry's current image for the name, whatever the store holds.
+  if (pull) return openRegistryImage(parsed.name, { insecureRegistries, ...readOptions });
   try {
     return await new ImageStore(dataDir).open(parsed.name, readOptions);
   } catch (error) {

@@ -19,6 +19,7 @@ import {
 } from './oci/readers.js';
 import { formatImageReference, parseImageReference } from './oci/reference.js';
 import { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
+import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
 import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js';
 import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 import { ImageStore } from './oci-writer/store.js';
@@ -36,6 +37,8 @@ export interface ImageOptions {
   /** Registry hosts reached over plain HTTP (loopback always is). */
   readonly insecureRegistries?: readonly string[];
   readonly signal?: AbortSignal;
+  /** Where a write stages temporary files (the docker-daemon: archive); default: the system's. */
+  readonly tmpDir?: string;
 }
 
 export type OpenImageOptions = ReadImageOptions & ImageOptions;
@@ -130,10 +133,11 @@ export async function writeImage(
     case 'store':
       return new ImageStore(options.dataDir).put(source, [reference.name], writeOptions);
     case 'docker-daemon':
-      throw new StratumError(
-        'UNSUPPORTED',
-        `${formatImageReference(reference)}: writing to the Docker daemon is not supported; write a docker-archive: and run docker load`,
-      );
+      if (isImageIndex(source)) throw singlePlatformOnly(formatImageReference(reference), source.images);
+      return loadIntoDockerDaemon(source, [reference.name], {
+        ...writeOptions,
+        ...(options.tmpDir === undefined ? {} : { tmpDir: options.tmpDir }),
+      });
     case 'docker': {
       if (isImageIndex(source)) {
         const pushed = await pushIndex(source, reference.reference, registryOptions(options));

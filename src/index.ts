@@ -108,6 +108,16 @@ export {
   type SharedCacheExport,
 } from './executor/cache/registry-shared.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
+export { parseOutputs, type OutputTarget } from './output-spec.js';
+export { parseBuildContexts, type NamedContext } from './named-contexts.js';
+export * from './build-flags.js';
+export {
+  loadIntoDockerDaemon,
+  dockerSocketPath,
+  type DaemonLoadOptions,
+  type DaemonLoadResult,
+} from './oci-writer/docker-daemon-writer.js';
+export { exportFilesystemToDirectory, exportFilesystemAsTar } from './filesystem-export.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
 export type { CacheUsage, PruneResult } from './executor/cache/prune.js';
 export * from './analyze/index.js';

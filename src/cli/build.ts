@@ -2,12 +2,28 @@ import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { StratumError } from '../errors.js';
-import { buildImage, parseCompression } from '../index.js';
+import {
+  StratumError,
+  buildImage,
+  parseAddHosts,
+  parseAnnotations,
+  parseBuildContexts,
+  parseByteSize,
+  parseCompression,
+  parseKeyValues,
+  parseSecretFlags,
+  parseSshFlags,
+  parseUlimits,
+} from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** `-t NAME`, and `-t=NAME` as Docker's flag parser also reads it. */
+function collectTag(value: string, previous: string[]): string[] {
+  return [...previous, value.startsWith('=') ? value.slice(1) : value];
 }
 
 /** `--build-arg K=V`; a bare `K` takes the value from the environment, as Docker does. */
@@ -24,43 +40,43 @@ function parseBuildArgs(values: readonly string[]): Record<string, string> {
   return out;
 }
 
-/** `--secret id=ID,src=PATH` (also `source=`, and `env=NAME` to read a variable). */
-function parseSecrets(values: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const value of values) {
-    const fields = new Map(
-      value.split(',').map((field) => {
-        const eq = field.indexOf('=');
-        return eq < 0 ? [field, ''] : [field.slice(0, eq), field.slice(eq + 1)];
-      }),
-    );
-    const id = fields.get('id');
-    const src = fields.get('src') ?? fields.get('source');
-    if (id === undefined || id === '' || src === undefined || src === '') {
-      throw new StratumError('USAGE', `--secret ${value}: expected id=ID,src=PATH`);
-    }
-    out[id] = resolve(src);
-  }
-  return out;
-}
-
 export function registerBuild(program: Command): void {
   program
     .command('build')
     .description('build an image from a Dockerfile, without a daemon')
-    .argument('[context]', 'build context directory', '.')
+    .argument(
+      '[context]',
+      'build context directory; - reads a tar (or a Dockerfile) from standard input',
+      '.',
+    )
     .option('-f, --file <file>', 'Dockerfile (default: CONTEXT/Dockerfile; - reads standard input)')
-    .option('-t, --tag <name>', 'name the image in the local store (repeatable)', collect, [])
+    .option('-t, --tag <name>', 'name the image in the local store (repeatable)', collectTag, [])
     .option('--build-arg <k=v>', 'set a build argument (repeatable)', collect, [])
     .option('--target <stage>', 'build this stage (and what it needs)')
     .option(
       '-o, --output <dest>',
-      'write to oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:TAG] (repeatable)',
+      "write to a transport (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG], docker://REF, docker-daemon:NAME) or in BuildKit's form: type=local,dest=DIR | type=tar,dest=FILE|- | type=oci,dest=FILE | type=docker[,dest=FILE][,name=N] | type=image,name=REF[,push=true] | type=registry,ref=REF (repeatable)",
+      collect,
+      [],
+    )
+    .option('--load', 'load the image into the Docker daemon (as type=docker), named by each -t')
+    .option('-q, --quiet', 'print nothing but the image digest on standard output')
+    .option('--iidfile <file>', 'write the image ID to FILE')
+    .option('--metadata-file <file>', "write BuildKit's build result metadata (JSON) to FILE")
+    .option('--label <k=v>', "set a label on the image's config (repeatable)", collect, [])
+    .option(
+      '--annotation <[manifest:]k=v>',
+      "set an annotation on the image's manifest (repeatable)",
       collect,
       [],
     )
     .addOption(
-      new Option('--network <mode>', 'network for RUN').choices(['host', 'none', 'default']).default('host'),
+      new Option(
+        '--network <mode>',
+        'network for RUN: default (a private namespace per step, outbound through pasta), host, none',
+      )
+        .choices(['default', 'host', 'none'])
+        .default('default'),
     )
     .addOption(
       new Option('--progress <mode>', 'progress output')
@@ -70,11 +86,32 @@ export function registerBuild(program: Command): void {
     .option('--no-cache', 'do not use the layer cache')
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
     .option(
-      '--secret <id=ID,src=PATH>',
-      'expose a secret file to RUN --mount=type=secret (repeatable)',
+      '--secret <id=ID,src=PATH|env=VAR>',
+      'expose a secret file or variable to RUN --mount=type=secret (repeatable)',
       collect,
       [],
     )
+    .option(
+      '--ssh <default|ID=SOCKET>',
+      'forward an ssh agent socket to RUN --mount=type=ssh (repeatable)',
+      collect,
+      [],
+    )
+    .option('--add-host <host:ip>', "add a line to RUN's /etc/hosts (repeatable)", collect, [])
+    .option('--shm-size <size>', "size of RUN's /dev/shm (default 64m)")
+    .option(
+      '--ulimit <name=soft[:hard]>',
+      'resource limit for RUN, e.g. nofile=1024:2048 (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--build-context <name=value>',
+      'NAME for FROM / COPY --from / RUN --mount from=: a DIR, docker-image://REF or oci-layout://DIR[:TAG] (repeatable)',
+      collect,
+      [],
+    )
+    .option('--pull', 'resolve base images by name from their registry even when stored locally')
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
     .option(
@@ -100,15 +137,26 @@ export function registerBuild(program: Command): void {
     )
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
     .action(async (contextArg: string, opts: BuildFlags) => {
-      const contextDir = resolve(contextArg);
-      const contextStat = await stat(contextDir).catch(() => undefined);
-      if (contextStat === undefined || !contextStat.isDirectory()) {
-        throw new StratumError('USAGE', `build context ${contextArg}: not a directory`);
+      const fromStdin = contextArg === '-';
+      const contextDir = resolve(fromStdin ? '.' : contextArg);
+      if (!fromStdin) {
+        const contextStat = await stat(contextDir).catch(() => undefined);
+        if (contextStat === undefined || !contextStat.isDirectory()) {
+          throw new StratumError('USAGE', `build context ${contextArg}: not a directory`);
+        }
       }
+      if (fromStdin && opts.file === '-')
+        throw new StratumError(
+          'USAGE',
+          'the context and the Dockerfile cannot both come from standard input',
+        );
       let dockerfilePath: string | undefined;
-      let dockerfile: Buffer;
+      let dockerfile: Buffer | undefined;
       if (opts.file === '-') {
         dockerfile = readFileSync(0);
+      } else if (fromStdin) {
+        // Inside the context tar (buildImage reads it once the tar is unpacked).
+        dockerfilePath = opts.file;
       } else {
         dockerfilePath = opts.file === undefined ? join(contextDir, 'Dockerfile') : resolve(opts.file);
         try {
@@ -126,19 +174,31 @@ export function registerBuild(program: Command): void {
       };
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
-      const render = progressRenderer(opts.progress, opts.explain === true);
+      const render = progressRenderer(opts.quiet === true ? 'quiet' : opts.progress, opts.explain === true);
       try {
         const result = await buildImage({
           contextDir,
-          dockerfile,
+          ...(dockerfile === undefined ? {} : { dockerfile }),
           ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+          ...(fromStdin ? { contextArchive: process.stdin } : {}),
           buildArgs: parseBuildArgs(opts.buildArg),
           ...(opts.target === undefined ? {} : { target: opts.target }),
           ...(opts.platform === undefined ? {} : { platform: opts.platform }),
-          network: opts.network === 'none' ? 'none' : 'host',
+          network: opts.network,
           noCache: !opts.cache,
           noCacheFilter: opts.noCacheFilter,
-          secrets: parseSecrets(opts.secret),
+          secretSources: parseSecretFlags(opts.secret),
+          labels: parseKeyValues('--label', opts.label),
+          annotations: parseAnnotations(opts.annotation),
+          load: opts.load === true,
+          buildContexts: parseBuildContexts(opts.buildContext),
+          pull: opts.pull === true,
+          ssh: parseSshFlags(opts.ssh),
+          extraHosts: parseAddHosts(opts.addHost),
+          ...(opts.shmSize === undefined ? {} : { shmSize: parseByteSize('--shm-size', opts.shmSize) }),
+          ulimits: parseUlimits(opts.ulimit),
+          ...(opts.iidfile === undefined ? {} : { iidFile: opts.iidfile }),
+          ...(opts.metadataFile === undefined ? {} : { metadataFile: opts.metadataFile }),
           ...(opts.compression === undefined ? {} : { compression: parseCompression(opts.compression) }),
           ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
           explain: opts.explain === true,
@@ -155,10 +215,11 @@ export function registerBuild(program: Command): void {
             : {}),
         });
         render.finish();
-        if (result.written.length === 0) {
+        if (result.written.length === 0 && opts.quiet !== true) {
           process.stderr.write('warning: no -t or --output given: the image was built but not saved\n');
         }
-        process.stdout.write(`${result.digest}\n`);
+        // With a tar on standard output, the digest would corrupt it.
+        if (!result.wroteStdout) process.stdout.write(`${result.digest}\n`);
       } catch (error) {
         if (controller.signal.aborted)
           throw new StratumError('ABORTED', 'build interrupted; nothing was written');
@@ -177,7 +238,7 @@ interface BuildFlags {
   readonly buildArg: string[];
   readonly target?: string;
   readonly output: string[];
-  readonly network: string;
+  readonly network: 'default' | 'host' | 'none';
   readonly progress: ProgressMode;
   readonly cache: boolean;
   readonly noCacheFilter: string[];
@@ -190,4 +251,16 @@ interface BuildFlags {
   readonly cacheFrom: string[];
   readonly cacheTo: string[];
   readonly compression?: string;
+  readonly load?: boolean;
+  readonly quiet?: boolean;
+  readonly iidfile?: string;
+  readonly metadataFile?: string;
+  readonly label: string[];
+  readonly ssh: string[];
+  readonly addHost: string[];
+  readonly shmSize?: string;
+  readonly ulimit: string[];
+  readonly buildContext: string[];
+  readonly pull?: boolean;
+  readonly annotation: string[];
 }

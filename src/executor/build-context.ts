@@ -9,6 +9,7 @@ import type { KeyComponent } from './cache/key.js';
 import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index.js';
 import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
+import type { Ulimit } from './sandbox/index.js';
 import type { Workspace } from './workspace.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
 
@@ -23,9 +24,17 @@ export interface BuildContext {
   /** Meta ARG values, plus the predefined platform ARGs. */
   readonly metaArgs: ReadonlyMap<string, string>;
   readonly platform: Platform;
-  readonly network: 'host' | 'none';
+  /** RUN's network unless a step says otherwise; `default` is a private namespace (sandbox/network.ts). */
+  readonly network: 'host' | 'none' | 'default';
   /** Secret id → host file (from `--secret id=ID,src=PATH`). */
   readonly secrets: ReadonlyMap<string, string>;
+  /** SSH agent id → host socket (from `--ssh`). */
+  readonly ssh: ReadonlyMap<string, string>;
+  /** `--add-host` lines for RUN's /etc/hosts. */
+  readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
+  /** `--shm-size` in bytes; undefined keeps the sandbox's 64 MiB. */
+  readonly shmSize: number | undefined;
+  readonly ulimits: readonly Ulimit[];
   readonly cache: LayerCache;
   /** `--cache-from` / `--cache-to` registries, when any were given. */
   readonly shared: SharedCaches | undefined;

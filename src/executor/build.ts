@@ -29,6 +29,7 @@ import {
 import type { ProgressListener } from './progress.js';
 import { importLayers } from './rootfs.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
+import { holdPrivateNetworks, type Ulimit } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
@@ -43,11 +44,20 @@ export interface BuildOptions {
   readonly target?: string;
   /** Target platform, or several separated by commas (`linux/amd64,linux/arm64`): one image per platform, in an index. */
   readonly platform?: string;
-  readonly network?: 'host' | 'none';
+  /** Default: `default`, a private network namespace per RUN with outbound access (as Docker). */
+  readonly network?: 'host' | 'none' | 'default';
   readonly noCache?: boolean;
   readonly noCacheFilter?: readonly string[];
   /** Secret id → host file. */
   readonly secrets?: Readonly<Record<string, string>>;
+  /** SSH agent id → host socket, for `RUN --mount=type=ssh` (`--ssh`). */
+  readonly ssh?: Readonly<Record<string, string>>;
+  /** Extra /etc/hosts lines for RUN (`--add-host`). */
+  readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];
+  /** RUN's /dev/shm size in bytes (`--shm-size`; default 64 MiB). */
+  readonly shmSize?: number;
+  /** Resource limits for RUN (`--ulimit`). */
+  readonly ulimits?: readonly Ulimit[];
   /** Cache entries (and, when given, their blobs); default: the user's cache directory. */
   readonly cacheDir?: string;
   /** The blob store layers are written to; default: one inside the cache directory. */
@@ -142,6 +152,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
   await mkdir(workspaceParent, { recursive: true });
   const workspace = await Workspace.create(workspaceParent);
+  const releaseNetworks = holdPrivateNetworks();
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
@@ -156,8 +167,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       buildArgs,
       metaArgs: plans[p]!.metaArgs,
       platform,
-      network: options.network ?? 'host',
+      network: options.network ?? 'default',
       secrets: new Map(Object.entries(options.secrets ?? {})),
+      ssh: new Map(Object.entries(options.ssh ?? {})),
+      extraHosts: options.extraHosts ?? [],
+      shmSize: options.shmSize,
+      ulimits: options.ulimits ?? [],
       cache,
       shared: options.sharedCache?.active === true ? options.sharedCache : undefined,
       ignoreCache: (stage) =>
@@ -313,6 +328,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const built of nodes.values()) await (await built).keepRootfs();
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
+    await releaseNetworks();
     await workspace.dispose();
   }
 }

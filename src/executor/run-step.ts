@@ -18,7 +18,7 @@ import {
 import { runCreatedBy } from './history.js';
 import { envKey, getEnv, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
-import { defaultPath, runInSandbox, type SandboxMount } from './sandbox/index.js';
+import { defaultPath, privateResolvConf, runInSandbox, type SandboxMount } from './sandbox/index.js';
 import type { StepAction } from './stage.js';
 import { resolveUser } from './users.js';
 
@@ -121,6 +121,10 @@ export async function runStep(
     { name: 'workdir', value: workdir },
     { name: 'network', value: network },
     ...mountKeys.map((mountKeyed) => mountKeyed.component),
+    // Only when given, so builds without them keep their keys.
+    ...(build.extraHosts.length === 0
+      ? []
+      : [{ name: 'add-host', value: build.extraHosts.map(({ host, ip }) => `${host}=${ip}`).join(' ') }]),
     ...heredocScripts.map((script) => ({
       name: `heredoc ${script.name}`,
       value: createHash('sha256').update(script.content).digest('hex'),
@@ -181,8 +185,15 @@ export async function runStep(
           hostname,
           network,
           mounts,
-          etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`,
-          etcResolvConf: network === 'host' ? await hostResolvConf() : '',
+          etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${build.extraHosts.map(({ host, ip }) => `${ip}\t${host}\n`).join('')}`,
+          ...(build.shmSize === undefined ? {} : { shmSize: build.shmSize }),
+          ulimits: build.ulimits,
+          etcResolvConf:
+            network === 'host'
+              ? await hostResolvConf()
+              : network === 'default'
+                ? privateResolvConf(await hostResolvConf())
+                : '',
           etcHostname: `${hostname}\n`,
         },
         {
@@ -303,6 +314,7 @@ async function sandboxMounts(
   environment: string[],
 ): Promise<SandboxMount[]> {
   const mounts: SandboxMount[] = [];
+  let sshIndex = 0;
   for (const spec of specs) {
     switch (spec.type) {
       case 'tmpfs':
@@ -369,10 +381,24 @@ async function sandboxMounts(
         }
         break;
       }
-      case 'ssh':
-        if (spec.required)
-          throw new StratumError('UNSUPPORTED', `${where}: RUN --mount=type=ssh is not supported yet`);
+      case 'ssh': {
+        // The agent socket given with --ssh, bound into the step; SSH_AUTH_SOCK names it.
+        const id = spec.id ?? 'default';
+        const socket = build.ssh.get(id);
+        if (socket === undefined) {
+          if (spec.required)
+            throw new StratumError(
+              'BUILD_FAILED',
+              `${where}: ssh agent "${id}" is required but was not given (--ssh ${id === 'default' ? 'default' : `${id}=SOCKET`})`,
+            );
+          break;
+        }
+        const target = spec.target ?? `/run/buildkit/ssh_agent.${sshIndex++}`;
+        mounts.push({ kind: 'bind', source: socket, target, readonly: false });
+        if (!environment.some((entry) => entry.startsWith('SSH_AUTH_SOCK=')))
+          environment.push(`SSH_AUTH_SOCK=${target}`);
         break;
+      }
     }
   }
   return mounts;

@@ -1,4 +1,5 @@
 export { runInSandbox } from './run.js';
+export { closePrivateNetworks, holdPrivateNetworks, privateResolvConf } from './network.js';
 export { resolveInRoot, existingPathInRoot, type ResolvedPath } from './root-path.js';
 export {
   defaultPath,
@@ -10,4 +11,5 @@ export {
   type SandboxSpec,
   type SandboxResult,
   type SandboxOptions,
+  type Ulimit,
 } from './types.js';

@@ -13,7 +13,8 @@ import {
   type IdMapping,
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
-import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
+import { acquirePrivateNetwork } from './network.js';
+import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec, Ulimit } from './types.js';
 
 // mount(2) flags
 const MS_NOSUID = 2;
@@ -48,7 +49,12 @@ export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = 
   try {
     const ops = await prepare(spec, ledger, scratch, mapping);
     await ledger.sealSetup();
-    return await launch(spec, ops, mapping, signal, onOutput);
+    const network = spec.network === 'default' ? await acquirePrivateNetwork() : undefined;
+    try {
+      return await launch(spec, ops, mapping, signal, onOutput, network?.path);
+    } finally {
+      network?.release();
+    }
   } finally {
     await ledger.restore();
     await rm(scratch, { recursive: true, force: true });
@@ -136,7 +142,7 @@ async function prepare(
       fstype: 'tmpfs',
       target: `${dev}/shm`,
       flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
-      data: 'mode=1777,size=65536k',
+      data: `mode=1777,size=${Math.ceil((spec.shmSize ?? 64 * 1024 * 1024) / 1024)}k`,
     },
     { op: 'symlink', target: '/proc/self/fd', path: `${dev}/fd` },
     { op: 'symlink', target: '/proc/self/fd/0', path: `${dev}/stdin` },
@@ -237,6 +243,7 @@ async function launch(
   mapping: IdMapping,
   signal: AbortSignal | undefined,
   onOutput: SandboxOptions['onOutput'],
+  netnsPath: string | undefined,
 ): Promise<SandboxResult> {
   // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
   const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
@@ -246,9 +253,12 @@ async function launch(
   const args = [
     '--pdeathsig',
     'KILL',
+    // The default network: join the private namespace (./network.ts) before making the others.
+    ...(netnsPath === undefined ? [] : ['nsenter', `--net=${netnsPath}`]),
     'unshare',
     ...unshareArgs,
     '--',
+    ...ulimitArgs(spec.ulimits ?? []),
     'perl',
     '-e',
     initProgram,
@@ -297,6 +307,12 @@ async function launch(
     });
   });
   return interpret(spec, outcome, mapping);
+}
+
+/** `--ulimit`: prlimit (util-linux) sets the limits on itself and execs the init, which inherits them. */
+function ulimitArgs(ulimits: readonly Ulimit[]): string[] {
+  if (ulimits.length === 0) return [];
+  return ['prlimit', ...ulimits.map((limit) => `--${limit.name}=${limit.soft}:${limit.hard}`), '--'];
 }
 
 /**

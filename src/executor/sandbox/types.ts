@@ -40,7 +40,11 @@ export interface SecretMount {
 /** Cache mounts are `bind` mounts of a persistent directory that the engine manages. */
 export type SandboxMount = BindMount | TmpfsMount | SecretMount;
 
-export type SandboxNetwork = 'host' | 'none';
+/**
+ * `host`: the host's network namespace; `none`: a private one with only `lo`; `default`: a
+ * private one with outbound access through pasta (see network.ts), as Docker's default.
+ */
+export type SandboxNetwork = 'host' | 'none' | 'default';
 
 export interface SandboxSpec {
   /** Host directory that becomes `/` for the step. */
@@ -57,6 +61,10 @@ export interface SandboxSpec {
   readonly hostname: string;
   readonly network: SandboxNetwork;
   readonly mounts: readonly SandboxMount[];
+  /** /dev/shm's size in bytes (default 64 MiB, as Docker). */
+  readonly shmSize?: number;
+  /** setrlimit values for the step (`--ulimit`), applied with prlimit(1) before the init. */
+  readonly ulimits?: readonly Ulimit[];
   /** Content of the step's /etc/hosts, /etc/resolv.conf and /etc/hostname. */
   readonly etcHosts: string;
   readonly etcResolvConf: string;
@@ -76,3 +84,10 @@ export interface SandboxOptions {
 
 /** Docker's default PATH, used when the image sets none (moby's oci.DefaultPathEnv on Linux). */
 export const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** One resource limit (Docker's `--ulimit NAME=SOFT[:HARD]`); names as prlimit(1) spells them. */
+export interface Ulimit {
+  readonly name: string;
+  readonly soft: number | 'unlimited';
+  readonly hard: number | 'unlimited';
+}

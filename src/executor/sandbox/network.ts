@@ -1,0 +1,239 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StratumError, errnoCode } from '../../errors.js';
+
+/**
+ * Docker's default network for RUN, without a daemon: each step gets its own network namespace
+ * whose only way out is user-mode networking by `pasta` (Debian package passt), as podman and
+ * buildah do. pasta copies the host's addresses and routes into the namespace and forwards
+ * outbound TCP, UDP and ICMP through ordinary host sockets, so nothing is configured on the
+ * host; connections to the gateway address reach the host's loopback (pasta's default
+ * gateway mapping), which is how a step reaches a service on the host's 127.0.0.1.
+ *
+ * Setting a namespace up costs pasta about half a second, so namespaces are pooled for the
+ * life of the process (BuildKit pools its network namespaces the same way): a step takes one,
+ * and gives it back when it ends. A step's processes die with its PID namespace, so nothing a
+ * step started is left in a namespace the next step gets. They end when the last build holding
+ * the pool (`holdPrivateNetworks`) lets go.
+ *
+ * A namespace is a file (a bind mount of the nsfs inode, as `ip netns add` makes) under
+ * /run/stratum-netns; the step enters it with nsenter before unshare makes the other
+ * namespaces. Needs root: an unprivileged user namespace may not join a namespace it does not
+ * own (rootless RUN keeps `--network host` or `none`).
+ */
+
+const NETNS_DIR = '/run/stratum-netns';
+
+/** pasta: no inbound port forwarding (`none` for TCP/UDP both ways), quiet, stays root for nsfs access. */
+const PASTA_ARGS = [
+  '--config-net',
+  '--quiet',
+  '--runas',
+  '0',
+  '-t',
+  'none',
+  '-u',
+  'none',
+  '-T',
+  'none',
+  '-U',
+  'none',
+];
+
+/** What a step's /etc/resolv.conf can name: pasta forwards DNS sent here to the host's resolver. */
+export const DNS_FORWARD_ADDRESS = '169.254.1.1';
+
+interface Namespace {
+  readonly path: string;
+  readonly pastaPid: number;
+}
+
+const idle: Namespace[] = [];
+const all = new Set<Namespace>();
+
+function run(command: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error === null) resolve({ stdout, stderr });
+      else reject(Object.assign(new Error(error.message, { cause: error }), { stderr, code: error.code }));
+    });
+  });
+}
+
+let checked: Promise<void> | undefined;
+let staleRemoved: Promise<void> | undefined;
+
+/** Fails once, clearly, when the default network cannot be given; cached for the process. */
+function checkSupport(): Promise<void> {
+  checked ??= (async () => {
+    if (process.getuid?.() !== 0) {
+      throw new StratumError(
+        'UNSUPPORTED',
+        'RUN with the default network needs root (a private network namespace joined through pasta); pass --network host to use the host network, or --network none',
+      );
+    }
+    try {
+      await run('pasta', ['--version']);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') {
+        throw new StratumError(
+          'UNSUPPORTED',
+          'RUN with the default network needs pasta (Debian package passt) for its private network namespace, and it is not installed; install passt, or pass --network host to use the host network (or --network none)',
+        );
+      }
+      // `pasta --version` exits non-zero on some versions; being found is what matters here.
+    }
+  })();
+  return checked;
+}
+
+async function create(): Promise<Namespace> {
+  await mkdir(NETNS_DIR, { recursive: true, mode: 0o700 });
+  staleRemoved ??= removeStale();
+  await staleRemoved;
+  const name = `${process.pid}-${randomBytes(6).toString('hex')}`;
+  const path = join(NETNS_DIR, name);
+  const pidFile = join(NETNS_DIR, `${name}.pasta.pid`);
+  await writeFile(path, '', { flag: 'wx' });
+  try {
+    // unshare binds the new namespace on `path`, so it outlives the `true` that made it.
+    await run('unshare', [`--net=${path}`, 'true']);
+    try {
+      // pasta sets the namespace up, then goes to the background: when it returns, the
+      // namespace has its interface, addresses and routes.
+      await run('pasta', [
+        ...PASTA_ARGS,
+        '--dns-forward',
+        DNS_FORWARD_ADDRESS,
+        '-P',
+        pidFile,
+        '--netns',
+        path,
+      ]);
+      const pastaPid = Number((await readFile(pidFile, 'utf8')).trim());
+      return { path, pastaPid };
+    } catch (error) {
+      await run('umount', [path]).catch(() => undefined);
+      const detail = (error as { stderr?: string }).stderr?.trim().split('\n').pop() ?? String(error);
+      throw new StratumError('IO', `RUN's network namespace: pasta could not set it up: ${detail}`);
+    }
+  } catch (error) {
+    await rm(path, { force: true });
+    await rm(pidFile, { force: true });
+    throw error instanceof StratumError
+      ? error
+      : new StratumError('IO', `RUN's network namespace could not be made: ${String(error)}`);
+  }
+}
+
+/**
+ * Namespaces a killed stratum left behind (its pid is gone): their pasta is ended and the
+ * mount removed, so a crash costs nothing lasting. The pid file is kept for this.
+ */
+async function removeStale(): Promise<void> {
+  const names = await readdir(NETNS_DIR).catch(() => []);
+  for (const name of names) {
+    const match = /^(\d+)-[0-9a-f]+$/.exec(name);
+    if (match === null || isAlive(Number(match[1]))) continue;
+    const path = join(NETNS_DIR, name);
+    const pastaPid = Number((await readFile(`${path}.pasta.pid`, 'utf8').catch(() => '')).trim());
+    await destroy({ path, pastaPid });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errnoCode(error) === 'EPERM';
+  }
+}
+
+/** A private network namespace for one step: the path to enter, and how to give it back. */
+export async function acquirePrivateNetwork(): Promise<{
+  readonly path: string;
+  readonly release: () => void;
+}> {
+  await checkSupport();
+  const namespace = idle.pop() ?? (await create());
+  all.add(namespace);
+  let released = false;
+  return {
+    path: namespace.path,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (all.has(namespace)) idle.push(namespace);
+    },
+  };
+}
+
+let users = 0;
+
+/**
+ * A build holds the pool while it runs; when the last build in the process lets go, every
+ * namespace and its pasta end. Returns the function that lets go (safe to call twice).
+ */
+export function holdPrivateNetworks(): () => Promise<void> {
+  users++;
+  let held = true;
+  return async () => {
+    if (!held) return;
+    held = false;
+    users--;
+    if (users === 0) await closePrivateNetworks();
+  };
+}
+
+/** Ends every pooled namespace and its pasta. */
+export async function closePrivateNetworks(): Promise<void> {
+  const namespaces = [...all];
+  all.clear();
+  idle.length = 0;
+  await Promise.all(namespaces.map(destroy));
+}
+
+async function destroy(namespace: Namespace): Promise<void> {
+  // Only a pasta serving this namespace: a stale pid file's number may have been reused.
+  const command = await readFile(`/proc/${namespace.pastaPid}/cmdline`, 'utf8').catch(() => '');
+  if (namespace.pastaPid > 0 && command.includes(namespace.path)) {
+    try {
+      process.kill(namespace.pastaPid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  // The mount can go once pasta no longer holds the namespace open; give it a moment.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      await run('umount', [namespace.path]);
+      break;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  await rm(namespace.path, { force: true }).catch(() => undefined);
+  await rm(`${namespace.path}.pasta.pid`, { force: true }).catch(() => undefined);
+}
+
+/**
+ * The step's /etc/resolv.conf on the private network: the host's, with loopback resolvers
+ * (systemd-resolved's 127.0.0.53, a local dnsmasq) replaced by pasta's DNS forward address,
+ * since the step's own loopback has no resolver.
+ */
+export function privateResolvConf(hostResolvConf: string): string {
+  let forwarded = false;
+  const lines = hostResolvConf.split('\n').flatMap((line) => {
+    const match = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (match === null) return [line];
+    const address = match[1]!;
+    if (!address.startsWith('127.') && address !== '::1') return [line];
+    if (forwarded) return [];
+    forwarded = true;
+    return [`nameserver ${DNS_FORWARD_ADDRESS}`];
+  });
+  return lines.join('\n');
+}

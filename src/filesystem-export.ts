@@ -1,0 +1,117 @@
+import { createWriteStream } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
+import { StratumError, errnoCode } from './errors.js';
+import type { ImageSource } from './oci/image.js';
+import { openLayerTar } from './oci/layer.js';
+import { writeAtomically } from './oci-writer/atomic.js';
+import { diffSnapshots, emptySnapshot, extractLayer, layerTarStream, scanTree } from './snapshot/index.js';
+
+/**
+ * The final filesystem of a build without an image around it, as BuildKit's `local` and `tar`
+ * exporters give it: every layer applied in order (whiteouts remove, nothing of them remains).
+ * Both stage the tree in a temporary directory first, so a failure leaves the destination as
+ * it was.
+ */
+
+export interface FilesystemExportOptions {
+  readonly signal?: AbortSignal;
+  /** Where the tar export stages the tree (default: beside the destination). */
+  readonly tmpDir?: string;
+  readonly onWarning?: (message: string) => void;
+}
+
+async function applyLayers(image: ImageSource, dir: string, options: FilesystemExportOptions): Promise<void> {
+  const diffIds = image.config.value.rootfs.diff_ids;
+  for (const [index, layer] of image.manifest.value.layers.entries()) {
+    options.signal?.throwIfAborted();
+    const diffId = diffIds[index];
+    const tar = await openLayerTar(image, layer, {
+      ...(diffId === undefined ? {} : { diffId }),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    await extractLayer(tar, dir, {
+      layerName: layer.digest,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+    });
+  }
+}
+
+/**
+ * `type=local,dest=DIR`: DIR (created if missing) receives the filesystem; what DIR held
+ * already stays unless the image has an entry of the same name, which replaces it (BuildKit's
+ * local exporter also writes into an existing directory).
+ */
+export async function exportFilesystemToDirectory(
+  image: ImageSource,
+  dest: string,
+  options: FilesystemExportOptions = {},
+): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  const staging = await mkdtemp(join(dirname(dest), '.stratum-export-'));
+  try {
+    await chmod(staging, 0o755);
+    await applyLayers(image, staging, options);
+    await mkdir(dest, { recursive: true });
+    await mergeInto(staging, dest);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/** Moves every entry of `from` into `to`: directories merge, anything else replaces. */
+async function mergeInto(from: string, to: string): Promise<void> {
+  for (const name of await readdir(from)) {
+    const source = join(from, name);
+    const target = join(to, name);
+    const [sourceStat, targetStat] = await Promise.all([
+      lstat(source),
+      lstat(target).catch((error: unknown) => {
+        if (errnoCode(error) === 'ENOENT') return undefined;
+        throw error;
+      }),
+    ]);
+    if (sourceStat.isDirectory() && targetStat?.isDirectory() === true) {
+      await mergeInto(source, target);
+      await rmdir(source);
+      continue;
+    }
+    if (targetStat !== undefined) await rm(target, { recursive: true, force: true });
+    await rename(source, target);
+  }
+}
+
+/**
+ * `type=tar,dest=FILE` or `dest=-` (then `stdout`): the filesystem as one uncompressed tar,
+ * entries sorted, owners numeric, as the image's layers recorded them.
+ */
+export async function exportFilesystemAsTar(
+  image: ImageSource,
+  file: string | undefined,
+  stdout: Writable,
+  options: FilesystemExportOptions = {},
+): Promise<void> {
+  const parent = options.tmpDir ?? (file === undefined ? undefined : dirname(file));
+  if (parent === undefined) throw new StratumError('USAGE', 'a tar export to standard output needs a tmpDir');
+  await mkdir(parent, { recursive: true });
+  const staging = await mkdtemp(join(parent, '.stratum-export-'));
+  try {
+    await chmod(staging, 0o755);
+    await applyLayers(image, staging, options);
+    const signalOption = options.signal ? { signal: options.signal } : {};
+    const tree = await scanTree(staging, signalOption);
+    const diff = await diffSnapshots(emptySnapshot(staging), tree, staging);
+    if (file === undefined) {
+      await pipeline(layerTarStream(diff, signalOption), stdout, { end: false });
+    } else {
+      await writeAtomically(file, (temporary) =>
+        pipeline(layerTarStream(diff, signalOption), createWriteStream(temporary, { flags: 'wx' })),
+      );
+    }
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
