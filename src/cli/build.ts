@@ -77,6 +77,12 @@ export function registerBuild(program: Command): void {
     )
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
+    .addOption(
+      new Option(
+        '--snapshotter <name>',
+        'how steps see their rootfs (default: $STRATUM_SNAPSHOTTER, else auto)',
+      ).choices(['overlay', 'scan', 'auto']),
+    )
     .option('--platform <os/arch>', 'target platform (only the host platform is supported)')
     .option('--push', 'push the image to the registry named by each -t')
     .option(
@@ -133,6 +139,7 @@ export function registerBuild(program: Command): void {
           noCacheFilter: opts.noCacheFilter,
           secrets: parseSecrets(opts.secret),
           ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
+          ...(opts.snapshotter === undefined ? {} : { snapshotter: opts.snapshotter }),
           explain: opts.explain === true,
           tags: opts.tag,
           outputs: opts.output,
@@ -174,6 +181,7 @@ interface BuildFlags {
   readonly secret: string[];
   readonly explain?: boolean;
   readonly cacheDir?: string;
+  readonly snapshotter?: 'overlay' | 'scan' | 'auto';
   readonly platform?: string;
   readonly insecureRegistry: string[];
   readonly push?: boolean;

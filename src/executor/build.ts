@@ -27,6 +27,7 @@ import { importLayers } from './rootfs.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
+import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -60,6 +61,8 @@ export interface BuildOptions {
    * killed build left behind.
    */
   readonly tmpDir?: string;
+  /** overlay, scan, or auto (default: overlay where it can be mounted, else scan). */
+  readonly snapshotter?: SnapshotterName;
 }
 
 export interface BuildResult {
@@ -121,6 +124,16 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
+  const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
+  const rootfsFactory = new RootfsFactory({
+    cacheDir,
+    workspace,
+    blobs,
+    requested: options.snapshotter ?? snapshotterFromEnvironment(),
+    unpacked,
+    adoptUppers: options.sourceDateEpoch === undefined && process.getuid?.() === 0,
+    onChoice: (choice) => emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason }),
+  });
   try {
     const stages = new Map<number, StageResult>();
     const context: BuildContext = {
@@ -150,7 +163,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       stages,
       stageNames: stageNames(plan),
       cacheMountsDir: join(cacheDir, 'mounts'),
-      unpacked: new UnpackedRootfsCache(join(cacheDir, 'rootfs')),
+      unpacked,
+      rootfsFactory,
     };
 
     const runStage = async (index: number): Promise<void> => {
@@ -258,6 +272,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const result of stages.values()) await result.keepRootfs();
     return { image, warnings };
   } finally {
+    await rootfsFactory.close();
     await workspace.dispose();
   }
 }
@@ -318,4 +333,15 @@ function checkPlatform(requested: string, host: Platform, where: string): void {
       `${where}: platform ${formatPlatform(wanted)} differs from this machine's ${formatPlatform(host)}; stratum builds for the host platform only (no emulation)`,
     );
   }
+}
+
+/** STRATUM_SNAPSHOTTER=overlay|scan|auto picks the snapshotter when the build does not say. */
+function snapshotterFromEnvironment(): SnapshotterName {
+  const text = process.env['STRATUM_SNAPSHOTTER'];
+  if (text === undefined || text === '') return 'auto';
+  const name = parseSnapshotterName(text);
+  if (name === undefined) {
+    throw new StratumError('USAGE', `STRATUM_SNAPSHOTTER=${text}: expected overlay, scan or auto`);
+  }
+  return name;
 }

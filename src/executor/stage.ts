@@ -13,7 +13,7 @@ import { mkdirInRoot } from './context/index.js';
 import { goPlainList, goQuotedList } from './history.js';
 import { getEnv, setEnv, withConfig, withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
-import { Rootfs } from './rootfs.js';
+import type { StageRootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
 import { copyStep } from './copy-step.js';
 import { formatExposedPorts } from './ports.js';
@@ -65,7 +65,7 @@ type StepOutcome =
 export class StageRunner {
   private state: ImageState;
   private key: Digest;
-  private readonly rootfs: Rootfs;
+  private readonly rootfs: StageRootfs;
   /** ARGs declared in this stage so far, with their values (undefined: declared, no value). */
   private readonly args = new Map<string, string | undefined>();
   private cmdSet = false;
@@ -84,15 +84,9 @@ export class StageRunner {
     this.state = input.base;
     this.key = input.baseKey;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
-    this.rootfs = new Rootfs(
-      build.workspace,
-      build.blobs,
-      `stage-${input.label}`,
-      (layers) => {
-        build.emit({ kind: 'materialize', stage: input.label, layers });
-      },
-      build.unpacked,
-    );
+    this.rootfs = build.rootfsFactory.create(`stage-${input.label}`, (layers) => {
+      build.emit({ kind: 'materialize', stage: input.label, layers });
+    });
   }
 
   async run(): Promise<StageResult> {
@@ -456,7 +450,7 @@ export class StageRunner {
       });
       layer = { descriptor: written.descriptor, diffId: written.diffId };
       this.state = withLayer(this.state, layer, action.createdBy, this.build.created);
-      this.rootfs.recordLayerApplied(layer, undoRecord(diff));
+      await this.rootfs.recordLayerApplied(layer, undoRecord(diff));
     }
     const newEntry = {
       key: key.digest,
