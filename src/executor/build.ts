@@ -132,7 +132,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     requested: options.snapshotter ?? snapshotterFromEnvironment(),
     unpacked,
     adoptUppers: options.sourceDateEpoch === undefined && process.getuid?.() === 0,
-    onChoice: (choice) => emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason }),
+    onChoice: (choice) => {
+      emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
+    },
   });
   try {
     const stages = new Map<number, StageResult>();

@@ -433,7 +433,7 @@ export async function extractLayer(
       root,
       overlayWhiteouts,
       overlayOpaque,
-      options.overlayOpaqueXattr!,
+      options.overlayOpaqueXattr,
     );
 
   // Directories last and deepest first: writing their children changed their mtimes, and a

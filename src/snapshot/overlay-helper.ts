@@ -116,13 +116,13 @@ export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
-    child.on('error', (error) =>
+    child.on('error', (error) => {
       reject(
         errnoCode(error) === 'ENOENT'
           ? new StratumError('UNSUPPORTED', 'the overlay snapshotter needs perl (Debian package perl-base)')
           : error,
-      ),
-    );
+      );
+    });
     child.on('close', (code) => {
       if (code !== 0) {
         const line = err.trim().split('\n').pop() ?? '';
