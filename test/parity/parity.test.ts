@@ -60,7 +60,8 @@ describe.skipIf(!enabled)('Docker parity (classic builder vs stratum build)', ()
   for (const name of readdirSync(CASES).sort()) {
     it(`${name}: same filesystem after every step and same config`, async () => {
       const context = join(CASES, name);
-      const tag = `stratum-parity/${name}:latest`;
+      // A random tag suffix: other checkouts may run this suite against the same daemon.
+      const tag = `stratum-parity/${name}:${process.pid}-${Date.now().toString(36)}`;
       const docker = spawnSync('docker', ['build', '--network=none', '--no-cache', '-t', tag, context], {
         env: { ...process.env, DOCKER_BUILDKIT: '0' },
         encoding: 'utf8',
