@@ -6,7 +6,8 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
-import type { BuildEvent } from '../../src/index.js';
+import { LayerCache, type BuildEvent } from '../../src/index.js';
+import { cacheUsage, pruneCache } from '../../src/executor/cache/prune.js';
 import { mountsBelow } from '../../src/snapshot/unpacked-layers.js';
 import { runOverlayHelper } from '../../src/snapshot/overlay-helper.js';
 
@@ -178,6 +179,25 @@ describe.skipIf(!isRoot)('overlay snapshotter', () => {
     expect(
       second.events.filter((event) => event.kind === 'step-end' && event.outcome === 'cached'),
     ).toHaveLength(1);
+  });
+
+  it('cache du counts unpacked layers; cache prune removes them, except those a live build leased', async () => {
+    const cacheDir = join(box.dir, 'prune-cache');
+    const ctx = box.context('prune', { Dockerfile: `FROM ${box.baseRef}\nRUN echo p > /p\n` });
+    await box.build(ctx, { cacheDir, snapshotter: 'overlay' });
+    const cache = new LayerCache(cacheDir);
+    expect((await cacheUsage(cache)).unpackedBytes).toBeGreaterThan(lstatSync('/bin/busybox').size);
+    // A live build (this process) holding the base layer.
+    const base = box.base.diffId.slice(7);
+    const session = join(cacheDir, 'overlay/sessions', `${process.pid}-test`);
+    mkdirSync(session);
+    writeFileSync(join(session, 'leases'), `${base}\n`);
+    await pruneCache(cache);
+    expect(readdirSync(join(cacheDir, 'overlay/layers'))).toEqual([base]);
+    execFileSync('rm', ['-rf', session]);
+    await pruneCache(cache);
+    expect(readdirSync(join(cacheDir, 'overlay/layers'))).toEqual([]);
+    expect((await cacheUsage(cache)).unpackedBytes).toBe(0);
   });
 
   it('opaque directories and whiteouts of a pulled layer are stored as overlay has them', async () => {
