@@ -30,7 +30,16 @@ export class OverlayRootfs implements StageRootfs {
     private readonly adoptUppers = true,
   ) {}
 
-  async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+  /** sync() calls one at a time: two stages reading this one's rootfs must not remount it twice. */
+  private syncing: Promise<unknown> = Promise.resolve();
+
+  sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    const next = this.syncing.then(() => this.syncNow(layers, signal));
+    this.syncing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async syncNow(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
     if (this.active !== undefined && !this.used && sameChain(this.activeChain, layers))
       return this.active.merged;
     await this.release();
