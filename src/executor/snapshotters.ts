@@ -51,6 +51,12 @@ export class RootfsFactory {
       let result: { choice: SnapshotterChoice; overlay?: OverlaySnapshotter };
       if (requested === 'scan') {
         result = { choice: { name: 'scan', reason: 'requested' } };
+      } else if (process.getuid?.() !== 0) {
+        const why = 'not running as root (rootless overlay is not done yet)';
+        if (requested === 'overlay') {
+          throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
+        }
+        result = { choice: { name: 'scan', reason: why } };
       } else {
         const layers = await UnpackedLayers.open(
           join(this.options.cacheDir, 'overlay'),
