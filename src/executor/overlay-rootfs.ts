@@ -42,7 +42,8 @@ export class OverlayRootfs implements StageRootfs {
   private async syncNow(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
     if (this.active !== undefined && !this.used && sameChain(this.activeChain, layers))
       return this.active.merged;
-    await this.release();
+    const replacing = this.active;
+    this.active = undefined;
     const unpacked = this.snapshotter.layers;
     const missing = layers.filter((layer) => !this.known.has(layer.diffId));
     const lowers = new Map<string, string>();
@@ -70,6 +71,7 @@ export class OverlayRootfs implements StageRootfs {
     await Promise.all([...Array(Math.min(PARALLEL_EXTRACTIONS, queue.length)).keys()].map(worker));
     this.active = await this.snapshotter.prepare(
       layers.map((layer) => lowers.get(layer.diffId) ?? unpacked.pathOf(layer.diffId)),
+      replacing,
     );
     this.activeChain = [...layers];
     this.used = false;

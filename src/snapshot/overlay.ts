@@ -3,7 +3,7 @@ import { chmod, mkdir, readFile, rm, statfs, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { diffSnapshots } from './diff.js';
-import { runOverlayHelper } from './overlay-helper.js';
+import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { parentOf } from './paths.js';
 import { scanTree, toEntryStat } from './scan.js';
 import type { EntryStat, LayerDiff, TreeSnapshot } from './types.js';
@@ -24,10 +24,13 @@ export interface ActiveSnapshot {
   /** The merged directory: the rootfs the step sees. */
   readonly merged: string;
   readonly upper: string;
+  /** The lower layers alone, mounted read-only (none when there are no layers). */
+  readonly view: string | undefined;
   /** Layer directories, bottom first. */
   readonly lowers: readonly string[];
   readonly dir: string;
-  mounted: boolean;
+  /** Mount points still mounted. */
+  readonly mounted: string[];
 }
 
 /** Options said explicitly: a host whose module defaults differ must still give a plain diff. */
@@ -45,8 +48,12 @@ export class OverlaySnapshotter {
     private readonly extraOptions = '',
   ) {}
 
-  /** A fresh writable snapshot on top of `lowers` (layer directories, bottom first). */
-  async prepare(lowers: readonly string[]): Promise<ActiveSnapshot> {
+  /**
+   * A fresh writable snapshot on top of `lowers` (layer directories, bottom first). Its lower
+   * layers alone are mounted read-only beside it (what the step saw before it ran, for
+   * `commit`). `replacing` is removed in the same helper call: one process per step boundary.
+   */
+  async prepare(lowers: readonly string[], replacing?: ActiveSnapshot): Promise<ActiveSnapshot> {
     if (lowers.length > MAX_OVERLAY_LAYERS) {
       throw new StratumError(
         'UNSUPPORTED',
@@ -56,22 +63,44 @@ export class OverlaySnapshotter {
     const dir = await this.layers.newMountDir();
     await mkdir(join(dir, 'l'));
     await Promise.all(lowers.map((lower, index) => symlink(lower, join(dir, 'l', String(index)))));
-    for (const name of ['u', 'w', 'm', 'e']) await mkdir(join(dir, name));
+    for (const name of ['u', 'w', 'm', 'e', 'v']) await mkdir(join(dir, name));
     // The merged root takes the upperdir's attributes: an image's root is 0755.
     await chmod(join(dir, 'u'), 0o755);
     await chmod(join(dir, 'm'), 0o755);
     const active: ActiveSnapshot = {
       merged: join(dir, 'm'),
       upper: join(dir, 'u'),
+      view: lowers.length > 0 ? join(dir, 'v') : undefined,
       lowers,
       dir,
-      mounted: false,
+      mounted: [],
     };
-    await runOverlayHelper([
-      { op: 'mount', cwd: join(dir, 'l'), target: active.merged, data: this.options(lowers.length, true) },
-    ]);
-    active.mounted = true;
+    const ops: HelperOp[] = replacing === undefined ? [] : this.unmountOps(replacing);
+    ops.push({
+      op: 'mount',
+      cwd: join(dir, 'l'),
+      target: active.merged,
+      data: this.options(lowers.length, true),
+    });
+    if (active.view !== undefined) {
+      ops.push({
+        op: 'mount',
+        cwd: join(dir, 'l'),
+        target: active.view,
+        data: this.options(lowers.length, false),
+      });
+    }
+    // On a failure, what is still mounted is found by the session's close (mountinfo).
+    await runOverlayHelper(ops);
+    if (replacing !== undefined) await rm(replacing.dir, { recursive: true, force: true });
+    active.mounted.push(active.merged, ...(active.view === undefined ? [] : [active.view]));
     return active;
+  }
+
+  private unmountOps(active: ActiveSnapshot): HelperOp[] {
+    const ops = active.mounted.map((target): HelperOp => ({ op: 'umount', target }));
+    active.mounted.length = 0;
+    return ops;
   }
 
   private options(count: number, writable: boolean): string {
@@ -91,40 +120,26 @@ export class OverlaySnapshotter {
    * The diff has the same shape as the scan snapshotter's (its root is the upperdir).
    */
   async commit(active: ActiveSnapshot, signal?: AbortSignal): Promise<LayerDiff> {
-    await this.unmount(active);
-    const view = join(active.dir, 'v');
-    let viewMounted = false;
-    try {
-      if (active.lowers.length > 0) {
-        // The lower layers alone, merged by the kernel: what the step saw before it ran.
-        await mkdir(view);
-        await runOverlayHelper([
-          {
-            op: 'mount',
-            cwd: join(active.dir, 'l'),
-            target: view,
-            data: this.options(active.lowers.length, false),
-          },
-        ]);
-        viewMounted = true;
-      }
-      return await upperDiff(active.upper, viewMounted ? view : undefined, this.layers.opaqueXattr, signal);
-    } finally {
-      if (viewMounted) await runOverlayHelper([{ op: 'umount', target: view }]);
-    }
-  }
-
-  async unmount(active: ActiveSnapshot): Promise<void> {
-    if (!active.mounted) return;
-    active.mounted = false;
-    await runOverlayHelper([{ op: 'umount', target: active.merged }]);
+    // The step is over: the upperdir can be read while the merged mount still stands, and the
+    // unmount goes with the opaque-flag queries in one helper call.
+    const merged = active.mounted.indexOf(active.merged);
+    if (merged >= 0) active.mounted.splice(merged, 1);
+    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, async (queries) =>
+      runOverlayHelper([
+        ...(merged >= 0 ? [{ op: 'umount' as const, target: active.merged }] : []),
+        ...queries,
+      ]),
+    );
   }
 
   /** Throws the snapshot away (its upperdir too, unless it was adopted as a layer). */
   async remove(active: ActiveSnapshot): Promise<void> {
-    await this.unmount(active);
-    for (const point of await mountsBelow(active.dir))
-      await runOverlayHelper([{ op: 'umount', target: point }]);
+    const ops = this.unmountOps(active);
+    for (const point of await mountsBelow(active.dir)) {
+      if (!ops.some((op) => op.op === 'umount' && op.target === point))
+        ops.push({ op: 'umount', target: point });
+    }
+    await runOverlayHelper(ops);
     await rm(active.dir, { recursive: true, force: true });
   }
 }
@@ -189,6 +204,8 @@ export async function upperDiff(
   view: string | undefined,
   opaqueXattr: string,
   signal?: AbortSignal,
+  /** Runs the opaque-flag queries (and whatever the caller batches with them). */
+  query: (ops: HelperOp[]) => Promise<string[]> = runOverlayHelper,
 ): Promise<LayerDiff> {
   const scanned = await scanTree(upper, signal ? { signal } : {});
   const afterEntries = new Map<string, EntryStat>();
@@ -198,7 +215,8 @@ export async function upperDiff(
     else afterEntries.set(path, stat);
   }
   const before = new Map<string, EntryStat>();
-  if (view !== undefined) {
+  if (view === undefined) await query([]);
+  else {
     /** Directories known to exist in the lower layers (a path below another can't). */
     const lowerDirs = new Set<string>(['']);
     const opaqueCandidates: string[] = [];
@@ -218,8 +236,12 @@ export async function upperDiff(
       const lower = statOf(join(view, path));
       if (lower !== undefined) before.set(path, lower);
     }
-    const answers = await runOverlayHelper(
-      opaqueCandidates.map((path) => ({ op: 'getopq', path: join(upper, path), name: opaqueXattr })),
+    const answers = await query(
+      opaqueCandidates.map((path): HelperOp => ({
+        op: 'getopq',
+        path: join(upper, path),
+        name: opaqueXattr,
+      })),
     );
     const opaque = opaqueCandidates.filter((_, index) => answers[index] === 'y');
     for (const dir of opaque) {
