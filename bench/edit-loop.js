@@ -94,7 +94,9 @@ CMD ["hello"]
 `;
 
 const MAKEFILE = 'hello: hello.c\n\tgcc -O2 -o hello hello.c\n';
-const hello = (n) => `#include <stdio.h>\nint main(void) { puts("hello ${n}"); return 0; }\n`;
+// Values unique to this run: the caches are kept between runs, and an edit seen before would hit.
+const runId = Date.now().toString(36);
+const hello = (n) => `#include <stdio.h>\nint main(void) { puts("hello ${runId} ${n}"); return 0; }\n`;
 
 async function main() {
   const { layout } = prepareBase();
@@ -140,17 +142,17 @@ async function main() {
 
   console.log('first builds (not timed as rows; cold unless an earlier run left the caches)...');
   for (const [name, build] of Object.entries(contenders)) {
-    const result = await build([`MID=${mid}`]);
+    const result = await build([`MID=${runId}-${mid}`]);
     console.log(`  ${name}: ${fmtS(result.seconds)}, ${fmtMB(result.rssMB)}`);
   }
 
   const scenarios = {
     edit: () => {
       writeFileSync(join(context, 'hello.c'), hello(++edit));
-      return [`MID=${mid}`];
+      return [`MID=${runId}-${mid}`];
     },
-    'no-op': () => [`MID=${mid}`],
-    'mid-stage': () => [`MID=${++mid}`],
+    'no-op': () => [`MID=${runId}-${mid}`],
+    'mid-stage': () => [`MID=${runId}-${++mid}`],
   };
   const rows = [];
   for (const [scenario, change] of Object.entries(scenarios)) {
