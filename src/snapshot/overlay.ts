@@ -1,5 +1,6 @@
 import { lstatSync, readlinkSync, type BigIntStats } from 'node:fs';
-import { chmod, mkdir, readFile, rm, statfs, symlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, statfs, symlink, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { diffSnapshots } from './diff.js';
@@ -156,6 +157,10 @@ export async function overlayUnavailable(layers: UnpackedLayers): Promise<string
   if (info !== undefined && info.type === OVERLAYFS_MAGIC) {
     return `the cache directory ${layers.root} is itself on overlayfs (make it a volume)`;
   }
+  // A test mount costs two helper processes: once it worked on this kernel, a marker says so.
+  const marker = join(layers.root, 'probed');
+  const kernel = `${release()}\n`;
+  if ((await readFile(marker, 'utf8').catch(() => '')) === kernel) return undefined;
   const snapshotter = new OverlaySnapshotter(layers);
   let probe: ActiveSnapshot | undefined;
   try {
@@ -165,6 +170,7 @@ export async function overlayUnavailable(layers: UnpackedLayers): Promise<string
   } finally {
     if (probe !== undefined) await snapshotter.remove(probe);
   }
+  await writeFile(marker, kernel);
   return undefined;
 }
 
