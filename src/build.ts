@@ -350,19 +350,30 @@ async function writeResult(
         destination = target.reference;
         break;
       case 'daemon':
-        await loadIntoDockerDaemon(onePlatform(image, target.kind), target.names, { tmpDir, ...signalOption });
+        await loadIntoDockerDaemon(onePlatform(image, target.kind), target.names, {
+          tmpDir,
+          ...signalOption,
+        });
         destination = `docker-daemon:${target.names[0] ?? onePlatform(image, target.kind).config.digest}`;
         break;
       case 'local':
-        await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, { ...signalOption, onWarning });
+        await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, {
+          ...signalOption,
+          onWarning,
+        });
         destination = `type=local,dest=${target.dir}`;
         break;
       case 'tar':
-        await exportFilesystemAsTar(onePlatform(image, target.kind), target.file, options.stdout ?? process.stdout, {
-          ...signalOption,
-          tmpDir,
-          onWarning,
-        });
+        await exportFilesystemAsTar(
+          onePlatform(image, target.kind),
+          target.file,
+          options.stdout ?? process.stdout,
+          {
+            ...signalOption,
+            tmpDir,
+            onWarning,
+          },
+        );
         if (target.file === undefined) wroteStdout = true;
         destination = `type=tar,dest=${target.file ?? '-'}`;
         break;

@@ -114,6 +114,12 @@ export function registerBuild(program: Command): void {
     .option('--pull', 'resolve base images by name from their registry even when stored locally')
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
+    .addOption(
+      new Option(
+        '--snapshotter <name>',
+        'how steps see their rootfs (default: $STRATUM_SNAPSHOTTER, else auto)',
+      ).choices(['overlay', 'scan', 'auto']),
+    )
     .option(
       '--platform <os/arch[,...]>',
       'target platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64 (an image index); RUN uses QEMU for other architectures',
@@ -201,6 +207,7 @@ export function registerBuild(program: Command): void {
           ...(opts.metadataFile === undefined ? {} : { metadataFile: opts.metadataFile }),
           ...(opts.compression === undefined ? {} : { compression: parseCompression(opts.compression) }),
           ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
+          ...(opts.snapshotter === undefined ? {} : { snapshotter: opts.snapshotter }),
           explain: opts.explain === true,
           tags: opts.tag,
           outputs: opts.output,
@@ -245,6 +252,7 @@ interface BuildFlags {
   readonly secret: string[];
   readonly explain?: boolean;
   readonly cacheDir?: string;
+  readonly snapshotter?: 'overlay' | 'scan' | 'auto';
   readonly platform?: string;
   readonly insecureRegistry: string[];
   readonly push?: boolean;

@@ -44,7 +44,7 @@ export function registerCache(program: Command): void {
           `layers:         ${usage.layers}, ${formatBytes(usage.layerBytes)} compressed`,
           `blob directory: ${formatBytes(usage.blobBytes)} (shared with the local image store unless --cache-dir)`,
           `cache mounts:   ${formatBytes(usage.mountBytes)}`,
-          `unpacked:       ${formatBytes(usage.unpackedBytes)} (stage filesystems kept for the next build)`,
+          `unpacked:       ${formatBytes(usage.unpackedBytes)} (layers unpacked for overlay mounts, stage filesystems kept by the scan snapshotter)`,
           '',
         ].join('\n'),
       );

@@ -119,6 +119,8 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
       }
       case 'warning':
         return [`warning: ${event.message}`];
+      case 'snapshotter':
+        return [clip(`=> snapshotter: ${event.name} (${event.reason})`, width)];
       case 'image':
         return [`=> ${event.destination} ${event.digest}`];
       case 'step-start':
@@ -159,6 +161,7 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
       case 'materialize':
       case 'cache':
       case 'warning':
+      case 'snapshotter':
       case 'image':
         redraw(finalLines(event));
     }

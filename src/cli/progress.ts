@@ -75,6 +75,9 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
           `  (extracting ${event.layers} layer${event.layers === 1 ? '' : 's'} for stage ${event.stage})\n`,
         );
         break;
+      case 'snapshotter':
+        out.write(`snapshotter: ${event.name} (${event.reason})\n`);
+        break;
       case 'warning':
         out.write(`warning: ${event.message}\n`);
         break;

@@ -12,6 +12,7 @@ import type { ProgressListener } from './progress.js';
 import type { Ulimit } from './sandbox/index.js';
 import type { Workspace } from './workspace.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
+import type { RootfsFactory } from './snapshotters.js';
 
 /** Everything the steps of one build share. Built once by build.ts; read by the stage runner. */
 export interface BuildContext {
@@ -62,6 +63,8 @@ export interface BuildContext {
   readonly stageNames: ReadonlyMap<string, number>;
   /** Unpacked stage filesystems kept between builds (see unpacked.ts). */
   readonly unpacked: UnpackedRootfsCache;
+  /** Makes stage rootfs on the snapshotter this build uses (overlay or scan). */
+  readonly rootfsFactory: RootfsFactory;
   /** Persistent directories for `RUN --mount=type=cache`. */
   readonly cacheMountsDir: string;
 }

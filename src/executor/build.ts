@@ -33,6 +33,7 @@ import { holdPrivateNetworks, type Ulimit } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
+import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -82,6 +83,8 @@ export interface BuildOptions {
    * killed build left behind.
    */
   readonly tmpDir?: string;
+  /** overlay, scan, or auto (default: overlay where it can be mounted, else scan). */
+  readonly snapshotter?: SnapshotterName;
 }
 
 export interface BuildResult {
@@ -156,6 +159,18 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
+  const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
+  const rootfsFactory = new RootfsFactory({
+    cacheDir,
+    workspace,
+    blobs,
+    requested: options.snapshotter ?? snapshotterFromEnvironment(),
+    unpacked,
+    adoptUppers: options.sourceDateEpoch === undefined && process.getuid?.() === 0,
+    onChoice: (choice) => {
+      emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
+    },
+  });
   try {
     const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
     // One context per target platform; they share the cache, workspace and explain record.
@@ -193,6 +208,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       stageNames: stageNames(plans[p]!),
       cacheMountsDir: join(cacheDir, 'mounts'),
       unpacked,
+      rootfsFactory,
     }));
 
     const runStage = async (p: number, index: number): Promise<StageResult> => {
@@ -329,6 +345,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
     await releaseNetworks();
+    await rootfsFactory.close();
     await workspace.dispose();
   }
 }
@@ -383,4 +400,15 @@ async function imageState(
     layers,
     history: config.history ?? [],
   };
+}
+
+/** STRATUM_SNAPSHOTTER=overlay|scan|auto picks the snapshotter when the build does not say. */
+function snapshotterFromEnvironment(): SnapshotterName {
+  const text = process.env['STRATUM_SNAPSHOTTER'];
+  if (text === undefined || text === '') return 'auto';
+  const name = parseSnapshotterName(text);
+  if (name === undefined) {
+    throw new StratumError('USAGE', `STRATUM_SNAPSHOTTER=${text}: expected overlay, scan or auto`);
+  }
+  return name;
 }

@@ -15,7 +15,22 @@ import type { HeldLayer, UnpackedRootfsCache } from './unpacked.js';
  * after a miss are applied by extracting just their layers, and it keeps the snapshot baseline
  * in step with what is on disk.
  */
-export class Rootfs {
+/**
+ * What a stage runner needs of its root filesystem, whichever snapshotter backs it: `sync`
+ * gives the directory holding exactly `layers`, `prepare`/`commit` bracket a step and give its
+ * diff, `recordLayerApplied` says the step's layer joined the state, `keep` runs after a
+ * successful build.
+ */
+export interface StageRootfs {
+  sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string>;
+  prepare(signal?: AbortSignal): Promise<void>;
+  commit(signal?: AbortSignal): Promise<LayerDiff>;
+  recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): Promise<void>;
+  keep(): Promise<void>;
+}
+
+/** The scan snapshotter's rootfs: one directory per stage, layers extracted into it. */
+export class Rootfs implements StageRootfs {
   private dir: string | undefined;
   /** The layers the directory holds, in order, each with how to undo it when that is known. */
   private readonly held: HeldLayer[] = [];
@@ -98,8 +113,9 @@ export class Rootfs {
   }
 
   /** After a step's layer was added to the state, the directory holds that layer too. */
-  recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): void {
+  recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): Promise<void> {
     this.held.push(undo === undefined ? { layer } : { layer, undo });
+    return Promise.resolve();
   }
 }
 

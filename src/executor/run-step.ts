@@ -450,8 +450,7 @@ export async function sourceRootfs(
   try {
     const { importLayers } = await import('./rootfs.js');
     const layers = await importLayers(image, build.blobs, build.signal);
-    const { Rootfs } = await import('./rootfs.js');
-    const rootfs = new Rootfs(build.workspace, build.blobs, `from-${from}`);
+    const rootfs = build.rootfsFactory.create(`from-${from}`, undefined, false);
     return await rootfs.sync(layers, build.signal);
   } finally {
     await image.close();

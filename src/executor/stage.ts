@@ -23,7 +23,7 @@ import {
   type ImageState,
 } from './image-state.js';
 import type { StepRef } from './progress.js';
-import { Rootfs } from './rootfs.js';
+import type { StageRootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
 import { copyStep } from './copy-step.js';
 import { formatExposedPorts } from './ports.js';
@@ -82,7 +82,7 @@ type StepOutcome =
 export class StageRunner {
   private state: ImageState;
   private key: Digest;
-  private readonly rootfs: Rootfs;
+  private readonly rootfs: StageRootfs;
   /** ARGs declared in this stage so far, with their values (undefined: declared, no value). */
   private readonly args = new Map<string, string | undefined>();
   private cmdSet = false;
@@ -101,15 +101,9 @@ export class StageRunner {
     this.state = withDefaultPath(input.base);
     this.key = input.baseKey;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
-    this.rootfs = new Rootfs(
-      build.workspace,
-      build.blobs,
-      `stage-${input.label}`,
-      (layers) => {
-        build.emit({ kind: 'materialize', stage: input.label, layers });
-      },
-      build.unpacked,
-    );
+    this.rootfs = build.rootfsFactory.create(`stage-${input.label}`, (layers) => {
+      build.emit({ kind: 'materialize', stage: input.label, layers });
+    });
   }
 
   async run(): Promise<StageResult> {
@@ -495,7 +489,7 @@ export class StageRunner {
       });
       layer = { descriptor: written.descriptor, diffId: written.diffId };
       this.state = withLayer(this.state, layer, action.createdBy, this.build.created);
-      this.rootfs.recordLayerApplied(layer, undoRecord(diff));
+      await this.rootfs.recordLayerApplied(layer, undoRecord(diff));
     }
     const newEntry = {
       key: key.digest,

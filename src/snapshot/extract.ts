@@ -27,6 +27,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
+import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { StratumError, errnoCode } from '../errors.js';
 import { decompressedStream } from '../oci/compression.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './paths.js';
@@ -85,11 +86,20 @@ export interface ExtractOptions {
   readonly signal?: AbortSignal;
   /** called for entries that are skipped (device nodes when not root, unknown types) */
   readonly onWarning?: (message: string) => void;
+  /**
+   * Extract into an empty directory in overlayfs's own form instead of applying whiteouts:
+   * a whiteout becomes a character device 0/0 and an opaque whiteout the xattr named here on
+   * its directory (`trusted.overlay.opaque`, or `user.overlay.opaque` in a user namespace), so
+   * the directory can be stacked as an overlay lowerdir unchanged (containerd's overlay applier).
+   */
+  readonly overlayOpaqueXattr?: string;
 }
 
 export interface ExtractResult {
   readonly entries: number;
   readonly warnings: readonly string[];
+  /** With overlayOpaqueXattr: the directories marked opaque (relative paths). */
+  readonly opaqueDirs?: readonly string[];
 }
 
 interface DeferredDir {
@@ -137,6 +147,10 @@ export async function extractLayer(
   const deferred: DeferredDir[] = [];
   let resolved = new Map<string, string>();
   let count = 0;
+  const overlayForm = options.overlayOpaqueXattr !== undefined;
+  /** Overlay form: whiteouts and opaque directories, made in one helper call at the end. */
+  const overlayWhiteouts = new Set<string>();
+  const overlayOpaque = new Set<string>();
 
   // Without root, owners other than our own cannot be set: the files stay ours (a rootless
   // build maps them back through its user namespace), rather than failing the extraction.
@@ -257,6 +271,10 @@ export async function extractLayer(
 
     if (base === OPAQUE_WHITEOUT) {
       body.resume();
+      if (overlayForm) {
+        overlayOpaque.add((await resolveDir(parentParts, true, what))!);
+        return;
+      }
       const dir = await resolveDir(parentParts, false, what);
       if (dir !== undefined) await prune(dir);
       return;
@@ -266,6 +284,10 @@ export async function extractLayer(
       const victim = base.slice(WHITEOUT_PREFIX.length);
       if (victim === '' || victim === '.' || victim === '..') {
         throw new StratumError('UNSAFE_PATH', `${what}: whiteout of "${victim}" refused`);
+      }
+      if (overlayForm) {
+        overlayWhiteouts.add(`${(await resolveDir(parentParts, true, what))!}/${victim}`);
+        return;
       }
       const dir = await resolveDir(parentParts, false, what);
       if (dir === undefined) return;
@@ -405,6 +427,15 @@ export async function extractLayer(
     throw new StratumError('INVALID_IMAGE', `${layer}: ${detail}`, { cause: error });
   }
 
+  let opaqueDirs: string[] | undefined;
+  if (overlayForm)
+    opaqueDirs = await writeOverlayWhiteouts(
+      root,
+      overlayWhiteouts,
+      overlayOpaque,
+      options.overlayOpaqueXattr,
+    );
+
   // Directories last and deepest first: writing their children changed their mtimes, and a
   // read-only directory mode would have blocked those writes for a non-root user.
   deferred.sort((a, b) => b.depth - a.depth);
@@ -412,7 +443,35 @@ export async function extractLayer(
     await chmod(dir.path, dir.mode);
     await utimes(dir.path, dir.mtime, dir.mtime);
   }
-  return { entries: count, warnings };
+  return opaqueDirs === undefined ? { entries: count, warnings } : { entries: count, warnings, opaqueDirs };
+}
+
+/**
+ * Overlay form, once the entries are written: a whiteout of a path this layer also wrote hides
+ * only the lower content (a directory becomes opaque, anything else hides it by itself); other
+ * whiteouts become 0/0 character devices. One helper process for the whole layer.
+ */
+async function writeOverlayWhiteouts(
+  root: string,
+  whiteouts: ReadonlySet<string>,
+  opaque: ReadonlySet<string>,
+  xattr: string,
+): Promise<string[]> {
+  const dirs = new Set(opaque);
+  const ops: HelperOp[] = [];
+  for (const path of whiteouts) {
+    let info;
+    try {
+      info = lstatSync(path);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+    if (info === undefined) ops.push({ op: 'wh', path });
+    else if (info.isDirectory()) dirs.add(path);
+  }
+  for (const path of dirs) ops.push({ op: 'opq', path, name: xattr });
+  await runOverlayHelper(ops);
+  return [...dirs].map((dir) => (dir === root ? '' : dir.slice(root.length + 1))).sort();
 }
 
 /**

@@ -90,7 +90,7 @@ async function scanSliced(root: string, options: ScanOptions): Promise<TreeSnaps
   return { root, startedNs, entries };
 }
 
-function toEntryStat(stats: BigIntStats, linkTarget: string | undefined): EntryStat {
+export function toEntryStat(stats: BigIntStats, linkTarget: string | undefined): EntryStat {
   const type = typeOf(stats);
   const base = {
     type,

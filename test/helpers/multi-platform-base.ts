@@ -93,7 +93,9 @@ export function writeMultiPlatformBase(outDir: string, tag = '1'): MultiPlatform
     makeBusyboxRootfs(rootfs, busyboxFor(arch));
     // Mount points exist, as in real bases: BuildKit would otherwise leave them in RUN layers.
     for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint));
-    const files = writeBaseImage(rootfs, join(outDir, arch), `stratum-test/busybox-multi:${arch}`, { architecture: arch });
+    const files = writeBaseImage(rootfs, join(outDir, arch), `stratum-test/busybox-multi:${arch}`, {
+      architecture: arch,
+    });
     perPlatform[arch] = files;
     const single = JSON.parse(readFileSync(join(files.layout, 'index.json'), 'utf8')) as {
       manifests: { mediaType: string; digest: string; size: number }[];

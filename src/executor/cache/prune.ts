@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { errnoCode } from '../../errors.js';
 import type { Digest } from '../../oci/types.js';
 import type { CacheEntryInfo, LayerCache } from './store.js';
+import { pruneUnpackedLayers } from '../../snapshot/unpacked-layers.js';
 
 /**
  * Cache housekeeping: what is there (`ls`, `du`) and making room (`prune`). Pruning removes
@@ -18,7 +19,7 @@ export interface CacheUsage {
   /** Everything in the blob directory (shared with the local image store by default). */
   readonly blobBytes: number;
   readonly mountBytes: number;
-  /** Unpacked stage filesystems kept to speed up the next build (see unpacked.ts). */
+  /** Unpacked layers (overlay snapshotter) and stage filesystems kept (scan snapshotter). */
   readonly unpackedBytes: number;
 }
 
@@ -34,7 +35,9 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
     layerBytes: [...layers.values()].reduce((sum, size) => sum + size, 0),
     blobBytes: await directoryBytes(join(cache.blobs.root, 'blobs')),
     mountBytes: await directoryBytes(join(cache.root, 'mounts')),
-    unpackedBytes: await directoryBytes(join(cache.root, 'rootfs')),
+    unpackedBytes:
+      (await directoryBytes(join(cache.root, 'rootfs'))) +
+      (await directoryBytes(join(cache.root, 'overlay', 'layers'))),
   };
 }
 
@@ -102,6 +105,10 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
   // Kept unpacked filesystems only save time; pruning makes the room they take.
   freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
   await rm(join(cache.root, 'rootfs'), { recursive: true, force: true });
+  // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
+  const unpackedBefore = await directoryBytes(join(cache.root, 'overlay', 'layers'));
+  await pruneUnpackedLayers(join(cache.root, 'overlay'));
+  freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, 'overlay', 'layers')));
   // Build workspaces a killed build could not remove (a running build's are younger than this).
   const tmp = join(cache.root, 'tmp');
   for (const name of await listDir(tmp)) {

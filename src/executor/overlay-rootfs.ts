@@ -1,0 +1,115 @@
+import type { BlobStore } from '../oci/blob-store.js';
+import type { LayerRef } from '../oci/image.js';
+import { OverlaySnapshotter, type ActiveSnapshot } from '../snapshot/overlay.js';
+import type { LayerDiff } from '../snapshot/index.js';
+import { StratumError } from '../errors.js';
+import type { StageRootfs } from './rootfs.js';
+
+/** How many layers a cold start extracts side by side (each is one tar stream on one core). */
+const PARALLEL_EXTRACTIONS = 2;
+
+/**
+ * A stage's rootfs on the overlay snapshotter: an overlay mount of its layers (each unpacked once
+ * per machine, keyed by DiffID) with a fresh upperdir per step. A step's upperdir becomes the
+ * unpacked layer of the DiffID written from it, so nothing is ever extracted twice.
+ */
+export class OverlayRootfs implements StageRootfs {
+  private active: ActiveSnapshot | undefined;
+  private activeChain: readonly LayerRef[] = [];
+  /** The active snapshot was written by a step: the next step needs a fresh one. */
+  private used = false;
+
+  constructor(
+    private readonly snapshotter: OverlaySnapshotter,
+    private readonly blobs: BlobStore,
+    private readonly onMaterialize?: (layers: number) => void,
+    /**
+     * Whether an upperdir is exactly its layer extracted (not with SOURCE_DATE_EPOCH clamping
+     * times, nor with a rootless owner mapping): only then is it kept as the unpacked layer.
+     */
+    private readonly adoptUppers = true,
+  ) {}
+
+  /** sync() calls one at a time: two stages reading this one's rootfs must not remount it twice. */
+  private syncing: Promise<unknown> = Promise.resolve();
+
+  sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    const next = this.syncing.then(() => this.syncNow(layers, signal));
+    this.syncing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async syncNow(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    if (this.active !== undefined && !this.used && sameChain(this.activeChain, layers))
+      return this.active.merged;
+    const replacing = this.active;
+    this.active = undefined;
+    const unpacked = this.snapshotter.layers;
+    const missing = layers.filter((layer) => !this.known.has(layer.diffId));
+    const lowers = new Map<string, string>();
+    let extracted = 0;
+    const queue = [...missing];
+    const worker = async (): Promise<void> => {
+      for (let layer = queue.shift(); layer !== undefined; layer = queue.shift()) {
+        const current = layer;
+        const path = await unpacked.ensure(
+          current.diffId,
+          () => {
+            extracted++;
+            if (extracted === 1) this.onMaterialize?.(missing.length);
+            return this.blobs.read(current.descriptor.digest, {
+              verify: true,
+              size: current.descriptor.size,
+            });
+          },
+          signal,
+        );
+        lowers.set(current.diffId, path);
+        this.known.add(current.diffId);
+      }
+    };
+    await Promise.all([...Array(Math.min(PARALLEL_EXTRACTIONS, queue.length)).keys()].map(worker));
+    this.active = await this.snapshotter.prepare(
+      layers.map((layer) => lowers.get(layer.diffId) ?? unpacked.pathOf(layer.diffId)),
+      replacing,
+    );
+    this.activeChain = [...layers];
+    this.used = false;
+    return this.active.merged;
+  }
+
+  /** DiffIDs this rootfs has ensured (leased) in the unpacked-layer store. */
+  private readonly known = new Set<string>();
+
+  async prepare(signal?: AbortSignal): Promise<void> {
+    if (this.active === undefined) throw new StratumError('IO', 'rootfs: prepare() before sync()');
+    if (this.used) await this.sync(this.activeChain, signal);
+  }
+
+  async commit(signal?: AbortSignal): Promise<LayerDiff> {
+    if (this.active === undefined) throw new StratumError('IO', 'rootfs: commit() before prepare()');
+    this.used = true;
+    return this.snapshotter.commit(this.active, signal);
+  }
+
+  async recordLayerApplied(layer: LayerRef): Promise<void> {
+    const active = this.active;
+    if (active === undefined || !this.adoptUppers) return;
+    if (await this.snapshotter.layers.adopt(layer.diffId, active.upper)) this.known.add(layer.diffId);
+  }
+
+  async keep(): Promise<void> {
+    await this.release();
+  }
+
+  /** Unmounts and removes the active snapshot. */
+  async release(): Promise<void> {
+    const active = this.active;
+    this.active = undefined;
+    if (active !== undefined) await this.snapshotter.remove(active);
+  }
+}
+
+function sameChain(a: readonly LayerRef[], b: readonly LayerRef[]): boolean {
+  return a.length === b.length && a.every((layer, index) => layer.diffId === b[index]!.diffId);
+}

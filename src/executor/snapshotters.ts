@@ -1,0 +1,120 @@
+import { join } from 'node:path';
+import type { BlobStore } from '../oci/blob-store.js';
+import type { LayerRef } from '../oci/image.js';
+import { StratumError } from '../errors.js';
+import type { LayerDiff } from '../snapshot/index.js';
+import { OverlaySnapshotter, overlayUnavailable } from '../snapshot/overlay.js';
+import { UnpackedLayers } from '../snapshot/unpacked-layers.js';
+import { OverlayRootfs } from './overlay-rootfs.js';
+import { Rootfs, type StageRootfs } from './rootfs.js';
+import type { UnpackedRootfsCache } from './unpacked.js';
+import type { Workspace } from './workspace.js';
+
+export type SnapshotterName = 'overlay' | 'scan' | 'auto';
+
+export function parseSnapshotterName(text: string | undefined): SnapshotterName | undefined {
+  return text === 'overlay' || text === 'scan' || text === 'auto' ? text : undefined;
+}
+
+export interface SnapshotterChoice {
+  readonly name: 'overlay' | 'scan';
+  /** Why (for the build log). */
+  readonly reason: string;
+}
+
+/**
+ * Makes stage rootfs for the snapshotter this build uses. The choice is made when a rootfs is
+ * first needed (a fully cached build mounts and probes nothing): `overlay` when requested or
+ * when `auto` finds it works (root, an overlay-capable kernel, a cache dir not on overlayfs, a
+ * test mount), else `scan`, with the reason in the build log.
+ */
+export class RootfsFactory {
+  private choice: Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> | undefined;
+  private layers: UnpackedLayers | undefined;
+
+  constructor(
+    private readonly options: {
+      readonly cacheDir: string;
+      readonly workspace: Workspace;
+      readonly blobs: BlobStore;
+      readonly requested: SnapshotterName;
+      readonly unpacked: UnpackedRootfsCache;
+      /** An upperdir equals its layer (no SOURCE_DATE_EPOCH clamping, no owner mapping). */
+      readonly adoptUppers: boolean;
+      readonly onChoice: (choice: SnapshotterChoice) => void;
+    },
+  ) {}
+
+  private choose(): Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> {
+    this.choice ??= (async () => {
+      const { requested } = this.options;
+      let result: { choice: SnapshotterChoice; overlay?: OverlaySnapshotter };
+      if (requested === 'scan') {
+        result = { choice: { name: 'scan', reason: 'requested' } };
+      } else if (process.getuid?.() !== 0) {
+        const why = 'not running as root (rootless overlay is not done yet)';
+        if (requested === 'overlay') {
+          throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
+        }
+        result = { choice: { name: 'scan', reason: why } };
+      } else {
+        const layers = await UnpackedLayers.open(
+          join(this.options.cacheDir, 'overlay'),
+          'trusted.overlay.opaque',
+        );
+        const why = await overlayUnavailable(layers);
+        if (why === undefined) {
+          this.layers = layers;
+          result = {
+            choice: { name: 'overlay', reason: requested === 'overlay' ? 'requested' : 'available' },
+            overlay: new OverlaySnapshotter(layers),
+          };
+        } else {
+          await layers.close();
+          if (requested === 'overlay') {
+            throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
+          }
+          result = { choice: { name: 'scan', reason: why } };
+        }
+      }
+      this.options.onChoice(result.choice);
+      return result;
+    })();
+    return this.choice;
+  }
+
+  /** A rootfs for one stage (or one `--from` image). */
+  create(purpose: string, onMaterialize?: (layers: number) => void, keepable = true): StageRootfs {
+    let inner: StageRootfs | undefined;
+    const get = async (): Promise<StageRootfs> => {
+      if (inner !== undefined) return inner;
+      const { overlay } = await this.choose();
+      inner ??=
+        overlay !== undefined
+          ? new OverlayRootfs(overlay, this.options.blobs, onMaterialize, this.options.adoptUppers)
+          : new Rootfs(
+              this.options.workspace,
+              this.options.blobs,
+              purpose,
+              onMaterialize,
+              keepable ? this.options.unpacked : undefined,
+            );
+      return inner;
+    };
+    return {
+      sync: async (layers: readonly LayerRef[], signal?: AbortSignal) => (await get()).sync(layers, signal),
+      prepare: async (signal?: AbortSignal) => (await get()).prepare(signal),
+      commit: async (signal?: AbortSignal): Promise<LayerDiff> => (await get()).commit(signal),
+      recordLayerApplied: async (layer, undo) => (await get()).recordLayerApplied(layer, undo),
+      keep: async () => {
+        if (inner !== undefined) await inner.keep();
+      },
+    };
+  }
+
+  /** Unmounts every overlay this build mounted (before the workspace is removed). */
+  async close(): Promise<void> {
+    if (this.choice !== undefined) await this.choice.catch(() => undefined);
+    await this.layers?.close();
+  }
+}

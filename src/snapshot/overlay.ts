@@ -1,0 +1,270 @@
+import { lstatSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { chmod, mkdir, readFile, rm, statfs, symlink, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { StratumError, errnoCode } from '../errors.js';
+import { diffSnapshots } from './diff.js';
+import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
+import { parentOf } from './paths.js';
+import { scanTree, toEntryStat } from './scan.js';
+import type { EntryStat, LayerDiff, TreeSnapshot } from './types.js';
+import { mountsBelow, type UnpackedLayers } from './unpacked-layers.js';
+
+/**
+ * The overlayfs snapshotter, shaped like containerd's: `prepare` mounts an overlay of unpacked
+ * layers (lowerdirs) with a fresh upperdir, the step writes through it, `commit` unmounts and
+ * reads the layer from the upperdir, `remove` throws a snapshot away. Copy-up makes the
+ * semantics Docker's: a file opened for writing is in the layer, a hard link to a lower file is
+ * copied up alone, a chmod copies the whole file up.
+ *
+ * The kernel's mount option string is one page. Each mount gets its own short links to its
+ * layers (`l/0`, `l/1`, ...) and is made after chdir into `l/` with relative paths, so even 500
+ * layers (the kernel's stack limit) take about 2 KB.
+ */
+export interface ActiveSnapshot {
+  /** The merged directory: the rootfs the step sees. */
+  readonly merged: string;
+  readonly upper: string;
+  /** The lower layers alone, mounted read-only (none when there are no layers). */
+  readonly view: string | undefined;
+  /** Layer directories, bottom first. */
+  readonly lowers: readonly string[];
+  readonly dir: string;
+  /** Mount points still mounted. */
+  readonly mounted: string[];
+}
+
+/** Options said explicitly: a host whose module defaults differ must still give a plain diff. */
+const FIXED_OPTIONS = 'redirect_dir=off,metacopy=off,index=off';
+const OVERLAYFS_MAGIC = 0x794c7630;
+/** The kernel's OVL_MAX_STACK. */
+export const MAX_OVERLAY_LAYERS = 500;
+
+export class OverlaySnapshotter {
+  readonly kind = 'overlay';
+
+  constructor(
+    readonly layers: UnpackedLayers,
+    /** Extra mount options (`userxattr` in a user namespace). */
+    private readonly extraOptions = '',
+  ) {}
+
+  /**
+   * A fresh writable snapshot on top of `lowers` (layer directories, bottom first). Its lower
+   * layers alone are mounted read-only beside it (what the step saw before it ran, for
+   * `commit`). `replacing` is removed in the same helper call: one process per step boundary.
+   */
+  async prepare(lowers: readonly string[], replacing?: ActiveSnapshot): Promise<ActiveSnapshot> {
+    if (lowers.length > MAX_OVERLAY_LAYERS) {
+      throw new StratumError(
+        'UNSUPPORTED',
+        `overlay: ${lowers.length} layers exceed the kernel's limit of ${MAX_OVERLAY_LAYERS}`,
+      );
+    }
+    const dir = await this.layers.newMountDir();
+    await mkdir(join(dir, 'l'));
+    await Promise.all(lowers.map((lower, index) => symlink(lower, join(dir, 'l', String(index)))));
+    for (const name of ['u', 'w', 'm', 'e', 'v']) await mkdir(join(dir, name));
+    // The merged root takes the upperdir's attributes: an image's root is 0755.
+    await chmod(join(dir, 'u'), 0o755);
+    await chmod(join(dir, 'm'), 0o755);
+    const active: ActiveSnapshot = {
+      merged: join(dir, 'm'),
+      upper: join(dir, 'u'),
+      view: lowers.length > 0 ? join(dir, 'v') : undefined,
+      lowers,
+      dir,
+      mounted: [],
+    };
+    const ops: HelperOp[] = replacing === undefined ? [] : this.unmountOps(replacing);
+    ops.push({
+      op: 'mount',
+      cwd: join(dir, 'l'),
+      target: active.merged,
+      data: this.options(lowers.length, true),
+    });
+    if (active.view !== undefined) {
+      ops.push({
+        op: 'mount',
+        cwd: join(dir, 'l'),
+        target: active.view,
+        data: this.options(lowers.length, false),
+      });
+    }
+    // On a failure, what is still mounted is found by the session's close (mountinfo).
+    await runOverlayHelper(ops);
+    if (replacing !== undefined) await rm(replacing.dir, { recursive: true, force: true });
+    active.mounted.push(active.merged, ...(active.view === undefined ? [] : [active.view]));
+    return active;
+  }
+
+  private unmountOps(active: ActiveSnapshot): HelperOp[] {
+    const ops = active.mounted.map((target): HelperOp => ({ op: 'umount', target }));
+    active.mounted.length = 0;
+    return ops;
+  }
+
+  private options(count: number, writable: boolean): string {
+    const lowerdir = [...Array(count).keys()].reverse().map(String);
+    // The empty directory at the bottom: a mount needs one lowerdir, a read-only one two.
+    lowerdir.push('../e');
+    const parts = [`lowerdir=${lowerdir.join(':')}`];
+    if (writable) parts.push('upperdir=../u', 'workdir=../w');
+    parts.push(FIXED_OPTIONS);
+    if (this.extraOptions !== '') parts.push(this.extraOptions);
+    return parts.join(',');
+  }
+
+  /**
+   * Unmounts the snapshot and reads what the step did from its upperdir: files and directories
+   * it holds, 0/0 devices as deletions, opaque directories as their lower children deleted.
+   * The diff has the same shape as the scan snapshotter's (its root is the upperdir).
+   */
+  async commit(active: ActiveSnapshot, signal?: AbortSignal): Promise<LayerDiff> {
+    // The step is over: the upperdir can be read while the merged mount still stands, and the
+    // unmount goes with the opaque-flag queries in one helper call.
+    const merged = active.mounted.indexOf(active.merged);
+    if (merged >= 0) active.mounted.splice(merged, 1);
+    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, async (queries) =>
+      runOverlayHelper([
+        ...(merged >= 0 ? [{ op: 'umount' as const, target: active.merged }] : []),
+        ...queries,
+      ]),
+    );
+  }
+
+  /** Throws the snapshot away (its upperdir too, unless it was adopted as a layer). */
+  async remove(active: ActiveSnapshot): Promise<void> {
+    const ops = this.unmountOps(active);
+    for (const point of await mountsBelow(active.dir)) {
+      if (!ops.some((op) => op.op === 'umount' && op.target === point))
+        ops.push({ op: 'umount', target: point });
+    }
+    await runOverlayHelper(ops);
+    await rm(active.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whether overlay can be used with its session directory under `root`; undefined when it can,
+ * otherwise why not (for the build log).
+ */
+export async function overlayUnavailable(layers: UnpackedLayers): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'not running as root (rootless overlay is not done yet)';
+  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  if (!/\toverlay\n/.test(filesystems)) return 'the kernel has no overlay filesystem';
+  const info = await statfs(layers.root).catch(() => undefined);
+  if (info !== undefined && info.type === OVERLAYFS_MAGIC) {
+    return `the cache directory ${layers.root} is itself on overlayfs (make it a volume)`;
+  }
+  // A test mount costs two helper processes: once it worked on this kernel, a marker says so.
+  const marker = join(layers.root, 'probed');
+  const kernel = `${release()}\n`;
+  if ((await readFile(marker, 'utf8').catch(() => '')) === kernel) return undefined;
+  const snapshotter = new OverlaySnapshotter(layers);
+  let probe: ActiveSnapshot | undefined;
+  try {
+    probe = await snapshotter.prepare([]);
+  } catch (error) {
+    return `a test mount failed: ${error instanceof Error ? error.message : String(error)}`;
+  } finally {
+    if (probe !== undefined) await snapshotter.remove(probe);
+  }
+  await writeFile(marker, kernel);
+  return undefined;
+}
+
+/** No scan in the diff is "racy": every upperdir entry is emitted or compared by metadata. */
+const NEVER_RACY = 1n << 62n;
+
+function lstatOrUndefined(path: string): BigIntStats | undefined {
+  try {
+    return lstatSync(path, { bigint: true });
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}
+
+function statOf(path: string): EntryStat | undefined {
+  const stats = lstatOrUndefined(path);
+  if (stats === undefined) return undefined;
+  return toEntryStat(stats, stats.isSymbolicLink() ? readlinkSync(path) : undefined);
+}
+
+function isWhiteout(stat: EntryStat): boolean {
+  return stat.type === 'char' && stat.rdev === 0n;
+}
+
+/**
+ * The layer in an upperdir, as a diff against `view` (the lower layers merged; undefined when
+ * there are none). Every file the upperdir holds is in the layer (it was written, or opened for
+ * writing, or had its metadata changed); a directory is in it when its own metadata changed or
+ * something below it is; a 0/0 device is a deletion; an opaque directory's lower subtree is
+ * compared whole, so a directory deleted and made again gets per-child deletions as the scan
+ * snapshotter gives them.
+ */
+export async function upperDiff(
+  upper: string,
+  view: string | undefined,
+  opaqueXattr: string,
+  signal?: AbortSignal,
+  /** Runs the opaque-flag queries (and whatever the caller batches with them). */
+  query: (ops: HelperOp[]) => Promise<string[]> = runOverlayHelper,
+): Promise<LayerDiff> {
+  const scanned = await scanTree(upper, signal ? { signal } : {});
+  const afterEntries = new Map<string, EntryStat>();
+  const whiteouts: string[] = [];
+  for (const [path, stat] of scanned.entries) {
+    if (isWhiteout(stat)) whiteouts.push(path);
+    else afterEntries.set(path, stat);
+  }
+  const before = new Map<string, EntryStat>();
+  if (view === undefined) await query([]);
+  else {
+    /** Directories known to exist in the lower layers (a path below another can't). */
+    const lowerDirs = new Set<string>(['']);
+    const opaqueCandidates: string[] = [];
+    for (const [path, stat] of afterEntries) {
+      if (!lowerDirs.has(parentOf(path))) continue;
+      const lower = statOf(join(view, path));
+      if (lower === undefined) continue;
+      if (lower.type === 'dir' && stat.type === 'dir') {
+        lowerDirs.add(path);
+        opaqueCandidates.push(path);
+        // A directory is compared by mode, owner and mtime only: the inode is the upperdir's.
+        before.set(path, { ...lower, ino: stat.ino, dev: stat.dev });
+      } else before.set(path, lower);
+    }
+    for (const path of whiteouts) {
+      if (!lowerDirs.has(parentOf(path))) continue;
+      const lower = statOf(join(view, path));
+      if (lower !== undefined) before.set(path, lower);
+    }
+    const answers = await query(
+      opaqueCandidates.map((path): HelperOp => ({
+        op: 'getopq',
+        path: join(upper, path),
+        name: opaqueXattr,
+      })),
+    );
+    const opaque = opaqueCandidates.filter((_, index) => answers[index] === 'y');
+    for (const dir of opaque) {
+      if (opaque.some((other) => other !== dir && dir.startsWith(`${other}/`))) continue;
+      // The step replaced the directory: everything the lower layers had below it is "before".
+      const lowerTree = await scanTree(join(view, dir), signal ? { signal } : {});
+      for (const [rel, stat] of lowerTree.entries) {
+        const path = `${dir}/${rel}`;
+        const now = afterEntries.get(path);
+        before.set(
+          path,
+          now?.type === 'dir' && stat.type === 'dir' ? { ...stat, ino: now.ino, dev: now.dev } : stat,
+        );
+      }
+    }
+  }
+  const after: TreeSnapshot = { root: upper, startedNs: scanned.startedNs, entries: afterEntries };
+  const beforeTree: TreeSnapshot = { root: upper, startedNs: NEVER_RACY, entries: before };
+  return diffSnapshots(beforeTree, { ...after, startedNs: NEVER_RACY }, upper, signal ? { signal } : {});
+}

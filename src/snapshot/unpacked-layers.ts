@@ -1,0 +1,218 @@
+import { randomBytes } from 'node:crypto';
+import { appendFile, mkdir, readFile, readdir, rename, rm, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { StratumError, errnoCode } from '../errors.js';
+import { extractLayerAuto } from './extract.js';
+import { runOverlayHelper } from './overlay-helper.js';
+
+/**
+ * Every layer unpacked once, in overlayfs's own form, keyed by its DiffID:
+ *
+ *   <root>/layers/<hex>/        the layer's files (whiteouts as 0/0 devices, opaque xattrs)
+ *   <root>/tmp/<random>/         an extraction in progress; renamed into layers/ when whole
+ *   <root>/sessions/<pid>-<id>/  one per running build: its mounts, upperdirs and `leases`
+ *
+ * A layer directory appears only by rename(2) of a complete extraction, so a crash never leaves
+ * a half layer visible (what it leaves in tmp/ is removed by the next build or `cache prune`).
+ * A build records each DiffID it uses in its session's `leases` before looking at the layer,
+ * and `cache prune` keeps leased layers of live sessions.
+ */
+export class UnpackedLayers {
+  private readonly pending = new Map<string, Promise<string>>();
+  private readonly leased = new Set<string>();
+  private mountCount = 0;
+
+  private constructor(
+    readonly root: string,
+    readonly session: string,
+    /** `trusted.overlay.opaque` as root, `user.overlay.opaque` in a user namespace. */
+    readonly opaqueXattr: string,
+  ) {}
+
+  static async open(root: string, opaqueXattr: string): Promise<UnpackedLayers> {
+    await mkdir(join(root, 'layers'), { recursive: true });
+    await mkdir(join(root, 'tmp'), { recursive: true });
+    await mkdir(join(root, 'sessions'), { recursive: true });
+    await removeStaleSessions(root);
+    const session = join(root, 'sessions', `${process.pid}-${randomBytes(6).toString('hex')}`);
+    await mkdir(session);
+    await appendFile(join(session, 'leases'), '');
+    return new UnpackedLayers(root, session, opaqueXattr);
+  }
+
+  pathOf(diffId: string): string {
+    return join(this.root, 'layers', hexOf(diffId));
+  }
+
+  /** A fresh directory in this session (for one mount's upperdir, workdir and links). */
+  async newMountDir(): Promise<string> {
+    const dir = join(this.session, String(this.mountCount++));
+    await mkdir(dir);
+    return dir;
+  }
+
+  private async lease(diffId: string): Promise<void> {
+    if (this.leased.has(diffId)) return;
+    this.leased.add(diffId);
+    await appendFile(join(this.session, 'leases'), `${hexOf(diffId)}\n`);
+  }
+
+  /** The layer's directory, extracting it first if no build did yet. */
+  async ensure(diffId: string, open: () => Readable, signal?: AbortSignal): Promise<string> {
+    const running = this.pending.get(diffId);
+    if (running !== undefined) return running;
+    const promise = this.unpack(diffId, open, signal);
+    this.pending.set(diffId, promise);
+    promise.catch(() => this.pending.delete(diffId));
+    return promise;
+  }
+
+  private async unpack(diffId: string, open: () => Readable, signal?: AbortSignal): Promise<string> {
+    await this.lease(diffId);
+    const target = this.pathOf(diffId);
+    if (await exists(target)) return target;
+    const temp = join(this.root, 'tmp', `${process.pid}-${randomBytes(6).toString('hex')}`);
+    await mkdir(temp);
+    try {
+      await chmod(temp, 0o755);
+      await extractLayerAuto(open(), temp, {
+        layerName: diffId,
+        overlayOpaqueXattr: this.opaqueXattr,
+        ...(signal ? { signal } : {}),
+      });
+      await this.place(temp, target);
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+    return target;
+  }
+
+  /** Moves a whole layer directory into place; another build's identical copy may have won. */
+  private async place(dir: string, target: string): Promise<void> {
+    try {
+      await rename(dir, target);
+    } catch (error) {
+      if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(error) ?? '')) throw error;
+    }
+  }
+
+  /**
+   * A committed upperdir becomes the unpacked layer of the DiffID written from it (no
+   * extraction). Returns false when that layer was there already (the caller removes `dir`).
+   */
+  async adopt(diffId: string, dir: string): Promise<boolean> {
+    await this.lease(diffId);
+    const target = this.pathOf(diffId);
+    if (await exists(target)) return false;
+    await this.place(dir, target);
+    return !(await exists(dir));
+  }
+
+  /** Unmounts what this session mounted and removes its directory. */
+  async close(): Promise<void> {
+    await unmountBelow(this.session);
+    await rm(this.session, { recursive: true, force: true });
+  }
+}
+
+function hexOf(diffId: string): string {
+  const hex = diffId.startsWith('sha256:') ? diffId.slice('sha256:'.length) : diffId;
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new StratumError('INVALID_IMAGE', `bad DiffID ${diffId}`);
+  return hex;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await readdir(path);
+    return true;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errnoCode(error) === 'EPERM';
+  }
+}
+
+/** Mount points at or below `dir` in this mount namespace, deepest first. */
+export async function mountsBelow(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const found: string[] = [];
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field === undefined) continue;
+    // mountinfo escapes space, tab, newline and backslash as octal.
+    const point = field.replace(/\\([0-7]{3})/g, (_, octal: string) =>
+      String.fromCharCode(parseInt(octal, 8)),
+    );
+    if (point === dir || point.startsWith(`${dir}/`)) found.push(point);
+  }
+  return found.sort((a, b) => b.length - a.length);
+}
+
+async function unmountBelow(dir: string): Promise<void> {
+  const points = await mountsBelow(dir);
+  if (points.length > 0) await runOverlayHelper(points.map((target) => ({ op: 'umount', target })));
+}
+
+/** Sessions of builds that are gone (killed): their mounts, upperdirs and leases. */
+async function removeStaleSessions(root: string): Promise<void> {
+  for (const name of await readdir(join(root, 'sessions')).catch(() => [])) {
+    const pid = Number(name.split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+    const dir = join(root, 'sessions', name);
+    await unmountBelow(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+  for (const name of await readdir(join(root, 'tmp')).catch(() => [])) {
+    const pid = Number(name.split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+    await rm(join(root, 'tmp', name), { recursive: true, force: true });
+  }
+}
+
+/** DiffIDs (hex) leased by live sessions: `cache prune` keeps these. */
+export async function leasedLayers(root: string): Promise<Set<string>> {
+  const leased = new Set<string>();
+  for (const name of await readdir(join(root, 'sessions')).catch(() => [])) {
+    const pid = Number(name.split('-')[0]);
+    if (!pidAlive(pid)) continue;
+    const text = await readFile(join(root, 'sessions', name, 'leases'), 'utf8').catch(() => '');
+    for (const line of text.split('\n')) if (line !== '') leased.add(line);
+  }
+  return leased;
+}
+
+/**
+ * Removes unpacked layers no live build leases, and what killed builds left. A layer is first
+ * renamed aside, then the leases are read again, so a build that leased it meanwhile gets it back.
+ */
+export async function pruneUnpackedLayers(root: string): Promise<number> {
+  await mkdir(join(root, 'sessions'), { recursive: true }).catch(() => undefined);
+  await removeStaleSessions(root);
+  let removed = 0;
+  const leased = await leasedLayers(root);
+  for (const hex of await readdir(join(root, 'layers')).catch(() => [])) {
+    if (leased.has(hex)) continue;
+    const aside = join(root, 'tmp', `0-prune-${hex}`);
+    try {
+      await rename(join(root, 'layers', hex), aside);
+    } catch {
+      continue;
+    }
+    if ((await leasedLayers(root)).has(hex)) {
+      await rename(aside, join(root, 'layers', hex)).catch(() => undefined);
+      continue;
+    }
+    await rm(aside, { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
