@@ -1,6 +1,7 @@
 import { StratumError } from './errors.js';
 import type { ImageSource } from './oci/image.js';
 import { parseImageReference } from './oci/reference.js';
+import { checkDestination } from './oci-writer/destination.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
 import { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
@@ -37,7 +38,8 @@ export interface BuildImageResult extends BuildResult {
 export async function buildImage(options: BuildImageOptions): Promise<BuildImageResult> {
   const dataDir = options.dataDir ?? defaultDataDir();
   const store = new ImageStore(dataDir);
-  for (const output of options.outputs ?? []) parseImageReference(output); // usage errors before any work
+  // Usage errors and unwritable destinations fail before any work, with nothing written.
+  for (const output of options.outputs ?? []) await checkDestination(parseImageReference(output));
   for (const tag of options.tags ?? []) parseImageReference(tag);
   if (options.push === true && (options.tags ?? []).length === 0) {
     throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');

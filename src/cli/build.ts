@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { StratumError } from '../errors.js';
 import { buildImage } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
+import { abortOnSignals } from './signals.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -114,11 +115,7 @@ export function registerBuild(program: Command): void {
         }
       }
       const controller = new AbortController();
-      const onSignal = (): void => {
-        controller.abort(new StratumError('ABORTED', 'build interrupted'));
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      const stopListening = abortOnSignals(controller, 'build');
       const render = progressRenderer(opts.progress, opts.explain === true);
       try {
         const result = await buildImage({
@@ -155,8 +152,7 @@ export function registerBuild(program: Command): void {
           throw new StratumError('ABORTED', 'build interrupted; nothing was written');
         throw error;
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stopListening();
       }
     });
 }

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StratumError } from '../errors.js';
@@ -116,7 +115,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       : new Date(options.sourceDateEpoch * 1000).toISOString();
 
   const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
-  await mkdir(workspaceParent, { recursive: true });
+  // What killed builds left behind goes first: their workspaces and partial blobs.
+  await Workspace.removeAbandoned(workspaceParent);
+  await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   const stageController = new AbortController();
   const stageSignal =
