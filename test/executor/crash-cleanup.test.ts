@@ -95,6 +95,9 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
     // Most kills must land inside a build, or the test shows nothing.
     expect(killedMidway).toBeGreaterThanOrEqual(KILLS * 0.75);
 
+    // The kills did leave state behind (else the cleanup below proves nothing).
+    expect(findNamed(join(home, 'cache'), ['stratum-build-', '.tmp-']).length).toBeGreaterThan(0);
+
     const built = spawnSync(
       process.execPath,
       [BIN, 'build', ctx, '--build-arg', 'N=final', '--network', 'none', '--progress', 'quiet'],
