@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { StratumError } from './errors.js';
 import type { ImageSource } from './oci/image.js';
 import { parseImageReference } from './oci/reference.js';
@@ -41,6 +42,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   // Usage errors and unwritable destinations fail before any work, with nothing written.
   for (const output of options.outputs ?? []) await checkDestination(parseImageReference(output));
   for (const tag of options.tags ?? []) parseImageReference(tag);
+  await checkSecretFiles(options.secrets ?? {});
   if (options.push === true && (options.tags ?? []).length === 0) {
     throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');
   }
@@ -80,6 +82,19 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     };
   } finally {
     await shared.close();
+  }
+}
+
+/** A secret file that is missing fails the build before any step runs (as buildx does). */
+async function checkSecretFiles(secrets: Readonly<Record<string, string>>): Promise<void> {
+  for (const [id, path] of Object.entries(secrets)) {
+    const info = await stat(path).catch(() => undefined);
+    if (info === undefined || info.isDirectory()) {
+      throw new StratumError(
+        'NOT_FOUND',
+        `--secret id=${id}: ${path} ${info === undefined ? 'does not exist or cannot be read' : 'is a directory'}`,
+      );
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { StratumError } from '../errors.js';
+import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { ImageSource } from '../oci/image.js';
 import {
@@ -273,12 +273,11 @@ async function openBase(
   try {
     return await options.resolveImage(reference, signal);
   } catch (error) {
-    if (error instanceof StratumError && !error.message.includes(reference)) {
-      throw new StratumError(error.code, `${file}:${line}: FROM ${reference}: ${error.message}`, {
-        cause: error,
-      });
-    }
-    throw error;
+    // A reference the Dockerfile names is the Dockerfile's error (exit 1), not a usage error.
+    throw wrap(error, `${file}:${line}: FROM ${reference}`, {
+      location: { file, line },
+      ...(error instanceof StratumError && error.code === 'USAGE' ? { code: 'BUILD_FAILED' as const } : {}),
+    });
   }
 }
 
