@@ -74,20 +74,24 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
           '--network',
           'none',
           '--progress',
-          'quiet',
+          'plain',
           '--output',
           `oci:${join(home, `out-${kill}`)}:x`,
         ],
-        { env: env(), stdio: 'ignore' },
+        { env: env(), stdio: ['ignore', 'ignore', 'pipe'] },
       );
       const exited = new Promise<number | null>((done) => {
         child.once('exit', (code) => {
           done(code);
         });
       });
-      // Node starts in about half a second; the build itself takes a few seconds.
-      const delay = 400 + Math.random() * 2600;
-      const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+      // The clock starts at the build's first line, so that a slow start on a loaded machine
+      // does not make every kill land before the build began.
+      let timer: NodeJS.Timeout | undefined;
+      child.stderr.once('data', () => {
+        timer = setTimeout(() => child.kill('SIGKILL'), Math.random() * 2500);
+      });
+      child.stderr.resume();
       const code = await exited;
       clearTimeout(timer);
       if (code === null) killedMidway++;
