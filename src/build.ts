@@ -17,6 +17,7 @@ import type { Platform } from './oci/types.js';
 import { formatPlatform } from './oci/platform.js';
 import { targetPlatforms } from './executor/platforms.js';
 import { parseImageReference } from './oci/reference.js';
+import { checkDestination } from './oci-writer/destination.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
 import { build, builtImage, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
@@ -85,6 +86,10 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   // Usage errors before any work.
   const targets = parseOutputs(options.outputs ?? [], options.tags ?? [], options.load === true);
   for (const tag of options.tags ?? []) parseImageReference(tag);
+  // Unwritable destinations fail before any work, with nothing written.
+  for (const target of targets)
+    if (target.kind === 'image') await checkDestination(parseImageReference(target.reference));
+  await checkSecretFiles(options.secrets ?? {});
   const platforms = targetPlatforms(options.platform);
   if (platforms.length > 1) {
     const single = targets.find(
@@ -303,6 +308,19 @@ async function materializeSecrets(
     files[id] = file;
   }
   return files;
+}
+
+/** A secret file that is missing fails the build before any step runs (as buildx does). */
+async function checkSecretFiles(secrets: Readonly<Record<string, string>>): Promise<void> {
+  for (const [id, path] of Object.entries(secrets)) {
+    const info = await stat(path).catch(() => undefined);
+    if (info === undefined || info.isDirectory()) {
+      throw new StratumError(
+        'NOT_FOUND',
+        `--secret id=${id}: ${path} ${info === undefined ? 'does not exist or cannot be read' : 'is a directory'}`,
+      );
+    }
+  }
 }
 
 /** Stores, pushes and writes the built image to every destination; returns where it went. */

@@ -18,14 +18,69 @@ export type ErrorCode =
   | 'IO'
   | 'ABORTED';
 
+/** Where in a source file (a Dockerfile) an error comes from; `text` is that line, for a caret. */
+export interface SourceLocation {
+  readonly file: string;
+  readonly line: number;
+  /** 1-based; 1 when only the line is known. */
+  readonly column?: number;
+  readonly text?: string;
+}
+
+export interface StratumErrorOptions {
+  readonly cause?: unknown;
+  readonly location?: SourceLocation;
+  /** Outer context first (`stage 0, step 2/3`, `COPY a /b`); see wrap(). */
+  readonly context?: readonly string[];
+}
+
 export class StratumError extends Error {
   readonly code: ErrorCode;
+  /** What went wrong, without the context chain. */
+  readonly detail: string;
+  readonly location: SourceLocation | undefined;
+  readonly context: readonly string[];
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** `message` is the context chain and the detail in one line, `a: b: detail`. */
+  constructor(code: ErrorCode, detail: string, options: StratumErrorOptions = {}) {
+    const context = options.context ?? [];
+    super(
+      [...context, detail].join(': '),
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'StratumError';
     this.code = code;
+    this.detail = detail;
+    this.location = options.location;
+    this.context = context;
   }
+}
+
+/**
+ * Adds context to an error on its way up, as data rather than by editing its message: the
+ * caller's `context` goes in front of the chain, and `location` is kept unless the error
+ * already has a more precise one. A context already in the chain is not added twice. Errors
+ * that are not StratumErrors (bugs, or system errors the CLI prints as they are) and aborts
+ * pass through unchanged.
+ */
+export function wrap(
+  error: unknown,
+  context: string,
+  options: { readonly location?: SourceLocation; readonly code?: ErrorCode } = {},
+): unknown {
+  if (!isStratumError(error) || error.code === 'ABORTED') return error;
+  const location = error.location ?? options.location;
+  // A detail that starts with the location the context names says it once, in the context.
+  const prefix = location === undefined ? undefined : `${location.file}:${location.line}: `;
+  const detail =
+    prefix !== undefined && error.context.length === 0 && error.detail.startsWith(prefix)
+      ? error.detail.slice(prefix.length)
+      : error.detail;
+  return new StratumError(options.code ?? error.code, detail, {
+    cause: error,
+    ...(location === undefined ? {} : { location }),
+    context: error.context.includes(context) ? error.context : [context, ...error.context],
+  });
 }
 
 export function isStratumError(value: unknown): value is StratumError {

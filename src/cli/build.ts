@@ -16,6 +16,7 @@ import {
   parseUlimits,
 } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
+import { abortOnSignals } from './signals.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -175,11 +176,7 @@ export function registerBuild(program: Command): void {
         }
       }
       const controller = new AbortController();
-      const onSignal = (): void => {
-        controller.abort(new StratumError('ABORTED', 'build interrupted'));
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      const stopListening = abortOnSignals(controller, 'build');
       const render = progressRenderer(opts.quiet === true ? 'quiet' : opts.progress, opts.explain === true);
       try {
         const result = await buildImage({
@@ -233,8 +230,7 @@ export function registerBuild(program: Command): void {
         throw error;
       } finally {
         render.finish(false);
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stopListening();
       }
     });
 }

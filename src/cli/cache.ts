@@ -45,6 +45,7 @@ export function registerCache(program: Command): void {
           `blob directory: ${formatBytes(usage.blobBytes)} (shared with the local image store unless --cache-dir)`,
           `cache mounts:   ${formatBytes(usage.mountBytes)}`,
           `unpacked:       ${formatBytes(usage.unpackedBytes)} (layers unpacked for overlay mounts, stage filesystems kept by the scan snapshotter)`,
+          `total on disk:  ${formatBytes(usage.totalBytes)} (each file once, hard links counted once)`,
           '',
         ].join('\n'),
       );

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
-import { errnoCode, isStratumError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { errnoCode, isStratumError, type SourceLocation } from '../errors.js';
 import { commandsFor } from './commands.js';
 
 /**
@@ -28,7 +29,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     if (isStratumError(error)) {
-      process.stderr.write(`stratum: ${error.message}\n`);
+      process.stderr.write(`stratum: ${error.message}\n${sourceExcerpt(error.location)}`);
       return error.code === 'USAGE' ? 2 : 1;
     }
     // The system refused something on a path the user chose (permissions, a full or read-only
@@ -62,3 +63,24 @@ const SYSTEM_ERRORS = new Set([
   'ELOOP',
   'ENAMETOOLONG',
 ]);
+
+/**
+ * The Dockerfile line an error comes from, with a caret under its column, as parse errors
+ * show it. Nothing when the file cannot be read again (`-f -` read standard input).
+ */
+function sourceExcerpt(location: SourceLocation | undefined): string {
+  if (location === undefined) return '';
+  let text = location.text;
+  if (text === undefined) {
+    try {
+      text = readFileSync(location.file, 'utf8').split('\n')[location.line - 1];
+    } catch {
+      return '';
+    }
+  }
+  if (text === undefined) return '';
+  const shown = text.replace(/\r+$/, '').slice(0, 200);
+  const column = Math.max(1, Math.min(location.column ?? 1, shown.length + 1));
+  const pad = shown.slice(0, column - 1).replace(/[^\t]/g, ' ');
+  return `    ${shown}\n    ${pad}^\n`;
+}

@@ -6,8 +6,9 @@ import {
   parsePlatform,
   parseRegistryReference,
   writeImage,
+  type PullProgress,
 } from '../index.js';
-import { collect, registryOptions, type RegistryFlags } from './push.js';
+import { collect, registryOptions, transferRate, type RegistryFlags } from './push.js';
 
 interface PullFlags extends RegistryFlags {
   readonly platform?: string;
@@ -48,6 +49,16 @@ export function registerPull(program: Command): void {
       }
       const source = await openRegistryImage(ref, {
         ...registryOptions(flags),
+        ...(flags.quiet === true
+          ? {}
+          : {
+              onProgress: (event: PullProgress) => {
+                if (event.kind !== 'blob-fetched') return;
+                const rate =
+                  event.seconds === undefined ? '' : `, ${transferRate(event.size, event.seconds)}`;
+                process.stderr.write(`${event.digest.slice(7, 19)} fetched (${event.size} bytes${rate})\n`);
+              },
+            }),
         ...(flags.platform !== undefined ? { platform: parsePlatform(flags.platform) } : {}),
       });
       try {

@@ -18,16 +18,35 @@ interface PushFlags extends RegistryFlags {
   readonly all?: boolean;
 }
 
+/** Upload start times by digest, for the rate printed when a blob is done. */
+const uploadStarted = new Map<string, number>();
+
 function progressLine(event: PushProgress): string | undefined {
   switch (event.kind) {
-    case 'blob-done':
-      return `${short(event.digest)} ${event.how}${event.from !== undefined ? ` from ${event.from}` : ''} (${event.size} bytes)`;
+    case 'blob-done': {
+      const started = uploadStarted.get(event.digest);
+      const rate =
+        event.how === 'uploaded' && started !== undefined
+          ? `, ${transferRate(event.size, (Date.now() - started) / 1000)}`
+          : '';
+      return `${short(event.digest)} ${event.how}${event.from !== undefined ? ` from ${event.from}` : ''} (${event.size} bytes${rate})`;
+    }
     case 'manifest':
       return `${event.reference} ${event.digest}`;
     case 'blob-start':
+      uploadStarted.set(event.digest, Date.now());
+      return undefined;
     case 'blob-bytes':
       return undefined;
   }
+}
+
+/** `12.3 MB/s`: bytes over seconds, for a blob's transfer. */
+export function transferRate(bytes: number, seconds: number): string {
+  const perSecond = bytes / Math.max(seconds, 0.001);
+  if (perSecond >= 1e6) return `${(perSecond / 1e6).toFixed(1)} MB/s`;
+  if (perSecond >= 1e3) return `${(perSecond / 1e3).toFixed(1)} kB/s`;
+  return `${Math.round(perSecond)} B/s`;
 }
 
 export function registerPush(program: Command): void {

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { StratumError } from '../errors.js';
+import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
 import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
@@ -153,7 +152,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       : new Date(options.sourceDateEpoch * 1000).toISOString();
 
   const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
-  await mkdir(workspaceParent, { recursive: true });
+  // What killed builds left behind goes first: their workspaces and partial blobs.
+  await Workspace.removeAbandoned(workspaceParent);
+  await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   const releaseNetworks = holdPrivateNetworks();
   const stageController = new AbortController();
@@ -372,12 +373,11 @@ async function openBase(
   try {
     return await options.resolveImage(reference, signal, platform);
   } catch (error) {
-    if (error instanceof StratumError && !error.message.startsWith(`${file}:`)) {
-      // The reader's message names the image when it can; the Dockerfile line is added either way.
-      const what = error.message.includes(reference) ? '' : `FROM ${reference}: `;
-      throw new StratumError(error.code, `${file}:${line}: ${what}${error.message}`, { cause: error });
-    }
-    throw error;
+    // A reference the Dockerfile names is the Dockerfile's error (exit 1), not a usage error.
+    throw wrap(error, `${file}:${line}: FROM ${reference}`, {
+      location: { file, line },
+      ...(error instanceof StratumError && error.code === 'USAGE' ? { code: 'BUILD_FAILED' as const } : {}),
+    });
   }
 }
 

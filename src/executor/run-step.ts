@@ -198,6 +198,7 @@ export async function runStep(
         },
         {
           ...(build.signal ? { signal: build.signal } : {}),
+          scratchParent: scratch,
           onOutput: (chunk, stream) => {
             const text = chunk.toString('utf8');
             build.emit({ kind: 'step-output', step, stream, text });

@@ -1,6 +1,6 @@
 import { posix } from 'node:path';
 import { formatPlatform } from '../oci/platform.js';
-import { StratumError } from '../errors.js';
+import { StratumError, wrap } from '../errors.js';
 import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
 import type { ContainerConfig, Digest, HealthConfig } from '../oci/types.js';
@@ -189,18 +189,18 @@ export class StageRunner {
       }
     } catch (error) {
       this.build.emit({ kind: 'step-end', step, outcome: 'failed', seconds: (Date.now() - started) / 1000 });
-      if (
-        error instanceof StratumError &&
-        error.code === 'BUILD_FAILED' &&
-        !error.message.startsWith('stage ')
-      ) {
-        throw new StratumError(
-          'BUILD_FAILED',
-          `stage ${step.stage}, step ${step.index}/${step.total} (${this.where(step)}) ${step.instruction.split('\n')[0]!.slice(0, 120)}: ${error.message}`,
-          { cause: error },
-        );
-      }
-      throw error;
+      // Every error of a step names its Dockerfile line; a bad reference on that line is the
+      // Dockerfile's fault, not a command-line usage error.
+      throw wrap(
+        error,
+        `${this.where(step)}: stage ${step.stage}, step ${step.index}/${step.total} ${step.instruction.split('\n')[0]!.slice(0, 120)}`,
+        {
+          location: { file: step.file, line: step.line },
+          ...(error instanceof StratumError && error.code === 'USAGE'
+            ? { code: 'BUILD_FAILED' as const }
+            : {}),
+        },
+      );
     }
   }
 

@@ -1,7 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
+import { syncDirectory, temporarySibling, writeFileAtomic } from '../oci/atomic-file.js';
+import { makeDirectories } from '../oci/directories.js';
 
 /**
  * All-or-nothing file output: everything is written to a temporary name in the destination's
@@ -11,10 +12,7 @@ import { StratumError, errnoCode } from '../errors.js';
  */
 
 export function temporaryPathFor(destination: string): string {
-  return join(
-    dirname(destination),
-    `.${basename(destination)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`,
-  );
+  return temporarySibling(destination);
 }
 
 async function fsync(path: string): Promise<void> {
@@ -41,10 +39,12 @@ export async function writeAtomically(
     await rm(temporary, { force: true, recursive: true });
     throw error;
   }
+  await syncDirectory(dirname(destination));
 }
 
 export async function writeFileAtomically(destination: string, data: Buffer | string): Promise<void> {
-  await writeAtomically(destination, (temporary) => writeFile(temporary, data, { flag: 'wx' }));
+  await requireParentDirectory(destination);
+  await writeFileAtomic(destination, data);
 }
 
 export async function requireParentDirectory(destination: string): Promise<void> {
@@ -72,7 +72,7 @@ export async function withLock<T>(
   const timeoutMs = options.timeoutMs ?? 60_000;
   const staleMs = options.staleMs ?? 10 * 60_000;
   const started = Date.now();
-  await mkdir(dirname(lockPath), { recursive: true });
+  await makeDirectories(dirname(lockPath));
   for (;;) {
     options.signal?.throwIfAborted();
     try {

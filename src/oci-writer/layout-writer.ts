@@ -1,7 +1,8 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
+import { makeDirectories } from '../oci/directories.js';
 import { directoryAccess } from '../oci/files.js';
 import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
 import { serializeIndex } from '../oci/json.js';
@@ -41,7 +42,7 @@ export interface WriteResult {
 
 const LAYOUT_FILE = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
 
-async function directoryState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
+export async function directoryState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -175,7 +176,7 @@ export async function prepareLayout(dir: string): Promise<() => Promise<void>> {
     );
   }
   let created: string | undefined;
-  if (state === 'missing') created = await mkdir(dir, { recursive: true });
+  if (state === 'missing') created = await makeDirectories(dir);
   if (state !== 'layout') await writeFileAtomically(join(dir, 'oci-layout'), LAYOUT_FILE);
   return async () => {
     if (created !== undefined) await rm(created, { recursive: true, force: true });

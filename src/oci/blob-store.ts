@@ -1,10 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { link, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { link, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
+import { makeDirectories } from './directories.js';
+import { isAbandoned, ownedName } from './owner.js';
 import { DigestingStream, VerifyingStream, digestAlgorithm, digestHex } from './digest.js';
 import type { Digest } from './types.js';
 
@@ -68,8 +70,8 @@ export class BlobStore {
    */
   async linkFrom(file: string, digest: Digest): Promise<boolean> {
     const dir = join(this.root, 'blobs', digestAlgorithm(digest));
-    await mkdir(dir, { recursive: true });
-    const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    await makeDirectories(dir);
+    const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     try {
       await link(file, tmp);
     } catch (error) {
@@ -79,6 +81,25 @@ export class BlobStore {
     }
     await rename(tmp, this.path(digest));
     return true;
+  }
+
+  /**
+   * Removes partial blobs whose writer no longer runs (a killed build's); returns their bytes.
+   * A running writer's are kept: their names carry its PID (see owner.ts).
+   */
+  async removeAbandonedTemporaries(): Promise<number> {
+    let freed = 0;
+    const blobs = join(this.root, 'blobs');
+    for (const algorithm of await readdir(blobs).catch(() => [])) {
+      const dir = join(blobs, algorithm);
+      for (const name of await readdir(dir).catch(() => [])) {
+        if (!isAbandoned(name, TEMPORARY_PREFIX)) continue;
+        const info = await stat(join(dir, name)).catch(() => undefined);
+        await rm(join(dir, name), { force: true });
+        freed += info?.size ?? 0;
+      }
+    }
+    return freed;
   }
 
   /** Stores bytes whose digest the caller may or may not know; returns what was stored. */
@@ -98,8 +119,8 @@ export class BlobStore {
     alreadyDigesting?: DigestingStream,
   ): Promise<BlobInfo> {
     const tmpDir = join(this.root, 'blobs', expected ? digestAlgorithm(expected) : 'sha256');
-    await mkdir(tmpDir, { recursive: true });
-    const tmp = join(tmpDir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    await makeDirectories(tmpDir);
+    const tmp = join(tmpDir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     const digesting =
       alreadyDigesting ?? new DigestingStream(expected ? digestAlgorithm(expected) : 'sha256');
     try {
@@ -111,7 +132,7 @@ export class BlobStore {
         throw new StratumError('DIGEST_MISMATCH', `blob content is ${digest}, expected ${expected}`);
       }
       await fsyncFile(tmp);
-      await mkdir(join(this.root, 'blobs', digestAlgorithm(digest)), { recursive: true });
+      await makeDirectories(join(this.root, 'blobs', digestAlgorithm(digest)));
       await rename(tmp, this.path(digest));
       return { digest, size: digesting.size };
     } catch (error) {
@@ -120,6 +141,9 @@ export class BlobStore {
     }
   }
 }
+
+/** Partial blobs are `.tmp-<pid>-<random>` beside the finished ones. */
+const TEMPORARY_PREFIX = '.tmp-';
 
 async function fsyncFile(path: string): Promise<void> {
   const handle = await open(path, 'r');

@@ -76,7 +76,7 @@ export function parseImageReference(text: string): ImageReference {
       if (!isValidImageName(reference)) {
         throw new StratumError(
           'USAGE',
-          `invalid image reference "${text}": "${reference}" is not a valid image name`,
+          `invalid image reference "${text}": "${reference}" is not a valid image name${isValidImageName(reference.toLowerCase()) ? ' (repository names must be lowercase)' : ''}`,
         );
       }
       return { transport, reference };
@@ -97,7 +97,9 @@ export function parseImageReference(text: string): ImageReference {
       if (!isValidImageName(text)) {
         throw new StratumError(
           'USAGE',
-          `invalid image reference "${text}": not a transport (oci:, oci-archive:, docker-archive:, docker://, docker-daemon:) nor a valid image name`,
+          isValidImageName(text.toLowerCase())
+            ? `invalid image reference "${text}": repository names must be lowercase`
+            : `invalid image reference "${text}": not a transport (oci:, oci-archive:, docker-archive:, docker://, docker-daemon:) nor a valid image name`,
         );
       }
       return { transport: 'store', name: text };

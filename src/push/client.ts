@@ -5,29 +5,24 @@ import { StratumError, isStratumError } from '../errors.js';
 import { parseChallenges, mergeScopes, scopesCover, type Challenge } from './challenge.js';
 import { resolveCredential, type AuthFileOptions, type Credential } from './credentials.js';
 import { apiHost, isLoopbackRegistry } from './reference.js';
-import { errorCode, httpError, networkError, registerSecret } from './registry-error.js';
+import { httpError, networkError, registerSecret } from './registry-error.js';
+import {
+  DEFAULT_RETRY,
+  RETRYABLE_STATUS,
+  isRetryableNetworkError,
+  parseRetryAfter,
+  readWholeBody,
+  retryDelay,
+  type RetryPolicy,
+} from './retry.js';
+
+export { DEFAULT_RETRY, isRetryableNetworkError, type RetryPolicy };
 
 /**
  * The HTTP side of the distribution API: one undici Agent, one session per registry host
  * (scheme, auth challenge, cached tokens), retries with backoff, and redirects followed by hand so
  * that an Authorization header never goes to another origin.
  */
-
-export interface RetryPolicy {
-  /** Total tries of one request (the first included). */
-  readonly attempts: number;
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
-  /** A Retry-After longer than this is cut to it. */
-  readonly maxRetryAfterMs: number;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = {
-  attempts: 5,
-  baseDelayMs: 250,
-  maxDelayMs: 8000,
-  maxRetryAfterMs: 30_000,
-};
 
 export interface RegistryClientOptions extends AuthFileOptions {
   /** Hosts (`host` or `host:port`) reached over plain HTTP, or HTTPS without verification. */
@@ -81,35 +76,6 @@ interface Session {
   readonly pendingTokens: Map<string, Promise<Token>>;
   /** Token requests made: tests check tokens are reused. */
   tokenRequests: number;
-}
-
-const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-const RETRYABLE_NETWORK = new Set([
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ECONNABORTED',
-  'EAI_AGAIN',
-]);
-
-export function isRetryableNetworkError(error: unknown): boolean {
-  // A reset reported as a StratumError (a streamed request that was not retried here) still counts.
-  if (isStratumError(error))
-    return (
-      error.code === 'REGISTRY' &&
-      error.cause !== undefined &&
-      !isStratumError(error.cause) &&
-      isRetryableNetworkError(error.cause)
-    );
-  const code = errorCode(error);
-  return code !== undefined && RETRYABLE_NETWORK.has(code);
 }
 
 /** One request as the retry and redirect loops see it. */
@@ -349,7 +315,7 @@ export class RegistryClient {
       }
     }
     session.tokenRequests++;
-    const response = await this.sendWithRetry(
+    const { response, text } = await this.sendAndReadText(
       {
         url: realm,
         method,
@@ -359,9 +325,8 @@ export class RegistryClient {
         what: `${what}: token service`,
         signal,
       },
-      this.retry.attempts,
+      MAX_ERROR_BODY,
     );
-    const text = await readText(response.body, MAX_ERROR_BODY);
     if (response.status !== 200) {
       if (response.status === 401 || response.status === 403) {
         const base = httpError(`${what}: token service of ${registry} refused`, response.status, text);
@@ -481,6 +446,60 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * A request whose whole (small) body is wanted: manifests, tag lists. A body reset or cut
+   * short while being read is retried like a failed request, within the same policy.
+   */
+  async requestBytes(
+    req: RegistryRequest,
+    limit: number,
+  ): Promise<{ readonly response: RegistryResponse; readonly bytes: Buffer }> {
+    for (let attempt = 1; ; attempt++) {
+      const response = await this.request(req);
+      try {
+        return { response, bytes: await this.readBody(response, limit, req.what) };
+      } catch (error) {
+        if (isAborted(req.signal)) throw new StratumError('ABORTED', `${req.what}: aborted`);
+        if (isStratumError(error)) throw error;
+        if (attempt < this.retry.attempts && isRetryableNetworkError(error)) {
+          await this.backoff(attempt, undefined, req.signal);
+          continue;
+        }
+        throw networkError(req.what, error);
+      }
+    }
+  }
+
+  private async readBody(response: RegistryResponse, limit: number, what: string): Promise<Buffer> {
+    return readWholeBody(
+      response.body,
+      headerValue(response.headers, 'content-length'),
+      limit,
+      () => new StratumError('REGISTRY', `${what}: response larger than ${limit} bytes`),
+    );
+  }
+
+  /** sendWithRetry, and the body read within the same retry bound (the token service's answer). */
+  private async sendAndReadText(
+    send: OutgoingRequest,
+    limit: number,
+  ): Promise<{ readonly response: RegistryResponse; readonly text: string }> {
+    for (let attempt = 1; ; attempt++) {
+      const response = await this.sendWithRetry(send, this.retry.attempts);
+      try {
+        return { response, text: (await this.readBody(response, limit, send.what)).toString('utf8') };
+      } catch (error) {
+        if (isAborted(send.signal)) throw new StratumError('ABORTED', `${send.what}: aborted`);
+        if (isStratumError(error)) throw error;
+        if (attempt < this.retry.attempts && isRetryableNetworkError(error)) {
+          await this.backoff(attempt, undefined, send.signal);
+          continue;
+        }
+        throw networkError(send.what, error);
+      }
+    }
+  }
+
   /** One logical request: redirects by hand, retries for 408/429/5xx and resets when the body allows it. */
   private async sendWithRetry(
     send: OutgoingRequest,
@@ -516,9 +535,7 @@ export class RegistryClient {
     retryAfterMs: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<void> {
-    const exponential = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-    const jittered = exponential / 2 + Math.random() * (exponential / 2);
-    const delay = retryAfterMs !== undefined ? Math.min(retryAfterMs, this.retry.maxRetryAfterMs) : jittered;
+    const delay = retryDelay(this.retry, attempt, retryAfterMs);
     try {
       await sleep(delay, undefined, signal ? { signal } : {});
     } catch {
@@ -594,13 +611,6 @@ function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
 
-function parseRetryAfter(value: string | string[] | undefined): number | undefined {
-  if (typeof value !== 'string') return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
 /** Reads at most `limit` bytes of a body as text, discarding the rest. */
 export async function readText(body: Readable, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
@@ -611,22 +621,6 @@ export async function readText(body: Readable, limit: number): Promise<string> {
     size += buffer.length;
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** Reads a whole body up to `limit` bytes; more is an error (manifests are small, 4 MiB at most). */
-export async function readLimited(body: Readable, limit: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > limit) {
-      body.destroy();
-      throw new StratumError('REGISTRY', `${what}: response larger than ${limit} bytes`);
-    }
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks);
 }
 
 export function headerValue(headers: RegistryResponse['headers'], name: string): string | undefined {

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
+import { writeFileAtomic } from '../oci/atomic-file.js';
 import { DOCKER_HUB } from './reference.js';
 import { redact, registerSecret } from './registry-error.js';
 
@@ -215,14 +215,10 @@ function withoutRegistry(auths: Record<string, unknown>, registry: string): Reco
 }
 
 async function writeConfigFile(path: string, config: ConfigFile): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await writeFile(tmp, `${JSON.stringify(config, null, '\t')}\n`, { mode: 0o600, flag: 'wx' });
-    await chmod(tmp, 0o600);
-    await rename(tmp, path);
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(path, `${JSON.stringify(config, null, '\t')}\n`, { mode: 0o600 });
   } catch (error) {
-    await rm(tmp, { force: true });
     throw new StratumError('IO', `${path}: cannot write: ${errnoCode(error) ?? String(error)}`);
   }
 }

@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { StratumError, isStratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { ImageSource } from '../oci/image.js';
@@ -31,7 +32,15 @@ export interface PullOptions extends RegistryClientOptions {
 
 export type PullProgress =
   | { readonly kind: 'blob-present'; readonly digest: Digest; readonly size: number }
-  | { readonly kind: 'blob-fetched'; readonly digest: Digest; readonly size: number }
+  /** Bytes of one blob received so far (a lazily opened image reports these as it is read). */
+  | { readonly kind: 'blob-bytes'; readonly digest: Digest; readonly size: number; readonly received: number }
+  /** A blob arrived whole; `seconds` from its request to its last byte, for a rate. */
+  | {
+      readonly kind: 'blob-fetched';
+      readonly digest: Digest;
+      readonly size: number;
+      readonly seconds?: number;
+    }
   | { readonly kind: 'manifest'; readonly digest: Digest; readonly mediaType: string };
 
 const IMAGE_MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.dockerManifest]);
@@ -178,11 +187,12 @@ export async function openRegistryImage(
       ...(resolved.index === undefined ? {} : { chosenFrom: platformsOfIndex(resolved.index) }),
       openBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
         const effective = signal ?? options.signal;
+        const stream = repo.fetchBlob(descriptor.digest, {
+          size: descriptor.size,
+          ...(effective ? { signal: effective } : {}),
+        });
         return Promise.resolve(
-          repo.fetchBlob(descriptor.digest, {
-            size: descriptor.size,
-            ...(effective ? { signal: effective } : {}),
-          }),
+          options.onProgress === undefined ? stream : countingBytes(stream, descriptor, options.onProgress),
         );
       },
       async close(): Promise<void> {
@@ -195,6 +205,31 @@ export async function openRegistryImage(
     if (ownClient) await client.close();
     throw error;
   }
+}
+
+/** Passes a blob's bytes through, reporting how many have arrived and, at the end, how fast. */
+function countingBytes(
+  stream: Readable,
+  descriptor: Descriptor,
+  onProgress: (event: PullProgress) => void,
+): Readable {
+  const started = Date.now();
+  let received = 0;
+  const { digest, size } = descriptor;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length;
+      onProgress({ kind: 'blob-bytes', digest, size, received });
+      done(null, chunk);
+    },
+    flush(done) {
+      onProgress({ kind: 'blob-fetched', digest, size, seconds: (Date.now() - started) / 1000 });
+      done();
+    },
+  });
+  // A failure of the download destroys the counter with the same error, so the reader sees it.
+  pipeline(stream, counter).catch(() => undefined);
+  return counter;
 }
 
 /** Runs `work` over `items` with at most `limit` at once; the first failure stops new work. */
@@ -244,6 +279,7 @@ export async function pullImage(
         options.onProgress?.({ kind: 'blob-present', digest: descriptor.digest, size: descriptor.size });
         return;
       }
+      const started = Date.now();
       if (
         descriptor.urls !== undefined &&
         descriptor.urls.length > 0 &&
@@ -280,7 +316,12 @@ export async function pullImage(
           `${resolved.label}: blob ${descriptor.digest} is ${stored ?? 0} bytes, manifest says ${descriptor.size}`,
         );
       }
-      options.onProgress?.({ kind: 'blob-fetched', digest: descriptor.digest, size: descriptor.size });
+      options.onProgress?.({
+        kind: 'blob-fetched',
+        digest: descriptor.digest,
+        size: descriptor.size,
+        seconds: (Date.now() - started) / 1000,
+      });
     });
     await store.putBytes(resolved.manifest.raw, resolved.manifest.digest);
     if (resolved.index !== undefined) await store.putBytes(resolved.index.raw, resolved.index.digest);

@@ -9,7 +9,6 @@ import {
   RegistryClient,
   headerValue,
   isRetryableNetworkError,
-  readLimited,
   readText,
   type RegistryResponse,
 } from './client.js';
@@ -101,17 +100,19 @@ export class RepositoryClient {
     options: { readonly accept?: readonly string[]; readonly signal?: AbortSignal } = {},
   ): Promise<FetchedManifest> {
     const what = `${this.refLabel(reference)}: fetching manifest`;
-    const response = await this.client.request({
-      registry: this.registry,
-      method: 'GET',
-      path: `/v2/${this.repository}/manifests/${reference}`,
-      headers: { accept: (options.accept ?? MANIFEST_ACCEPT).join(', ') },
-      scopes: this.pullScope(),
-      what,
-      expect: [200],
-      signal: options.signal,
-    });
-    const bytes = await readBody(response, MAX_MANIFEST, what);
+    const { response, bytes } = await this.client.requestBytes(
+      {
+        registry: this.registry,
+        method: 'GET',
+        path: `/v2/${this.repository}/manifests/${reference}`,
+        headers: { accept: (options.accept ?? MANIFEST_ACCEPT).join(', ') },
+        scopes: this.pullScope(),
+        what,
+        expect: [200],
+        signal: options.signal,
+      },
+      MAX_MANIFEST,
+    );
     const digest = checkManifestDigest(
       bytes,
       reference,
@@ -202,16 +203,19 @@ export class RepositoryClient {
 
   async listTags(options: { readonly signal?: AbortSignal } = {}): Promise<string[]> {
     const what = `docker://${this.name}: listing tags`;
-    const response = await this.client.request({
-      registry: this.registry,
-      method: 'GET',
-      path: `/v2/${this.repository}/tags/list`,
-      scopes: this.pullScope(),
-      what,
-      expect: [200],
-      signal: options.signal,
-    });
-    const parsed = JSON.parse((await readBody(response, MAX_MANIFEST, what)).toString('utf8')) as {
+    const { bytes } = await this.client.requestBytes(
+      {
+        registry: this.registry,
+        method: 'GET',
+        path: `/v2/${this.repository}/tags/list`,
+        scopes: this.pullScope(),
+        what,
+        expect: [200],
+        signal: options.signal,
+      },
+      MAX_MANIFEST,
+    );
+    const parsed = JSON.parse(bytes.toString('utf8')) as {
       tags?: unknown;
     };
     return Array.isArray(parsed.tags)
@@ -692,15 +696,6 @@ class ChunkReader {
       onBytes(chunk.length);
       yield chunk;
     }
-  }
-}
-
-async function readBody(response: RegistryResponse, limit: number, what: string): Promise<Buffer> {
-  try {
-    return await readLimited(response.body, limit, what);
-  } catch (error) {
-    if (isStratumError(error)) throw error;
-    throw networkError(what, error);
   }
 }
 

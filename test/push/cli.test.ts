@@ -71,6 +71,8 @@ describe.skipIf(!enabled)('stratum pull, push, login, logout', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(`${image.manifestDigest}\n`);
     expect(result.stderr).toContain(`${registry.host}/cli/app:v2 ${image.manifestDigest}`);
+    // Each uploaded blob is reported with its bytes and the rate it went at.
+    expect(result.stderr).toMatch(/^sha256:[0-9a-f]{12} uploaded \(\d+ bytes, [\d.]+ (MB|kB|B)\/s\)$/m);
     const inspect = execFileSync(
       'skopeo',
       ['inspect', '--tls-verify=false', `docker://${registry.host}/cli/app:v2`],
@@ -86,6 +88,23 @@ describe.skipIf(!enabled)('stratum pull, push, login, logout', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(`${image.manifestDigest}\n`);
     expect(await readFile(join(out, 'index.json'), 'utf8')).toContain(image.manifestDigest);
+  });
+
+  it('pull without -q reports each blob with its bytes and rate', async () => {
+    const result = await run([
+      'pull',
+      `${registry.host}/cli/app:v1`,
+      `oci:${join(work, 'pulled-progress')}:copy`,
+    ]);
+    expect(result.code).toBe(0);
+    for (const layer of image.manifest.layers) {
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `^${layer.digest.slice(7, 19)} fetched \\(${layer.size} bytes, [\\d.]+ (MB|kB|B)/s\\)$`,
+          'm',
+        ),
+      );
+    }
   });
 
   it('pulling a missing tag exits 1 with one line naming the reference and MANIFEST_UNKNOWN', async () => {

@@ -19,6 +19,7 @@ import {
   startFaultProxy,
   startRegistry,
   tempDir,
+  type Fault,
   type FaultProxy,
   type RunningRegistry,
   type TestImage,
@@ -110,6 +111,53 @@ describe.skipIf(!enabled)('registry behind a fault-injecting proxy', () => {
     const pulled = await pullImage(`${proxy.host}/${repo}:v1`, new BlobStore(join(work, 's2')), { retry });
     expect(pulled.manifest.digest).toBe(image.manifestDigest);
     expect(dropped).toBeGreaterThan(1);
+  });
+
+  it('manifest GETs that are reset, cut short or answered 503/429 are retried; the pull succeeds', async () => {
+    const repo = nextRepo();
+    await pushImage(await readTestLayout(image.dir), `${proxy.host}/${repo}:v1`, { retry });
+    const faults: Fault[] = [
+      { kind: 'drop' },
+      { kind: 'cut-response', afterBytes: 40 },
+      { kind: 'status', status: 503 },
+      { kind: 'status', status: 429, retryAfter: '0' },
+    ];
+    let next = 0;
+    proxy.setPlan((req) =>
+      req.method === 'GET' && req.url.includes('/manifests/') && next < faults.length
+        ? faults[next++]
+        : undefined,
+    );
+    const pulled = await pullImage(`${proxy.host}/${repo}:v1`, new BlobStore(join(work, 's-manifest')), {
+      retry,
+    });
+    expect(pulled.manifest.digest).toBe(image.manifestDigest);
+    expect(next).toBe(faults.length);
+    const manifestGets = proxy.log.filter(
+      (entry) => entry.method === 'GET' && entry.url.includes('/manifests/'),
+    );
+    expect(manifestGets.filter((entry) => entry.fault !== undefined)).toHaveLength(faults.length);
+    expect(manifestGets.filter((entry) => entry.fault === undefined).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a manifest GET cut short every time gives up within the bound, naming the reference', async () => {
+    const repo = nextRepo();
+    await pushImage(await readTestLayout(image.dir), `${proxy.host}/${repo}:v1`, { retry });
+    proxy.setPlan((req) =>
+      req.method === 'GET' && req.url.includes('/manifests/')
+        ? { kind: 'cut-response', afterBytes: 40 }
+        : undefined,
+    );
+    const error = await pullImage(`${proxy.host}/${repo}:v1`, new BlobStore(join(work, 's-manifest2')), {
+      retry,
+    }).catch((caught: unknown) => caught);
+    expect(isStratumError(error) && error.code).toBe('REGISTRY');
+    expect(String(error)).toContain(`${repo}:v1: fetching manifest`);
+    const manifestGets = proxy.log.filter(
+      (entry) => entry.method === 'GET' && entry.url.includes('/manifests/'),
+    );
+    expect(manifestGets.length).toBeGreaterThan(1);
+    expect(manifestGets.length).toBeLessThanOrEqual(5);
   });
 
   it('a connection cut in the middle of a blob upload: the blob is resumed or restarted, the push completes', async () => {

@@ -1,9 +1,10 @@
-import { readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../../errors.js';
 import type { Digest } from '../../oci/types.js';
 import type { CacheEntryInfo, LayerCache } from './store.js';
 import { pruneUnpackedLayers } from '../../snapshot/unpacked-layers.js';
+import { Workspace } from '../workspace.js';
 
 /**
  * Cache housekeeping: what is there (`ls`, `du`) and making room (`prune`). Pruning removes
@@ -21,6 +22,11 @@ export interface CacheUsage {
   readonly mountBytes: number;
   /** Unpacked layers (overlay snapshotter) and stage filesystems kept (scan snapshotter). */
   readonly unpackedBytes: number;
+  /**
+   * Everything above on disk, each file once (hard links between the blob directory, mounts
+   * and unpacked filesystems counted once), plus leftovers of killed builds.
+   */
+  readonly totalBytes: number;
 }
 
 export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
@@ -28,16 +34,27 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
   const layers = new Map<Digest, number>();
   for (const entry of entries)
     if (entry.layer !== null) layers.set(entry.layer.descriptor.digest, entry.layer.descriptor.size);
+  const blobDir = join(cache.blobs.root, 'blobs');
+  const seen = new Set<string>();
+  let totalBytes = 0;
+  for (const dir of [
+    blobDir,
+    join(cache.root, 'mounts'),
+    join(cache.root, 'rootfs'),
+    join(cache.root, 'tmp'),
+  ])
+    totalBytes += await directoryBytes(dir, seen);
   return {
     entries: entries.length,
     layerEntries: entries.filter((entry) => entry.layer !== null).length,
     layers: layers.size,
     layerBytes: [...layers.values()].reduce((sum, size) => sum + size, 0),
-    blobBytes: await directoryBytes(join(cache.blobs.root, 'blobs')),
+    blobBytes: await directoryBytes(blobDir),
     mountBytes: await directoryBytes(join(cache.root, 'mounts')),
     unpackedBytes:
       (await directoryBytes(join(cache.root, 'rootfs'))) +
       (await directoryBytes(join(cache.root, 'overlay', 'layers'))),
+    totalBytes,
   };
 }
 
@@ -95,13 +112,13 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
     const path = join(dir, name);
     const info = await stat(path).catch(() => undefined);
     if (info === undefined) continue;
-    // A killed build's partial blob: only once it is clearly abandoned.
-    const isTemp = name.startsWith('.tmp-');
-    if (isTemp ? now - info.mtime.getTime() < 60 * 60 * 1000 : referenced.has(`sha256:${name}`)) continue;
+    // Partial blobs are removed below, and only when the process writing them is gone.
+    if (name.startsWith('.') || referenced.has(`sha256:${name}`)) continue;
     await rm(path, { force: true });
     removedBlobs++;
     freedBytes += info.size;
   }
+  freedBytes += await cache.blobs.removeAbandonedTemporaries();
   // Kept unpacked filesystems only save time; pruning makes the room they take.
   freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
   await rm(join(cache.root, 'rootfs'), { recursive: true, force: true });
@@ -109,13 +126,14 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
   const unpackedBefore = await directoryBytes(join(cache.root, 'overlay', 'layers'));
   await pruneUnpackedLayers(join(cache.root, 'overlay'));
   freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, 'overlay', 'layers')));
-  // Build workspaces a killed build could not remove (a running build's are younger than this).
-  const tmp = join(cache.root, 'tmp');
-  for (const name of await listDir(tmp)) {
-    const path = join(tmp, name);
-    const info = await stat(path).catch(() => undefined);
-    if (info === undefined || now - info.mtime.getTime() < 6 * 60 * 60 * 1000) continue;
-    await rm(path, { recursive: true, force: true });
+  // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
+  for (const tmp of new Set([
+    join(cache.root, 'tmp'),
+    process.env['STRATUM_TMPDIR'] ?? join(cache.root, 'tmp'),
+  ])) {
+    const before = await directoryBytes(tmp);
+    await Workspace.removeAbandoned(tmp);
+    freedBytes += before - (await directoryBytes(tmp));
   }
   return { removedEntries, removedBlobs, freedBytes };
 }
@@ -129,12 +147,27 @@ async function listDir(dir: string): Promise<string[]> {
   }
 }
 
-async function directoryBytes(dir: string): Promise<number> {
+/**
+ * Bytes on disk below `dir`: `lstat`, so a symlink counts as itself and never as what it
+ * points to (unpacked filesystems are full of them), and a file with several hard links counts
+ * once (`seen`, shared across calls, holds device:inode pairs already counted).
+ */
+async function directoryBytes(dir: string, seen: Set<string> = new Set()): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) total += await directoryBytes(path);
-    else total += (await stat(path).catch(() => ({ size: 0 }))).size;
+    const info = await lstat(path).catch(() => undefined);
+    if (info === undefined) continue;
+    if (info.isDirectory()) {
+      total += await directoryBytes(path, seen);
+      continue;
+    }
+    if (info.nlink > 1) {
+      const id = `${info.dev}:${info.ino}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+    }
+    total += info.size;
   }
   return total;
 }

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../../errors.js';
+import { writeFileAtomic } from '../../oci/atomic-file.js';
 import { BlobStore } from '../../oci/blob-store.js';
 import type { LayerRef } from '../../oci/image.js';
 import { digestHex } from '../../oci/digest.js';
@@ -125,14 +125,5 @@ export interface ExplainRecord {
 }
 
 export async function writeAtomic(path: string, text: string): Promise<void> {
-  const dir = join(path, '..');
-  await mkdir(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
+  await writeFileAtomic(path, text, { createParents: true });
 }

@@ -276,7 +276,14 @@ export async function extractArchive(
           }
           const source = await resolveInRoot(destDir, linkName, { followFinal: false });
           await removeExisting(target, false);
-          await link(source.hostPath, target);
+          await link(source.hostPath, target).catch((error: unknown) => {
+            // Named by the archive's own paths: the host path is a temporary directory.
+            if (errnoCode(error) !== 'ENOENT') throw error;
+            throw new StratumError(
+              'BUILD_FAILED',
+              `${what}: hard link "${header.name}" points to "${linkName}", which is not in the archive before it`,
+            );
+          });
           break;
         }
         case 'block-device':

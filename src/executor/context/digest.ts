@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../../errors.js';
+import { writeFileAtomic } from '../../oci/atomic-file.js';
 import { DigestingStream } from '../../oci/digest.js';
 import type { Digest } from '../../oci/types.js';
 import { applyChmod, parseChmod } from './chmod.js';
@@ -122,10 +122,7 @@ export class StatCache {
   async save(): Promise<void> {
     if (this.path === undefined || !this.dirty) return;
     const body: StatCacheFile = { version: 1, entries: Object.fromEntries(this.entries) };
-    await mkdir(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(tmp, JSON.stringify(body));
-    await rename(tmp, this.path);
+    await writeFileAtomic(this.path, JSON.stringify(body), { createParents: true });
     this.dirty = false;
   }
 }

@@ -45,7 +45,8 @@ export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = 
   checkSpecIds(spec, mapping);
 
   const ledger = new MountPointLedger(spec.rootfs);
-  const scratch = await mkdtemp(join(tmpdir(), 'stratum-run-'));
+  const scratchParent = options.scratchParent ?? process.env['STRATUM_TMPDIR'] ?? tmpdir();
+  const scratch = await mkdtemp(join(scratchParent, 'stratum-run-'));
   try {
     const ops = await prepare(spec, ledger, scratch, mapping);
     await ledger.sealSetup();

@@ -79,6 +79,12 @@ export interface SandboxResult {
 
 export interface SandboxOptions {
   readonly signal?: AbortSignal;
+  /**
+   * Where the step's own files (hosts, resolv.conf, hostname) are made: the build's workspace,
+   * so that a killed build's leftovers are removed with it. Default: `$STRATUM_TMPDIR`, else
+   * the system temporary directory.
+   */
+  readonly scratchParent?: string;
   readonly onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
 }
 

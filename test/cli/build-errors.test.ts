@@ -1,0 +1,142 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import { isRoot } from '../helpers/system.js';
+
+const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
+
+/** A tar holding one hard link whose target is not in the archive. */
+function tarWithDanglingHardLink(): Buffer {
+  const header = Buffer.alloc(512);
+  header.write('link', 0);
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write('00000000000\0', 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write('1', 156);
+  header.write('missing', 157);
+  header.write('ustar\x0000', 257);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return Buffer.concat([header, Buffer.alloc(1024)]);
+}
+
+/**
+ * Issue 12: every build error that comes from a Dockerfile line names `Dockerfile:LINE` and the
+ * instruction, shows the line with a caret, exits 1 and shows no internal path (the build's
+ * temporary workspace); a missing --secret file fails before any step.
+ */
+describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
+  let home: string;
+  let baseRef: string;
+  let counter = 0;
+  const build = (
+    dockerfile: string,
+    files: Record<string, string | Buffer> = {},
+    ...flags: string[]
+  ): { status: number | null; stderr: string; dockerfile: string } => {
+    const ctx = join(home, `ctx-${++counter}`);
+    mkdirSync(ctx);
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(ctx, name), content);
+    writeFileSync(join(ctx, 'Dockerfile'), dockerfile);
+    const result = spawnSync(
+      process.execPath,
+      [BIN, 'build', ctx, '--progress', 'quiet', '--network', 'none', ...flags],
+      {
+        env: { ...process.env, STRATUM_CACHE_DIR: join(home, 'cache'), STRATUM_DATA_DIR: join(home, 'data') },
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
+    return { status: result.status, stderr: result.stderr, dockerfile: join(ctx, 'Dockerfile') };
+  };
+  const expectLocated = (
+    result: { status: number | null; stderr: string; dockerfile: string },
+    line: number,
+    instruction: string,
+    detail: RegExp,
+  ): void => {
+    expect(result.status, result.stderr).toBe(1);
+    const lines = result.stderr.trimEnd().split('\n');
+    expect(lines[0]).toContain(`stratum: ${result.dockerfile}:${line}: `);
+    expect(lines[0]).toContain(instruction);
+    expect(lines[0]).toMatch(detail);
+    expect(lines.slice(-2)).toEqual([`    ${instruction}`, '    ^']);
+    expect(result.stderr).not.toContain('stratum-build-');
+    expect(result.stderr).not.toContain(join(home, 'cache'));
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  };
+
+  beforeAll(() => {
+    home = mkdtempSync(join(tmpdir(), 'stratum-i12-err-'));
+    const rootfs = join(home, 'base-rootfs');
+    mkdirSync(rootfs);
+    makeBusyboxRootfs(rootfs);
+    baseRef = `oci:${writeBaseImage(rootfs, join(home, 'base'), 'stratum-test/busybox:1').layout}:1`;
+  });
+  afterAll(() => {
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it('COPY of a file not in the context', () => {
+    expectLocated(build(`FROM ${baseRef}\nCOPY nothere /x\n`), 2, 'COPY nothere /x', /nothere not found/);
+  });
+
+  it('a wildcard that matches nothing', () => {
+    expectLocated(build(`FROM ${baseRef}\nCOPY *.nomatch /x/\n`), 2, 'COPY *.nomatch /x/', /no source files/);
+  });
+
+  it('FROM with an invalid reference exits 1, not 2, and names the line', () => {
+    expectLocated(build('FROM Not/A:Valid:Ref::\n'), 1, 'FROM Not/A:Valid:Ref::', /invalid image reference/);
+  });
+
+  it('FROM with a name that is not lowercase says so', () => {
+    expectLocated(build('FROM Upper/Case\n'), 1, 'FROM Upper/Case', /must be lowercase/);
+  });
+
+  it('ADD of a tar with a hard link to a missing target names the link, not a temporary path', () => {
+    expectLocated(
+      build(`FROM ${baseRef}\nADD hl.tar /t/\n`, { 'hl.tar': tarWithDanglingHardLink() }),
+      2,
+      'ADD hl.tar /t/',
+      /hard link "link" points to "missing"/,
+    );
+  });
+
+  it('COPY --from and RUN --mount sources that are not found', () => {
+    expectLocated(
+      build(`FROM ${baseRef}\nCOPY --from=oci:${home}/nope:1 /a /b\n`),
+      2,
+      `COPY --from=oci:${home}/nope:1 /a /b`,
+      /nope does not exist/,
+    );
+    expectLocated(
+      build(`FROM ${baseRef}\nRUN --mount=type=bind,source=nothere,target=/m true\n`),
+      2,
+      'RUN --mount=type=bind,source=nothere,target=/m true',
+      /--mount source .*nothere/,
+    );
+  });
+
+  it('a --secret whose file is missing fails before any step runs', () => {
+    const result = build(
+      `FROM ${baseRef}\nRUN touch /ran\nRUN --mount=type=secret,id=s cat /run/secrets/s\n`,
+      {},
+      '--secret',
+      `id=s,src=${home}/no-such-secret`,
+      '--progress',
+      'plain',
+    );
+    expect(result.status).toBe(1);
+    expect(result.stderr).not.toContain('RUN touch');
+    expect(result.stderr.trim()).toBe(
+      `stratum: --secret id=s: ${home}/no-such-secret does not exist or cannot be read`,
+    );
+  });
+});
