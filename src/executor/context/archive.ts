@@ -15,7 +15,7 @@ import { cleanPath, resolveInRoot } from './paths.js';
  * destination directory, `..` names are refused, and symlinks (absolute ones included) are
  * resolved as if the destination were the root, as Docker's chrooted untar does.
  * A zstd archive is copied as a file, not extracted: Docker 20.10's ADD does the same (its
- * DecompressStream knows gzip, bzip2 and xz; zstd came in Docker 23).
+ * DecompressStream knows gzip, bzip2 and xz, measured here; later Docker releases added zstd).
  */
 
 export type Compression = 'gzip' | 'bzip2' | 'xz' | 'none';
