@@ -3,7 +3,7 @@ import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/p
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
-import { StratumError, errnoCode } from './errors.js';
+import { StratumError } from './errors.js';
 import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
 import { withLabelsAndAnnotations } from './image-patch.js';
 import type { Descriptor } from './oci/types.js';
@@ -272,21 +272,32 @@ async function checkSecrets(
   sources: Readonly<Record<string, SecretSource>>,
 ): Promise<Readonly<Record<string, SecretSource>>> {
   for (const [id, source] of Object.entries(sources)) {
+    // A source that is missing is bad input (exit 1), not a malformed flag (exit 2).
     if ('env' in source) {
       if (process.env[source.env] === undefined)
-        throw new StratumError('USAGE', `--secret id=${id}: environment variable ${source.env} is not set`);
-    } else {
-      try {
-        await access(source.file, constants.R_OK);
-      } catch (error) {
         throw new StratumError(
-          'USAGE',
-          `--secret id=${id}: cannot read ${source.file} (${errnoCode(error) ?? String(error)})`,
+          'NOT_FOUND',
+          `--secret id=${id}: environment variable ${source.env} is not set`,
         );
-      }
-    }
+    } else await checkSecretFile(id, source.file);
   }
   return sources;
+}
+
+async function checkSecretFile(id: string, path: string): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  const readable =
+    info !== undefined &&
+    (await access(path, constants.R_OK).then(
+      () => true,
+      () => false,
+    ));
+  if (!readable || info.isDirectory()) {
+    throw new StratumError(
+      'NOT_FOUND',
+      `--secret id=${id}: ${path} ${readable ? 'is a directory' : 'does not exist or cannot be read'}`,
+    );
+  }
 }
 
 /**
@@ -312,15 +323,7 @@ async function materializeSecrets(
 
 /** A secret file that is missing fails the build before any step runs (as buildx does). */
 async function checkSecretFiles(secrets: Readonly<Record<string, string>>): Promise<void> {
-  for (const [id, path] of Object.entries(secrets)) {
-    const info = await stat(path).catch(() => undefined);
-    if (info === undefined || info.isDirectory()) {
-      throw new StratumError(
-        'NOT_FOUND',
-        `--secret id=${id}: ${path} ${info === undefined ? 'does not exist or cannot be read' : 'is a directory'}`,
-      );
-    }
-  }
+  for (const [id, path] of Object.entries(secrets)) await checkSecretFile(id, path);
 }
 
 /** Stores, pushes and writes the built image to every destination; returns where it went. */

@@ -5,7 +5,7 @@ import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from './cache/key.js';
-import type { EntryMeta, LayerChange, LayerDiff } from '../snapshot/index.js';
+import type { EntryMeta, LayerChange } from '../snapshot/index.js';
 import {
   applyCopy,
   digestSources,
@@ -152,7 +152,7 @@ export async function copyStep(
     components,
     createdBy,
     ...(files === undefined ? {} : { files }),
-    unchangedLayer: (diff, rootfs) => destinationOnlyDiff(diff, rootfs, destination),
+    unchangedLayer: (rootfs) => destinationOnlyChanges(rootfs, destination),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
       for (const makeOne of plans) {
@@ -187,14 +187,14 @@ function ownerOptions(
  * parents, as the overlay upper directory does after the copy touched them. BuildKit commits
  * an empty layer instead; stratum follows the classic builder.
  */
-async function destinationOnlyDiff(diff: LayerDiff, rootfs: string, destination: string): Promise<LayerDiff> {
+async function destinationOnlyChanges(rootfs: string, destination: string): Promise<LayerChange[]> {
   const inRoot = (await resolveInRoot(rootfs, destination, { followFinal: true })).inRoot;
   const parts = inRoot.split('/').filter((part) => part !== '');
   const changes: LayerChange[] = [];
   for (let depth = 1; depth <= parts.length; depth++) {
     const path = parts.slice(0, depth).join('/');
     const st = await lstat(join(rootfs, path), { bigint: true });
-    if (!st.isDirectory()) return diff;
+    if (!st.isDirectory()) return [];
     const meta: EntryMeta = {
       type: 'dir',
       mode: Number(st.mode & 0o7777n),
@@ -206,5 +206,5 @@ async function destinationOnlyDiff(diff: LayerDiff, rootfs: string, destination:
     };
     changes.push(depth === parts.length ? { kind: 'modified', path, meta } : { kind: 'parent', path, meta });
   }
-  return { ...diff, changes };
+  return changes;
 }

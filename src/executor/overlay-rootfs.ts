@@ -63,6 +63,7 @@ export class OverlayRootfs implements StageRootfs {
             });
           },
           signal,
+          current.descriptor.digest,
         );
         lowers.set(current.diffId, path);
         this.known.add(current.diffId);

@@ -296,6 +296,15 @@ async function mountKey(
         dest: '/',
         root: { kind: 'context', dir: build.contextDir },
         ...(build.signal ? { signal: build.signal } : {}),
+      }).catch((error: unknown) => {
+        // planCopy speaks of COPY; here the missing path is a mount's source.
+        if (error instanceof StratumError && error.code === 'NOT_FOUND')
+          throw new StratumError(
+            'NOT_FOUND',
+            `--mount source ${source}: not found in the build context (or excluded by .dockerignore)`,
+            { cause: error },
+          );
+        throw error;
       });
       const digest = await digestSources(plan, {
         statCache: build.statCache,

@@ -7,7 +7,7 @@ import type { ContainerConfig, Digest, HealthConfig } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
 import type { Instruction, Stage } from '../parser/index.js';
 import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
-import type { LayerDiff } from '../snapshot/index.js';
+import type { LayerChange, LayerDiff } from '../snapshot/index.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
 import { cacheKey, chainId, compressionComponents, type KeyComponent } from './cache/key.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
@@ -58,10 +58,11 @@ export interface StepAction {
   /** For RUN: the files each context bind mount shows, by key component name. */
   readonly mountFiles?: ExplainStep['mountFiles'];
   /**
-   * When the step changed nothing: the layer to commit anyway (COPY/ADD, as the classic
-   * builder does). Without it, such a step gets an empty history entry.
+   * When the step changes nothing: the entries to commit anyway (COPY/ADD, as the classic
+   * builder does), read from the step's rootfs before the commit. Without it, such a step gets
+   * an empty history entry.
    */
-  readonly unchangedLayer?: (diff: LayerDiff, rootfs: string) => Promise<LayerDiff>;
+  readonly unchangedLayer?: (rootfs: string) => Promise<readonly LayerChange[]>;
   /** Does the work on the materialised rootfs. */
   readonly execute: (rootfs: string) => Promise<void>;
 }
@@ -474,9 +475,10 @@ export class StageRunner {
     const rootfs = await this.rootfs.sync(this.state.layers, this.build.signal);
     await this.rootfs.prepare(this.build.signal);
     await action.execute(rootfs);
+    // Read before the commit: the overlay snapshotter unmounts the step's view when it commits.
+    const unchanged = action.unchangedLayer === undefined ? [] : await action.unchangedLayer(rootfs);
     let diff = await this.rootfs.commit(this.build.signal);
-    if (isEmptyDiff(diff) && action.unchangedLayer !== undefined)
-      diff = await action.unchangedLayer(diff, rootfs);
+    if (isEmptyDiff(diff) && unchanged.length > 0) diff = { ...diff, changes: unchanged };
     let layer: LayerRef | null = null;
     if (isEmptyDiff(diff)) {
       this.state = withEmptyHistory(this.state, action.createdBy, this.build.created);

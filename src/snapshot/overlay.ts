@@ -54,7 +54,8 @@ export class OverlaySnapshotter {
    * layers alone are mounted read-only beside it (what the step saw before it ran, for
    * `commit`). `replacing` is removed in the same helper call: one process per step boundary.
    */
-  async prepare(lowers: readonly string[], replacing?: ActiveSnapshot): Promise<ActiveSnapshot> {
+  async prepare(chain: readonly string[], replacing?: ActiveSnapshot): Promise<ActiveSnapshot> {
+    const lowers = withoutRepeats(chain);
     if (lowers.length > MAX_OVERLAY_LAYERS) {
       throw new StratumError(
         'UNSUPPORTED',
@@ -267,4 +268,22 @@ export async function upperDiff(
   const after: TreeSnapshot = { root: upper, startedNs: scanned.startedNs, entries: afterEntries };
   const beforeTree: TreeSnapshot = { root: upper, startedNs: NEVER_RACY, entries: before };
   return diffSnapshots(beforeTree, { ...after, startedNs: NEVER_RACY }, upper, signal ? { signal } : {});
+}
+
+/**
+ * The chain with only the topmost copy of a layer that occurs more than once (two steps that made
+ * identical layers share a DiffID, so a directory): overlayfs refuses overlapping lowerdirs
+ * (ELOOP). Dropping the lower copies changes nothing: whatever a lower copy decides for a path,
+ * the identical upper copy decides first, with the same entries, whiteouts and opaque dirs.
+ */
+export function withoutRepeats(chain: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const kept: string[] = [];
+  for (let index = chain.length - 1; index >= 0; index--) {
+    const layer = chain[index]!;
+    if (seen.has(layer)) continue;
+    seen.add(layer);
+    kept.unshift(layer);
+  }
+  return kept;
 }

@@ -58,17 +58,25 @@ export class UnpackedLayers {
     await appendFile(join(this.session, 'leases'), `${hexOf(diffId)}\n`);
   }
 
-  /** The layer's directory, extracting it first if no build did yet. */
-  async ensure(diffId: string, open: () => Readable, signal?: AbortSignal): Promise<string> {
+  /**
+   * The layer's directory, extracting it first if no build did yet. `name` is what errors call
+   * the layer (its blob digest, which a user finds in the manifest); the DiffID by default.
+   */
+  async ensure(diffId: string, open: () => Readable, signal?: AbortSignal, name = diffId): Promise<string> {
     const running = this.pending.get(diffId);
     if (running !== undefined) return running;
-    const promise = this.unpack(diffId, open, signal);
+    const promise = this.unpack(diffId, open, name, signal);
     this.pending.set(diffId, promise);
     promise.catch(() => this.pending.delete(diffId));
     return promise;
   }
 
-  private async unpack(diffId: string, open: () => Readable, signal?: AbortSignal): Promise<string> {
+  private async unpack(
+    diffId: string,
+    open: () => Readable,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<string> {
     await this.lease(diffId);
     const target = this.pathOf(diffId);
     if (await exists(target)) return target;
@@ -77,7 +85,7 @@ export class UnpackedLayers {
     try {
       await chmod(temp, 0o755);
       await extractLayerAuto(open(), temp, {
-        layerName: diffId,
+        layerName: name,
         overlayOpaqueXattr: this.opaqueXattr,
         ...(signal ? { signal } : {}),
       });

@@ -85,7 +85,13 @@ describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
   });
 
   it('COPY of a file not in the context', () => {
-    expectLocated(build(`FROM ${baseRef}\nCOPY nothere /x\n`), 2, 'COPY nothere /x', /nothere not found/);
+    // Docker's classic builder's words (issue 10), with the line (issue 12).
+    expectLocated(
+      build(`FROM ${baseRef}\nCOPY nothere /x\n`),
+      2,
+      'COPY nothere /x',
+      /file not found in build context or excluded by \.dockerignore: stat nothere/,
+    );
   });
 
   it('a wildcard that matches nothing', () => {
