@@ -13,7 +13,6 @@ import {
   type Platform,
   type Raw,
 } from '../oci/types.js';
-import { rememberBlob } from './blob-locations.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { formatPlatform, hostPlatform, selectPlatform } from '../oci/platform.js';
 import { manifestReference, parseRegistryReference, type RegistryReference } from './reference.js';
@@ -124,7 +123,7 @@ export async function resolveImage(
   }
   // A registry keeps every blob its manifests name: a later push to a sibling repository can mount them.
   for (const blob of [manifest.config, ...manifest.layers])
-    rememberBlob(ref.registry, ref.repository, blob.digest);
+    repo.client.rememberBlob(ref.registry, ref.repository, blob.digest);
   return {
     reference: ref,
     label,
