@@ -1,6 +1,6 @@
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StratumError, isStratumError } from '../errors.js';
+import { StratumError, isStratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { ImageSource } from '../oci/image.js';
 import {
@@ -296,16 +296,11 @@ export async function pullImage(
           descriptor.digest,
         );
       } catch (error) {
-        if (
-          isStratumError(error) &&
-          error.code === 'DIGEST_MISMATCH' &&
-          !error.message.startsWith('docker://')
-        ) {
-          throw new StratumError(
-            'DIGEST_MISMATCH',
-            `${resolved.label}: blob ${descriptor.digest}: ${error.message}`,
-          );
-        }
+        // With verify off, a mismatch can only be the store's own check, which does not know
+        // where the blob came from: name the image and the blob. (The download's own errors
+        // already name them.)
+        if (isStratumError(error) && error.code === 'DIGEST_MISMATCH')
+          throw wrap(error, `${resolved.label}: blob ${descriptor.digest}`);
         throw error;
       }
       const stored = await store.size(descriptor.digest);

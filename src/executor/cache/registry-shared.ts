@@ -1,4 +1,4 @@
-import { StratumError, isStratumError } from '../../errors.js';
+import { wrap } from '../../errors.js';
 import type { BlobStore } from '../../oci/blob-store.js';
 import type { Digest } from '../../oci/types.js';
 import { RegistryClient } from '../../push/client.js';
@@ -120,10 +120,7 @@ export class SharedCaches {
         results.push({ ...result, name: exporter.name });
       } catch (error) {
         if (signal?.aborted === true || !exporter.ref.ignoreError) {
-          if (isStratumError(error) && !error.message.includes(exporter.name)) {
-            throw new StratumError(error.code, `cache ${exporter.name}: ${error.message}`, { cause: error });
-          }
-          throw error;
+          throw wrap(error, `cache ${exporter.name}`);
         }
         this.options.onWarning?.(
           `cache ${exporter.name}: not exported (${error instanceof Error ? error.message : String(error)})`,
