@@ -184,7 +184,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
             signal,
             platform,
             options.pull === true,
-            registryContext,
+            { registryContext, tmpDir },
           ),
         ),
       });
@@ -431,10 +431,15 @@ export async function resolveBaseImage(
   signal?: AbortSignal,
   platform?: Platform,
   pull = false,
-  registryContext?: RegistryContext,
+  shared: { readonly registryContext?: RegistryContext; readonly tmpDir?: string } = {},
 ): Promise<ImageSource> {
+  const { registryContext, tmpDir } = shared;
   const parsed = parseImageReference(reference);
-  const readOptions = { ...(signal ? { signal } : {}), ...(platform ? { platform } : {}) };
+  const readOptions = {
+    ...(signal ? { signal } : {}),
+    ...(platform ? { platform } : {}),
+    ...(tmpDir ? { tmpDir } : {}),
+  };
   const pullOptions = {
     insecureRegistries,
     ...(registryContext ? { context: registryContext } : {}),
