@@ -24,10 +24,6 @@ export class Secrets {
     return redact(text, this);
   }
 
-  has(text: string): boolean {
-    return this.values.has(text);
-  }
-
   *[Symbol.iterator](): IterableIterator<string> {
     yield* this.values;
   }
