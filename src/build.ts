@@ -21,7 +21,7 @@ import { checkDestination } from './oci-writer/destination.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
 import { build, builtImage, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
-import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
+import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './push/index.js';
 import { SharedCaches } from './executor/cache/registry-shared.js';
 import { LayerCache } from './executor/cache/store.js';
 
@@ -150,7 +150,11 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         );
       }
     }
+    // FROM, --push and the shared cache share where each blob was seen, so a push or a cache
+    // export mounts base layers from the repository they were pulled from.
+    const registryContext = new RegistryContext();
     const shared = await SharedCaches.open({
+      registryContext,
       cacheFrom: options.cacheFrom ?? [],
       cacheTo: options.cacheTo ?? [],
       insecureRegistries: options.insecureRegistries ?? [],
@@ -180,6 +184,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
             signal,
             platform,
             options.pull === true,
+            { registryContext, tmpDir },
           ),
         ),
       });
@@ -187,7 +192,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       const image = isImageIndex(built)
         ? built
         : await withLabelsAndAnnotations(built, blobs, options.labels ?? {}, options.annotations ?? {});
-      const written = await writeResult(image, targets, options, store, dataDir, tmpDir);
+      const written = await writeResult(image, targets, options, store, dataDir, tmpDir, registryContext);
       if (shared.active) {
         // After the push, so layers already in the registry are mounted rather than uploaded again.
         await shared.export(blobs, options.signal ? { signal: options.signal } : {});
@@ -334,6 +339,7 @@ async function writeResult(
   store: ImageStore,
   dataDir: string,
   tmpDir: string,
+  registryContext: RegistryContext,
 ): Promise<{ names: string[]; wroteStdout: boolean }> {
   const written: string[] = [];
   let wroteStdout = false;
@@ -345,7 +351,11 @@ async function writeResult(
   }
   if (options.push === true) {
     for (const tag of options.tags ?? []) {
-      const pushOptions = { insecureRegistries: options.insecureRegistries ?? [], ...signalOption };
+      const pushOptions = {
+        insecureRegistries: options.insecureRegistries ?? [],
+        context: registryContext,
+        ...signalOption,
+      };
       const pushed = isImageIndex(image)
         ? await pushIndex(image, tag, pushOptions)
         : await pushImage(image, tag, pushOptions);
@@ -424,19 +434,30 @@ export async function resolveBaseImage(
   signal?: AbortSignal,
   platform?: Platform,
   pull = false,
+  shared: { readonly registryContext?: RegistryContext; readonly tmpDir?: string } = {},
 ): Promise<ImageSource> {
+  const { registryContext, tmpDir } = shared;
   const parsed = parseImageReference(reference);
-  const readOptions = { ...(signal ? { signal } : {}), ...(platform ? { platform } : {}) };
+  const readOptions = {
+    ...(signal ? { signal } : {}),
+    ...(platform ? { platform } : {}),
+    ...(tmpDir ? { tmpDir } : {}),
+  };
+  const pullOptions = {
+    insecureRegistries,
+    ...(registryContext ? { context: registryContext } : {}),
+    ...readOptions,
+  };
   if (parsed.transport === 'docker') {
-    return openRegistryImage(parsed.reference, { insecureRegistries, ...readOptions });
+    return openRegistryImage(parsed.reference, pullOptions);
   }
   if (parsed.transport !== 'store') return openImage(parsed, { dataDir, ...readOptions });
   // --pull: the registry's current image for the name, whatever the store holds.
-  if (pull) return openRegistryImage(parsed.name, { insecureRegistries, ...readOptions });
+  if (pull) return openRegistryImage(parsed.name, pullOptions);
   try {
     return await new ImageStore(dataDir).open(parsed.name, readOptions);
   } catch (error) {
     if (!(error instanceof StratumError) || error.code !== 'NOT_FOUND') throw error;
-    return openRegistryImage(parsed.name, { insecureRegistries, ...readOptions });
+    return openRegistryImage(parsed.name, pullOptions);
   }
 }

@@ -32,6 +32,11 @@ export interface StratumErrorOptions {
   readonly location?: SourceLocation;
   /** Outer context first (`stage 0, step 2/3`, `COPY a /b`); see wrap(). */
   readonly context?: readonly string[];
+  /**
+   * The last lines a failed command printed, kept out of the message: a progress display that
+   * showed them already does not print them twice (the CLI prints them when nothing did).
+   */
+  readonly output?: readonly string[];
 }
 
 export class StratumError extends Error {
@@ -40,6 +45,7 @@ export class StratumError extends Error {
   readonly detail: string;
   readonly location: SourceLocation | undefined;
   readonly context: readonly string[];
+  readonly output: readonly string[] | undefined;
 
   /** `message` is the context chain and the detail in one line, `a: b: detail`. */
   constructor(code: ErrorCode, detail: string, options: StratumErrorOptions = {}) {
@@ -53,6 +59,7 @@ export class StratumError extends Error {
     this.detail = detail;
     this.location = options.location;
     this.context = context;
+    this.output = options.output;
   }
 }
 
@@ -79,6 +86,7 @@ export function wrap(
   return new StratumError(options.code ?? error.code, detail, {
     cause: error,
     ...(location === undefined ? {} : { location }),
+    ...(error.output === undefined ? {} : { output: error.output }),
     context: error.context.includes(context) ? error.context : [context, ...error.context],
   });
 }

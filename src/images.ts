@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from './errors.js';
 import {
@@ -24,6 +23,7 @@ import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js'
 import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 import { ImageStore } from './oci-writer/store.js';
 import { formatPlatform } from './oci/platform.js';
+import { makeOwnedTempDir } from './oci/temp-dir.js';
 import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
 
 /**
@@ -37,7 +37,7 @@ export interface ImageOptions {
   /** Registry hosts reached over plain HTTP (loopback always is). */
   readonly insecureRegistries?: readonly string[];
   readonly signal?: AbortSignal;
-  /** Where a write stages temporary files (the docker-daemon: archive); default: the system's. */
+  /** Where docker-daemon: archives are staged; default `$STRATUM_TMPDIR` or the cache's tmp/ (oci/temp-dir.ts). */
   readonly tmpDir?: string;
 }
 
@@ -195,7 +195,7 @@ function run(command: string, args: readonly string[], signal?: AbortSignal): Pr
 
 /** `docker-daemon:NAME`: `docker save NAME` into a temporary docker-archive, removed on close(). */
 async function openFromDaemon(name: string, options: OpenImageOptions): Promise<ImageSource> {
-  const dir = await mkdtemp(join(tmpdir(), 'stratum-daemon-'));
+  const dir = await makeOwnedTempDir('stratum-daemon-', options.tmpDir);
   const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
     const archive = join(dir, 'image.tar');

@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import {
   StratumError,
   buildImage,
+  isStratumError,
   parseAddHosts,
   parseAnnotations,
   parseBuildContexts,
@@ -227,6 +228,10 @@ export function registerBuild(program: Command): void {
       } catch (error) {
         if (controller.signal.aborted)
           throw new StratumError('ABORTED', 'build interrupted; nothing was written');
+        // A failed RUN's last output, once: here only when the progress display did not show it.
+        if (isStratumError(error) && error.output !== undefined && !render.showsOutput) {
+          for (const line of error.output) process.stderr.write(`  | ${line}\n`);
+        }
         throw error;
       } finally {
         render.finish(false);

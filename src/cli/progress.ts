@@ -9,9 +9,14 @@ import { liveDisplay } from './live-display.js';
  */
 export type ProgressMode = 'auto' | 'plain' | 'json' | 'quiet';
 
-/** Renders each event; `finish` ends a live display (a no-op for the line-based modes). */
+/**
+ * Renders each event; `finish` ends a live display (a no-op for the line-based modes).
+ * `showsOutput`: whether the steps' output reaches the user through it (all but `quiet`), so a
+ * failed RUN's last output is printed by the CLI only when it did not.
+ */
 export type ProgressRenderer = ((event: BuildEvent) => void) & {
   readonly finish: (succeeded?: boolean) => void;
+  readonly showsOutput: boolean;
 };
 
 export function progressRenderer(
@@ -20,8 +25,8 @@ export function progressRenderer(
   out: NodeJS.WritableStream = process.stderr,
 ): ProgressRenderer {
   const resolved = mode === 'auto' ? ((out as { isTTY?: boolean }).isTTY === true ? 'tty' : 'plain') : mode;
-  const lines = (render: (event: BuildEvent) => void): ProgressRenderer =>
-    Object.assign(render, { finish: () => undefined });
+  const lines = (render: (event: BuildEvent) => void, showsOutput = true): ProgressRenderer =>
+    Object.assign(render, { finish: () => undefined, showsOutput });
   switch (resolved) {
     case 'json':
       // Each event carries the wall-clock time it was reported at, as BuildKit's JSON does.
@@ -29,12 +34,12 @@ export function progressRenderer(
     case 'quiet':
       return lines((event) => {
         if (event.kind === 'warning') out.write(`warning: ${event.message}\n`);
-      });
+      }, false);
     case 'plain':
       return lines(plainRenderer(out, explain));
     case 'tty': {
       const display = liveDisplay(out, explain);
-      return Object.assign(display.onEvent, { finish: display.finish });
+      return Object.assign(display.onEvent, { finish: display.finish, showsOutput: true });
     }
   }
 }
@@ -44,6 +49,15 @@ function stepLabel(step: StepRef): string {
 }
 
 function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: BuildEvent) => void {
+  // A line the command has not ended yet, per step: written whole, once, when it ends (or with
+  // the step), never cut at a chunk boundary nor glued to what comes next.
+  const partial = new Map<string, string>();
+  const keyOf = (step: StepRef): string => `${step.stage}\u0000${step.index}`;
+  const flush = (step: StepRef): void => {
+    const rest = partial.get(keyOf(step));
+    if (rest !== undefined) out.write(`  | ${rest}\n`);
+    partial.delete(keyOf(step));
+  };
   return (event) => {
     switch (event.kind) {
       case 'stage-start':
@@ -52,10 +66,16 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
       case 'step-start':
         out.write(`${stepLabel(event.step)}\n`);
         break;
-      case 'step-output':
-        for (const line of event.text.replace(/\n$/, '').split('\n')) out.write(`  | ${line}\n`);
+      case 'step-output': {
+        const lines = ((partial.get(keyOf(event.step)) ?? '') + event.text).split('\n');
+        const rest = lines.pop() ?? '';
+        if (rest === '') partial.delete(keyOf(event.step));
+        else partial.set(keyOf(event.step), rest);
+        for (const line of lines) out.write(`  | ${line}\n`);
         break;
+      }
       case 'step-end': {
+        flush(event.step);
         const layer = event.layer
           ? ` layer ${event.layer.digest.slice(7, 19)} ${formatBytes(event.layer.size)}`
           : '';

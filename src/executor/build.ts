@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { availableParallelism, homedir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
@@ -33,6 +33,7 @@ import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
 import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
+import { defaultCacheDir } from '../oci/temp-dir.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -102,11 +103,7 @@ export function builtImage(result: BuildResult): AnyImage {
   return result.index ?? result.image;
 }
 
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env['STRATUM_CACHE_DIR']) return env['STRATUM_CACHE_DIR'];
-  if (env['XDG_CACHE_HOME']) return join(env['XDG_CACHE_HOME'], 'stratum');
-  return join(homedir(), '.cache', 'stratum');
-}
+export { defaultCacheDir };
 
 /**
  * Builds the target stage of a Dockerfile. Only the stages it needs run, in dependency order;

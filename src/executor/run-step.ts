@@ -213,14 +213,10 @@ export async function runStep(
       if (result.exitCode !== 0) {
         const how =
           result.signal !== undefined ? `killed by ${result.signal}` : `exit code ${result.exitCode}`;
-        const output = tail
-          .slice(-OUTPUT_TAIL_LINES)
-          .map((line) => `  | ${line}`)
-          .join('\n');
-        throw new StratumError(
-          'BUILD_FAILED',
-          `the command ${JSON.stringify(argv)} failed (${how})${output === '' ? '' : `; last output:\n${output}`}`,
-        );
+        // The output stays data, not message text: the progress display already showed it.
+        throw new StratumError('BUILD_FAILED', `the command ${JSON.stringify(argv)} failed (${how})`, {
+          output: tail.slice(-OUTPUT_TAIL_LINES),
+        });
       }
     },
   };

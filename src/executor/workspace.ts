@@ -1,12 +1,8 @@
 import { rmSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { errnoCode } from '../errors.js';
-import { makeDirectories } from '../oci/directories.js';
-import { isAbandoned, ownedName } from '../oci/owner.js';
-
-const PREFIX = 'stratum-build-';
+import { makeOwnedTempDir, removeAbandonedTemporaries } from '../oci/temp-dir.js';
 
 /**
  * The temporary directories of one build (rootfs per stage, RUN scratch files, downloads).
@@ -18,33 +14,18 @@ export class Workspace {
   private constructor(readonly root: string) {}
 
   static async create(parent: string): Promise<Workspace> {
-    await makeDirectories(parent);
-    const workspace = new Workspace(await mkdtemp(join(parent, ownedName(PREFIX, ''))));
+    const workspace = new Workspace(await makeOwnedTempDir('stratum-build-', parent));
     live.add(workspace.root);
     return workspace;
   }
 
   /**
-   * Removes the workspaces in `parent` whose build no longer runs; returns how many. Removal
-   * failures are ignored: another build may be removing the same leftover at the same time.
+   * Removes the workspaces in `parent` whose build no longer runs, and the other owned temporary
+   * directories (inflated archives, `docker save` staging) whose process is gone; returns how
+   * many. See oci/temp-dir.ts.
    */
-  static async removeAbandoned(parent: string): Promise<number> {
-    let names: string[];
-    try {
-      names = await readdir(parent);
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return 0;
-      throw error;
-    }
-    let removed = 0;
-    for (const name of names) {
-      if (!isAbandoned(name, PREFIX)) continue;
-      await rm(join(parent, name), { recursive: true, force: true, maxRetries: 3 }).then(
-        () => removed++,
-        () => undefined,
-      );
-    }
-    return removed;
+  static removeAbandoned(parent: string): Promise<number> {
+    return removeAbandonedTemporaries(parent);
   }
 
   /** A fresh directory for `purpose` (its name is only for people looking at the disk). */

@@ -1,12 +1,12 @@
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { request, type IncomingMessage } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { normalizeImageName } from '../oci/reference.js';
+import { makeOwnedTempDir } from '../oci/temp-dir.js';
 import { writeDockerArchive } from './docker-archive-writer.js';
 import type { WriteResult } from './layout-writer.js';
 
@@ -44,7 +44,7 @@ export async function loadIntoDockerDaemon(
 ): Promise<DaemonLoadResult> {
   const socketPath = options.socketPath ?? dockerSocketPath();
   const where = `docker-daemon:${names[0] ?? source.config.digest}`;
-  const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'stratum-load-'));
+  const dir = await makeOwnedTempDir('stratum-load-', options.tmpDir);
   try {
     const archive = join(dir, 'image.tar');
     const written = await writeDockerArchive(

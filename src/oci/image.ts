@@ -71,6 +71,8 @@ export interface ReadImageOptions {
   /** Platform to choose from an index; default: the host's (`linux/amd64` on x86_64). */
   readonly platform?: Platform;
   readonly signal?: AbortSignal;
+  /** Where a compressed archive is inflated; default `$STRATUM_TMPDIR` or the cache's tmp/ (oci/temp-dir.ts). */
+  readonly tmpDir?: string;
 }
 
 /** A digest-addressed view used when the config's diff_ids and the manifest's layers are zipped. */

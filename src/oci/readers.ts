@@ -1,6 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
@@ -10,6 +9,7 @@ import type { ImageIndexSource, ImageSource, ReadImageOptions } from './image.js
 import { openLayoutImage, openLayoutIndex, verifyLayout } from './layout-reader.js';
 import { SNIFF_BYTES, createDecompressor, isDecompressionError, sniffCompression } from './compression.js';
 import { indexTar } from './tar-index.js';
+import { makeOwnedTempDir } from './temp-dir.js';
 
 /**
  * Entry points for the three on-disk transports. Archives are read in place (see tar-index.ts);
@@ -62,7 +62,12 @@ interface OpenedArchive {
   readonly close: () => Promise<void>;
 }
 
-async function openArchive(path: string, name: string, signal?: AbortSignal): Promise<OpenedArchive> {
+async function openArchive(
+  path: string,
+  name: string,
+  signal?: AbortSignal,
+  tmpDir?: string,
+): Promise<OpenedArchive> {
   await requireExisting(path, 'file', name);
   const head = Buffer.alloc(SNIFF_BYTES);
   const handle = await open(path, 'r');
@@ -76,7 +81,7 @@ async function openArchive(path: string, name: string, signal?: AbortSignal): Pr
   if (inflate === undefined) {
     return { access: tarAccess(await indexTar(path, name, signal), path), close: () => Promise.resolve() };
   }
-  const dir = await mkdtemp(join(tmpdir(), 'stratum-archive-'));
+  const dir = await makeOwnedTempDir('stratum-archive-', tmpDir);
   const close = (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
     const inflated = join(dir, 'archive.tar');
@@ -116,7 +121,7 @@ export async function openOciArchive(
   options: ReadImageOptions = {},
 ): Promise<ImageSource> {
   const name = describe('oci-archive', path, tag);
-  const archive = await openArchive(path, name, options.signal);
+  const archive = await openArchive(path, name, options.signal, options.tmpDir);
   return withArchive(archive, ({ access, close }) => openLayoutImage(access, name, tag, options, close));
 }
 
@@ -127,7 +132,7 @@ export async function openOciArchiveIndex(
   options: ReadImageOptions = {},
 ): Promise<ImageIndexSource | undefined> {
   const name = describe('oci-archive', path, tag);
-  const archive = await openArchive(path, name, options.signal);
+  const archive = await openArchive(path, name, options.signal, options.tmpDir);
   const index = await withArchive(archive, ({ access, close }) =>
     openLayoutIndex(access, name, tag, options, close),
   );
@@ -141,7 +146,7 @@ export async function openDockerArchive(
   options: ReadImageOptions = {},
 ): Promise<ImageSource> {
   const name = describe('docker-archive', path, tag);
-  const archive = await openArchive(path, name, options.signal);
+  const archive = await openArchive(path, name, options.signal, options.tmpDir);
   return withArchive(archive, ({ access, close }) =>
     openDockerArchiveImage(access, name, tag, options, close),
   );
@@ -150,11 +155,11 @@ export async function openDockerArchive(
 /** Verifies every blob an OCI layout (directory or archive) reaches; see layout-reader verifyLayout. */
 export async function verifyOciLayout(
   path: string,
-  options: { readonly archive?: boolean; readonly signal?: AbortSignal } = {},
+  options: { readonly archive?: boolean; readonly signal?: AbortSignal; readonly tmpDir?: string } = {},
 ): Promise<{ readonly blobs: number; readonly bytes: number }> {
   if (options.archive === true) {
     const name = `oci-archive:${path}`;
-    const archive = await openArchive(path, name, options.signal);
+    const archive = await openArchive(path, name, options.signal, options.tmpDir);
     try {
       return await verifyLayout(archive.access, name, options.signal);
     } finally {

@@ -1,30 +1,28 @@
 /**
- * Which repositories of a registry are known (this process) to hold a blob: every blob pulled,
- * found, mounted or uploaded is recorded, so that a later push to another repository of the same
- * registry can mount it instead of uploading it again (kaniko uploaded every base layer twice).
+ * Which repositories of a registry are known to hold a blob: every blob pulled, found, mounted or
+ * uploaded is recorded, so that a later push to another repository of the same registry can
+ * mount it instead of uploading it again (kaniko uploaded every base layer twice). One instance
+ * belongs to a RegistryContext, shared by the clients of one build (FROM, --push, the cache).
  */
-const locations = new Map<string, Map<string, Set<string>>>();
+export class BlobLocations {
+  private readonly byRegistry = new Map<string, Map<string, Set<string>>>();
 
-export function rememberBlob(registry: string, repository: string, digest: string): void {
-  let byDigest = locations.get(registry);
-  if (byDigest === undefined) {
-    byDigest = new Map();
-    locations.set(registry, byDigest);
+  remember(registry: string, repository: string, digest: string): void {
+    let byDigest = this.byRegistry.get(registry);
+    if (byDigest === undefined) {
+      byDigest = new Map();
+      this.byRegistry.set(registry, byDigest);
+    }
+    let repositories = byDigest.get(digest);
+    if (repositories === undefined) {
+      repositories = new Set();
+      byDigest.set(digest, repositories);
+    }
+    repositories.add(repository);
   }
-  let repositories = byDigest.get(digest);
-  if (repositories === undefined) {
-    repositories = new Set();
-    byDigest.set(digest, repositories);
+
+  /** Repositories of `registry` known to hold `digest`, most recently recorded last. */
+  known(registry: string, digest: string): readonly string[] {
+    return [...(this.byRegistry.get(registry)?.get(digest) ?? [])];
   }
-  repositories.add(repository);
-}
-
-/** Repositories of `registry` known to hold `digest`, most recently recorded last. */
-export function knownBlobLocations(registry: string, digest: string): readonly string[] {
-  return [...(locations.get(registry)?.get(digest) ?? [])];
-}
-
-/** For tests: forget everything. */
-export function forgetBlobLocations(): void {
-  locations.clear();
 }

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { writeFileAtomic } from '../oci/atomic-file.js';
 import { DOCKER_HUB } from './reference.js';
-import { redact, registerSecret } from './registry-error.js';
+import { redact } from './registry-error.js';
 
 /**
  * Docker's credential store: `config.json` with `auths`, `credHelpers` and `credsStore`
@@ -100,11 +100,9 @@ function decodeAuthEntry(entry: Record<string, unknown>, path: string, key: stri
     password = decoded.slice(colon + 1);
   }
   if (identityToken !== undefined && identityToken !== '') {
-    registerSecret(identityToken);
     return { kind: 'identity-token', username: username ?? '', token: identityToken };
   }
   if (username !== undefined && password !== undefined && (username !== '' || password !== '')) {
-    registerSecret(password);
     return { kind: 'basic', username, password };
   }
   return undefined;
@@ -202,7 +200,6 @@ async function helperGet(
   const username = typeof value?.['Username'] === 'string' ? value['Username'] : '';
   const secret = typeof value?.['Secret'] === 'string' ? value['Secret'] : '';
   if (secret === '') return undefined;
-  registerSecret(secret);
   // docker-credential-helpers mark identity tokens with the user name "<token>".
   if (username === '<token>') return { kind: 'identity-token', username: '', token: secret };
   return { kind: 'basic', username, password: secret };

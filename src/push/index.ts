@@ -37,5 +37,6 @@ export {
   type Credential,
   type AuthFileOptions,
 } from './credentials.js';
-export { knownBlobLocations, rememberBlob } from './blob-locations.js';
-export { redact } from './registry-error.js';
+export { RegistryContext } from './context.js';
+export { BlobLocations } from './blob-locations.js';
+export { redact, Secrets } from './registry-error.js';

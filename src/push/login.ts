@@ -2,7 +2,6 @@ import { StratumError } from '../errors.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { eraseCredential, storeCredential, type AuthFileOptions } from './credentials.js';
 import { DOCKER_HUB, parseRegistryReference } from './reference.js';
-import { registerSecret } from './registry-error.js';
 
 /**
  * `stratum login` and `logout`, as `docker login` does them: the credential is checked against the
@@ -37,7 +36,6 @@ export async function login(
     throw new StratumError('USAGE', `login to ${registry}: a username is required`);
   if (credential.password === '')
     throw new StratumError('USAGE', `login to ${registry}: a password is required`);
-  registerSecret(credential.password);
   const client = new RegistryClient({
     ...options,
     credential: () => Promise.resolve({ kind: 'basic', ...credential }),

@@ -1,6 +1,6 @@
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StratumError, isStratumError } from '../errors.js';
+import { StratumError, isStratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { ImageSource } from '../oci/image.js';
 import {
@@ -13,7 +13,6 @@ import {
   type Platform,
   type Raw,
 } from '../oci/types.js';
-import { rememberBlob } from './blob-locations.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { formatPlatform, hostPlatform, selectPlatform } from '../oci/platform.js';
 import { manifestReference, parseRegistryReference, type RegistryReference } from './reference.js';
@@ -124,7 +123,7 @@ export async function resolveImage(
   }
   // A registry keeps every blob its manifests name: a later push to a sibling repository can mount them.
   for (const blob of [manifest.config, ...manifest.layers])
-    rememberBlob(ref.registry, ref.repository, blob.digest);
+    repo.client.rememberBlob(ref.registry, ref.repository, blob.digest);
   return {
     reference: ref,
     label,
@@ -297,16 +296,11 @@ export async function pullImage(
           descriptor.digest,
         );
       } catch (error) {
-        if (
-          isStratumError(error) &&
-          error.code === 'DIGEST_MISMATCH' &&
-          !error.message.startsWith('docker://')
-        ) {
-          throw new StratumError(
-            'DIGEST_MISMATCH',
-            `${resolved.label}: blob ${descriptor.digest}: ${error.message}`,
-          );
-        }
+        // With verify off, a mismatch can only be the store's own check, which does not know
+        // where the blob came from: name the image and the blob. (The download's own errors
+        // already name them.)
+        if (isStratumError(error) && error.code === 'DIGEST_MISMATCH')
+          throw wrap(error, `${resolved.label}: blob ${descriptor.digest}`);
         throw error;
       }
       const stored = await store.size(descriptor.digest);

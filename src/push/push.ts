@@ -1,7 +1,6 @@
 import { StratumError } from '../errors.js';
 import type { ImageIndexSource, ImageSource } from '../oci/image.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
-import { knownBlobLocations, rememberBlob } from './blob-locations.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { forEachLimited } from './pull.js';
 import { parseRegistryReference, withDigest, withTag, type RegistryReference } from './reference.js';
@@ -76,7 +75,7 @@ export async function pushImage(
         return;
       }
       const candidates = [
-        ...new Set([...(options.mountFrom ?? []), ...knownBlobLocations(ref.registry, blob.digest)]),
+        ...new Set([...(options.mountFrom ?? []), ...repo.knownBlobLocations(blob.digest)]),
       ].filter((candidate) => candidate !== ref.repository);
       for (const from of candidates) {
         if (await repo.mountBlob(blob.digest, from, signalOption)) {
@@ -116,7 +115,7 @@ export async function pushImage(
       references.push(shown);
       options.onProgress?.({ kind: 'manifest', reference: shown, digest });
     }
-    for (const blob of blobs) rememberBlob(ref.registry, ref.repository, blob.digest);
+    for (const blob of blobs) client.rememberBlob(ref.registry, ref.repository, blob.digest);
     return { digest, mediaType, references, blobs: counts };
   } finally {
     if (ownClient) await client.close();

@@ -12,14 +12,25 @@ export interface DistributionError {
   readonly message?: string;
 }
 
-/** Secrets seen this process (passwords, tokens, Basic headers); `redact` blanks them out. */
-const secrets = new Set<string>();
+/** Secrets a client has seen (passwords, tokens, Basic headers); `redact` blanks them out. */
+export class Secrets {
+  private readonly values = new Set<string>();
 
-export function registerSecret(secret: string | undefined): void {
-  if (secret !== undefined && secret.length >= 4) secrets.add(secret);
+  register(secret: string | undefined): void {
+    if (secret !== undefined && secret.length >= 4) this.values.add(secret);
+  }
+
+  redact(text: string): string {
+    return redact(text, this);
+  }
+
+  *[Symbol.iterator](): IterableIterator<string> {
+    yield* this.values;
+  }
 }
 
-export function redact(text: string): string {
+/** One line, with the given secrets and anything shaped like an Authorization value blanked out. */
+export function redact(text: string, secrets: Iterable<string> = []): string {
   let out = text;
   for (const secret of secrets) {
     if (out.includes(secret)) out = out.split(secret).join('<redacted>');
@@ -56,7 +67,7 @@ function codeForStatus(status: number, codes: readonly string[]): ErrorCode {
 }
 
 /** Builds the one-line error for an HTTP response that was not what the operation needed. */
-export function httpError(what: string, status: number, body: string): StratumError {
+export function httpError(what: string, status: number, body: string, secrets?: Secrets): StratumError {
   const errors = parseDistributionErrors(body);
   const detail =
     errors.length > 0
@@ -64,7 +75,7 @@ export function httpError(what: string, status: number, body: string): StratumEr
           .map((error) => `${error.code}${error.message !== undefined ? ` (${error.message})` : ''}`)
           .join(', ')
       : `HTTP ${status}${statusText(status)}`;
-  const message = redact(`${what}: ${errors.length > 0 ? `HTTP ${status} ` : ''}${detail}`);
+  const message = redact(`${what}: ${errors.length > 0 ? `HTTP ${status} ` : ''}${detail}`, secrets);
   return new StratumError(
     codeForStatus(
       status,
@@ -93,7 +104,7 @@ function statusText(status: number): string {
 }
 
 /** A network-level failure (refused, unknown host, reset) as a one-line error. */
-export function networkError(what: string, error: unknown): StratumError {
+export function networkError(what: string, error: unknown, secrets?: Secrets): StratumError {
   const code = errorCode(error);
   const reason =
     code === 'ENOTFOUND' || code === 'EAI_AGAIN'
@@ -109,7 +120,8 @@ export function networkError(what: string, error: unknown): StratumError {
             : error instanceof Error
               ? error.message
               : String(error);
-  return new StratumError('REGISTRY', redact(`${what}: ${reason}${code !== undefined ? ` (${code})` : ''}`), {
+  const message = redact(`${what}: ${reason}${code !== undefined ? ` (${code})` : ''}`, secrets);
+  return new StratumError('REGISTRY', message, {
     cause: error,
   });
 }

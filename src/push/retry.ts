@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
-import { isStratumError } from '../errors.js';
-import { errorCode } from './registry-error.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StratumError, isStratumError } from '../errors.js';
+import type { RegistryResponse } from './http.js';
+import { errorCode, networkError, type Secrets } from './registry-error.js';
 
 /**
  * The one retry policy of the registry client, and the one list of conditions it retries on.
@@ -103,4 +105,102 @@ export async function readWholeBody(
     });
   }
   return Buffer.concat(chunks);
+}
+
+/** Read through a function so the compiler does not narrow `aborted` across an await. */
+export function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+/** Waits out one retry delay; an abort during the wait ends it with ABORTED. */
+export async function backoff(
+  policy: RetryPolicy,
+  attempt: number,
+  retryAfterMs: number | undefined,
+  signal: AbortSignal | undefined,
+  what = 'registry request',
+): Promise<void> {
+  try {
+    await sleep(retryDelay(policy, attempt, retryAfterMs), undefined, signal ? { signal } : {});
+  } catch {
+    throw new StratumError('ABORTED', `${what}: aborted`);
+  }
+}
+
+/**
+ * One logical request: `send` again after a retryable network error, or after a retryable
+ * status the caller did not say it handles (Retry-After honoured), up to `attempts` tries.
+ */
+export async function sendWithRetry(
+  policy: RetryPolicy,
+  send: () => Promise<RegistryResponse>,
+  options: {
+    readonly attempts: number;
+    readonly expect: readonly number[];
+    readonly what: string;
+    readonly signal: AbortSignal | undefined;
+    readonly secrets?: Secrets;
+  },
+): Promise<RegistryResponse> {
+  const { what, signal } = options;
+  for (let attempt = 1; ; attempt++) {
+    if (isAborted(signal)) throw new StratumError('ABORTED', `${what}: aborted`);
+    let response: RegistryResponse;
+    try {
+      response = await send();
+    } catch (error) {
+      if (isAborted(signal)) throw new StratumError('ABORTED', `${what}: aborted`);
+      if (isStratumError(error)) throw error;
+      if (attempt < options.attempts && isRetryableNetworkError(error)) {
+        await backoff(policy, attempt, undefined, signal, what);
+        continue;
+      }
+      throw networkError(what, error, options.secrets);
+    }
+    if (
+      RETRYABLE_STATUS.has(response.status) &&
+      !options.expect.includes(response.status) &&
+      attempt < options.attempts
+    ) {
+      const retryAfter = parseRetryAfter(response.headers['retry-after']);
+      await response.body.dump().catch(() => undefined);
+      await backoff(policy, attempt, retryAfter, signal, what);
+      continue;
+    }
+    return response;
+  }
+}
+
+/**
+ * A request whose whole (small) body is wanted (manifests, tag lists, tokens): a body reset or
+ * cut short while being read is retried like a failed request, within the same policy.
+ */
+export async function sendAndReadWithRetry(
+  policy: RetryPolicy,
+  send: () => Promise<RegistryResponse>,
+  limit: number,
+  options: { readonly what: string; readonly signal: AbortSignal | undefined; readonly secrets?: Secrets },
+): Promise<{ readonly response: RegistryResponse; readonly bytes: Buffer }> {
+  const { what, signal } = options;
+  for (let attempt = 1; ; attempt++) {
+    const response = await send();
+    try {
+      const length = response.headers['content-length'];
+      const bytes = await readWholeBody(
+        response.body,
+        Array.isArray(length) ? length[0] : length,
+        limit,
+        () => new StratumError('REGISTRY', `${what}: response larger than ${limit} bytes`),
+      );
+      return { response, bytes };
+    } catch (error) {
+      if (isAborted(signal)) throw new StratumError('ABORTED', `${what}: aborted`);
+      if (isStratumError(error)) throw error;
+      if (attempt < policy.attempts && isRetryableNetworkError(error)) {
+        await backoff(policy, attempt, undefined, signal, what);
+        continue;
+      }
+      throw networkError(what, error, options.secrets);
+    }
+  }
 }

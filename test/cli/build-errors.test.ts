@@ -115,6 +115,31 @@ describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
     );
   });
 
+  it('a failing RUN prints its last output line and the error once each, on separate lines', () => {
+    // The printed text is computed, so the command itself (in the error and the excerpt) does not contain it.
+    const dockerfile = `FROM ${baseRef}\nRUN echo one-$((40+2)); printf 'tail-%s' $((6*7)); exit 3\n`;
+    for (const progress of ['plain', 'quiet']) {
+      const result = build(dockerfile, {}, '--progress', progress);
+      expect(result.status, result.stderr).toBe(1);
+      const lines = result.stderr.split('\n');
+      // The last line lacks a newline: still on a line of its own, once, whichever display showed it.
+      expect(
+        lines.filter((line) => line.includes('tail-42')),
+        `${progress}:\n${result.stderr}`,
+      ).toEqual(['  | tail-42']);
+      expect(
+        lines.filter((line) => line.includes('one-42')),
+        progress,
+      ).toEqual(['  | one-42']);
+      const errors = lines.filter((line) => line.includes('failed (exit code 3)'));
+      expect(errors, progress).toHaveLength(1);
+      expect(errors[0]).toMatch(new RegExp(`^stratum: ${result.dockerfile}:2: .*failed \\(exit code 3\\)$`));
+      // The output comes before the error, and the error ends with the Dockerfile line and its caret.
+      expect(lines.indexOf('  | tail-42')).toBeLessThan(lines.indexOf(errors[0]!));
+      expect(lines.slice(-3, -1)).toEqual([expect.stringContaining('RUN echo one-$((40+2))'), '    ^']);
+    }
+  });
+
   it('COPY --from and RUN --mount sources that are not found', () => {
     expectLocated(
       build(`FROM ${baseRef}\nCOPY --from=oci:${home}/nope:1 /a /b\n`),

@@ -11,6 +11,7 @@ import {
   RegistryCacheExporter,
   RegistryCacheSource,
   RegistryClient,
+  RegistryContext,
   RepositoryClient,
   SharedCaches,
   parseCacheRef,
@@ -19,7 +20,6 @@ import {
   type CacheEntry,
 } from '../../src/index.js';
 import type { Digest, ImageManifest } from '../../src/oci/types.js';
-import { forgetBlobLocations } from '../../src/push/blob-locations.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 import {
@@ -275,15 +275,25 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
   });
 
   it('layers pushed with the image are mounted into the cache repository, never uploaded twice', async () => {
-    forgetBlobLocations();
-    await pushImage(imageA, `${registry.host}/team/app:1`);
+    // One build: its push and its cache export share a registry context.
+    const context = new RegistryContext();
+    await pushImage(imageA, `${registry.host}/team/app:1`, { context });
     // The push remembered where the layers are: the export mounts them.
     const first = RegistryCacheExporter.parse(`registry:${registry.host}/team/cache:main`);
     for (const entry of entriesA) first.add(entry);
-    expect(await first.flush(cacheA.blobs)).toMatchObject({ layers: 2, uploaded: 0, mounted: 2, existed: 0 });
+    const exportClient = new RegistryClient({ context });
+    try {
+      expect(await first.flush(cacheA.blobs, { client: exportClient })).toMatchObject({
+        layers: 2,
+        uploaded: 0,
+        mounted: 2,
+        existed: 0,
+      });
+    } finally {
+      await exportClient.close();
+    }
 
-    // Another process (nothing remembered): --mount-from names the image's repository.
-    forgetBlobLocations();
+    // Another process (a client of its own, nothing remembered): --mount-from names the image's repository.
     const second = RegistryCacheExporter.parse(`registry:${registry.host}/team/cache2:main`);
     for (const entry of entriesA) second.add(entry);
     expect(await second.flush(cacheA.blobs, { mountFrom: ['team/app'] })).toMatchObject({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mergeScopes, parseChallenges, scopesCover } from '../../src/push/challenge.js';
-import { redact, registerSecret } from '../../src/push/registry-error.js';
+import { Secrets, redact } from '../../src/push/registry-error.js';
 import {
   familiarReference,
   formatReference,
@@ -106,10 +106,17 @@ describe('WWW-Authenticate challenges and token scopes', () => {
 });
 
 describe('redaction of secrets in messages', () => {
-  it('blanks secrets seen this process and anything shaped like an Authorization value, on one line', () => {
-    registerSecret('hunter2-secret');
-    expect(redact('denied for hunter2-secret\nsee Bearer eyJhbGciOiJSUzI1NiJ9.abc')).toBe(
+  it('blanks the secrets a client saw and anything shaped like an Authorization value, on one line', () => {
+    const secrets = new Secrets();
+    secrets.register('hunter2-secret');
+    expect(secrets.redact('denied for hunter2-secret\nsee Bearer eyJhbGciOiJSUzI1NiJ9.abc')).toBe(
       'denied for <redacted> see Bearer <redacted>',
     );
+  });
+
+  it('keeps secrets per client: another client (or none) does not know them', () => {
+    new Secrets().register('hunter3-secret');
+    expect(redact('denied for hunter3-secret')).toBe('denied for hunter3-secret');
+    expect(new Secrets().redact('denied for hunter3-secret')).toBe('denied for hunter3-secret');
   });
 });

@@ -10,7 +10,6 @@ import {
   pushImage,
   type RetryPolicy,
 } from '../../src/push/index.js';
-import { forgetBlobLocations } from '../../src/push/blob-locations.js';
 import { requireTool } from '../helpers/system.js';
 import {
   makeTestLayout,
@@ -55,8 +54,7 @@ describe.skipIf(!enabled)('registry behind a fault-injecting proxy', () => {
   beforeEach(() => {
     proxy.setPlan(() => undefined);
     proxy.log.length = 0;
-    // Each test pushes to a fresh repository with no mounts from earlier tests.
-    forgetBlobLocations();
+    // Each push makes its own client and context: no mounts from earlier tests.
   });
 
   async function manifestOnRegistry(repository: string, tag: string): Promise<boolean> {

@@ -3,7 +3,6 @@ import { StratumError, isStratumError } from '../../errors.js';
 import { sha256Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../oci/blob-store.js';
 import { MediaType, type Descriptor, type Digest } from '../../oci/types.js';
-import { knownBlobLocations } from '../../push/blob-locations.js';
 import { RegistryClient } from '../../push/client.js';
 import { forEachLimited } from '../../push/pull.js';
 import { parseRegistryReference, type RegistryReference } from '../../push/reference.js';
@@ -441,9 +440,9 @@ export class RegistryCacheExporter {
     signalOption: { signal?: AbortSignal },
   ): Promise<'existed' | 'mounted' | 'uploaded' | 'missing'> {
     if ((await repo.blobExists(layer.digest, signalOption)) !== undefined) return 'existed';
-    const candidates = [
-      ...new Set([...mountFrom, ...knownBlobLocations(repo.registry, layer.digest)]),
-    ].filter((candidate) => candidate !== repo.repository);
+    const candidates = [...new Set([...mountFrom, ...repo.knownBlobLocations(layer.digest)])].filter(
+      (candidate) => candidate !== repo.repository,
+    );
     for (const from of candidates) {
       try {
         if (await repo.mountBlob(layer.digest, from, signalOption)) return 'mounted';

@@ -1,7 +1,8 @@
-import { StratumError, isStratumError } from '../../errors.js';
+import { wrap } from '../../errors.js';
 import type { BlobStore } from '../../oci/blob-store.js';
 import type { Digest } from '../../oci/types.js';
 import { RegistryClient } from '../../push/client.js';
+import type { RegistryContext } from '../../push/context.js';
 import {
   RegistryCacheExporter,
   RegistryCacheSource,
@@ -20,6 +21,8 @@ export interface SharedCacheOptions {
   readonly cacheFrom?: readonly string[];
   readonly cacheTo?: readonly string[];
   readonly insecureRegistries?: readonly string[];
+  /** Shared with the build's other registry clients (FROM, --push), so exports mount their blobs. */
+  readonly registryContext?: RegistryContext;
   readonly signal?: AbortSignal;
   /** Warnings (unreachable cache, unusable layer, failed export with ignore-error=true). */
   readonly onWarning?: (message: string) => void;
@@ -51,7 +54,10 @@ export class SharedCaches {
     const fromRefs = (options.cacheFrom ?? []).map(parseCacheRef);
     const toRefs: CacheRef[] = (options.cacheTo ?? []).map(parseCacheRef);
     const exporters = toRefs.map((ref) => new RegistryCacheExporter(ref));
-    const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [] });
+    const client = new RegistryClient({
+      insecureRegistries: options.insecureRegistries ?? [],
+      ...(options.registryContext ? { context: options.registryContext } : {}),
+    });
     try {
       const sources = await Promise.all(
         fromRefs.map((ref) =>
@@ -114,10 +120,7 @@ export class SharedCaches {
         results.push({ ...result, name: exporter.name });
       } catch (error) {
         if (signal?.aborted === true || !exporter.ref.ignoreError) {
-          if (isStratumError(error) && !error.message.includes(exporter.name)) {
-            throw new StratumError(error.code, `cache ${exporter.name}: ${error.message}`, { cause: error });
-          }
-          throw error;
+          throw wrap(error, `cache ${exporter.name}`);
         }
         this.options.onWarning?.(
           `cache ${exporter.name}: not exported (${error instanceof Error ? error.message : String(error)})`,
