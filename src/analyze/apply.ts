@@ -6,6 +6,7 @@ import { StratumError, isStratumError } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { openLayerTar } from '../oci/layer.js';
 import type { Descriptor, Digest, History } from '../oci/types.js';
+import { resolveWith, type Lookup } from '../snapshot/resolve.js';
 import {
   BLOCK_SIZE,
   baseName,
@@ -211,6 +212,11 @@ interface RawHeader {
   readonly devminor: number | null;
 }
 
+/** A model path for `name` in the directory `dir` ('' is the root). */
+function childPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
 /** Counts the bytes of the uncompressed tar as they pass. */
 class ByteCounter extends Transform {
   bytes = 0;
@@ -265,8 +271,6 @@ function blockChanges(before: readonly string[], after: readonly string[]): numb
   for (let index = 0; index < common; index++) if (before[index] !== after[index]) changed++;
   return changed;
 }
-
-const MAX_SYMLINK_HOPS = 40;
 
 /** Holds the model and the per-node reference counts across layers. */
 class Applier {
@@ -332,8 +336,10 @@ class Applier {
     if (base.startsWith('.wh.')) {
       await drain(entry);
       const dir = normalizePath(parentOf(trimmed));
-      if (base === '.wh..wh..opq') this.opaque(dir === undefined ? '' : this.resolveDir(dir, false));
-      else if (!base.startsWith('.wh..wh.')) {
+      if (base === '.wh..wh..opq') {
+        const resolved = dir === undefined ? '' : this.resolveDir(dir, false);
+        if (resolved !== undefined) this.opaque(resolved);
+      } else if (!base.startsWith('.wh..wh.')) {
         const target = normalizePath(`${parentOf(trimmed)}/${base.slice(4)}`);
         if (target !== undefined) this.whiteout(target);
       }
@@ -349,7 +355,7 @@ class Applier {
       return 0;
     }
     const parent = parentOf(raw);
-    const path = parent === '' ? raw : `${this.resolveDir(parent, true)}/${baseName(raw)}`;
+    const path = parent === '' ? raw : childPath(this.resolveDir(parent, true)!, baseName(raw));
     const common = {
       mode: (header.mode ?? 0) & 0o7777,
       uid: header.uid ?? 0,
@@ -409,43 +415,34 @@ class Applier {
   }
 
   /**
-   * Resolves a directory path inside the image, following symlinked components with chroot
-   * semantics. With `create`, missing components become implicit 0755 root directories.
+   * Resolves a directory path inside the image with the one resolver (snapshot/resolve.ts), as
+   * extraction does: chroot semantics, a link climbing above the root is refused (UNSAFE_PATH).
+   * With `create`, missing components become implicit 0755 root directories. Undefined when the
+   * path goes through a non-directory and `create` is off.
    */
-  private resolveDir(path: string, create: boolean): string {
-    let hops = 0;
-    const pending = path.split('/');
-    let current = '';
-    while (pending.length > 0) {
-      const part = pending.shift()!;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        current = parentOf(current);
-        continue;
-      }
-      const next = current === '' ? part : `${current}/${part}`;
-      const node = this.state.nodes.get(next);
+  private resolveDir(path: string, create: boolean): string | undefined {
+    const lookup = (parts: readonly string[]): Lookup => {
+      const at = parts.join('/');
+      const node = this.state.nodes.get(at);
       if (node === undefined) {
-        if (create) this.makeImplicitDir(next);
-        current = next;
-        continue;
+        if (!create) return { kind: 'missing' };
+        this.makeImplicitDir(at);
+        return { kind: 'dir' };
       }
-      if (node.entry.type === 'dir') {
-        current = next;
-        continue;
-      }
-      if (node.entry.type === 'symlink' && hops++ < MAX_SYMLINK_HOPS) {
-        const target = node.entry.linkTarget ?? '';
-        pending.unshift(...target.split('/'));
-        if (target.startsWith('/')) current = '';
-        continue;
-      }
+      if (node.entry.type === 'dir') return { kind: 'dir' };
+      if (node.entry.type === 'symlink') return { kind: 'symlink', target: node.entry.linkTarget ?? '' };
+      return { kind: 'other' };
+    };
+    const what = `${this.layerName}: "${path}"`;
+    const result = resolveWith(path, lookup, { followLast: true, atRoot: 'refuse', directory: true, what });
+    if (result.notDirectory !== undefined) {
+      if (!create) return undefined;
       throw new StratumError(
         'INVALID_IMAGE',
-        `${this.layerName}: "${path}" cannot be a directory: "${next}" is a ${node.entry.type}`,
+        `${this.layerName}: "${path}" cannot be a directory: "${result.notDirectory}" is not one`,
       );
     }
-    return current;
+    return result.parts.join('/');
   }
 
   private makeImplicitDir(path: string): void {
@@ -508,12 +505,9 @@ class Applier {
 
   private whiteout(rawPath: string): void {
     const parent = parentOf(rawPath);
-    let path: string;
-    try {
-      path = parent === '' ? rawPath : `${this.resolveDir(parent, false)}/${baseName(rawPath)}`;
-    } catch {
-      return; // the parent is not a directory: nothing to delete
-    }
+    const dir = parent === '' ? '' : this.resolveDir(parent, false);
+    if (dir === undefined) return; // the parent is not a directory: nothing to delete
+    const path = childPath(dir, baseName(rawPath));
     if (!this.state.nodes.has(path)) return;
     this.removeLower(path, true, 'deleted');
   }
@@ -553,12 +547,9 @@ class Applier {
 
   private hardLink(path: string, linkname: string): void {
     const raw = normalizePath(linkname.replace(/\/+$/, ''));
+    const linkDir = raw === undefined || parentOf(raw) === '' ? '' : this.resolveDir(parentOf(raw), false);
     const resolved =
-      raw === undefined
-        ? undefined
-        : parentOf(raw) === ''
-          ? raw
-          : `${this.resolveDir(parentOf(raw), false)}/${baseName(raw)}`;
+      raw === undefined || linkDir === undefined ? undefined : childPath(linkDir, baseName(raw));
     const target = resolved === undefined ? undefined : this.state.nodes.get(resolved);
     if (target === undefined || target.entry.type === 'dir') {
       throw new StratumError(

@@ -18,7 +18,6 @@ import {
   mkdir,
   open,
   readdir,
-  readlink,
   rm,
   symlink,
   utimes,
@@ -31,6 +30,7 @@ import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { StratumError, errnoCode } from '../errors.js';
 import { decompressedStream } from '../oci/compression.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './paths.js';
+import { lookupOnDisk, resolveWithAsync, type Lookup } from './resolve.js';
 
 const run = promisify(execFile);
 
@@ -45,7 +45,6 @@ async function writeBody(body: EntryBody, path: string): Promise<void> {
     await handle.close();
   }
 }
-const MAX_SYMLINK_HOPS = 40;
 
 /**
  * Files up to this size are written with synchronous calls on one descriptor (open, write,
@@ -165,8 +164,9 @@ export async function extractLayer(
     stack.length === 0 ? root : `${root}/${stack.join('/')}`;
 
   /**
-   * Resolves directory components to a real directory inside the root, following symlinks with
-   * chroot semantics. With `create`, missing directories are made (0755, as Docker does).
+   * Resolves directory components to a real directory inside the root with the one resolver
+   * (resolve.ts): chroot semantics, and a link climbing above the root is refused (UNSAFE_PATH),
+   * as analyze's model does. With `create`, missing directories are made (0755, as Docker does).
    */
   async function resolveDir(
     parts: readonly string[],
@@ -176,49 +176,23 @@ export async function extractLayer(
     const key = parts.join('/');
     const cached = resolved.get(key);
     if (cached !== undefined) return cached;
-    let stack: string[] = [];
-    const queue = [...parts];
-    let hops = 0;
-    while (queue.length > 0) {
-      const part = queue.shift()!;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        if (stack.length === 0) {
-          throw new StratumError(
-            'UNSAFE_PATH',
-            `${what}: a symlink in its parent path points outside the root`,
-          );
-        }
-        stack.pop();
-        continue;
-      }
-      const candidate = abs([...stack, part]);
-      let info;
-      try {
-        info = await lstat(candidate);
-      } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-        if (!create) return undefined;
-        await mkdir(candidate, { mode: 0o755 });
-        stack.push(part);
-        continue;
-      }
-      if (info.isDirectory()) {
-        stack.push(part);
-      } else if (info.isSymbolicLink()) {
-        if (++hops > MAX_SYMLINK_HOPS) {
-          throw new StratumError('UNSAFE_PATH', `${what}: too many symlinks in its parent path`);
-        }
-        const linkTarget = await readlink(candidate);
-        if (linkTarget.startsWith('/')) stack = [];
-        queue.unshift(...linkTarget.split('/'));
-      } else {
-        throw new StratumError(
-          'INVALID_IMAGE',
-          `${what}: parent ${[...stack, part].join('/')} is not a directory`,
-        );
-      }
+    const lookup = async (at: readonly string[]): Promise<Lookup> => {
+      const found = await lookupOnDisk(root, at);
+      if (found.kind !== 'missing' || !create) return found;
+      await mkdir(abs(at), { mode: 0o755 });
+      return { kind: 'dir' };
+    };
+    const result = await resolveWithAsync(key, lookup, {
+      followLast: true,
+      atRoot: 'refuse',
+      directory: true,
+      what,
+    });
+    if (result.notDirectory !== undefined) {
+      throw new StratumError('INVALID_IMAGE', `${what}: parent ${result.notDirectory} is not a directory`);
     }
+    if (result.existing < result.parts.length) return undefined;
+    const stack = result.parts;
     const real = abs(stack);
     resolved.set(key, real);
     return real;
