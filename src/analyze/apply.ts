@@ -6,6 +6,7 @@ import { StratumError, isStratumError } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { openLayerTar } from '../oci/layer.js';
 import type { Descriptor, Digest, History } from '../oci/types.js';
+import { LayerWrites, childPath, classifyEntry, replacesExisting } from '../snapshot/layer-rules.js';
 import { resolveWith, type Lookup } from '../snapshot/resolve.js';
 import {
   BLOCK_SIZE,
@@ -13,7 +14,6 @@ import {
   descendants,
   emptyState,
   entryDifferences,
-  normalizePath,
   parentOf,
   removePath,
   setNode,
@@ -212,11 +212,6 @@ interface RawHeader {
   readonly devminor: number | null;
 }
 
-/** A model path for `name` in the directory `dir` ('' is the root). */
-function childPath(dir: string, name: string): string {
-  return dir === '' ? name : `${dir}/${name}`;
-}
-
 /** Counts the bytes of the uncompressed tar as they pass. */
 class ByteCounter extends Transform {
   bytes = 0;
@@ -282,8 +277,8 @@ class Applier {
   private layerIndex = 0;
   private layerName = '';
   private before = new Map<string, FsNode | null>();
-  private written = new Set<string>();
-  private protectedDirs = new Set<string>();
+  /** What this layer wrote, with the directories above it: whiteouts spare them. */
+  private writes = new LayerWrites();
   private hidden: HiddenContent[] = [];
 
   async applyLayer(image: ImageSource, index: number, signal?: AbortSignal): Promise<LayerChanges> {
@@ -292,8 +287,7 @@ class Applier {
     this.layerIndex = index;
     this.layerName = `${image.name}: layer ${index + 1} (${descriptor.digest})`;
     this.before = new Map();
-    this.written = new Set();
-    this.protectedDirs = new Set();
+    this.writes = new LayerWrites();
     this.hidden = [];
     const counter = new ByteCounter();
     let contentBytes = 0;
@@ -330,32 +324,21 @@ class Applier {
 
   /** Applies one tar member; returns the content bytes it carried, or 'whiteout'. */
   private async applyEntry(header: RawHeader, entry: AsyncIterable<Buffer>): Promise<number | 'whiteout'> {
-    const name = header.name;
-    const trimmed = name.replace(/\/+$/, '');
-    const base = baseName(trimmed);
-    if (base.startsWith('.wh.')) {
+    const entryKind = classifyEntry(header.name, `${this.layerName}: entry "${header.name}"`);
+    if (entryKind.kind === 'root' || entryKind.kind === 'meta') {
       await drain(entry);
-      const dir = normalizePath(parentOf(trimmed));
-      if (base === '.wh..wh..opq') {
-        const resolved = dir === undefined ? '' : this.resolveDir(dir, false);
-        if (resolved !== undefined) this.opaque(resolved);
-      } else if (!base.startsWith('.wh..wh.')) {
-        const target = normalizePath(`${parentOf(trimmed)}/${base.slice(4)}`);
-        if (target !== undefined) this.whiteout(target);
-      }
+      return entryKind.kind === 'meta' ? 'whiteout' : 0;
+    }
+    if (entryKind.kind === 'opaque' || entryKind.kind === 'whiteout') {
+      await drain(entry);
+      const dir = entryKind.parent.length === 0 ? '' : this.resolveDir(entryKind.parent.join('/'), false);
+      if (dir === undefined) return 'whiteout'; // the parent is not a directory: nothing to delete
+      if (entryKind.kind === 'opaque') this.opaque(dir);
+      else this.whiteout(childPath(dir, entryKind.victim));
       return 'whiteout';
     }
-    const raw = normalizePath(trimmed);
-    if (raw === undefined) {
-      // The root itself ("./"), or a name that climbs out, which extractors refuse.
-      await drain(entry);
-      if (trimmed !== '' && trimmed !== '.' && !/^(\.\/?)+$/.test(trimmed)) {
-        throw new StratumError('INVALID_IMAGE', `${this.layerName}: entry "${name}" climbs out of the root`);
-      }
-      return 0;
-    }
-    const parent = parentOf(raw);
-    const path = parent === '' ? raw : childPath(this.resolveDir(parent, true)!, baseName(raw));
+    const parent = entryKind.parent.join('/');
+    const path = parent === '' ? entryKind.name : childPath(this.resolveDir(parent, true)!, entryKind.name);
     const common = {
       mode: (header.mode ?? 0) & 0o7777,
       uid: header.uid ?? 0,
@@ -447,7 +430,7 @@ class Applier {
 
   private makeImplicitDir(path: string): void {
     this.touch(path);
-    this.written.add(path);
+    this.writes.add(path);
     setNode(this.state, path, {
       id: this.nextId++,
       entry: { type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 },
@@ -456,18 +439,11 @@ class Applier {
       addedAs: path,
       implicit: true,
     });
-    this.protectAncestors(path);
   }
 
   /** Remembers a path's node as it was before this layer touched it. */
   private touch(path: string): void {
     if (!this.before.has(path)) this.before.set(path, this.state.nodes.get(path) ?? null);
-  }
-
-  private protectAncestors(path: string): void {
-    for (let dir = parentOf(path); dir !== '' && !this.protectedDirs.has(dir); dir = parentOf(dir)) {
-      this.protectedDirs.add(dir);
-    }
   }
 
   private release(path: string, how: HiddenContent['how']): void {
@@ -496,18 +472,15 @@ class Applier {
     // Deepest first, so a directory's children go before it.
     for (let index = doomed.length - 1; index >= 0; index--) {
       const victim = doomed[index]!;
-      if (this.written.has(victim) || this.protectedDirs.has(victim)) continue;
+      if (this.writes.has(victim)) continue;
       this.touch(victim);
       this.release(victim, how);
       removePath(this.state, victim);
     }
   }
 
-  private whiteout(rawPath: string): void {
-    const parent = parentOf(rawPath);
-    const dir = parent === '' ? '' : this.resolveDir(parent, false);
-    if (dir === undefined) return; // the parent is not a directory: nothing to delete
-    const path = childPath(dir, baseName(rawPath));
+  /** `.wh.NAME` on the resolved path: removes it unless this layer wrote it (Docker's rule). */
+  private whiteout(path: string): void {
     if (!this.state.nodes.has(path)) return;
     this.removeLower(path, true, 'deleted');
   }
@@ -521,7 +494,7 @@ class Applier {
     const existing = this.state.nodes.get(path);
     this.touch(path);
     if (existing !== undefined) {
-      if (existing.entry.type === 'dir' && made.entry.type !== 'dir') {
+      if (existing.entry.type === 'dir' && replacesExisting('dir', made.entry.type === 'dir')) {
         // Docker RemoveAll()s a directory that a non-directory replaces, children included.
         for (const child of descendants(this.state, path).reverse()) {
           this.touch(child);
@@ -541,12 +514,16 @@ class Applier {
     };
     setNode(this.state, path, node);
     if (made.entry.type !== 'dir') this.refs.set(node.id, 1);
-    this.written.add(path);
-    this.protectAncestors(path);
+    this.writes.add(path);
   }
 
   private hardLink(path: string, linkname: string): void {
-    const raw = normalizePath(linkname.replace(/\/+$/, ''));
+    const linkEntry = classifyEntry(
+      linkname.replace(/^\/+|\/+$/g, ''),
+      `${this.layerName}: hard link "${path}"`,
+    );
+    const raw =
+      linkEntry.kind === 'entry' ? childPath(linkEntry.parent.join('/'), linkEntry.name) : undefined;
     const linkDir = raw === undefined || parentOf(raw) === '' ? '' : this.resolveDir(parentOf(raw), false);
     const resolved =
       raw === undefined || linkDir === undefined ? undefined : childPath(linkDir, baseName(raw));
@@ -572,8 +549,7 @@ class Applier {
     }
     setNode(this.state, path, target);
     this.refs.set(target.id, (this.refs.get(target.id) ?? 0) + 1);
-    this.written.add(path);
-    this.protectAncestors(path);
+    this.writes.add(path);
   }
 
   private summarize(
