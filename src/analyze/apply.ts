@@ -6,13 +6,14 @@ import { StratumError, isStratumError } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { openLayerTar } from '../oci/layer.js';
 import type { Descriptor, Digest, History } from '../oci/types.js';
+import { LayerWrites, childPath, classifyEntry, replacesExisting } from '../snapshot/layer-rules.js';
+import { resolveWith, type Lookup } from '../snapshot/resolve.js';
 import {
   BLOCK_SIZE,
   baseName,
   descendants,
   emptyState,
   entryDifferences,
-  normalizePath,
   parentOf,
   removePath,
   setNode,
@@ -266,8 +267,6 @@ function blockChanges(before: readonly string[], after: readonly string[]): numb
   return changed;
 }
 
-const MAX_SYMLINK_HOPS = 40;
-
 /** Holds the model and the per-node reference counts across layers. */
 class Applier {
   readonly state: FsState = emptyState();
@@ -278,8 +277,8 @@ class Applier {
   private layerIndex = 0;
   private layerName = '';
   private before = new Map<string, FsNode | null>();
-  private written = new Set<string>();
-  private protectedDirs = new Set<string>();
+  /** What this layer wrote, with the directories above it: whiteouts spare them. */
+  private writes = new LayerWrites();
   private hidden: HiddenContent[] = [];
 
   async applyLayer(image: ImageSource, index: number, signal?: AbortSignal): Promise<LayerChanges> {
@@ -288,8 +287,7 @@ class Applier {
     this.layerIndex = index;
     this.layerName = `${image.name}: layer ${index + 1} (${descriptor.digest})`;
     this.before = new Map();
-    this.written = new Set();
-    this.protectedDirs = new Set();
+    this.writes = new LayerWrites();
     this.hidden = [];
     const counter = new ByteCounter();
     let contentBytes = 0;
@@ -326,30 +324,21 @@ class Applier {
 
   /** Applies one tar member; returns the content bytes it carried, or 'whiteout'. */
   private async applyEntry(header: RawHeader, entry: AsyncIterable<Buffer>): Promise<number | 'whiteout'> {
-    const name = header.name;
-    const trimmed = name.replace(/\/+$/, '');
-    const base = baseName(trimmed);
-    if (base.startsWith('.wh.')) {
+    const entryKind = classifyEntry(header.name, `${this.layerName}: entry "${header.name}"`);
+    if (entryKind.kind === 'root' || entryKind.kind === 'meta') {
       await drain(entry);
-      const dir = normalizePath(parentOf(trimmed));
-      if (base === '.wh..wh..opq') this.opaque(dir === undefined ? '' : this.resolveDir(dir, false));
-      else if (!base.startsWith('.wh..wh.')) {
-        const target = normalizePath(`${parentOf(trimmed)}/${base.slice(4)}`);
-        if (target !== undefined) this.whiteout(target);
-      }
+      return entryKind.kind === 'meta' ? 'whiteout' : 0;
+    }
+    if (entryKind.kind === 'opaque' || entryKind.kind === 'whiteout') {
+      await drain(entry);
+      const dir = entryKind.parent.length === 0 ? '' : this.resolveDir(entryKind.parent.join('/'), false);
+      if (dir === undefined) return 'whiteout'; // the parent is not a directory: nothing to delete
+      if (entryKind.kind === 'opaque') this.opaque(dir);
+      else this.whiteout(childPath(dir, entryKind.victim));
       return 'whiteout';
     }
-    const raw = normalizePath(trimmed);
-    if (raw === undefined) {
-      // The root itself ("./"), or a name that climbs out, which extractors refuse.
-      await drain(entry);
-      if (trimmed !== '' && trimmed !== '.' && !/^(\.\/?)+$/.test(trimmed)) {
-        throw new StratumError('INVALID_IMAGE', `${this.layerName}: entry "${name}" climbs out of the root`);
-      }
-      return 0;
-    }
-    const parent = parentOf(raw);
-    const path = parent === '' ? raw : `${this.resolveDir(parent, true)}/${baseName(raw)}`;
+    const parent = entryKind.parent.join('/');
+    const path = parent === '' ? entryKind.name : childPath(this.resolveDir(parent, true)!, entryKind.name);
     const common = {
       mode: (header.mode ?? 0) & 0o7777,
       uid: header.uid ?? 0,
@@ -409,48 +398,39 @@ class Applier {
   }
 
   /**
-   * Resolves a directory path inside the image, following symlinked components with chroot
-   * semantics. With `create`, missing components become implicit 0755 root directories.
+   * Resolves a directory path inside the image with the one resolver (snapshot/resolve.ts), as
+   * extraction does: chroot semantics, a link climbing above the root is refused (UNSAFE_PATH).
+   * With `create`, missing components become implicit 0755 root directories. Undefined when the
+   * path goes through a non-directory and `create` is off.
    */
-  private resolveDir(path: string, create: boolean): string {
-    let hops = 0;
-    const pending = path.split('/');
-    let current = '';
-    while (pending.length > 0) {
-      const part = pending.shift()!;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        current = parentOf(current);
-        continue;
-      }
-      const next = current === '' ? part : `${current}/${part}`;
-      const node = this.state.nodes.get(next);
+  private resolveDir(path: string, create: boolean): string | undefined {
+    const lookup = (parts: readonly string[]): Lookup => {
+      const at = parts.join('/');
+      const node = this.state.nodes.get(at);
       if (node === undefined) {
-        if (create) this.makeImplicitDir(next);
-        current = next;
-        continue;
+        if (!create) return { kind: 'missing' };
+        this.makeImplicitDir(at);
+        return { kind: 'dir' };
       }
-      if (node.entry.type === 'dir') {
-        current = next;
-        continue;
-      }
-      if (node.entry.type === 'symlink' && hops++ < MAX_SYMLINK_HOPS) {
-        const target = node.entry.linkTarget ?? '';
-        pending.unshift(...target.split('/'));
-        if (target.startsWith('/')) current = '';
-        continue;
-      }
+      if (node.entry.type === 'dir') return { kind: 'dir' };
+      if (node.entry.type === 'symlink') return { kind: 'symlink', target: node.entry.linkTarget ?? '' };
+      return { kind: 'other' };
+    };
+    const what = `${this.layerName}: "${path}"`;
+    const result = resolveWith(path, lookup, { followLast: true, atRoot: 'refuse', directory: true, what });
+    if (result.notDirectory !== undefined) {
+      if (!create) return undefined;
       throw new StratumError(
         'INVALID_IMAGE',
-        `${this.layerName}: "${path}" cannot be a directory: "${next}" is a ${node.entry.type}`,
+        `${this.layerName}: "${path}" cannot be a directory: "${result.notDirectory}" is not one`,
       );
     }
-    return current;
+    return result.parts.join('/');
   }
 
   private makeImplicitDir(path: string): void {
     this.touch(path);
-    this.written.add(path);
+    this.writes.add(path);
     setNode(this.state, path, {
       id: this.nextId++,
       entry: { type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 },
@@ -459,18 +439,11 @@ class Applier {
       addedAs: path,
       implicit: true,
     });
-    this.protectAncestors(path);
   }
 
   /** Remembers a path's node as it was before this layer touched it. */
   private touch(path: string): void {
     if (!this.before.has(path)) this.before.set(path, this.state.nodes.get(path) ?? null);
-  }
-
-  private protectAncestors(path: string): void {
-    for (let dir = parentOf(path); dir !== '' && !this.protectedDirs.has(dir); dir = parentOf(dir)) {
-      this.protectedDirs.add(dir);
-    }
   }
 
   private release(path: string, how: HiddenContent['how']): void {
@@ -499,21 +472,15 @@ class Applier {
     // Deepest first, so a directory's children go before it.
     for (let index = doomed.length - 1; index >= 0; index--) {
       const victim = doomed[index]!;
-      if (this.written.has(victim) || this.protectedDirs.has(victim)) continue;
+      if (this.writes.has(victim)) continue;
       this.touch(victim);
       this.release(victim, how);
       removePath(this.state, victim);
     }
   }
 
-  private whiteout(rawPath: string): void {
-    const parent = parentOf(rawPath);
-    let path: string;
-    try {
-      path = parent === '' ? rawPath : `${this.resolveDir(parent, false)}/${baseName(rawPath)}`;
-    } catch {
-      return; // the parent is not a directory: nothing to delete
-    }
+  /** `.wh.NAME` on the resolved path: removes it unless this layer wrote it (Docker's rule). */
+  private whiteout(path: string): void {
     if (!this.state.nodes.has(path)) return;
     this.removeLower(path, true, 'deleted');
   }
@@ -527,7 +494,7 @@ class Applier {
     const existing = this.state.nodes.get(path);
     this.touch(path);
     if (existing !== undefined) {
-      if (existing.entry.type === 'dir' && made.entry.type !== 'dir') {
+      if (existing.entry.type === 'dir' && replacesExisting('dir', made.entry.type === 'dir')) {
         // Docker RemoveAll()s a directory that a non-directory replaces, children included.
         for (const child of descendants(this.state, path).reverse()) {
           this.touch(child);
@@ -547,18 +514,19 @@ class Applier {
     };
     setNode(this.state, path, node);
     if (made.entry.type !== 'dir') this.refs.set(node.id, 1);
-    this.written.add(path);
-    this.protectAncestors(path);
+    this.writes.add(path);
   }
 
   private hardLink(path: string, linkname: string): void {
-    const raw = normalizePath(linkname.replace(/\/+$/, ''));
+    const linkEntry = classifyEntry(
+      linkname.replace(/^\/+|\/+$/g, ''),
+      `${this.layerName}: hard link "${path}"`,
+    );
+    const raw =
+      linkEntry.kind === 'entry' ? childPath(linkEntry.parent.join('/'), linkEntry.name) : undefined;
+    const linkDir = raw === undefined || parentOf(raw) === '' ? '' : this.resolveDir(parentOf(raw), false);
     const resolved =
-      raw === undefined
-        ? undefined
-        : parentOf(raw) === ''
-          ? raw
-          : `${this.resolveDir(parentOf(raw), false)}/${baseName(raw)}`;
+      raw === undefined || linkDir === undefined ? undefined : childPath(linkDir, baseName(raw));
     const target = resolved === undefined ? undefined : this.state.nodes.get(resolved);
     if (target === undefined || target.entry.type === 'dir') {
       throw new StratumError(
@@ -581,8 +549,7 @@ class Applier {
     }
     setNode(this.state, path, target);
     this.refs.set(target.id, (this.refs.get(target.id) ?? 0) + 1);
-    this.written.add(path);
-    this.protectAncestors(path);
+    this.writes.add(path);
   }
 
   private summarize(

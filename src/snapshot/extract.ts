@@ -9,20 +9,7 @@ import {
   openSync,
   writeSync,
 } from 'node:fs';
-import {
-  chmod,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  readlink,
-  rm,
-  symlink,
-  utimes,
-} from 'node:fs/promises';
+import { chmod, lchown, link, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -30,7 +17,8 @@ import tar from 'tar-stream';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { StratumError, errnoCode } from '../errors.js';
 import { decompressedStream } from '../oci/compression.js';
-import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './paths.js';
+import { LayerWrites, childPath, classifyEntry, replacesExisting, whiteoutEffect } from './layer-rules.js';
+import { lookupOnDisk, resolveWithAsync, type Lookup } from './resolve.js';
 
 const run = promisify(execFile);
 
@@ -45,7 +33,6 @@ async function writeBody(body: EntryBody, path: string): Promise<void> {
     await handle.close();
   }
 }
-const MAX_SYMLINK_HOPS = 40;
 
 /**
  * Files up to this size are written with synchronous calls on one descriptor (open, write,
@@ -110,20 +97,6 @@ interface DeferredDir {
 }
 
 /**
- * Splits an entry name into safe components. A leading './' is how some tools name entries and is
- * fine; an absolute name or any '..' component is how a hostile layer escapes, and is refused.
- */
-function entryParts(name: string, what: string): string[] {
-  if (name.startsWith('/')) throw new StratumError('UNSAFE_PATH', `${what}: absolute name refused`);
-  const parts = name.split('/').filter((part) => part !== '' && part !== '.');
-  if (parts.includes('..')) throw new StratumError('UNSAFE_PATH', `${what}: '..' in the name refused`);
-  if (parts.some((part) => part.includes('\0'))) {
-    throw new StratumError('UNSAFE_PATH', `${what}: NUL in the name refused`);
-  }
-  return parts;
-}
-
-/**
  * Applies one layer (an uncompressed tar stream) onto `target`, Docker's way: whiteouts and opaque
  * whiteouts remove only what lower layers put there (wherever they sit in the tar), an entry of a
  * different type replaces what is there, directories merge. It never writes outside `target`:
@@ -143,7 +116,7 @@ export async function extractLayer(
     options.onWarning?.(message);
   };
   const isRoot = process.getuid?.() === 0;
-  const written = new Set<string>();
+  const writes = new LayerWrites();
   const deferred: DeferredDir[] = [];
   let resolved = new Map<string, string>();
   let count = 0;
@@ -163,10 +136,13 @@ export async function extractLayer(
   };
   const abs = (stack: readonly string[]): string =>
     stack.length === 0 ? root : `${root}/${stack.join('/')}`;
+  /** In-root path of a host path below the root ('' is the root). */
+  const inRoot = (host: string): string => (host === root ? '' : host.slice(root.length + 1));
 
   /**
-   * Resolves directory components to a real directory inside the root, following symlinks with
-   * chroot semantics. With `create`, missing directories are made (0755, as Docker does).
+   * Resolves directory components to a real directory inside the root with the one resolver
+   * (resolve.ts): chroot semantics, and a link climbing above the root is refused (UNSAFE_PATH),
+   * as analyze's model does. With `create`, missing directories are made (0755, as Docker does).
    */
   async function resolveDir(
     parts: readonly string[],
@@ -176,62 +152,31 @@ export async function extractLayer(
     const key = parts.join('/');
     const cached = resolved.get(key);
     if (cached !== undefined) return cached;
-    let stack: string[] = [];
-    const queue = [...parts];
-    let hops = 0;
-    while (queue.length > 0) {
-      const part = queue.shift()!;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        if (stack.length === 0) {
-          throw new StratumError(
-            'UNSAFE_PATH',
-            `${what}: a symlink in its parent path points outside the root`,
-          );
-        }
-        stack.pop();
-        continue;
-      }
-      const candidate = abs([...stack, part]);
-      let info;
-      try {
-        info = await lstat(candidate);
-      } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-        if (!create) return undefined;
-        await mkdir(candidate, { mode: 0o755 });
-        stack.push(part);
-        continue;
-      }
-      if (info.isDirectory()) {
-        stack.push(part);
-      } else if (info.isSymbolicLink()) {
-        if (++hops > MAX_SYMLINK_HOPS) {
-          throw new StratumError('UNSAFE_PATH', `${what}: too many symlinks in its parent path`);
-        }
-        const linkTarget = await readlink(candidate);
-        if (linkTarget.startsWith('/')) stack = [];
-        queue.unshift(...linkTarget.split('/'));
-      } else {
-        throw new StratumError(
-          'INVALID_IMAGE',
-          `${what}: parent ${[...stack, part].join('/')} is not a directory`,
-        );
-      }
+    const lookup = async (at: readonly string[]): Promise<Lookup> => {
+      const found = await lookupOnDisk(root, at);
+      if (found.kind !== 'missing' || !create) return found;
+      await mkdir(abs(at), { mode: 0o755 });
+      return { kind: 'dir' };
+    };
+    const result = await resolveWithAsync(key, lookup, {
+      followLast: true,
+      atRoot: 'refuse',
+      directory: true,
+      what,
+    });
+    if (result.notDirectory !== undefined) {
+      throw new StratumError('INVALID_IMAGE', `${what}: parent ${result.notDirectory} is not a directory`);
     }
+    if (result.existing < result.parts.length) return undefined;
+    const stack = result.parts;
     const real = abs(stack);
     resolved.set(key, real);
     return real;
   }
 
-  /**
-   * Records that this layer wrote `path`, and so also holds every directory above it: an opaque
-   * whiteout or late whiteout higher up must keep them (it hides only lower-layer content).
-   */
+  /** Records that this layer wrote `path` (a host path), and so every directory above it. */
   const markWritten = (path: string): void => {
-    for (let p = path; p.length > root.length && !written.has(p); p = p.slice(0, p.lastIndexOf('/'))) {
-      written.add(p);
-    }
+    writes.add(inRoot(path));
   };
 
   /** Anything removed or turned into a symlink may change how later parents resolve. */
@@ -250,7 +195,7 @@ export async function extractLayer(
     }
     for (const child of children) {
       const path = `${dir}/${child.name}`;
-      if (!written.has(path)) {
+      if (!writes.has(inRoot(path))) {
         await rm(path, { recursive: true, force: true });
         invalidate();
       } else if (child.isDirectory()) {
@@ -261,48 +206,50 @@ export async function extractLayer(
 
   async function applyEntry(header: tar.Header, body: EntryBody): Promise<void> {
     const what = `${layer}: entry "${header.name}"`;
-    const parts = entryParts(header.name, what);
-    if (parts.length === 0) {
+    const entry = classifyEntry(header.name, what);
+    if (entry.kind === 'root' || entry.kind === 'meta') {
       body.resume();
-      return; // the root itself: its metadata belongs to whoever owns the target
+      return; // the root's metadata belongs to whoever owns the target; aufs bookkeeping is not applied
     }
-    const base = parts[parts.length - 1]!;
-    const parentParts = parts.slice(0, -1);
 
-    if (base === OPAQUE_WHITEOUT) {
+    if (entry.kind === 'opaque') {
       body.resume();
       if (overlayForm) {
-        overlayOpaque.add((await resolveDir(parentParts, true, what))!);
+        overlayOpaque.add((await resolveDir(entry.parent, true, what))!);
         return;
       }
-      const dir = await resolveDir(parentParts, false, what);
+      const dir = await resolveDir(entry.parent, false, what);
       if (dir !== undefined) await prune(dir);
       return;
     }
-    if (base.startsWith(WHITEOUT_PREFIX)) {
+    if (entry.kind === 'whiteout') {
       body.resume();
-      const victim = base.slice(WHITEOUT_PREFIX.length);
-      if (victim === '' || victim === '.' || victim === '..') {
-        throw new StratumError('UNSAFE_PATH', `${what}: whiteout of "${victim}" refused`);
-      }
       if (overlayForm) {
-        overlayWhiteouts.add(`${(await resolveDir(parentParts, true, what))!}/${victim}`);
+        overlayWhiteouts.add(`${(await resolveDir(entry.parent, true, what))!}/${entry.victim}`);
         return;
       }
-      const dir = await resolveDir(parentParts, false, what);
+      const dir = await resolveDir(entry.parent, false, what);
       if (dir === undefined) return;
-      const path = `${dir}/${victim}`;
-      if (written.has(path)) {
-        // This layer already wrote the path: the whiteout still hides what lower layers had.
-        const info = await lstat(path);
-        if (info.isDirectory()) await prune(path);
+      const path = `${dir}/${entry.victim}`;
+      let info;
+      try {
+        info = lstatSync(path);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error;
         return;
       }
-      await rm(path, { recursive: true, force: true });
-      invalidate();
+      const effect = whiteoutEffect(writes.has(childPath(inRoot(dir), entry.victim)), info.isDirectory());
+      if (effect === 'prune') await prune(path);
+      else if (effect === 'remove') {
+        await rm(path, { recursive: true, force: true });
+        invalidate();
+      }
       return;
     }
 
+    const parentParts = entry.parent;
+    const parts = [...parentParts, entry.name];
+    const base = entry.name;
     const dir = (await resolveDir(parentParts, true, what))!;
     const path = `${dir}/${base}`;
     const type: string = header.type;
@@ -323,7 +270,10 @@ export async function extractLayer(
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw error;
     }
-    if (existing !== undefined && !(existing.isDirectory() && type === 'directory')) {
+    if (
+      existing !== undefined &&
+      replacesExisting(existing.isDirectory() ? 'dir' : 'other', type === 'directory')
+    ) {
       await rm(path, { recursive: true, force: true });
       invalidate();
     }
@@ -355,9 +305,10 @@ export async function extractLayer(
         return;
       case 'link': {
         body.resume();
-        const linkParts = entryParts(linkname.replace(/^\/+/, ''), `${what} (link target)`);
-        if (linkParts.length === 0)
-          throw new StratumError('UNSAFE_PATH', `${what}: hard link to the root refused`);
+        const linkEntry = classifyEntry(linkname.replace(/^\/+/, ''), `${what} (link target)`);
+        if (linkEntry.kind !== 'entry')
+          throw new StratumError('UNSAFE_PATH', `${what}: hard link to "${linkname}" refused`);
+        const linkParts = [...linkEntry.parent, linkEntry.name];
         const linkDir = await resolveDir(linkParts.slice(0, -1), false, `${what} (link target)`);
         const source = linkDir === undefined ? undefined : `${linkDir}/${linkParts[linkParts.length - 1]!}`;
         if (source === undefined) {

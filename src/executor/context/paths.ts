@@ -1,6 +1,5 @@
-import { lstat, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode, StratumError } from '../../errors.js';
+import { resolveOnDisk } from '../../snapshot/resolve.js';
 
 /**
  * Go's `path.Clean` on slash paths: collapses `//`, drops `.`, resolves `..` lexically (kept at
@@ -43,67 +42,31 @@ export interface RootResolution {
   readonly missing: boolean;
 }
 
-const MAX_LINKS = 255;
-
 /**
- * Resolves `p` inside `root` the way a process chrooted at `root` would see it: an absolute
- * symlink target starts again at `root`, and `..` never climbs above `root`. Every component
- * except the last is followed; the last is followed only with `followFinal`. Nothing here can
- * name a host path outside `root`, which is what keeps COPY and ADD from writing through a
- * rootfs symlink such as `/app -> /etc` or `/app -> ../../..`.
+ * Resolves `p` inside `root` the way a process chrooted at `root` would see it, with the one
+ * resolver of src/snapshot/resolve.ts: an absolute symlink target starts again at `root`, and
+ * `..` is clamped at `root` (as BuildKit's securejoin does for COPY; the caller decides what a
+ * climb means through `climbedOut`). Every component except the last is followed; the last only
+ * with `followFinal`. Nothing here can name a host path outside `root`, which is what keeps COPY
+ * and ADD from writing through a rootfs symlink such as `/app -> /etc` or `/app -> ../../..`.
  */
 export async function resolveInRoot(
   root: string,
   p: string,
   options: { readonly followFinal: boolean },
 ): Promise<RootResolution> {
-  const resolved: string[] = [];
   // `p` is cleaned lexically first, as Go's `filepath.Join("/", p)` does for COPY paths; the
   // only `..` left to handle come from symlink targets.
-  const queue = components(cleanPath(`/${p}`));
-  let links = 0;
-  let climbedOut = false;
-  let followedAbsolute = false;
-  let missing = false;
-  while (queue.length > 0) {
-    const part = queue.shift()!;
-    if (part === '..') {
-      if (resolved.length === 0) climbedOut = true;
-      else resolved.pop();
-      continue;
-    }
-    if (missing || (queue.length === 0 && !options.followFinal)) {
-      resolved.push(part);
-      continue;
-    }
-    const candidate = join(root, ...resolved, part);
-    let isLink = false;
-    try {
-      isLink = (await lstat(candidate)).isSymbolicLink();
-    } catch (error) {
-      const code = errnoCode(error);
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
-      missing = true;
-    }
-    if (!isLink) {
-      resolved.push(part);
-      continue;
-    }
-    if (++links > MAX_LINKS) {
-      throw new StratumError('IO', `${p}: too many levels of symbolic links`);
-    }
-    const target = await readlink(candidate);
-    if (target.startsWith('/')) {
-      followedAbsolute = true;
-      resolved.length = 0;
-    }
-    queue.unshift(...target.split('/').filter((c) => c !== '' && c !== '.'));
-  }
+  const resolved = await resolveOnDisk(root, cleanPath(`/${p}`), {
+    followLast: options.followFinal,
+    atRoot: 'clamp',
+    what: p,
+  });
   return {
-    hostPath: join(root, ...resolved),
-    inRoot: `/${resolved.join('/')}`,
-    climbedOut,
-    followedAbsolute,
-    missing,
+    hostPath: join(root, ...resolved.parts),
+    inRoot: `/${resolved.parts.join('/')}`,
+    climbedOut: resolved.climbedOut,
+    followedAbsolute: resolved.followedAbsolute,
+    missing: resolved.existing < resolved.parts.length,
   };
 }

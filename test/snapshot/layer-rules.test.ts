@@ -1,0 +1,273 @@
+import { createHash } from 'node:crypto';
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { applyLayers, snapshotState } from '../../src/analyze/index.js';
+import { extractLayer } from '../../src/snapshot/extract.js';
+import { buildImage } from '../analyze/images.js';
+import { isRoot } from '../helpers/system.js';
+import {
+  buildTar,
+  dir,
+  file,
+  hardlinkEntry,
+  removeAll,
+  streamOf,
+  symlinkEntry,
+  tempDir,
+  type RawEntry,
+} from './helpers.js';
+
+/**
+ * One set of layer rules (src/snapshot/layer-rules.ts), three targets: the same layer sequences
+ * go through disk extraction, overlay-form extraction (one directory per layer, stacked here the
+ * way overlayfs stacks lowerdirs) and analyze's model; the resulting trees must be equal, and
+ * equal to what Docker's applier gives (the `expected` column).
+ */
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await removeAll(...dirs.splice(0));
+});
+async function newDir(): Promise<string> {
+  const d = await tempDir('stratum-rules-');
+  dirs.push(d);
+  return d;
+}
+
+/** A tree as `path → kind` where kind is `dir`, `file:<content>`, `link:<target>`. */
+type Tree = Record<string, string>;
+
+const sha = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
+
+/** The content a file entry carries is described by its digest in both trees. */
+function fileKind(content: Buffer | string): string {
+  return `file:${sha(content).slice(0, 12)}`;
+}
+
+async function diskTree(root: string): Promise<Tree> {
+  const out: Tree = {};
+  async function walk(rel: string): Promise<void> {
+    for (const name of (await readdir(join(root, rel))).sort()) {
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const info = await lstat(join(root, path));
+      if (info.isDirectory()) {
+        out[path] = 'dir';
+        await walk(path);
+      } else if (info.isSymbolicLink()) out[path] = `link:${await readlink(join(root, path))}`;
+      else if (info.isFile()) out[path] = fileKind(await readFile(join(root, path)));
+      else out[path] = 'other';
+    }
+  }
+  await walk('');
+  return out;
+}
+
+async function viaExtraction(layers: readonly (readonly RawEntry[])[]): Promise<Tree> {
+  const root = await newDir();
+  for (const layer of layers) await extractLayer(streamOf(buildTar(layer)), root);
+  return diskTree(root);
+}
+
+/** Overlay form: each layer in its own directory, then stacked as overlayfs reads lowerdirs. */
+async function viaOverlayForm(layers: readonly (readonly RawEntry[])[]): Promise<Tree> {
+  const merged = new Map<string, string>();
+  const dropBelow = (path: string, self: boolean): void => {
+    for (const key of [...merged.keys()]) {
+      if ((self && key === path) || key.startsWith(`${path}/`)) merged.delete(key);
+    }
+  };
+  for (const layer of layers) {
+    const layerDir = await newDir();
+    const result = await extractLayer(streamOf(buildTar(layer)), layerDir, {
+      overlayOpaqueXattr: 'trusted.overlay.opaque',
+    });
+    const opaque = new Set(result.opaqueDirs ?? []);
+    if (opaque.has('')) dropBelow('', false);
+    async function walk(rel: string): Promise<void> {
+      for (const name of (await readdir(join(layerDir, rel))).sort()) {
+        const path = rel === '' ? name : `${rel}/${name}`;
+        const info = await lstat(join(layerDir, path));
+        if (info.isCharacterDevice() && info.rdev === 0) {
+          dropBelow(path, true); // an overlay whiteout
+        } else if (info.isDirectory()) {
+          if (merged.get(path) !== 'dir') dropBelow(path, true);
+          if (opaque.has(path)) dropBelow(path, false);
+          merged.set(path, 'dir');
+          await walk(path);
+        } else {
+          dropBelow(path, true);
+          merged.set(
+            path,
+            info.isSymbolicLink()
+              ? `link:${await readlink(join(layerDir, path))}`
+              : fileKind(await readFile(join(layerDir, path))),
+          );
+        }
+      }
+    }
+    await walk('');
+  }
+  return Object.fromEntries([...merged].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+async function viaModel(layers: readonly (readonly RawEntry[])[]): Promise<Tree> {
+  const { source } = await buildImage(
+    layers.map((layer, index) => ({ createdBy: `layer ${index}`, rawTar: buildTar(layer) })),
+  );
+  const { fs } = await applyLayers(source);
+  const out: Tree = {};
+  for (const [path, entry] of snapshotState(fs).entries) {
+    if (entry.type === 'dir') out[path] = 'dir';
+    else if (entry.type === 'symlink') out[path] = `link:${entry.linkTarget ?? ''}`;
+    else if (entry.type === 'file') out[path] = `file:${(entry.sha256 ?? '').slice('sha256:'.length, 19)}`;
+    else out[path] = 'other';
+  }
+  return out;
+}
+
+const wh = (path: string): RawEntry => file(path, '');
+const base: RawEntry[] = [
+  dir('etc/'),
+  file('etc/a', 'a'),
+  file('etc/b', 'b'),
+  dir('etc/sub/'),
+  file('etc/sub/deep', 'deep'),
+  dir('opt/'),
+  file('opt/tool', 'tool'),
+];
+
+interface Case {
+  readonly name: string;
+  readonly layers: readonly (readonly RawEntry[])[];
+  readonly expected: Tree;
+  /**
+   * What overlay form shows besides: a layer directory holds its whiteouts without knowing the
+   * lower layers, so a whiteout under a directory no layer has leaves that directory (empty)
+   * in the stack, as containerd's overlay applier does too.
+   */
+  readonly overlayExtra?: Tree;
+}
+
+const f = fileKind;
+const cases: readonly Case[] = [
+  {
+    name: '.wh.NAME removes a file and a directory with its subtree',
+    layers: [base, [wh('etc/.wh.a'), wh('etc/.wh.sub')]],
+    expected: { etc: 'dir', 'etc/b': f('b'), opt: 'dir', 'opt/tool': f('tool') },
+  },
+  {
+    name: "an opaque marker first clears the lower content, keeps this layer's",
+    layers: [base, [wh('etc/.wh..wh..opq'), file('etc/new', 'new')]],
+    expected: { etc: 'dir', 'etc/new': f('new'), opt: 'dir', 'opt/tool': f('tool') },
+  },
+  {
+    name: "an opaque marker after the layer's own files in that directory acts as if first",
+    layers: [
+      base,
+      [dir('etc/'), file('etc/new', 'new'), dir('etc/sub/'), file('etc/sub/x', 'x'), wh('etc/.wh..wh..opq')],
+    ],
+    expected: {
+      etc: 'dir',
+      'etc/new': f('new'),
+      'etc/sub': 'dir',
+      'etc/sub/x': f('x'),
+      opt: 'dir',
+      'opt/tool': f('tool'),
+    },
+  },
+  {
+    name: 'a whiteout after the layer re-added the path removes only the lower copy',
+    layers: [
+      base,
+      [
+        dir('etc/sub/'),
+        file('etc/sub/fresh', 'fresh'),
+        wh('etc/.wh.sub'),
+        file('etc/a', 'a2'),
+        wh('etc/.wh.a'),
+      ],
+    ],
+    expected: {
+      etc: 'dir',
+      'etc/a': f('a2'),
+      'etc/b': f('b'),
+      'etc/sub': 'dir',
+      'etc/sub/fresh': f('fresh'),
+      opt: 'dir',
+      'opt/tool': f('tool'),
+    },
+  },
+  {
+    name: 'type replacement: dir → file, file → dir, file → symlink, symlink → dir',
+    layers: [
+      base,
+      [file('etc/sub', 'now a file'), dir('etc/a/'), file('etc/a/inside', 'i'), symlinkEntry('etc/b', 'a')],
+      [dir('etc/b/'), file('etc/b/real', 'r')],
+    ],
+    expected: {
+      etc: 'dir',
+      'etc/a': 'dir',
+      'etc/a/inside': f('i'),
+      'etc/b': 'dir',
+      'etc/b/real': f('r'),
+      'etc/sub': f('now a file'),
+      opt: 'dir',
+      'opt/tool': f('tool'),
+    },
+  },
+  {
+    name: 'aufs bookkeeping (.wh..wh.plnk) is ignored, never taken for a whiteout',
+    layers: [
+      [dir('x/'), file('x/plnk', 'p')],
+      [wh('.wh..wh.plnk'), wh('x/.wh..wh.plnk')],
+    ],
+    expected: { x: 'dir', 'x/plnk': f('p') },
+  },
+  {
+    name: 'entries through a symlinked parent and whiteouts through it land in the target',
+    layers: [base, [symlinkEntry('conf', 'etc'), file('conf/c', 'c'), wh('conf/.wh.b')]],
+    expected: {
+      conf: 'link:etc',
+      etc: 'dir',
+      'etc/a': f('a'),
+      'etc/c': f('c'),
+      'etc/sub': 'dir',
+      'etc/sub/deep': f('deep'),
+      opt: 'dir',
+      'opt/tool': f('tool'),
+    },
+  },
+  {
+    name: 'missing parents are made; a whiteout of a missing path does nothing',
+    layers: [[file('a/b/c', 'c'), wh('nowhere/.wh.thing'), wh('a/.wh.none')]],
+    expected: { a: 'dir', 'a/b': 'dir', 'a/b/c': f('c') },
+    overlayExtra: { nowhere: 'dir' },
+  },
+  {
+    name: 'a hard link keeps its content after the original is whited out',
+    layers: [[file('one', 'shared'), hardlinkEntry('two', 'one')], [wh('.wh.one')]],
+    expected: { two: f('shared') },
+  },
+];
+
+describe('one layer core, two targets: the same layers give the same tree', () => {
+  for (const testCase of cases) {
+    it(testCase.name, async () => {
+      const model = await viaModel(testCase.layers);
+      expect(model).toEqual(testCase.expected);
+      expect(await viaExtraction(testCase.layers)).toEqual(testCase.expected);
+    });
+  }
+});
+
+describe.skipIf(!isRoot)('overlay form stacks to the same tree (needs root for char 0/0 and xattrs)', () => {
+  for (const testCase of cases) {
+    it(testCase.name, async () => {
+      const expected = { ...testCase.expected, ...testCase.overlayExtra };
+      expect(await viaOverlayForm(testCase.layers)).toEqual(
+        Object.fromEntries(Object.entries(expected).sort(([a], [b]) => (a < b ? -1 : 1))),
+      );
+    });
+  }
+});
