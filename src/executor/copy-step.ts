@@ -17,8 +17,8 @@ import {
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
-import { sourceIdentity, sourceRootfs, type StepEnv } from './run-step.js';
-import type { StepAction } from './stage.js';
+import { sourceIdentity, sourceRootfs } from './run-step.js';
+import type { StepAction, StepEnv } from './step.js';
 import { resolveChown } from './users.js';
 
 /**

@@ -16,22 +16,11 @@ import {
   type SourceFileDigest,
 } from './context/index.js';
 import { runCreatedBy } from './history.js';
-import { envKey, getEnv, type ImageState } from './image-state.js';
+import { envKey, getEnv } from './image-state.js';
 import type { StepRef } from './progress.js';
 import { defaultPath, privateResolvConf, runInSandbox, type SandboxMount } from './sandbox/index.js';
-import type { StepAction } from './stage.js';
+import type { StepAction, StepEnv } from './step.js';
 import { resolveUser } from './users.js';
-
-/** What RUN and COPY need to know about the stage they run in. */
-export interface StepEnv {
-  readonly state: ImageState;
-  /** ARGs declared in this stage that have a value, in declaration order. */
-  readonly args: readonly (readonly [string, string])[];
-  readonly lookup: (name: string) => string | undefined;
-  readonly stageIndex: number;
-  /** Materialises the stage's rootfs as it is before this step. */
-  readonly rootfs: () => Promise<string>;
-}
 
 const OUTPUT_TAIL_LINES = 20;
 
