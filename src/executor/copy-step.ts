@@ -4,7 +4,7 @@ import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
-import type { KeyComponent } from './cache/key.js';
+import type { KeyComponent } from '../cache/key.js';
 import type { EntryMeta, LayerChange, LayerDiff } from '../snapshot/index.js';
 import {
   applyCopy,

@@ -5,7 +5,8 @@ import type { Digest } from '../oci/types.js';
 import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import type { BuildContext } from './build-context.js';
-import { cacheKey, chainId, compressionComponents, type KeyComponent } from './cache/key.js';
+import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
+import { chainId } from '../oci/digest.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
@@ -65,15 +66,8 @@ export async function filesystemStep(
     ...(action.mountFiles === undefined ? {} : { mountFiles: action.mountFiles }),
   });
   const useCache = !build.ignoreCache(step.stage);
-  let entry = useCache ? await build.cache.get(key.digest) : undefined;
-  let source = 'local';
-  if (entry === undefined && useCache && build.shared !== undefined) {
-    const shared = await build.shared.lookup(key.digest, build.cache, build.signal);
-    if (shared !== undefined) {
-      entry = shared.entry;
-      source = shared.source;
-    }
-  }
+  const hit = useCache ? await build.cache.get(key.digest, build.signal) : undefined;
+  const entry = hit?.entry;
   const previous = build.previous?.steps[stepId];
   {
     const reasons =
@@ -85,13 +79,13 @@ export async function filesystemStep(
       step,
       key: key.digest,
       hit: entry !== undefined,
-      ...(entry !== undefined ? { source } : {}),
+      ...(hit !== undefined ? { source: hit.source } : {}),
       components: components.map((component) => ({ name: component.name, value: component.value })),
       reasons,
     });
   }
   if (entry !== undefined) {
-    build.shared?.record(entry);
+    build.cache.record(entry);
     if (build.sourceDateEpoch === undefined) created = entry.created;
     if (entry.layer === null) state = withEmptyHistory(state, entry.createdBy, created);
     else state = withLayer(state, entry.layer, entry.createdBy, created);
@@ -131,7 +125,7 @@ export async function filesystemStep(
     created: build.created ?? new Date().toISOString(),
   };
   await build.cache.put(newEntry);
-  build.shared?.record(newEntry);
+  build.cache.record(newEntry);
   const outcome: StepOutcome =
     layer === null
       ? 'none'

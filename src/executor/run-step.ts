@@ -7,7 +7,8 @@ import { parseHeredocWord } from '../parser/heredoc.js';
 import type { MountSpec, RunInstruction } from '../parser/index.js';
 import { PROXY_ARGS } from './args.js';
 import type { BuildContext } from './build-context.js';
-import { chainId, type KeyComponent } from './cache/key.js';
+import type { KeyComponent } from '../cache/key.js';
+import { chainId } from '../oci/digest.js';
 import {
   digestSources,
   mkdirInRoot,

@@ -3,7 +3,7 @@ import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
 import type { Instruction, Stage } from '../parser/index.js';
 import type { BuildContext, StageResult } from './build-context.js';
-import { cacheKey } from './cache/key.js';
+import { cacheKey } from '../cache/key.js';
 import { PARENT_KEY } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
 import { filesystemStep } from './filesystem-step.js';

@@ -1,4 +1,4 @@
-import type { KeyComponent } from './cache/key.js';
+import type { KeyComponent } from '../cache/key.js';
 import type { ExplainStep } from './build-context.js';
 import type { ImageState } from './image-state.js';
 import type { LayerDiff } from '../snapshot/index.js';

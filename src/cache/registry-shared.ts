@@ -1,7 +1,7 @@
-import { StratumError, isStratumError } from '../../errors.js';
-import type { BlobStore } from '../../oci/blob-store.js';
-import type { Digest } from '../../oci/types.js';
-import { RegistryClient } from '../../push/client.js';
+import { StratumError, isStratumError } from '../errors.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import type { Digest } from '../oci/types.js';
+import { RegistryClient } from '../push/client.js';
 import {
   RegistryCacheExporter,
   RegistryCacheSource,
