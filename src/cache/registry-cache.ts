@@ -1,3 +1,6 @@
+// The registry cache (--cache-from/--cache-to). Over ~400 lines because the reader
+// (RegistryCacheSource) and the writer (RegistryCacheExporter) share the reference syntax and
+// the fetch/verify path; the wire format is already apart in registry-format.ts.
 import { Readable } from 'node:stream';
 import { StratumError, isStratumError } from '../errors.js';
 import { sha256Digest } from '../oci/digest.js';

@@ -1,3 +1,6 @@
+// The build's entry point. Over ~400 lines because it is the one place that wires a build
+// together (options, cache dir, workspace, the stage scheduler, explain records, kept
+// filesystems); each part it calls lives in its own module (plan, platforms, stage, finalize).
 import { createHash } from 'node:crypto';
 import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';

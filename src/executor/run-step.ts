@@ -1,3 +1,6 @@
+// RUN. Over ~400 lines because a RUN's inputs are all keyed and mounted here in one pass: argv
+// (SHELL, heredocs), Docker's environment, and every --mount kind (bind, cache, tmpfs, secret,
+// ssh) with its key component; splitting the mounts out would split one key across modules.
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
