@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { makeBusyboxRootfs, writeBaseImage } from './lib/base-image.js';
+import { makeBusyboxRootfs, writeBaseImage } from '../examples/busybox-base.js';
 import { fmtS, machineNote, median, run, stratumBin, timed } from './lib/harness.js';
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -61,7 +61,10 @@ function multiPlatformBase(dir) {
     makeBusyboxRootfs(rootfs);
     copyFileSync(busybox, join(rootfs, 'bin/busybox'));
     for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint));
-    const single = writeBaseImage(rootfs, join(dir, arch), `bench/base:${arch}`, arch).layout;
+    const single = writeBaseImage(rootfs, join(dir, arch), `bench/base:${arch}`, {
+      architecture: arch,
+      createdBy: 'busybox base for stratum benchmarks',
+    }).layout;
     const entry = JSON.parse(readFileSync(join(single, 'index.json'), 'utf8')).manifests[0];
     for (const blob of readdirSync(join(single, 'blobs/sha256')))
       copyFileSync(join(single, 'blobs/sha256', blob), join(layout, 'blobs/sha256', blob));

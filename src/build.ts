@@ -22,8 +22,8 @@ import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
 import { build, builtImage, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
 import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './push/index.js';
-import { SharedCaches } from './executor/cache/registry-shared.js';
-import { LayerCache } from './executor/cache/store.js';
+import { SharedCaches } from './cache/registry-shared.js';
+import { LayerCache } from './cache/store.js';
 
 /**
  * `stratum build` as a library call: wires the build engine to the image transports (FROM and

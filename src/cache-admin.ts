@@ -1,14 +1,20 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { StratumError } from './errors.js';
 import { defaultCacheDir } from './executor/build.js';
+import { Workspace } from './executor/workspace.js';
 import {
   cacheUsage,
+  directoryBytes,
   parseDuration,
   parseSize,
   pruneCache,
   type CacheUsage,
+  type PruneOptions,
   type PruneResult,
-} from './executor/cache/prune.js';
-import { LayerCache, type CacheEntryInfo } from './executor/cache/store.js';
+} from './cache/prune.js';
+import { pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
+import { LayerCache, type CacheEntryInfo } from './cache/store.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 
 /**
@@ -66,9 +72,35 @@ export async function pruneLayerCache(
       await source.close();
     }
   }
-  return pruneCache(cache, {
+  return pruneCacheDir(cache, {
     ...(keepStorage === undefined ? {} : { keepStorage }),
     ...(olderThanMs === undefined ? {} : { olderThanMs }),
     protectedBlobs,
   });
+}
+
+/**
+ * Prunes the layer cache (src/cache), then what else lives in the cache directory: the
+ * snapshotters' unpacked filesystems and the workspaces of killed builds.
+ */
+export async function pruneCacheDir(cache: LayerCache, options: PruneOptions = {}): Promise<PruneResult> {
+  const result = await pruneCache(cache, options);
+  let freedBytes = result.freedBytes;
+  // Kept unpacked filesystems only save time; pruning makes the room they take.
+  freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
+  await rm(join(cache.root, 'rootfs'), { recursive: true, force: true });
+  // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
+  const unpackedBefore = await directoryBytes(join(cache.root, 'overlay', 'layers'));
+  await pruneUnpackedLayers(join(cache.root, 'overlay'));
+  freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, 'overlay', 'layers')));
+  // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
+  for (const tmp of new Set([
+    join(cache.root, 'tmp'),
+    process.env['STRATUM_TMPDIR'] ?? join(cache.root, 'tmp'),
+  ])) {
+    const before = await directoryBytes(tmp);
+    await Workspace.removeAbandoned(tmp);
+    freedBytes += before - (await directoryBytes(tmp));
+  }
+  return { ...result, freedBytes };
 }

@@ -87,7 +87,7 @@ export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
 export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
 export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
-export { LayerCache, type CacheEntry, type CacheEntryInfo } from './executor/cache/store.js';
+export { LayerCache, type CacheEntry, type CacheEntryInfo } from './cache/store.js';
 export {
   parseCacheRef,
   RegistryCacheSource,
@@ -100,13 +100,14 @@ export {
   type ExportOptions as RegistryCacheExportOptions,
   type ExportResult as RegistryCacheExportResult,
   type StoredCacheEntry,
-} from './executor/cache/registry-cache.js';
+} from './cache/registry-cache.js';
 export {
   SharedCaches,
   type SharedCacheOptions,
   type SharedCacheHit,
   type SharedCacheExport,
-} from './executor/cache/registry-shared.js';
+} from './cache/registry-shared.js';
+export { layeredCache, type CacheSource, type CacheHit, type RemoteCache } from './cache/source.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
 export { parseBuildContexts, type NamedContext } from './named-contexts.js';
@@ -119,5 +120,5 @@ export {
 } from './oci-writer/docker-daemon-writer.js';
 export { exportFilesystemToDirectory, exportFilesystemAsTar } from './filesystem-export.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
-export type { CacheUsage, PruneResult } from './executor/cache/prune.js';
+export type { CacheUsage, PruneResult } from './cache/prune.js';
 export * from './analyze/index.js';

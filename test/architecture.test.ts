@@ -113,6 +113,16 @@ describe('architecture guide: import rules (import-rules.json)', () => {
     expect(violations).toEqual([]);
   });
 
+  it('no import cycles among src modules (type-only and dynamic imports count)', () => {
+    const graph = new Map<string, string[]>();
+    for (const file of files)
+      graph.set(
+        relative(srcRoot, file),
+        importsOf(file).map((spec) => targetOf(file, spec)),
+      );
+    expect(cycles(graph)).toEqual([]);
+  });
+
   it('the rules can fail: a folder importing one it may not is caught', () => {
     expect(isAllowed('oci', 'executor')).toBe(false);
     expect(isAllowed('snapshot', 'cli')).toBe(false);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeBusyboxRootfs, writeBaseImage } from './base-image.js';
+import { makeBusyboxRootfs, writeBaseImage } from '../../examples/busybox-base.js';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const stratumBin = join(repoRoot, 'bin/stratum.js');
@@ -65,7 +65,9 @@ export function makeWorld(prefix, tools) {
   const rootfs = join(dir, 'base-rootfs');
   mkdirSync(rootfs);
   makeBusyboxRootfs(rootfs);
-  const base = writeBaseImage(rootfs, join(dir, 'base'), BASE_NAME);
+  const base = writeBaseImage(rootfs, join(dir, 'base'), BASE_NAME, {
+    createdBy: 'busybox base for stratum benchmarks',
+  });
   const world = {
     dir,
     base,

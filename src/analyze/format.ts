@@ -1,4 +1,4 @@
-import type { CopyUp, CopyUpCause, ImageAnalysis, LayerReport, StepRef, WastedContent } from './analyze.js';
+import type { CopyUp, CopyUpCause, ImageAnalysis, LayerReport, StepRef, WastedContent } from './types.js';
 import type { ImageDiff, StepDiff, StepDifference } from './diff.js';
 import type { DiskUsage } from './du.js';
 import type { FsEntry } from './fs-model.js';

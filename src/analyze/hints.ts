@@ -1,4 +1,4 @@
-import type { WastedContent } from './analyze.js';
+import type { Hint, WastedContent } from './types.js';
 
 /**
  * Hints tied to Dockerfile lines. src/analyze may not import the parser (ARCHITECTURE.md), so it
@@ -23,17 +23,6 @@ export interface DockerfileInput {
   readonly file: string;
   /** The instructions of the stage that made the image (the last one), in order. */
   readonly instructions: readonly HintInstruction[];
-}
-
-export interface Hint {
-  readonly kind: 'cleanup-in-same-run' | 'order-for-cache';
-  readonly file: string;
-  readonly line: number;
-  /** The other line the hint is about (the deleting RUN, or the install step). */
-  readonly relatedLine: number;
-  readonly message: string;
-  /** Bytes that would stop shipping (cleanup hints). */
-  readonly bytes?: number;
 }
 
 const LAYER_KINDS = new Set(['run', 'copy', 'add']);

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { StratumError, errnoCode } from '../errors.js';
-import type { ImageAnalysis } from './analyze.js';
+import type { ImageAnalysis } from './types.js';
 import { humanSize, oneLine } from './format.js';
 
 /**

@@ -41,24 +41,18 @@ export {
   type StepDifference,
   type StepSide,
 } from './diff.js';
-export {
-  analyzeImage,
-  type AnalyzeOptions,
-  type AnalysisTotals,
-  type CopyUp,
-  type ImageAnalysis,
-  type LayerReport,
-  type RecoverableFile,
-  type StepRef as AnalysisStepRef,
-  type WastedContent,
-} from './analyze.js';
-export {
-  dockerfileHints,
-  historyKeyword,
-  type DockerfileInput,
-  type Hint,
-  type HintInstruction,
-} from './hints.js';
+export { analyzeImage, type AnalyzeOptions } from './analyze.js';
+export type {
+  AnalysisTotals,
+  CopyUp,
+  Hint,
+  ImageAnalysis,
+  LayerReport,
+  RecoverableFile,
+  StepRef as AnalysisStepRef,
+  WastedContent,
+} from './types.js';
+export { dockerfileHints, historyKeyword, type DockerfileInput, type HintInstruction } from './hints.js';
 export { secretReason } from './secrets.js';
 export { diskUsage, type DiskUsage, type ImageUsage } from './du.js';
 export { formatImageDiff, formatAnalysis, formatDiskUsage, humanSize, oneLine } from './format.js';

@@ -3,9 +3,9 @@ import type { CompressionSpec } from '../oci/compression.js';
 import type { ImageSource } from '../oci/image.js';
 import type { Digest, Platform } from '../oci/types.js';
 import type { BuildArgUsage } from './args.js';
-import type { LayerCache, ExplainRecord } from './cache/store.js';
-import type { SharedCaches } from './cache/registry-shared.js';
-import type { KeyComponent } from './cache/key.js';
+import type { ExplainRecord } from '../cache/store.js';
+import type { CacheSource } from '../cache/source.js';
+import type { KeyComponent } from '../cache/key.js';
 import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index.js';
 import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
@@ -36,9 +36,8 @@ export interface BuildContext {
   /** `--shm-size` in bytes; undefined keeps the sandbox's 64 MiB. */
   readonly shmSize: number | undefined;
   readonly ulimits: readonly Ulimit[];
-  readonly cache: LayerCache;
-  /** `--cache-from` / `--cache-to` registries, when any were given. */
-  readonly shared: SharedCaches | undefined;
+  /** The local cache, then the `--cache-from` / `--cache-to` registries when any were given. */
+  readonly cache: CacheSource;
   /** Stage labels whose steps must not be taken from the cache (`--no-cache`, `--no-cache-filter`). */
   readonly ignoreCache: (stageLabel: string) => boolean;
   readonly blobs: BlobStore;

@@ -1,3 +1,6 @@
+// The build's entry point. Over ~400 lines because it is the one place that wires a build
+// together (options, cache dir, workspace, the stage scheduler, explain records, kept
+// filesystems); each part it calls lives in its own module (plan, platforms, stage, finalize).
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,9 +12,10 @@ import { formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
 import { BuildArgUsage, platformArgs } from './args.js';
 import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
-import { cacheKey, chainId } from './cache/key.js';
-import { LayerCache } from './cache/store.js';
-import type { SharedCaches } from './cache/registry-shared.js';
+import { cacheKey } from '../cache/key.js';
+import { layeredCache, type RemoteCache } from '../cache/source.js';
+import { LayerCache } from '../cache/store.js';
+import { chainId } from '../oci/digest.js';
 import { StatCache, loadDockerignore } from './context/index.js';
 import { finalizeImage, finalizeIndex } from './finalize.js';
 import { scratchState, type ImageState } from './image-state.js';
@@ -70,7 +74,7 @@ export interface BuildOptions {
   readonly onEvent?: ProgressListener;
   readonly signal?: AbortSignal;
   /** Registry caches to read from after a local miss and to record every step for. */
-  readonly sharedCache?: SharedCaches;
+  readonly sharedCache?: RemoteCache;
   /** Opens a FROM / --from image that is not a stage, choosing `platform` from an index. */
   readonly resolveImage: (
     reference: string,
@@ -186,8 +190,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       extraHosts: options.extraHosts ?? [],
       shmSize: options.shmSize,
       ulimits: options.ulimits ?? [],
-      cache,
-      shared: options.sharedCache?.active === true ? options.sharedCache : undefined,
+      cache: layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined),
       ignoreCache: (stage) =>
         options.noCache === true || noCacheFilter.has(stageNameOfLabel(stage).toLowerCase()),
       blobs,

@@ -4,7 +4,7 @@ import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
-import type { KeyComponent } from './cache/key.js';
+import type { KeyComponent } from '../cache/key.js';
 import type { EntryMeta, LayerChange } from '../snapshot/index.js';
 import {
   applyCopy,
@@ -17,8 +17,8 @@ import {
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
-import { sourceIdentity, sourceRootfs, type StepEnv } from './run-step.js';
-import type { StepAction } from './stage.js';
+import { sourceIdentity, sourceRootfs } from './run-step.js';
+import type { StepAction, StepEnv } from './step.js';
 import { resolveChown } from './users.js';
 
 /**

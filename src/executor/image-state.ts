@@ -30,11 +30,11 @@ export function withDefaultPath(state: ImageState): ImageState {
   return withConfig(state, { Env: [...(state.config.Env ?? []), `PATH=${DEFAULT_PATH}`] });
 }
 
+/** A change to the config: the fields to set, with `undefined` for a field to remove. */
+export type ConfigPatch = { readonly [Field in keyof ContainerConfig]?: ContainerConfig[Field] | undefined };
+
 /** Returns a state whose config has `patch` applied (fields set to undefined are removed). */
-export function withConfig(
-  state: ImageState,
-  patch: Partial<Record<keyof ContainerConfig, unknown>>,
-): ImageState {
+export function withConfig(state: ImageState, patch: ConfigPatch): ImageState {
   const merged = Object.entries({ ...state.config, ...patch }).filter(([, value]) => value !== undefined);
   return { ...state, config: Object.fromEntries(merged) };
 }

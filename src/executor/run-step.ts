@@ -1,3 +1,6 @@
+// RUN. Over ~400 lines because a RUN's inputs are all keyed and mounted here in one pass: argv
+// (SHELL, heredocs), Docker's environment, and every --mount kind (bind, cache, tmpfs, secret,
+// ssh) with its key component; splitting the mounts out would split one key across modules.
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -7,7 +10,8 @@ import { parseHeredocWord } from '../parser/heredoc.js';
 import type { MountSpec, RunInstruction } from '../parser/index.js';
 import { PROXY_ARGS } from './args.js';
 import type { BuildContext } from './build-context.js';
-import { chainId, type KeyComponent } from './cache/key.js';
+import type { KeyComponent } from '../cache/key.js';
+import { chainId } from '../oci/digest.js';
 import {
   digestSources,
   mkdirInRoot,
@@ -16,22 +20,11 @@ import {
   type SourceFileDigest,
 } from './context/index.js';
 import { runCreatedBy } from './history.js';
-import { envKey, getEnv, type ImageState } from './image-state.js';
+import { envKey, getEnv } from './image-state.js';
 import type { StepRef } from './progress.js';
 import { defaultPath, privateResolvConf, runInSandbox, type SandboxMount } from './sandbox/index.js';
-import type { StepAction } from './stage.js';
+import type { StepAction, StepEnv } from './step.js';
 import { resolveUser } from './users.js';
-
-/** What RUN and COPY need to know about the stage they run in. */
-export interface StepEnv {
-  readonly state: ImageState;
-  /** ARGs declared in this stage that have a value, in declaration order. */
-  readonly args: readonly (readonly [string, string])[];
-  readonly lookup: (name: string) => string | undefined;
-  readonly stageIndex: number;
-  /** Materialises the stage's rootfs as it is before this step. */
-  readonly rootfs: () => Promise<string>;
-}
 
 const OUTPUT_TAIL_LINES = 20;
 

@@ -1,32 +1,26 @@
-import { posix } from 'node:path';
-import { formatPlatform } from '../oci/platform.js';
 import { StratumError, wrap } from '../errors.js';
-import { compressionName } from '../oci/compression.js';
-import type { LayerRef } from '../oci/image.js';
-import type { ContainerConfig, Digest, HealthConfig } from '../oci/types.js';
+import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
 import type { Instruction, Stage } from '../parser/index.js';
-import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
-import type { LayerChange, LayerDiff } from '../snapshot/index.js';
-import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
-import { cacheKey, chainId, compressionComponents, type KeyComponent } from './cache/key.js';
-import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
+import type { BuildContext, StageResult } from './build-context.js';
+import { cacheKey } from '../cache/key.js';
+import { PARENT_KEY } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
-import { goPlainList, goQuotedList, healthcheckCreatedBy } from './history.js';
+import { filesystemStep } from './filesystem-step.js';
 import {
   getEnv,
-  setEnv,
   withConfig,
   withDefaultPath,
   withEmptyHistory,
-  withLayer,
+  type ConfigPatch,
   type ImageState,
 } from './image-state.js';
+import { argDeclarations, metadataChange, workdirChange } from './metadata.js';
 import type { StepRef } from './progress.js';
 import type { StageRootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
 import { copyStep } from './copy-step.js';
-import { formatExposedPorts } from './ports.js';
+import type { StepAction, StepEnv, StepOutcome } from './step.js';
 
 /**
  * Runs one stage's instructions. Metadata instructions change the config and add a history
@@ -45,40 +39,6 @@ export interface StageInput {
   /** When the base was made: metadata steps before the first layer keep this time. */
   readonly baseCreated: string | undefined;
 }
-
-/** A filesystem step's outcome before it is recorded. */
-export interface StepAction {
-  /** Key components beyond parent/platform/instruction. */
-  readonly components: readonly KeyComponent[];
-  readonly createdBy: string;
-  /** The instruction as keyed, when it should differ from createdBy (RUN leaves out its ARGs). */
-  readonly instruction?: string;
-  /** Source files, for explaining COPY/ADD misses. */
-  readonly files?: ExplainStep['files'];
-  /** For RUN: the files each context bind mount shows, by key component name. */
-  readonly mountFiles?: ExplainStep['mountFiles'];
-  /**
-   * When the step changes nothing: the entries to commit anyway (COPY/ADD, as the classic
-   * builder does), read from the step's rootfs before the commit. Without it, such a step gets
-   * an empty history entry.
-   */
-  readonly unchangedLayer?: (rootfs: string) => Promise<readonly LayerChange[]>;
-  /** Does the work on the materialised rootfs. */
-  readonly execute: (rootfs: string) => Promise<void>;
-}
-
-/**
- * Rootless builds run steps in a user namespace that maps our uid and gid to 0: what they
- * create is ours on disk and root's in the layer.
- */
-const ROOTLESS_OWNER: ((uid: number, gid: number) => readonly [number, number]) | undefined =
-  process.getuid?.() === 0
-    ? undefined
-    : (uid, gid) => [uid === process.getuid?.() ? 0 : uid, gid === process.getgid?.() ? 0 : gid];
-
-/** A step's result: the layer it made, a cache hit, or nothing on disk. */
-type StepOutcome =
-  { readonly digest: string; readonly size: number; readonly entries: number } | 'cached' | 'none';
 
 export class StageRunner {
   private state: ImageState;
@@ -205,12 +165,7 @@ export class StageRunner {
     }
   }
 
-  private metadata(
-    step: StepRef,
-    createdBy: string,
-    patch?: Partial<Record<keyof ContainerConfig, unknown>>,
-    rollsKey = true,
-  ): StepOutcome {
+  private metadata(step: StepRef, createdBy: string, patch?: ConfigPatch, rollsKey = true): StepOutcome {
     if (patch !== undefined) this.state = withConfig(this.state, patch);
     this.state = withEmptyHistory(this.state, createdBy, this.created ?? this.build.created);
     if (!rollsKey) return 'none';
@@ -237,128 +192,41 @@ export class StageRunner {
         throw new StratumError('BUILD_FAILED', `${this.where(step)}: FROM inside a stage`);
       case 'arg':
         return this.arg(instruction, step);
-      case 'env': {
-        let env = this.state.config.Env;
-        const parts: string[] = [];
-        // Every pair of one ENV line sees the environment from before the line (BuildKit).
-        const values = instruction.pairs.map(
-          (pair) => [this.expand(pair.key, step), this.expand(pair.value, step)] as const,
-        );
-        for (const [key, value] of values) {
-          if (key === '')
-            throw new StratumError('BUILD_FAILED', `${this.where(step)}: ENV names can not be blank`);
-          env = setEnv(env, key, value);
-          parts.push(`${key}=${value}`);
-        }
-        return this.metadata(step, `ENV ${parts.join(' ')}`, { Env: env });
-      }
-      case 'label': {
-        const labels: Record<string, string> = { ...(this.state.config.Labels ?? {}) };
-        const parts: string[] = [];
-        for (const pair of instruction.pairs) {
-          const key = this.expand(pair.key, step);
-          const value = this.expand(pair.value, step);
-          if (key === '')
-            throw new StratumError('BUILD_FAILED', `${this.where(step)}: LABEL names can not be blank`);
-          labels[key] = value;
-          parts.push(`${key}=${value}`);
-        }
-        return this.metadata(step, `LABEL ${parts.join(' ')}`, { Labels: labels });
-      }
-      case 'expose': {
-        const ports = formatExposedPorts(this.expandList(instruction.ports, step), this.where(step));
-        const exposed: Record<string, Record<string, never>> = { ...(this.state.config.ExposedPorts ?? {}) };
-        for (const port of ports) exposed[port] = {};
-        return this.metadata(
-          step,
-          `EXPOSE map[${[...ports]
-            .sort()
-            .map((port) => `${port}:{}`)
-            .join(' ')}]`,
-          { ExposedPorts: exposed },
-        );
-      }
-      case 'volume': {
-        const volumes: Record<string, Record<string, never>> = { ...(this.state.config.Volumes ?? {}) };
-        const list =
-          instruction.form === 'exec'
-            ? instruction.volumes.map((volume) => this.expand(volume, step))
-            : this.expandList(instruction.volumes, step);
-        for (const volume of list) {
-          if (volume.trim() === '')
-            throw new StratumError(
-              'BUILD_FAILED',
-              `${this.where(step)}: VOLUME specified can not be an empty string`,
-            );
-          volumes[volume] = {};
-        }
-        return this.metadata(step, `VOLUME ${goPlainList(list)}`, { Volumes: volumes });
-      }
-      case 'user': {
-        const user = this.expand(instruction.user, step);
-        return this.metadata(step, `USER ${user}`, { User: user });
-      }
-      case 'stopsignal': {
-        const signal = this.expand(instruction.signal, step);
-        return this.metadata(step, `STOPSIGNAL ${signal}`, { StopSignal: signal });
-      }
-      case 'maintainer':
-        this.state = { ...this.state, author: instruction.maintainer };
-        return this.metadata(step, `MAINTAINER ${instruction.maintainer}`);
-      case 'shell':
-        return this.metadata(step, `SHELL ${goPlainList(instruction.shell)}`, {
-          Shell: [...instruction.shell],
-        });
-      case 'cmd': {
-        const command = this.commandLine(instruction.form, instruction.command);
-        this.cmdSet = true;
-        return this.metadata(step, `CMD ${goQuotedList(command)}`, { Cmd: command });
-      }
-      case 'entrypoint': {
-        const command = this.commandLine(instruction.form, instruction.command);
-        const patch: Partial<Record<keyof ContainerConfig, unknown>> = { Entrypoint: command };
-        // An ENTRYPOINT resets the CMD inherited from the base (not one set in this stage).
-        if (!this.cmdSet) patch.Cmd = undefined;
-        return this.metadata(step, `ENTRYPOINT ${goQuotedList(command)}`, patch);
-      }
-      case 'healthcheck': {
-        const health: HealthConfig = {
-          Test: [...instruction.test],
-          ...(instruction.interval ? { Interval: instruction.interval } : {}),
-          ...(instruction.timeout ? { Timeout: instruction.timeout } : {}),
-          ...(instruction.startPeriod ? { StartPeriod: instruction.startPeriod } : {}),
-          ...(instruction.startInterval ? { StartInterval: instruction.startInterval } : {}),
-          ...(instruction.retries ? { Retries: instruction.retries } : {}),
-        };
-        // The classic builder's commit fills the fields a HEALTHCHECK leaves unset (0) from the
-        // healthcheck before it (BuildKit replaces it whole); the history shows them as written.
-        const before = this.state.config.Healthcheck;
-        const merged: HealthConfig = {
-          Test: health.Test ?? [],
-          ...pickSet('Interval', health, before),
-          ...pickSet('Timeout', health, before),
-          ...pickSet('StartPeriod', health, before),
-          ...pickSet('StartInterval', health, before),
-          ...pickSet('Retries', health, before),
-        };
-        return this.metadata(step, healthcheckCreatedBy(health), { Healthcheck: merged });
-      }
-      case 'onbuild':
-        return this.metadata(step, `ONBUILD ${instruction.expression}`, {
-          OnBuild: [...(this.state.config.OnBuild ?? []), instruction.expression],
-        });
       case 'workdir':
         return this.workdir(instruction.path, step);
       case 'run':
-        return this.filesystemStep(step, runStep(this.build, this.stepEnv(), instruction, step));
+        return this.filesystemStep(step, await runStep(this.build, this.stepEnv(), instruction, step));
       case 'copy':
       case 'add':
-        return this.filesystemStep(step, copyStep(this.build, this.stepEnv(), instruction, step));
+        return this.filesystemStep(step, await copyStep(this.build, this.stepEnv(), instruction, step));
+      case 'env':
+      case 'label':
+      case 'expose':
+      case 'volume':
+      case 'user':
+      case 'stopsignal':
+      case 'maintainer':
+      case 'shell':
+      case 'cmd':
+      case 'entrypoint':
+      case 'healthcheck':
+      case 'onbuild': {
+        const change = metadataChange(instruction, {
+          config: this.state.config,
+          expand: (text) => this.expand(text, step),
+          expandList: (texts) => this.expandList(texts, step),
+          where: this.where(step),
+          cmdSet: this.cmdSet,
+        });
+        if (instruction.kind === 'cmd') this.cmdSet = true;
+        if (change.author !== undefined) this.state = { ...this.state, author: change.author };
+        return this.metadata(step, change.createdBy, change.configPatch);
+      }
     }
   }
 
   /** What RUN/COPY see of the stage: its config, ARGs and rootfs. */
-  private stepEnv(): import('./run-step.js').StepEnv {
+  private stepEnv(): StepEnv {
     const argsInScope: [string, string][] = [];
     for (const [name, value] of this.args) if (value !== undefined) argsInScope.push([name, value]);
     return {
@@ -370,168 +238,59 @@ export class StageRunner {
     };
   }
 
-  private commandLine(form: 'shell' | 'exec', command: readonly string[]): string[] {
-    if (form === 'exec') return [...command];
-    const shell = this.state.config.Shell ?? ['/bin/sh', '-c'];
-    return [...shell, command.join(' ')];
-  }
-
   private arg(instruction: Extract<Instruction, { kind: 'arg' }>, step: StepRef): StepOutcome {
-    const parts: string[] = [];
-    for (const declaration of instruction.declarations) {
-      const name = declaration.name;
-      let value: string | undefined;
-      const given = this.build.buildArgs.get(name);
-      if (given !== undefined) value = given;
-      else if (declaration.defaultValue !== undefined) value = this.expand(declaration.defaultValue, step);
-      else value = this.build.metaArgs.get(name);
-      this.args.set(name, value);
-      parts.push(value === undefined ? name : `${name}=${value}`);
-    }
-    return this.metadata(step, `ARG ${parts.join(' ')}`, undefined, false);
+    const { declared, createdBy } = argDeclarations(instruction, {
+      buildArgs: this.build.buildArgs,
+      metaArgs: this.build.metaArgs,
+      // A default sees the declarations before it on its line, as if each were its own ARG.
+      expand: (text, earlier) =>
+        expandWord(
+          text,
+          (name) =>
+            getEnv(this.state.config.Env, name) ??
+            (earlier.has(name) ? earlier.get(name) : this.args.get(name)),
+          { escapeChar: this.build.escapeChar, where: this.where(step) },
+        ),
+    });
+    for (const [name, value] of declared) this.args.set(name, value);
+    return this.metadata(step, createdBy, undefined, false);
   }
 
   private async workdir(path: string, step: StepRef): Promise<StepOutcome> {
-    const expanded = this.expand(path, step);
-    const current = this.state.config.WorkingDir ?? '/';
-    // Docker keeps an absolute WORKDIR as written (`/tmp/` stays `/tmp/`) and joins a relative
-    // one to the current directory, cleaned (Go's filepath.Join).
-    const workdir = expanded.startsWith('/')
-      ? expanded
-      : posix.resolve('/', current === '' ? '/' : current, expanded);
-    const directory = posix.resolve(workdir);
-    this.state = withConfig(this.state, { WorkingDir: workdir });
-    if (directory === '/') return this.metadata(step, `WORKDIR ${workdir}`);
+    const { configPatch, createdBy, workdir, directory } = workdirChange(
+      this.state.config,
+      this.expand(path, step),
+    );
+    this.state = withConfig(this.state, configPatch);
+    if (directory === '/') return this.metadata(step, createdBy);
     // The classic builder creates the directory (owned by root) and keeps a layer only when that
     // changed something: an existing directory gives an empty history entry.
     return this.filesystemStep(step, {
       components: [{ name: 'workdir', value: workdir }],
-      createdBy: `WORKDIR ${workdir}`,
+      createdBy,
       execute: async (rootfs) => {
         await mkdirInRoot(rootfs, directory);
       },
     });
   }
 
-  private async filesystemStep(
-    step: StepRef,
-    actionPromise: StepAction | Promise<StepAction>,
-  ): Promise<StepOutcome> {
-    const action = await actionPromise;
-    const components: KeyComponent[] = [
-      { name: PARENT_KEY, value: this.key },
-      { name: LAYERS_BELOW, value: chainId(this.state.layers.map((layer) => layer.diffId)) },
-      // The variant too: arm/v6 and arm/v7 layers differ (normalised: arm64 has none, amd64 none).
-      { name: 'platform', value: formatPlatform(this.state.platform) },
-      { name: 'instruction', value: action.instruction ?? action.createdBy },
-      ...action.components,
-      ...compressionComponents(compressionName(this.build.compression)),
-    ];
-    const key = cacheKey(components);
-    const stepId = `${step.stage}/${step.index}`;
-    this.build.current.set(stepId, {
-      key: key.digest,
-      components,
-      ...(action.files === undefined ? {} : { files: action.files }),
-      ...(action.mountFiles === undefined ? {} : { mountFiles: action.mountFiles }),
-    });
-    const useCache = !this.build.ignoreCache(step.stage);
-    let entry = useCache ? await this.build.cache.get(key.digest) : undefined;
-    let source = 'local';
-    if (entry === undefined && useCache && this.build.shared !== undefined) {
-      const shared = await this.build.shared.lookup(key.digest, this.build.cache, this.build.signal);
-      if (shared !== undefined) {
-        entry = shared.entry;
-        source = shared.source;
-      }
-    }
-    const previous = this.build.previous?.steps[stepId];
-    {
-      const reasons =
-        entry !== undefined
-          ? []
-          : explainMiss(previous, this.build.current.get(stepId)!, this.previousStepMissed, useCache);
-      this.build.emit({
-        kind: 'cache',
-        step,
-        key: key.digest,
-        hit: entry !== undefined,
-        ...(entry !== undefined ? { source } : {}),
-        components: components.map((component) => ({ name: component.name, value: component.value })),
-        reasons,
-      });
-    }
-    this.key = key.digest;
-    if (entry !== undefined) {
-      this.build.shared?.record(entry);
-      if (this.build.sourceDateEpoch === undefined) this.created = entry.created;
-      if (entry.layer === null) this.state = withEmptyHistory(this.state, entry.createdBy, this.created);
-      else this.state = withLayer(this.state, entry.layer, entry.createdBy, this.created);
-      return 'cached';
-    }
-    this.previousStepMissed = `step ${step.index} missed`;
-    this.created = this.build.created;
-
-    const rootfs = await this.rootfs.sync(this.state.layers, this.build.signal);
-    await this.rootfs.prepare(this.build.signal);
-    await action.execute(rootfs);
-    // Read before the commit: the overlay snapshotter unmounts the step's view when it commits.
-    const unchanged = action.unchangedLayer === undefined ? [] : await action.unchangedLayer(rootfs);
-    let diff = await this.rootfs.commit(this.build.signal);
-    if (isEmptyDiff(diff) && unchanged.length > 0) diff = { ...diff, changes: unchanged };
-    let layer: LayerRef | null = null;
-    if (isEmptyDiff(diff)) {
-      this.state = withEmptyHistory(this.state, action.createdBy, this.build.created);
-    } else {
-      const written = await writeLayer(diff, this.build.blobs, {
-        ...(ROOTLESS_OWNER === undefined ? {} : { mapOwner: ROOTLESS_OWNER }),
-        ...(this.build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: this.build.sourceDateEpoch }),
-        ...(this.build.signal ? { signal: this.build.signal } : {}),
-        compression: this.build.compression,
-      });
-      layer = { descriptor: written.descriptor, diffId: written.diffId };
-      this.state = withLayer(this.state, layer, action.createdBy, this.build.created);
-      await this.rootfs.recordLayerApplied(layer, undoRecord(diff));
-    }
-    const newEntry = {
-      key: key.digest,
-      layer,
-      createdBy: action.createdBy,
-      instruction: step.instruction.split('\n')[0]!.slice(0, 200),
-      created: this.build.created ?? new Date().toISOString(),
-    };
-    await this.build.cache.put(newEntry);
-    this.build.shared?.record(newEntry);
-    return layer === null
-      ? 'none'
-      : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };
+  private async filesystemStep(step: StepRef, action: StepAction): Promise<StepOutcome> {
+    const { outcome, at } = await filesystemStep(
+      this.build,
+      this.rootfs,
+      step,
+      {
+        state: this.state,
+        key: this.key,
+        created: this.created,
+        previousStepMissed: this.previousStepMissed,
+      },
+      action,
+    );
+    this.state = at.state;
+    this.key = at.key;
+    this.created = at.created;
+    this.previousStepMissed = at.previousStepMissed;
+    return outcome;
   }
-}
-
-type HealthNumber = 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval' | 'Retries';
-
-/** `{ [field]: value }` from the new healthcheck when set (non-zero), else from the one before. */
-function pickSet(
-  field: HealthNumber,
-  health: HealthConfig,
-  before: HealthConfig | undefined,
-): Partial<Record<HealthNumber, number>> {
-  const value = health[field] || before?.[field];
-  return value ? { [field]: value } : {};
-}
-
-/**
- * How to take a layer back off a kept filesystem: possible when the step only added paths
- * (its parents are unchanged directories), by removing them, deepest first. Anything else
- * (a modified, deleted or retyped path) cannot be undone without the old content.
- */
-function undoRecord(diff: LayerDiff): readonly string[] | undefined {
-  const added: string[] = [];
-  for (const change of diff.changes) {
-    if (change.kind === 'added') added.push(change.path);
-    else if (change.kind !== 'parent') return undefined;
-  }
-  // Only the top of each added subtree needs removing.
-  const tops = added.filter((path) => !added.some((other) => path !== other && path.startsWith(`${other}/`)));
-  return tops.sort((a, b) => b.length - a.length);
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { digestHex } from '../oci/digest.js';
 import type { LayerRef } from '../oci/image.js';
-import { chainId } from './cache/key.js';
+import { chainId } from '../oci/digest.js';
 
 /** A layer a kept filesystem holds, and how to take it back off when the step only added paths. */
 export interface HeldLayer {

@@ -119,3 +119,19 @@ export class VerifyingStream extends Transform {
     callback();
   }
 }
+
+/**
+ * The ChainID of a list of diff_ids (image-spec config.md): ChainID(L0) = DiffID(L0),
+ * ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). The empty chain (scratch) has
+ * no ChainID in the spec; stratum uses the sha256 of the empty string for it.
+ */
+export function chainId(diffIds: readonly Digest[]): Digest {
+  let chain: Digest | undefined;
+  for (const diffId of diffIds) {
+    chain =
+      chain === undefined
+        ? diffId
+        : `sha256:${createHash('sha256').update(`${chain} ${diffId}`).digest('hex')}`;
+  }
+  return chain ?? `sha256:${createHash('sha256').update('').digest('hex')}`;
+}

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
 import { LayerCache, type BuildEvent } from '../../src/index.js';
-import { cacheUsage, pruneCache } from '../../src/executor/cache/prune.js';
+import { cacheUsage } from '../../src/cache/prune.js';
+import { pruneCacheDir } from '../../src/cache-admin.js';
 import { mountsBelow } from '../../src/snapshot/unpacked-layers.js';
 import { runOverlayHelper } from '../../src/snapshot/overlay-helper.js';
 
@@ -192,10 +193,10 @@ describe.skipIf(!isRoot)('overlay snapshotter', () => {
     const session = join(cacheDir, 'overlay/sessions', `${process.pid}-test`);
     mkdirSync(session);
     writeFileSync(join(session, 'leases'), `${base}\n`);
-    await pruneCache(cache);
+    await pruneCacheDir(cache);
     expect(readdirSync(join(cacheDir, 'overlay/layers'))).toEqual([base]);
     execFileSync('rm', ['-rf', session]);
-    await pruneCache(cache);
+    await pruneCacheDir(cache);
     expect(readdirSync(join(cacheDir, 'overlay/layers'))).toEqual([]);
     expect((await cacheUsage(cache)).unpackedBytes).toBe(0);
   });

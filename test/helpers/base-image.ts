@@ -1,146 +1,18 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { gzipSync } from 'node:zlib';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 
 /**
- * Test base images, made here because nothing can be pulled: a busybox userland from Debian's
- * busybox-static, plus the /etc files a Dockerfile expects (users, groups, a home).
- * The same layer bytes go into an OCI layout (for stratum) and a docker-archive (for
- * `docker load`), so both builders start from an identical base.
+ * Test base images, made because nothing can be pulled. The builder itself is
+ * examples/busybox-base.js, shared with the benchmarks and examples/make-busybox-base.sh; this
+ * module adds what only tests need.
  */
-
-export const BUSYBOX = '/bin/busybox';
-
-const PASSWD = [
-  'root:x:0:0:root:/root:/bin/sh',
-  'daemon:x:1:1:daemon:/usr/sbin:/bin/false',
-  'app:x:1000:1000:app user:/home/app:/bin/sh',
-  'nobody:x:65534:65534:nobody:/nonexistent:/bin/false',
-  '',
-].join('\n');
-const GROUP = ['root:x:0:', 'daemon:x:1:', 'app:x:1000:', 'staff:x:50:app', 'nogroup:x:65534:', ''].join(
-  '\n',
-);
-
-/**
- * Lays out a busybox root filesystem in `dir` (which must exist and be empty). `busybox` is the
- * binary to install (another architecture's, for multi-platform bases); the applet list comes
- * from the host's, the same Debian version.
- */
-export function makeBusyboxRootfs(dir: string, busybox: string = BUSYBOX): void {
-  for (const sub of ['bin', 'etc', 'root', 'tmp', 'home/app', 'usr/bin', 'var'])
-    mkdirSync(join(dir, sub), { recursive: true });
-  chmodSync(join(dir, 'tmp'), 0o1777);
-  chmodSync(join(dir, 'root'), 0o700);
-  copyFileSync(busybox, join(dir, 'bin/busybox'));
-  chmodSync(join(dir, 'bin/busybox'), 0o755);
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((name) => name !== '' && name !== 'busybox');
-  for (const applet of applets) symlinkSync('busybox', join(dir, 'bin', applet));
-  writeFileSync(join(dir, 'etc/passwd'), PASSWD);
-  writeFileSync(join(dir, 'etc/group'), GROUP);
-  execFileSync('chown', ['1000:1000', join(dir, 'home/app')]);
-}
-
-export interface BaseImageFiles {
-  /** `oci:` layout directory holding the image under `tag`. */
-  readonly layout: string;
-  /** docker-archive file for `docker load`, tagged `repoTag`. */
-  readonly dockerArchive: string;
-  readonly diffId: string;
-}
-
-function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-/**
- * Packs `rootfs` with GNU tar (sorted, numeric owners, fixed mtime) and writes it both as an OCI
- * layout and as a docker-archive. The image config sets PATH as Docker images usually do, unless
- * `withoutEnv` (a base like `docker import` makes, with no Env at all).
- */
-export function writeBaseImage(
-  rootfs: string,
-  outDir: string,
-  repoTag: string,
-  options: { readonly withoutEnv?: boolean; readonly architecture?: string } = {},
-): BaseImageFiles {
-  const realTar = execFileSync(
-    'tar',
-    ['-C', rootfs, '--sort=name', '--numeric-owner', '--mtime=@1700000000', '-cf', '-', '.'],
-    {
-      maxBuffer: 64 * 1024 * 1024,
-    },
-  );
-  const diffId = `sha256:${sha256(realTar)}`;
-  const gz = gzipSync(realTar);
-  const layerDigest = sha256(gz);
-  const config = JSON.stringify({
-    architecture: options.architecture ?? 'amd64',
-    os: 'linux',
-    created: '2023-11-14T22:13:20Z',
-    config: options.withoutEnv
-      ? { Cmd: ['sh'] }
-      : { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
-    rootfs: { type: 'layers', diff_ids: [diffId] },
-    history: [{ created: '2023-11-14T22:13:20Z', created_by: 'busybox base for stratum tests' }],
-  });
-  const configDigest = sha256(config);
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: {
-      mediaType: 'application/vnd.oci.image.config.v1+json',
-      digest: `sha256:${configDigest}`,
-      size: Buffer.byteLength(config),
-    },
-    layers: [
-      {
-        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-        digest: `sha256:${layerDigest}`,
-        size: gz.length,
-      },
-    ],
-  });
-  const manifestDigest = sha256(manifest);
-
-  const layout = join(outDir, 'layout');
-  mkdirSync(join(layout, 'blobs/sha256'), { recursive: true });
-  writeFileSync(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(join(layout, 'blobs/sha256', layerDigest), gz);
-  writeFileSync(join(layout, 'blobs/sha256', configDigest), config);
-  writeFileSync(join(layout, 'blobs/sha256', manifestDigest), manifest);
-  const tag = repoTag.slice(repoTag.lastIndexOf(':') + 1);
-  writeFileSync(
-    join(layout, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          digest: `sha256:${manifestDigest}`,
-          size: Buffer.byteLength(manifest),
-          annotations: { 'org.opencontainers.image.ref.name': tag },
-        },
-      ],
-    }),
-  );
-
-  const archiveDir = join(outDir, 'docker-archive');
-  mkdirSync(join(archiveDir, 'layer'), { recursive: true });
-  writeFileSync(join(archiveDir, 'layer/layer.tar'), realTar);
-  writeFileSync(join(archiveDir, `${configDigest}.json`), config);
-  writeFileSync(
-    join(archiveDir, 'manifest.json'),
-    JSON.stringify([{ Config: `${configDigest}.json`, RepoTags: [repoTag], Layers: ['layer/layer.tar'] }]),
-  );
-  const dockerArchive = join(outDir, 'base.docker.tar');
-  execFileSync('tar', ['-C', archiveDir, '-cf', dockerArchive, '.']);
-  return { layout, dockerArchive, diffId };
-}
+export {
+  BUSYBOX,
+  makeBusyboxRootfs,
+  writeBaseImage,
+  type BaseImageFiles,
+  type BaseImageOptions,
+} from '../../examples/busybox-base.js';
 
 /** Loads a docker-archive into the running Docker daemon. */
 export function dockerLoad(archive: string): void {

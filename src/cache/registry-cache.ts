@@ -1,12 +1,15 @@
+// The registry cache (--cache-from/--cache-to). Over ~400 lines because the reader
+// (RegistryCacheSource) and the writer (RegistryCacheExporter) share the reference syntax and
+// the fetch/verify path; the wire format is already apart in registry-format.ts.
 import { Readable } from 'node:stream';
-import { StratumError, isStratumError } from '../../errors.js';
-import { sha256Digest } from '../../oci/digest.js';
-import type { BlobStore } from '../../oci/blob-store.js';
-import { MediaType, type Descriptor, type Digest } from '../../oci/types.js';
-import { RegistryClient } from '../../push/client.js';
-import { forEachLimited } from '../../push/pull.js';
-import { parseRegistryReference, type RegistryReference } from '../../push/reference.js';
-import { RepositoryClient } from '../../push/repository.js';
+import { StratumError, isStratumError } from '../errors.js';
+import { sha256Digest } from '../oci/digest.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
+import { RegistryClient } from '../push/client.js';
+import { forEachLimited } from '../oci/for-each-limited.js';
+import { parseRegistryReference, type RegistryReference } from '../push/reference.js';
+import { RepositoryClient } from '../push/repository.js';
 import { DiffIdCheck, diffIdCheckable } from './registry-diffid.js';
 import {
   CACHE_CONFIG_MEDIA_TYPE,

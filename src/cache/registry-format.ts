@@ -1,7 +1,7 @@
-import { StratumError } from '../../errors.js';
-import { isDigest } from '../../oci/digest.js';
-import type { LayerRef } from '../../oci/image.js';
-import { MediaType, type Descriptor, type Digest, type ImageManifest } from '../../oci/types.js';
+import { StratumError } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
+import type { LayerRef } from '../oci/image.js';
+import { MediaType, type Descriptor, type Digest, type ImageManifest } from '../oci/types.js';
 import type { CacheEntry } from './store.js';
 
 /**

@@ -1,11 +1,11 @@
 import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode } from '../../errors.js';
-import { writeFileAtomic } from '../../oci/atomic-file.js';
-import { BlobStore } from '../../oci/blob-store.js';
-import type { LayerRef } from '../../oci/image.js';
-import { digestHex } from '../../oci/digest.js';
-import type { Digest } from '../../oci/types.js';
+import { errnoCode } from '../errors.js';
+import { writeFileAtomic } from '../oci/atomic-file.js';
+import { BlobStore } from '../oci/blob-store.js';
+import type { LayerRef } from '../oci/image.js';
+import { digestHex } from '../oci/digest.js';
+import type { Digest } from '../oci/types.js';
 import type { KeyComponent } from './key.js';
 
 /**

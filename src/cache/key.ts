@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Digest } from '../../oci/types.js';
+import type { Digest } from '../oci/types.js';
 
 /**
  * A cache key: a sha256 over named, length-framed components, so that no two different inputs
@@ -44,20 +44,4 @@ function frame(hash: ReturnType<typeof createHash>, text: string): void {
   length.writeBigUInt64BE(BigInt(bytes.length));
   hash.update(length);
   hash.update(bytes);
-}
-
-/**
- * The ChainID of a list of diff_ids (image-spec config.md): ChainID(L0) = DiffID(L0),
- * ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). The empty chain (scratch) has
- * no ChainID in the spec; stratum uses the sha256 of the empty string for it.
- */
-export function chainId(diffIds: readonly Digest[]): Digest {
-  let chain: Digest | undefined;
-  for (const diffId of diffIds) {
-    chain =
-      chain === undefined
-        ? diffId
-        : `sha256:${createHash('sha256').update(`${chain} ${diffId}`).digest('hex')}`;
-  }
-  return chain ?? `sha256:${createHash('sha256').update('').digest('hex')}`;
 }

@@ -1,15 +1,15 @@
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode } from '../../errors.js';
-import type { Digest } from '../../oci/types.js';
+import { errnoCode } from '../errors.js';
+import type { Digest } from '../oci/types.js';
 import type { CacheEntryInfo, LayerCache } from './store.js';
-import { pruneUnpackedLayers } from '../../snapshot/unpacked-layers.js';
-import { Workspace } from '../workspace.js';
 
 /**
  * Cache housekeeping: what is there (`ls`, `du`) and making room (`prune`). Pruning removes
  * entries (oldest use first), then the blobs no remaining entry and no protected image refers
- * to, then temporary files that a killed build left behind.
+ * to, then partial blobs a killed build left behind. The rest of the cache directory (unpacked
+ * filesystems, build workspaces) belongs to the snapshotters and the executor: src/cache-admin.ts
+ * sweeps those.
  */
 export interface CacheUsage {
   readonly entries: number;
@@ -119,22 +119,6 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
     freedBytes += info.size;
   }
   freedBytes += await cache.blobs.removeAbandonedTemporaries();
-  // Kept unpacked filesystems only save time; pruning makes the room they take.
-  freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
-  await rm(join(cache.root, 'rootfs'), { recursive: true, force: true });
-  // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
-  const unpackedBefore = await directoryBytes(join(cache.root, 'overlay', 'layers'));
-  await pruneUnpackedLayers(join(cache.root, 'overlay'));
-  freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, 'overlay', 'layers')));
-  // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
-  for (const tmp of new Set([
-    join(cache.root, 'tmp'),
-    process.env['STRATUM_TMPDIR'] ?? join(cache.root, 'tmp'),
-  ])) {
-    const before = await directoryBytes(tmp);
-    await Workspace.removeAbandoned(tmp);
-    freedBytes += before - (await directoryBytes(tmp));
-  }
   return { removedEntries, removedBlobs, freedBytes };
 }
 
@@ -152,7 +136,7 @@ async function listDir(dir: string): Promise<string[]> {
  * points to (unpacked filesystems are full of them), and a file with several hard links counts
  * once (`seen`, shared across calls, holds device:inode pairs already counted).
  */
-async function directoryBytes(dir: string, seen: Set<string> = new Set()): Promise<number> {
+export async function directoryBytes(dir: string, seen: Set<string> = new Set()): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const path = join(dir, entry.name);

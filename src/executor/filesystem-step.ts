@@ -1,0 +1,151 @@
+import { formatPlatform } from '../oci/platform.js';
+import { compressionName } from '../oci/compression.js';
+import type { LayerRef } from '../oci/image.js';
+import type { Digest } from '../oci/types.js';
+import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
+import type { LayerDiff } from '../snapshot/index.js';
+import type { BuildContext } from './build-context.js';
+import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
+import { chainId } from '../oci/digest.js';
+import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
+import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
+import type { StepRef } from './progress.js';
+import type { StageRootfs } from './rootfs.js';
+import type { StepAction, StepOutcome } from './step.js';
+
+/**
+ * The cache protocol of a filesystem step (RUN, COPY, ADD, WORKDIR): key it, look it up in the
+ * local then the shared cache, and on a hit add the cached layer without touching the rootfs; on
+ * a miss materialise the rootfs, run the step, snapshot, write the difference as a layer and
+ * record it in the caches.
+ */
+
+/** Where a stage stands between steps: what the next step builds on. */
+export interface StepPosition {
+  readonly state: ImageState;
+  /** The key the next step's key chains from. */
+  readonly key: Digest;
+  /** The time the next history entry gets (see StageRunner). */
+  readonly created: string | undefined;
+  /** Why an earlier step of this stage missed, for explaining later misses. */
+  readonly previousStepMissed: string | undefined;
+}
+
+/**
+ * Rootless builds run steps in a user namespace that maps our uid and gid to 0: what they
+ * create is ours on disk and root's in the layer.
+ */
+const ROOTLESS_OWNER: ((uid: number, gid: number) => readonly [number, number]) | undefined =
+  process.getuid?.() === 0
+    ? undefined
+    : (uid, gid) => [uid === process.getuid?.() ? 0 : uid, gid === process.getgid?.() ? 0 : gid];
+
+export async function filesystemStep(
+  build: BuildContext,
+  stageRootfs: StageRootfs,
+  step: StepRef,
+  at: StepPosition,
+  action: StepAction,
+): Promise<{ readonly outcome: StepOutcome; readonly at: StepPosition }> {
+  let { state, created } = at;
+  const components: KeyComponent[] = [
+    { name: PARENT_KEY, value: at.key },
+    { name: LAYERS_BELOW, value: chainId(state.layers.map((layer) => layer.diffId)) },
+    // The variant too: arm/v6 and arm/v7 layers differ (normalised: arm64 has none, amd64 none).
+    { name: 'platform', value: formatPlatform(state.platform) },
+    { name: 'instruction', value: action.instruction ?? action.createdBy },
+    ...action.components,
+    ...compressionComponents(compressionName(build.compression)),
+  ];
+  const key = cacheKey(components);
+  const stepId = `${step.stage}/${step.index}`;
+  build.current.set(stepId, {
+    key: key.digest,
+    components,
+    ...(action.files === undefined ? {} : { files: action.files }),
+    ...(action.mountFiles === undefined ? {} : { mountFiles: action.mountFiles }),
+  });
+  const useCache = !build.ignoreCache(step.stage);
+  const hit = useCache ? await build.cache.get(key.digest, build.signal) : undefined;
+  const entry = hit?.entry;
+  const previous = build.previous?.steps[stepId];
+  {
+    const reasons =
+      entry !== undefined
+        ? []
+        : explainMiss(previous, build.current.get(stepId)!, at.previousStepMissed, useCache);
+    build.emit({
+      kind: 'cache',
+      step,
+      key: key.digest,
+      hit: entry !== undefined,
+      ...(hit !== undefined ? { source: hit.source } : {}),
+      components: components.map((component) => ({ name: component.name, value: component.value })),
+      reasons,
+    });
+  }
+  if (entry !== undefined) {
+    build.cache.record(entry);
+    if (build.sourceDateEpoch === undefined) created = entry.created;
+    if (entry.layer === null) state = withEmptyHistory(state, entry.createdBy, created);
+    else state = withLayer(state, entry.layer, entry.createdBy, created);
+    return {
+      outcome: 'cached',
+      at: { state, key: key.digest, created, previousStepMissed: at.previousStepMissed },
+    };
+  }
+  const previousStepMissed = `step ${step.index} missed`;
+  created = build.created;
+
+  const rootfs = await stageRootfs.sync(state.layers, build.signal);
+  await stageRootfs.prepare(build.signal);
+  await action.execute(rootfs);
+  // Read before the commit: the overlay snapshotter unmounts the step's view when it commits.
+  const unchanged = action.unchangedLayer === undefined ? [] : await action.unchangedLayer(rootfs);
+  let diff = await stageRootfs.commit(build.signal);
+  if (isEmptyDiff(diff) && unchanged.length > 0) diff = { ...diff, changes: unchanged };
+  let layer: LayerRef | null = null;
+  if (isEmptyDiff(diff)) {
+    state = withEmptyHistory(state, action.createdBy, build.created);
+  } else {
+    const written = await writeLayer(diff, build.blobs, {
+      ...(ROOTLESS_OWNER === undefined ? {} : { mapOwner: ROOTLESS_OWNER }),
+      ...(build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: build.sourceDateEpoch }),
+      ...(build.signal ? { signal: build.signal } : {}),
+      compression: build.compression,
+    });
+    layer = { descriptor: written.descriptor, diffId: written.diffId };
+    state = withLayer(state, layer, action.createdBy, build.created);
+    await stageRootfs.recordLayerApplied(layer, undoRecord(diff));
+  }
+  const newEntry = {
+    key: key.digest,
+    layer,
+    createdBy: action.createdBy,
+    instruction: step.instruction.split('\n')[0]!.slice(0, 200),
+    created: build.created ?? new Date().toISOString(),
+  };
+  await build.cache.put(newEntry);
+  build.cache.record(newEntry);
+  const outcome: StepOutcome =
+    layer === null
+      ? 'none'
+      : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };
+  return { outcome, at: { state, key: key.digest, created, previousStepMissed } };
+}
+
+/**
+ * How to take a layer back off a kept filesystem: possible when the step only added paths
+ * (its parents are unchanged directories), by removing them, deepest first. Anything else
+ * (a modified, deleted or retyped path) cannot be undone without the old content.
+ */
+function undoRecord(diff: LayerDiff): readonly string[] | undefined {
+  const added: string[] = [];
+  for (const change of diff.changes) {
+    if (change.kind === 'added') added.push(change.path);
+    else if (change.kind !== 'parent') return undefined;
+  }
+  // Only the top of each added subtree needs removing.
+  const tops = added.filter((path) => !added.some((other) => path !== other && path.startsWith(`${other}/`)));
+  return tops.sort((a, b) => b.length - a.length);
+}
