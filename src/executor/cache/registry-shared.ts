@@ -6,10 +6,10 @@ import {
   RegistryCacheExporter,
   RegistryCacheSource,
   parseCacheRef,
-  type CacheRef,
   type ExportResult,
 } from './registry-cache.js';
 import type { CacheEntry, LayerCache } from './store.js';
+import { LocalCacheExporter, LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from './local-cache.js';
 
 /**
  * Every `--cache-from` and `--cache-to` of one build behind one object, so the engine needs
@@ -38,8 +38,8 @@ export interface SharedCacheExport extends ExportResult {
 export class SharedCaches {
   private constructor(
     private readonly client: RegistryClient,
-    private readonly sources: readonly RegistryCacheSource[],
-    private readonly exporters: readonly RegistryCacheExporter[],
+    private readonly sources: readonly (RegistryCacheSource | LocalCacheSource)[],
+    private readonly exporters: readonly (RegistryCacheExporter | LocalCacheExporter)[],
     private readonly options: SharedCacheOptions,
   ) {}
 
@@ -48,18 +48,26 @@ export class SharedCaches {
    * `--cache-from` once, in parallel. Never fails for an unreachable cache: that is a warning.
    */
   static async open(options: SharedCacheOptions): Promise<SharedCaches> {
-    const fromRefs = (options.cacheFrom ?? []).map(parseCacheRef);
-    const toRefs: CacheRef[] = (options.cacheTo ?? []).map(parseCacheRef);
-    const exporters = toRefs.map((ref) => new RegistryCacheExporter(ref));
+    // type=local,src|dest=DIR is a directory (local-cache.ts); everything else a registry.
+    const fromRefs = (options.cacheFrom ?? []).map((text) =>
+      isLocalCacheSpec(text) ? parseLocalCacheRef(text, 'from') : parseCacheRef(text),
+    );
+    const exporters = (options.cacheTo ?? []).map((text) =>
+      isLocalCacheSpec(text)
+        ? new LocalCacheExporter(parseLocalCacheRef(text, 'to'))
+        : new RegistryCacheExporter(parseCacheRef(text)),
+    );
     const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [] });
     try {
       const sources = await Promise.all(
         fromRefs.map((ref) =>
-          RegistryCacheSource.open(ref, {
-            client,
-            ...(options.signal ? { signal: options.signal } : {}),
-            ...(options.onWarning ? { onWarning: options.onWarning } : {}),
-          }),
+          'dir' in ref
+            ? LocalCacheSource.open(ref, options.onWarning ? { onWarning: options.onWarning } : {})
+            : RegistryCacheSource.open(ref, {
+                client,
+                ...(options.signal ? { signal: options.signal } : {}),
+                ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+              }),
         ),
       );
       return new SharedCaches(client, sources, exporters, options);
