@@ -156,6 +156,26 @@ describe.skipIf(!isRoot)('stratum build: --cache-to/--cache-from type=local', ()
     expect(result.stderr).toContain(`cache local:${missing}: not used`);
   });
 
+  it('a dest that is not an OCI layout is not written into: a usage error before the build, or a warning with ignore-error=true', () => {
+    const notLayout = join(dir, 'not-a-layout');
+    mkdirSync(notLayout);
+    writeFileSync(join(notLayout, 'keep.txt'), 'mine\n');
+    const refused = run(
+      ['build', ctx, '--network', 'none', '--cache-to', `type=local,dest=${notLayout}`],
+      join(dir, 'cache-8'),
+    );
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain(`cache local:${notLayout}: exists and is not an OCI image layout`);
+    expect(refused.stderr).not.toMatch(/RUN|=> /);
+    const ignored = run(
+      ['build', ctx, '--network', 'none', '--cache-to', `type=local,dest=${notLayout},ignore-error=true`],
+      join(dir, 'cache-8'),
+    );
+    expect(ignored.status, ignored.stderr).toBe(0);
+    expect(ignored.stderr).toContain(`cache local:${notLayout}: not exported`);
+    expect(readFileSync(join(notLayout, 'keep.txt'), 'utf8')).toBe('mine\n');
+  });
+
   it('a bad local form is a usage error naming the key', () => {
     const cases: [string, string, RegExp][] = [
       ['--cache-to', 'type=local', /dest= is missing/],

@@ -5,7 +5,12 @@ import { sha256Digest } from '../../oci/digest.js';
 import { directoryAccess } from '../../oci/files.js';
 import { readLayoutIndex, refName } from '../../oci/layout-reader.js';
 import { MediaType, type Descriptor, type Digest } from '../../oci/types.js';
-import { prepareLayout, updateLayoutIndex, updatedEntries } from '../../oci-writer/layout-writer.js';
+import {
+  directoryState,
+  prepareLayout,
+  updateLayoutIndex,
+  updatedEntries,
+} from '../../oci-writer/layout-writer.js';
 import type { ExportOptions, ExportResult } from './registry-cache.js';
 import {
   CACHE_CONFIG_MEDIA_TYPE,
@@ -191,6 +196,20 @@ export class LocalCacheExporter {
 
   get name(): string {
     return this.ref.name;
+  }
+
+  /**
+   * Before the build: a dest that exists and is not an OCI layout would be refused after the
+   * build's work, so it is a usage error now (with ignore-error=true, a warning at export).
+   */
+  async check(): Promise<void> {
+    if (this.ref.ignoreError) return;
+    if ((await directoryState(this.ref.dir)) === 'other') {
+      throw new StratumError(
+        'USAGE',
+        `cache ${this.ref.name}: exists and is not an OCI image layout (no oci-layout file); refusing to write into it`,
+      );
+    }
   }
 
   add(entry: CacheEntry): void {

@@ -57,6 +57,7 @@ export class SharedCaches {
         ? new LocalCacheExporter(parseLocalCacheRef(text, 'to'))
         : new RegistryCacheExporter(parseCacheRef(text)),
     );
+    for (const exporter of exporters) if (exporter instanceof LocalCacheExporter) await exporter.check();
     const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [] });
     try {
       const sources = await Promise.all(
