@@ -4,12 +4,13 @@ import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
 import { StratumError } from './errors.js';
+import { compressionName, type CompressionSpec } from './oci/compression.js';
 import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
 import { withLabelsAndAnnotations } from './image-patch.js';
 import type { Descriptor } from './oci/types.js';
 import { writeFileAtomically } from './oci-writer/atomic.js';
 import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
-import { parseOutputs, type OutputTarget } from './output-spec.js';
+import { outputCompression, parseOutputs, type OutputTarget } from './output-spec.js';
 import { contextFromStream } from './stdin-context.js';
 import { checkBuildContexts, withNamedContexts, type NamedContext } from './named-contexts.js';
 import { isImageIndex, type AnyImage, type ImageSource } from './oci/image.js';
@@ -86,6 +87,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   // Usage errors before any work.
   const targets = parseOutputs(options.outputs ?? [], options.tags ?? [], options.load === true);
   for (const tag of options.tags ?? []) parseImageReference(tag);
+  const compression = layerCompression(options.compression, options.outputs ?? []);
   // Unwritable destinations fail before any work, with nothing written.
   for (const target of targets)
     if (target.kind === 'image') await checkDestination(parseImageReference(target.reference));
@@ -169,6 +171,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
       const result = await build({
         ...options,
+        ...(compression === undefined ? {} : { compression }),
         contextDir,
         dockerfile,
         ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
@@ -460,4 +463,19 @@ export async function resolveBaseImage(
     if (!(error instanceof StratumError) || error.code !== 'NOT_FOUND') throw error;
     return openRegistryImage(parsed.name, pullOptions);
   }
+}
+
+/** `--compression`, or the compression the `-o` values ask for; both given must agree. */
+function layerCompression(
+  flag: CompressionSpec | undefined,
+  outputs: readonly string[],
+): CompressionSpec | undefined {
+  const fromOutputs = outputCompression(outputs);
+  if (flag === undefined || fromOutputs === undefined) return flag ?? fromOutputs;
+  if (flag.algorithm !== fromOutputs.algorithm || flag.level !== fromOutputs.level)
+    throw new StratumError(
+      'USAGE',
+      `--compression ${compressionName(flag)} and an --output's compression=${compressionName(fromOutputs)} disagree; one build writes one set of layers`,
+    );
+  return flag;
 }

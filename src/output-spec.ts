@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { StratumError } from './errors.js';
+import { parseCompression, type CompressionSpec } from './oci/compression.js';
 import { parseImageReference } from './oci/reference.js';
 
 /**
@@ -22,14 +23,57 @@ export type OutputTarget =
   | { readonly kind: 'tar'; readonly file: string | undefined };
 
 /** The keys each BuildKit exporter type takes here; anything else is refused by name. */
+const COMPRESSION_KEYS = ['compression', 'compression-level', 'force-compression'];
 const KEYS: Readonly<Record<string, readonly string[]>> = {
   local: ['dest'],
   tar: ['dest'],
-  oci: ['dest', 'name', 'tar'],
-  docker: ['dest', 'name', 'tar'],
-  image: ['name', 'push'],
-  registry: ['ref', 'name', 'push'],
+  oci: ['dest', 'name', 'tar', ...COMPRESSION_KEYS],
+  docker: ['dest', 'name', 'tar', ...COMPRESSION_KEYS],
+  image: ['name', 'push', ...COMPRESSION_KEYS],
+  registry: ['ref', 'name', 'push', ...COMPRESSION_KEYS],
 };
+
+/**
+ * The layer compression the `-o` values ask for (BuildKit's `compression=gzip|zstd|uncompressed`,
+ * `compression-level=N`, `force-compression=true`), or undefined when none does. One build
+ * writes one set of layers, so outputs asking for different compressions are a usage error.
+ * `force-compression=true` (recompress base layers too) is not implemented: UNSUPPORTED.
+ */
+export function outputCompression(values: readonly string[]): CompressionSpec | undefined {
+  let chosen: { spec: CompressionSpec; text: string; value: string } | undefined;
+  for (const value of values) {
+    if (!value.startsWith('type=')) continue;
+    const fields = parseFields(value);
+    const name = fields.get('compression');
+    const level = fields.get('compression-level');
+    if (booleanField(fields, 'force-compression', value, false)) {
+      throw new StratumError(
+        'UNSUPPORTED',
+        `--output ${value}: force-compression=true (recompressing base layers) is not supported; the layers this build makes use compression=, base layers keep theirs (use compression=${name ?? 'gzip'} without force-compression)`,
+      );
+    }
+    if (name === undefined) {
+      if (level !== undefined)
+        throw new StratumError('USAGE', `--output ${value}: compression-level needs compression=gzip|zstd`);
+      continue;
+    }
+    if (level !== undefined && !/^-?\d+$/.test(level))
+      throw new StratumError('USAGE', `--output ${value}: compression-level=${level} is not a number`);
+    const text = level === undefined ? name : `${name},level=${level}`;
+    const spec = parseCompression(text, `--output ${value}`);
+    if (
+      chosen !== undefined &&
+      (chosen.spec.algorithm !== spec.algorithm || chosen.spec.level !== spec.level)
+    ) {
+      throw new StratumError(
+        'USAGE',
+        `--output: ${chosen.value} and ${value} ask for different layer compressions (${chosen.text}, ${text}); one build writes one set of layers`,
+      );
+    }
+    chosen ??= { spec, text, value };
+  }
+  return chosen?.spec;
+}
 
 /**
  * Turns every `-o` value (and `--load`) into targets. `tags` are the `-t` names: BuildKit's

@@ -69,7 +69,7 @@ export function parseCacheRef(text: string): CacheRef {
       attributes.set(key, part.slice(eq + 1).trim());
     }
     if (attributes.get('type') !== 'registry') {
-      throw usage(`cache type "${attributes.get('type') ?? ''}" is not supported, only registry`);
+      throw usage(`cache type "${attributes.get('type') ?? ''}" is not supported, only registry or local`);
     }
     reference = attributes.get('ref') ?? '';
     if (reference === '') throw usage('ref= is missing');

@@ -1,4 +1,4 @@
-import { StratumError, isStratumError, wrap } from '../errors.js';
+import { wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { Digest } from '../oci/types.js';
 import { RegistryClient } from '../push/client.js';
@@ -7,10 +7,10 @@ import {
   RegistryCacheExporter,
   RegistryCacheSource,
   parseCacheRef,
-  type CacheRef,
   type ExportResult,
 } from './registry-cache.js';
 import type { CacheEntry, LayerCache } from './store.js';
+import { LocalCacheExporter, LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from './local-cache.js';
 
 /**
  * Every `--cache-from` and `--cache-to` of one build behind one object, so the engine needs
@@ -41,8 +41,8 @@ export interface SharedCacheExport extends ExportResult {
 export class SharedCaches {
   private constructor(
     private readonly client: RegistryClient,
-    private readonly sources: readonly RegistryCacheSource[],
-    private readonly exporters: readonly RegistryCacheExporter[],
+    private readonly sources: readonly (RegistryCacheSource | LocalCacheSource)[],
+    private readonly exporters: readonly (RegistryCacheExporter | LocalCacheExporter)[],
     private readonly options: SharedCacheOptions,
   ) {}
 
@@ -51,9 +51,16 @@ export class SharedCaches {
    * `--cache-from` once, in parallel. Never fails for an unreachable cache: that is a warning.
    */
   static async open(options: SharedCacheOptions): Promise<SharedCaches> {
-    const fromRefs = (options.cacheFrom ?? []).map(parseCacheRef);
-    const toRefs: CacheRef[] = (options.cacheTo ?? []).map(parseCacheRef);
-    const exporters = toRefs.map((ref) => new RegistryCacheExporter(ref));
+    // type=local,src|dest=DIR is a directory (local-cache.ts); everything else a registry.
+    const fromRefs = (options.cacheFrom ?? []).map((text) =>
+      isLocalCacheSpec(text) ? parseLocalCacheRef(text, 'from') : parseCacheRef(text),
+    );
+    const exporters = (options.cacheTo ?? []).map((text) =>
+      isLocalCacheSpec(text)
+        ? new LocalCacheExporter(parseLocalCacheRef(text, 'to'))
+        : new RegistryCacheExporter(parseCacheRef(text)),
+    );
+    for (const exporter of exporters) if (exporter instanceof LocalCacheExporter) await exporter.check();
     const client = new RegistryClient({
       insecureRegistries: options.insecureRegistries ?? [],
       ...(options.registryContext ? { context: options.registryContext } : {}),
@@ -61,11 +68,13 @@ export class SharedCaches {
     try {
       const sources = await Promise.all(
         fromRefs.map((ref) =>
-          RegistryCacheSource.open(ref, {
-            client,
-            ...(options.signal ? { signal: options.signal } : {}),
-            ...(options.onWarning ? { onWarning: options.onWarning } : {}),
-          }),
+          'dir' in ref
+            ? LocalCacheSource.open(ref, options.onWarning ? { onWarning: options.onWarning } : {})
+            : RegistryCacheSource.open(ref, {
+                client,
+                ...(options.signal ? { signal: options.signal } : {}),
+                ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+              }),
         ),
       );
       return new SharedCaches(client, sources, exporters, options);

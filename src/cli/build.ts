@@ -128,14 +128,14 @@ export function registerBuild(program: Command): void {
     )
     .option('--push', 'push the image to the registry named by each -t')
     .option(
-      '--cache-from <registry:REF>',
-      'read layer cache entries from a registry (repeatable)',
+      '--cache-from <registry:REF|type=local,src=DIR>',
+      'read layer cache entries from a registry or an OCI layout directory (repeatable)',
       collect,
       [],
     )
     .option(
-      '--cache-to <registry:REF>',
-      "write this build's cache entries to a registry (repeatable)",
+      '--cache-to <registry:REF|type=local,dest=DIR>',
+      "write this build's cache entries to a registry or an OCI layout directory (repeatable)",
       collect,
       [],
     )
