@@ -1,3 +1,7 @@
+// buildImage: the library's build entry — flags checked before any work, inputs materialised
+// (stdin context, secrets from env), the executor run, then every output written. Over ~400
+// lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
+// --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

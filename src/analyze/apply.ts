@@ -1,3 +1,7 @@
+// Applies an image's layers to the filesystem model that diff and analyze read. Over ~400 lines
+// because one pass per layer does three jobs that must agree entry by entry: the layer rules
+// (snapshot/layer-rules.ts) on the model, what each entry hid or re-emitted (waste, copy-ups),
+// and content hashes read once while the tar streams by.
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

@@ -1,3 +1,6 @@
+// Layer tar → directory. Over ~400 lines because the hot path (small files written
+// synchronously, a parent-directory cache) and the safety rules (the one resolver, the layer
+// rules, overlay-form whiteouts) meet here entry by entry; splitting them would cost a pass.
 import { execFile } from 'node:child_process';
 import {
   closeSync,

@@ -1,3 +1,6 @@
+// COPY/ADD source selection: wildcards, .dockerignore, --from roots, symlinks that must not leave
+// the context, and the destination rules. Over ~400 lines because Docker's rules for what a
+// source list means (dir contents, trailing slashes, several sources) are one decision table.
 import { lstatSync, type Stats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
