@@ -17,6 +17,7 @@ import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { formatPlatform, hostPlatform, selectPlatform } from '../oci/platform.js';
 import { manifestReference, parseRegistryReference, type RegistryReference } from './reference.js';
 import { RepositoryClient, referenceLabel, type FetchedManifest } from './repository.js';
+import { forEachLimited } from '../oci/for-each-limited.js';
 
 export interface PullOptions extends RegistryClientOptions {
   /** Platform to choose from an index; default the host's. */
@@ -229,30 +230,6 @@ function countingBytes(
   // A failure of the download destroys the counter with the same error, so the reader sees it.
   pipeline(stream, counter).catch(() => undefined);
   return counter;
-}
-
-/** Runs `work` over `items` with at most `limit` at once; the first failure stops new work. */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await work(item);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  });
-  const results = await Promise.allSettled(workers);
-  const rejected = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-  if (rejected !== undefined) throw rejected.reason;
 }
 
 /**
