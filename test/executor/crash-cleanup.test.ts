@@ -61,6 +61,21 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
   });
 
   it(`${KILLS} SIGKILLs at random points, then one build and cache prune leave nothing behind`, async () => {
+    // How long a build takes here, from its first line, with the caches as the killed builds
+    // see them (the second warm-up): kills are spread over that time, so that on a fast idle
+    // machine and on a loaded one alike most of them land inside a build.
+    const timeBuild = (n: string): number => {
+      const started = Date.now();
+      const warm = spawnSync(
+        process.execPath,
+        [BIN, 'build', ctx, '--build-arg', `N=${n}`, '--network', 'none', '--progress', 'quiet'],
+        { env: env(), encoding: 'utf8', timeout: 120_000 },
+      );
+      expect(warm.status, warm.stderr).toBe(0);
+      return Date.now() - started;
+    };
+    timeBuild('warm-1');
+    const buildMs = timeBuild('warm-2');
     let killedMidway = 0;
     for (let kill = 0; kill < KILLS; kill++) {
       const child = spawn(
@@ -89,7 +104,7 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
       // does not make every kill land before the build began.
       let timer: NodeJS.Timeout | undefined;
       child.stderr.once('data', () => {
-        timer = setTimeout(() => child.kill('SIGKILL'), Math.random() * 2500);
+        timer = setTimeout(() => child.kill('SIGKILL'), Math.random() * buildMs * 0.8);
       });
       child.stderr.resume();
       const code = await exited;
