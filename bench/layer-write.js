@@ -6,7 +6,7 @@
 //   BENCH_LAYER_MB=200 node bench/layer-write.js      # smaller tree for a quick run
 //   BENCH_BIG_GB=2 (default) sets the sparse file size; BENCH_BIG_GB=0 skips it
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   readFileSync,
@@ -22,6 +22,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateMixedTree, makeCorpus } from './lib/mixed-tree.js';
 import { gzipSync } from 'node:zlib';
 
 const self = fileURLToPath(import.meta.url);
@@ -52,71 +53,6 @@ const work = mkdtempSync(join(tmpdir(), 'stratum-bench-layer-'));
 // BENCH_TREE=/some/dir keeps the generated tree there between runs (generated if missing).
 const keptTree = process.env.BENCH_TREE;
 const tree = keptTree ?? join(work, 'tree');
-
-/**
- * Content that compresses roughly like a userland (about 2.5:1 with gzip -6): words from a small
- * vocabulary mixed with runs of random bytes. Files take slices at varying offsets of a 16 MB
- * corpus, so gzip's 32 KB window never sees an easy repeat.
- */
-function makeCorpus(bytes) {
-  const words = 'the layer tar file gzip sha256 digest stream root etc usr lib bin share doc include'.split(
-    ' ',
-  );
-  const out = Buffer.allocUnsafe(bytes);
-  let offset = 0;
-  let seed = 12345;
-  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
-  while (offset < bytes) {
-    if (rand() % 60 === 0) {
-      const n = Math.min(bytes - offset, 8 + (rand() % 40));
-      randomBytes(n).copy(out, offset);
-      offset += n;
-    } else {
-      const word = words[rand() % words.length];
-      offset += out.write(`${word} `, offset);
-    }
-  }
-  return out;
-}
-
-function generateTree() {
-  const corpus = makeCorpus(16 * 1024 * 1024);
-  const target = layerMB * 1024 * 1024;
-  let written = 0;
-  let files = 0;
-  let cursor = 0;
-  const slice = (size) => {
-    if (cursor + size > corpus.length) cursor = (cursor * 7 + 4093) % (corpus.length - size);
-    const part = corpus.subarray(cursor, cursor + size);
-    cursor += size + 511;
-    return part;
-  };
-  // 30% of the bytes in small files (1-64 KB, 100 per directory), the rest in large ones.
-  for (let d = 0; written < target * 0.3; d++) {
-    const dir = join(tree, 'small', `d${d}`);
-    mkdirSync(dir, { recursive: true });
-    for (let f = 0; f < 100 && written < target * 0.3; f++) {
-      const size = 1024 + ((d * 131 + f * 977) % (63 * 1024));
-      writeFileSync(join(dir, `f${f}.txt`), slice(size));
-      written += size;
-      files++;
-    }
-  }
-  mkdirSync(join(tree, 'large'), { recursive: true });
-  for (let i = 0; written < target; i++) {
-    const size = Math.min(target - written, 64 * 1024 * 1024);
-    const fd = openSync(join(tree, 'large', `blob${i}.bin`), 'w');
-    for (let done = 0; done < size;) {
-      const chunk = slice(Math.min(4 * 1024 * 1024, size - done));
-      writeFileSync(fd, chunk);
-      done += chunk.length;
-    }
-    closeSync(fd);
-    written += size;
-    files++;
-  }
-  return { bytes: written, files };
-}
 
 function runChild(dir, threads) {
   const storeDir = mkdtempSync(join(work, 'store-'));
@@ -156,7 +92,7 @@ try {
     console.log(`reusing the tree in ${tree}`);
   } else {
     console.log(`generating a ~${layerMB} MB tree in ${tree} ...`);
-    ({ bytes, files } = generateTree());
+    ({ bytes, files } = generateMixedTree(tree, layerMB));
     if (keptTree !== undefined) writeFileSync(join(keptTree, '.complete'), JSON.stringify({ bytes, files }));
   }
   // Warm the page cache for every contender alike.

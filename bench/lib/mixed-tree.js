@@ -1,12 +1,13 @@
 // A ~N MB tree whose content compresses roughly like a userland (about 2.5:1 with gzip -6):
 // words from a small vocabulary mixed with short runs of random bytes; 30% of the bytes in
-// small files (1-64 KB, 100 per directory), the rest in 64 MB files. The same recipe as
-// bench/layer-write.js, so figures from both benches are comparable.
+// small files (1-64 KB, 100 per directory), the rest in 64 MB files. bench/layer-write.js and
+// bench/compression.js both use it, so their figures are comparable.
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-function makeCorpus(bytes) {
+/** `bytes` of that content: the corpus files take slices of at varying offsets. */
+export function makeCorpus(bytes) {
   const words = 'the layer tar file gzip sha256 digest stream root etc usr lib bin share doc include'.split(
     ' ',
   );
