@@ -103,3 +103,8 @@ export function errnoCode(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** What to show of anything thrown: an Error's message, else its string form. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { StratumError, isStratumError } from '../errors.js';
+import { StratumError, isStratumError, messageOf } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { sha256Digest } from '../oci/digest.js';
 import { directoryAccess } from '../oci/files.js';
@@ -106,10 +106,6 @@ async function readLocalCache(ref: LocalCacheRef): Promise<StoredCacheEntry[]> {
   }
   const bytes = await blobs.readBytes(config.digest, { verify: true, size: config.size });
   return decodeCacheConfig(bytes, ref.name);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -2,7 +2,7 @@
 // (RegistryCacheSource) and the writer (RegistryCacheExporter) share the reference syntax and
 // the fetch/verify path; the wire format is already apart in registry-format.ts.
 import { Readable } from 'node:stream';
-import { StratumError, isStratumError } from '../errors.js';
+import { StratumError, isStratumError, messageOf } from '../errors.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
@@ -157,10 +157,6 @@ async function readCache(
     chunks.push(chunk as Buffer);
   }
   return { entries: decodeCacheConfig(Buffer.concat(chunks), ref.name) };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

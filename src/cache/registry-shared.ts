@@ -1,4 +1,4 @@
-import { wrap } from '../errors.js';
+import { messageOf, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { Digest } from '../oci/types.js';
 import { RegistryClient } from '../push/client.js';
@@ -131,9 +131,7 @@ export class SharedCaches {
         if (signal?.aborted === true || !exporter.ref.ignoreError) {
           throw wrap(error, `cache ${exporter.name}`);
         }
-        this.options.onWarning?.(
-          `cache ${exporter.name}: not exported (${error instanceof Error ? error.message : String(error)})`,
-        );
+        this.options.onWarning?.(`cache ${exporter.name}: not exported (${messageOf(error)})`);
       }
     }
     return results;
