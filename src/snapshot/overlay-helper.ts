@@ -1,15 +1,19 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { StratumError, errnoCode } from '../errors.js';
 
 /**
  * The system calls Node cannot make (mknod, lsetxattr, lgetxattr, mount, umount2), made by one
- * short Perl process per batch: a layer's whiteouts and opaque directories, an upperdir's opaque
- * flags, a mount or an unmount. Never a process per file. Perl is Essential in Debian
- * (perl-base) and the RUN sandbox already depends on it (executor/sandbox/init.ts).
+ * long-lived Perl process per stratum process: a layer's whiteouts and opaque directories, an
+ * upperdir's opaque flags, mounts and unmounts. Never a process per file, nor per step: spawning
+ * one cost ~10 ms of the main thread (fork of a 60 MB process) plus Perl's start-up, several
+ * times per step. Perl is Essential in Debian (perl-base) and the RUN sandbox already depends on
+ * it (executor/sandbox/init.ts).
  *
- * Operations arrive on stdin as NUL-separated words (no argv size limit, any byte in a path);
- * answers go to stdout as NUL-terminated words; the first failure ends the batch with
- * "!message" on stderr and exit 1.
+ * A batch arrives on stdin as NUL-terminated words (no argv size limit, any byte in a path) and
+ * ends with the word "."; the answer is NUL-terminated words ending with ".", or one word
+ * "!message" naming the first operation that failed (the rest of that batch is skipped). The
+ * process exits when stdin closes, so it never outlives stratum (a SIGKILL included).
  *
  *   wh PATH                  a whiteout: character device 0/0, mode 000 (overlay's form)
  *   opq PATH NAME            set the opaque xattr NAME=y on directory PATH
@@ -19,45 +23,54 @@ import { StratumError, errnoCode } from '../errors.js';
  */
 const program = String.raw`
 my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2) = map { 0 + $_ } @ARGV;
-local $/;
-my $in = <STDIN>;
-$in = '' unless defined $in;
-my @w = split(/\0/, $in, -1);
-pop @w if @w && $w[-1] eq '';
-sub fail { my $m = "$_[0]: $!"; print STDERR "!$m\n"; exit 1 }
-my $out = '';
-while (@w) {
-  my $op = shift @w;
-  if ($op eq 'wh') {
-    my $p = shift @w;
-    # S_IFCHR | 0000, dev 0: the mode is given whole so the umask cannot matter.
-    syscall($NR_mknodat, -100, $p, 0020000, 0) == 0 or fail("whiteout $p");
-  } elsif ($op eq 'opq') {
-    my ($p, $name) = splice(@w, 0, 2);
-    my $v = 'y';
-    syscall($NR_lsetxattr, $p, $name, $v, 1, 0) == 0 or fail("set $name on $p");
-  } elsif ($op eq 'getopq') {
-    my ($p, $name) = splice(@w, 0, 2);
-    my $buf = "\0" x 8;
-    my $n = syscall($NR_lgetxattr, $p, $name, $buf, 8);
-    $out .= ($n == 1 && substr($buf, 0, 1) eq 'y') ? "y\0" : "n\0";
-  } elsif ($op eq 'mount') {
-    my ($cwd, $t, $data) = splice(@w, 0, 3);
-    chdir($cwd) or fail("chdir $cwd");
-    my ($src, $type) = ('overlay', 'overlay');
-    syscall($NR_mount, $src, $t, $type, 0, $data) == 0 or fail("mount overlay on $t");
-  } elsif ($op eq 'umount') {
-    my $t = shift @w;
-    if (syscall($NR_umount2, $t, 0) != 0) {
-      # EBUSY: a process still has something open below; MNT_DETACH finishes when it lets go.
-      syscall($NR_umount2, $t, 2) == 0 or fail("unmount $t");
-    }
-  } else {
-    $! = 22;
-    fail("unknown operation $op");
-  }
+$| = 1;
+$/ = "\0";
+my @w;
+while (defined(my $word = <STDIN>)) {
+  chop $word;
+  if ($word ne '.') { push @w, $word; next }
+  my $out = eval { run_batch(\@w) };
+  @w = ();
+  chdir('/');
+  print defined($out) ? "$out.\0" : "!$@\0";
 }
-print $out;
+sub fail { my $m = "$_[0]: $!"; $m =~ s/\0//g; die "$m\n" }
+sub run_batch {
+  my ($batch) = @_;
+  my $out = '';
+  while (@$batch) {
+    my $op = shift @$batch;
+    if ($op eq 'wh') {
+      my $p = shift @$batch;
+      # S_IFCHR | 0000, dev 0: the mode is given whole so the umask cannot matter.
+      syscall($NR_mknodat, -100, $p, 0020000, 0) == 0 or fail("whiteout $p");
+    } elsif ($op eq 'opq') {
+      my ($p, $name) = splice(@$batch, 0, 2);
+      my $v = 'y';
+      syscall($NR_lsetxattr, $p, $name, $v, 1, 0) == 0 or fail("set $name on $p");
+    } elsif ($op eq 'getopq') {
+      my ($p, $name) = splice(@$batch, 0, 2);
+      my $buf = "\0" x 8;
+      my $n = syscall($NR_lgetxattr, $p, $name, $buf, 8);
+      $out .= ($n == 1 && substr($buf, 0, 1) eq 'y') ? "y\0" : "n\0";
+    } elsif ($op eq 'mount') {
+      my ($cwd, $t, $data) = splice(@$batch, 0, 3);
+      chdir($cwd) or fail("chdir $cwd");
+      my ($src, $type) = ('overlay', 'overlay');
+      syscall($NR_mount, $src, $t, $type, 0, $data) == 0 or fail("mount overlay on $t");
+    } elsif ($op eq 'umount') {
+      my $t = shift @$batch;
+      if (syscall($NR_umount2, $t, 0) != 0) {
+        # EBUSY: a process still has something open below; MNT_DETACH finishes when it lets go.
+        syscall($NR_umount2, $t, 2) == 0 or fail("unmount $t");
+      }
+    } else {
+      $! = 22;
+      fail("unknown operation $op");
+    }
+  }
+  return $out;
+}
 `;
 
 /** mknodat, lsetxattr, lgetxattr, mount, umount2 */
@@ -94,12 +107,21 @@ function encode(ops: readonly HelperOp[]): Buffer {
         break;
     }
   }
+  words.push('.');
   return Buffer.from(words.map((word) => `${word}\0`).join(''), 'utf8');
 }
+
+/** The one helper process of this stratum process, started on first use. */
+let shared: HelperProcess | undefined;
 
 /** Runs a batch; returns the answers of the `getopq` operations, in order. */
 export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string[]> {
   if (ops.length === 0) return [];
+  if (shared === undefined || shared.dead) shared = new HelperProcess(syscallNumbers());
+  return shared.run(ops);
+}
+
+function syscallNumbers(): readonly number[] {
   const numbers = syscallTables[process.arch];
   if (numbers === undefined) {
     throw new StratumError(
@@ -107,32 +129,102 @@ export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string
       `the overlay snapshotter does not know ${process.arch}'s system calls`,
     );
   }
-  return new Promise<string[]>((resolve, reject) => {
-    const child = spawn('perl', ['-e', program, ...numbers.map(String)], {
+  return numbers;
+}
+
+interface PendingBatch {
+  readonly resolve: (answers: string[]) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * One Perl process answering batches in order. It is unreferenced while idle, so an idle helper
+ * never keeps stratum from exiting; when stratum exits its stdin closes and it ends too.
+ */
+class HelperProcess {
+  dead = false;
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly waiting: PendingBatch[] = [];
+  private answers: string[] = [];
+  private partial = '';
+  private stderr = '';
+
+  constructor(numbers: readonly number[]) {
+    this.child = spawn('perl', ['-e', program, ...numbers.map(String)], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
-    child.on('error', (error) => {
-      reject(
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (chunk: string) => {
+      this.onData(chunk);
+    });
+    this.child.stderr.on(
+      'data',
+      (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString('utf8')).slice(-2000)),
+    );
+    this.child.on('error', (error) => {
+      this.die(
         errnoCode(error) === 'ENOENT'
           ? new StratumError('UNSUPPORTED', 'the overlay snapshotter needs perl (Debian package perl-base)')
           : error,
       );
     });
-    child.on('close', (code) => {
-      if (code !== 0) {
-        const line = err.trim().split('\n').pop() ?? '';
-        reject(new StratumError('IO', `overlay helper: ${line.replace(/^!/, '') || `exit ${code}`}`));
+    this.child.on('close', (code, signal) => {
+      const line = this.stderr.trim().split('\n').pop() ?? '';
+      this.die(
+        new StratumError('IO', `overlay helper: exited (${signal ?? code})${line === '' ? '' : `: ${line}`}`),
+      );
+    });
+    this.child.stdin.on('error', () => undefined);
+    this.setReferenced(false);
+  }
+
+  run(ops: readonly HelperOp[]): Promise<string[]> {
+    return new Promise<string[]>((resolve, reject) => {
+      if (this.dead) {
+        reject(new StratumError('IO', 'overlay helper: exited'));
         return;
       }
-      const text = Buffer.concat(out).toString('utf8');
-      resolve(text === '' ? [] : text.split('\0').slice(0, -1));
+      this.waiting.push({ resolve, reject });
+      this.setReferenced(true);
+      this.child.stdin.write(encode(ops));
     });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(encode(ops));
-  });
+  }
+
+  private onData(chunk: string): void {
+    const words = (this.partial + chunk).split('\0');
+    this.partial = words.pop() ?? '';
+    for (const word of words) {
+      if (word === '.' || word.startsWith('!')) {
+        const answers = this.answers;
+        this.answers = [];
+        const batch = this.waiting.shift();
+        if (this.waiting.length === 0) this.setReferenced(false);
+        if (batch === undefined) continue;
+        if (word === '.') batch.resolve(answers);
+        else batch.reject(new StratumError('IO', `overlay helper: ${word.slice(1).trim()}`));
+      } else this.answers.push(word);
+    }
+  }
+
+  private die(error: Error): void {
+    if (this.dead) return;
+    this.dead = true;
+    for (const batch of this.waiting.splice(0)) batch.reject(error);
+  }
+
+  /** Keeps the event loop alive only while a batch is waiting for its answer. */
+  private setReferenced(referenced: boolean): void {
+    // The pipes are sockets (net.Socket has ref/unref); the child handle is refed by itself.
+    const handles: readonly { ref?: () => unknown; unref?: () => unknown }[] = [
+      this.child,
+      this.child.stdin as unknown as Socket,
+      this.child.stdout as unknown as Socket,
+      this.child.stderr as unknown as Socket,
+    ];
+    for (const handle of handles) {
+      if (referenced) handle.ref?.();
+      else handle.unref?.();
+    }
+  }
 }
