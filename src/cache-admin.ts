@@ -1,4 +1,3 @@
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from './errors.js';
 import { defaultCacheDir } from './executor/build.js';
@@ -13,7 +12,8 @@ import {
   type PruneOptions,
   type PruneResult,
 } from './cache/prune.js';
-import { pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
+import { UNPACKED_STORES, pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
+import { removeTree } from './oci/remove-tree.js';
 import { LayerCache, type CacheEntryInfo } from './cache/store.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 
@@ -88,11 +88,13 @@ export async function pruneCacheDir(cache: LayerCache, options: PruneOptions = {
   let freedBytes = result.freedBytes;
   // Kept unpacked filesystems only save time; pruning makes the room they take.
   freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
-  await rm(join(cache.root, 'rootfs'), { recursive: true, force: true });
+  await removeTree(join(cache.root, 'rootfs'));
   // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
-  const unpackedBefore = await directoryBytes(join(cache.root, 'overlay', 'layers'));
-  await pruneUnpackedLayers(join(cache.root, 'overlay'));
-  freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, 'overlay', 'layers')));
+  for (const store of Object.values(UNPACKED_STORES)) {
+    const unpackedBefore = await directoryBytes(join(cache.root, store.dir, 'layers'));
+    await pruneUnpackedLayers(join(cache.root, store.dir));
+    freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, store.dir, 'layers')));
+  }
   // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
   for (const tmp of new Set([
     join(cache.root, 'tmp'),

@@ -53,7 +53,9 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
     mountBytes: await directoryBytes(join(cache.root, 'mounts')),
     unpackedBytes:
       (await directoryBytes(join(cache.root, 'rootfs'))) +
-      (await directoryBytes(join(cache.root, 'overlay', 'layers'))),
+      // Root's and a rootless user's unpacked-layer stores (snapshot/unpacked-layers.ts).
+      (await directoryBytes(join(cache.root, 'overlay', 'layers'))) +
+      (await directoryBytes(join(cache.root, 'overlay-rootless', 'layers'))),
     totalBytes,
   };
 }

@@ -4,7 +4,9 @@ import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import { OverlaySnapshotter, overlayUnavailable } from '../snapshot/overlay.js';
-import { UnpackedLayers } from '../snapshot/unpacked-layers.js';
+import { startOverlayHelper, type OverlayHelperProcess } from '../snapshot/overlay-helper.js';
+import { UNPACKED_STORES, UnpackedLayers } from '../snapshot/unpacked-layers.js';
+import { chooseIdMapping, unshareMappingArgs } from './sandbox/id-mapping.js';
 import { OverlayRootfs } from './overlay-rootfs.js';
 import { Rootfs, type StageRootfs } from './rootfs.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
@@ -25,12 +27,13 @@ export interface SnapshotterChoice {
 /**
  * Makes stage rootfs for the snapshotter this build uses. The choice is made when a rootfs is
  * first needed (a fully cached build mounts and probes nothing): `overlay` when requested or
- * when `auto` finds it works (root, an overlay-capable kernel, a cache dir not on overlayfs, a
- * test mount), else `scan`, with the reason in the build log.
+ * when `auto` finds it works (an overlay-capable kernel, a cache dir not on overlayfs, a test
+ * mount; without root, in a user namespace), else `scan`, with the reason in the build log.
  */
 export class RootfsFactory {
   private choice: Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> | undefined;
   private layers: UnpackedLayers | undefined;
+  private namespace: OverlayHelperProcess | undefined;
 
   constructor(
     private readonly options: {
@@ -51,25 +54,37 @@ export class RootfsFactory {
       let result: { choice: SnapshotterChoice; overlay?: OverlaySnapshotter };
       if (requested === 'scan') {
         result = { choice: { name: 'scan', reason: 'requested' } };
-      } else if (process.getuid?.() !== 0) {
-        const why = 'not running as root (rootless overlay is not done yet)';
-        if (requested === 'overlay') {
-          throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
-        }
-        result = { choice: { name: 'scan', reason: why } };
       } else {
-        const layers = await UnpackedLayers.open(
-          join(this.options.cacheDir, 'overlay'),
-          'trusted.overlay.opaque',
-        );
-        const why = await overlayUnavailable(layers);
+        const rootless = process.getuid?.() !== 0;
+        const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
+        const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
+        // Rootless, the mounts live in a user and mount namespace of their own, held by a helper
+        // with the same id mapping a RUN step gets; RUN steps join it.
+        const namespace = rootless
+          ? startOverlayHelper([
+              'unshare',
+              '--user',
+              ...unshareMappingArgs(await chooseIdMapping()),
+              '--mount',
+              '--propagation',
+              'private',
+              '--',
+            ])
+          : undefined;
+        const overlay = new OverlaySnapshotter(layers, namespace);
+        const why = await overlayUnavailable(overlay);
         if (why === undefined) {
           this.layers = layers;
+          this.namespace = namespace;
           result = {
-            choice: { name: 'overlay', reason: requested === 'overlay' ? 'requested' : 'available' },
-            overlay: new OverlaySnapshotter(layers),
+            choice: {
+              name: 'overlay',
+              reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? ', rootless (user namespace)' : ''}`,
+            },
+            overlay,
           };
         } else {
+          namespace?.close();
           await layers.close();
           if (requested === 'overlay') {
             throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
@@ -116,5 +131,6 @@ export class RootfsFactory {
   async close(): Promise<void> {
     if (this.choice !== undefined) await this.choice.catch(() => undefined);
     await this.layers?.close();
+    this.namespace?.close();
   }
 }

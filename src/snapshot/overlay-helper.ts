@@ -111,14 +111,36 @@ function encode(ops: readonly HelperOp[]): Buffer {
   return Buffer.from(words.map((word) => `${word}\0`).join(''), 'utf8');
 }
 
-/** The one helper process of this stratum process, started on first use. */
+/** The host-namespace helper of this stratum process, started on first use. */
 let shared: HelperProcess | undefined;
 
-/** Runs a batch; returns the answers of the `getopq` operations, in order. */
+/**
+ * Runs a batch in the host's namespaces; returns the answers of the `getopq` operations, in
+ * order. Whiteouts and `user.*` xattrs need no privilege (a 0/0 device is the one device an
+ * unprivileged user may make), so rootless extraction uses this one too; only its mounts need a
+ * namespace of their own (`startOverlayHelper`).
+ */
 export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string[]> {
   if (ops.length === 0) return [];
-  if (shared === undefined || shared.dead) shared = new HelperProcess(syscallNumbers());
+  if (shared === undefined || shared.dead) shared = new HelperProcess(syscallNumbers(), []);
   return shared.run(ops);
+}
+
+/** A helper process of its own, running under `wrapper` (e.g. `unshare --user --mount --`). */
+export interface OverlayHelperProcess {
+  /** Its PID: `/proc/PID/root/...` reaches its mounts from outside its mount namespace. */
+  readonly pid: number;
+  run(ops: readonly HelperOp[]): Promise<string[]>;
+  /** Ends it (closing stdin); a namespace it alone held goes with it, mounts and all. */
+  close(): void;
+}
+
+export function startOverlayHelper(wrapper: readonly string[]): OverlayHelperProcess {
+  const helper = new HelperProcess(syscallNumbers(), wrapper);
+  const pid = helper.pid;
+  if (pid === undefined)
+    throw new StratumError('UNSUPPORTED', `overlay helper: ${wrapper[0] ?? 'perl'} did not start`);
+  return { pid, run: (ops) => helper.run(ops), close: () => helper.close() };
 }
 
 function syscallNumbers(): readonly number[] {
@@ -149,8 +171,9 @@ class HelperProcess {
   private partial = '';
   private stderr = '';
 
-  constructor(numbers: readonly number[]) {
-    this.child = spawn('perl', ['-e', program, ...numbers.map(String)], {
+  constructor(numbers: readonly number[], wrapper: readonly string[]) {
+    const argv = [...wrapper, 'perl', '-e', program, ...numbers.map(String)];
+    this.child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
@@ -165,7 +188,10 @@ class HelperProcess {
     this.child.on('error', (error) => {
       this.die(
         errnoCode(error) === 'ENOENT'
-          ? new StratumError('UNSUPPORTED', 'the overlay snapshotter needs perl (Debian package perl-base)')
+          ? new StratumError(
+              'UNSUPPORTED',
+              `the overlay snapshotter needs ${this.child.spawnfile} (Debian package ${this.child.spawnfile === 'perl' ? 'perl-base' : 'util-linux'})`,
+            )
           : error,
       );
     });
@@ -177,6 +203,14 @@ class HelperProcess {
     });
     this.child.stdin.on('error', () => undefined);
     this.setReferenced(false);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  close(): void {
+    this.child.stdin.end();
   }
 
   run(ops: readonly HelperOp[]): Promise<string[]> {

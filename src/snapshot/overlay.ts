@@ -1,10 +1,11 @@
 import { lstatSync, readlinkSync, type BigIntStats } from 'node:fs';
-import { chmod, mkdir, readFile, rm, statfs, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, statfs, symlink, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { diffSnapshots } from './diff.js';
-import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
+import { removeTree } from '../oci/remove-tree.js';
+import { runOverlayHelper, type HelperOp, type OverlayHelperProcess } from './overlay-helper.js';
 import { parentOf } from './paths.js';
 import { scanTree, toEntryStat } from './scan.js';
 import type { EntryStat, LayerDiff, TreeSnapshot } from './types.js';
@@ -17,25 +18,35 @@ import { mountsBelow, type UnpackedLayers } from './unpacked-layers.js';
  * semantics Docker's: a file opened for writing is in the layer, a hard link to a lower file is
  * copied up alone, a chmod copies the whole file up.
  *
+ * Rootless (kernel ≥ 5.11): the mounts are made by a helper in a user and mount namespace of
+ * its own, with `userxattr` (opaque flags are `user.overlay.opaque`); this process reaches them
+ * through `/proc/<helper>/root/...`, and a RUN step joins the helper's namespaces (see
+ * executor/sandbox/run.ts). When the helper ends, its namespace and every mount in it go.
+ *
  * The kernel's mount option string is one page. Each mount gets its own short links to its
  * layers (`l/0`, `l/1`, ...) and is made after chdir into `l/` with relative paths, so even 500
  * layers (the kernel's stack limit) take about 2 KB.
  */
 export interface ActiveSnapshot {
-  /** The merged directory: the rootfs the step sees. */
+  /** The merged directory (the rootfs the step sees), as this process reaches it. */
   readonly merged: string;
   readonly upper: string;
   /** The lower layers alone, mounted read-only (none when there are no layers). */
   readonly view: string | undefined;
+  /** Mount points still mounted, as the mounting helper names them. */
+  readonly mounted: string[];
   /** Layer directories, bottom first. */
   readonly lowers: readonly string[];
   readonly dir: string;
-  /** Mount points still mounted. */
-  readonly mounted: string[];
 }
 
-/** Options said explicitly: a host whose module defaults differ must still give a plain diff. */
-const FIXED_OPTIONS = 'redirect_dir=off,metacopy=off,index=off';
+/**
+ * Options said explicitly: a host whose module defaults differ must still give a plain diff.
+ * `nofollow` rather than `off`: no redirect is made, nor followed even where the module would
+ * (a layer's own `trusted.overlay.redirect` xattr must not steer a lookup), and `userxattr`
+ * accepts no other value.
+ */
+const FIXED_OPTIONS = 'redirect_dir=nofollow,metacopy=off,index=off';
 const OVERLAYFS_MAGIC = 0x794c7630;
 /** The kernel's OVL_MAX_STACK. */
 export const MAX_OVERLAY_LAYERS = 500;
@@ -45,9 +56,19 @@ export class OverlaySnapshotter {
 
   constructor(
     readonly layers: UnpackedLayers,
-    /** Extra mount options (`userxattr` in a user namespace). */
-    private readonly extraOptions = '',
+    /** Rootless: the helper (in its own user and mount namespaces) that mounts and unmounts. */
+    readonly namespace?: OverlayHelperProcess,
   ) {}
+
+  /** Mounts and unmounts go to the namespace's helper when there is one. */
+  private mountOps(ops: readonly HelperOp[]): Promise<string[]> {
+    return this.namespace === undefined ? runOverlayHelper(ops) : this.namespace.run(ops);
+  }
+
+  /** How this process reaches `path` in the mounting helper's namespace. */
+  private reach(path: string): string {
+    return this.namespace === undefined ? path : `/proc/${this.namespace.pid}/root${path}`;
+  }
 
   /**
    * A fresh writable snapshot on top of `lowers` (layer directories, bottom first). Its lower
@@ -69,33 +90,30 @@ export class OverlaySnapshotter {
     // The merged root takes the upperdir's attributes: an image's root is 0755.
     await chmod(join(dir, 'u'), 0o755);
     await chmod(join(dir, 'm'), 0o755);
+    const view = lowers.length > 0 ? join(dir, 'v') : undefined;
     const active: ActiveSnapshot = {
-      merged: join(dir, 'm'),
+      merged: this.reach(join(dir, 'm')),
       upper: join(dir, 'u'),
-      view: lowers.length > 0 ? join(dir, 'v') : undefined,
+      view: view === undefined ? undefined : this.reach(view),
+      mounted: [],
       lowers,
       dir,
-      mounted: [],
     };
     const ops: HelperOp[] = replacing === undefined ? [] : this.unmountOps(replacing);
     ops.push({
       op: 'mount',
       cwd: join(dir, 'l'),
-      target: active.merged,
+      target: join(dir, 'm'),
       data: this.options(lowers.length, true),
     });
-    if (active.view !== undefined) {
-      ops.push({
-        op: 'mount',
-        cwd: join(dir, 'l'),
-        target: active.view,
-        data: this.options(lowers.length, false),
-      });
+    if (view !== undefined) {
+      ops.push({ op: 'mount', cwd: join(dir, 'l'), target: view, data: this.options(lowers.length, false) });
     }
-    // On a failure, what is still mounted is found by the session's close (mountinfo).
-    await runOverlayHelper(ops);
-    if (replacing !== undefined) await rm(replacing.dir, { recursive: true, force: true });
-    active.mounted.push(active.merged, ...(active.view === undefined ? [] : [active.view]));
+    // On a failure, what is still mounted is found by the session's close (mountinfo), or
+    // goes with the rootless helper's namespace.
+    await this.mountOps(ops);
+    if (replacing !== undefined) await removeTree(replacing.dir);
+    active.mounted.push(join(dir, 'm'), ...(view === undefined ? [] : [view]));
     return active;
   }
 
@@ -112,7 +130,7 @@ export class OverlaySnapshotter {
     const parts = [`lowerdir=${lowerdir.join(':')}`];
     if (writable) parts.push('upperdir=../u', 'workdir=../w');
     parts.push(FIXED_OPTIONS);
-    if (this.extraOptions !== '') parts.push(this.extraOptions);
+    if (this.namespace !== undefined) parts.push('userxattr');
     return parts.join(',');
   }
 
@@ -124,14 +142,16 @@ export class OverlaySnapshotter {
   async commit(active: ActiveSnapshot, signal?: AbortSignal): Promise<LayerDiff> {
     // The step is over: the upperdir can be read while the merged mount still stands, and the
     // unmount goes with the opaque-flag queries in one helper call.
-    const merged = active.mounted.indexOf(active.merged);
-    if (merged >= 0) active.mounted.splice(merged, 1);
-    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, async (queries) =>
-      runOverlayHelper([
-        ...(merged >= 0 ? [{ op: 'umount' as const, target: active.merged }] : []),
-        ...queries,
-      ]),
-    );
+    const merged = join(active.dir, 'm');
+    const mounted = active.mounted.indexOf(merged);
+    if (mounted >= 0) active.mounted.splice(mounted, 1);
+    const unmount: HelperOp[] = mounted >= 0 ? [{ op: 'umount', target: merged }] : [];
+    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, async (queries) => {
+      // Rootless, the unmount is the namespace helper's; the queries are anyone's.
+      if (this.namespace === undefined) return runOverlayHelper([...unmount, ...queries]);
+      const [, answers] = await Promise.all([this.namespace.run(unmount), runOverlayHelper(queries)]);
+      return answers;
+    });
   }
 
   /** Throws the snapshot away (its upperdir too, unless it was adopted as a layer). */
@@ -141,8 +161,8 @@ export class OverlaySnapshotter {
       if (!ops.some((op) => op.op === 'umount' && op.target === point))
         ops.push({ op: 'umount', target: point });
     }
-    await runOverlayHelper(ops);
-    await rm(active.dir, { recursive: true, force: true });
+    await this.mountOps(ops);
+    await removeTree(active.dir);
   }
 }
 
@@ -150,8 +170,8 @@ export class OverlaySnapshotter {
  * Whether overlay can be used with its session directory under `root`; undefined when it can,
  * otherwise why not (for the build log).
  */
-export async function overlayUnavailable(layers: UnpackedLayers): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return 'not running as root (rootless overlay is not done yet)';
+export async function overlayUnavailable(snapshotter: OverlaySnapshotter): Promise<string | undefined> {
+  const { layers } = snapshotter;
   const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
   if (!/\toverlay\n/.test(filesystems)) return 'the kernel has no overlay filesystem';
   const info = await statfs(layers.root).catch(() => undefined);
@@ -162,7 +182,6 @@ export async function overlayUnavailable(layers: UnpackedLayers): Promise<string
   const marker = join(layers.root, 'probed');
   const kernel = `${release()}\n`;
   if ((await readFile(marker, 'utf8').catch(() => '')) === kernel) return undefined;
-  const snapshotter = new OverlaySnapshotter(layers);
   let probe: ActiveSnapshot | undefined;
   try {
     probe = await snapshotter.prepare([]);

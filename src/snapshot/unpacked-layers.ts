@@ -1,10 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, readFile, readdir, rename, rm, chmod } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
+import { removeTree } from '../oci/remove-tree.js';
 import { extractLayerAuto } from './extract.js';
 import { runOverlayHelper } from './overlay-helper.js';
+
+/**
+ * The unpacked-layer stores under a cache dir. Root's layers carry `trusted.overlay.opaque`, a
+ * rootless user's `user.overlay.opaque` (what overlay reads with `userxattr`), so the two never
+ * share a directory.
+ */
+export const UNPACKED_STORES = {
+  root: { dir: 'overlay', opaqueXattr: 'trusted.overlay.opaque' },
+  rootless: { dir: 'overlay-rootless', opaqueXattr: 'user.overlay.opaque' },
+} as const;
 
 /**
  * Every layer unpacked once, in overlayfs's own form, keyed by its DiffID:
@@ -91,7 +102,7 @@ export class UnpackedLayers {
       });
       await this.place(temp, target);
     } finally {
-      await rm(temp, { recursive: true, force: true });
+      await removeTree(temp);
     }
     return target;
   }
@@ -120,7 +131,7 @@ export class UnpackedLayers {
   /** Unmounts what this session mounted and removes its directory. */
   async close(): Promise<void> {
     await unmountBelow(this.session);
-    await rm(this.session, { recursive: true, force: true });
+    await removeTree(this.session);
   }
 }
 
@@ -177,12 +188,12 @@ async function removeStaleSessions(root: string): Promise<void> {
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
     const dir = join(root, 'sessions', name);
     await unmountBelow(dir);
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
   }
   for (const name of await readdir(join(root, 'tmp')).catch(() => [])) {
     const pid = Number(name.split('-')[0]);
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
-    await rm(join(root, 'tmp', name), { recursive: true, force: true });
+    await removeTree(join(root, 'tmp', name));
   }
 }
 
@@ -219,7 +230,7 @@ export async function pruneUnpackedLayers(root: string): Promise<number> {
       await rename(aside, join(root, 'layers', hex)).catch(() => undefined);
       continue;
     }
-    await rm(aside, { recursive: true, force: true });
+    await removeTree(aside);
     removed++;
   }
   return removed;
