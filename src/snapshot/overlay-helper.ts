@@ -140,7 +140,13 @@ export function startOverlayHelper(wrapper: readonly string[]): OverlayHelperPro
   const pid = helper.pid;
   if (pid === undefined)
     throw new StratumError('UNSUPPORTED', `overlay helper: ${wrapper[0] ?? 'perl'} did not start`);
-  return { pid, run: (ops) => helper.run(ops), close: () => helper.close() };
+  return {
+    pid,
+    run: (ops) => helper.run(ops),
+    close: () => {
+      helper.close();
+    },
+  };
 }
 
 function syscallNumbers(): readonly number[] {

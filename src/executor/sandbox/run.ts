@@ -358,7 +358,11 @@ function pathsInHolder(ops: readonly InitOp[], holder: number | undefined): read
         return { ...op, path: inside(op.path) };
       case 'pivot':
         return { ...op, root: inside(op.root) };
-      default:
+      case 'caps':
+      case 'creds':
+      case 'exec':
+      case 'hostname':
+      case 'lo':
         return op;
     }
   });
