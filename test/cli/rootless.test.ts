@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,37 +50,35 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('RUN and COPY work without root, and what they make is root-owned in the layers', async () => {
-    const out = join(dir, 'out');
-    const built = spawnSync(
+  /** stratum run as nobody, with its caches under the test dir. */
+  function asNobody(args: readonly string[], cacheDir = join(dir, 'cache')) {
+    return spawnSync(
       'setpriv',
-      [
-        '--reuid=65534',
-        '--regid=65534',
-        '--clear-groups',
-        process.execPath,
-        BIN,
-        'build',
-        join(dir, 'ctx'),
-        '--network',
-        'none',
-        '--progress',
-        'plain',
-        '--output',
-        `oci:${out}:x`,
-      ],
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args],
       {
         env: {
           ...process.env,
           HOME: dir,
           TMPDIR: dir,
           STRATUM_DATA_DIR: join(dir, 'data'),
-          STRATUM_CACHE_DIR: join(dir, 'cache'),
+          STRATUM_CACHE_DIR: cacheDir,
         },
         encoding: 'utf8',
       },
     );
+  }
+
+  function buildAsNobody(context: string, out: string, extra: readonly string[] = [], cacheDir?: string) {
+    const args = ['build', context, '--network', 'none', '--progress', 'plain', '--output', `oci:${out}:x`];
+    return asNobody([...args, ...extra], cacheDir);
+  }
+
+  it('RUN and COPY work without root, and what they make is root-owned in the layers', async () => {
+    const out = join(dir, 'out');
+    const built = buildAsNobody(join(dir, 'ctx'), out);
     expect(built.status, built.stderr).toBe(0);
+    // The overlay snapshotter, in a user namespace (kernel >= 5.11), not the scan fallback.
+    expect(built.stderr).toContain('snapshotter: overlay (available, rootless (user namespace))');
     const image = await openImage(`oci:${out}:x`);
     try {
       const applied = await applyLayers(image);
@@ -92,5 +90,85 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     } finally {
       await image.close();
     }
+  });
+
+  /** Each layer's entries as `tar tv` shows them, without times: type+mode, owner, size, name. */
+  function layerListings(layout: string): string[][] {
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
+      manifests: { digest: string }[];
+    };
+    const manifest = JSON.parse(
+      readFileSync(join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8'),
+    ) as { layers: { digest: string }[] };
+    return manifest.layers.map((layer) =>
+      execFileSync('tar', ['--numeric-owner', '-tvzf', join(layout, 'blobs/sha256', layer.digest.slice(7))], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => {
+          const [mode, owner, size, , , ...name] = line.split(/\s+/);
+          return `${mode} ${owner} ${size} ${name.join(' ')}`;
+        }),
+    );
+  }
+
+  it('on overlay, deletions and replaced directories reach the layers as the scan snapshotter makes them', () => {
+    const ctx = join(dir, 'ctx-wh');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'f'), 'one\n');
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      [
+        `FROM oci:${join(dir, 'base/layout')}:1 AS tools`,
+        'RUN mkdir -p /data/sub && echo a > /data/a && echo b > /data/sub/b && echo keep > /keep',
+        'FROM tools',
+        'RUN rm /data/a && rm -rf /data/sub && mkdir /data/sub && echo c > /data/sub/c && chmod 700 /keep',
+        'RUN --mount=type=bind,from=tools,source=/data,target=/mnt cat /mnt/sub/b > /data/copied',
+        'COPY f /data/f',
+        '',
+      ].join('\n'),
+    );
+    execFileSync('chmod', ['-R', 'a+rX', ctx]);
+    const overlay = buildAsNobody(ctx, join(dir, 'out-wh-overlay'));
+    expect(overlay.status, overlay.stderr).toBe(0);
+    expect(overlay.stderr).toContain('snapshotter: overlay');
+    const scan = buildAsNobody(
+      ctx,
+      join(dir, 'out-wh-scan'),
+      ['--snapshotter', 'scan'],
+      join(dir, 'cache-scan'),
+    );
+    expect(scan.status, scan.stderr).toBe(0);
+    const fromOverlay = layerListings(join(dir, 'out-wh-overlay'));
+    expect(fromOverlay.slice(1)).toEqual(layerListings(join(dir, 'out-wh-scan')).slice(1));
+    const deletions = fromOverlay[2]!.join('\n');
+    expect(deletions).toContain('data/.wh.a');
+    expect(deletions).toContain('data/sub/.wh.b');
+    expect(deletions).toMatch(/^-rwx------ 0\/0 5 keep$/m);
+    expect(fromOverlay[3]!.join('\n')).toMatch(/^-rw-r--r-- 0\/0 2 data\/copied$/m);
+  });
+
+  it('a rebuild after an edit reuses the cache on overlay; nothing stays mounted or running; prune frees the layers', () => {
+    const ctx = join(dir, 'ctx-wh');
+    writeFileSync(join(ctx, 'f'), 'two\n');
+    const rebuilt = buildAsNobody(ctx, join(dir, 'out-wh-2'));
+    expect(rebuilt.status, rebuilt.stderr).toBe(0);
+    expect(rebuilt.stderr.match(/CACHED/g)?.length).toBe(3);
+    expect(layerListings(join(dir, 'out-wh-2'))[4]).toEqual([
+      'drwxr-xr-x 0/0 0 data/',
+      '-rw-r--r-- 0/0 4 data/f',
+    ]);
+    // The mounts lived in the helper's namespace and went with it.
+    const cacheDir = join(dir, 'cache');
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(cacheDir);
+    const left = spawnSync('pgrep', ['-u', '65534', '-f', cacheDir], { encoding: 'utf8' });
+    expect(left.stdout.trim()).toBe('');
+    const store = join(cacheDir, 'overlay-rootless/layers');
+    expect(readdirSync(store).length).toBeGreaterThan(0);
+    const pruned = asNobody(['cache', 'prune', '--cache-dir', cacheDir]);
+    expect(pruned.status, pruned.stderr).toBe(0);
+    expect(readdirSync(store)).toEqual([]);
+    expect(readdirSync(join(cacheDir, 'overlay-rootless/sessions'))).toEqual([]);
   });
 });
