@@ -12,7 +12,8 @@ import {
   type PruneOptions,
   type PruneResult,
 } from './cache/prune.js';
-import { UNPACKED_STORES, pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
+import { UNPACKED_STORES, pruneUnpackedLayers, removeWithin } from './snapshot/unpacked-layers.js';
+import { startRootlessNamespace } from './executor/snapshotters.js';
 import { removeTree } from './oci/remove-tree.js';
 import { LayerCache, type CacheEntryInfo } from './cache/store.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
@@ -86,14 +87,23 @@ export async function pruneLayerCache(
 export async function pruneCacheDir(cache: LayerCache, options: PruneOptions = {}): Promise<PruneResult> {
   const result = await pruneCache(cache, options);
   let freedBytes = result.freedBytes;
-  // Kept unpacked filesystems only save time; pruning makes the room they take.
-  freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
-  await removeTree(join(cache.root, 'rootfs'));
-  // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
-  for (const store of Object.values(UNPACKED_STORES)) {
-    const unpackedBefore = await directoryBytes(join(cache.root, store.dir, 'layers'));
-    await pruneUnpackedLayers(join(cache.root, store.dir));
-    freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, store.dir, 'layers')));
+  // Rootless, what RUN steps made can belong to subordinate ids (USER 1000): such files are
+  // removed by root of a user namespace with the builds' id mapping.
+  const namespace =
+    process.getuid?.() === 0 ? undefined : await startRootlessNamespace().catch(() => undefined);
+  const remove = namespace === undefined ? removeTree : removeWithin(namespace);
+  try {
+    // Kept unpacked filesystems only save time; pruning makes the room they take.
+    freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
+    await remove(join(cache.root, 'rootfs'));
+    // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
+    for (const store of Object.values(UNPACKED_STORES)) {
+      const unpackedBefore = await directoryBytes(join(cache.root, store.dir, 'layers'));
+      await pruneUnpackedLayers(join(cache.root, store.dir), remove);
+      freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, store.dir, 'layers')));
+    }
+  } finally {
+    namespace?.close();
   }
   // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
   for (const tmp of new Set([

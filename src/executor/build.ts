@@ -168,7 +168,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     blobs,
     requested: options.snapshotter ?? snapshotterFromEnvironment(),
     unpacked,
-    adoptUppers: options.sourceDateEpoch === undefined && process.getuid?.() === 0,
+    adoptUppers: options.sourceDateEpoch === undefined,
     onChoice: (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
     },

@@ -12,6 +12,7 @@ import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
 import type { StageRootfs } from './rootfs.js';
 import type { StepAction, StepOutcome } from './step.js';
+import { chooseIdMapping, ownerInNamespace, type OwnerMap } from './sandbox/id-mapping.js';
 
 /**
  * The cache protocol of a filesystem step (RUN, COPY, ADD, WORKDIR): key it, look it up in the
@@ -31,14 +32,13 @@ export interface StepPosition {
   readonly previousStepMissed: string | undefined;
 }
 
-/**
- * Rootless builds run steps in a user namespace that maps our uid and gid to 0: what they
- * create is ours on disk and root's in the layer.
- */
-const ROOTLESS_OWNER: ((uid: number, gid: number) => readonly [number, number]) | undefined =
-  process.getuid?.() === 0
-    ? undefined
-    : (uid, gid) => [uid === process.getuid?.() ? 0 : uid, gid === process.getgid?.() ? 0 : gid];
+/** How owners on disk read in the layer: undefined as root; rootless, the namespace's view. */
+let rootlessOwners: Promise<OwnerMap | undefined> | undefined;
+function layerOwners(): Promise<OwnerMap | undefined> {
+  rootlessOwners ??=
+    process.getuid?.() === 0 ? Promise.resolve(undefined) : chooseIdMapping().then(ownerInNamespace);
+  return rootlessOwners;
+}
 
 export async function filesystemStep(
   build: BuildContext,
@@ -108,8 +108,9 @@ export async function filesystemStep(
   if (isEmptyDiff(diff)) {
     state = withEmptyHistory(state, action.createdBy, build.created);
   } else {
+    const mapOwner = await layerOwners();
     const written = await writeLayer(diff, build.blobs, {
-      ...(ROOTLESS_OWNER === undefined ? {} : { mapOwner: ROOTLESS_OWNER }),
+      ...(mapOwner === undefined ? {} : { mapOwner }),
       ...(build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: build.sourceDateEpoch }),
       ...(build.signal ? { signal: build.signal } : {}),
       compression: build.compression,

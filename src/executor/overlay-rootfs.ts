@@ -25,7 +25,8 @@ export class OverlayRootfs implements StageRootfs {
     private readonly onMaterialize?: (layers: number) => void,
     /**
      * Whether an upperdir is exactly its layer extracted (not with SOURCE_DATE_EPOCH clamping
-     * times, nor with a rootless owner mapping): only then is it kept as the unpacked layer.
+     * times): only then is it kept as the unpacked layer. Rootless too: extraction gives owners
+     * through the namespace, so both hold the same ids on disk.
      */
     private readonly adoptUppers = true,
   ) {}

@@ -25,6 +25,16 @@ export interface SnapshotterChoice {
 }
 
 /**
+ * A helper process in a user namespace with the id mapping RUN steps get (see
+ * sandbox/id-mapping.ts) and a mount namespace of its own: the rootless overlay snapshotter's
+ * mounts, and removals of files that belong to subordinate ids.
+ */
+export async function startRootlessNamespace(): Promise<OverlayHelperProcess> {
+  const mapping = unshareMappingArgs(await chooseIdMapping());
+  return startOverlayHelper(['unshare', '--user', ...mapping, '--mount', '--propagation', 'private', '--']);
+}
+
+/**
  * Makes stage rootfs for the snapshotter this build uses. The choice is made when a rootfs is
  * first needed (a fully cached build mounts and probes nothing): `overlay` when requested or
  * when `auto` finds it works (an overlay-capable kernel, a cache dir not on overlayfs, a test
@@ -42,7 +52,7 @@ export class RootfsFactory {
       readonly blobs: BlobStore;
       readonly requested: SnapshotterName;
       readonly unpacked: UnpackedRootfsCache;
-      /** An upperdir equals its layer (no SOURCE_DATE_EPOCH clamping, no owner mapping). */
+      /** An upperdir equals its layer (no SOURCE_DATE_EPOCH clamping). */
       readonly adoptUppers: boolean;
       readonly onChoice: (choice: SnapshotterChoice) => void;
     },
@@ -57,20 +67,14 @@ export class RootfsFactory {
       } else {
         const rootless = process.getuid?.() !== 0;
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-        const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
         // Rootless, the mounts live in a user and mount namespace of their own, held by a helper
         // with the same id mapping a RUN step gets; RUN steps join it.
-        const namespace = rootless
-          ? startOverlayHelper([
-              'unshare',
-              '--user',
-              ...unshareMappingArgs(await chooseIdMapping()),
-              '--mount',
-              '--propagation',
-              'private',
-              '--',
-            ])
-          : undefined;
+        const namespace = rootless ? await startRootlessNamespace() : undefined;
+        const layers = await UnpackedLayers.open(
+          join(this.options.cacheDir, store.dir),
+          store.opaqueXattr,
+          namespace,
+        );
         const overlay = new OverlaySnapshotter(layers, namespace);
         const why = await overlayUnavailable(overlay);
         if (why === undefined) {

@@ -83,6 +83,12 @@ export interface ExtractOptions {
    * the directory can be stacked as an overlay lowerdir unchanged (containerd's overlay applier).
    */
   readonly overlayOpaqueXattr?: string;
+  /**
+   * Rootless: gives entries the owners this process may not (a subordinate id range's), as root
+   * of the build's user namespace does (`chown` helper operations, one batch at the end). Without
+   * it such entries stay ours.
+   */
+  readonly giveOwners?: (ops: readonly HelperOp[]) => Promise<unknown>;
 }
 
 export interface ExtractResult {
@@ -129,12 +135,15 @@ export async function extractLayer(
   const overlayOpaque = new Set<string>();
 
   // Without root, owners other than our own cannot be set: the files stay ours (a rootless
-  // build maps them back through its user namespace), rather than failing the extraction.
-  const setOwner = async (path: string, uid: number, gid: number): Promise<void> => {
+  // build maps them back through its user namespace), rather than failing the extraction;
+  // with `giveOwners`, the namespace's root gives them at the end (mode -1: leave it).
+  const ownerOps: HelperOp[] = [];
+  const setOwner = async (path: string, uid: number, gid: number, mode = -1): Promise<void> => {
     try {
       await lchown(path, uid, gid);
     } catch (error) {
       if (isRoot) throw error;
+      if (options.giveOwners !== undefined) ownerOps.push({ op: 'chown', path, uid, gid, mode });
     }
   };
   const abs = (stack: readonly string[]): string =>
@@ -293,6 +302,7 @@ export async function extractLayer(
       case 'contiguous-file':
         if (((header.size as number | null | undefined) ?? Infinity) <= SMALL_FILE) {
           await writeSmallFile(body, path, { uid, gid, isRoot }, mode, mtime);
+          if (!isRoot && options.giveOwners !== undefined) await setOwner(path, uid, gid, mode);
           markWritten(path);
           return;
         }
@@ -358,7 +368,7 @@ export async function extractLayer(
         return;
     }
     markWritten(path);
-    await setOwner(path, uid, gid);
+    await setOwner(path, uid, gid, mode);
     // After chown: chown clears setuid/setgid, so the mode goes on last.
     await chmod(path, mode);
     await utimes(path, mtime, mtime);
@@ -397,6 +407,8 @@ export async function extractLayer(
     await chmod(dir.path, dir.mode);
     await utimes(dir.path, dir.mtime, dir.mtime);
   }
+  // Last: once a directory is another id's, this process may no longer write into it.
+  if (ownerOps.length > 0) await options.giveOwners?.(ownerOps);
   return opaqueDirs === undefined ? { entries: count, warnings } : { entries: count, warnings, opaqueDirs };
 }
 

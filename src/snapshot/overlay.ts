@@ -4,7 +4,6 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { diffSnapshots } from './diff.js';
-import { removeTree } from '../oci/remove-tree.js';
 import { runOverlayHelper, type HelperOp, type OverlayHelperProcess } from './overlay-helper.js';
 import { parentOf } from './paths.js';
 import { scanTree, toEntryStat } from './scan.js';
@@ -112,7 +111,7 @@ export class OverlaySnapshotter {
     // On a failure, what is still mounted is found by the session's close (mountinfo), or
     // goes with the rootless helper's namespace.
     await this.mountOps(ops);
-    if (replacing !== undefined) await removeTree(replacing.dir);
+    if (replacing !== undefined) await this.layers.removeDir(replacing.dir);
     active.mounted.push(join(dir, 'm'), ...(view === undefined ? [] : [view]));
     return active;
   }
@@ -162,7 +161,7 @@ export class OverlaySnapshotter {
         ops.push({ op: 'umount', target: point });
     }
     await this.mountOps(ops);
-    await removeTree(active.dir);
+    await this.layers.removeDir(active.dir);
   }
 }
 

@@ -1,11 +1,21 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyLayers, openImage } from '../../src/index.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
-import { inCI, isRoot } from '../helpers/system.js';
+import { inCI, isRoot, requireTool } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
 
@@ -170,5 +180,81 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     expect(pruned.status, pruned.stderr).toBe(0);
     expect(readdirSync(store)).toEqual([]);
     expect(readdirSync(join(cacheDir, 'overlay-rootless/sessions'))).toEqual([]);
+  });
+
+  describe('with a subordinate id range (uidmap)', () => {
+    const files = ['/etc/subuid', '/etc/subgid'];
+    const saved = new Map<string, string | undefined>();
+    beforeAll(() => {
+      requireTool('newuidmap', 'uidmap');
+      for (const file of files) {
+        saved.set(file, existsSync(file) ? readFileSync(file, 'utf8') : undefined);
+        appendFileSync(file, 'nobody:400000:65536\n');
+      }
+    });
+    afterAll(() => {
+      for (const file of files) {
+        const old = saved.get(file);
+        if (old === undefined) rmSync(file, { force: true });
+        else writeFileSync(file, old);
+      }
+    });
+
+    it('files a RUN gives to USER 1000 are 1000 in the layer on overlay and scan; prune removes them', () => {
+      const ctx = join(dir, 'ctx-ids');
+      mkdirSync(ctx);
+      writeFileSync(
+        join(ctx, 'Dockerfile'),
+        [
+          `FROM oci:${join(dir, 'base/layout')}:1`,
+          // (Not 0700: stratum reads layers as itself, and cannot read a subordinate id's private (0700, 0750) dir.)
+          'RUN mkdir -p /work/app && chown 1000:1000 /work/app && chmod 755 /work/app',
+          'USER 1000:1000',
+          'RUN touch /work/app/made && id -u > /work/app/uid',
+          '',
+        ].join('\n'),
+      );
+      execFileSync('chmod', ['-R', 'a+rX', ctx]);
+      const listings: string[][][] = [];
+      for (const snapshotter of ['overlay', 'scan']) {
+        const cacheDir = join(dir, `cache-ids-${snapshotter}`);
+        const built = buildAsNobody(
+          ctx,
+          join(dir, `out-ids-${snapshotter}`),
+          ['--snapshotter', snapshotter],
+          cacheDir,
+        );
+        expect(built.status, built.stderr).toBe(0);
+        listings.push(layerListings(join(dir, `out-ids-${snapshotter}`)));
+        // On disk these files belong to 400999, which nobody cannot remove alone.
+        const pruned = asNobody(['cache', 'prune', '--cache-dir', cacheDir]);
+        expect(pruned.status, pruned.stderr).toBe(0);
+        const left = spawnSync('find', [cacheDir, '-uid', '400999'], { encoding: 'utf8' });
+        expect(left.stdout.trim(), snapshotter).toBe('');
+      }
+      const [overlay, scan] = listings;
+      expect(overlay!.slice(1)).toEqual(scan!.slice(1));
+      expect(overlay![1]).toContain('drwxr-xr-x 1000/1000 0 work/app/');
+      expect(overlay![2]).toEqual(
+        expect.arrayContaining([
+          '-rw-r--r-- 1000/1000 0 work/app/made',
+          '-rw-r--r-- 1000/1000 5 work/app/uid',
+        ]),
+      );
+    });
+
+    it("on overlay, a base layer's files keep their owners (extraction gives them in the namespace)", () => {
+      // The base has /home/app owned by 1000: USER 1000 can write there only if that survived.
+      const ctx = join(dir, 'ctx-base-owner');
+      mkdirSync(ctx);
+      writeFileSync(
+        join(ctx, 'Dockerfile'),
+        `FROM oci:${join(dir, 'base/layout')}:1\nUSER 1000:1000\nRUN touch /home/app/mine\n`,
+      );
+      execFileSync('chmod', ['-R', 'a+rX', ctx]);
+      const built = buildAsNobody(ctx, join(dir, 'out-base-owner'), [], join(dir, 'cache-base-owner'));
+      expect(built.status, built.stderr).toBe(0);
+      expect(layerListings(join(dir, 'out-base-owner'))[1]).toContain('-rw-r--r-- 1000/1000 0 home/app/mine');
+    });
   });
 });

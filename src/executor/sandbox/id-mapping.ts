@@ -64,6 +64,29 @@ export function unshareMappingArgs(mapping: IdMapping): string[] {
   }
 }
 
+export type OwnerMap = (uid: number, gid: number) => readonly [number, number];
+
+/**
+ * How a file's owner on disk reads inside the step's namespace, which is what its layer
+ * records: our own ids are 0, a subordinate range's start+k is k+1 (USER 1000 made host
+ * start+999). Undefined as root (the ids are the host's). Ids outside the mapping stay as they
+ * are (files we could not give away keep ours, which reads as 0).
+ */
+export function ownerInNamespace(mapping: IdMapping): OwnerMap | undefined {
+  if (mapping.kind === 'host') return undefined;
+  const ownUid = process.getuid?.() ?? 0;
+  const ownGid = process.getgid?.() ?? 0;
+  const inside = (id: number, own: number, range: SubordinateRange | undefined): number => {
+    if (id === own) return 0;
+    if (range !== undefined && id >= range.start && id < range.start + range.count)
+      return id - range.start + 1;
+    return id;
+  };
+  const uids = mapping.kind === 'subordinate' ? mapping.uids : undefined;
+  const gids = mapping.kind === 'subordinate' ? mapping.gids : undefined;
+  return (uid, gid) => [inside(uid, ownUid, uids), inside(gid, ownGid, gids)];
+}
+
 /** Whether the step may call setgroups(2) (a namespace set up by --map-root-user denies it). */
 export function canSetGroups(mapping: IdMapping): boolean {
   return mapping.kind !== 'root-only';
