@@ -1,9 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { gunzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { deflateRawSync, gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { ParallelGzip, deflateBlock, type ParallelGzipOptions } from '../../src/oci/parallel-gzip.js';
+import {
+  ParallelGzip,
+  deflateBlock,
+  incompressible,
+  type ParallelGzipOptions,
+} from '../../src/oci/parallel-gzip.js';
 
 async function gzip(parts: readonly Buffer[], options: ParallelGzipOptions = {}): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -54,5 +60,27 @@ describe('parallel gzip', () => {
   it('the header carries no mtime and no file name', async () => {
     const compressed = await gzip([Buffer.from('x')]);
     expect(compressed.subarray(0, 10)).toEqual(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]));
+  });
+
+  it('blocks of random bytes are stored, not searched; anything with a compressible part is compressed', () => {
+    const random = randomBytes(1024 * 1024);
+    expect(incompressible(random)).toBe(true);
+    // What level 6 would have made of it: nothing smaller than storing it.
+    expect(deflateRawSync(random, { level: 6 }).length).toBeGreaterThanOrEqual(random.length);
+    const code = readFileSync(new URL(import.meta.url));
+    const text = Buffer.concat(Array<Buffer>(Math.ceil((1024 * 1024) / code.length)).fill(code));
+    expect(incompressible(text)).toBe(false);
+    expect(incompressible(readFileSync(process.execPath).subarray(0, 1024 * 1024))).toBe(false);
+    // Random with a compressible quarter (where a sample falls) is compressed.
+    const mixed = Buffer.concat([random.subarray(0, 786_432), Buffer.from('tar header '.repeat(23_832))]);
+    expect(incompressible(mixed)).toBe(false);
+    expect(incompressible(Buffer.alloc(1024 * 1024))).toBe(false);
+  });
+
+  it('a stream of random bytes comes out at about its own size, and gunzip reads it back', async () => {
+    const random = randomBytes(3 * 1024 * 1024 + 123);
+    const compressed = await gzip([random]);
+    expect(gunzipSync(compressed).equals(random)).toBe(true);
+    expect(compressed.length).toBeLessThan(random.length * 1.001 + 64);
   });
 });
