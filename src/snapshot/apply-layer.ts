@@ -217,7 +217,7 @@ class LayerDriver {
       this.target.warn(`${what}: unsupported entry type skipped`);
       return;
     }
-    const path = childPath(this.resolveDir(parent, true, what)!, name);
+    const path = childPath(this.resolveDir(parent, true, what, 'refuse')!, name);
     if (type === 'link') return this.hardLink(header, body, path, what);
 
     const merge = await this.clear(path, type === 'dir');
@@ -267,6 +267,7 @@ class LayerDriver {
     if (source === path) return;
     await this.clear(path, false);
     await this.target.link(path, source, { what, linkname });
+    if (found === 'symlink') this.invalidate(); // a hard link to a symlink is a symlink
     this.writes.add(path);
   }
 
@@ -308,10 +309,15 @@ class LayerDriver {
    * Resolves a directory's components (as named in the tar) to a real directory inside the root
    * with the one resolver: chroot semantics, a link climbing above the root is refused
    * (UNSAFE_PATH). With `create`, missing directories are made (and count as written by this
-   * layer) and a non-directory on the way is an error; without, undefined when the directory
-   * does not exist.
+   * layer). Undefined when the directory does not exist (without `create`) or a non-directory is
+   * on the way, which is INVALID_IMAGE with `notDirectory: 'refuse'` (an entry's parents).
    */
-  private resolveDir(parts: readonly string[], create: boolean, what: string): string | undefined {
+  private resolveDir(
+    parts: readonly string[],
+    create: boolean,
+    what: string,
+    notDirectory: 'refuse' | 'none' = 'none',
+  ): string | undefined {
     if (parts.length === 0) return '';
     const key = parts.join('/');
     const cached = this.resolved.get(key);
@@ -326,7 +332,7 @@ class LayerDriver {
     };
     const result = resolveWith(key, lookup, { followLast: true, atRoot: 'refuse', directory: true, what });
     if (result.notDirectory !== undefined) {
-      if (!create) return undefined;
+      if (notDirectory === 'none') return undefined;
       throw new StratumError('INVALID_IMAGE', `${what}: parent ${result.notDirectory} is not a directory`);
     }
     if (result.existing < result.parts.length) return undefined;

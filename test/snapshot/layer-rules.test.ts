@@ -349,6 +349,16 @@ const cases: readonly Case[] = [
     },
   },
   {
+    name: "a whiteout and an opaque marker below the layer's own file remove nothing",
+    layers: [[file('f', 'f'), wh('f/.wh.x'), wh('f/.wh..wh..opq'), dir('d/'), file('d/y', 'y')]],
+    expected: { d: 'dir', 'd/y': f('y'), f: f('f') },
+  },
+  {
+    name: 'a hard link to a symlink is a symlink: a later entry goes through it',
+    layers: [[dir('real/'), symlinkEntry('s', 'real'), hardlinkEntry('h', 's'), file('h/x', 'x')]],
+    expected: { h: 'link:real', real: 'dir', 'real/x': f('x'), s: 'link:real' },
+  },
+  {
     name: 'an entry below a symlinked parent that climbs out of the root is refused (UNSAFE_PATH)',
     layers: [[symlinkEntry('up', '../..'), file('up/escaped', 'x')]],
     expected: { refused: 'UNSAFE_PATH' },
