@@ -343,7 +343,10 @@ class Applier implements LayerTarget {
     for (const victim of [path, ...descendants(this.state, path)].reverse()) this.drop(victim, how);
   }
 
-  /** Removes what is under `dir` and not in `written` (an opaque marker, or a whiteout of a dir this layer wrote). */
+  /**
+   * Removes what is under `dir` and not in `written`: an opaque marker, or a whiteout of a
+   * directory this layer wrote.
+   */
   prune(dir: string, written: LayerWrites): void {
     for (const victim of descendants(this.state, dir).reverse()) {
       if (!written.has(victim)) this.drop(victim, 'deleted');
