@@ -35,8 +35,9 @@ import {
 } from './fs-model.js';
 
 /**
- * Applies an image's layers, in history order, to an in-memory filesystem model, with the rules
- * Docker's layer applier (moby pkg/archive UnpackLayer) follows:
+ * Applies an image's layers, in history order, to an in-memory filesystem model, through the
+ * layer driver extraction uses too (snapshot/apply-layer.ts), with the rules Docker's layer
+ * applier (moby pkg/archive UnpackLayer) follows:
  * - `.wh.NAME` removes NAME and its subtree from the lower layers;
  * - `.wh..wh..opq` (matched exactly) clears its directory's lower-layer content, wherever it
  *   sits in the tar: both kinds of whiteout only ever remove what this layer did not write, so
