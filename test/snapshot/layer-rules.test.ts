@@ -359,6 +359,11 @@ const cases: readonly Case[] = [
     expected: { h: 'link:real', real: 'dir', 'real/x': f('x'), s: 'link:real' },
   },
   {
+    name: 'an entry of a tar type Docker does not apply (a volume label) is skipped and replaces nothing',
+    layers: [[file('x', 'old')], [{ ...file('x', 'label'), typeflag: 'V' }]],
+    expected: { x: f('old') },
+  },
+  {
     name: 'an entry below a symlinked parent that climbs out of the root is refused (UNSAFE_PATH)',
     layers: [[symlinkEntry('up', '../..'), file('up/escaped', 'x')]],
     expected: { refused: 'UNSAFE_PATH' },
