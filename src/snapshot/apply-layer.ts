@@ -246,7 +246,9 @@ class LayerDriver {
 
   /**
    * A hard link points at an existing non-directory, found with the same resolver (its parents
-   * followed inside the root, its last component not). A link to itself changes nothing.
+   * followed inside the root, its last component not) once what was at the link's path is gone,
+   * as Docker removes it before linking. A link to itself changes nothing (`tar -cf x a a` writes
+   * one).
    */
   private async hardLink(header: RawHeader, body: EntryBody, path: string, what: string): Promise<void> {
     body.resume();
@@ -255,19 +257,23 @@ class LayerDriver {
     if (linkEntry.kind !== 'entry') {
       throw new StratumError('UNSAFE_PATH', `${what}: hard link to "${linkname}" refused`);
     }
-    const linkDir = this.resolveDir(linkEntry.parent, false, `${what} (link target)`);
-    const source = linkDir === undefined ? undefined : childPath(linkDir, linkEntry.name);
-    const found = source === undefined ? undefined : this.target.lookup(source).kind;
-    if (source === undefined || found === 'missing' || found === 'dir') {
+    const sourceOf = (): { path: string | undefined; kind: Lookup['kind'] } => {
+      const dir = this.resolveDir(linkEntry.parent, false, `${what} (link target)`);
+      const source = dir === undefined ? undefined : childPath(dir, linkEntry.name);
+      return { path: source, kind: source === undefined ? 'missing' : this.target.lookup(source).kind };
+    };
+    const before = sourceOf();
+    if (before.path === path && before.kind !== 'missing' && before.kind !== 'dir') return;
+    await this.clear(path, false);
+    const source = sourceOf();
+    if (source.path === undefined || source.kind === 'missing' || source.kind === 'dir') {
       throw new StratumError(
         'INVALID_IMAGE',
-        `${this.layer}: hard link "${header.name}" → "${linkname}": ${found === 'dir' ? 'target is a directory' : 'no such file'}`,
+        `${this.layer}: hard link "${header.name}" → "${linkname}": ${source.kind === 'dir' ? 'target is a directory' : 'no such file'}`,
       );
     }
-    if (source === path) return;
-    await this.clear(path, false);
-    await this.target.link(path, source, { what, linkname });
-    if (found === 'symlink') this.invalidate(); // a hard link to a symlink is a symlink
+    await this.target.link(path, source.path, { what, linkname });
+    if (source.kind === 'symlink') this.invalidate(); // a hard link to a symlink is a symlink
     this.writes.add(path);
   }
 

@@ -387,6 +387,16 @@ const cases: readonly Case[] = [
     },
   },
   {
+    name: 'a hard link to itself changes nothing (tar -cf x.tar a a writes one)',
+    layers: [[file('a', 'a'), hardlinkEntry('a', 'a')]],
+    expected: { a: f('a') },
+  },
+  {
+    name: 'a hard link to a file inside the directory it replaces is refused (INVALID_IMAGE)',
+    layers: [[dir('d/'), file('d/x', 'x')], [hardlinkEntry('d', 'd/x')]],
+    expected: { refused: 'INVALID_IMAGE' },
+  },
+  {
     name: 'a hard link to a path that does not exist is refused (INVALID_IMAGE)',
     layers: [[hardlinkEntry('a', 'missing')]],
     expected: { refused: 'INVALID_IMAGE' },
