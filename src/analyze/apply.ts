@@ -1,7 +1,8 @@
-// Applies an image's layers to the filesystem model that diff and analyze read. Over ~400 lines
-// because one pass per layer does three jobs that must agree entry by entry: the layer rules
-// (snapshot/layer-rules.ts) on the model, what each entry hid or re-emitted (waste, copy-ups),
-// and content hashes read once while the tar streams by.
+// Applies an image's layers to the filesystem model that diff and analyze read: the model target
+// of the layer driver (snapshot/apply-layer.ts, which makes every decision of the layer rules).
+// Over ~400 lines because one pass per layer does three jobs that must agree entry by entry: the
+// effects on the model, what each entry hid or re-emitted (waste, copy-ups), and content hashes
+// read once while the tar streams by.
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,15 +11,20 @@ import { StratumError, isStratumError } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { openLayerTar } from '../oci/layer.js';
 import type { Descriptor, Digest, History } from '../oci/types.js';
-import { LayerWrites, childPath, classifyEntry, replacesExisting } from '../snapshot/layer-rules.js';
-import { resolveWith, type Lookup } from '../snapshot/resolve.js';
+import {
+  applyLayer,
+  type AppliedLayer,
+  type EntryBody,
+  type LayerEntry,
+  type LayerTarget,
+} from '../snapshot/apply-layer.js';
+import type { LayerWrites } from '../snapshot/layer-rules.js';
+import type { Lookup } from '../snapshot/resolve.js';
 import {
   BLOCK_SIZE,
-  baseName,
   descendants,
   emptyState,
   entryDifferences,
-  parentOf,
   removePath,
   setNode,
   type EntryField,
@@ -29,8 +35,9 @@ import {
 } from './fs-model.js';
 
 /**
- * Applies an image's layers, in history order, to an in-memory filesystem model, with the rules
- * Docker's layer applier (moby pkg/archive UnpackLayer) follows:
+ * Applies an image's layers, in history order, to an in-memory filesystem model, through the
+ * layer driver extraction uses too (snapshot/apply-layer.ts), with the rules Docker's layer
+ * applier (moby pkg/archive UnpackLayer) follows:
  * - `.wh.NAME` removes NAME and its subtree from the lower layers;
  * - `.wh..wh..opq` (matched exactly) clears its directory's lower-layer content, wherever it
  *   sits in the tar: both kinds of whiteout only ever remove what this layer did not write, so
@@ -203,19 +210,6 @@ export async function applyLayers(image: ImageSource, options: ApplyOptions = {}
   return { steps, layers, fs };
 }
 
-/** tar-stream's header as it is at run time: fields can be null where the tar left them empty. */
-interface RawHeader {
-  readonly name: string;
-  readonly type: tar.Header['type'] | null;
-  readonly mode: number | null;
-  readonly uid: number | null;
-  readonly gid: number | null;
-  readonly mtime: Date | null;
-  readonly linkname: string | null;
-  readonly devmajor: number | null;
-  readonly devminor: number | null;
-}
-
 /** Counts the bytes of the uncompressed tar as they pass. */
 class ByteCounter extends Transform {
   bytes = 0;
@@ -232,7 +226,7 @@ interface HashedContent {
 }
 
 /** Hashes a file's content while it streams: whole sha256 plus per-block short hashes. */
-async function hashContent(stream: AsyncIterable<Buffer>): Promise<HashedContent> {
+async function hashContent(stream: AsyncIterable<Uint8Array>): Promise<HashedContent> {
   const whole = createHash('sha256');
   const blocks: string[] = [];
   let block = createHash('sha1');
@@ -258,12 +252,6 @@ async function hashContent(stream: AsyncIterable<Buffer>): Promise<HashedContent
   return { sha256: `sha256:${whole.digest('hex')}`, blocks, size };
 }
 
-async function drain(stream: AsyncIterable<Buffer>): Promise<void> {
-  for await (const _chunk of stream) {
-    // discard
-  }
-}
-
 function blockChanges(before: readonly string[], after: readonly string[]): number {
   let changed = Math.abs(before.length - after.length);
   const common = Math.min(before.length, after.length);
@@ -272,7 +260,7 @@ function blockChanges(before: readonly string[], after: readonly string[]): numb
 }
 
 /** Holds the model and the per-node reference counts across layers. */
-class Applier {
+class Applier implements LayerTarget {
   readonly state: FsState = emptyState();
   private nextId = 1;
   private readonly refs = new Map<number, number>();
@@ -281,9 +269,8 @@ class Applier {
   private layerIndex = 0;
   private layerName = '';
   private before = new Map<string, FsNode | null>();
-  /** What this layer wrote, with the directories above it: whiteouts spare them. */
-  private writes = new LayerWrites();
   private hidden: HiddenContent[] = [];
+  private contentBytes = 0;
 
   async applyLayer(image: ImageSource, index: number, signal?: AbortSignal): Promise<LayerChanges> {
     const descriptor = image.manifest.value.layers[index]!;
@@ -291,25 +278,20 @@ class Applier {
     this.layerIndex = index;
     this.layerName = `${image.name}: layer ${index + 1} (${descriptor.digest})`;
     this.before = new Map();
-    this.writes = new LayerWrites();
     this.hidden = [];
+    this.contentBytes = 0;
     const counter = new ByteCounter();
-    let contentBytes = 0;
-    let tarEntries = 0;
-    let whiteouts = 0;
+    let applied: AppliedLayer;
     try {
       const stream = await openLayerTar(image, descriptor, { diffId, ...(signal ? { signal } : {}) });
       const extract = tar.extract();
       const feeding = pipeline(stream, counter, extract);
       feeding.catch(() => undefined);
       try {
-        for await (const entry of extract) {
-          signal?.throwIfAborted();
-          tarEntries++;
-          const counted = await this.applyEntry(entry.header, entry as AsyncIterable<Buffer>);
-          if (counted === 'whiteout') whiteouts++;
-          else contentBytes += counted;
-        }
+        applied = await applyLayer(extract, this, {
+          layerName: this.layerName,
+          ...(signal ? { signal } : {}),
+        });
         // A digest mismatch is only known at the end of the stream: wait for it.
         await feeding;
       } finally {
@@ -323,118 +305,30 @@ class Applier {
         cause: error,
       });
     }
-    return this.summarize(descriptor, diffId, counter.bytes, contentBytes, tarEntries, whiteouts);
+    return this.summarize(
+      descriptor,
+      diffId,
+      counter.bytes,
+      this.contentBytes,
+      applied.entries,
+      applied.whiteouts,
+    );
   }
 
-  /** Applies one tar member; returns the content bytes it carried, or 'whiteout'. */
-  private async applyEntry(header: RawHeader, entry: AsyncIterable<Buffer>): Promise<number | 'whiteout'> {
-    const entryKind = classifyEntry(header.name, `${this.layerName}: entry "${header.name}"`);
-    if (entryKind.kind === 'root' || entryKind.kind === 'meta') {
-      await drain(entry);
-      return entryKind.kind === 'meta' ? 'whiteout' : 0;
-    }
-    if (entryKind.kind === 'opaque' || entryKind.kind === 'whiteout') {
-      await drain(entry);
-      const dir = entryKind.parent.length === 0 ? '' : this.resolveDir(entryKind.parent.join('/'), false);
-      if (dir === undefined) return 'whiteout'; // the parent is not a directory: nothing to delete
-      if (entryKind.kind === 'opaque') this.opaque(dir);
-      else this.whiteout(childPath(dir, entryKind.victim));
-      return 'whiteout';
-    }
-    const parent = entryKind.parent.join('/');
-    const path = parent === '' ? entryKind.name : childPath(this.resolveDir(parent, true)!, entryKind.name);
-    const common = {
-      mode: (header.mode ?? 0) & 0o7777,
-      uid: header.uid ?? 0,
-      gid: header.gid ?? 0,
-      mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
-    };
-    switch (header.type) {
-      case 'file':
-      case 'contiguous-file':
-      case null: {
-        const content = await hashContent(entry);
-        this.put(path, {
-          entry: { type: 'file', ...common, size: content.size, sha256: content.sha256 },
-          blocks: content.blocks,
-        });
-        return content.size;
-      }
-      case 'directory':
-        await drain(entry);
-        this.put(path, { entry: { type: 'dir', ...common, size: 0 }, blocks: [] });
-        return 0;
-      case 'symlink':
-        await drain(entry);
-        this.put(path, {
-          entry: { type: 'symlink', ...common, size: 0, linkTarget: header.linkname ?? '' },
-          blocks: [],
-        });
-        return 0;
-      case 'character-device':
-      case 'block-device':
-        await drain(entry);
-        this.put(path, {
-          entry: {
-            type: header.type === 'character-device' ? 'char' : 'block',
-            ...common,
-            size: 0,
-            devMajor: header.devmajor ?? 0,
-            devMinor: header.devminor ?? 0,
-          },
-          blocks: [],
-        });
-        return 0;
-      case 'fifo':
-        await drain(entry);
-        this.put(path, { entry: { type: 'fifo', ...common, size: 0 }, blocks: [] });
-        return 0;
-      case 'link': {
-        await drain(entry);
-        this.hardLink(path, header.linkname ?? '');
-        return 0;
-      }
-      default:
-        // GNU sparse files, volume labels and the like carry nothing Docker applies.
-        await drain(entry);
-        return 0;
-    }
+  // The model target of the layer driver (snapshot/apply-layer.ts): the driver decides, these
+  // methods carry the effects out on the model and record what each one hid or re-emitted.
+
+  lookup(path: string): Lookup {
+    const node = this.state.nodes.get(path);
+    if (node === undefined) return { kind: 'missing' };
+    if (node.entry.type === 'dir') return { kind: 'dir' };
+    if (node.entry.type === 'symlink') return { kind: 'symlink', target: node.entry.linkTarget ?? '' };
+    return { kind: 'other' };
   }
 
-  /**
-   * Resolves a directory path inside the image with the one resolver (snapshot/resolve.ts), as
-   * extraction does: chroot semantics, a link climbing above the root is refused (UNSAFE_PATH).
-   * With `create`, missing components become implicit 0755 root directories. Undefined when the
-   * path goes through a non-directory and `create` is off.
-   */
-  private resolveDir(path: string, create: boolean): string | undefined {
-    const lookup = (parts: readonly string[]): Lookup => {
-      const at = parts.join('/');
-      const node = this.state.nodes.get(at);
-      if (node === undefined) {
-        if (!create) return { kind: 'missing' };
-        this.makeImplicitDir(at);
-        return { kind: 'dir' };
-      }
-      if (node.entry.type === 'dir') return { kind: 'dir' };
-      if (node.entry.type === 'symlink') return { kind: 'symlink', target: node.entry.linkTarget ?? '' };
-      return { kind: 'other' };
-    };
-    const what = `${this.layerName}: "${path}"`;
-    const result = resolveWith(path, lookup, { followLast: true, atRoot: 'refuse', directory: true, what });
-    if (result.notDirectory !== undefined) {
-      if (!create) return undefined;
-      throw new StratumError(
-        'INVALID_IMAGE',
-        `${this.layerName}: "${path}" cannot be a directory: "${result.notDirectory}" is not one`,
-      );
-    }
-    return result.parts.join('/');
-  }
-
-  private makeImplicitDir(path: string): void {
+  /** A parent no entry of any layer names: an implicit root-owned 0755 directory. */
+  makeDir(path: string): void {
     this.touch(path);
-    this.writes.add(path);
     setNode(this.state, path, {
       id: this.nextId++,
       entry: { type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 },
@@ -445,9 +339,70 @@ class Applier {
     });
   }
 
+  /** Removes `path` and its subtree (deepest first, so a directory's children go before it). */
+  remove(path: string, how: HiddenContent['how']): void {
+    for (const victim of [path, ...descendants(this.state, path)].reverse()) this.drop(victim, how);
+  }
+
+  /**
+   * Removes what is under `dir` and not in `written`: an opaque marker, or a whiteout of a
+   * directory this layer wrote.
+   */
+  prune(dir: string, written: LayerWrites): void {
+    for (const victim of descendants(this.state, dir).reverse()) {
+      if (!written.has(victim)) this.drop(victim, 'deleted');
+    }
+  }
+
+  warn(): void {
+    // Entries the rules do not apply (GNU sparse files, volume labels) carry nothing to model.
+  }
+
+  async write(path: string, entry: LayerEntry, body: EntryBody): Promise<boolean> {
+    const common = {
+      mode: entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+      mtime: Math.floor(entry.mtime.getTime() / 1000),
+    };
+    if (entry.type === 'file') {
+      const content = await hashContent(body);
+      this.contentBytes += content.size;
+      this.put(path, {
+        entry: { type: 'file', ...common, size: content.size, sha256: content.sha256 },
+        blocks: content.blocks,
+      });
+      return true;
+    }
+    body.resume();
+    const made: FsEntry =
+      entry.type === 'symlink'
+        ? { type: 'symlink', ...common, size: 0, linkTarget: entry.linkTarget }
+        : entry.type === 'char' || entry.type === 'block'
+          ? { type: entry.type, ...common, size: 0, devMajor: entry.devMajor, devMinor: entry.devMinor }
+          : { type: entry.type, ...common, size: 0 };
+    this.put(path, { entry: made, blocks: [] });
+    return true;
+  }
+
+  /** A hard link points at its target's node, so the paths share one identity. */
+  link(path: string, source: string): void {
+    const target = this.state.nodes.get(source)!;
+    this.touch(path);
+    setNode(this.state, path, target);
+    this.refs.set(target.id, (this.refs.get(target.id) ?? 0) + 1);
+  }
+
   /** Remembers a path's node as it was before this layer touched it. */
   private touch(path: string): void {
     if (!this.before.has(path)) this.before.set(path, this.state.nodes.get(path) ?? null);
+  }
+
+  /** Takes one path out of the model, recording the content it was the last path to. */
+  private drop(path: string, how: HiddenContent['how']): void {
+    this.touch(path);
+    this.release(path, how);
+    removePath(this.state, path);
   }
 
   private release(path: string, how: HiddenContent['how']): void {
@@ -470,44 +425,9 @@ class Applier {
     }
   }
 
-  /** Removes `path` and its subtree, sparing what this layer wrote (and their parents). */
-  private removeLower(path: string, includeSelf: boolean, how: HiddenContent['how']): void {
-    const doomed = [...(includeSelf ? [path] : []), ...descendants(this.state, path)];
-    // Deepest first, so a directory's children go before it.
-    for (let index = doomed.length - 1; index >= 0; index--) {
-      const victim = doomed[index]!;
-      if (this.writes.has(victim)) continue;
-      this.touch(victim);
-      this.release(victim, how);
-      removePath(this.state, victim);
-    }
-  }
-
-  /** `.wh.NAME` on the resolved path: removes it unless this layer wrote it (Docker's rule). */
-  private whiteout(path: string): void {
-    if (!this.state.nodes.has(path)) return;
-    this.removeLower(path, true, 'deleted');
-  }
-
-  private opaque(dir: string): void {
-    if (dir !== '' && this.state.nodes.get(dir)?.entry.type !== 'dir') return;
-    this.removeLower(dir, false, 'deleted');
-  }
-
+  /** Sets a new node at `path`; what was there of another type the driver removed already. */
   private put(path: string, made: { entry: FsEntry; blocks: readonly string[] }): void {
-    const existing = this.state.nodes.get(path);
     this.touch(path);
-    if (existing !== undefined) {
-      if (existing.entry.type === 'dir' && replacesExisting('dir', made.entry.type === 'dir')) {
-        // Docker RemoveAll()s a directory that a non-directory replaces, children included.
-        for (const child of descendants(this.state, path).reverse()) {
-          this.touch(child);
-          this.release(child, 'replaced');
-          removePath(this.state, child);
-        }
-      }
-      this.release(path, 'replaced');
-    }
     const node: FsNode = {
       id: this.nextId++,
       entry: made.entry,
@@ -518,42 +438,6 @@ class Applier {
     };
     setNode(this.state, path, node);
     if (made.entry.type !== 'dir') this.refs.set(node.id, 1);
-    this.writes.add(path);
-  }
-
-  private hardLink(path: string, linkname: string): void {
-    const linkEntry = classifyEntry(
-      linkname.replace(/^\/+|\/+$/g, ''),
-      `${this.layerName}: hard link "${path}"`,
-    );
-    const raw =
-      linkEntry.kind === 'entry' ? childPath(linkEntry.parent.join('/'), linkEntry.name) : undefined;
-    const linkDir = raw === undefined || parentOf(raw) === '' ? '' : this.resolveDir(parentOf(raw), false);
-    const resolved =
-      raw === undefined || linkDir === undefined ? undefined : childPath(linkDir, baseName(raw));
-    const target = resolved === undefined ? undefined : this.state.nodes.get(resolved);
-    if (target === undefined || target.entry.type === 'dir') {
-      throw new StratumError(
-        'INVALID_IMAGE',
-        `${this.layerName}: hard link "${path}" → "${linkname}": ${target === undefined ? 'no such file' : 'target is a directory'}`,
-      );
-    }
-    if (resolved === path) return;
-    const existing = this.state.nodes.get(path);
-    this.touch(path);
-    if (existing !== undefined) {
-      if (existing.entry.type === 'dir') {
-        for (const child of descendants(this.state, path).reverse()) {
-          this.touch(child);
-          this.release(child, 'replaced');
-          removePath(this.state, child);
-        }
-      }
-      this.release(path, 'replaced');
-    }
-    setNode(this.state, path, target);
-    this.refs.set(target.id, (this.refs.get(target.id) ?? 0) + 1);
-    this.writes.add(path);
   }
 
   private summarize(

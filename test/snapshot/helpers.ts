@@ -80,6 +80,8 @@ export async function describeTree(
 export interface RawEntry {
   readonly header: TarHeader;
   readonly content?: Buffer;
+  /** A typeflag byte to write instead of the header type's (e.g. 'V', a volume label). */
+  readonly typeflag?: string;
 }
 
 /** Builds a tar in memory from raw headers: hostile layers are made this way, byte by byte. */
@@ -87,11 +89,22 @@ export function buildTar(entries: readonly RawEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const entry of entries) {
     const content = entry.content ?? Buffer.alloc(0);
-    parts.push(encodeHeader({ ...entry.header, size: content.length }));
+    const header = encodeHeader({ ...entry.header, size: content.length });
+    if (entry.typeflag !== undefined) setTypeflag(header.subarray(header.length - 512), entry.typeflag);
+    parts.push(header);
     parts.push(content, Buffer.alloc(paddingFor(content.length)));
   }
   parts.push(END_OF_ARCHIVE);
   return Buffer.concat(parts);
+}
+
+/** Rewrites a header block's typeflag and its checksum (bytes summed with the field as spaces). */
+function setTypeflag(block: Buffer, flag: string): void {
+  block[156] = flag.charCodeAt(0);
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
 }
 
 export function file(name: string, content: string, extra: Partial<TarHeader> = {}): RawEntry {
