@@ -75,7 +75,7 @@ export class OverlaySnapshotter {
    * `commit`). `replacing` is removed in the same helper call: one process per step boundary.
    */
   async prepare(chain: readonly string[], replacing?: ActiveSnapshot): Promise<ActiveSnapshot> {
-    const lowers = withoutRepeats(chain);
+    const lowers = await this.visibleLayers(withoutRepeats(chain));
     if (lowers.length > MAX_OVERLAY_LAYERS) {
       throw new StratumError(
         'UNSUPPORTED',
@@ -114,6 +114,26 @@ export class OverlaySnapshotter {
     if (replacing !== undefined) await this.layers.removeDir(replacing.dir);
     active.mounted.push(join(dir, 'm'), ...(view === undefined ? [] : [view]));
     return active;
+  }
+
+  /** Layer directories whose root is opaque (an `.wh..wh..opq` at the layer's root). */
+  private readonly rootOpaque = new Map<string, boolean>();
+
+  /**
+   * The chain from its topmost layer with an opaque root up: overlayfs ignores the opaque flag on
+   * a lowerdir's root, so the layers such a layer hides are left out of the mount instead. Layer
+   * directories never change, so each is asked once per build (one helper call for the new ones).
+   */
+  private async visibleLayers(lowers: readonly string[]): Promise<readonly string[]> {
+    const unknown = lowers.filter((lower) => !this.rootOpaque.has(lower));
+    const answers = await runOverlayHelper(
+      unknown.map((path): HelperOp => ({ op: 'getopq', path, name: this.layers.opaqueXattr })),
+    );
+    unknown.forEach((path, index) => this.rootOpaque.set(path, answers[index] === 'y'));
+    for (let index = lowers.length - 1; index > 0; index--) {
+      if (this.rootOpaque.get(lowers[index]!) === true) return lowers.slice(index);
+    }
+    return lowers;
   }
 
   private unmountOps(active: ActiveSnapshot): HelperOp[] {

@@ -60,16 +60,11 @@ function writeLayeredImage(baseTar: Buffer, dirs: readonly string[], out: string
   const tars = [
     baseTar,
     ...dirs.map((dir) =>
-      execFileSync('tar', [
-        '-C',
-        dir,
-        '--sort=name',
-        '--numeric-owner',
-        '--mtime=@1700000000',
-        '-cf',
-        '-',
-        '.',
-      ]),
+      execFileSync(
+        'tar',
+        ['-C', dir, '--sort=name', '--numeric-owner', '--mtime=@1700000000', '-cf', '-', '.'],
+        { maxBuffer: 64 << 20 },
+      ),
     ),
   ];
   mkdirSync(join(out, 'blobs/sha256'), { recursive: true });
@@ -229,6 +224,30 @@ describe.skipIf(!isRoot)('overlay snapshotter', () => {
     expect(
       await runOverlayHelper([{ op: 'getopq', path: join(top, 'd'), name: 'trusted.overlay.opaque' }]),
     ).toEqual(['y']);
+  });
+
+  it("a layer with an opaque root hides every layer below it (overlayfs ignores a lowerdir root's flag)", async () => {
+    // Layer 1 adds /below; layer 2 is a whole userland again plus `.wh..wh..opq` at its root.
+    const below = join(box.dir, 'root-opq-1');
+    mkdirSync(below, { recursive: true });
+    writeFileSync(join(below, 'below'), 'hidden by the next layer');
+    const top = join(box.dir, 'root-opq-2');
+    execFileSync('cp', ['-a', join(box.dir, 'base-rootfs'), top]);
+    writeFileSync(join(top, '.wh..wh..opq'), '');
+    writeFileSync(join(top, 'top'), 'seen');
+    const baseTar = execFileSync(
+      'tar',
+      ['-C', join(box.dir, 'base-rootfs'), '--sort=name', '--numeric-owner', '-cf', '-', '.'],
+      { maxBuffer: 64 << 20 },
+    );
+    writeLayeredImage(baseTar, [below, top], join(box.dir, 'root-opq-image'));
+    const ctx = box.context('root-opq', {
+      Dockerfile: `FROM oci:${box.dir}/root-opq-image:1\nRUN test ! -e /below && cat /top > /seen\n`,
+    });
+    for (const snapshotter of ['overlay', 'scan'] as const) {
+      const result = await box.build(ctx, { noCache: true, snapshotter });
+      expect(snapshotterOf(result.events)).toBe(snapshotter);
+    }
   });
 
   it('a 200-layer base mounts (short relative lowerdir names) and the step sees every layer', async () => {

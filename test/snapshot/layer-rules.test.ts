@@ -293,7 +293,7 @@ const cases: readonly Case[] = [
         'opt/tool': f('tool'),
         top: f('t'),
       },
-      why: 'overlayfs ignores the opaque xattr on a lowerdir root: the layers below stay visible',
+      why: 'overlayfs ignores the opaque xattr on a lowerdir root, so the stack alone keeps the layers below; the snapshotter leaves them out of the mount (overlay.ts visibleLayers, tested in test/executor/overlay.test.ts)',
     },
   },
   {
