@@ -26,7 +26,7 @@ import { isRoot, requireTool } from '../helpers/system.js';
 
 /**
  * Docker parity: each case under cases/ is built by Docker's classic builder (the reference where
- * the two builders differ) and by stratum from
+ * the two builders differ) and by stratum, on the overlay and on the scan snapshotter, from
  * the same busybox base; the images must hold the same filesystem after every instruction
  * (type, mode, owner, content, link target, hard-link groups; not times) and the same config.
  * A case whose Docker build fails must fail in stratum too.
@@ -199,42 +199,56 @@ async function parityCase(builder: Builder, name: string, dir: string, dataDir: 
     ],
     { env: { ...process.env, DOCKER_BUILDKIT: builder.name === 'buildkit' ? '1' : '0' }, encoding: 'utf8' },
   );
-  let stratumError: unknown;
-  const out = join(dir, `out-${builder.name}-${name}`);
-  try {
-    await buildImage({
-      contextDir: context,
-      dockerfilePath: join(context, 'Dockerfile'),
-      dockerfile: readFileSync(join(context, 'Dockerfile')),
-      dataDir,
-      cacheDir: join(dir, 'cache'),
-      network: 'none',
-      outputs: [`oci:${out}:latest`],
-      ...(secrets === undefined ? {} : { secrets }),
-    });
-  } catch (error) {
-    stratumError = error;
+  // Both snapshotters against the same Docker image: overlay (the default as root) and scan
+  // (the fallback), each with its own cache so neither reuses the other's layers.
+  const outs: { snapshotter: 'overlay' | 'scan'; out: string; error: unknown }[] = [];
+  for (const snapshotter of ['overlay', 'scan'] as const) {
+    const out = join(dir, `out-${builder.name}-${name}-${snapshotter}`);
+    let error: unknown;
+    try {
+      await buildImage({
+        contextDir: context,
+        dockerfilePath: join(context, 'Dockerfile'),
+        dockerfile: readFileSync(join(context, 'Dockerfile')),
+        dataDir,
+        cacheDir: join(dir, `cache-${snapshotter}`),
+        network: 'none',
+        snapshotter,
+        outputs: [`oci:${out}:latest`],
+        ...(secrets === undefined ? {} : { secrets }),
+      });
+    } catch (caught) {
+      error = caught;
+    }
+    outs.push({ snapshotter, out, error });
   }
   if (docker.status !== 0) {
-    // Docker refused or the build failed: stratum must fail as well.
-    expect(
-      stratumError,
-      `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum succeeded`,
-    ).toBeDefined();
+    // Docker refused or the build failed: stratum must fail as well, on both snapshotters.
+    for (const { snapshotter, error } of outs) {
+      expect(
+        error,
+        `docker failed (${docker.stderr.trim().split('\n').pop()}) but stratum (${snapshotter}) succeeded`,
+      ).toBeDefined();
+    }
     return;
   }
-  if (stratumError instanceof Error) throw stratumError;
-  expect(stratumError).toBeUndefined();
   const archive = join(dir, `${builder.name}-${name}.docker.tar`);
   execFileSync(DOCKER, ['save', '-o', archive, tag]);
-  const dockerImage: ImageSource = await openImage(`docker-archive:${archive}`);
-  const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
   try {
-    const diff = await diffImages(dockerImage, stratumImage, {});
-    expect(diff.equivalent, formatImageDiff(diff)).toBe(true);
+    for (const { snapshotter, out, error } of outs) {
+      if (error instanceof Error) throw error;
+      expect(error).toBeUndefined();
+      const dockerImage: ImageSource = await openImage(`docker-archive:${archive}`);
+      const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
+      try {
+        const diff = await diffImages(dockerImage, stratumImage, {});
+        expect(diff.equivalent, `${snapshotter} snapshotter:\n${formatImageDiff(diff)}`).toBe(true);
+      } finally {
+        await dockerImage.close();
+        await stratumImage.close();
+      }
+    }
   } finally {
-    await dockerImage.close();
-    await stratumImage.close();
     execFileSync(DOCKER, ['rmi', '-f', tag], { stdio: 'ignore' });
   }
 }
