@@ -155,9 +155,11 @@ export async function copyStep(
     unchangedLayer: (rootfs) => destinationOnlyChanges(rootfs, destination),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
+      const rootless = await build.rootfsFactory.rootlessOwners();
       for (const makeOne of plans) {
         const plan = await makeOne();
         await applyCopy(plan, rootfs, {
+          ...(rootless === undefined ? {} : { rootless }),
           ...(owner === undefined ? {} : { chown: owner }),
           ...(chmod === undefined ? {} : { chmod }),
           ...(build.signal ? { signal: build.signal } : {}),

@@ -6,7 +6,13 @@ import type { LayerDiff } from '../snapshot/index.js';
 import { OverlaySnapshotter, overlayUnavailable } from '../snapshot/overlay.js';
 import { startOverlayHelper, type OverlayHelperProcess } from '../snapshot/overlay-helper.js';
 import { UNPACKED_STORES, UnpackedLayers } from '../snapshot/unpacked-layers.js';
-import { chooseIdMapping, unshareMappingArgs } from './sandbox/id-mapping.js';
+import type { RootlessOwners } from './context/apply.js';
+import {
+  checkOwnerMapped,
+  chooseIdMapping,
+  ownerInNamespace,
+  unshareMappingArgs,
+} from './sandbox/id-mapping.js';
 import { OverlayRootfs } from './overlay-rootfs.js';
 import { Rootfs, type StageRootfs } from './rootfs.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
@@ -43,7 +49,33 @@ export async function startRootlessNamespace(): Promise<OverlayHelperProcess> {
 export class RootfsFactory {
   private choice: Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> | undefined;
   private layers: UnpackedLayers | undefined;
-  private namespace: OverlayHelperProcess | undefined;
+  private namespace: Promise<OverlayHelperProcess> | undefined;
+
+  /**
+   * Rootless: the build's user-namespace helper, started on first use and shared by the overlay
+   * snapshotter (its mounts) and COPY (owners other than root, given by the namespace's root).
+   */
+  rootlessNamespace(): Promise<OverlayHelperProcess> {
+    this.namespace ??= startRootlessNamespace();
+    return this.namespace;
+  }
+
+  /** Rootless: how COPY gives owners (undefined as root). */
+  async rootlessOwners(): Promise<RootlessOwners | undefined> {
+    if (process.getuid?.() === 0) return undefined;
+    const mapping = await chooseIdMapping();
+    const inNamespace = ownerInNamespace(mapping);
+    return {
+      fromHost: (owner) => {
+        const [uid, gid] = inNamespace?.(owner.uid, owner.gid) ?? [owner.uid, owner.gid];
+        return { uid, gid };
+      },
+      check: (owner) => {
+        checkOwnerMapped(mapping, owner);
+      },
+      give: async (ops) => (await this.rootlessNamespace()).run(ops),
+    };
+  }
 
   constructor(
     private readonly options: {
@@ -69,7 +101,7 @@ export class RootfsFactory {
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
         // Rootless, the mounts live in a user and mount namespace of their own, held by a helper
         // with the same id mapping a RUN step gets; RUN steps join it.
-        const namespace = rootless ? await startRootlessNamespace() : undefined;
+        const namespace = rootless ? await this.rootlessNamespace() : undefined;
         const layers = await UnpackedLayers.open(
           join(this.options.cacheDir, store.dir),
           store.opaqueXattr,
@@ -79,7 +111,6 @@ export class RootfsFactory {
         const why = await overlayUnavailable(overlay);
         if (why === undefined) {
           this.layers = layers;
-          this.namespace = namespace;
           result = {
             choice: {
               name: 'overlay',
@@ -88,7 +119,6 @@ export class RootfsFactory {
             overlay,
           };
         } else {
-          namespace?.close();
           await layers.close();
           if (requested === 'overlay') {
             throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
@@ -135,6 +165,6 @@ export class RootfsFactory {
   async close(): Promise<void> {
     if (this.choice !== undefined) await this.choice.catch(() => undefined);
     await this.layers?.close();
-    this.namespace?.close();
+    (await this.namespace?.catch(() => undefined))?.close();
   }
 }

@@ -182,6 +182,32 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     expect(readdirSync(join(cacheDir, 'overlay-rootless/sessions'))).toEqual([]);
   });
 
+  it('COPY of a directory works without root; COPY --chown to an id no range maps is refused, naming uidmap', () => {
+    const ctx = join(dir, 'ctx-copy-dir');
+    mkdirSync(join(ctx, 'src'), { recursive: true });
+    for (const name of ['a', 'b', 'c']) writeFileSync(join(ctx, 'src', name), name);
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM oci:${join(dir, 'base/layout')}:1\nCOPY src /app/\n`);
+    execFileSync('chmod', ['-R', 'a+rX', ctx]);
+    const copied = buildAsNobody(ctx, join(dir, 'out-copy-dir'));
+    expect(copied.status, copied.stderr).toBe(0);
+    expect(layerListings(join(dir, 'out-copy-dir'))[1]).toEqual([
+      expect.stringMatching(/^drwxr-xr-x 0\/0 0 app\/$/),
+      '-rw-r--r-- 0/0 1 app/a',
+      '-rw-r--r-- 0/0 1 app/b',
+      '-rw-r--r-- 0/0 1 app/c',
+    ]);
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      `FROM oci:${join(dir, 'base/layout')}:1\nCOPY --chown=1000:1000 src /app/\n`,
+    );
+    const refused = buildAsNobody(ctx, join(dir, 'out-copy-chown'));
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(
+      /Dockerfile:2: .*uid 1000 gid 1000 need root, or a subordinate id range .*uidmap/,
+    );
+    expect(existsSync(join(dir, 'out-copy-chown'))).toBe(false);
+  });
+
   describe('with a subordinate id range (uidmap)', () => {
     const files = ['/etc/subuid', '/etc/subgid'];
     const saved = new Map<string, string | undefined>();
@@ -241,6 +267,42 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
           '-rw-r--r-- 1000/1000 5 work/app/uid',
         ]),
       );
+    });
+
+    it('COPY --chown=1000 and COPY --from a stage keep 1000 in the layer, on overlay and scan', () => {
+      const ctx = join(dir, 'ctx-copy-owners');
+      mkdirSync(join(ctx, 'src'), { recursive: true });
+      writeFileSync(join(ctx, 'src', 'a'), 'a');
+      writeFileSync(
+        join(ctx, 'Dockerfile'),
+        [
+          `FROM oci:${join(dir, 'base/layout')}:1 AS stage`,
+          'RUN mkdir /o && touch /o/f && chown -R 1000:1000 /o',
+          `FROM oci:${join(dir, 'base/layout')}:1`,
+          'COPY --from=stage /o /o',
+          'COPY --chown=1000:1000 src /app/',
+          '',
+        ].join('\n'),
+      );
+      execFileSync('chmod', ['-R', 'a+rX', ctx]);
+      for (const snapshotter of ['overlay', 'scan']) {
+        const out = join(dir, `out-copy-owners-${snapshotter}`);
+        const built = buildAsNobody(
+          ctx,
+          out,
+          ['--snapshotter', snapshotter],
+          join(dir, `cache-co-${snapshotter}`),
+        );
+        expect(built.status, built.stderr).toBe(0);
+        const [, fromStage, chowned] = layerListings(out);
+        expect(fromStage, snapshotter).toContain('-rw-r--r-- 1000/1000 0 o/f');
+        expect(chowned, snapshotter).toEqual(
+          expect.arrayContaining([
+            expect.stringMatching(/^drwxr-xr-x 1000\/1000 0 app\/$/),
+            '-rw-r--r-- 1000/1000 1 app/a',
+          ]),
+        );
+      }
     });
 
     it("on overlay, a base layer's files keep their owners (extraction gives them in the namespace)", () => {

@@ -50,6 +50,24 @@ export interface ApplyOptions {
    */
   readonly link?: boolean;
   readonly signal?: AbortSignal;
+  /** Without root: how owners other than root reach the disk (see RootlessOwners). */
+  readonly rootless?: RootlessOwners;
+}
+
+/**
+ * A rootless build's owners. What this process writes is its own, which the build's user
+ * namespace reads as root; any other owner is given by root of that namespace, in one batch at
+ * the end of the copy. Owners here are the namespace's ids (what the layer records).
+ */
+export interface RootlessOwners {
+  /** A source file's owner on disk as the namespace reads it (COPY --from keeps owners). */
+  readonly fromHost: (owner: Owner) => Owner;
+  /** Refuses an owner the namespace cannot hold, saying what is missing. */
+  readonly check: (owner: Owner) => void;
+  /** Gives owners as the namespace's root; `mode` (or -1) goes on again after each chown. */
+  readonly give: (
+    ops: readonly { op: 'chown'; path: string; uid: number; gid: number; mode: number }[],
+  ) => Promise<unknown>;
 }
 
 export interface ApplyResult {
@@ -66,13 +84,44 @@ const isRoot = process.getuid?.() === 0;
 
 /**
  * Without root (a rootless build), files cannot be given away: they stay ours, and the layer
- * writer records our own uid/gid as root (see mapOwner in src/snapshot/tar-entries.ts).
+ * writer records our own uid/gid as root (see mapOwner in src/snapshot/tar-entries.ts). Other
+ * owners go through RootlessOwners where a copy is given one.
  */
 async function lchown(path: string, uid: number, gid: number): Promise<void> {
   try {
     await lchownOrFail(path, uid, gid);
   } catch (error) {
     if (isRoot) throw error;
+  }
+}
+
+/** Sets owners during one copy: lchown as root; rootless, queued for the namespace's root. */
+class OwnerSetter {
+  private readonly queued: { op: 'chown'; path: string; uid: number; gid: number; mode: number }[] = [];
+
+  constructor(private readonly rootless: RootlessOwners | undefined) {}
+
+  /** Whether this process sets `owner` itself (as root; rootless only root's, by owning it). */
+  direct(owner: Owner): boolean {
+    if (isRoot || this.rootless === undefined) return true;
+    if (owner.uid === 0 && owner.gid === 0) return true;
+    this.rootless.check(owner);
+    return false;
+  }
+
+  /** After the entry is written: `mode` is -1 for a symlink (nothing to re-apply). */
+  async set(path: string, owner: Owner, mode: number): Promise<void> {
+    if (this.direct(owner)) await lchown(path, owner.uid, owner.gid);
+    else this.queued.push({ op: 'chown', path, uid: owner.uid, gid: owner.gid, mode });
+  }
+
+  /** For a file written with its owner set by descriptor (root): queue it when rootless. */
+  queue(path: string, owner: Owner, mode: number): void {
+    if (!this.direct(owner)) this.queued.push({ op: 'chown', path, uid: owner.uid, gid: owner.gid, mode });
+  }
+
+  async finish(): Promise<void> {
+    if (this.queued.length > 0) await this.rootless?.give(this.queued.splice(0));
   }
 }
 
@@ -100,7 +149,12 @@ async function lstatOrUndefined(path: string) {
  * directory as 0755 owned by `owner` (root, or the --chown user, as Docker does for the
  * directories COPY creates), and returns the host path. Existing directories are left alone.
  */
-export async function mkdirInRoot(rootfs: string, inRootPath: string, owner: Owner = ROOT): Promise<string> {
+export async function mkdirInRoot(
+  rootfs: string,
+  inRootPath: string,
+  owner: Owner = ROOT,
+  setOwner: (path: string, owner: Owner) => Promise<void> = (path, { uid, gid }) => lchown(path, uid, gid),
+): Promise<string> {
   const resolved = await resolveInRoot(rootfs, inRootPath, { followFinal: true });
   if (!resolved.missing) {
     const st = await lstat(resolved.hostPath);
@@ -119,7 +173,7 @@ export async function mkdirInRoot(rootfs: string, inRootPath: string, owner: Own
     const st = await lstatOrUndefined(current);
     if (st === undefined) {
       await mkdir(current, { mode: 0o755 });
-      await lchown(current, owner.uid, owner.gid);
+      await setOwner(current, owner);
       await chmod(current, 0o755);
     } else if (!st.isDirectory()) {
       throw new StratumError('BUILD_FAILED', `${inRootPath}: ${part} exists and is not a directory`);
@@ -148,11 +202,16 @@ interface WriteState {
   readonly links: Map<string, string>;
   readonly dirTimes: { path: string; mtimeMs: number }[];
   readonly signal: AbortSignal | undefined;
+  readonly owners: OwnerSetter;
+  readonly rootless: RootlessOwners | undefined;
 }
 
 /** An entry's owner: the --chown user, else the source's (from a stage or image), else root. */
 function ownerFor(state: WriteState, entry: CopyEntry): Owner {
-  return state.chowned ? state.owner : (entry.owner ?? ROOT);
+  if (state.chowned) return state.owner;
+  if (entry.owner === undefined) return ROOT;
+  // A source's owner was read from disk: rootless, that is a host id.
+  return state.rootless === undefined ? entry.owner : state.rootless.fromHost(entry.owner);
 }
 
 function modeFor(state: WriteState, entry: CopyEntry): number {
@@ -173,7 +232,8 @@ const YIELD_EVERY = 128;
 function writeSmallFileSync(
   source: string,
   target: string,
-  owner: Owner,
+  /** undefined: leave the file ours (rootless; see OwnerSetter) */
+  owner: Owner | undefined,
   mode: number,
   seconds: number,
 ): void {
@@ -182,7 +242,7 @@ function writeSmallFileSync(
   try {
     writeSync(fd, data);
     // chown before chmod: chown clears setuid/setgid bits.
-    fchownSync(fd, owner.uid, owner.gid);
+    if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
     fchmodSync(fd, mode);
     futimesSync(fd, seconds, seconds);
   } finally {
@@ -216,7 +276,7 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
     case 'dir': {
       const kept = await replaceWith(target, true);
       if (!kept) await mkdir(target, { mode: 0o700 });
-      await lchown(target, ownerFor(state, entry).uid, ownerFor(state, entry).gid);
+      await state.owners.set(target, ownerFor(state, entry), modeFor(state, entry));
       await chmod(target, modeFor(state, entry));
       state.dirTimes.push({ path: target, mtimeMs: entry.mtimeMs });
       return;
@@ -230,7 +290,7 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
       }
       // A reflink where the filesystem can (btrfs, XFS), else copy_file_range in the kernel.
       await copyFile(entry.sourcePath, target, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
-      await lchown(target, ownerFor(state, entry).uid, ownerFor(state, entry).gid);
+      await state.owners.set(target, ownerFor(state, entry), modeFor(state, entry));
       await chmod(target, modeFor(state, entry));
       await utimes(target, seconds, seconds);
       if (entry.hardLinkKey !== undefined) state.links.set(entry.hardLinkKey, target);
@@ -239,7 +299,7 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
     case 'symlink': {
       await replaceWith(target, false);
       await symlink(entry.linkTarget ?? '', target);
-      await lchown(target, ownerFor(state, entry).uid, ownerFor(state, entry).gid);
+      await state.owners.set(target, ownerFor(state, entry), -1);
       await lutimes(target, seconds, seconds);
       return;
     }
@@ -272,7 +332,10 @@ export async function applyCopy(
     links: new Map(),
     dirTimes: [],
     signal: options.signal,
+    owners: new OwnerSetter(options.rootless),
+    rootless: options.rootless,
   };
+  const setDirOwner = (path: string, owner: Owner) => state.owners.set(path, owner, 0o755);
   let written = 0;
   let batch: Promise<void>[] = [];
   try {
@@ -283,10 +346,11 @@ export async function applyCopy(
       // The file becomes the destination itself. Its parent is resolved (symlinks followed
       // inside the rootfs); the last component is replaced, never written through.
       const parentPath = posix.dirname(plan.dest);
-      const parentHost = await mkdirInRoot(rootfs, parentPath, state.owner);
+      const parentHost = await mkdirInRoot(rootfs, parentPath, state.owner, setDirOwner);
       const parentInRoot = (await resolveInRoot(rootfs, parentPath, { followFinal: true })).inRoot;
       const target = below(parentHost, posix.basename(plan.dest));
       await writeEntry(state, single, target);
+      await state.owners.finish();
       return {
         destHostPath: target,
         destInRoot: posix.join(parentInRoot, posix.basename(plan.dest)),
@@ -299,7 +363,8 @@ export async function applyCopy(
         `${plan.instruction} to ${plan.dest}: ${dest.inRoot} exists and is not a directory`,
       );
     }
-    const destHost = destSt === undefined ? await mkdirInRoot(rootfs, plan.dest, state.owner) : dest.hostPath;
+    const destHost =
+      destSt === undefined ? await mkdirInRoot(rootfs, plan.dest, state.owner, setDirOwner) : dest.hostPath;
     const destInRoot = (await resolveInRoot(rootfs, plan.dest, { followFinal: true })).inRoot;
     // Directories this apply created or checked: their children can be joined without
     // following anything. A parent not in the set is checked, so even a hand-made plan whose
@@ -331,13 +396,16 @@ export async function applyCopy(
         if (batchTargets.has(target)) await flush();
         state.signal?.throwIfAborted();
         replaceWithSync(target);
+        const owner = ownerFor(state, entry);
+        const direct = state.owners.direct(owner);
         writeSmallFileSync(
           entry.sourcePath,
           target,
-          ownerFor(state, entry),
+          direct && isRoot ? owner : undefined,
           modeFor(state, entry),
           entry.mtimeMs / 1000,
         );
+        if (!direct) state.owners.queue(target, owner, modeFor(state, entry));
         written++;
         if (++sinceYield >= YIELD_EVERY) {
           sinceYield = 0;
@@ -366,6 +434,8 @@ export async function applyCopy(
     // Directory times last: writing their children changed them.
     for (const { path, mtimeMs } of state.dirTimes.reverse())
       await utimes(path, mtimeMs / 1000, mtimeMs / 1000);
+    // Last: once a directory is another id's, this process may no longer write into it.
+    await state.owners.finish();
     return { destHostPath: destHost, destInRoot, written };
   } catch (error) {
     await Promise.allSettled(batch);

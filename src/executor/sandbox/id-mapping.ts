@@ -131,6 +131,30 @@ export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
   }
 }
 
+/** Refuses a file owner (COPY --chown, a kept source owner) the mapping cannot hold on disk. */
+export function checkOwnerMapped(mapping: IdMapping, owner: { uid: number; gid: number }): void {
+  switch (mapping.kind) {
+    case 'host':
+      return;
+    case 'root-only':
+      if (owner.uid !== 0 || owner.gid !== 0) {
+        throw new StratumError(
+          'UNSUPPORTED',
+          `files owned by uid ${owner.uid} gid ${owner.gid} need root, or a subordinate id range for ${mapping.user} in /etc/subuid and /etc/subgid with newuidmap and newgidmap installed (Debian package uidmap): without them only your own user is mapped, as root`,
+        );
+      }
+      return;
+    case 'subordinate':
+      if (owner.uid > mapping.uids.count || owner.gid > mapping.gids.count) {
+        throw new StratumError(
+          'UNSUPPORTED',
+          `files owned by uid ${owner.uid} gid ${owner.gid} are outside the ids mapped for ${mapping.user} (0 and 1..${Math.min(mapping.uids.count, mapping.gids.count)} from /etc/subuid and /etc/subgid); give ${mapping.user} a larger range`,
+        );
+      }
+      return;
+  }
+}
+
 function currentUserName(): string | undefined {
   try {
     return userInfo().username;
