@@ -191,7 +191,7 @@ export function startOverlayHelper(wrapper: readonly string[]): OverlayHelperPro
     throw new StratumError('UNSUPPORTED', `overlay helper: ${wrapper[0] ?? 'perl'} did not start`);
   return {
     pid,
-    run: (ops) => helper.run(ops),
+    run: async (ops) => (ops.length === 0 ? [] : helper.run(ops)),
     close: () => {
       helper.close();
     },
