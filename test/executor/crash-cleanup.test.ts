@@ -77,6 +77,7 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
     timeBuild('warm-1');
     const buildMs = timeBuild('warm-2');
     let killedMidway = 0;
+    let leftState = 0;
     for (let kill = 0; kill < KILLS; kill++) {
       const child = spawn(
         process.execPath,
@@ -110,12 +111,16 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
       const code = await exited;
       clearTimeout(timer);
       if (code === null) killedMidway++;
+      // Looked at before the next build starts: that one removes what a dead build left.
+      if (findNamed(join(home, 'cache'), ['stratum-build-', '.tmp-']).length > 0) leftState++;
     }
     // Most kills must land inside a build, or the test shows nothing.
     expect(killedMidway).toBeGreaterThanOrEqual(KILLS * 0.75);
-
-    // The kills did leave state behind (else the cleanup below proves nothing).
-    expect(findNamed(join(home, 'cache'), ['stratum-build-', '.tmp-']).length).toBeGreaterThan(0);
+    // And many of them left state behind (else the cleanup below proves nothing). Only the
+    // last kill's state is still there now, and a kill may land before a build made any.
+    expect(leftState, `${leftState} of ${killedMidway} kills left state`).toBeGreaterThanOrEqual(
+      KILLS * 0.25,
+    );
 
     const built = spawnSync(
       process.execPath,
@@ -130,6 +135,9 @@ describe.skipIf(!isRoot)('state a killed build leaves is removed by the next bui
     });
     expect(pruned.status, pruned.stderr).toBe(0);
 
+    console.log(
+      `crash test: ${killedMidway} of ${KILLS} kills inside a build, ${leftState} left state behind`,
+    );
     expect(findNamed(join(home, 'cache'), ['stratum-build-', 'stratum-run-', '.tmp-'])).toEqual([]);
     expect(findNamed(join(home, 'data'), ['.tmp-'])).toEqual([]);
     expect(readdirSync(scratch)).toEqual([]);
