@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyLayers, openImage } from '../../src/index.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import { layerBlobPaths } from '../helpers/layout.js';
 import { inCI, isRoot, requireTool } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
@@ -104,16 +105,8 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
 
   /** Each layer's entries as `tar tv` shows them, without times: type+mode, owner, size, name. */
   function layerListings(layout: string): string[][] {
-    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
-      manifests: { digest: string }[];
-    };
-    const manifest = JSON.parse(
-      readFileSync(join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8'),
-    ) as { layers: { digest: string }[] };
-    return manifest.layers.map((layer) =>
-      execFileSync('tar', ['--numeric-owner', '-tvzf', join(layout, 'blobs/sha256', layer.digest.slice(7))], {
-        encoding: 'utf8',
-      })
+    return layerBlobPaths(layout).map((blob) =>
+      execFileSync('tar', ['--numeric-owner', '-tvzf', blob], { encoding: 'utf8' })
         .split('\n')
         .filter((line) => line !== '')
         .map((line) => {

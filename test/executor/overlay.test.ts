@@ -1,10 +1,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
+import { layerBlobPaths } from '../helpers/layout.js';
 import { isRoot } from '../helpers/system.js';
 import { LayerCache, type BuildEvent } from '../../src/index.js';
 import { cacheUsage } from '../../src/cache/prune.js';
@@ -32,27 +33,15 @@ function sha256(data: Buffer | string): string {
 
 /** Layer tars listed (uncompressed) by `tar tf`. */
 function layerNames(layout: string): string[][] {
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
-    manifests: { digest: string }[];
-  };
-  const manifest = JSON.parse(
-    readFileSync(join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8'),
-  ) as { layers: { digest: string }[] };
-  return manifest.layers.map((layer) =>
-    execFileSync('tar', ['tzf', join(layout, 'blobs/sha256', layer.digest.slice(7))], { encoding: 'utf8' })
+  return layerBlobPaths(layout).map((blob) =>
+    execFileSync('tar', ['tzf', blob], { encoding: 'utf8' })
       .split('\n')
       .filter((line) => line !== ''),
   );
 }
 
 function lastLayerBlob(layout: string): string {
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
-    manifests: { digest: string }[];
-  };
-  const manifest = JSON.parse(
-    readFileSync(join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8'),
-  ) as { layers: { digest: string }[] };
-  return join(layout, 'blobs/sha256', manifest.layers[manifest.layers.length - 1]!.digest.slice(7));
+  return layerBlobPaths(layout).at(-1)!;
 }
 
 /** An OCI layout whose layers are the busybox rootfs plus one small tar per directory in `dirs`. */

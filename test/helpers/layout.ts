@@ -1,0 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The blob paths of the layers of an OCI layout's first manifest, bottom first. */
+export function layerBlobPaths(layout: string): string[] {
+  const blob = (digest: string): string => join(layout, 'blobs/sha256', digest.slice('sha256:'.length));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0]!.digest), 'utf8')) as {
+    layers: { digest: string }[];
+  };
+  return manifest.layers.map((layer) => blob(layer.digest));
+}
