@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * Tests that need a system tool must fail, not skip, when CI is set (CI installs everything
@@ -28,3 +30,38 @@ export function requireTool(command: string, debianPackage: string): boolean {
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+const SUBORDINATE_IDS_LOCK = '/run/stratum-test-subordinate-ids.lock';
+
+/**
+ * Test files that add a range to /etc/subuid and /etc/subgid, or whose cases depend on there
+ * being none, hold this lock for their whole run: vitest runs files side by side, and those two
+ * files are the machine's. A mkdir lock with the holder's PID, so a killed holder does not block
+ * the next run. Returns the release function.
+ */
+export async function lockSubordinateIds(): Promise<() => void> {
+  const pidFile = join(SUBORDINATE_IDS_LOCK, 'pid');
+  for (;;) {
+    try {
+      mkdirSync(SUBORDINATE_IDS_LOCK);
+      writeFileSync(pidFile, String(process.pid));
+      return () => {
+        rmSync(SUBORDINATE_IDS_LOCK, { recursive: true, force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '0');
+    if (holder > 0 && !processAlive(holder)) rmSync(SUBORDINATE_IDS_LOCK, { recursive: true, force: true });
+    else await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCommand, inCI, isRoot, requireTool } from '../../helpers/system.js';
+import { hasCommand, inCI, isRoot, lockSubordinateIds, requireTool } from '../../helpers/system.js';
 import { baseSpec, hostMountsOf, listTree, makeBusyboxRootfs, makeTempDir } from './fixtures.js';
 import { tools } from './run-helpers.js';
 
@@ -27,6 +27,14 @@ const nobody = 65534;
  * nobody (setpriv) calls runInSandbox on a busybox rootfs that nobody owns.
  */
 describe.skipIf(!ready || !isRoot)('RUN without root', () => {
+  // /etc/subuid and /etc/subgid are the machine's: one such test file at a time (see the helper).
+  let unlock: (() => void) | undefined;
+  beforeAll(async () => {
+    unlock = await lockSubordinateIds();
+  }, 600_000);
+  afterAll(() => {
+    unlock?.();
+  });
   let dir: string;
   let rootfs: string;
   let compiled: string;
