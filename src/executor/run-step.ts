@@ -326,6 +326,11 @@ async function sandboxMounts(
       case 'cache': {
         const id = spec.id ?? spec.target;
         const dir = join(build.cacheMountsDir, createHash('sha256').update(id).digest('hex').slice(0, 32));
+        const owner = { uid: spec.uid ?? 0, gid: spec.gid ?? 0 };
+        // Rootless, root is ourselves and other owners are given by root of the build's user
+        // namespace (refused, naming what is missing, where no mapping holds them).
+        const rootless = await build.rootfsFactory.rootlessOwners();
+        if (rootless !== undefined && (owner.uid !== 0 || owner.gid !== 0)) rootless.check(owner);
         let created = false;
         try {
           await stat(dir);
@@ -334,8 +339,11 @@ async function sandboxMounts(
           created = true;
         }
         if (created) {
-          await chmod(dir, spec.mode ?? 0o755);
-          await chown(dir, spec.uid ?? 0, spec.gid ?? 0);
+          const mode = spec.mode ?? 0o755;
+          await chmod(dir, mode);
+          if (rootless === undefined) await chown(dir, owner.uid, owner.gid);
+          else if (owner.uid !== 0 || owner.gid !== 0)
+            await rootless.give([{ op: 'chown', path: dir, ...owner, mode }]);
         }
         mounts.push({ kind: 'bind', source: dir, target: spec.target, readonly: spec.readOnly });
         break;

@@ -183,6 +183,41 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     expect(readdirSync(join(cacheDir, 'overlay-rootless/sessions'))).toEqual([]);
   });
 
+  it('RUN --mount of every type works without root, on overlay (a cache mount failed with EPERM before)', () => {
+    const ctx = join(dir, 'ctx-mounts');
+    mkdirSync(join(ctx, 'src'), { recursive: true });
+    writeFileSync(join(ctx, 'src', 'a'), 'a');
+    writeFileSync(join(dir, 'secret.txt'), 's3cret');
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      [
+        `FROM oci:${join(dir, 'base/layout')}:1`,
+        'RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /cached',
+        'RUN --mount=type=secret,id=s cat /run/secrets/s > /secret-seen',
+        'RUN --mount=type=bind,source=src,target=/src cat /src/a > /bound',
+        'RUN --mount=type=tmpfs,target=/t touch /t/x && ls /t > /tmpfs-seen',
+        '',
+      ].join('\n'),
+    );
+    execFileSync('chmod', ['-R', 'a+rX', ctx, join(dir, 'secret.txt')]);
+    const built = buildAsNobody(ctx, join(dir, 'out-mounts'), [
+      '--secret',
+      `id=s,src=${join(dir, 'secret.txt')}`,
+    ]);
+    expect(built.status, built.stderr).toBe(0);
+    expect(built.stderr).toContain('snapshotter: overlay');
+    const files = layerListings(join(dir, 'out-mounts'))
+      .slice(1)
+      .flat()
+      .filter((line) => line.startsWith('-'));
+    expect(files).toEqual([
+      '-rw-r--r-- 0/0 2 cached',
+      '-rw-r--r-- 0/0 6 secret-seen',
+      '-rw-r--r-- 0/0 1 bound',
+      '-rw-r--r-- 0/0 2 tmpfs-seen',
+    ]);
+  });
+
   it('COPY of a directory works without root; COPY --chown to an id no range maps is refused, naming uidmap', () => {
     const ctx = join(dir, 'ctx-copy-dir');
     mkdirSync(join(ctx, 'src'), { recursive: true });
