@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyLayers, openImage } from '../../src/index.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { layerBlobPaths } from '../helpers/layout.js';
-import { inCI, isRoot, lockSubordinateIds, requireTool } from '../helpers/system.js';
+import { inCI, isRoot, holdSubordinateIdsLock, requireTool } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
 
@@ -43,13 +43,7 @@ function userNamespacesWork(): boolean {
 /** Runs as root to set up, then builds as nobody (uid 65534): the rootless path end to end. */
 describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in a user namespace)', () => {
   // /etc/subuid and /etc/subgid are the machine's: one such test file at a time (see the helper).
-  let unlock: (() => void) | undefined;
-  beforeAll(async () => {
-    unlock = await lockSubordinateIds();
-  }, 600_000);
-  afterAll(() => {
-    unlock?.();
-  });
+  holdSubordinateIdsLock();
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'stratum-rootless-'));

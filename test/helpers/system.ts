@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 
 /**
  * Tests that need a system tool must fail, not skip, when CI is set (CI installs everything
@@ -55,6 +56,17 @@ export async function lockSubordinateIds(): Promise<() => void> {
     if (holder > 0 && !processAlive(holder)) rmSync(SUBORDINATE_IDS_LOCK, { recursive: true, force: true });
     else await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** lockSubordinateIds held from the calling describe's start to its end. */
+export function holdSubordinateIdsLock(): void {
+  let unlock: (() => void) | undefined;
+  beforeAll(async () => {
+    unlock = await lockSubordinateIds();
+  }, 600_000);
+  afterAll(() => {
+    unlock?.();
+  });
 }
 
 function processAlive(pid: number): boolean {

@@ -104,6 +104,15 @@ export function gidMapped(mapping: IdMapping, gid: number): boolean {
   }
 }
 
+/** What an id other than 0 needs without root (the end of a refusal). */
+function rangeNeeded(user: string): string {
+  return `root, or a subordinate id range for ${user} in /etc/subuid and /etc/subgid with newuidmap and newgidmap installed (Debian package uidmap): without them only your own user is mapped, as root`;
+}
+
+function outsideRange(user: string, count: number): string {
+  return `outside the ids mapped for ${user} (0 and 1..${count} from /etc/subuid and /etc/subgid); give ${user} a larger range`;
+}
+
 /** Refuses, with what is missing, a spec whose ids the mapping cannot represent. */
 export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
   switch (mapping.kind) {
@@ -113,7 +122,7 @@ export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
       if (spec.uid !== 0 || spec.gid !== 0) {
         throw new StratumError(
           'UNSUPPORTED',
-          `RUN as uid ${spec.uid} gid ${spec.gid} needs root, or a subordinate id range for ${mapping.user} in /etc/subuid and /etc/subgid with newuidmap and newgidmap installed (Debian package uidmap): without them only your own user is mapped, as root`,
+          `RUN as uid ${spec.uid} gid ${spec.gid} needs ${rangeNeeded(mapping.user)}`,
         );
       }
       return;
@@ -123,7 +132,7 @@ export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
       if (badUid !== undefined || badGid !== undefined) {
         throw new StratumError(
           'UNSUPPORTED',
-          `RUN as ${badUid !== undefined ? `uid ${badUid}` : `gid ${badGid}`} is outside the ids mapped for ${mapping.user} (0 and 1..${badUid !== undefined ? mapping.uids.count : mapping.gids.count} from /etc/subuid and /etc/subgid); give ${mapping.user} a larger range`,
+          `RUN as ${badUid !== undefined ? `uid ${badUid}` : `gid ${badGid}`} is ${outsideRange(mapping.user, badUid !== undefined ? mapping.uids.count : mapping.gids.count)}`,
         );
       }
       return;
@@ -140,7 +149,7 @@ export function checkOwnerMapped(mapping: IdMapping, owner: { uid: number; gid: 
       if (owner.uid !== 0 || owner.gid !== 0) {
         throw new StratumError(
           'UNSUPPORTED',
-          `files owned by uid ${owner.uid} gid ${owner.gid} need root, or a subordinate id range for ${mapping.user} in /etc/subuid and /etc/subgid with newuidmap and newgidmap installed (Debian package uidmap): without them only your own user is mapped, as root`,
+          `files owned by uid ${owner.uid} gid ${owner.gid} need ${rangeNeeded(mapping.user)}`,
         );
       }
       return;
@@ -148,7 +157,7 @@ export function checkOwnerMapped(mapping: IdMapping, owner: { uid: number; gid: 
       if (owner.uid > mapping.uids.count || owner.gid > mapping.gids.count) {
         throw new StratumError(
           'UNSUPPORTED',
-          `files owned by uid ${owner.uid} gid ${owner.gid} are outside the ids mapped for ${mapping.user} (0 and 1..${Math.min(mapping.uids.count, mapping.gids.count)} from /etc/subuid and /etc/subgid); give ${mapping.user} a larger range`,
+          `files owned by uid ${owner.uid} gid ${owner.gid} are ${outsideRange(mapping.user, Math.min(mapping.uids.count, mapping.gids.count))}`,
         );
       }
       return;

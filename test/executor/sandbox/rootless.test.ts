@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasCommand, inCI, isRoot, lockSubordinateIds, requireTool } from '../../helpers/system.js';
+import { hasCommand, inCI, isRoot, holdSubordinateIdsLock, requireTool } from '../../helpers/system.js';
 import { baseSpec, hostMountsOf, listTree, makeBusyboxRootfs, makeTempDir } from './fixtures.js';
 import { tools } from './run-helpers.js';
 
@@ -28,13 +28,7 @@ const nobody = 65534;
  */
 describe.skipIf(!ready || !isRoot)('RUN without root', () => {
   // /etc/subuid and /etc/subgid are the machine's: one such test file at a time (see the helper).
-  let unlock: (() => void) | undefined;
-  beforeAll(async () => {
-    unlock = await lockSubordinateIds();
-  }, 600_000);
-  afterAll(() => {
-    unlock?.();
-  });
+  holdSubordinateIdsLock();
   let dir: string;
   let rootfs: string;
   let compiled: string;
