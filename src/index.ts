@@ -122,3 +122,4 @@ export { exportFilesystemToDirectory, exportFilesystemAsTar } from './filesystem
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
 export type { CacheUsage, PruneResult } from './cache/prune.js';
 export * from './analyze/index.js';
+export { runInUserNamespace } from './user-namespace.js';

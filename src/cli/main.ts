@@ -16,6 +16,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
   try {
+    // Without root, a build (and cache maintenance, which removes what builds made) runs as
+    // root of a user namespace: see src/user-namespace.ts.
+    const word = argv.find((arg) => !arg.startsWith('-'));
+    if (process.getuid?.() !== 0 && (word === 'build' || word === 'cache') && process.argv[1] !== undefined) {
+      const { runInUserNamespace } = await import('../index.js');
+      const code = await runInUserNamespace(process.argv[1], argv);
+      if (code !== undefined) return code;
+    }
     // Only the command used is imported (see commands.ts): start-up is paid for what runs.
     const registers = await Promise.all(commandsFor(argv).map((command) => command.load()));
     for (const register of registers) register(program);

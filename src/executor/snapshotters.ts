@@ -1,4 +1,6 @@
+import { chmod, lchown } from 'node:fs/promises';
 import { join } from 'node:path';
+import { inUserNamespace } from '../oci/user-namespace.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
@@ -62,8 +64,24 @@ export class RootfsFactory {
 
   /** Rootless: how COPY gives owners (undefined as root). */
   async rootlessOwners(): Promise<RootlessOwners | undefined> {
-    if (process.getuid?.() === 0) return undefined;
     const mapping = await chooseIdMapping();
+    if (mapping.kind === 'host') return undefined;
+    if (mapping.kind === 'namespace') {
+      // Root of the namespace we run in: we give owners ourselves, those it maps.
+      return {
+        fromHost: (owner) => owner,
+        check: (owner) => {
+          checkOwnerMapped(mapping, owner);
+        },
+        give: async (ops) => {
+          for (const { path, uid, gid, mode } of ops) {
+            await lchown(path, uid, gid);
+            // chown clears setuid/setgid: the mode goes on again (-1: a symlink, nothing to do).
+            if (mode >= 0) await chmod(path, mode);
+          }
+        },
+      };
+    }
     const inNamespace = ownerInNamespace(mapping);
     return {
       fromHost: (owner) => {
@@ -97,11 +115,14 @@ export class RootfsFactory {
       if (requested === 'scan') {
         result = { choice: { name: 'scan', reason: 'requested' } };
       } else {
-        const rootless = process.getuid?.() !== 0;
+        // Root of a user namespace (a rootless stratum re-executed in one, see
+        // src/user-namespace.ts) mounts itself, with the rootless store's user.overlay.* markers.
+        const rootless = process.getuid?.() !== 0 || inUserNamespace();
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-        // Rootless, the mounts live in a user and mount namespace of their own, held by a helper
-        // with the same id mapping a RUN step gets; RUN steps join it.
-        const namespace = rootless ? await this.rootlessNamespace() : undefined;
+        // Without root at all (a library caller not in a namespace), the mounts live in a user
+        // and mount namespace of their own, held by a helper with the same id mapping a RUN step
+        // gets; RUN steps join it.
+        const namespace = process.getuid?.() !== 0 ? await this.rootlessNamespace() : undefined;
         const layers = await UnpackedLayers.open(
           join(this.options.cacheDir, store.dir),
           store.opaqueXattr,

@@ -2,6 +2,7 @@
 // decision; here are only the effects (small files written synchronously, owners, modes, times,
 // device nodes, overlay-form markers).
 import { execFile } from 'node:child_process';
+import { inUserNamespace } from '../oci/user-namespace.js';
 import {
   closeSync,
   constants as fsConstants,
@@ -156,7 +157,12 @@ export async function extractLayer(
 class DiskTarget implements LayerTarget {
   readonly warnings: string[] = [];
   readonly overlay?: OverlayMarkers;
-  private readonly isRoot = process.getuid?.() === 0;
+  /**
+   * Root of the host: every owner must be given and device nodes made. Root of a user namespace
+   * (a rootless build) gives every owner its namespace maps and keeps the others ours, as
+   * without root.
+   */
+  private readonly isRoot = process.getuid?.() === 0 && !inUserNamespace();
   private readonly deferred: DeferredDir[] = [];
   /** Overlay form: host paths of whiteouts and opaque directories, made by finish(). */
   private readonly overlayWhiteouts: string[] = [];
@@ -268,7 +274,7 @@ class DiskTarget implements LayerTarget {
       case 'fifo': {
         body.resume();
         if (entry.type !== 'fifo' && !this.isRoot) {
-          this.warn(`${what}: device node skipped (needs root)`);
+          this.warn(`${what}: device node skipped (needs root of the host)`);
           return false;
         }
         try {

@@ -149,7 +149,8 @@ export class OverlaySnapshotter {
     const parts = [`lowerdir=${lowerdir.join(':')}`];
     if (writable) parts.push('upperdir=../u', 'workdir=../w');
     parts.push(FIXED_OPTIONS);
-    if (this.namespace !== undefined) parts.push('userxattr');
+    // A rootless store (user.overlay.* markers): in a user namespace overlay reads those only.
+    if (this.layers.opaqueXattr.startsWith('user.')) parts.push('userxattr');
     return parts.join(',');
   }
 

@@ -1,3 +1,4 @@
+import { inUserNamespace } from '../../oci/user-namespace.js';
 import {
   closeSync,
   constants,
@@ -80,7 +81,8 @@ export interface ApplyResult {
 
 const ROOT: Owner = { uid: 0, gid: 0 };
 
-const isRoot = process.getuid?.() === 0;
+/** Root of the host; root of a user namespace gives owners as rootless builds do (RootlessOwners). */
+const isRoot = process.getuid?.() === 0 && !inUserNamespace();
 
 /**
  * Without root (a rootless build), files cannot be given away: they stay ours, and the layer

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { inUserNamespace } from '../../oci/user-namespace.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -124,7 +125,8 @@ export async function ensureEmulation(
   options: EmulationOptions = {},
 ): Promise<string | undefined> {
   const dir = options.binfmtDir ?? BINFMT_DIR;
-  const mayRegister = options.mayRegister ?? process.getuid?.() === 0;
+  // Root of a user namespace may not register a handler (binfmt_misc is the host's).
+  const mayRegister = options.mayRegister ?? (process.getuid?.() === 0 && !inUserNamespace());
   const name = handlerName(platform, options.env);
   if (name === undefined)
     throw missingHandler(where, platform, `qemu-${platform.architecture}`, 'QEMU has no emulator for it');

@@ -3,6 +3,7 @@ import { access, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
+import { idMapped, userNamespaceIds, type IdRange, type UserNamespaceIds } from '../../oci/user-namespace.js';
 import type { SandboxSpec } from './types.js';
 
 /**
@@ -12,9 +13,13 @@ import type { SandboxSpec } from './types.js';
  *   newuidmap/newgidmap (Debian package uidmap) are installed: the caller becomes 0 and the range
  *   becomes 1..count (podman's layout), so USER with other ids and supplementary groups work.
  * - `root-only`: not root, no range: `--map-root-user` maps the caller alone, to 0.
+ * - `namespace`: root of a user namespace stratum already runs in (a rootless stratum
+ *   re-executes itself in one, see src/user-namespace.ts; or a container's): steps make no
+ *   namespace of their own, and only the ids it maps can be used.
  */
 export type IdMapping =
   | { readonly kind: 'host' }
+  | { readonly kind: 'namespace'; readonly user: string; readonly ids: UserNamespaceIds }
   | { readonly kind: 'root-only'; readonly user: string }
   | {
       readonly kind: 'subordinate';
@@ -28,9 +33,16 @@ export interface SubordinateRange {
   readonly count: number;
 }
 
+/** Set by a rootless stratum for the copy of itself it runs in its user namespace: who it is. */
+export const ROOTLESS_USER_ENV = 'STRATUM_ROOTLESS_USER';
+
 export async function chooseIdMapping(): Promise<IdMapping> {
   const uid = process.getuid?.();
-  if (uid === 0) return { kind: 'host' };
+  if (uid === 0) {
+    const ids = userNamespaceIds();
+    if (ids === undefined) return { kind: 'host' };
+    return { kind: 'namespace', user: process.env[ROOTLESS_USER_ENV] ?? 'the user running stratum', ids };
+  }
   const name = currentUserName();
   const user = name ?? String(uid);
   // Both files list ranges per USER (name or uid), the group ranges too.
@@ -51,6 +63,7 @@ export async function chooseIdMapping(): Promise<IdMapping> {
 export function unshareMappingArgs(mapping: IdMapping): string[] {
   switch (mapping.kind) {
     case 'host':
+    case 'namespace':
       return [];
     case 'root-only':
       return ['--map-root-user'];
@@ -73,7 +86,8 @@ export type OwnerMap = (uid: number, gid: number) => readonly [number, number];
  * are (files we could not give away keep ours, which reads as 0).
  */
 export function ownerInNamespace(mapping: IdMapping): OwnerMap | undefined {
-  if (mapping.kind === 'host') return undefined;
+  // In a namespace already entered, what is on disk reads as the namespace's ids.
+  if (mapping.kind === 'host' || mapping.kind === 'namespace') return undefined;
   const ownUid = process.getuid?.() ?? 0;
   const ownGid = process.getgid?.() ?? 0;
   const inside = (id: number, own: number, range: SubordinateRange | undefined): number => {
@@ -89,6 +103,7 @@ export function ownerInNamespace(mapping: IdMapping): OwnerMap | undefined {
 
 /** Whether the step may call setgroups(2) (a namespace set up by --map-root-user denies it). */
 export function canSetGroups(mapping: IdMapping): boolean {
+  if (mapping.kind === 'namespace') return mapping.ids.setgroups;
   return mapping.kind !== 'root-only';
 }
 
@@ -97,6 +112,8 @@ export function gidMapped(mapping: IdMapping, gid: number): boolean {
   switch (mapping.kind) {
     case 'host':
       return true;
+    case 'namespace':
+      return idMapped(mapping.ids.gids, gid);
     case 'root-only':
       return gid === 0;
     case 'subordinate':
@@ -113,11 +130,45 @@ function outsideRange(user: string, count: number): string {
   return `outside the ids mapped for ${user} (0 and 1..${count} from /etc/subuid and /etc/subgid); give ${user} a larger range`;
 }
 
+/**
+ * Why `id` cannot be used in the namespace stratum runs in (the end of a refusal, after its
+ * subject and a verb: `need …` / `are outside …`), or undefined when it can.
+ */
+function unmappedInNamespace(
+  mapping: { readonly user: string },
+  ranges: readonly IdRange[],
+  id: number,
+): { readonly need: string } | { readonly outside: string } | undefined {
+  if (idMapped(ranges, id)) return undefined;
+  // Only root mapped: the rootless caller has no subordinate range (or no uidmap).
+  if (ranges.length === 1 && ranges[0]!.inside === 0 && ranges[0]!.count === 1)
+    return { need: rangeNeeded(mapping.user) };
+  const mapped = ranges.map((range) => `${range.inside}..${range.inside + range.count - 1}`).join(', ');
+  return { outside: `outside the ids this user namespace maps (${mapped})` };
+}
+
+function refusal(subject: string, plural: boolean, problem: { need: string } | { outside: string }): string {
+  return 'need' in problem
+    ? `${subject} ${plural ? 'need' : 'needs'} ${problem.need}`
+    : `${subject} ${plural ? 'are' : 'is'} ${problem.outside}`;
+}
+
 /** Refuses, with what is missing, a spec whose ids the mapping cannot represent. */
 export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
   switch (mapping.kind) {
     case 'host':
       return;
+    case 'namespace': {
+      const uidProblem = unmappedInNamespace(mapping, mapping.ids.uids, spec.uid);
+      if (uidProblem !== undefined)
+        throw new StratumError('UNSUPPORTED', refusal(`RUN as uid ${spec.uid}`, false, uidProblem));
+      for (const gid of [spec.gid, ...spec.additionalGids]) {
+        const gidProblem = unmappedInNamespace(mapping, mapping.ids.gids, gid);
+        if (gidProblem !== undefined)
+          throw new StratumError('UNSUPPORTED', refusal(`RUN as gid ${gid}`, false, gidProblem));
+      }
+      return;
+    }
     case 'root-only':
       if (spec.uid !== 0 || spec.gid !== 0) {
         throw new StratumError(
@@ -145,6 +196,17 @@ export function checkOwnerMapped(mapping: IdMapping, owner: { uid: number; gid: 
   switch (mapping.kind) {
     case 'host':
       return;
+    case 'namespace': {
+      const problem =
+        unmappedInNamespace(mapping, mapping.ids.uids, owner.uid) ??
+        unmappedInNamespace(mapping, mapping.ids.gids, owner.gid);
+      if (problem !== undefined)
+        throw new StratumError(
+          'UNSUPPORTED',
+          refusal(`files owned by uid ${owner.uid} gid ${owner.gid}`, true, problem),
+        );
+      return;
+    }
     case 'root-only':
       if (owner.uid !== 0 || owner.gid !== 0) {
         throw new StratumError(

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { inUserNamespace } from '../../oci/user-namespace.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -68,7 +69,8 @@ let staleRemoved: Promise<void> | undefined;
 /** Fails once, clearly, when the default network cannot be given; cached for the process. */
 function checkSupport(): Promise<void> {
   checked ??= (async () => {
-    if (process.getuid?.() !== 0) {
+    // Its namespaces are kept under /run, which root of a user namespace may not write.
+    if (process.getuid?.() !== 0 || inUserNamespace()) {
       throw new StratumError(
         'UNSUPPORTED',
         'RUN with the default network needs root (a private network namespace joined through pasta); pass --network host to use the host network, or --network none',

@@ -401,7 +401,7 @@ function killStep(pid: number | undefined): void {
 function interpret(spec: SandboxSpec, outcome: LaunchOutcome, mapping: IdMapping): SandboxResult {
   if (!outcome.status.startsWith('+')) {
     const detail = outcome.stderrTail.trim().split('\n').pop() ?? '';
-    if (mapping.kind !== 'host') {
+    if (mapping.kind === 'root-only' || mapping.kind === 'subordinate') {
       throw new StratumError(
         'UNSUPPORTED',
         `RUN without root needs user namespaces (unshare ${unshareMappingArgs(mapping).join(' ')} failed: ${detail}); enable them (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns) or run stratum as root`,

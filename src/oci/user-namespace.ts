@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * Whether this process runs in a user namespace other than the host's, and which ids it maps.
+ * A rootless stratum re-executes itself inside one (see src/user-namespace.ts), where it is
+ * root: it may chown to every mapped id and read every file they own, but not give an id the
+ * namespace does not map (EINVAL), make a device node, set `trusted.*` xattrs (overlayfs then
+ * needs `userxattr` and `user.overlay.*`) or register binfmt handlers. The same holds for root
+ * in a container that runs in a user namespace; reading /proc/self/uid_map covers both.
+ */
+export interface IdRange {
+  /** First id inside the namespace. */
+  readonly inside: number;
+  readonly count: number;
+}
+
+export interface UserNamespaceIds {
+  readonly uids: readonly IdRange[];
+  readonly gids: readonly IdRange[];
+  /** setgroups(2) is allowed (a namespace set up by --map-root-user denies it). */
+  readonly setgroups: boolean;
+}
+
+let cached: UserNamespaceIds | null | undefined;
+
+/** The ids of this process's user namespace; undefined in the host's (the full identity map). */
+export function userNamespaceIds(): UserNamespaceIds | undefined {
+  if (cached === undefined) cached = readIds();
+  return cached ?? undefined;
+}
+
+export function inUserNamespace(): boolean {
+  return userNamespaceIds() !== undefined;
+}
+
+/** Whether `id` is one of `ranges`' inside ids. */
+export function idMapped(ranges: readonly IdRange[], id: number): boolean {
+  return ranges.some((range) => id >= range.inside && id < range.inside + range.count);
+}
+
+function readIds(): UserNamespaceIds | null {
+  let uidMap: string;
+  try {
+    uidMap = readFileSync('/proc/self/uid_map', 'utf8');
+  } catch {
+    return null; // no /proc: not Linux, or no way to tell; behave as the host
+  }
+  const uids = parseMap(uidMap);
+  if (uids.length === 1 && uids[0]!.inside === 0 && uids[0]!.outside === 0 && uids[0]!.count === 4294967295)
+    return null;
+  let gidMap = '';
+  let setgroups = 'allow';
+  try {
+    gidMap = readFileSync('/proc/self/gid_map', 'utf8');
+    setgroups = readFileSync('/proc/self/setgroups', 'utf8').trim();
+  } catch {
+    // older kernels lack /proc/self/setgroups: setgroups is allowed there
+  }
+  return {
+    uids: uids.map(({ inside, count }) => ({ inside, count })),
+    gids: parseMap(gidMap).map(({ inside, count }) => ({ inside, count })),
+    setgroups: setgroups !== 'deny',
+  };
+}
+
+function parseMap(text: string): { inside: number; outside: number; count: number }[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/).map(Number))
+    .filter((fields) => fields.length === 3 && fields.every(Number.isSafeInteger))
+    .map(([inside, outside, count]) => ({ inside: inside!, outside: outside!, count: count! }));
+}

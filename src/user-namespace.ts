@@ -1,0 +1,68 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { constants } from 'node:os';
+import { ROOTLESS_USER_ENV, chooseIdMapping, unshareMappingArgs } from './executor/sandbox/id-mapping.js';
+
+/**
+ * A rootless stratum runs itself again as root of a user namespace (and a mount namespace of its
+ * own), as buildah and podman do: with the caller as 0 and, where /etc/subuid gives one, its
+ * subordinate range as 1..n. Inside, every module works as it does as root: COPY writes into a
+ * directory a base gave USER 1000, the layer writer reads a 0700 directory of a subordinate id,
+ * extraction gives owners, removal needs no help, overlay mounts with `userxattr` in our own
+ * mount namespace (which goes, with every mount in it, when we exit). What a namespace cannot do
+ * (ids it does not map, device nodes, trusted.* xattrs, binfmt handlers) is decided where it
+ * matters, by reading /proc/self/uid_map (src/oci/user-namespace.ts).
+ *
+ * Returns the exit code of the namespaced run, or undefined to run here: as root, or where no
+ * user namespace can be made (a locked-down container), where a build without RUN still works
+ * and RUN says what it needs.
+ */
+export async function runInUserNamespace(
+  script: string,
+  argv: readonly string[],
+): Promise<number | undefined> {
+  if (process.getuid?.() === 0 || process.platform !== 'linux') return undefined;
+  const mapping = await chooseIdMapping();
+  const unshare = ['--user', ...unshareMappingArgs(mapping), '--mount', '--propagation', 'private'];
+  // A probe first: a failing namespace would otherwise look like a failing build.
+  if (spawnSync('unshare', [...unshare, 'true'], { stdio: 'ignore' }).status !== 0) return undefined;
+  const child = spawn(
+    'setpriv',
+    // If this process dies, the namespaced one is told (SIGTERM) and cleans up as on Ctrl-C.
+    [
+      '--pdeathsig',
+      'TERM',
+      'unshare',
+      ...unshare,
+      '--',
+      process.execPath,
+      ...process.execArgv,
+      script,
+      ...argv,
+    ],
+    {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        [ROOTLESS_USER_ENV]: 'user' in mapping ? mapping.user : String(process.getuid?.()),
+      },
+      // Its own process group: a terminal's Ctrl-C reaches this process only, which passes it
+      // on once (two would mean "stop now" to the build).
+      detached: true,
+    },
+  );
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  for (const signal of signals) process.on(signal, forward);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
+      });
+    });
+  } finally {
+    for (const signal of signals) process.off(signal, forward);
+  }
+}
