@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StratumError } from './errors.js';
 import { defaultCacheDir } from './executor/build.js';
@@ -12,8 +13,7 @@ import {
   type PruneOptions,
   type PruneResult,
 } from './cache/prune.js';
-import { UNPACKED_STORES, pruneUnpackedLayers, removeWithin } from './snapshot/unpacked-layers.js';
-import { startRootlessNamespace } from './executor/snapshotters.js';
+import { UNPACKED_STORES, pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
 import { removeTree } from './oci/remove-tree.js';
 import { LayerCache, type CacheEntryInfo } from './cache/store.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
@@ -87,23 +87,19 @@ export async function pruneLayerCache(
 export async function pruneCacheDir(cache: LayerCache, options: PruneOptions = {}): Promise<PruneResult> {
   const result = await pruneCache(cache, options);
   let freedBytes = result.freedBytes;
-  // Rootless, what RUN steps made can belong to subordinate ids (USER 1000): such files are
-  // removed by root of a user namespace with the builds' id mapping.
-  const namespace =
-    process.getuid?.() === 0 ? undefined : await startRootlessNamespace().catch(() => undefined);
-  const remove = namespace === undefined ? removeTree : removeWithin(namespace);
-  try {
-    // Kept unpacked filesystems only save time; pruning makes the room they take.
-    freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
-    await remove(join(cache.root, 'rootfs'));
-    // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
-    for (const store of Object.values(UNPACKED_STORES)) {
-      const unpackedBefore = await directoryBytes(join(cache.root, store.dir, 'layers'));
-      await pruneUnpackedLayers(join(cache.root, store.dir), remove);
-      freedBytes += unpackedBefore - (await directoryBytes(join(cache.root, store.dir, 'layers')));
-    }
-  } finally {
-    namespace?.close();
+  // Kept unpacked filesystems only save time; pruning makes the room they take. (Rootless, the
+  // CLI runs this as root of the builds' user namespace, where files of subordinate ids, USER
+  // 1000's, are ours to remove: see src/user-namespace.ts.)
+  freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
+  await removeTree(join(cache.root, 'rootfs'));
+  // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
+  for (const store of Object.values(UNPACKED_STORES)) {
+    const storeDir = join(cache.root, store.dir);
+    // A store this cache never had stays absent (pruning used to create it empty).
+    if (!existsSync(storeDir)) continue;
+    const unpackedBefore = await directoryBytes(join(storeDir, 'layers'));
+    await pruneUnpackedLayers(storeDir);
+    freedBytes += unpackedBefore - (await directoryBytes(join(storeDir, 'layers')));
   }
   // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
   for (const tmp of new Set([

@@ -327,8 +327,8 @@ async function sandboxMounts(
         const id = spec.id ?? spec.target;
         const dir = join(build.cacheMountsDir, createHash('sha256').update(id).digest('hex').slice(0, 32));
         const owner = { uid: spec.uid ?? 0, gid: spec.gid ?? 0 };
-        // Rootless, root is ourselves and other owners are given by root of the build's user
-        // namespace (refused, naming what is missing, where no mapping holds them).
+        // Rootless, root is ourselves and other owners are those the build's user namespace
+        // maps (refused, naming what is missing, where it maps none).
         const rootless = await build.rootfsFactory.rootlessOwners();
         if (rootless !== undefined && (owner.uid !== 0 || owner.gid !== 0)) rootless.check(owner);
         let created = false;

@@ -6,15 +6,9 @@ import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import { OverlaySnapshotter, overlayUnavailable } from '../snapshot/overlay.js';
-import { startOverlayHelper, type OverlayHelperProcess } from '../snapshot/overlay-helper.js';
 import { UNPACKED_STORES, UnpackedLayers } from '../snapshot/unpacked-layers.js';
 import type { RootlessOwners } from './context/apply.js';
-import {
-  checkOwnerMapped,
-  chooseIdMapping,
-  ownerInNamespace,
-  unshareMappingArgs,
-} from './sandbox/id-mapping.js';
+import { checkOwnerMapped, chooseIdMapping } from './sandbox/id-mapping.js';
 import { OverlayRootfs } from './overlay-rootfs.js';
 import { Rootfs, type StageRootfs } from './rootfs.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
@@ -33,16 +27,6 @@ export interface SnapshotterChoice {
 }
 
 /**
- * A helper process in a user namespace with the id mapping RUN steps get (see
- * sandbox/id-mapping.ts) and a mount namespace of its own: the rootless overlay snapshotter's
- * mounts, and removals of files that belong to subordinate ids.
- */
-export async function startRootlessNamespace(): Promise<OverlayHelperProcess> {
-  const mapping = unshareMappingArgs(await chooseIdMapping());
-  return startOverlayHelper(['unshare', '--user', ...mapping, '--mount', '--propagation', 'private', '--']);
-}
-
-/**
  * Makes stage rootfs for the snapshotter this build uses. The choice is made when a rootfs is
  * first needed (a fully cached build mounts and probes nothing): `overlay` when requested or
  * when `auto` finds it works (an overlay-capable kernel, a cache dir not on overlayfs, a test
@@ -51,47 +35,46 @@ export async function startRootlessNamespace(): Promise<OverlayHelperProcess> {
 export class RootfsFactory {
   private choice: Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> | undefined;
   private layers: UnpackedLayers | undefined;
-  private namespace: Promise<OverlayHelperProcess> | undefined;
 
   /**
-   * Rootless: the build's user-namespace helper, started on first use and shared by the overlay
-   * snapshotter (its mounts) and COPY (owners other than root, given by the namespace's root).
+   * How COPY gives owners other than root: undefined as root of the host; as root of a user
+   * namespace (a rootless build), those the namespace maps; without root outside any namespace
+   * (none could be made), none: the files stay ours, which the layer writer records as root.
    */
-  rootlessNamespace(): Promise<OverlayHelperProcess> {
-    this.namespace ??= startRootlessNamespace();
-    return this.namespace;
-  }
-
-  /** Rootless: how COPY gives owners (undefined as root). */
   async rootlessOwners(): Promise<RootlessOwners | undefined> {
     const mapping = await chooseIdMapping();
     if (mapping.kind === 'host') return undefined;
-    if (mapping.kind === 'namespace') {
-      // Root of the namespace we run in: we give owners ourselves, those it maps.
+    if (mapping.kind !== 'namespace') {
+      // What is on disk is ours, which reads as root (the layer writer records it so).
+      const ownUid = process.getuid?.();
+      const ownGid = process.getgid?.();
       return {
-        fromHost: (owner) => owner,
+        fromHost: (owner) => ({
+          uid: owner.uid === ownUid ? 0 : owner.uid,
+          gid: owner.gid === ownGid ? 0 : owner.gid,
+        }),
         check: (owner) => {
-          checkOwnerMapped(mapping, owner);
+          if (owner.uid !== 0 || owner.gid !== 0)
+            throw new StratumError(
+              'UNSUPPORTED',
+              `files owned by uid ${owner.uid} gid ${owner.gid} need root, or a user namespace (stratum could not make one: enable unprivileged user namespaces, sysctl user.max_user_namespaces)`,
+            );
         },
-        give: async (ops) => {
-          for (const { path, uid, gid, mode } of ops) {
-            await lchown(path, uid, gid);
-            // chown clears setuid/setgid: the mode goes on again (-1: a symlink, nothing to do).
-            if (mode >= 0) await chmod(path, mode);
-          }
-        },
+        give: () => Promise.resolve(),
       };
     }
-    const inNamespace = ownerInNamespace(mapping);
     return {
-      fromHost: (owner) => {
-        const [uid, gid] = inNamespace?.(owner.uid, owner.gid) ?? [owner.uid, owner.gid];
-        return { uid, gid };
-      },
+      fromHost: (owner) => owner,
       check: (owner) => {
         checkOwnerMapped(mapping, owner);
       },
-      give: async (ops) => (await this.rootlessNamespace()).run(ops),
+      give: async (ops) => {
+        for (const { path, uid, gid, mode } of ops) {
+          await lchown(path, uid, gid);
+          // chown clears setuid/setgid: the mode goes on again (-1: a symlink, nothing to do).
+          if (mode >= 0) await chmod(path, mode);
+        }
+      },
     };
   }
 
@@ -115,21 +98,16 @@ export class RootfsFactory {
       if (requested === 'scan') {
         result = { choice: { name: 'scan', reason: 'requested' } };
       } else {
-        // Root of a user namespace (a rootless stratum re-executed in one, see
-        // src/user-namespace.ts) mounts itself, with the rootless store's user.overlay.* markers.
-        const rootless = process.getuid?.() !== 0 || inUserNamespace();
+        // Root of a user namespace (a rootless stratum runs itself in one, see
+        // src/user-namespace.ts) mounts with the rootless store's user.overlay.* markers.
+        const rootless = inUserNamespace();
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-        // Without root at all (a library caller not in a namespace), the mounts live in a user
-        // and mount namespace of their own, held by a helper with the same id mapping a RUN step
-        // gets; RUN steps join it.
-        const namespace = process.getuid?.() !== 0 ? await this.rootlessNamespace() : undefined;
-        const layers = await UnpackedLayers.open(
-          join(this.options.cacheDir, store.dir),
-          store.opaqueXattr,
-          namespace,
-        );
-        const overlay = new OverlaySnapshotter(layers, namespace);
-        const why = await overlayUnavailable(overlay);
+        const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
+        const overlay = new OverlaySnapshotter(layers);
+        const why =
+          process.getuid?.() !== 0
+            ? 'not root, and no user namespace could be made (unprivileged user namespaces are disabled here)'
+            : await overlayUnavailable(overlay);
         if (why === undefined) {
           this.layers = layers;
           result = {
@@ -186,6 +164,5 @@ export class RootfsFactory {
   async close(): Promise<void> {
     if (this.choice !== undefined) await this.choice.catch(() => undefined);
     await this.layers?.close();
-    (await this.namespace?.catch(() => undefined))?.close();
   }
 }

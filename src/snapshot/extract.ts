@@ -90,12 +90,6 @@ export interface ExtractOptions {
    * the directory can be stacked as an overlay lowerdir unchanged (containerd's overlay applier).
    */
   readonly overlayOpaqueXattr?: string;
-  /**
-   * Rootless: gives entries the owners this process may not (a subordinate id range's), as root
-   * of the build's user namespace does (`chown` helper operations, one batch at the end). Without
-   * it such entries stay ours.
-   */
-  readonly giveOwners?: (ops: readonly HelperOp[]) => Promise<unknown>;
 }
 
 export interface ExtractResult {
@@ -229,18 +223,14 @@ class DiskTarget implements LayerTarget {
     }
   }
 
-  /** Rootless, with `giveOwners`: owners for the namespace's root to give at the end. */
-  private readonly ownerOps: HelperOp[] = [];
-
-  // Without root, owners other than our own cannot be set: the files stay ours (a rootless
-  // build maps them back through its user namespace), rather than failing the extraction;
-  // with `giveOwners`, the namespace's root gives them at the end (mode -1: leave it).
-  private async setOwner(path: string, uid: number, gid: number, mode = -1): Promise<void> {
+  // Owners this process may not give (without root: any other; as root of a user namespace:
+  // ids it does not map) stay ours, which the layer writer records as root, rather than
+  // failing the extraction.
+  private async setOwner(path: string, uid: number, gid: number): Promise<void> {
     try {
       await lchown(path, uid, gid);
     } catch (error) {
       if (this.isRoot) throw error;
-      if (this.options.giveOwners !== undefined) this.ownerOps.push({ op: 'chown', path, uid, gid, mode });
     }
   }
 
@@ -257,8 +247,6 @@ class DiskTarget implements LayerTarget {
       case 'file':
         if ((entry.size ?? Infinity) <= SMALL_FILE) {
           await writeSmallFile(body, path, { uid, gid, isRoot: this.isRoot }, mode, mtime);
-          if (!this.isRoot && this.options.giveOwners !== undefined)
-            await this.setOwner(path, uid, gid, mode);
           return true;
         }
         await writeBody(body, path);
@@ -294,7 +282,7 @@ class DiskTarget implements LayerTarget {
         break;
       }
     }
-    await this.setOwner(path, uid, gid, mode);
+    await this.setOwner(path, uid, gid);
     // After chown: chown clears setuid/setgid, so the mode goes on last.
     await chmod(path, mode);
     await utimes(path, mtime, mtime);
@@ -338,8 +326,6 @@ class DiskTarget implements LayerTarget {
       await chmod(dir.path, dir.mode);
       await utimes(dir.path, dir.mtime, dir.mtime);
     }
-    // Last: once a directory is another id's, this process may no longer write into it.
-    if (this.ownerOps.length > 0) await this.options.giveOwners?.(this.ownerOps);
     return opaqueDirs;
   }
 }

@@ -20,13 +20,9 @@ import { StratumError, errnoCode } from '../errors.js';
  *   getopq PATH NAME         answer "y" when PATH has NAME=y, else "n"
  *   mount CWD TARGET DATA    chdir(CWD), mount overlay on TARGET with option string DATA
  *   umount TARGET            unmount TARGET (lazily when busy)
- *   chown PATH UID GID MODE  lchown PATH (ENOENT and unmapped ids ignored), then chmod MODE
- *                            (octal; -1: none)
- *   rmtree PATH              rm -rf PATH (rootless: an upperdir holds files of subordinate ids
- *                            that only the namespace's root may remove)
  */
 const program = String.raw`
-my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2, $NR_fchownat) = map { 0 + $_ } @ARGV;
+my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2) = map { 0 + $_ } @ARGV;
 $| = 1;
 $/ = "\0";
 my @w;
@@ -68,18 +64,6 @@ sub run_batch {
         # EBUSY: a process still has something open below; MNT_DETACH finishes when it lets go.
         syscall($NR_umount2, $t, 2) == 0 or fail("unmount $t");
       }
-    } elsif ($op eq 'chown') {
-      my ($p, $u, $g, $m) = splice(@$batch, 0, 4);
-      # fchownat(AT_FDCWD, p, u, g, AT_SYMLINK_NOFOLLOW). Gone since (ENOENT), or an id this
-      # namespace does not map (EINVAL): the entry stays as it is.
-      if (syscall($NR_fchownat, -100, $p, 0 + $u, 0 + $g, 0x100) != 0) {
-        next if $! == 2 || $! == 22;
-        fail("chown $p");
-      }
-      # chown clears setuid/setgid: the mode goes on again.
-      chmod(oct($m), $p) or fail("chmod $p") if $m ne '-1';
-    } elsif ($op eq 'rmtree') {
-      remove_tree(shift @$batch);
     } else {
       $! = 22;
       fail("unknown operation $op");
@@ -87,26 +71,14 @@ sub run_batch {
   }
   return $out;
 }
-sub remove_tree {
-  my ($p) = @_;
-  if (-l $p || !-d _) {
-    unlink($p) or $! == 2 or fail("remove $p");
-    return;
-  }
-  opendir(my $dir, $p) or fail("list $p");
-  my @names = grep { $_ ne '.' && $_ ne '..' } readdir($dir);
-  closedir($dir);
-  remove_tree("$p/$_") for @names;
-  rmdir($p) or $! == 2 or fail("remove $p");
-}
 `;
 
-/** mknodat, lsetxattr, lgetxattr, mount, umount2, fchownat */
+/** mknodat, lsetxattr, lgetxattr, mount, umount2 */
 const syscallTables: Readonly<Partial<Record<NodeJS.Architecture, readonly number[]>>> = {
-  x64: [259, 189, 192, 165, 166, 260],
-  arm64: [33, 6, 9, 40, 39, 54],
-  riscv64: [33, 6, 9, 40, 39, 54],
-  loong64: [33, 6, 9, 40, 39, 54],
+  x64: [259, 189, 192, 165, 166],
+  arm64: [33, 6, 9, 40, 39],
+  riscv64: [33, 6, 9, 40, 39],
+  loong64: [33, 6, 9, 40, 39],
 };
 
 export type HelperOp =
@@ -114,16 +86,7 @@ export type HelperOp =
   | { readonly op: 'opq'; readonly path: string; readonly name: string }
   | { readonly op: 'getopq'; readonly path: string; readonly name: string }
   | { readonly op: 'mount'; readonly cwd: string; readonly target: string; readonly data: string }
-  | { readonly op: 'umount'; readonly target: string }
-  | { readonly op: 'rmtree'; readonly path: string }
-  /** lchown as root of the helper's namespace; `mode` (or -1) goes on again after it. */
-  | {
-      readonly op: 'chown';
-      readonly path: string;
-      readonly uid: number;
-      readonly gid: number;
-      readonly mode: number;
-    };
+  | { readonly op: 'umount'; readonly target: string };
 
 function encode(ops: readonly HelperOp[]): Buffer {
   const words: string[] = [];
@@ -142,18 +105,6 @@ function encode(ops: readonly HelperOp[]): Buffer {
       case 'umount':
         words.push('umount', op.target);
         break;
-      case 'rmtree':
-        words.push('rmtree', op.path);
-        break;
-      case 'chown':
-        words.push(
-          'chown',
-          op.path,
-          String(op.uid),
-          String(op.gid),
-          op.mode < 0 ? '-1' : op.mode.toString(8),
-        );
-        break;
     }
   }
   words.push('.');
@@ -164,38 +115,13 @@ function encode(ops: readonly HelperOp[]): Buffer {
 let shared: HelperProcess | undefined;
 
 /**
- * Runs a batch in the host's namespaces; returns the answers of the `getopq` operations, in
- * order. Whiteouts and `user.*` xattrs need no privilege (a 0/0 device is the one device an
- * unprivileged user may make), so rootless extraction uses this one too; only its mounts need a
- * namespace of their own (`startOverlayHelper`).
+ * Runs a batch in this process's namespaces; returns the answers of the `getopq` operations, in
+ * order. (Rootless, that is the user and mount namespace stratum runs itself in.)
  */
 export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string[]> {
   if (ops.length === 0) return [];
-  if (shared === undefined || shared.dead) shared = new HelperProcess(syscallNumbers(), []);
+  if (shared === undefined || shared.dead) shared = new HelperProcess(syscallNumbers());
   return shared.run(ops);
-}
-
-/** A helper process of its own, running under `wrapper` (e.g. `unshare --user --mount --`). */
-export interface OverlayHelperProcess {
-  /** Its PID: `/proc/PID/root/...` reaches its mounts from outside its mount namespace. */
-  readonly pid: number;
-  run(ops: readonly HelperOp[]): Promise<string[]>;
-  /** Ends it (closing stdin); a namespace it alone held goes with it, mounts and all. */
-  close(): void;
-}
-
-export function startOverlayHelper(wrapper: readonly string[]): OverlayHelperProcess {
-  const helper = new HelperProcess(syscallNumbers(), wrapper);
-  const pid = helper.pid;
-  if (pid === undefined)
-    throw new StratumError('UNSUPPORTED', `overlay helper: ${wrapper[0] ?? 'perl'} did not start`);
-  return {
-    pid,
-    run: async (ops) => (ops.length === 0 ? [] : helper.run(ops)),
-    close: () => {
-      helper.close();
-    },
-  };
 }
 
 function syscallNumbers(): readonly number[] {
@@ -226,9 +152,8 @@ class HelperProcess {
   private partial = '';
   private stderr = '';
 
-  constructor(numbers: readonly number[], wrapper: readonly string[]) {
-    const argv = [...wrapper, 'perl', '-e', program, ...numbers.map(String)];
-    this.child = spawn(argv[0]!, argv.slice(1), {
+  constructor(numbers: readonly number[]) {
+    this.child = spawn('perl', ['-e', program, ...numbers.map(String)], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
@@ -243,10 +168,7 @@ class HelperProcess {
     this.child.on('error', (error) => {
       this.die(
         errnoCode(error) === 'ENOENT'
-          ? new StratumError(
-              'UNSUPPORTED',
-              `the overlay snapshotter needs ${this.child.spawnfile} (Debian package ${this.child.spawnfile === 'perl' ? 'perl-base' : 'util-linux'})`,
-            )
+          ? new StratumError('UNSUPPORTED', 'the overlay snapshotter needs perl (Debian package perl-base)')
           : error,
       );
     });

@@ -3,8 +3,9 @@ import { chmod, mkdir, readFile, statfs, symlink, writeFile } from 'node:fs/prom
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
+import { removeTree } from '../oci/remove-tree.js';
 import { diffSnapshots } from './diff.js';
-import { runOverlayHelper, type HelperOp, type OverlayHelperProcess } from './overlay-helper.js';
+import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { parentOf } from './paths.js';
 import { scanTree, toEntryStat } from './scan.js';
 import type { EntryStat, LayerDiff, TreeSnapshot } from './types.js';
@@ -17,22 +18,21 @@ import { mountsBelow, type UnpackedLayers } from './unpacked-layers.js';
  * semantics Docker's: a file opened for writing is in the layer, a hard link to a lower file is
  * copied up alone, a chmod copies the whole file up.
  *
- * Rootless (kernel ≥ 5.11): the mounts are made by a helper in a user and mount namespace of
- * its own, with `userxattr` (opaque flags are `user.overlay.opaque`); this process reaches them
- * through `/proc/<helper>/root/...`, and a RUN step joins the helper's namespaces (see
- * executor/sandbox/run.ts). When the helper ends, its namespace and every mount in it go.
+ * Rootless (kernel ≥ 5.11): stratum runs as root of a user namespace with a mount namespace of
+ * its own (src/user-namespace.ts) and mounts there with `userxattr` (opaque flags are
+ * `user.overlay.opaque`); when it exits, that namespace and every mount in it go.
  *
  * The kernel's mount option string is one page. Each mount gets its own short links to its
  * layers (`l/0`, `l/1`, ...) and is made after chdir into `l/` with relative paths, so even 500
  * layers (the kernel's stack limit) take about 2 KB.
  */
 export interface ActiveSnapshot {
-  /** The merged directory (the rootfs the step sees), as this process reaches it. */
+  /** The merged directory (the rootfs the step sees). */
   readonly merged: string;
   readonly upper: string;
   /** The lower layers alone, mounted read-only (none when there are no layers). */
   readonly view: string | undefined;
-  /** Mount points still mounted, as the mounting helper names them. */
+  /** Mount points still mounted. */
   readonly mounted: string[];
   /** Layer directories, bottom first. */
   readonly lowers: readonly string[];
@@ -53,21 +53,7 @@ export const MAX_OVERLAY_LAYERS = 500;
 export class OverlaySnapshotter {
   readonly kind = 'overlay';
 
-  constructor(
-    readonly layers: UnpackedLayers,
-    /** Rootless: the helper (in its own user and mount namespaces) that mounts and unmounts. */
-    readonly namespace?: OverlayHelperProcess,
-  ) {}
-
-  /** Mounts and unmounts go to the namespace's helper when there is one. */
-  private mountOps(ops: readonly HelperOp[]): Promise<string[]> {
-    return this.namespace === undefined ? runOverlayHelper(ops) : this.namespace.run(ops);
-  }
-
-  /** How this process reaches `path` in the mounting helper's namespace. */
-  private reach(path: string): string {
-    return this.namespace === undefined ? path : `/proc/${this.namespace.pid}/root${path}`;
-  }
+  constructor(readonly layers: UnpackedLayers) {}
 
   /**
    * A fresh writable snapshot on top of `lowers` (layer directories, bottom first). Its lower
@@ -91,9 +77,9 @@ export class OverlaySnapshotter {
     await chmod(join(dir, 'm'), 0o755);
     const view = lowers.length > 0 ? join(dir, 'v') : undefined;
     const active: ActiveSnapshot = {
-      merged: this.reach(join(dir, 'm')),
+      merged: join(dir, 'm'),
       upper: join(dir, 'u'),
-      view: view === undefined ? undefined : this.reach(view),
+      view,
       mounted: [],
       lowers,
       dir,
@@ -110,8 +96,8 @@ export class OverlaySnapshotter {
     }
     // On a failure, what is still mounted is found by the session's close (mountinfo), or
     // goes with the rootless helper's namespace.
-    await this.mountOps(ops);
-    if (replacing !== undefined) await this.layers.removeDir(replacing.dir);
+    await runOverlayHelper(ops);
+    if (replacing !== undefined) await removeTree(replacing.dir);
     active.mounted.push(join(dir, 'm'), ...(view === undefined ? [] : [view]));
     return active;
   }
@@ -166,12 +152,9 @@ export class OverlaySnapshotter {
     const mounted = active.mounted.indexOf(merged);
     if (mounted >= 0) active.mounted.splice(mounted, 1);
     const unmount: HelperOp[] = mounted >= 0 ? [{ op: 'umount', target: merged }] : [];
-    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, async (queries) => {
-      // Rootless, the unmount is the namespace helper's; the queries are anyone's.
-      if (this.namespace === undefined) return runOverlayHelper([...unmount, ...queries]);
-      const [, answers] = await Promise.all([this.namespace.run(unmount), runOverlayHelper(queries)]);
-      return answers;
-    });
+    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, (queries) =>
+      runOverlayHelper([...unmount, ...queries]),
+    );
   }
 
   /** Throws the snapshot away (its upperdir too, unless it was adopted as a layer). */
@@ -181,8 +164,8 @@ export class OverlaySnapshotter {
       if (!ops.some((op) => op.op === 'umount' && op.target === point))
         ops.push({ op: 'umount', target: point });
     }
-    await this.mountOps(ops);
-    await this.layers.removeDir(active.dir);
+    await runOverlayHelper(ops);
+    await removeTree(active.dir);
   }
 }
 

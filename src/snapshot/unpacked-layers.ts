@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
 import { removeTree } from '../oci/remove-tree.js';
 import { extractLayerAuto } from './extract.js';
-import { runOverlayHelper, type OverlayHelperProcess } from './overlay-helper.js';
+import { runOverlayHelper } from './overlay-helper.js';
 
 /**
  * The unpacked-layer stores under a cache dir. Root's layers carry `trusted.overlay.opaque`, a
@@ -39,29 +39,17 @@ export class UnpackedLayers {
     readonly session: string,
     /** `trusted.overlay.opaque` as root, `user.overlay.opaque` in a user namespace. */
     readonly opaqueXattr: string,
-    /** Rootless: the build's user namespace, whose root gives owners and removes what we cannot. */
-    readonly namespace: OverlayHelperProcess | undefined,
-  ) {
-    this.removeDir = namespace === undefined ? removeTree : removeWithin(namespace);
-  }
+  ) {}
 
-  /** Removes a directory this store made (see RemoveDir). */
-  readonly removeDir: RemoveDir;
-
-  static async open(
-    root: string,
-    opaqueXattr: string,
-    namespace?: OverlayHelperProcess,
-  ): Promise<UnpackedLayers> {
-    const removeDir = namespace === undefined ? removeTree : removeWithin(namespace);
+  static async open(root: string, opaqueXattr: string): Promise<UnpackedLayers> {
     await mkdir(join(root, 'layers'), { recursive: true });
     await mkdir(join(root, 'tmp'), { recursive: true });
     await mkdir(join(root, 'sessions'), { recursive: true });
-    await removeStaleSessions(root, removeDir);
+    await removeStaleSessions(root);
     const session = join(root, 'sessions', `${process.pid}-${randomBytes(6).toString('hex')}`);
     await mkdir(session);
     await appendFile(join(session, 'leases'), '');
-    return new UnpackedLayers(root, session, opaqueXattr, namespace);
+    return new UnpackedLayers(root, session, opaqueXattr);
   }
 
   pathOf(diffId: string): string {
@@ -107,16 +95,14 @@ export class UnpackedLayers {
     await mkdir(temp);
     try {
       await chmod(temp, 0o755);
-      const namespace = this.namespace;
       await extractLayerAuto(open(), temp, {
         layerName: name,
         overlayOpaqueXattr: this.opaqueXattr,
-        ...(namespace === undefined ? {} : { giveOwners: (ops) => namespace.run(ops) }),
         ...(signal ? { signal } : {}),
       });
       await this.place(temp, target);
     } finally {
-      await this.removeDir(temp);
+      await removeTree(temp);
     }
     return target;
   }
@@ -145,7 +131,7 @@ export class UnpackedLayers {
   /** Unmounts what this session mounted and removes its directory. */
   async close(): Promise<void> {
     await unmountBelow(this.session);
-    await this.removeDir(this.session);
+    await removeTree(this.session);
   }
 }
 
@@ -195,42 +181,19 @@ async function unmountBelow(dir: string): Promise<void> {
   if (points.length > 0) await runOverlayHelper(points.map((target) => ({ op: 'umount', target })));
 }
 
-/**
- * `rm -rf` of a directory this store made. Rootless, an upperdir can hold files a RUN step gave
- * to subordinate ids (USER 1000 → host 100999), which only root in the build's user namespace
- * may remove: the rootless snapshotter passes a remover that falls back to its namespace helper.
- */
-export type RemoveDir = (dir: string) => Promise<void>;
-
-/**
- * A RemoveDir for the rootless store: `rm -rf` as ourselves, and where that is refused (files of
- * subordinate ids), the same by root of the namespace, through its helper.
- */
-export function removeWithin(namespace: OverlayHelperProcess): RemoveDir {
-  return async (dir) => {
-    try {
-      await removeTree(dir);
-    } catch (error) {
-      const code = errnoCode(error);
-      if (code !== 'EACCES' && code !== 'EPERM') throw error;
-      await namespace.run([{ op: 'rmtree', path: dir }]);
-    }
-  };
-}
-
 /** Sessions of builds that are gone (killed): their mounts, upperdirs and leases. */
-async function removeStaleSessions(root: string, removeDir: RemoveDir): Promise<void> {
+async function removeStaleSessions(root: string): Promise<void> {
   for (const name of await readdir(join(root, 'sessions')).catch(() => [])) {
     const pid = Number(name.split('-')[0]);
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
     const dir = join(root, 'sessions', name);
     await unmountBelow(dir);
-    await removeDir(dir);
+    await removeTree(dir);
   }
   for (const name of await readdir(join(root, 'tmp')).catch(() => [])) {
     const pid = Number(name.split('-')[0]);
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
-    await removeDir(join(root, 'tmp', name));
+    await removeTree(join(root, 'tmp', name));
   }
 }
 
@@ -250,9 +213,9 @@ export async function leasedLayers(root: string): Promise<Set<string>> {
  * Removes unpacked layers no live build leases, and what killed builds left. A layer is first
  * renamed aside, then the leases are read again, so a build that leased it meanwhile gets it back.
  */
-export async function pruneUnpackedLayers(root: string, removeDir: RemoveDir = removeTree): Promise<number> {
+export async function pruneUnpackedLayers(root: string): Promise<number> {
   await mkdir(join(root, 'sessions'), { recursive: true }).catch(() => undefined);
-  await removeStaleSessions(root, removeDir);
+  await removeStaleSessions(root);
   let removed = 0;
   const leased = await leasedLayers(root);
   for (const hex of await readdir(join(root, 'layers')).catch(() => [])) {
@@ -267,7 +230,7 @@ export async function pruneUnpackedLayers(root: string, removeDir: RemoveDir = r
       await rename(aside, join(root, 'layers', hex)).catch(() => undefined);
       continue;
     }
-    await removeDir(aside);
+    await removeTree(aside);
     removed++;
   }
   return removed;

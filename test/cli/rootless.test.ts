@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync,
   chmodSync,
@@ -238,6 +238,126 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     expect(existsSync(join(dir, 'out-copy-chown'))).toBe(false);
   });
 
+  it('where no user namespace can be made, a build without RUN works on scan, and RUN and COPY --chown say what they need', () => {
+    // No unshare on the PATH stands in for a machine that refuses unprivileged user namespaces
+    // (a locked-down container): stratum then runs as the caller, outside any namespace.
+    const ctx = join(dir, 'ctx-no-userns');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'f'), 'f\n');
+    // Writable by nobody: each case writes its Dockerfile.
+    execFileSync('chmod', ['a+rwx', ctx]);
+    execFileSync('chmod', ['a+r', join(ctx, 'f')]);
+    const build = (instruction: string, name: string) => {
+      writeFileSync(join(ctx, 'Dockerfile'), `FROM oci:${join(dir, 'base/layout')}:1\n${instruction}\n`);
+      return spawnSync(
+        '/usr/bin/setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          BIN,
+          'build',
+          ctx,
+          '--network',
+          'none',
+          '--progress',
+          'plain',
+          '--output',
+          `oci:${join(dir, name)}:x`,
+        ],
+        {
+          env: {
+            ...process.env,
+            PATH: '/nonexistent',
+            HOME: dir,
+            TMPDIR: dir,
+            STRATUM_DATA_DIR: join(dir, 'data'),
+            STRATUM_CACHE_DIR: join(dir, 'cache-no-userns'),
+          },
+          encoding: 'utf8',
+        },
+      );
+    };
+    const copied = build('COPY f /f', 'out-no-userns');
+    expect(copied.status, copied.stderr).toBe(0);
+    expect(copied.stderr).toContain('snapshotter: scan (not root, and no user namespace could be made');
+    expect(layerListings(join(dir, 'out-no-userns'))[1]).toEqual(['-rw-r--r-- 0/0 2 f']);
+    const ran = build('RUN true', 'out-no-userns-run');
+    expect(ran.status).toBe(1);
+    expect(ran.stderr).toContain('Dockerfile:2: stage 0, step 1/1 RUN true: RUN needs setpriv and unshare');
+    const chowned = build('COPY --chown=5:5 f /g', 'out-no-userns-chown');
+    expect(chowned.status).toBe(1);
+    expect(chowned.stderr).toMatch(
+      /Dockerfile:2: .*files owned by uid 5 gid 5 need root, or a user namespace/,
+    );
+    expect(existsSync(join(dir, 'out-no-userns-run'))).toBe(false);
+    expect(existsSync(join(dir, 'out-no-userns-chown'))).toBe(false);
+  });
+
+  it('SIGTERM or Ctrl-C to a rootless build stops the build it runs in its namespace, and it cleans up', async () => {
+    const ctx = join(dir, 'ctx-signal');
+    mkdirSync(ctx);
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      `FROM oci:${join(dir, 'base/layout')}:1\nRUN echo started && sleep 60\n`,
+    );
+    execFileSync('chmod', ['-R', 'a+rX', ctx]);
+    const cacheDir = join(dir, 'cache-signal');
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const child = spawn(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          BIN,
+          'build',
+          ctx,
+          '--network',
+          'none',
+          '--progress',
+          'plain',
+        ],
+        {
+          env: {
+            ...process.env,
+            HOME: dir,
+            TMPDIR: dir,
+            STRATUM_DATA_DIR: join(dir, 'data'),
+            STRATUM_CACHE_DIR: cacheDir,
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      const started = new Promise<void>((resolve) => {
+        child.stderr.on('data', (chunk: Buffer) => {
+          stderr += chunk.toString('utf8');
+          if (stderr.includes('| started')) resolve();
+        });
+      });
+      const exited = new Promise<number | null>((resolve) =>
+        child.once('exit', (code) => {
+          resolve(code);
+        }),
+      );
+      await started;
+      const sentAt = Date.now();
+      child.kill(signal);
+      const code = await exited;
+      expect(Date.now() - sentAt, signal).toBeLessThan(10_000);
+      expect(code, stderr).not.toBe(0);
+      expect(stderr, signal).toContain('build interrupted; nothing was written');
+      // Nothing of it still runs, and its workspace is gone.
+      const left = spawnSync('pgrep', ['-u', '65534', '-f', 'sleep 60'], { encoding: 'utf8' });
+      expect(left.stdout.trim(), signal).toBe('');
+      const workspaces = spawnSync('find', [cacheDir, '-name', 'stratum-build-*'], { encoding: 'utf8' });
+      expect(workspaces.stdout.trim(), signal).toBe('');
+    }
+  }, 60_000);
+
   describe('with a subordinate id range (uidmap)', () => {
     const files = ['/etc/subuid', '/etc/subgid'];
     const saved = new Map<string, string | undefined>();
@@ -263,7 +383,6 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
         join(ctx, 'Dockerfile'),
         [
           `FROM oci:${join(dir, 'base/layout')}:1`,
-          // (Not 0700: stratum reads layers as itself, and cannot read a subordinate id's private (0700, 0750) dir.)
           'RUN mkdir -p /work/app && chown 1000:1000 /work/app && chmod 755 /work/app',
           'USER 1000:1000',
           'RUN touch /work/app/made && id -u > /work/app/uid',
@@ -335,7 +454,64 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
       }
     });
 
-    it("on overlay, a base layer's files keep their owners (extraction gives them in the namespace)", () => {
+    it("COPY into a base's directory of USER 1000, and USER 1000's 0700 directory, reach the layers on overlay and scan", () => {
+      // Both failed before stratum ran itself inside the namespace: COPY wrote as the caller
+      // into a directory of host uid 400999 (EACCES), and the layer writer could not read a
+      // 0700 directory of it. A failing build then leaves none of those files behind.
+      const ctx = join(dir, 'ctx-sub-dirs');
+      mkdirSync(ctx);
+      writeFileSync(join(ctx, 'f'), 'f\n');
+      const dockerfile = (last: string): string =>
+        [
+          `FROM oci:${join(dir, 'base/layout')}:1`,
+          'COPY f /home/app/f',
+          'USER 1000:1000',
+          'RUN mkdir /home/app/priv && echo s > /home/app/priv/s && chmod 700 /home/app/priv && chmod 600 /home/app/priv/s',
+          last,
+          '',
+        ].join('\n');
+      writeFileSync(join(ctx, 'Dockerfile'), dockerfile('RUN cat /home/app/priv/s > /home/app/read'));
+      execFileSync('chmod', ['-R', 'a+rX', ctx]);
+      const listings: string[][][] = [];
+      for (const snapshotter of ['overlay', 'scan']) {
+        const out = join(dir, `out-sub-dirs-${snapshotter}`);
+        const cacheDir = join(dir, `cache-sub-dirs-${snapshotter}`);
+        const built = buildAsNobody(ctx, out, ['--snapshotter', snapshotter], cacheDir);
+        expect(built.status, built.stderr).toBe(0);
+        listings.push(layerListings(out));
+      }
+      const [overlay, scan] = listings;
+      expect(overlay!.slice(1)).toEqual(scan!.slice(1));
+      expect(overlay![1]).toContain('-rw-r--r-- 0/0 2 home/app/f');
+      expect(overlay![2]).toEqual(
+        expect.arrayContaining([
+          'drwx------ 1000/1000 0 home/app/priv/',
+          '-rw------- 1000/1000 2 home/app/priv/s',
+        ]),
+      );
+      expect(overlay![3]).toContain('-rw-r--r-- 1000/1000 2 home/app/read');
+
+      writeFileSync(join(ctx, 'Dockerfile'), dockerfile('RUN false'));
+      for (const snapshotter of ['overlay', 'scan']) {
+        const cacheDir = join(dir, `cache-sub-dirs-${snapshotter}`);
+        const failed = buildAsNobody(
+          ctx,
+          join(dir, `out-sub-fail-${snapshotter}`),
+          ['--snapshotter', snapshotter],
+          cacheDir,
+        );
+        expect(failed.status, failed.stderr).toBe(1);
+        // The failed build's workspace (its stage filesystem holding USER 1000's files) is gone.
+        const left = spawnSync('find', [cacheDir, '-name', 'stratum-build-*'], { encoding: 'utf8' });
+        expect(left.stdout.trim(), snapshotter).toBe('');
+        const pruned = asNobody(['cache', 'prune', '--cache-dir', cacheDir]);
+        expect(pruned.status, pruned.stderr).toBe(0);
+        const owned = spawnSync('find', [cacheDir, '-uid', '400999'], { encoding: 'utf8' });
+        expect(owned.stdout.trim(), snapshotter).toBe('');
+      }
+    });
+
+    it("a base layer's files keep their owners, on overlay and scan", () => {
       // The base has /home/app owned by 1000: USER 1000 can write there only if that survived.
       const ctx = join(dir, 'ctx-base-owner');
       mkdirSync(ctx);
@@ -344,9 +520,17 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
         `FROM oci:${join(dir, 'base/layout')}:1\nUSER 1000:1000\nRUN touch /home/app/mine\n`,
       );
       execFileSync('chmod', ['-R', 'a+rX', ctx]);
-      const built = buildAsNobody(ctx, join(dir, 'out-base-owner'), [], join(dir, 'cache-base-owner'));
-      expect(built.status, built.stderr).toBe(0);
-      expect(layerListings(join(dir, 'out-base-owner'))[1]).toContain('-rw-r--r-- 1000/1000 0 home/app/mine');
+      for (const snapshotter of ['overlay', 'scan']) {
+        const out = join(dir, `out-base-owner-${snapshotter}`);
+        const built = buildAsNobody(
+          ctx,
+          out,
+          ['--snapshotter', snapshotter],
+          join(dir, `cache-base-owner-${snapshotter}`),
+        );
+        expect(built.status, built.stderr).toBe(0);
+        expect(layerListings(out)[1], snapshotter).toContain('-rw-r--r-- 1000/1000 0 home/app/mine');
+      }
     });
   });
 });

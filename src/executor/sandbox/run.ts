@@ -52,14 +52,7 @@ export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = 
     await ledger.sealSetup();
     const network = spec.network === 'default' ? await acquirePrivateNetwork() : undefined;
     try {
-      return await launch(
-        spec,
-        pathsInHolder(ops, namespaceHolder(spec.rootfs)),
-        mapping,
-        signal,
-        onOutput,
-        network?.path,
-      );
+      return await launch(spec, ops, mapping, signal, onOutput, network?.path);
     } finally {
       network?.release();
     }
@@ -256,21 +249,13 @@ async function launch(
   // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
   const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
   if (spec.network === 'none') unshareArgs.push('--net');
-  const holder = namespaceHolder(spec.rootfs);
-  // A rootfs in another process's namespaces: join them (their ids are mapped already; as
-  // their user namespace's owner, stratum is root in it with the credentials it has).
-  const join =
-    holder === undefined
-      ? []
-      : ['nsenter', `--target=${holder}`, '--user', '--mount', '--preserve-credentials'];
-  if (holder === undefined) unshareArgs.push(...unshareMappingArgs(mapping));
+  unshareArgs.push(...unshareMappingArgs(mapping));
   // setpriv gives unshare a parent-death signal: if stratum itself dies, the step dies too.
   const args = [
     '--pdeathsig',
     'KILL',
     // The default network: join the private namespace (./network.ts) before making the others.
     ...(netnsPath === undefined ? [] : ['nsenter', `--net=${netnsPath}`]),
-    ...join,
     'unshare',
     ...unshareArgs,
     '--',
@@ -323,49 +308,6 @@ async function launch(
     });
   });
   return interpret(spec, outcome, mapping);
-}
-
-/**
- * The process whose namespaces hold the rootfs, when it lies under `/proc/PID/root/`: the
- * rootless overlay snapshotter mounts in a user and mount namespace of its own
- * (snapshot/overlay.ts), and a bind mount of a path in another mount namespace is refused.
- */
-function namespaceHolder(rootfs: string): number | undefined {
-  const match = /^\/proc\/(\d+)\/root\//.exec(rootfs);
-  return match === null ? undefined : Number(match[1]);
-}
-
-/**
- * The init's operations as seen from inside the holder's mount namespace (a copy of which the
- * step gets): `/proc/PID/root/x` is `/x` there. Paths were prepared from outside (this process
- * creates mount points through /proc/PID/root).
- */
-function pathsInHolder(ops: readonly InitOp[], holder: number | undefined): readonly InitOp[] {
-  if (holder === undefined) return ops;
-  const prefix = `/proc/${holder}/root`;
-  const inside = (path: string): string => (path.startsWith(`${prefix}/`) ? path.slice(prefix.length) : path);
-  return ops.map((op): InitOp => {
-    switch (op.op) {
-      case 'bind':
-        return { ...op, source: inside(op.source), target: inside(op.target) };
-      case 'fs':
-      case 'sysfs':
-        return { ...op, target: inside(op.target) };
-      case 'mkdir':
-      case 'file':
-      case 'chown':
-      case 'symlink':
-        return { ...op, path: inside(op.path) };
-      case 'pivot':
-        return { ...op, root: inside(op.root) };
-      case 'caps':
-      case 'creds':
-      case 'exec':
-      case 'hostname':
-      case 'lo':
-        return op;
-    }
-  });
 }
 
 /** `--ulimit`: prlimit (util-linux) sets the limits on itself and execs the init, which inherits them. */
