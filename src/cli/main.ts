@@ -20,7 +20,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     // root of a user namespace: see src/user-namespace.ts.
     const word = argv.find((arg) => !arg.startsWith('-'));
     if (process.getuid?.() !== 0 && (word === 'build' || word === 'cache') && process.argv[1] !== undefined) {
-      const { runInUserNamespace } = await import('../index.js');
+      // Not through index.ts: this process only waits for the namespaced one, and loading every
+      // module here would double the start-up of a rootless rebuild.
+      const { runInUserNamespace } = await import('../user-namespace.js');
       const code = await runInUserNamespace(process.argv[1], argv);
       if (code !== undefined) return code;
     }
