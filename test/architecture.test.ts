@@ -106,7 +106,9 @@ describe('architecture guide: import rules (import-rules.json)', () => {
         const target = targetOf(file, spec);
         if (target.startsWith('..')) violations.push(`${rel} imports outside src: ${spec}`);
         else if (unit === 'cli' && !['cli', 'errors.ts', ...rules.folders['cli']!].includes(unitOf(target)))
-          violations.push(`${rel} → ${target} (cli uses the public API: ${rules.folders['cli']!.join(', ')})`);
+          violations.push(
+            `${rel} → ${target} (cli uses the public API: ${rules.folders['cli']!.join(', ')})`,
+          );
         else if (!isAllowed(unit, unitOf(target))) violations.push(`${rel} → ${target}`);
       }
     }
