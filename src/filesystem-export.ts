@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { StratumError, errnoCode } from './errors.js';
+import { inUserNamespace } from './oci/user-namespace.js';
 import type { ImageSource } from './oci/image.js';
 import { openLayerTar } from './oci/layer.js';
 import { writeAtomically } from './oci-writer/atomic.js';
@@ -23,7 +24,12 @@ export interface FilesystemExportOptions {
   readonly onWarning?: (message: string) => void;
 }
 
-async function applyLayers(image: ImageSource, dir: string, options: FilesystemExportOptions): Promise<void> {
+async function applyLayers(
+  image: ImageSource,
+  dir: string,
+  options: FilesystemExportOptions,
+  giveOwners: boolean,
+): Promise<void> {
   const diffIds = image.config.value.rootfs.diff_ids;
   for (const [index, layer] of image.manifest.value.layers.entries()) {
     options.signal?.throwIfAborted();
@@ -34,6 +40,7 @@ async function applyLayers(image: ImageSource, dir: string, options: FilesystemE
     });
     await extractLayer(tar, dir, {
       layerName: layer.digest,
+      giveOwners,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onWarning ? { onWarning: options.onWarning } : {}),
     });
@@ -54,7 +61,9 @@ export async function exportFilesystemToDirectory(
   const staging = await mkdtemp(join(dirname(dest), '.stratum-export-'));
   try {
     await chmod(staging, 0o755);
-    await applyLayers(image, staging, options);
+    // Rootless, the files are the caller's (BuildKit's local exporter leaves them so): owners of
+    // the namespace's range would be host ids the caller could not even remove.
+    await applyLayers(image, staging, options, process.getuid?.() === 0 && !inUserNamespace());
     await mkdir(dest, { recursive: true });
     await mergeInto(staging, dest);
   } finally {
@@ -100,7 +109,8 @@ export async function exportFilesystemAsTar(
   const staging = await mkdtemp(join(parent, '.stratum-export-'));
   try {
     await chmod(staging, 0o755);
-    await applyLayers(image, staging, options);
+    // The tar records the owners (rootless too: the namespace's ids are the image's).
+    await applyLayers(image, staging, options, true);
     const signalOption = options.signal ? { signal: options.signal } : {};
     const tree = await scanTree(staging, signalOption);
     const diff = await diffSnapshots(emptySnapshot(staging), tree, staging);

@@ -55,7 +55,7 @@ const SMALL_FILE = 256 * 1024;
 async function writeSmallFile(
   body: EntryBody,
   path: string,
-  owner: { uid: number; gid: number; isRoot: boolean },
+  owner: { uid: number; gid: number; isRoot: boolean } | undefined,
   mode: number,
   mtime: Date,
 ): Promise<void> {
@@ -64,10 +64,12 @@ async function writeSmallFile(
   const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
   try {
     for (const chunk of chunks) writeSync(fd, chunk);
-    try {
-      fchownSync(fd, owner.uid, owner.gid);
-    } catch (error) {
-      if (owner.isRoot) throw error;
+    if (owner !== undefined) {
+      try {
+        fchownSync(fd, owner.uid, owner.gid);
+      } catch (error) {
+        if (owner.isRoot) throw error;
+      }
     }
     // After chown: chown clears setuid/setgid, so the mode goes on last.
     fchmodSync(fd, mode);
@@ -90,6 +92,11 @@ export interface ExtractOptions {
    * the directory can be stacked as an overlay lowerdir unchanged (containerd's overlay applier).
    */
   readonly overlayOpaqueXattr?: string;
+  /**
+   * false: every file stays the extracting process's (a filesystem exported for its caller:
+   * rootless, owners of the namespace's range would be ids the caller cannot even remove).
+   */
+  readonly giveOwners?: boolean;
 }
 
 export interface ExtractResult {
@@ -227,6 +234,7 @@ class DiskTarget implements LayerTarget {
   // ids it does not map) stay ours, which the layer writer records as root, rather than
   // failing the extraction.
   private async setOwner(path: string, uid: number, gid: number): Promise<void> {
+    if (this.options.giveOwners === false) return;
     try {
       await lchown(path, uid, gid);
     } catch (error) {
@@ -246,7 +254,13 @@ class DiskTarget implements LayerTarget {
         return true;
       case 'file':
         if ((entry.size ?? Infinity) <= SMALL_FILE) {
-          await writeSmallFile(body, path, { uid, gid, isRoot: this.isRoot }, mode, mtime);
+          await writeSmallFile(
+            body,
+            path,
+            this.options.giveOwners === false ? undefined : { uid, gid, isRoot: this.isRoot },
+            mode,
+            mtime,
+          );
           return true;
         }
         await writeBody(body, path);

@@ -511,6 +511,41 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
       }
     });
 
+    it('type=local gives the caller the exported files; type=tar records the image owners', () => {
+      const ctx = join(dir, 'ctx-export');
+      mkdirSync(ctx);
+      writeFileSync(
+        join(ctx, 'Dockerfile'),
+        `FROM oci:${join(dir, 'base/layout')}:1\nUSER 1000:1000\nRUN touch /home/app/mine\n`,
+      );
+      execFileSync('chmod', ['-R', 'a+rX', ctx]);
+      const local = join(dir, 'export-local');
+      const tar = join(dir, 'export.tar');
+      const built = asNobody(
+        [
+          'build',
+          ctx,
+          '--network',
+          'none',
+          '--progress',
+          'plain',
+          '--output',
+          `type=local,dest=${local}`,
+          '--output',
+          `type=tar,dest=${tar}`,
+        ],
+        join(dir, 'cache-export'),
+      );
+      expect(built.status, built.stderr).toBe(0);
+      // Not host uid 400999, which nobody could not even remove.
+      const owners = spawnSync('find', [local, '!', '-uid', '65534'], { encoding: 'utf8' });
+      expect(owners.stdout.trim()).toBe('');
+      expect(existsSync(join(local, 'home/app/mine'))).toBe(true);
+      const listing = execFileSync('tar', ['--numeric-owner', '-tvf', tar], { encoding: 'utf8' });
+      expect(listing).toMatch(/^-rw-r--r-- 1000\/1000 .* home\/app\/mine$/m);
+      expect(listing).toMatch(/^drwxr-xr-x 1000\/1000 .* home\/app\/$/m);
+    });
+
     it("a base layer's files keep their owners, on overlay and scan", () => {
       // The base has /home/app owned by 1000: USER 1000 can write there only if that survived.
       const ctx = join(dir, 'ctx-base-owner');
