@@ -7,9 +7,11 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -357,6 +359,75 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
       expect(workspaces.stdout.trim(), signal).toBe('');
     }
   }, 60_000);
+
+  it("the default network works without root: the step's own namespace, the host's loopback through pasta, nothing left", async () => {
+    requireTool('pasta', 'passt');
+    const server = createServer((socket) => socket.end('hello from the host loopback\n'));
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const ctx = join(dir, 'ctx-network');
+      mkdirSync(ctx);
+      writeFileSync(
+        join(ctx, 'Dockerfile'),
+        [
+          `FROM oci:${join(dir, 'base/layout')}:1`,
+          'RUN readlink /proc/self/ns/net > /netns && ls /sys/class/net > /interfaces \\',
+          ` && (timeout 5 nc "$(ip route | awk '/^default/ {print $3}')" ${port} </dev/null | head -n 1 > /via-gateway)`,
+          '',
+        ].join('\n'),
+      );
+      execFileSync('chmod', ['-R', 'a+rX', ctx]);
+      const runtimeDir = join(dir, 'runtime');
+      mkdirSync(runtimeDir, { mode: 0o700 });
+      execFileSync('chown', ['65534:65534', runtimeDir]);
+      const out = join(dir, 'out-network');
+      const child = spawn(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          BIN,
+          'build',
+          ctx,
+          '--progress',
+          'plain',
+          '--output',
+          `type=local,dest=${out}`,
+        ],
+        {
+          env: {
+            ...process.env,
+            HOME: dir,
+            TMPDIR: dir,
+            XDG_RUNTIME_DIR: runtimeDir,
+            STRATUM_DATA_DIR: join(dir, 'data'),
+            STRATUM_CACHE_DIR: join(dir, 'cache-network'),
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+      const code = await new Promise<number | null>((done) =>
+        child.once('close', (status) => {
+          done(status);
+        }),
+      );
+      expect(code, stderr).toBe(0);
+      expect(readFileSync(join(out, 'netns'), 'utf8').trim()).not.toBe(readlinkSync('/proc/self/ns/net'));
+      expect(readFileSync(join(out, 'interfaces'), 'utf8').trim().split(/\s+/).sort()).toHaveLength(2);
+      expect(readFileSync(join(out, 'via-gateway'), 'utf8').trim()).toBe('hello from the host loopback');
+      // The namespace files were in the caller's runtime directory, and pasta ended with the build.
+      expect(readdirSync(join(runtimeDir, 'stratum-netns-nobody'))).toEqual([]);
+      const pasta = spawnSync('pgrep', ['-u', '65534', 'pasta'], { encoding: 'utf8' });
+      expect(pasta.stdout.trim()).toBe('');
+    } finally {
+      await new Promise((done) => server.close(done));
+    }
+  });
 
   describe('with a subordinate id range (uidmap)', () => {
     const files = ['/etc/subuid', '/etc/subgid'];

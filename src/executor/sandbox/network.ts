@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process';
 import { inUserNamespace } from '../../oci/user-namespace.js';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
+import { ROOTLESS_USER_ENV } from './id-mapping.js';
 
 /**
  * Docker's default network for RUN, without a daemon: each step gets its own network namespace
@@ -21,11 +23,40 @@ import { StratumError, errnoCode } from '../../errors.js';
  *
  * A namespace is a file (a bind mount of the nsfs inode, as `ip netns add` makes) under
  * /run/stratum-netns; the step enters it with nsenter before unshare makes the other
- * namespaces. Needs root: an unprivileged user namespace may not join a namespace it does not
- * own (rootless RUN keeps `--network host` or `none`).
+ * namespaces. Rootless, stratum is root of its user namespace (src/user-namespace.ts), which
+ * owns the network namespaces it makes, as rootless podman's are: the files then live in the
+ * caller's runtime directory ($XDG_RUNTIME_DIR, else the temporary directory), and the mounts
+ * in stratum's own mount namespace, gone with it. Without root outside any namespace (a library
+ * caller) it is refused: a step's user namespace may not join a namespace it does not own.
  */
 
-const NETNS_DIR = '/run/stratum-netns';
+const ROOT_NETNS_DIR = '/run/stratum-netns';
+
+/** Where this process keeps its namespace files (see above). */
+function netnsDirectory(): string {
+  if (!inUserNamespace()) return ROOT_NETNS_DIR;
+  const user = (process.env[ROOTLESS_USER_ENV] ?? 'userns').replace(/[^A-Za-z0-9_.-]/g, '_');
+  return join(process.env['XDG_RUNTIME_DIR'] ?? tmpdir(), `stratum-netns-${user}`);
+}
+
+let netnsDir: Promise<string> | undefined;
+
+/** The directory, made private; refused when someone else made it first (a shared /tmp). */
+function ensureNetnsDirectory(): Promise<string> {
+  netnsDir ??= (async () => {
+    const dir = netnsDirectory();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const info = await lstat(dir);
+    if (!info.isDirectory() || info.uid !== process.getuid?.() || (info.mode & 0o077) !== 0) {
+      throw new StratumError(
+        'IO',
+        `RUN's network namespace: ${dir} is not a private directory of this user (mode 0700); remove it`,
+      );
+    }
+    return dir;
+  })();
+  return netnsDir;
+}
 
 /** pasta: no inbound port forwarding (`none` for TCP/UDP both ways), quiet, stays root for nsfs access. */
 const PASTA_ARGS = [
@@ -69,11 +100,10 @@ let staleRemoved: Promise<void> | undefined;
 /** Fails once, clearly, when the default network cannot be given; cached for the process. */
 function checkSupport(): Promise<void> {
   checked ??= (async () => {
-    // Its namespaces are kept under /run, which root of a user namespace may not write.
-    if (process.getuid?.() !== 0 || inUserNamespace()) {
+    if (process.getuid?.() !== 0) {
       throw new StratumError(
         'UNSUPPORTED',
-        'RUN with the default network needs root (a private network namespace joined through pasta); pass --network host to use the host network, or --network none',
+        'RUN with the default network needs root, or stratum running in a user namespace of its own (the CLI does that; a step\'s namespace may not join a network namespace it does not own); pass --network host to use the host network, or --network none',
       );
     }
     try {
@@ -92,12 +122,12 @@ function checkSupport(): Promise<void> {
 }
 
 async function create(): Promise<Namespace> {
-  await mkdir(NETNS_DIR, { recursive: true, mode: 0o700 });
-  staleRemoved ??= removeStale();
+  const dir = await ensureNetnsDirectory();
+  staleRemoved ??= removeStale(dir);
   await staleRemoved;
   const name = `${process.pid}-${randomBytes(6).toString('hex')}`;
-  const path = join(NETNS_DIR, name);
-  const pidFile = join(NETNS_DIR, `${name}.pasta.pid`);
+  const path = join(dir, name);
+  const pidFile = join(dir, `${name}.pasta.pid`);
   await writeFile(path, '', { flag: 'wx' });
   try {
     // unshare binds the new namespace on `path`, so it outlives the `true` that made it.
@@ -134,12 +164,12 @@ async function create(): Promise<Namespace> {
  * Namespaces a killed stratum left behind (its pid is gone): their pasta is ended and the
  * mount removed, so a crash costs nothing lasting. The pid file is kept for this.
  */
-async function removeStale(): Promise<void> {
-  const names = await readdir(NETNS_DIR).catch(() => []);
+async function removeStale(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => []);
   for (const name of names) {
     const match = /^(\d+)-[0-9a-f]+$/.exec(name);
     if (match === null || isAlive(Number(match[1]))) continue;
-    const path = join(NETNS_DIR, name);
+    const path = join(dir, name);
     const pastaPid = Number((await readFile(`${path}.pasta.pid`, 'utf8').catch(() => '')).trim());
     await destroy({ path, pastaPid });
   }
@@ -213,7 +243,9 @@ async function destroy(namespace: Namespace): Promise<void> {
     try {
       await run('umount', [namespace.path]);
       break;
-    } catch {
+    } catch (error) {
+      // A stale file of a rootless stratum: its mount went with that process's mount namespace.
+      if ((error as { stderr?: string }).stderr?.includes('not mounted') === true) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
