@@ -25,6 +25,12 @@ export async function runInUserNamespace(
   const unshare = ['--user', ...unshareMappingArgs(mapping), '--mount', '--propagation', 'private'];
   // A probe first: a failing namespace would otherwise look like a failing build.
   if (spawnSync('unshare', [...unshare, 'true'], { stdio: 'ignore' }).status !== 0) return undefined;
+  // On a terminal, the namespaced process stays in this process group: Ctrl-C, Ctrl-backslash, Ctrl-Z
+  // and a hangup reach both from the terminal, and it may read and write the terminal as a
+  // foreground process; only SIGTERM (sent to this PID) is passed on. Without a terminal it
+  // gets a group of its own and every signal is passed on once (a signal to the whole group
+  // would reach it twice, and a second one means "stop now" to a build).
+  const terminal = process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY;
   const child = spawn(
     'setpriv',
     // If this process dies, the namespaced one is told (SIGTERM) and cleans up as on Ctrl-C.
@@ -45,16 +51,18 @@ export async function runInUserNamespace(
         ...process.env,
         [ROOTLESS_USER_ENV]: 'user' in mapping ? mapping.user : String(process.getuid?.()),
       },
-      // Its own process group: a terminal's Ctrl-C reaches this process only, which passes it
-      // on once (two would mean "stop now" to the build).
-      detached: true,
+      detached: !terminal,
     },
   );
   const forward = (signal: NodeJS.Signals): void => {
     child.kill(signal);
   };
+  const ignore = (): void => undefined;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
-  for (const signal of signals) process.on(signal, forward);
+  const handlers = new Map<NodeJS.Signals, () => void>(
+    signals.map((signal) => [signal, terminal && signal !== 'SIGTERM' ? ignore : () => forward(signal)]),
+  );
+  for (const [signal, handler] of handlers) process.on(signal, handler);
   try {
     return await new Promise<number>((resolve, reject) => {
       child.once('error', reject);
@@ -63,6 +71,6 @@ export async function runInUserNamespace(
       });
     });
   } finally {
-    for (const signal of signals) process.off(signal, forward);
+    for (const [signal, handler] of handlers) process.off(signal, handler);
   }
 }
