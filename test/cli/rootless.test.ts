@@ -65,27 +65,37 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** stratum run as nobody, with its caches under the test dir. */
-  function asNobody(args: readonly string[], cacheDir = join(dir, 'cache')) {
-    return spawnSync(
-      'setpriv',
-      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args],
-      {
-        env: {
-          ...process.env,
-          HOME: dir,
-          TMPDIR: dir,
-          STRATUM_DATA_DIR: join(dir, 'data'),
-          STRATUM_CACHE_DIR: cacheDir,
-        },
-        encoding: 'utf8',
+  /** The command line and environment that run stratum as nobody, with its caches under the test dir. */
+  function nobody(args: readonly string[], cacheDir = join(dir, 'cache'), env: NodeJS.ProcessEnv = {}) {
+    return {
+      command: '/usr/bin/setpriv',
+      args: ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args],
+      env: {
+        ...process.env,
+        HOME: dir,
+        TMPDIR: dir,
+        STRATUM_DATA_DIR: join(dir, 'data'),
+        STRATUM_CACHE_DIR: cacheDir,
+        ...env,
       },
-    );
+    };
   }
 
-  function buildAsNobody(context: string, out: string, extra: readonly string[] = [], cacheDir?: string) {
+  /** stratum run as nobody, to its end. */
+  function asNobody(args: readonly string[], cacheDir?: string, env?: NodeJS.ProcessEnv) {
+    const run = nobody(args, cacheDir, env);
+    return spawnSync(run.command, run.args, { env: run.env, encoding: 'utf8' });
+  }
+
+  function buildAsNobody(
+    context: string,
+    out: string,
+    extra: readonly string[] = [],
+    cacheDir?: string,
+    env?: NodeJS.ProcessEnv,
+  ) {
     const args = ['build', context, '--network', 'none', '--progress', 'plain', '--output', `oci:${out}:x`];
-    return asNobody([...args, ...extra], cacheDir);
+    return asNobody([...args, ...extra], cacheDir, env);
   }
 
   it('RUN and COPY work without root, and what they make is root-owned in the layers', async () => {
@@ -251,35 +261,7 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     execFileSync('chmod', ['a+r', join(ctx, 'f')]);
     const build = (instruction: string, name: string) => {
       writeFileSync(join(ctx, 'Dockerfile'), `FROM oci:${join(dir, 'base/layout')}:1\n${instruction}\n`);
-      return spawnSync(
-        '/usr/bin/setpriv',
-        [
-          '--reuid=65534',
-          '--regid=65534',
-          '--clear-groups',
-          process.execPath,
-          BIN,
-          'build',
-          ctx,
-          '--network',
-          'none',
-          '--progress',
-          'plain',
-          '--output',
-          `oci:${join(dir, name)}:x`,
-        ],
-        {
-          env: {
-            ...process.env,
-            PATH: '/nonexistent',
-            HOME: dir,
-            TMPDIR: dir,
-            STRATUM_DATA_DIR: join(dir, 'data'),
-            STRATUM_CACHE_DIR: join(dir, 'cache-no-userns'),
-          },
-          encoding: 'utf8',
-        },
-      );
+      return buildAsNobody(ctx, join(dir, name), [], join(dir, 'cache-no-userns'), { PATH: '/nonexistent' });
     };
     const copied = build('COPY f /f', 'out-no-userns');
     expect(copied.status, copied.stderr).toBe(0);
@@ -306,37 +288,18 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     );
     execFileSync('chmod', ['-R', 'a+rX', ctx]);
     const cacheDir = join(dir, 'cache-signal');
-    const command = [
-      'setpriv',
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      BIN,
-      'build',
-      ctx,
-      '--network',
-      'none',
-      '--progress',
-      'plain',
-    ];
-    const env = {
-      ...process.env,
-      HOME: dir,
-      TMPDIR: dir,
-      STRATUM_DATA_DIR: join(dir, 'data'),
-      STRATUM_CACHE_DIR: cacheDir,
-    };
+    const run = nobody(['build', ctx, '--network', 'none', '--progress', 'plain'], cacheDir);
+    const env = run.env;
     for (const how of ['SIGTERM', 'SIGINT to the group', 'Ctrl-C on a terminal'] as const) {
       const onTerminal = how === 'Ctrl-C on a terminal';
       // `script` (bsdutils) gives the build a terminal; Ctrl-C typed there goes to the
       // terminal's whole foreground process group, as in a shell.
       const child = onTerminal
-        ? spawn('script', ['-qfec', command.join(' '), '/dev/null'], {
+        ? spawn('script', ['-qfec', [run.command, ...run.args].join(' '), '/dev/null'], {
             env,
             stdio: ['pipe', 'pipe', 'ignore'],
           })
-        : spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        : spawn(run.command, run.args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let output = '';
       const started = new Promise<void>((resolve) => {
         for (const stream of [child.stdout, child.stderr]) {
@@ -392,33 +355,13 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
       mkdirSync(runtimeDir, { mode: 0o700 });
       execFileSync('chown', ['65534:65534', runtimeDir]);
       const out = join(dir, 'out-network');
-      const child = spawn(
-        'setpriv',
-        [
-          '--reuid=65534',
-          '--regid=65534',
-          '--clear-groups',
-          process.execPath,
-          BIN,
-          'build',
-          ctx,
-          '--progress',
-          'plain',
-          '--output',
-          `type=local,dest=${out}`,
-        ],
-        {
-          env: {
-            ...process.env,
-            HOME: dir,
-            TMPDIR: dir,
-            XDG_RUNTIME_DIR: runtimeDir,
-            STRATUM_DATA_DIR: join(dir, 'data'),
-            STRATUM_CACHE_DIR: join(dir, 'cache-network'),
-          },
-          stdio: ['ignore', 'ignore', 'pipe'],
-        },
+      // Not spawnSync: this process's server must answer while the build runs.
+      const run = nobody(
+        ['build', ctx, '--progress', 'plain', '--output', `type=local,dest=${out}`],
+        join(dir, 'cache-network'),
+        { XDG_RUNTIME_DIR: runtimeDir },
       );
+      const child = spawn(run.command, run.args, { env: run.env, stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
       const code = await new Promise<number | null>((done) =>
