@@ -20,6 +20,7 @@ import {
   cacheManifest,
   decodeCacheConfig,
   encodeCacheConfig,
+  hitWithLayer,
   mergeEntries,
   type StoredCacheEntry,
 } from './registry-format.js';
@@ -146,37 +147,22 @@ export class LocalCacheSource {
   }
 
   /** The entry for `key`, its layer copied (verified) into `blobs`, or undefined. */
-  async get(key: Digest, blobs: BlobStore, signal?: AbortSignal): Promise<CacheEntry | undefined> {
-    const stored = this.entries.get(key);
-    if (stored === undefined) return undefined;
-    const entry: CacheEntry = {
-      key: stored.key,
-      layer: stored.layer,
-      createdBy: stored.createdBy,
-      instruction: stored.instruction,
-      created: stored.created,
-    };
-    if (entry.layer === null) return entry;
-    const { descriptor } = entry.layer;
-    if ((await blobs.size(descriptor.digest)) === descriptor.size) return entry;
-    try {
-      signal?.throwIfAborted();
+  get(key: Digest, blobs: BlobStore, signal?: AbortSignal): Promise<CacheEntry | undefined> {
+    return hitWithLayer(this.entries, key, {
+      cacheName: this.name,
+      blobs,
+      signal,
       // Copied, not linked: the directory is the user's to edit, so its bytes are verified.
-      const source = new BlobStore(this.ref.dir).read(descriptor.digest, {
-        verify: true,
-        size: descriptor.size,
-      });
-      source.on('error', () => undefined);
-      await blobs.putStream(source, descriptor.digest);
-      return entry;
-    } catch (error) {
-      if (signal?.aborted === true) throw error;
-      this.entries.delete(key);
-      this.onWarning?.(
-        `cache ${this.name}: layer ${descriptor.digest} of "${entry.instruction}": not used, step runs (${messageOf(error)})`,
-      );
-      return undefined;
-    }
+      copyLayer: async ({ descriptor }) => {
+        const source = new BlobStore(this.ref.dir).read(descriptor.digest, {
+          verify: true,
+          size: descriptor.size,
+        });
+        source.on('error', () => undefined);
+        await blobs.putStream(source, descriptor.digest);
+      },
+      warn: (line) => this.onWarning?.(line),
+    });
   }
 }
 

@@ -19,6 +19,7 @@ import {
   cacheManifest,
   decodeCacheConfig,
   encodeCacheConfig,
+  hitWithLayer,
   mergeEntries,
   type StoredCacheEntry,
 } from './registry-format.js';
@@ -236,50 +237,37 @@ export class RegistryCacheSource {
    * already there), or undefined: not in this cache, or its layer could not be had (a warning;
    * the entry is then forgotten for the rest of the build).
    */
-  async get(key: Digest, blobs: BlobStore, signal?: AbortSignal): Promise<CacheEntry | undefined> {
-    const stored = this.entries.get(key);
-    if (stored === undefined) return undefined;
-    const entry: CacheEntry = {
-      key: stored.key,
-      layer: stored.layer,
-      createdBy: stored.createdBy,
-      instruction: stored.instruction,
-      created: stored.created,
-    };
-    if (entry.layer === null) return entry;
-    const { descriptor, diffId } = entry.layer;
-    if ((await blobs.size(descriptor.digest)) === descriptor.size) return entry;
-    const what = `cache ${this.name}: layer ${descriptor.digest} of "${entry.instruction}"`;
-    try {
-      const checkable = diffIdCheckable(descriptor.mediaType);
-      if (checkable === 'none' && diffId !== descriptor.digest) {
-        throw new StratumError('DIGEST_MISMATCH', `uncompressed layer with diff_id ${diffId}`);
-      }
-      const fetched = this.repo.fetchBlob(descriptor.digest, {
-        size: descriptor.size,
-        ...(signal ? { signal } : {}),
-      });
-      let body = fetched;
-      if (checkable === 'gzip' || checkable === 'zstd') {
-        const check = new DiffIdCheck(diffId, what, checkable);
-        fetched.on('error', (error) => check.destroy(error));
-        body = fetched.pipe(check);
-      }
-      // A small layer can arrive, and fail its check, before putStream's pipeline (behind a
-      // mkdir) listens; without a listener of our own that error would be uncaught. pipeline
-      // still rejects with it, as it reads the stream's stored error.
-      body.on('error', () => undefined);
-      await blobs.putStream(body, descriptor.digest);
-      return entry;
-    } catch (error) {
-      if (signal?.aborted === true) throw error;
-      this.entries.delete(key);
-      const message = messageOf(error).replace(`${what}: `, '');
-      const line = `${what}: not used, step runs (${message})`;
-      this.warnings.push(line);
-      this.onWarning?.(line);
-      return undefined;
-    }
+  get(key: Digest, blobs: BlobStore, signal?: AbortSignal): Promise<CacheEntry | undefined> {
+    return hitWithLayer(this.entries, key, {
+      cacheName: this.name,
+      blobs,
+      signal,
+      copyLayer: async ({ descriptor, diffId }, what) => {
+        const checkable = diffIdCheckable(descriptor.mediaType);
+        if (checkable === 'none' && diffId !== descriptor.digest) {
+          throw new StratumError('DIGEST_MISMATCH', `uncompressed layer with diff_id ${diffId}`);
+        }
+        const fetched = this.repo.fetchBlob(descriptor.digest, {
+          size: descriptor.size,
+          ...(signal ? { signal } : {}),
+        });
+        let body = fetched;
+        if (checkable === 'gzip' || checkable === 'zstd') {
+          const check = new DiffIdCheck(diffId, what, checkable);
+          fetched.on('error', (error) => check.destroy(error));
+          body = fetched.pipe(check);
+        }
+        // A small layer can arrive, and fail its check, before putStream's pipeline (behind a
+        // mkdir) listens; without a listener of our own that error would be uncaught. pipeline
+        // still rejects with it, as it reads the stream's stored error.
+        body.on('error', () => undefined);
+        await blobs.putStream(body, descriptor.digest);
+      },
+      warn: (line) => {
+        this.warnings.push(line);
+        this.onWarning?.(line);
+      },
+    });
   }
 
   async close(): Promise<void> {

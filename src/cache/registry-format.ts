@@ -1,4 +1,5 @@
-import { StratumError } from '../errors.js';
+import { StratumError, messageOf } from '../errors.js';
+import type { BlobStore } from '../oci/blob-store.js';
 import { isDigest } from '../oci/digest.js';
 import type { LayerRef } from '../oci/image.js';
 import { MediaType, type Descriptor, type Digest, type ImageManifest } from '../oci/types.js';
@@ -189,4 +190,47 @@ export function cacheConfigOf(bytes: Buffer): Descriptor | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A hit from a cache read when the build started (a registry's or a local directory's): the
+ * entry, with its layer blob put into `blobs` by `copyLayer` unless it is there already. When
+ * the layer cannot be had, the entry is forgotten for the rest of the build, `warn` gets one
+ * line, and the step runs instead.
+ */
+export async function hitWithLayer(
+  entries: Map<string, StoredCacheEntry>,
+  key: Digest,
+  options: {
+    readonly cacheName: string;
+    readonly blobs: BlobStore;
+    /** Copies the layer into `blobs`; `what` names it in errors. */
+    readonly copyLayer: (layer: NonNullable<CacheEntry['layer']>, what: string) => Promise<void>;
+    readonly warn: (line: string) => void;
+    readonly signal?: AbortSignal | undefined;
+  },
+): Promise<CacheEntry | undefined> {
+  const stored = entries.get(key);
+  if (stored === undefined) return undefined;
+  const entry: CacheEntry = {
+    key: stored.key,
+    layer: stored.layer,
+    createdBy: stored.createdBy,
+    instruction: stored.instruction,
+    created: stored.created,
+  };
+  if (entry.layer === null) return entry;
+  const { descriptor } = entry.layer;
+  if ((await options.blobs.size(descriptor.digest)) === descriptor.size) return entry;
+  const what = `cache ${options.cacheName}: layer ${descriptor.digest} of "${entry.instruction}"`;
+  try {
+    options.signal?.throwIfAborted();
+    await options.copyLayer(entry.layer, what);
+    return entry;
+  } catch (error) {
+    if (options.signal?.aborted === true) throw error;
+    entries.delete(key);
+    options.warn(`${what}: not used, step runs (${messageOf(error).replace(`${what}: `, '')})`);
+    return undefined;
+  }
 }
