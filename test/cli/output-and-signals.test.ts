@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,10 +73,36 @@ describe('output destinations are checked before the build starts', () => {
     }
   });
 
-  it.skipIf(isRoot)('a directory without write permission is refused', () => {
-    const locked = join(home, 'locked');
-    mkdirSync(locked, { mode: 0o555 });
-    expectRefused(`oci:${locked}/out:1`, /locked is not writable/);
+  it('a directory the caller may not write is refused (run as nobody when the tests run as root)', () => {
+    // Root's directory, 0755: nobody may not write it, nor may root of nobody's user namespace
+    // (where a rootless build runs), which maps nobody alone. (A directory of the caller's own
+    // with mode 0555 is writable there, as it is for root: its owner may chmod it anyway.)
+    // Not root: a directory of root's the system has.
+    const locked = isRoot ? join(home, 'locked') : '/usr';
+    if (isRoot) mkdirSync(locked, { mode: 0o755 });
+    chmodSync(home, 0o755);
+    const args = ['build', ctx, '--output', `oci:${locked}/out:1`, '--progress', 'plain'];
+    const env = {
+      ...process.env,
+      HOME: home,
+      STRATUM_CACHE_DIR: join(home, 'cache-nobody'),
+      STRATUM_DATA_DIR: join(home, 'data-nobody'),
+    };
+    const result = isRoot
+      ? spawnSync(
+          'setpriv',
+          ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args],
+          {
+            env,
+            encoding: 'utf8',
+          },
+        )
+      : spawnSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8' });
+    expect(result.status, result.stderr).toBe(1);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`${locked} is not writable`)),
+    ]);
+    expect(existsSync(join(locked, 'out'))).toBe(false);
   });
 
   it('an image name that is not lowercase says so', () => {
