@@ -16,10 +16,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
   try {
-    // Without root, a build (and cache maintenance, which removes what builds made) runs as
-    // root of a user namespace: see src/user-namespace.ts.
+    // Without root, or as root without CAP_SYS_ADMIN (a container's), a build (and cache
+    // maintenance, which removes what builds made) runs as root of a user namespace: see
+    // src/user-namespace.ts.
     const word = argv.find((arg) => !arg.startsWith('-'));
-    if (process.getuid?.() !== 0 && (word === 'build' || word === 'cache') && process.argv[1] !== undefined) {
+    if ((word === 'build' || word === 'cache') && process.argv[1] !== undefined) {
       // Not through index.ts: this process only waits for the namespaced one, and loading every
       // module here would double the start-up of a rootless rebuild.
       const { runInUserNamespace } = await import('../user-namespace.js');

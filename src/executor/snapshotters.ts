@@ -113,7 +113,7 @@ export class RootfsFactory {
           result = {
             choice: {
               name: 'overlay',
-              reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? ', rootless (user namespace)' : ''}`,
+              reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? ', in a user namespace' : ''}`,
             },
             overlay,
           };

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 /**
  * Whether this process runs in a user namespace other than the host's, and which ids it maps.
@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
  * root: it may chown to every mapped id and read every file they own, but not give an id the
  * namespace does not map (EINVAL), make a device node, set `trusted.*` xattrs (overlayfs then
  * needs `userxattr` and `user.overlay.*`) or register binfmt handlers. The same holds for root
- * in a container that runs in a user namespace; reading /proc/self/uid_map covers both.
+ * in a container that runs in a user namespace; /proc/self/ns/user tells, uid_map says which ids.
  */
 export interface IdRange {
   /** First id inside the namespace. */
@@ -38,16 +38,20 @@ export function idMapped(ranges: readonly IdRange[], id: number): boolean {
   return ranges.some((range) => id >= range.inside && id < range.inside + range.count);
 }
 
+/** The host's user namespace has this inode number on every kernel (PROC_USER_INIT_INO). */
+const INIT_USER_NAMESPACE = 'user:[4026531837]';
+
 function readIds(): UserNamespaceIds | null {
+  let namespace: string;
   let uidMap: string;
   try {
+    namespace = readlinkSync('/proc/self/ns/user');
     uidMap = readFileSync('/proc/self/uid_map', 'utf8');
   } catch {
     return null; // no /proc: not Linux, or no way to tell; behave as the host
   }
-  const uids = parseMap(uidMap);
-  if (uids.length === 1 && uids[0]!.inside === 0 && uids[0]!.outside === 0 && uids[0]!.count === 4294967295)
-    return null;
+  // Not the uid map: a namespace may map every id to itself (root without CAP_SYS_ADMIN does).
+  if (namespace === INIT_USER_NAMESPACE) return null;
   let gidMap = '';
   let setgroups = 'allow';
   try {
@@ -57,7 +61,7 @@ function readIds(): UserNamespaceIds | null {
     // older kernels lack /proc/self/setgroups: setgroups is allowed there
   }
   return {
-    uids: uids.map(({ inside, count }) => ({ inside, count })),
+    uids: parseMap(uidMap).map(({ inside, count }) => ({ inside, count })),
     gids: parseMap(gidMap).map(({ inside, count }) => ({ inside, count })),
     setgroups: setgroups !== 'deny',
   };
