@@ -103,7 +103,7 @@ function checkSupport(): Promise<void> {
     if (process.getuid?.() !== 0) {
       throw new StratumError(
         'UNSUPPORTED',
-        'RUN with the default network needs root, or stratum running in a user namespace of its own (the CLI does that; a step\'s namespace may not join a network namespace it does not own); pass --network host to use the host network, or --network none',
+        "RUN with the default network needs root, or stratum running in a user namespace of its own (the CLI does that; a step's namespace may not join a network namespace it does not own); pass --network host to use the host network, or --network none",
       );
     }
     try {
