@@ -97,6 +97,14 @@ export class RootfsFactory {
       let result: { choice: SnapshotterChoice; overlay?: OverlaySnapshotter };
       if (requested === 'scan') {
         result = { choice: { name: 'scan', reason: 'requested' } };
+      } else if (process.getuid?.() !== 0) {
+        // Outside any user namespace without root, no overlay can be mounted (nor any store made).
+        const why =
+          'not root, and no user namespace could be made (unprivileged user namespaces are disabled here)';
+        if (requested === 'overlay') {
+          throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
+        }
+        result = { choice: { name: 'scan', reason: why } };
       } else {
         // Root of a user namespace (a rootless stratum runs itself in one, see
         // src/user-namespace.ts) mounts with the rootless store's user.overlay.* markers.
@@ -104,10 +112,7 @@ export class RootfsFactory {
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
         const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
         const overlay = new OverlaySnapshotter(layers);
-        const why =
-          process.getuid?.() !== 0
-            ? 'not root, and no user namespace could be made (unprivileged user namespaces are disabled here)'
-            : await overlayUnavailable(overlay);
+        const why = await overlayUnavailable(overlay);
         if (why === undefined) {
           this.layers = layers;
           result = {

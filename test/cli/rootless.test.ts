@@ -267,6 +267,10 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     expect(copied.status, copied.stderr).toBe(0);
     expect(copied.stderr).toContain('snapshotter: scan (not root, and no user namespace could be made');
     expect(layerListings(join(dir, 'out-no-userns'))[1]).toEqual(['-rw-r--r-- 0/0 2 f']);
+    // No overlay store was made for nothing.
+    expect(readdirSync(join(dir, 'cache-no-userns')).filter((name) => name.startsWith('overlay'))).toEqual(
+      [],
+    );
     const ran = build('RUN true', 'out-no-userns-run');
     expect(ran.status).toBe(1);
     expect(ran.stderr).toContain('Dockerfile:2: stage 0, step 1/1 RUN true: RUN needs setpriv and unshare');
