@@ -111,7 +111,7 @@ function encode(ops: readonly HelperOp[]): Buffer {
   return Buffer.from(words.map((word) => `${word}\0`).join(''), 'utf8');
 }
 
-/** The host-namespace helper of this stratum process, started on first use. */
+/** The helper of this stratum process, started on first use. */
 let shared: HelperProcess | undefined;
 
 /**

@@ -95,7 +95,7 @@ export class OverlaySnapshotter {
       ops.push({ op: 'mount', cwd: join(dir, 'l'), target: view, data: this.options(lowers.length, false) });
     }
     // On a failure, what is still mounted is found by the session's close (mountinfo), or
-    // goes with the rootless helper's namespace.
+    // goes with stratum's own mount namespace when it runs rootless.
     await runOverlayHelper(ops);
     if (replacing !== undefined) await removeTree(replacing.dir);
     active.mounted.push(join(dir, 'm'), ...(view === undefined ? [] : [view]));

@@ -176,7 +176,7 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
       'drwxr-xr-x 0/0 0 data/',
       '-rw-r--r-- 0/0 4 data/f',
     ]);
-    // The mounts lived in the helper's namespace and went with it.
+    // The mounts lived in the build's own mount namespace and went with it.
     const cacheDir = join(dir, 'cache');
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(cacheDir);
     const left = spawnSync('pgrep', ['-u', '65534', '-f', cacheDir], { encoding: 'utf8' });
