@@ -1,6 +1,6 @@
 import { chmod, lchown } from 'node:fs/promises';
 import { join } from 'node:path';
-import { inUserNamespace } from '../oci/user-namespace.js';
+import { inUserNamespace, mapsEveryId } from '../oci/user-namespace.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
@@ -118,7 +118,7 @@ export class RootfsFactory {
           result = {
             choice: {
               name: 'overlay',
-              reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? ', in a user namespace' : ''}`,
+              reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? (mapsEveryId() ? ', in a user namespace of every id' : ', rootless (user namespace)') : ''}`,
             },
             overlay,
           };

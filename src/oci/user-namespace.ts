@@ -33,6 +33,17 @@ export function inUserNamespace(): boolean {
   return userNamespaceIds() !== undefined;
 }
 
+/**
+ * A namespace that maps every id to itself: root of the host without CAP_SYS_ADMIN runs there
+ * (src/user-namespace.ts); it is not rootless.
+ */
+export function mapsEveryId(): boolean {
+  const ids = userNamespaceIds();
+  const whole = (ranges: readonly IdRange[]): boolean =>
+    ranges.length === 1 && ranges[0]!.inside === 0 && ranges[0]!.count === 4294967295;
+  return ids !== undefined && whole(ids.uids) && whole(ids.gids);
+}
+
 /** Whether `id` is one of `ranges`' inside ids. */
 export function idMapped(ranges: readonly IdRange[], id: number): boolean {
   return ranges.some((range) => id >= range.inside && id < range.inside + range.count);

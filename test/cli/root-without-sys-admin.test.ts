@@ -88,7 +88,7 @@ describe.skipIf(!isRoot)('as root without CAP_SYS_ADMIN (a container root)', () 
       const name = network.length === 0 ? 'default-network' : 'no-network';
       const limited = build(join(dir, `out-limited-${name}`), dropped, network);
       expect(limited.status, limited.stderr).toBe(0);
-      expect(limited.stderr).toContain('snapshotter: overlay (available, in a user namespace)');
+      expect(limited.stderr).toContain('snapshotter: overlay (available, in a user namespace of every id)');
       const full = build(join(dir, `out-full-${name}`), [], network);
       expect(full.status, full.stderr).toBe(0);
       expect(layerListings(join(dir, `out-limited-${name}`))).toEqual(

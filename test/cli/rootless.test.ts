@@ -103,7 +103,7 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     const built = buildAsNobody(join(dir, 'ctx'), out);
     expect(built.status, built.stderr).toBe(0);
     // The overlay snapshotter, in a user namespace (kernel >= 5.11), not the scan fallback.
-    expect(built.stderr).toContain('snapshotter: overlay (available, in a user namespace)');
+    expect(built.stderr).toContain('snapshotter: overlay (available, rootless (user namespace))');
     const image = await openImage(`oci:${out}:x`);
     try {
       const applied = await applyLayers(image);
