@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOTLESS_USER_ENV, chooseIdMapping, unshareMappingArgs } from './executor/sandbox/id-mapping.js';
@@ -32,7 +32,8 @@ export async function runInUserNamespace(
   if (process.platform !== 'linux' || inUserNamespace()) return undefined;
   const command = [process.execPath, ...process.execArgv, script, ...argv];
   if (process.getuid?.() === 0) {
-    if (canRun('unshare', ['--mount', 'true'])) return undefined;
+    // CAP_SYS_ADMIN read from /proc: a probe process would cost a fork of this one per build.
+    if (hasSysAdmin() || canRun('unshare', ['--mount', 'true'])) return undefined;
     // Root without CAP_SYS_ADMIN: the identity map is written from here (root of the parent
     // namespace may map every id), and the namespaced shell waits for it on fd 3 before it
     // starts stratum.
@@ -52,6 +53,17 @@ export async function runInUserNamespace(
   if (!canRun('unshare', [...unshare, 'true'])) return undefined;
   const user = 'user' in mapping ? mapping.user : String(process.getuid?.());
   return waitFor(start([...unshare, '--', ...command], user, false));
+}
+
+/** CAP_SYS_ADMIN (bit 21) in this process's effective set. */
+function hasSysAdmin(): boolean {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    return hex !== undefined && (BigInt(`0x${hex}`) & (1n << 21n)) !== 0n;
+  } catch {
+    return false;
+  }
 }
 
 function canRun(command: string, args: readonly string[]): boolean {
