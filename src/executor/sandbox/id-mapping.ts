@@ -19,7 +19,13 @@ import type { SandboxSpec } from './types.js';
  */
 export type IdMapping =
   | { readonly kind: 'host' }
-  | { readonly kind: 'namespace'; readonly user: string; readonly ids: UserNamespaceIds }
+  | {
+      readonly kind: 'namespace';
+      readonly user: string;
+      readonly ids: UserNamespaceIds;
+      /** Made by a rootless stratum for itself (not a container's): its refusals name /etc/subuid. */
+      readonly ownLayout: boolean;
+    }
   | { readonly kind: 'root-only'; readonly user: string }
   | {
       readonly kind: 'subordinate';
@@ -41,7 +47,8 @@ export async function chooseIdMapping(): Promise<IdMapping> {
   if (uid === 0) {
     const ids = userNamespaceIds();
     if (ids === undefined) return { kind: 'host' };
-    return { kind: 'namespace', user: process.env[ROOTLESS_USER_ENV] ?? 'the user running stratum', ids };
+    const user = process.env[ROOTLESS_USER_ENV];
+    return { kind: 'namespace', user: user ?? 'root', ids, ownLayout: user !== undefined };
   }
   const name = currentUserName();
   const user = name ?? String(uid);
@@ -131,26 +138,39 @@ function outsideRange(user: string, count: number): string {
 }
 
 /**
- * Why `id` cannot be used in the namespace stratum runs in (the end of a refusal, after its
- * subject and a verb: `need …` / `are outside …`), or undefined when it can.
+ * The namespace stratum runs in, as the layout that made it when it has one of the two shapes
+ * a rootless stratum makes (root alone; root and 1..n), so that refusals read the same as a
+ * step's own namespace would have them; undefined for another shape (a container's).
  */
-function unmappedInNamespace(
-  mapping: { readonly user: string },
-  ranges: readonly IdRange[],
-  id: number,
-): { readonly need: string } | { readonly outside: string } | undefined {
-  if (idMapped(ranges, id)) return undefined;
-  // Only root mapped: the rootless caller has no subordinate range (or no uidmap).
-  if (ranges.length === 1 && ranges[0]!.inside === 0 && ranges[0]!.count === 1)
-    return { need: rangeNeeded(mapping.user) };
-  const mapped = ranges.map((range) => `${range.inside}..${range.inside + range.count - 1}`).join(', ');
-  return { outside: `outside the ids this user namespace maps (${mapped})` };
+function madeLayout(mapping: {
+  readonly user: string;
+  readonly ids: UserNamespaceIds;
+  readonly ownLayout: boolean;
+}): Exclude<IdMapping, { kind: 'host' } | { kind: 'namespace' }> | undefined {
+  if (!mapping.ownLayout) return undefined;
+  const countFromZero = (ranges: readonly IdRange[]): number | undefined => {
+    let next = 0;
+    for (const range of [...ranges].sort((a, b) => a.inside - b.inside)) {
+      if (range.inside !== next) return undefined;
+      next += range.count;
+    }
+    return next === 0 ? undefined : next;
+  };
+  const uids = countFromZero(mapping.ids.uids);
+  const gids = countFromZero(mapping.ids.gids);
+  if (uids === undefined || gids === undefined) return undefined;
+  if (uids === 1 && gids === 1) return { kind: 'root-only', user: mapping.user };
+  return {
+    kind: 'subordinate',
+    user: mapping.user,
+    uids: { start: 0, count: uids - 1 },
+    gids: { start: 0, count: gids - 1 },
+  };
 }
 
-function refusal(subject: string, plural: boolean, problem: { need: string } | { outside: string }): string {
-  return 'need' in problem
-    ? `${subject} ${plural ? 'need' : 'needs'} ${problem.need}`
-    : `${subject} ${plural ? 'are' : 'is'} ${problem.outside}`;
+/** The ids a namespace of another shape maps, for a refusal. */
+function mappedIds(ranges: readonly IdRange[]): string {
+  return ranges.map((range) => `${range.inside}..${range.inside + range.count - 1}`).join(', ');
 }
 
 /** Refuses, with what is missing, a spec whose ids the mapping cannot represent. */
@@ -159,13 +179,17 @@ export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
     case 'host':
       return;
     case 'namespace': {
-      const uidProblem = unmappedInNamespace(mapping, mapping.ids.uids, spec.uid);
-      if (uidProblem !== undefined)
-        throw new StratumError('UNSUPPORTED', refusal(`RUN as uid ${spec.uid}`, false, uidProblem));
-      for (const gid of [spec.gid, ...spec.additionalGids]) {
-        const gidProblem = unmappedInNamespace(mapping, mapping.ids.gids, gid);
-        if (gidProblem !== undefined)
-          throw new StratumError('UNSUPPORTED', refusal(`RUN as gid ${gid}`, false, gidProblem));
+      const made = madeLayout(mapping);
+      if (made !== undefined) {
+        checkSpecIds(mapping.ids.setgroups ? spec : { ...spec, additionalGids: [] }, made);
+        return;
+      }
+      const gids = mapping.ids.setgroups ? [spec.gid, ...spec.additionalGids] : [spec.gid];
+      if (!idMapped(mapping.ids.uids, spec.uid) || !gids.every((gid) => idMapped(mapping.ids.gids, gid))) {
+        throw new StratumError(
+          'UNSUPPORTED',
+          `RUN as uid ${spec.uid} gid ${gids.join(',')} is outside the ids this user namespace maps (uids ${mappedIds(mapping.ids.uids)}, gids ${mappedIds(mapping.ids.gids)})`,
+        );
       }
       return;
     }
@@ -197,14 +221,17 @@ export function checkOwnerMapped(mapping: IdMapping, owner: { uid: number; gid: 
     case 'host':
       return;
     case 'namespace': {
-      const problem =
-        unmappedInNamespace(mapping, mapping.ids.uids, owner.uid) ??
-        unmappedInNamespace(mapping, mapping.ids.gids, owner.gid);
-      if (problem !== undefined)
+      const made = madeLayout(mapping);
+      if (made !== undefined) {
+        checkOwnerMapped(made, owner);
+        return;
+      }
+      if (!idMapped(mapping.ids.uids, owner.uid) || !idMapped(mapping.ids.gids, owner.gid)) {
         throw new StratumError(
           'UNSUPPORTED',
-          refusal(`files owned by uid ${owner.uid} gid ${owner.gid}`, true, problem),
+          `files owned by uid ${owner.uid} gid ${owner.gid} are outside the ids this user namespace maps (uids ${mappedIds(mapping.ids.uids)}, gids ${mappedIds(mapping.ids.gids)})`,
         );
+      }
       return;
     }
     case 'root-only':
