@@ -12,3 +12,15 @@ export function layerBlobPaths(layout: string): string[] {
   };
   return manifest.layers.map((layer) => blob(layer.digest));
 }
+
+/** The parsed image config of an OCI layout's first manifest. */
+export function imageConfig(layout: string): Record<string, unknown> {
+  const blob = (digest: string): string => join(layout, 'blobs/sha256', digest.slice('sha256:'.length));
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0]!.digest), 'utf8')) as {
+    config: { digest: string };
+  };
+  return JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')) as Record<string, unknown>;
+}
