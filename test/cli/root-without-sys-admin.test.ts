@@ -1,26 +1,13 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
-import { layerBlobPaths } from '../helpers/layout.js';
+import { layerListings } from '../helpers/layout.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
-
-/** Each layer's entries as `tar tv` shows them, without times. */
-function layerListings(layout: string): string[][] {
-  return layerBlobPaths(layout).map((blob) =>
-    execFileSync('tar', ['--numeric-owner', '-tvzf', blob], { encoding: 'utf8' })
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => {
-        const [mode, owner, size, , , ...name] = line.split(/\s+/);
-        return `${mode} ${owner} ${size} ${name.join(' ')}`;
-      }),
-  );
-}
 
 /**
  * Root in a container without CAP_SYS_ADMIN (Docker's and Kubernetes' default capabilities;

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageStore, applyLayers, openImage, openOciLayout } from '../../src/index.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
-import { imageConfig, layerBlobPaths } from '../helpers/layout.js';
+import { imageConfig, layerListings } from '../helpers/layout.js';
 import { inCI, isRoot, holdSubordinateIdsLock, requireTool } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
@@ -128,19 +128,6 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
       await image.close();
     }
   });
-
-  /** Each layer's entries as `tar tv` shows them, without times: type+mode, owner, size, name. */
-  function layerListings(layout: string): string[][] {
-    return layerBlobPaths(layout).map((blob) =>
-      execFileSync('tar', ['--numeric-owner', '-tvzf', blob], { encoding: 'utf8' })
-        .split('\n')
-        .filter((line) => line !== '')
-        .map((line) => {
-          const [mode, owner, size, , , ...name] = line.split(/\s+/);
-          return `${mode} ${owner} ${size} ${name.join(' ')}`;
-        }),
-    );
-  }
 
   it('on overlay, deletions and replaced directories reach the layers as the scan snapshotter makes them', () => {
     const ctx = join(dir, 'ctx-wh');

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -23,4 +24,17 @@ export function imageConfig(layout: string): Record<string, unknown> {
     config: { digest: string };
   };
   return JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')) as Record<string, unknown>;
+}
+
+/** Each layer's entries as `tar tv` shows them, without times: type+mode, owner, size, name. */
+export function layerListings(layout: string): string[][] {
+  return layerBlobPaths(layout).map((blob) =>
+    execFileSync('tar', ['--numeric-owner', '-tvzf', blob], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => {
+        const [mode, owner, size, , , ...name] = line.split(/\s+/);
+        return `${mode} ${owner} ${size} ${name.join(' ')}`;
+      }),
+  );
 }
