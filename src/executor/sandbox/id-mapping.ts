@@ -168,9 +168,11 @@ function madeLayout(mapping: {
   };
 }
 
-/** The ids a namespace of another shape maps, for a refusal. */
-function mappedIds(ranges: readonly IdRange[]): string {
-  return ranges.map((range) => `${range.inside}..${range.inside + range.count - 1}`).join(', ');
+/** The end of a refusal in a namespace of another shape: the ids it maps. */
+function outsideNamespace(ids: UserNamespaceIds): string {
+  const mapped = (ranges: readonly IdRange[]): string =>
+    ranges.map((range) => `${range.inside}..${range.inside + range.count - 1}`).join(', ');
+  return `outside the ids this user namespace maps (uids ${mapped(ids.uids)}, gids ${mapped(ids.gids)})`;
 }
 
 /** Refuses, with what is missing, a spec whose ids the mapping cannot represent. */
@@ -188,7 +190,7 @@ export function checkSpecIds(spec: SandboxSpec, mapping: IdMapping): void {
       if (!idMapped(mapping.ids.uids, spec.uid) || !gids.every((gid) => idMapped(mapping.ids.gids, gid))) {
         throw new StratumError(
           'UNSUPPORTED',
-          `RUN as uid ${spec.uid} gid ${gids.join(',')} is outside the ids this user namespace maps (uids ${mappedIds(mapping.ids.uids)}, gids ${mappedIds(mapping.ids.gids)})`,
+          `RUN as uid ${spec.uid} gid ${gids.join(',')} is ${outsideNamespace(mapping.ids)}`,
         );
       }
       return;
@@ -229,7 +231,7 @@ export function checkOwnerMapped(mapping: IdMapping, owner: { uid: number; gid: 
       if (!idMapped(mapping.ids.uids, owner.uid) || !idMapped(mapping.ids.gids, owner.gid)) {
         throw new StratumError(
           'UNSUPPORTED',
-          `files owned by uid ${owner.uid} gid ${owner.gid} are outside the ids this user namespace maps (uids ${mappedIds(mapping.ids.uids)}, gids ${mappedIds(mapping.ids.gids)})`,
+          `files owned by uid ${owner.uid} gid ${owner.gid} are ${outsideNamespace(mapping.ids)}`,
         );
       }
       return;
