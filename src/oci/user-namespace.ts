@@ -23,7 +23,7 @@ export interface UserNamespaceIds {
 
 let cached: UserNamespaceIds | null | undefined;
 
-/** The ids of this process's user namespace; undefined in the host's (the full identity map). */
+/** The ids of this process's user namespace; undefined in the host's namespace. */
 export function userNamespaceIds(): UserNamespaceIds | undefined {
   if (cached === undefined) cached = readIds();
   return cached ?? undefined;
@@ -71,17 +71,14 @@ function readIds(): UserNamespaceIds | null {
   } catch {
     // older kernels lack /proc/self/setgroups: setgroups is allowed there
   }
-  return {
-    uids: parseMap(uidMap).map(({ inside, count }) => ({ inside, count })),
-    gids: parseMap(gidMap).map(({ inside, count }) => ({ inside, count })),
-    setgroups: setgroups !== 'deny',
-  };
+  return { uids: parseMap(uidMap), gids: parseMap(gidMap), setgroups: setgroups !== 'deny' };
 }
 
-function parseMap(text: string): { inside: number; outside: number; count: number }[] {
+/** `inside outside count` lines: the inside ranges (where they map to outside does not matter here). */
+function parseMap(text: string): IdRange[] {
   return text
     .split('\n')
     .map((line) => line.trim().split(/\s+/).map(Number))
     .filter((fields) => fields.length === 3 && fields.every(Number.isSafeInteger))
-    .map(([inside, outside, count]) => ({ inside: inside!, outside: outside!, count: count! }));
+    .map(([inside, , count]) => ({ inside: inside!, count: count! }));
 }
