@@ -45,18 +45,39 @@ sub mnt {
   my ($src, $t, $type, $flags, $data) = @_;
   syscall($NR_mount, defined($src) ? $src : 0, $t, defined($type) ? $type : 0, 0 + $flags, defined($data) ? $data : 0) == 0;
 }
-sub remount_ro {
-  my ($t) = @_;
-  # In a user namespace the remount must keep the flags the kernel locked on the source mount.
-  for my $extra (0, 2 | 4, 2 | 4 | 8) { return 1 if mnt(undef, $t, undef, 4096 | 32 | 1 | $extra, undef) }
+# Adds flags (MS_RDONLY 1, MS_NODEV 4) to a bind mount. In a user namespace the remount must keep
+# the flags the kernel locked on the source mount: try with none, then with nosuid+nodev(+noexec).
+sub remount {
+  my ($t, $flags) = @_;
+  for my $extra (0, 2 | 4, 2 | 4 | 8) { return 1 if mnt(undef, $t, undef, 4096 | 32 | $flags | $extra, undef) }
   return 0;
 }
+sub remount_ro { return remount($_[0], 1) }
 while (@ARGV) {
   my $op = shift @ARGV;
   if ($op eq 'bind') {
-    my ($src, $t, $ro) = splice(@ARGV, 0, 3);
+    my ($src, $t, $flags) = splice(@ARGV, 0, 3);
     mnt($src, $t, undef, 4096 | 16384, undef) or fail("bind $src on $t");
-    if ($ro) { remount_ro($t) or fail("remount $t read-only") }
+    if ($flags) { remount($t, 0 + $flags) or fail("remount $t with flags $flags") }
+  } elsif ($op eq 'mask') {
+    # runc's maskedPaths: a directory is covered by an empty read-only tmpfs, a file by /dev/null.
+    my $t = shift @ARGV;
+    if (-d $t) { mnt('tmpfs', $t, 'tmpfs', 1, undef) or fail("mask $t") }
+    elsif (-e $t) { mnt('/dev/null', $t, undef, 4096, undef) or fail("mask $t") }
+  } elsif ($op eq 'readonly') {
+    # runc's readonlyPaths: bound onto itself, then read-only.
+    my $t = shift @ARGV;
+    if (-e $t) {
+      mnt($t, $t, undef, 4096 | 16384, undef) or fail("bind $t read-only");
+      # Keep procfs's nosuid, nodev, noexec (runc does): ro plus those.
+      remount($t, 1 | 2 | 4 | 8) or fail("remount $t read-only");
+    }
+  } elsif ($op eq 'seccomp') {
+    # PR_SET_SECCOMP (22), SECCOMP_MODE_FILTER (2), struct sock_fprog { u16 len; filter * }. Still
+    # with CAP_SYS_ADMIN in this namespace, so no_new_privs is not needed (Docker does not set it).
+    my $filter = pack('H*', shift @ARGV);
+    my $fprog = pack('S x![P] P', length($filter) / 8, $filter);
+    syscall($NR_prctl, 22, 2, $fprog, 0, 0) == 0 or fail('install the seccomp filter');
   } elsif ($op eq 'fs') {
     my ($type, $t, $flags, $data) = splice(@ARGV, 0, 4);
     mnt($type, $t, $type, $flags, $data) or fail("mount $type on $t");
@@ -143,7 +164,17 @@ while (@ARGV) {
 
 /** What the init performs, in order. Paths are host paths until `pivot`, rootfs paths after. */
 export type InitOp =
-  | { readonly op: 'bind'; readonly source: string; readonly target: string; readonly readonly: boolean }
+  | {
+      readonly op: 'bind';
+      readonly source: string;
+      readonly target: string;
+      readonly readonly: boolean;
+      /** nodev: device nodes under it cannot be opened (every mount a step sees but the device binds). */
+      readonly nodev?: boolean;
+    }
+  | { readonly op: 'mask'; readonly path: string }
+  | { readonly op: 'readonly'; readonly path: string }
+  | { readonly op: 'seccomp'; readonly filter: Buffer }
   | {
       readonly op: 'fs';
       readonly fstype: string;
@@ -174,12 +205,26 @@ export type InitOp =
       readonly argv: readonly string[];
     };
 
+const MS_RDONLY = 1;
+const MS_NODEV = 4;
+
 export function encodeOps(ops: readonly InitOp[]): string[] {
   const words: string[] = [];
   for (const op of ops) {
     switch (op.op) {
-      case 'bind':
-        words.push('bind', op.source, op.target, op.readonly ? '1' : '');
+      case 'bind': {
+        const flags = (op.readonly ? MS_RDONLY : 0) | (op.nodev === true ? MS_NODEV : 0);
+        words.push('bind', op.source, op.target, flags === 0 ? '' : String(flags));
+        break;
+      }
+      case 'mask':
+        words.push('mask', op.path);
+        break;
+      case 'readonly':
+        words.push('readonly', op.path);
+        break;
+      case 'seccomp':
+        words.push('seccomp', op.filter.toString('hex'));
         break;
       case 'fs':
         words.push('fs', op.fstype, op.target, String(op.flags), op.data);

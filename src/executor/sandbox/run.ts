@@ -13,6 +13,8 @@ import {
   type IdMapping,
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
+import { compileSeccomp } from './seccomp.js';
+import { dockerDefaultProfile, noBlockDevices } from './seccomp-profile.js';
 import { acquirePrivateNetwork } from './network.js';
 import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec, Ulimit } from './types.js';
 
@@ -25,8 +27,36 @@ const MS_STRICTATIME = 1 << 24;
 /** Paths the sandbox mounts itself; a user mount may not sit inside one of them. */
 const systemMountPoints = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
 
-/** Host device nodes bound into the step's /dev (bind, not mknod: works in a user namespace). */
+/**
+ * Host device nodes bound into the step's /dev (bind, not mknod: works in a user namespace). They
+ * are the only device nodes a step can open: every other mount it sees is `nodev`.
+ */
 const deviceNodes = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+
+/** Docker's default spec (moby oci/defaults.go, Docker 28): paths hidden from a step... */
+export const maskedPaths: readonly string[] = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/interrupts',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/sys/devices/virtual/powercap',
+  '/sys/firmware',
+];
+
+/** ...and paths it may read but not write. */
+export const readonlyPaths: readonly string[] = [
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sys',
+  '/proc/sysrq-trigger',
+];
 
 /**
  * Runs one RUN step: `unshare` makes mount, PID, UTS and IPC namespaces (and a network namespace
@@ -105,7 +135,9 @@ async function prepare(
   });
   if (!rootStats.isDirectory()) throw new StratumError('NOT_FOUND', `RUN rootfs ${root} is not a directory`);
 
-  const ops: InitOp[] = [{ op: 'bind', source: root, target: root, readonly: false }];
+  // nodev: a device node in the image, or one the step makes, cannot be opened (Docker's device
+  // cgroup does that for runc; a cgroup cannot be had rootless or in a container).
+  const ops: InitOp[] = [{ op: 'bind', source: root, target: root, readonly: false, nodev: true }];
 
   const proc = await ledger.ensure('/proc', 'directory');
   ops.push({ op: 'fs', fstype: 'proc', target: proc, flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' });
@@ -115,7 +147,7 @@ async function prepare(
     op: 'fs',
     fstype: 'tmpfs',
     target: dev,
-    flags: MS_NOSUID | MS_STRICTATIME,
+    flags: MS_NOSUID | MS_NODEV | MS_STRICTATIME,
     data: 'mode=755,size=65536k',
   });
   for (const name of deviceNodes) {
@@ -145,6 +177,14 @@ async function prepare(
       flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
       data: `mode=1777,size=${Math.ceil((spec.shmSize ?? 64 * 1024 * 1024) / 1024)}k`,
     },
+    { op: 'mkdir', path: `${dev}/mqueue`, mode: 0o755 },
+    {
+      op: 'fs',
+      fstype: 'mqueue',
+      target: `${dev}/mqueue`,
+      flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
+      data: '',
+    },
     { op: 'symlink', target: '/proc/self/fd', path: `${dev}/fd` },
     { op: 'symlink', target: '/proc/self/fd/0', path: `${dev}/stdin` },
     { op: 'symlink', target: '/proc/self/fd/1', path: `${dev}/stdout` },
@@ -152,6 +192,8 @@ async function prepare(
   );
 
   ops.push({ op: 'sysfs', target: await ledger.ensure('/sys', 'directory') });
+  for (const path of maskedPaths) ops.push({ op: 'mask', path: join(root, path) });
+  for (const path of readonlyPaths) ops.push({ op: 'readonly', path: join(root, path) });
 
   const etcFiles: readonly (readonly [string, string])[] = [
     ['/etc/hosts', spec.etcHosts],
@@ -174,6 +216,8 @@ async function prepare(
   ops.push(
     { op: 'pivot', root },
     { op: 'caps', keep: dockerDefaultCapabilities },
+    // Last of the privileged operations: the filter refuses mount, pivot_root and the like.
+    { op: 'seccomp', filter: dockerSeccompFilter() },
     {
       op: 'creds',
       uid: spec.uid,
@@ -185,6 +229,17 @@ async function prepare(
     { op: 'exec', cwd: spec.cwd, env: spec.env, argv: spec.argv },
   );
   return ops;
+}
+
+let seccompFilter: Buffer | undefined;
+
+/** Docker's default profile for Docker's default capabilities, plus no block devices; compiled once. */
+export function dockerSeccompFilter(): Buffer {
+  seccompFilter ??= compileSeccomp(
+    { ...dockerDefaultProfile, rules: [...noBlockDevices, ...dockerDefaultProfile.rules] },
+    { capabilities: dockerDefaultCapabilities },
+  );
+  return seccompFilter;
 }
 
 async function mountOps(
@@ -202,7 +257,7 @@ async function mountOps(
         );
       });
       const target = await ledger.ensure(mount.target, source.isDirectory() ? 'directory' : 'file');
-      return [{ op: 'bind', source: mount.source, target, readonly: mount.readonly }];
+      return [{ op: 'bind', source: mount.source, target, readonly: mount.readonly, nodev: true }];
     }
     case 'tmpfs': {
       const target = await ledger.ensure(mount.target, 'directory');
@@ -225,7 +280,7 @@ async function mountOps(
       // chown inside the namespaces: in a user namespace the ids are the step's, not the host's.
       return [
         { op: 'chown', path: copy, uid: mount.uid ?? 0, gid: mount.gid ?? 0 },
-        { op: 'bind', source: copy, target, readonly: true },
+        { op: 'bind', source: copy, target, readonly: true, nodev: true },
       ];
     }
   }

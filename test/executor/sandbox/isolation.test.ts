@@ -74,7 +74,7 @@ describe.skipIf(!ready || !isRoot)('RUN isolation (as root)', () => {
         'pts-shm',
         '00000000',
         'x',
-        'fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ',
+        'fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ',
       ].join('\n'),
     );
   });
