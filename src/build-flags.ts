@@ -126,6 +126,25 @@ export function parseAnnotations(values: readonly string[]): Record<string, stri
   return parseKeyValues('--annotation', plain);
 }
 
+/** What a Dockerfile may ask for only when the person running the build grants it (BuildKit's entitlements). */
+export type Entitlement = 'network.host' | 'security.insecure';
+
+/** `--allow network.host,security.insecure` (repeatable, comma-separated as buildx takes it). */
+export function parseAllow(values: readonly string[]): Entitlement[] {
+  const granted: Entitlement[] = [];
+  for (const value of values.flatMap((entry) => entry.split(','))) {
+    const name = value.trim();
+    if (name !== 'network.host' && name !== 'security.insecure') {
+      throw new StratumError(
+        'USAGE',
+        `--allow ${value}: unknown entitlement (valid: network.host, security.insecure)`,
+      );
+    }
+    if (!granted.includes(name)) granted.push(name);
+  }
+  return granted;
+}
+
 /** `--add-host NAME:IP` (also `NAME=IP`, as buildx accepts): an /etc/hosts line for RUN. */
 export function parseAddHosts(values: readonly string[]): { readonly host: string; readonly ip: string }[] {
   return values.map((value) => {

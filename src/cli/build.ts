@@ -7,6 +7,7 @@ import {
   buildImage,
   isStratumError,
   parseAddHosts,
+  parseAllow,
   parseAnnotations,
   parseBuildContexts,
   parseByteSize,
@@ -96,6 +97,12 @@ export function registerBuild(program: Command): void {
     .option(
       '--ssh <default|ID=SOCKET>',
       'forward an ssh agent socket to RUN --mount=type=ssh (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--allow <entitlement>',
+      'grant what a Dockerfile may not take by itself: network.host (RUN --network=host), security.insecure (RUN --security=insecure) (repeatable)',
       collect,
       [],
     )
@@ -198,6 +205,7 @@ export function registerBuild(program: Command): void {
           buildContexts: parseBuildContexts(opts.buildContext),
           pull: opts.pull === true,
           ssh: parseSshFlags(opts.ssh),
+          allow: parseAllow(opts.allow),
           extraHosts: parseAddHosts(opts.addHost),
           ...(opts.shmSize === undefined ? {} : { shmSize: parseByteSize('--shm-size', opts.shmSize) }),
           ulimits: parseUlimits(opts.ulimit),
@@ -267,6 +275,7 @@ interface BuildFlags {
   readonly label: string[];
   readonly ssh: string[];
   readonly addHost: string[];
+  readonly allow: string[];
   readonly shmSize?: string;
   readonly ulimit: string[];
   readonly buildContext: string[];

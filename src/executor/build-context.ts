@@ -31,6 +31,8 @@ export interface BuildContext {
   readonly secrets: ReadonlyMap<string, string>;
   /** SSH agent id → host socket (from `--ssh`). */
   readonly ssh: ReadonlyMap<string, string>;
+  /** What the person running the build granted: `RUN --network=host` and `--security=insecure` need it. */
+  readonly allow: readonly ('network.host' | 'security.insecure')[];
   /** `--add-host` lines for RUN's /etc/hosts. */
   readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
   /** `--shm-size` in bytes; undefined keeps the sandbox's 64 MiB. */

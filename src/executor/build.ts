@@ -57,6 +57,8 @@ export interface BuildOptions {
   readonly secrets?: Readonly<Record<string, string>>;
   /** SSH agent id → host socket, for `RUN --mount=type=ssh` (`--ssh`). */
   readonly ssh?: Readonly<Record<string, string>>;
+  /** Entitlements granted with `--allow`: a Dockerfile's `RUN --network=host` and `RUN --security=insecure` need them. */
+  readonly allow?: readonly ('network.host' | 'security.insecure')[];
   /** Extra /etc/hosts lines for RUN (`--add-host`). */
   readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];
   /** RUN's /dev/shm size in bytes (`--shm-size`; default 64 MiB). */
@@ -187,6 +189,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       network: options.network ?? 'default',
       secrets: new Map(Object.entries(options.secrets ?? {})),
       ssh: new Map(Object.entries(options.ssh ?? {})),
+      allow: options.allow ?? [],
       extraHosts: options.extraHosts ?? [],
       shmSize: options.shmSize,
       ulimits: options.ulimits ?? [],

@@ -68,6 +68,21 @@ export async function runStep(
   if (argv.length === 0 || argv[0] === '')
     throw new StratumError('BUILD_FAILED', `${where}: RUN has no command`);
 
+  // BuildKit's entitlements: a Dockerfile never takes more than the person running the build granted
+  // (a CI job building a pull request's Dockerfile). The build's own --network host is that grant.
+  if (instruction.network === 'host' && !build.allow.includes('network.host')) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `${where}: RUN --network=host needs the network.host entitlement: pass --allow network.host to grant it`,
+    );
+  }
+  const insecure = instruction.security === 'insecure';
+  if (insecure && !build.allow.includes('security.insecure')) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `${where}: RUN --security=insecure needs the security.insecure entitlement: pass --allow security.insecure to grant it`,
+    );
+  }
   const network = instruction.network === 'default' ? build.network : instruction.network;
   const mountSpecs = instruction.flags
     .filter((flag) => flag.startsWith('--mount='))
@@ -113,6 +128,8 @@ export async function runStep(
     { name: 'user', value: user === '' ? 'root (default)' : user },
     { name: 'workdir', value: workdir },
     { name: 'network', value: network },
+    // Only when asked for, so other steps keep their keys.
+    ...(insecure ? [{ name: 'security', value: 'insecure' }] : []),
     ...mountKeys.map((mountKeyed) => mountKeyed.component),
     // Only when given, so builds without them keep their keys.
     ...(build.extraHosts.length === 0
@@ -177,6 +194,7 @@ export async function runStep(
           additionalGids: resolved.additionalGids,
           hostname,
           network,
+          ...(insecure ? { insecure: true } : {}),
           mounts,
           etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${build.extraHosts.map(({ host, ip }) => `${ip}\t${host}\n`).join('')}`,
           ...(build.shmSize === undefined ? {} : { shmSize: build.shmSize }),

@@ -192,8 +192,10 @@ async function prepare(
   );
 
   ops.push({ op: 'sysfs', target: await ledger.ensure('/sys', 'directory') });
-  for (const path of maskedPaths) ops.push({ op: 'mask', path: join(root, path) });
-  for (const path of readonlyPaths) ops.push({ op: 'readonly', path: join(root, path) });
+  if (spec.insecure !== true) {
+    for (const path of maskedPaths) ops.push({ op: 'mask', path: join(root, path) });
+    for (const path of readonlyPaths) ops.push({ op: 'readonly', path: join(root, path) });
+  }
 
   const etcFiles: readonly (readonly [string, string])[] = [
     ['/etc/hosts', spec.etcHosts],
@@ -215,9 +217,13 @@ async function prepare(
   if (spec.network === 'none') ops.push({ op: 'lo' });
   ops.push(
     { op: 'pivot', root },
-    { op: 'caps', keep: dockerDefaultCapabilities },
-    // Last of the privileged operations: the filter refuses mount, pivot_root and the like.
-    { op: 'seccomp', filter: dockerSeccompFilter() },
+    ...(spec.insecure === true
+      ? []
+      : [
+          { op: 'caps', keep: dockerDefaultCapabilities } as const,
+          // Last of the privileged operations: the filter refuses mount, pivot_root and the like.
+          { op: 'seccomp', filter: dockerSeccompFilter() } as const,
+        ]),
     {
       op: 'creds',
       uid: spec.uid,

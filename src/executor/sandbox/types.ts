@@ -63,6 +63,12 @@ export interface SandboxSpec {
   readonly mounts: readonly SandboxMount[];
   /** /dev/shm's size in bytes (default 64 MiB, as Docker). */
   readonly shmSize?: number;
+  /**
+   * `RUN --security=insecure` (granted with `--allow security.insecure`): every capability, no
+   * seccomp filter, no masked or read-only /proc paths, as BuildKit's insecure mode. Device nodes
+   * still cannot be opened (nodev), as stratum makes no device cgroup to grant them.
+   */
+  readonly insecure?: boolean;
   /** setrlimit values for the step (`--ulimit`), applied with prlimit(1) before the init. */
   readonly ulimits?: readonly Ulimit[];
   /** Content of the step's /etc/hosts, /etc/resolv.conf and /etc/hostname. */
