@@ -25,7 +25,14 @@ import { parseImageReference } from './oci/reference.js';
 import { checkDestination } from './oci-writer/destination.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 import { openImage, writeImage } from './images.js';
-import { build, builtImage, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+import {
+  build,
+  builtImage,
+  defaultCacheDir,
+  type BuildOptions,
+  type BuildResult,
+  type SecretMaterial,
+} from './executor/build.js';
 import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './push/index.js';
 import { SharedCaches } from './cache/registry-shared.js';
 import { LayerCache } from './cache/store.js';
@@ -135,7 +142,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const scratch = await mkdtemp(join(tmpDir, 'build-inputs-'));
   const warnings: string[] = [];
   try {
-    const secretFiles = { ...options.secrets, ...(await materializeSecrets(secrets, scratch)) };
+    const secretMaterial = { ...options.secrets, ...secretsInMemory(secrets) };
     let contextDir = options.contextDir;
     let dockerfile = options.dockerfile;
     let dockerfilePath = options.dockerfilePath;
@@ -179,7 +186,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         contextDir,
         dockerfile,
         ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
-        secrets: secretFiles,
+        secrets: secretMaterial,
         cacheDir,
         blobs,
         sharedCache: shared,
@@ -313,29 +320,21 @@ async function checkSecretFile(id: string, path: string): Promise<void> {
 }
 
 /**
- * A RUN step reads a secret from a file; one given by environment variable is written to a
- * private file (0600, in a 0700 directory removed when the build ends) for that.
+ * A secret file is read by the step that mounts it; one given by environment variable is held
+ * in memory: no secret is ever written to disk, where a killed build would leave it.
  */
-async function materializeSecrets(
-  sources: Readonly<Record<string, SecretSource>>,
-  scratch: string,
-): Promise<Record<string, string>> {
-  const files: Record<string, string> = {};
-  for (const [index, [id, source]] of Object.entries(sources).entries()) {
-    if ('file' in source) {
-      files[id] = source.file;
-      continue;
-    }
-    const file = join(scratch, `secret-${index}`);
-    await writeFile(file, process.env[source.env] ?? '', { mode: 0o600 });
-    files[id] = file;
+function secretsInMemory(sources: Readonly<Record<string, SecretSource>>): Record<string, SecretMaterial> {
+  const material: Record<string, SecretMaterial> = {};
+  for (const [id, source] of Object.entries(sources)) {
+    material[id] = 'file' in source ? source.file : { value: Buffer.from(process.env[source.env] ?? '') };
   }
-  return files;
+  return material;
 }
 
 /** A secret file that is missing fails the build before any step runs (as buildx does). */
-async function checkSecretFiles(secrets: Readonly<Record<string, string>>): Promise<void> {
-  for (const [id, path] of Object.entries(secrets)) await checkSecretFile(id, path);
+async function checkSecretFiles(secrets: Readonly<Record<string, SecretMaterial>>): Promise<void> {
+  for (const [id, material] of Object.entries(secrets))
+    if (typeof material === 'string') await checkSecretFile(id, material);
 }
 
 /** Stores, pushes and writes the built image to every destination; returns where it went. */

@@ -15,6 +15,9 @@ import type { UnpackedRootfsCache } from './unpacked.js';
 import type { RootfsFactory } from './snapshotters.js';
 
 /** Everything the steps of one build share. Built once by build.ts; read by the stage runner. */
+/** A secret: a host file read when a step mounts it, or bytes held in memory (`--secret id=X,env=VAR`). */
+export type SecretMaterial = string | { readonly value: Uint8Array };
+
 export interface BuildContext {
   /** The Dockerfile's name in messages (`Dockerfile`, `build/app.Dockerfile`). */
   readonly file: string;
@@ -28,7 +31,7 @@ export interface BuildContext {
   /** RUN's network unless a step says otherwise; `default` is a private namespace (sandbox/network.ts). */
   readonly network: 'host' | 'none' | 'default';
   /** Secret id → host file (from `--secret id=ID,src=PATH`). */
-  readonly secrets: ReadonlyMap<string, string>;
+  readonly secrets: ReadonlyMap<string, SecretMaterial>;
   /** SSH agent id → host socket (from `--ssh`). */
   readonly ssh: ReadonlyMap<string, string>;
   /** What the person running the build granted: `RUN --network=host` and `--security=insecure` need it. */

@@ -11,7 +11,7 @@ import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
 import { formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { Platform } from '../oci/types.js';
 import { BuildArgUsage, platformArgs } from './args.js';
-import type { BuildContext, ExplainStep, StageResult } from './build-context.js';
+import type { BuildContext, ExplainStep, SecretMaterial, StageResult } from './build-context.js';
 import { cacheKey } from '../cache/key.js';
 import { layeredCache, type RemoteCache } from '../cache/source.js';
 import { LayerCache } from '../cache/store.js';
@@ -54,7 +54,7 @@ export interface BuildOptions {
   readonly noCache?: boolean;
   readonly noCacheFilter?: readonly string[];
   /** Secret id → host file. */
-  readonly secrets?: Readonly<Record<string, string>>;
+  readonly secrets?: Readonly<Record<string, SecretMaterial>>;
   /** SSH agent id → host socket, for `RUN --mount=type=ssh` (`--ssh`). */
   readonly ssh?: Readonly<Record<string, string>>;
   /** Entitlements granted with `--allow`: a Dockerfile's `RUN --network=host` and `RUN --security=insecure` need them. */
@@ -415,3 +415,4 @@ function snapshotterFromEnvironment(): SnapshotterName {
   }
   return name;
 }
+export type { SecretMaterial } from './build-context.js';

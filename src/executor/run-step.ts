@@ -4,7 +4,7 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { StratumError } from '../errors.js';
+import { StratumError, errnoCode } from '../errors.js';
 import { expandWord, parseMountSpec } from '../parser/index.js';
 import { parseHeredocWord } from '../parser/heredoc.js';
 import type { MountSpec, RunInstruction } from '../parser/index.js';
@@ -377,13 +377,14 @@ async function sandboxMounts(
             );
           break;
         }
+        const content = typeof source === 'string' ? await readSecretFile(id, source, where) : source.value;
         if (spec.env !== undefined) {
-          environment.push(`${spec.env}=${(await readFile(source, 'utf8')).replace(/\n$/, '')}`);
+          environment.push(`${spec.env}=${Buffer.from(content).toString('utf8').replace(/\n$/, '')}`);
           if (spec.target === undefined) break;
         }
         mounts.push({
           kind: 'secret',
-          source,
+          content,
           target: spec.target ?? `/run/secrets/${id}`,
           ...(spec.mode === undefined ? {} : { mode: spec.mode }),
           ...(spec.uid === undefined ? {} : { uid: spec.uid }),
@@ -499,5 +500,18 @@ async function hostResolvConf(): Promise<string> {
     return await readFile('/etc/resolv.conf', 'utf8');
   } catch {
     return '';
+  }
+}
+
+/** A secret file is read when its step runs; its bytes go to the sandbox through a pipe, never to a copy on disk. */
+async function readSecretFile(id: string, path: string, where: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    throw new StratumError(
+      'NOT_FOUND',
+      `${where}: secret "${id}" (${path}) cannot be read: ${errnoCode(error) ?? String(error)}`,
+      { cause: error },
+    );
   }
 }

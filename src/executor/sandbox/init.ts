@@ -36,6 +36,9 @@ if ($child) {
   exit 0;
 }
 fcntl($st, 2, 1);
+# fd 4 carries the secrets' bytes (see 'write'); the command never sees it either.
+open(my $secrets, '<&=', 4) or fail('open the secret pipe');
+fcntl($secrets, 2, 1);
 # Die with the parent (abort kills it), and with it the whole PID namespace.
 syscall($NR_prctl, 1, 9, 0, 0, 0);
 sub fail { my $m = "$_[0]: $!"; syswrite($st, "!$m\n"); exit 125 }
@@ -91,6 +94,19 @@ while (@ARGV) {
   } elsif ($op eq 'mkdir') {
     my ($p, $mode) = splice(@ARGV, 0, 2);
     mkdir($p, oct($mode)) or fail("mkdir $p");
+    chmod(oct($mode), $p) or fail("chmod $p");
+  } elsif ($op eq 'write') {
+    # The next LENGTH bytes of the secret pipe, into a new file of the namespace's own tmpfs.
+    my ($p, $mode, $length) = splice(@ARGV, 0, 3);
+    my $data = '';
+    while (length($data) < $length) {
+      my $n = sysread($secrets, $data, $length - length($data), length($data));
+      fail("read the secret for $p") unless $n;
+    }
+    open(my $fh, '>', $p) or fail("create $p");
+    binmode($fh);
+    print $fh $data or fail("write $p");
+    close($fh) or fail("write $p");
     chmod(oct($mode), $p) or fail("chmod $p");
   } elsif ($op eq 'chown') {
     my ($p, $uid, $gid) = splice(@ARGV, 0, 3);
@@ -184,6 +200,8 @@ export type InitOp =
     }
   | { readonly op: 'sysfs'; readonly target: string }
   | { readonly op: 'mkdir'; readonly path: string; readonly mode: number }
+  /** A file made of the next `length` bytes of the secret pipe (fd 4). */
+  | { readonly op: 'write'; readonly path: string; readonly mode: number; readonly length: number }
   | { readonly op: 'file'; readonly path: string }
   | { readonly op: 'chown'; readonly path: string; readonly uid: number; readonly gid: number }
   | { readonly op: 'symlink'; readonly target: string; readonly path: string }
@@ -237,6 +255,9 @@ export function encodeOps(ops: readonly InitOp[]): string[] {
         break;
       case 'file':
         words.push('file', op.path);
+        break;
+      case 'write':
+        words.push('write', op.path, op.mode.toString(8), String(op.length));
         break;
       case 'chown':
         words.push('chown', op.path, String(op.uid), String(op.gid));

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -209,6 +209,18 @@ async function prepare(
     ops.push({ op: 'bind', source, target: await ledger.ensure(path, 'file'), readonly: false });
   }
 
+  if (spec.mounts.some((mount) => mount.kind === 'secret')) {
+    // A tmpfs of the step's mount namespace over an empty directory: secrets live in memory only.
+    const secrets = join(scratch, 'secrets');
+    await mkdir(secrets, { mode: 0o700 });
+    ops.push({
+      op: 'fs',
+      fstype: 'tmpfs',
+      target: secrets,
+      flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
+      data: 'mode=700,size=16m',
+    });
+  }
   for (const [index, mount] of spec.mounts.entries()) {
     ops.push(...(await mountOps(mount, index, ledger, scratch)));
   }
@@ -271,22 +283,14 @@ async function mountOps(
       return [{ op: 'fs', fstype: 'tmpfs', target, flags: MS_NOSUID | MS_NODEV, data }];
     }
     case 'secret': {
-      const copy = join(scratch, `secret-${index}`);
-      try {
-        await copyFile(mount.source, copy);
-      } catch (error) {
-        throw new StratumError(
-          'NOT_FOUND',
-          `RUN secret ${mount.source} cannot be read: ${errnoCode(error) ?? String(error)}`,
-          { cause: error },
-        );
-      }
-      await chmod(copy, mount.mode ?? 0o400);
+      // Written by the init from the secret pipe into the namespace's own tmpfs (see secretOps).
+      const file = join(scratch, 'secrets', `secret-${index}`);
       const target = await ledger.ensure(mount.target, 'file');
       // chown inside the namespaces: in a user namespace the ids are the step's, not the host's.
       return [
-        { op: 'chown', path: copy, uid: mount.uid ?? 0, gid: mount.gid ?? 0 },
-        { op: 'bind', source: copy, target, readonly: true, nodev: true },
+        { op: 'write', path: file, mode: mount.mode ?? 0o400, length: mount.content.length },
+        { op: 'chown', path: file, uid: mount.uid ?? 0, gid: mount.gid ?? 0 },
+        { op: 'bind', source: file, target, readonly: true, nodev: true },
       ];
     }
   }
@@ -330,7 +334,8 @@ async function launch(
 
   const outcome = await new Promise<LaunchOutcome>((resolve, reject) => {
     const child = spawn('setpriv', args, {
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      // fd 3: the init's status; fd 4: the secrets' bytes, in the order of the init's `write` operations.
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
       // The host tools need a PATH; the step's own environment is set by the init, not here.
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
@@ -342,6 +347,12 @@ async function launch(
       stderrTail = (stderrTail + chunk.toString('utf8')).slice(-2000);
       onOutput?.(chunk, 'stderr');
     });
+    const secretPipe = child.stdio[4] as NodeJS.WritableStream | null;
+    // The init may fail before reading it all: a closed pipe is its error to report, not ours.
+    (secretPipe as unknown as NodeJS.EventEmitter | null)?.on('error', () => undefined);
+    secretPipe?.end(
+      Buffer.concat(spec.mounts.flatMap((mount) => (mount.kind === 'secret' ? [mount.content] : []))),
+    );
     const statusPipe = child.stdio[3];
     statusPipe?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
     const onAbort = (): void => {

@@ -23,13 +23,14 @@ export interface TmpfsMount {
 }
 
 /**
- * A secret file. The sandbox copies it into a private temporary file with the requested mode
- * and owner (BuildKit's defaults: 0400, uid 0, gid 0) and binds that copy read-only, so the
- * source file's own mode and owner never matter and the secret never touches the rootfs.
+ * A secret. Its bytes reach the step's init through a pipe and are written to a tmpfs mounted in
+ * the step's own mount namespace, with the requested mode and owner (BuildKit's defaults: 0400,
+ * uid 0, gid 0), and bound read-only: the secret is never on a disk, not even for a build that is
+ * killed, and never in the rootfs; the tmpfs goes with the namespace.
  */
 export interface SecretMount {
   readonly kind: 'secret';
-  readonly source: string;
+  readonly content: Uint8Array;
   /** Absolute path inside the rootfs, usually /run/secrets/<id>. */
   readonly target: string;
   readonly mode?: number;

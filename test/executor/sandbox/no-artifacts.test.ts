@@ -106,7 +106,7 @@ describe.skipIf(!ready || !isRoot)('RUN leaves nothing of its own in the rootfs 
     const mounts: SandboxMount[] = [
       { kind: 'bind', source: cacheDir, target: '/var/cache/apt/archives', readonly: false },
       { kind: 'tmpfs', target: '/scratch/tmp', size: 1 << 20 },
-      { kind: 'secret', source: secret, target: '/run/secrets/token' },
+      { kind: 'secret', content: readFileSync(secret), target: '/run/secrets/token' },
       { kind: 'bind', source: secret, target: '/opt/conf/file.txt', readonly: true },
     ];
     const before = listTree(rootfs);
@@ -208,8 +208,8 @@ describe.skipIf(!ready || !isRoot)('RUN mounts', () => {
         ['sh', '-c', 'stat -c "%a %u %g" /run/secrets/a /run/secrets/b; echo x > /run/secrets/a || echo ro'],
         {
           mounts: [
-            { kind: 'secret', source: secret, target: '/run/secrets/a' },
-            { kind: 'secret', source: secret, target: '/run/secrets/b', mode: 0o440, uid: 1000, gid: 29 },
+            { kind: 'secret', content: readFileSync(secret), target: '/run/secrets/a' },
+            { kind: 'secret', content: readFileSync(secret), target: '/run/secrets/b', mode: 0o440, uid: 1000, gid: 29 },
           ],
         },
       ),
