@@ -1,9 +1,19 @@
 // RUN isolation overhead: the wall time of a step whose command is `true`, from the call to its
 // result, with stratum's sandbox (unshare + Perl init) and the peers installed here (a plain
-// process spawn, raw `unshare ... chroot`, bubblewrap with comparable mounts, `docker run` when a
+// process spawn, raw `unshare ... chroot`, bubblewrap with comparable mounts, runc and crun with
+// their default spec, `docker run` when a
 // daemon and a busybox image are there). Run: npm run build && node bench/sandbox.js
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -116,6 +126,35 @@ try {
   await measure('stratum runInSandbox, bare base (mount points made + removed)', () =>
     runInSandbox(spec(bare)),
   );
+  // The OCI runtimes BuildKit and buildah hand a generated spec to: runc's and crun's default
+  // spec (namespaces, masked and read-only paths, a device cgroup; no seccomp section) on the
+  // same rootfs. crun 1.8 refuses hosts with cgroup v1 controllers in hybrid mode: then it prints why.
+  for (const runtime of ['runc', 'crun']) {
+    if (!has(runtime)) continue;
+    const bundle = join(dir, runtime);
+    mkdirSync(bundle);
+    execFileSync('cp', ['-a', full, join(bundle, 'rootfs')]);
+    execFileSync(runtime, ['spec'], { cwd: bundle });
+    const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    config.process.terminal = false;
+    config.process.args = ['/bin/true'];
+    config.root = { path: 'rootfs', readonly: false };
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(config));
+    let n = 0;
+    const once = () => run(runtime, ['run', '-b', bundle, `bench-${runtime}-${process.pid}-${n++}`]);
+    try {
+      await once();
+    } catch (error) {
+      console.log(
+        `${runtime}: ${String(error.stderr ?? error)
+          .trim()
+          .split('\n')
+          .pop()}`,
+      );
+      continue;
+    }
+    await measure(`${runtime} run, its default spec (no seccomp)`, once);
+  }
   if (has('docker')) {
     try {
       execFileSync('docker', ['image', 'inspect', 'busybox'], { stdio: 'ignore' });
