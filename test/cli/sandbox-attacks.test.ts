@@ -14,62 +14,16 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import {
+  MARKER,
+  deviceNumbers,
+  parseProbes,
+  probeScript,
+  probeSource,
+} from '../../examples/sandbox-probes.js';
 import { holdSubordinateIdsLock, isRoot, requireTool } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
-
-/** What a hostile Dockerfile would read off the host's disk if a step could open its block device. */
-const MARKER = 'STRATUM-HOST-DEVICE-CONTENT';
-
-/**
- * A static probe for system calls busybox has no applet for: prints `ok` or the errno name.
- * Built at test time with the machine's gcc (a static binary runs on any base).
- */
-const probeSource = String.raw`
-#define _GNU_SOURCE
-#include <errno.h>
-#include <sched.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-  long r = -1;
-  if (argc < 2) return 2;
-  if (!strcmp(argv[1], "keyctl")) r = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 1);
-  else if (!strcmp(argv[1], "unshare")) r = unshare(CLONE_NEWUSER);
-  else if (!strcmp(argv[1], "unshare-mount")) r = unshare(CLONE_NEWNS);
-  else if (!strcmp(argv[1], "mount")) r = mount("none", "/tmp", "tmpfs", 0, 0);
-  printf("%s\n", r >= 0 ? "ok" : (errno == EPERM ? "EPERM" : strerror(errno)));
-  return 0;
-}
-`;
-
-/** One step's probes; every line is `PROBE <uid> <probe> <outcome>`. */
-const probeScript = `set +e
-who=$(id -u)
-say() { echo "PROBE $who $1 $2"; }
-say seccomp "$(grep '^Seccomp:' /proc/self/status | tr -dc 0-9)"
-v=$(cat /proc/sys/vm/overcommit_ratio)
-if (echo "$v" > /proc/sys/vm/overcommit_ratio) 2>/dev/null; then say proc-sys written; else say proc-sys refused; fi
-if [ -e /proc/sysrq-trigger ]; then
-  say sysrq "$(awk '$5 == "/proc/sysrq-trigger" { split($6, o, ","); print o[1] }' /proc/self/mountinfo)"
-else say sysrq ro; fi
-masked=0
-for f in kcore keys timer_list sched_debug interrupts; do
-  [ -e /proc/$f ] && masked=$((masked + $(head -c 4096 /proc/$f 2>/dev/null | wc -c)))
-done
-say masked-proc "$masked"
-say firmware "$(ls /sys/firmware 2>/dev/null | wc -l)"
-rm -f /tmp/made
-mknod /tmp/made b "$MAJOR" "$MINOR" 2>/dev/null
-say made-device "$(head -c ${MARKER.length} /tmp/made 2>/dev/null || echo refused)"
-rm -f /tmp/made
-say shipped-device "$(head -c ${MARKER.length} /host-disk 2>/dev/null || echo refused)"
-for call in keyctl unshare unshare-mount mount; do say "$call" "$(/probe "$call")"; done
-say dev-null "$(echo fine > /dev/null && echo writable)"
-`;
 
 interface Mode {
   readonly name: string;
@@ -121,7 +75,7 @@ describe.skipIf(!ready)('a Dockerfile never reaches the host through RUN', () =>
     writeFileSync(disk, content);
     loop = execFileSync('losetup', ['-f', '--show', disk], { encoding: 'utf8' }).trim();
     const device = statSync(loop).rdev;
-    const [major, minor] = [Math.floor(device / 256) & 0xfff, (device & 0xff) | ((device >> 12) & 0xfff00)];
+    const [major, minor] = deviceNumbers(device);
 
     const rootfs = join(dir, 'base-rootfs');
     mkdirSync(rootfs);
@@ -177,10 +131,7 @@ describe.skipIf(!ready)('a Dockerfile never reaches the host through RUN', () =>
           },
         });
         if (built.status !== 0) throw new Error(`${mode.name} on ${snapshotter}: ${built.stderr}`);
-        const found = new Map<string, string>();
-        for (const match of `${built.stdout}${built.stderr}`.matchAll(/PROBE (\d+) (\S+) ?(.*)$/gm)) {
-          found.set(`${match[1]} ${match[2]}`, match[3]!.trim());
-        }
+        const found = parseProbes(`${built.stdout}${built.stderr}`);
         outcomes.set(`${mode.name} on ${snapshotter}`, found);
       }
     }
