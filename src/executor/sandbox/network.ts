@@ -254,20 +254,18 @@ async function destroy(namespace: Namespace): Promise<void> {
 }
 
 /**
- * The step's /etc/resolv.conf on the private network: the host's, with loopback resolvers
- * (systemd-resolved's 127.0.0.53, a local dnsmasq) replaced by pasta's DNS forward address,
- * since the step's own loopback has no resolver.
+ * The step's /etc/resolv.conf on the private network: the host's, with every resolver replaced by
+ * pasta's DNS forward address, which pasta relays to the host's resolver. Loopback resolvers
+ * (systemd-resolved's 127.0.0.53) are not there for the step; a non-loopback one cannot be asked
+ * directly either: pasta gives the namespace the host's own addresses, and the pasta in Debian
+ * bookworm answers forwarded queries from the forward address, which a resolver's connected UDP
+ * socket (glibc's) drops. Search domains and options stay.
  */
 export function privateResolvConf(hostResolvConf: string): string {
-  let forwarded = false;
-  const lines = hostResolvConf.split('\n').flatMap((line) => {
-    const match = /^\s*nameserver\s+(\S+)/.exec(line);
-    if (match === null) return [line];
-    const address = match[1]!;
-    if (!address.startsWith('127.') && address !== '::1') return [line];
-    if (forwarded) return [];
-    forwarded = true;
-    return [`nameserver ${DNS_FORWARD_ADDRESS}`];
-  });
-  return lines.join('\n');
+  const isNameserver = (line: string): boolean => /^\s*nameserver\s/.test(line);
+  const lines = hostResolvConf.split('\n');
+  const first = lines.findIndex(isNameserver);
+  const kept = lines.filter((line) => !isNameserver(line));
+  kept.splice(first === -1 ? 0 : first, 0, `nameserver ${DNS_FORWARD_ADDRESS}`);
+  return kept.join('\n');
 }
