@@ -5,12 +5,12 @@ export function registerCopy(program: Command): void {
   program
     .command('copy')
     .description(
-      'copy an image between transports (oci:, oci-archive:, docker-archive:, docker-daemon: to read, the local store)',
+      'copy an image between transports (oci:, oci-archive:, docker-archive:, docker://, the local store; docker-daemon: to read)',
     )
     .argument('<source>', 'image to read')
     .argument(
       '<destination>',
-      'where to write it: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME], or a name',
+      'where to write it: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME], docker://REF, or a name (the local store)',
     )
     .option(
       '--platform <os/arch[/variant]>',

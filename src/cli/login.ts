@@ -22,7 +22,7 @@ export function registerLogin(program: Command): void {
   program
     .command('login')
     .description('check a username and password against a registry and save them as docker login does')
-    .argument('[registry]', 'registry host (default: docker.io)', 'docker.io')
+    .argument('[registry]', 'registry host', 'docker.io')
     .option('-u, --username <name>', 'user name')
     .option(
       '-p, --password <password>',
@@ -60,7 +60,7 @@ export function registerLogin(program: Command): void {
   program
     .command('logout')
     .description('remove the saved credentials of a registry')
-    .argument('[registry]', 'registry host (default: docker.io)', 'docker.io')
+    .argument('[registry]', 'registry host', 'docker.io')
     .option(
       '--authfile <path>',
       'config.json to edit (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
