@@ -11,9 +11,11 @@ import { inUserNamespace } from './oci/user-namespace.js';
  *
  * - **Rootless**: the caller is 0 and, where /etc/subuid gives one, its subordinate range is
  *   1..n (newuidmap).
- * - **Root without CAP_SYS_ADMIN** (a container's root, kaniko's case): every id maps to
- *   itself, so nothing about owners changes; what the namespace adds is the right to make the
- *   mount, PID and network namespaces a RUN step needs, and to mount overlay.
+ * - **Root without CAP_SYS_ADMIN or CAP_NET_ADMIN** (a container's root, kaniko's case; Docker
+ *   gives neither by default, and `--cap-add SYS_ADMIN` alone leaves `lo` of a step's network
+ *   namespace down): every id maps to itself, so nothing about owners changes; what the
+ *   namespace adds is every capability over the namespaces it owns, so the mount, PID and
+ *   network namespaces a RUN step needs can be made and set up, and overlay can be mounted.
  *
  * Inside, every module works as it does as root: COPY writes into a directory a base gave
  * USER 1000, the layer writer reads a 0700 directory of a subordinate id, extraction gives
@@ -32,9 +34,9 @@ export async function runInUserNamespace(
   if (process.platform !== 'linux' || inUserNamespace()) return undefined;
   const command = [process.execPath, ...process.execArgv, script, ...argv];
   if (process.getuid?.() === 0) {
-    // CAP_SYS_ADMIN read from /proc: a probe process would cost a fork of this one per build.
-    if (hasSysAdmin() || canRun('unshare', ['--mount', 'true'])) return undefined;
-    // Root without CAP_SYS_ADMIN: the identity map is written from here (root of the parent
+    // Capabilities read from /proc: a probe process would cost a fork of this one per build.
+    if (hasNamespaceCapabilities()) return undefined;
+    // Root without them: the identity map is written from here (root of the parent
     // namespace may map every id), and the namespaced shell waits for it on fd 3 before it
     // starts stratum.
     const unshare = ['--user', '--mount', '--propagation', 'private'];
@@ -55,12 +57,13 @@ export async function runInUserNamespace(
   return waitFor(start([...unshare, '--', ...command], user, false));
 }
 
-/** CAP_SYS_ADMIN (bit 21) in this process's effective set. */
-function hasSysAdmin(): boolean {
+/** CAP_SYS_ADMIN (bit 21) and CAP_NET_ADMIN (bit 12), both in this process's effective set. */
+function hasNamespaceCapabilities(): boolean {
   try {
     const status = readFileSync('/proc/self/status', 'utf8');
     const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-    return hex !== undefined && (BigInt(`0x${hex}`) & (1n << 21n)) !== 0n;
+    const needed = (1n << 21n) | (1n << 12n);
+    return hex !== undefined && (BigInt(`0x${hex}`) & needed) === needed;
   } catch {
     return false;
   }

@@ -84,6 +84,14 @@ while (@ARGV) {
   } elsif ($op eq 'fs') {
     my ($type, $t, $flags, $data) = splice(@ARGV, 0, 4);
     mnt($type, $t, $type, $flags, $data) or fail("mount $type on $t");
+  } elsif ($op eq 'proc') {
+    my $t = shift @ARGV;
+    unless (mnt('proc', $t, 'proc', 2 | 4 | 8, undef)) {
+      # Inside a container, Docker's masks over parts of /proc forbid a new procfs ("not fully
+      # visible"): bind the container's own, masks included, as BuildKit's
+      # --oci-worker-no-process-sandbox does. The step's PID namespace still has its own pids.
+      mnt('/proc', $t, undef, 4096 | 16384, undef) or fail("mount proc on $t");
+    }
   } elsif ($op eq 'sysfs') {
     my $t = shift @ARGV;
     unless (mnt('sysfs', $t, 'sysfs', 1 | 2 | 4 | 8, undef)) {
@@ -198,6 +206,7 @@ export type InitOp =
       readonly flags: number;
       readonly data: string;
     }
+  | { readonly op: 'proc'; readonly target: string }
   | { readonly op: 'sysfs'; readonly target: string }
   | { readonly op: 'mkdir'; readonly path: string; readonly mode: number }
   /** A file made of the next `length` bytes of the secret pipe (fd 4). */
@@ -246,6 +255,9 @@ export function encodeOps(ops: readonly InitOp[]): string[] {
         break;
       case 'fs':
         words.push('fs', op.fstype, op.target, String(op.flags), op.data);
+        break;
+      case 'proc':
+        words.push('proc', op.target);
         break;
       case 'sysfs':
         words.push('sysfs', op.target);

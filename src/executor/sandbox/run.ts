@@ -140,7 +140,7 @@ async function prepare(
   const ops: InitOp[] = [{ op: 'bind', source: root, target: root, readonly: false, nodev: true }];
 
   const proc = await ledger.ensure('/proc', 'directory');
-  ops.push({ op: 'fs', fstype: 'proc', target: proc, flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' });
+  ops.push({ op: 'proc', target: proc });
 
   const dev = await ledger.ensure('/dev', 'directory');
   ops.push({
