@@ -177,9 +177,11 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         options.onEvent?.({ kind: 'warning', message });
       },
     });
+    // The default cache shares its blobs with the local image store, so bytes are stored once.
+    // Both are leased: what the build checks for or writes stays, whatever a `cache prune`
+    // elsewhere decides, until the outputs are written (oci/leases.ts).
+    const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
     try {
-      // The default cache shares its blobs with the local image store, so bytes are stored once.
-      const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
       const result = await build({
         ...options,
         ...(compression === undefined ? {} : { compression }),
@@ -233,6 +235,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       };
     } finally {
       await shared.close();
+      await blobs.releaseLease();
+      await store.blobs.releaseLease();
     }
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from './errors.js';
 import { defaultCacheDir } from './executor/build.js';
@@ -63,20 +65,11 @@ export async function pruneLayerCache(
       `--older-than ${options.olderThan}: expected a duration such as 24h or 7d`,
     );
   }
-  const protectedBlobs = new Set<string>();
-  if (store !== undefined) {
-    for (const image of await store.list()) {
-      const source = await store.open(image.name);
-      protectedBlobs.add(source.descriptor.digest);
-      protectedBlobs.add(source.manifest.value.config.digest);
-      for (const layer of source.manifest.value.layers) protectedBlobs.add(layer.digest);
-      await source.close();
-    }
-  }
   return pruneCacheDir(cache, {
     ...(keepStorage === undefined ? {} : { keepStorage }),
     ...(olderThanMs === undefined ? {} : { olderThanMs }),
-    protectedBlobs,
+    // Every blob of every stored image: index, each platform's manifest, config and layers.
+    ...(store === undefined ? {} : { protectedBlobs: () => store.referencedBlobs() }),
   });
 }
 
@@ -86,29 +79,56 @@ export async function pruneLayerCache(
  */
 export async function pruneCacheDir(cache: LayerCache, options: PruneOptions = {}): Promise<PruneResult> {
   const result = await pruneCache(cache, options);
+  // Bytes are counted for what this prune removes, each path measured just before it goes:
+  // measuring whole directories before and after counted what running builds wrote meanwhile
+  // (a negative "freed").
+  const seen = new Set<string>();
   let freedBytes = result.freedBytes;
-  // Kept unpacked filesystems only save time; pruning makes the room they take. (Rootless, the
-  // CLI runs this as root of the builds' user namespace, where files of subordinate ids, USER
-  // 1000's, are ours to remove: see src/user-namespace.ts.)
-  freedBytes += await directoryBytes(join(cache.root, 'rootfs'));
-  await removeTree(join(cache.root, 'rootfs'));
+  const counted = async (path: string): Promise<void> => {
+    freedBytes += await directoryBytes(path, seen);
+  };
+  // Kept unpacked filesystems only save time; pruning makes the room they take. A running build
+  // claims one by renaming it into its workspace, so each is taken the same way before it is
+  // removed: whichever rename wins, nobody removes a filesystem in use. (Rootless, the CLI runs
+  // this as root of the builds' user namespace, where files of subordinate ids, USER 1000's,
+  // are ours to remove: see src/user-namespace.ts.)
+  await removeKeptFilesystems(join(cache.root, 'rootfs'), counted);
   // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
   for (const store of Object.values(UNPACKED_STORES)) {
     const storeDir = join(cache.root, store.dir);
     // A store this cache never had stays absent (pruning used to create it empty).
     if (!existsSync(storeDir)) continue;
-    const unpackedBefore = await directoryBytes(join(storeDir, 'layers'));
-    await pruneUnpackedLayers(storeDir);
-    freedBytes += unpackedBefore - (await directoryBytes(join(storeDir, 'layers')));
+    await pruneUnpackedLayers(storeDir, { beforeRemove: counted });
   }
   // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
   for (const tmp of new Set([
     join(cache.root, 'tmp'),
     process.env['STRATUM_TMPDIR'] ?? join(cache.root, 'tmp'),
   ])) {
-    const before = await directoryBytes(tmp);
-    await Workspace.removeAbandoned(tmp);
-    freedBytes += before - (await directoryBytes(tmp));
+    await Workspace.removeAbandoned(tmp, { beforeRemove: counted });
   }
   return { ...result, freedBytes };
+}
+
+/** Removes each kept filesystem (and its sidecar) that no build claims first. */
+async function removeKeptFilesystems(
+  dir: string,
+  beforeRemove: (path: string) => Promise<void>,
+): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [])) {
+    const path = join(dir, name);
+    if (name.endsWith('.json')) {
+      await rm(path, { force: true });
+      continue;
+    }
+    // Aside under a dotted name no build looks for (claims go through the sidecars).
+    const aside = join(dir, `.pruning-${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      await rename(path, aside);
+    } catch {
+      continue; // a build claimed it, or another prune took it
+    }
+    await beforeRemove(aside);
+    await removeTree(aside);
+  }
 }

@@ -1,13 +1,14 @@
-import { lstat, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode } from '../errors.js';
+import { sweepBlobs } from '../oci/blob-sweep.js';
 import type { Digest } from '../oci/types.js';
 import type { CacheEntryInfo, LayerCache } from './store.js';
 
 /**
  * Cache housekeeping: what is there (`ls`, `du`) and making room (`prune`). Pruning removes
- * entries (oldest use first), then the blobs no remaining entry and no protected image refers
- * to, then partial blobs a killed build left behind. The rest of the cache directory (unpacked
+ * entries (oldest use first), then the blobs no remaining entry, no protected image and no
+ * running process (its lease, see oci/leases.ts) needs, then partial blobs a killed build left
+ * behind. The rest of the cache directory (unpacked
  * filesystems, build workspaces) belongs to the snapshotters and the executor: src/cache-admin.ts
  * sweeps those.
  */
@@ -65,8 +66,11 @@ export interface PruneOptions {
   readonly keepStorage?: number;
   /** Remove entries not used for this many milliseconds. */
   readonly olderThanMs?: number;
-  /** Blobs that must stay (the local image store's, when it shares the blob directory). */
-  readonly protectedBlobs?: ReadonlySet<string>;
+  /**
+   * Blobs that must stay (every blob of the local image store's images, when it shares the
+   * blob directory); asked during the sweep, after the running processes' leases are read.
+   */
+  readonly protectedBlobs?: () => Promise<ReadonlySet<string>>;
   readonly now?: Date;
 }
 
@@ -105,32 +109,19 @@ export async function pruneCache(cache: LayerCache, options: PruneOptions = {}):
     }
   }
 
-  const referenced = new Set<string>(options.protectedBlobs ?? []);
-  for (const entry of keep) if (entry.layer) referenced.add(entry.layer.descriptor.digest);
-  let removedBlobs = 0;
-  let freedBytes = 0;
-  const dir = join(cache.blobs.root, 'blobs', 'sha256');
-  for (const name of await listDir(dir)) {
-    const path = join(dir, name);
-    const info = await stat(path).catch(() => undefined);
-    if (info === undefined) continue;
-    // Partial blobs are removed below, and only when the process writing them is gone.
-    if (name.startsWith('.') || referenced.has(`sha256:${name}`)) continue;
-    await rm(path, { force: true });
-    removedBlobs++;
-    freedBytes += info.size;
-  }
+  // The entries are read again inside the sweep, after the leases: a build that wrote an
+  // entry and ended meanwhile is seen one way or the other.
+  const swept = await sweepBlobs(cache.blobs, {
+    referenced: async () => {
+      const referenced = new Set<string>(await (options.protectedBlobs?.() ?? []));
+      for (const entry of await cache.list()) if (entry.layer) referenced.add(entry.layer.descriptor.digest);
+      return referenced;
+    },
+  });
+  const removedBlobs = swept.removedBlobs;
+  let freedBytes = swept.freedBytes;
   freedBytes += await cache.blobs.removeAbandonedTemporaries();
   return { removedEntries, removedBlobs, freedBytes };
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return [];
-    throw error;
-  }
 }
 
 /**

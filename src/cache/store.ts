@@ -15,6 +15,8 @@ import type { KeyComponent } from './key.js';
  *   entries/<hex>.json          one entry per cache key: the layer it produced (or none)
  *   explain/<hex>.json          the key components of the last build of each Dockerfile step
  *   stat-cache.json             content digests of context files by stat, to avoid re-reading
+ *   leases/                     what running builds hold of blobs/ (oci/leases.ts), when the
+ *                               blobs are the cache's own (`--cache-dir`)
  * Every file is written to a temporary name and renamed into place, so a build killed at any
  * point leaves either the old file or the new one, and two builds sharing the directory never
  * see half an entry. An entry whose blob is gone is a miss (and is overwritten by the rebuild).
@@ -41,7 +43,7 @@ export class LayerCache {
     readonly root: string,
     blobs?: BlobStore,
   ) {
-    this.blobs = blobs ?? new BlobStore(root);
+    this.blobs = blobs ?? new BlobStore(root, join(root, 'leases'));
   }
 
   private entryPath(key: Digest): string {

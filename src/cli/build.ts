@@ -43,9 +43,40 @@ function parseBuildArgs(values: readonly string[]): Record<string, string> {
   return out;
 }
 
+/**
+ * buildx's boolean flags also take a value (`--pull=false`, `--push=true`), which commander
+ * reads as an unknown option: `=true` becomes the bare flag, `=false` the default (no flag).
+ */
+const BUILDX_BOOLEAN_FLAGS = ['--pull', '--push', '--load', '--no-cache', '--quiet'];
+
+export function withBooleanFlagValues(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const [i, arg] of args.entries()) {
+    if (arg === '--') return [...out, ...args.slice(i)];
+    const eq = arg.indexOf('=');
+    const flag = eq < 0 ? arg : arg.slice(0, eq);
+    if (eq < 0 || !BUILDX_BOOLEAN_FLAGS.includes(flag)) {
+      out.push(arg);
+      continue;
+    }
+    const value = arg.slice(eq + 1).toLowerCase();
+    if (value === 'true' || value === '1') out.push(flag);
+    else if (value !== 'false' && value !== '0')
+      throw new StratumError('USAGE', `${arg}: expected ${flag}=true or ${flag}=false`);
+  }
+  return out;
+}
+
+class BuildCommand extends Command {
+  override parseOptions(argv: string[]): ReturnType<Command['parseOptions']> {
+    return super.parseOptions(withBooleanFlagValues(argv));
+  }
+}
+
 export function registerBuild(program: Command): void {
-  program
-    .command('build')
+  const command = new BuildCommand('build');
+  program.addCommand(command);
+  command
     .description('build an image from a Dockerfile, without a daemon')
     .argument(
       '[context]',
@@ -120,7 +151,10 @@ export function registerBuild(program: Command): void {
       collect,
       [],
     )
-    .option('--pull', 'resolve base images by name from their registry even when stored locally')
+    .option(
+      '--pull',
+      'always check the registry for a newer base: base images named without a transport come from their registry even when stored locally (--pull=true|false as buildx; false is the default)',
+    )
     .option('--explain', "show each step's cache key and why it hit or missed")
     .option('--cache-dir <dir>', 'layer cache directory (default: the user cache directory)')
     .addOption(

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { ImageStore } from '../index.js';
+import { ImageStore, removeImages } from '../index.js';
 import { formatBytes } from './progress.js';
 
-/** `stratum images`: what `build -t` and `pull` put in the local image store. */
+/** `stratum images`: what `build -t` and `pull` put in the local image store; `rmi` (`images rm`) takes names out. */
 export function registerImages(program: Command): void {
-  program
+  const images = program
     .command('images')
     .description('list the images in the local image store')
     .option('--json', 'print the list as JSON')
@@ -27,4 +27,15 @@ export function registerImages(program: Command): void {
         );
       }
     });
+  const remove = async (names: string[]): Promise<void> => {
+    const result = await removeImages(names);
+    for (const name of result.removed) process.stdout.write(`Untagged: ${name}\n`);
+    process.stdout.write(
+      `removed ${result.removedBlobs} blobs, freed ${formatBytes(result.freedBytes)} (layers the cache or another image uses stay)\n`,
+    );
+  };
+  const removeDescription =
+    'remove images from the local image store: the names, and the blobs nothing else (another image, a cache entry, a running build) needs';
+  program.command('rmi').description(removeDescription).argument('<name...>').action(remove);
+  images.command('rm').description(removeDescription).argument('<name...>').action(remove);
 }

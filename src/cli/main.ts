@@ -8,6 +8,7 @@ import { commandsFor } from './commands.js';
  * are StratumErrors and print as one line; anything else is a bug and prints its stack.
  */
 export async function main(argv: readonly string[]): Promise<number> {
+  endQuietlyWhenStdoutCloses();
   const program = new Command('stratum')
     .description('Build OCI images from Dockerfiles without a daemon')
     .version(VERSION, '-V, --version')
@@ -34,6 +35,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync(['node', 'stratum', ...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
+    if (errnoCode(error) === 'EPIPE') return CLOSED_STDOUT;
     if (error instanceof CommanderError) {
       // Help and version exit 0; everything else commander rejects is a usage error.
       if (error.exitCode === 0) return 0;
@@ -58,6 +60,25 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 const VERSION = '0.1.0';
+
+/**
+ * What a shell reports for a program that SIGPIPE ended (128 + 13), as `yes | head -1` leaves
+ * `yes`. Node ignores SIGPIPE, so a write to a closed pipe is an EPIPE error instead.
+ */
+const CLOSED_STDOUT = 141;
+
+/**
+ * `stratum images | head -1`: once the reader has gone, the command ends at once and says
+ * nothing, as other command-line tools do, instead of Node's unhandled EPIPE stack trace. The
+ * exit handlers still run (a build's workspace and leases are removed).
+ */
+function endQuietlyWhenStdoutCloses(): void {
+  if (process.stdout.listenerCount('error') > 0) return;
+  process.stdout.on('error', (error: Error) => {
+    if (errnoCode(error) !== 'EPIPE') process.stderr.write(`stratum: standard output: ${error.message}\n`);
+    process.exit(errnoCode(error) === 'EPIPE' ? CLOSED_STDOUT : 1);
+  });
+}
 
 const SYSTEM_ERRORS = new Set([
   'EACCES',

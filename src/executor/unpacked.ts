@@ -102,7 +102,8 @@ export class UnpackedRootfsCache {
     }
     await writeFile(join(this.dir, `${name}.json`), JSON.stringify(held));
     const now = new Date();
-    await utimes(target, now, now);
+    // `cache prune` may have taken it already: keeping is only an optimisation.
+    await utimes(target, now, now).catch(() => undefined);
     await this.trim();
   }
 

@@ -24,8 +24,11 @@ export class Workspace {
    * directories (inflated archives, `docker save` staging) whose process is gone; returns how
    * many. See oci/temp-dir.ts.
    */
-  static removeAbandoned(parent: string): Promise<number> {
-    return removeAbandonedTemporaries(parent);
+  static removeAbandoned(
+    parent: string,
+    options: { readonly beforeRemove?: (path: string) => Promise<void> } = {},
+  ): Promise<number> {
+    return removeAbandonedTemporaries(parent, options);
   }
 
   /** A fresh directory for `purpose` (its name is only for people looking at the disk). */

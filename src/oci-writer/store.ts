@@ -9,6 +9,7 @@ import {
   indexFromEntry,
   layoutBlobs,
   readLayoutIndex,
+  type LayoutBlobs,
   refName,
   resolveManifest,
 } from '../oci/layout-reader.js';
@@ -43,9 +44,17 @@ export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
 export interface StoredImage {
   readonly name: string;
   readonly digest: string;
-  /** Manifest + config + layers (compressed), in bytes. */
+  /**
+   * Manifest + config + layers (compressed), in bytes; for a multi-platform image, its index
+   * and every platform's, each blob once.
+   */
   readonly size: number;
+  /** The config's `created`; for a multi-platform image, the newest platform's. */
   readonly created?: string;
+}
+
+function isDescriptorLike(value: unknown): value is Descriptor {
+  return typeof value === 'object' && value !== null && typeof (value as Descriptor).digest === 'string';
 }
 
 function checkedName(name: string): string {
@@ -59,7 +68,8 @@ export class ImageStore {
 
   constructor(dataDir: string = defaultDataDir()) {
     this.root = join(dataDir, 'images');
-    this.blobs = new BlobStore(this.root);
+    // Leases beside the layout, not in it: the store stays a plain OCI layout.
+    this.blobs = new BlobStore(this.root, join(dataDir, 'leases'));
   }
 
   private async entries(): Promise<readonly Descriptor[]> {
@@ -132,26 +142,87 @@ export class ImageStore {
     return removed;
   }
 
+  /**
+   * An image's bytes (its manifest, config and layers; below an index, every platform's, a
+   * blob platforms share counted once) and when it was made (the newest platform's `created`).
+   */
+  private async sizeAndCreated(
+    blobs: LayoutBlobs,
+    entry: Descriptor,
+    name: string,
+    signal: AbortSignal | undefined,
+    counted: Set<string> = new Set(),
+  ): Promise<{ size: number; created?: string }> {
+    const count = (descriptor: Descriptor): number => {
+      if (counted.has(descriptor.digest)) return 0;
+      counted.add(descriptor.digest);
+      return descriptor.size;
+    };
+    let size = count(entry);
+    const raw = await blobs.readJson(entry, 'manifest', signal);
+    const parsed = parseManifestOrIndex(raw, `store ${name}`, entry.digest);
+    if (parsed.kind === 'index') {
+      let created: string | undefined;
+      for (const child of parsed.index.value.manifests) {
+        const inner = await this.sizeAndCreated(blobs, child, name, signal, counted);
+        size += inner.size;
+        if (inner.created !== undefined && (created === undefined || inner.created > created))
+          created = inner.created;
+      }
+      return created === undefined ? { size } : { size, created };
+    }
+    const manifest = parsed.manifest.value;
+    size += count(manifest.config) + manifest.layers.reduce((sum, layer) => sum + count(layer), 0);
+    const config = parseConfig(
+      await blobs.readJson(manifest.config, 'config', signal),
+      `store ${name}`,
+      manifest.config.digest,
+    );
+    const created = config.value.created;
+    return created === undefined ? { size } : { size, created };
+  }
+
+  /**
+   * Every blob the store's images need: each index.json entry, and below an image index every
+   * platform's manifest, config and layers (nested indexes too). A blob already missing is
+   * skipped, so one damaged image does not stop a prune from protecting the others.
+   */
+  async referencedBlobs(): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (const entry of await this.entries()) await this.collectBlobs(entry, found);
+    return found;
+  }
+
+  /** `descriptor` and every blob below it, added to `found`. */
+  async collectBlobs(descriptor: Descriptor, found: Set<string>): Promise<void> {
+    if (found.has(descriptor.digest)) return;
+    found.add(descriptor.digest);
+    let document: { manifests?: unknown; config?: unknown; layers?: unknown };
+    try {
+      document = JSON.parse(
+        (await this.blobs.readBytes(descriptor.digest)).toString('utf8'),
+      ) as typeof document;
+    } catch {
+      return; // missing or not JSON: nothing below it to keep
+    }
+    const children = Array.isArray(document.manifests)
+      ? (document.manifests as unknown[]).filter(isDescriptorLike)
+      : [];
+    for (const child of children) await this.collectBlobs(child, found);
+    const leaves = [
+      ...(isDescriptorLike(document.config) ? [document.config] : []),
+      ...(Array.isArray(document.layers) ? (document.layers as unknown[]).filter(isDescriptorLike) : []),
+    ];
+    for (const leaf of leaves) found.add(leaf.digest);
+  }
+
   async list(options: { readonly signal?: AbortSignal } = {}): Promise<StoredImage[]> {
     const blobs = layoutBlobs(directoryAccess(this.root), `store ${this.root}`);
     const images: StoredImage[] = [];
     for (const entry of await this.entries()) {
       const name = refName(entry);
       if (name === undefined) continue;
-      const raw = await blobs.readJson(entry, 'manifest', options.signal);
-      const parsed = parseManifestOrIndex(raw, `store ${name}`, entry.digest);
-      let size = entry.size;
-      let created: string | undefined;
-      if (parsed.kind === 'manifest') {
-        const manifest = parsed.manifest.value;
-        size += manifest.config.size + manifest.layers.reduce((sum, layer) => sum + layer.size, 0);
-        const config = parseConfig(
-          await blobs.readJson(manifest.config, 'config', options.signal),
-          `store ${name}`,
-          manifest.config.digest,
-        );
-        created = config.value.created;
-      }
+      const { size, created } = await this.sizeAndCreated(blobs, entry, name, options.signal);
       images.push(
         created === undefined
           ? { name, digest: entry.digest, size }

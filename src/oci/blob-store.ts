@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
 import { makeDirectories } from './directories.js';
+import { Lease } from './leases.js';
 import { isAbandoned, ownedName } from './owner.js';
 import { DigestingStream, VerifyingStream, digestAlgorithm, digestHex } from './digest.js';
 import type { Digest } from './types.js';
@@ -21,15 +22,46 @@ export interface BlobInfo {
  * Writes go to a temporary file in the same directory and are renamed into place, so a crash
  * never leaves a partial blob under a digest name, and two writers of the same blob both
  * succeed (rename is atomic; the content is the same by definition).
+ *
+ * A shared store (the local image store's, a layer cache's) is `leased`: every blob checked for
+ * or written through this object is held in its lease (in `leaseDir`, see leases.ts) before
+ * it looks, until `releaseLease()` or the process's end, so a `cache prune` or `rmi` elsewhere
+ * never removes a blob a running build or copy relies on. A plain output layout (`oci:DIR`)
+ * is not leased.
  */
 export class BlobStore {
-  constructor(readonly root: string) {}
+  private readonly lease: Lease | undefined;
+
+  constructor(
+    readonly root: string,
+    /**
+     * Where the leases of this store live, for a shared store: outside `root` when `root` is a
+     * layout (the local image store's), so the layout holds nothing but the layout.
+     */
+    readonly leaseDir?: string,
+  ) {
+    this.lease = leaseDir === undefined ? undefined : new Lease(leaseDir);
+  }
+
+  /** Lets go of every blob held (a build, once its outputs are written). */
+  async releaseLease(): Promise<void> {
+    await this.lease?.release();
+  }
+
+  /**
+   * Holds `digest` until `releaseLease()` (leased stores only): from here on no sweep removes
+   * it, and whether it exists can be trusted.
+   */
+  async hold(digest: Digest): Promise<void> {
+    await this.lease?.hold(digest);
+  }
 
   path(digest: Digest): string {
     return join(this.root, 'blobs', digestAlgorithm(digest), digestHex(digest));
   }
 
   async has(digest: Digest): Promise<boolean> {
+    await this.hold(digest);
     try {
       await stat(this.path(digest));
       return true;
@@ -40,6 +72,7 @@ export class BlobStore {
   }
 
   async size(digest: Digest): Promise<number | undefined> {
+    await this.hold(digest);
     try {
       return (await stat(this.path(digest))).size;
     } catch (error) {
@@ -72,6 +105,7 @@ export class BlobStore {
     const dir = join(this.root, 'blobs', digestAlgorithm(digest));
     await makeDirectories(dir);
     const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
+    await this.hold(digest);
     try {
       await link(file, tmp);
     } catch (error) {
@@ -132,6 +166,8 @@ export class BlobStore {
         throw new StratumError('DIGEST_MISMATCH', `blob content is ${digest}, expected ${expected}`);
       }
       await fsyncFile(tmp);
+      // Held before it gets its name, so a sweep never sees it unclaimed.
+      await this.hold(digest);
       await makeDirectories(join(this.root, 'blobs', digestAlgorithm(digest)));
       await rename(tmp, this.path(digest));
       return { digest, size: digesting.size };

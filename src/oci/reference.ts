@@ -25,7 +25,19 @@ const NAME =
   /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
 export function isValidImageName(text: string): boolean {
-  return text.length <= 255 + 128 + 72 && NAME.test(text);
+  return text.length <= 255 + 128 + 72 && NAME.test(text) && !looksLikeUpperCasePath(text);
+}
+
+/**
+ * A first component is a registry host only when it has a `.` or a `:port` or is `localhost`
+ * (Docker's rule); otherwise it is part of the repository path, which must be lowercase:
+ * `UPPER/x:1` is refused as Docker refuses it, where the host pattern alone would take it.
+ */
+function looksLikeUpperCasePath(text: string): boolean {
+  const slash = text.indexOf('/');
+  if (slash < 0) return false;
+  const first = text.slice(0, slash);
+  return !/[.:]/.test(first) && first !== 'localhost' && first !== first.toLowerCase();
 }
 
 function splitPathAndTag(rest: string, transport: string, original: string): { path: string; tag?: string } {

@@ -47,7 +47,10 @@ export async function makeOwnedTempDir(
  * Removes the owned temporary directories in `parent` whose process no longer runs; returns how
  * many. Removal failures are ignored: another process may be removing the same leftover.
  */
-export async function removeAbandonedTemporaries(parent: string): Promise<number> {
+export async function removeAbandonedTemporaries(
+  parent: string,
+  options: { readonly beforeRemove?: (path: string) => Promise<void> } = {},
+): Promise<number> {
   let names: string[];
   try {
     names = await readdir(parent);
@@ -58,6 +61,7 @@ export async function removeAbandonedTemporaries(parent: string): Promise<number
   let removed = 0;
   for (const name of names) {
     if (!TEMPORARY_PREFIXES.some((prefix) => isAbandoned(name, prefix))) continue;
+    await options.beforeRemove?.(join(parent, name));
     await rm(join(parent, name), { recursive: true, force: true, maxRetries: 3 }).then(
       () => removed++,
       () => undefined,

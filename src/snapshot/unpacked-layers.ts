@@ -3,6 +3,7 @@ import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/pro
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
+import { waitForSweeps, withSweep } from '../oci/leases.js';
 import { removeTree } from '../oci/remove-tree.js';
 import { extractLayerAuto } from './extract.js';
 import { runOverlayHelper } from './overlay-helper.js';
@@ -63,10 +64,16 @@ export class UnpackedLayers {
     return dir;
   }
 
+  /**
+   * Records that this build uses the layer, then waits out a running `cache prune` (see
+   * pruneUnpackedLayers): after this, whether the layer exists can be trusted.
+   */
   private async lease(diffId: string): Promise<void> {
-    if (this.leased.has(diffId)) return;
-    this.leased.add(diffId);
-    await appendFile(join(this.session, 'leases'), `${hexOf(diffId)}\n`);
+    if (!this.leased.has(diffId)) {
+      this.leased.add(diffId);
+      await appendFile(join(this.session, 'leases'), `${hexOf(diffId)}\n`);
+    }
+    await waitForSweeps(join(this.root, SWEEPS));
   }
 
   /**
@@ -210,28 +217,37 @@ export async function leasedLayers(root: string): Promise<Set<string>> {
 }
 
 /**
- * Removes unpacked layers no live build leases, and what killed builds left. A layer is first
- * renamed aside, then the leases are read again, so a build that leased it meanwhile gets it back.
+ * Removes unpacked layers no live build leases, and what killed builds left. It runs under a
+ * sweep marker (oci/leases.ts): a build leases a layer, then waits while a sweep runs, and
+ * only then looks for the layer, so a layer is either leased before the sweep reads the leases
+ * or looked for after the sweep is over. Each layer is renamed aside before it is removed, so a
+ * prune killed half way never leaves half a layer under `layers/`.
  */
-export async function pruneUnpackedLayers(root: string): Promise<number> {
+export async function pruneUnpackedLayers(
+  root: string,
+  options: { readonly beforeRemove?: (dir: string) => Promise<void> } = {},
+): Promise<number> {
   await mkdir(join(root, 'sessions'), { recursive: true }).catch(() => undefined);
   await removeStaleSessions(root);
-  let removed = 0;
-  const leased = await leasedLayers(root);
-  for (const hex of await readdir(join(root, 'layers')).catch(() => [])) {
-    if (leased.has(hex)) continue;
-    const aside = join(root, 'tmp', `0-prune-${hex}`);
-    try {
-      await rename(join(root, 'layers', hex), aside);
-    } catch {
-      continue;
+  return withSweep(join(root, SWEEPS), async () => {
+    let removed = 0;
+    const leased = await leasedLayers(root);
+    for (const hex of await readdir(join(root, 'layers')).catch(() => [])) {
+      if (leased.has(hex)) continue;
+      // tmp/ names carry their owner's PID; this one is removed by the next cleanup if we die.
+      const aside = join(root, 'tmp', `${process.pid}-prune-${hex}`);
+      try {
+        await rename(join(root, 'layers', hex), aside);
+      } catch {
+        continue; // another prune took it
+      }
+      await options.beforeRemove?.(aside);
+      await removeTree(aside);
+      removed++;
     }
-    if ((await leasedLayers(root)).has(hex)) {
-      await rename(aside, join(root, 'layers', hex)).catch(() => undefined);
-      continue;
-    }
-    await removeTree(aside);
-    removed++;
-  }
-  return removed;
+    return removed;
+  });
 }
+
+/** Where `cache prune` marks that it is sweeping (see oci/leases.ts). */
+const SWEEPS = 'sweeps';
