@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/oci/blob-store.js';
 import { sweepBlobs } from '../../src/oci/blob-sweep.js';
 import { withSweep } from '../../src/oci/leases.js';
+import type { Digest } from '../../src/oci/types.js';
 
 const DIST_BLOB_STORE = resolve(import.meta.dirname, '../../dist/oci/blob-store.js');
 const dir = mkdtempSync(join(tmpdir(), 'stratum-leases-'));
@@ -36,9 +37,9 @@ describe('blob leases and the sweep', () => {
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    const digest = await new Promise<string>((done) =>
+    const digest = await new Promise<Digest>((done) =>
       holder.stdout.once('data', (chunk: Buffer) => {
-        done(chunk.toString().trim());
+        done(chunk.toString().trim() as Digest);
       }),
     );
     const store = new BlobStore(root, leases);
