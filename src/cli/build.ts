@@ -137,6 +137,12 @@ export function registerBuild(program: Command): void {
       collect,
       [],
     )
+    .addOption(
+      new Option(
+        '--isolation <mode>',
+        "how RUN is isolated: namespaces (Docker's default spec), proot (containers where no namespace can be made), auto: the strongest available (default $STRATUM_ISOLATION, else auto)",
+      ).choices(['auto', 'namespaces', 'proot']),
+    )
     .option('--add-host <host:ip>', "add a line to RUN's /etc/hosts (repeatable)", collect, [])
     .option('--shm-size <size>', "size of RUN's /dev/shm (default 64m)")
     .option(
@@ -240,6 +246,7 @@ export function registerBuild(program: Command): void {
           pull: opts.pull === true,
           ssh: parseSshFlags(opts.ssh),
           allow: parseAllow(opts.allow),
+          ...(opts.isolation === undefined ? {} : { isolation: opts.isolation }),
           extraHosts: parseAddHosts(opts.addHost),
           ...(opts.shmSize === undefined ? {} : { shmSize: parseByteSize('--shm-size', opts.shmSize) }),
           ulimits: parseUlimits(opts.ulimit),
@@ -310,6 +317,7 @@ interface BuildFlags {
   readonly ssh: string[];
   readonly addHost: string[];
   readonly allow: string[];
+  readonly isolation?: 'auto' | 'namespaces' | 'proot';
   readonly shmSize?: string;
   readonly ulimit: string[];
   readonly buildContext: string[];

@@ -121,6 +121,8 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
         return [`warning: ${event.message}`];
       case 'snapshotter':
         return [clip(`=> snapshotter: ${event.name} (${event.reason})`, width)];
+      case 'isolation':
+        return [clip(`=> RUN isolation: ${event.mode} (${event.reason})`, width)];
       case 'image':
         return [`=> ${event.destination} ${event.digest}`];
       case 'step-start':
@@ -162,6 +164,7 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
       case 'cache':
       case 'warning':
       case 'snapshotter':
+      case 'isolation':
       case 'image':
         redraw(finalLines(event));
     }

@@ -98,6 +98,9 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
       case 'snapshotter':
         out.write(`snapshotter: ${event.name} (${event.reason})\n`);
         break;
+      case 'isolation':
+        out.write(`RUN isolation: ${event.mode} (${event.reason})\n`);
+        break;
       case 'warning':
         out.write(`warning: ${event.message}\n`);
         break;

@@ -9,7 +9,7 @@ import type { KeyComponent } from '../cache/key.js';
 import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index.js';
 import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
-import type { Ulimit } from './sandbox/index.js';
+import type { IsolationChoice, Ulimit } from './sandbox/index.js';
 import type { Workspace } from './workspace.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
 import type { RootfsFactory } from './snapshotters.js';
@@ -34,6 +34,8 @@ export interface BuildContext {
   readonly secrets: ReadonlyMap<string, SecretMaterial>;
   /** SSH agent id → host socket (from `--ssh`). */
   readonly ssh: ReadonlyMap<string, string>;
+  /** How RUN steps are isolated: chosen (and logged) at the first RUN. */
+  readonly isolation: () => Promise<IsolationChoice>;
   /** What the person running the build granted: `RUN --network=host` and `--security=insecure` need it. */
   readonly allow: readonly ('network.host' | 'security.insecure')[];
   /** `--add-host` lines for RUN's /etc/hosts. */

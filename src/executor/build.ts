@@ -32,7 +32,13 @@ import {
 import type { ProgressListener } from './progress.js';
 import { importLayers } from './rootfs.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
-import { holdPrivateNetworks, type Ulimit } from './sandbox/index.js';
+import {
+  chooseIsolation,
+  holdPrivateNetworks,
+  type IsolationChoice,
+  type IsolationRequest,
+  type Ulimit,
+} from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
@@ -57,6 +63,8 @@ export interface BuildOptions {
   readonly secrets?: Readonly<Record<string, SecretMaterial>>;
   /** SSH agent id → host socket, for `RUN --mount=type=ssh` (`--ssh`). */
   readonly ssh?: Readonly<Record<string, string>>;
+  /** RUN's isolation (`--isolation`): `auto` takes the strongest this environment allows. */
+  readonly isolation?: IsolationRequest;
   /** Entitlements granted with `--allow`: a Dockerfile's `RUN --network=host` and `RUN --security=insecure` need them. */
   readonly allow?: readonly ('network.host' | 'security.insecure')[];
   /** Extra /etc/hosts lines for RUN (`--add-host`). */
@@ -160,6 +168,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   const releaseNetworks = holdPrivateNetworks();
+  // Chosen at the first RUN (a build without one probes nothing) and said once, as the snapshotter is.
+  let isolationChoice: Promise<IsolationChoice> | undefined;
+  const isolation = (): Promise<IsolationChoice> =>
+    (isolationChoice ??= chooseIsolation(options.isolation ?? isolationFromEnvironment()).then((choice) => {
+      emit({ kind: 'isolation', mode: choice.mode, reason: choice.reason });
+      return choice;
+    }));
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
@@ -190,6 +205,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       secrets: new Map(Object.entries(options.secrets ?? {})),
       ssh: new Map(Object.entries(options.ssh ?? {})),
       allow: options.allow ?? [],
+      isolation,
       extraHosts: options.extraHosts ?? [],
       shmSize: options.shmSize,
       ulimits: options.ulimits ?? [],
@@ -416,3 +432,11 @@ function snapshotterFromEnvironment(): SnapshotterName {
   return name;
 }
 export type { SecretMaterial } from './build-context.js';
+
+/** `STRATUM_ISOLATION` (auto, namespaces, proot), for callers that cannot pass `--isolation`. */
+function isolationFromEnvironment(): IsolationRequest {
+  const value = process.env['STRATUM_ISOLATION'];
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'auto' || value === 'namespaces' || value === 'proot') return value;
+  throw new StratumError('USAGE', `STRATUM_ISOLATION=${value}: expected auto, namespaces or proot`);
+}

@@ -45,6 +45,7 @@ export type BuildEvent =
   /** A stage's root filesystem was extracted from its layers (only when a step must run). */
   | { readonly kind: 'materialize'; readonly stage: string; readonly layers: number }
   | { readonly kind: 'snapshotter'; readonly name: 'overlay' | 'scan'; readonly reason: string }
+  | { readonly kind: 'isolation'; readonly mode: 'namespaces' | 'proot'; readonly reason: string }
   | { readonly kind: 'warning'; readonly message: string }
   | { readonly kind: 'image'; readonly digest: string; readonly destination: string };
 

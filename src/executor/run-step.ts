@@ -181,6 +181,9 @@ export async function runStep(
         mounts.push(await volumeMount(rootfs, volume, scratch));
       }
 
+      // Under proot there is no network namespace: the default network is the container's own.
+      const isolation = (await build.isolation()).mode;
+      const stepNetwork = isolation === 'proot' && network === 'default' ? 'host' : network;
       const tail: string[] = [];
       let partial = '';
       const result = await runInSandbox(
@@ -193,16 +196,16 @@ export async function runStep(
           gid: resolved.gid,
           additionalGids: resolved.additionalGids,
           hostname,
-          network,
+          network: stepNetwork,
           ...(insecure ? { insecure: true } : {}),
           mounts,
           etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${build.extraHosts.map(({ host, ip }) => `${ip}\t${host}\n`).join('')}`,
           ...(build.shmSize === undefined ? {} : { shmSize: build.shmSize }),
           ulimits: build.ulimits,
           etcResolvConf:
-            network === 'host'
+            stepNetwork === 'host'
               ? await hostResolvConf()
-              : network === 'default'
+              : stepNetwork === 'default'
                 ? privateResolvConf(await hostResolvConf())
                 : '',
           etcHostname: `${hostname}\n`,
@@ -210,6 +213,8 @@ export async function runStep(
         {
           ...(build.signal ? { signal: build.signal } : {}),
           scratchParent: scratch,
+          searchableRoot: build.workspace.root,
+          isolation,
           onOutput: (chunk, stream) => {
             const text = chunk.toString('utf8');
             build.emit({ kind: 'step-output', step, stream, text });

@@ -1,4 +1,10 @@
 export { runInSandbox } from './run.js';
+export {
+  chooseIsolation,
+  type IsolationChoice,
+  type IsolationMode,
+  type IsolationRequest,
+} from './isolation.js';
 export { closePrivateNetworks, holdPrivateNetworks, privateResolvConf } from './network.js';
 export { resolveInRoot, existingPathInRoot, type ResolvedPath } from './root-path.js';
 export {

@@ -13,6 +13,7 @@ import {
   type IdMapping,
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
+import { runInProot } from './proot.js';
 import { compileSeccomp } from './seccomp.js';
 import { dockerDefaultProfile, noBlockDevices } from './seccomp-profile.js';
 import { acquirePrivateNetwork } from './network.js';
@@ -68,6 +69,7 @@ export const readonlyPaths: readonly string[] = [
  * Mount points the rootfs lacked are created before and removed after (./mount-points.ts).
  */
 export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = {}): Promise<SandboxResult> {
+  if (options.isolation === 'proot') return runInProot(spec, options);
   const { signal, onOutput } = options;
   if (signal?.aborted) throw abortError(spec);
   validate(spec);

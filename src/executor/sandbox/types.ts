@@ -93,6 +93,13 @@ export interface SandboxOptions {
    */
   readonly scratchParent?: string;
   readonly onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
+  /**
+   * Under proot a step as another user reaches the rootfs on its real path: directories at or
+   * below this one (the build's workspace) may be opened for search (o+x) on the way.
+   */
+  readonly searchableRoot?: string;
+  /** How to isolate the step (./isolation.ts); default: the namespaces. */
+  readonly isolation?: 'namespaces' | 'proot';
 }
 
 /** Docker's default PATH, used when the image sets none (moby's oci.DefaultPathEnv on Linux). */

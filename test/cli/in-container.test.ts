@@ -1,0 +1,170 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import {
+  CONTAINER_IMAGE,
+  DOCKER,
+  dockerAvailable,
+  ensureContainerImage,
+} from '../helpers/container-image.js';
+import { imageConfig, layerListings } from '../helpers/layout.js';
+import { isRoot, requireTool } from '../helpers/system.js';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const EPOCH = '1700000000';
+
+/** The settings CI users run builders in (issue 20), each with the isolation it must get. */
+const settings = [
+  {
+    name: "Docker's defaults (Kubernetes baseline, RuntimeDefault seccomp)",
+    options: [],
+    isolation: 'proot',
+  },
+  { name: 'seccomp=unconfined', options: ['--security-opt', 'seccomp=unconfined'], isolation: 'namespaces' },
+  {
+    name: 'SYS_ADMIN added, seccomp=unconfined',
+    options: ['--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined'],
+    isolation: 'namespaces',
+  },
+] as const;
+
+/**
+ * stratum inside a standard container, as a CI job runs it: the checkout and the Node that runs
+ * these tests mounted into a Debian image, a build with RUN as root and as USER 1000 (chown,
+ * /proc, /dev/null, a symlink, a deletion, a cache mount) must give the layers and config a build
+ * on the host gives.
+ */
+const ready =
+  isRoot &&
+  requireTool(DOCKER, 'docker.io') &&
+  requireTool('debootstrap', 'debootstrap') &&
+  dockerAvailable();
+
+describe.skipIf(!ready)('stratum builds inside a standard container', () => {
+  let dir: string;
+  let hostLayers: string[][];
+  let hostConfig: Record<string, unknown>;
+
+  beforeAll(() => {
+    ensureContainerImage();
+    dir = mkdtempSync(join(tmpdir(), 'stratum-in-container-'));
+    chmodSync(dir, 0o755);
+    const rootfs = join(dir, 'base-rootfs');
+    mkdirSync(rootfs);
+    makeBusyboxRootfs(rootfs);
+    writeBaseImage(rootfs, join(dir, 'base'), 'stratum-test/busybox:1');
+    mkdirSync(join(dir, 'ctx'));
+    writeFileSync(
+      join(dir, 'ctx/Dockerfile'),
+      [
+        'ARG BASE',
+        'FROM oci:${BASE}:1',
+        'RUN mkdir -p /app && echo hi > /app/f && chown 1000:1000 /app/f && chmod 640 /app/f && ln -s f /app/link && ls /proc/self/fd > /app/fds && echo x > /dev/null && rm /bin/yes',
+        'RUN mkdir -p /home/app/data && chown 1000:1000 /home/app/data',
+        'USER 1000',
+        'RUN echo me > /home/app/data/mine && id -u > /home/app/data/uid && head -c 4 /dev/urandom | wc -c > /home/app/data/random',
+        'USER 0',
+        'RUN --mount=type=cache,target=/cache echo c > /cache/x && cp /cache/x /from-cache',
+        '',
+      ].join('\n'),
+    );
+    // The host's build, the reference.
+    const host = spawnSync(
+      process.execPath,
+      [
+        join(REPO, 'bin/stratum.js'),
+        'build',
+        join(dir, 'ctx'),
+        '--build-arg',
+        `BASE=${join(dir, 'base/layout')}`,
+        '--network',
+        'host',
+        '--progress',
+        'plain',
+        '-o',
+        `oci:${join(dir, 'host-out')}:x`,
+      ],
+      {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          SOURCE_DATE_EPOCH: EPOCH,
+          STRATUM_CACHE_DIR: join(dir, 'host-cache'),
+          STRATUM_DATA_DIR: join(dir, 'host-data'),
+        },
+      },
+    );
+    if (host.status !== 0) throw new Error(`the host build failed: ${host.stderr}`);
+    hostLayers = layerListings(join(dir, 'host-out'));
+    hostConfig = imageConfig(join(dir, 'host-out'));
+  }, 1_200_000);
+
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function buildInContainer(options: readonly string[], out: string, network: string) {
+    return spawnSync(
+      DOCKER,
+      [
+        'run',
+        '--rm',
+        ...options,
+        '-e',
+        `SOURCE_DATE_EPOCH=${EPOCH}`,
+        // Outside /root (0700 in Debian): under proot a step as USER 1000 reaches it on its real path.
+        '-e',
+        'STRATUM_CACHE_DIR=/var/cache/stratum',
+        '-v',
+        `${REPO}:/stratum:ro`,
+        '-v',
+        `${process.execPath}:/usr/local/bin/node:ro`,
+        '-v',
+        `${dir}:/work`,
+        CONTAINER_IMAGE,
+        'node',
+        '/stratum/bin/stratum.js',
+        'build',
+        '/work/ctx',
+        '--build-arg',
+        'BASE=/work/base/layout',
+        '--network',
+        network,
+        '--progress',
+        'plain',
+        '-o',
+        `oci:/work/${out}:x`,
+      ],
+      { encoding: 'utf8', timeout: 300_000 },
+    );
+  }
+
+  for (const [index, setting] of settings.entries()) {
+    it(`${setting.name}: RUN works (${setting.isolation}, said in the log) and the image is the host build's`, () => {
+      const built = buildInContainer(setting.options, `out-${index}`, 'host');
+      expect(built.status, built.stderr).toBe(0);
+      expect(built.stderr).toMatch(new RegExp(`^RUN isolation: ${setting.isolation} `, 'm'));
+      expect(layerListings(join(dir, `out-${index}`))).toEqual(hostLayers);
+      expect(imageConfig(join(dir, `out-${index}`))).toEqual(hostConfig);
+    });
+  }
+
+  for (const [index, setting] of settings.entries()) {
+    if (index === 0) continue; // Docker's defaults: refused, below
+    it(`${setting.name}: --network none works too (the step's lo comes up)`, () => {
+      const built = buildInContainer(setting.options, `none-${index}`, 'none');
+      expect(built.status, built.stderr).toBe(0);
+      expect(layerListings(join(dir, `none-${index}`))).toEqual(hostLayers);
+    });
+  }
+
+  it("Docker's defaults: --network none is refused in one line (no network namespace can be made there)", () => {
+    const built = buildInContainer([], 'refused', 'none');
+    expect(built.status).toBe(1);
+    expect(built.stderr).toMatch(/RUN --network none needs a network namespace, which cannot be made here/);
+    expect(built.stderr).not.toMatch(/\n\s+at /);
+  });
+});
