@@ -3,7 +3,7 @@
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
@@ -21,6 +21,7 @@ import { isImageIndex, type AnyImage, type ImageSource } from './oci/image.js';
 import type { Platform } from './oci/types.js';
 import { formatPlatform } from './oci/platform.js';
 import { targetPlatforms } from './executor/platforms.js';
+import { describeTarget, readContextFile, readDockerfile } from './executor/context/index.js';
 import { parseImageReference } from './oci/reference.js';
 import { checkDestination } from './oci-writer/destination.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
@@ -143,18 +144,24 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       contextDir = join(scratch, 'context');
       const fromStream = await contextFromStream(options.contextArchive, contextDir, options.signal);
       dockerfile ??= fromStream.dockerfile;
-      if (dockerfile === undefined) dockerfilePath = join(contextDir, dockerfilePath ?? 'Dockerfile');
+      if (dockerfile === undefined) {
+        // The tar is untrusted: its Dockerfile's symlinks resolve inside it (context-file.ts).
+        const name = dockerfilePath ?? 'Dockerfile';
+        const read = await readContextFile(contextDir, name);
+        if (read.content === undefined)
+          throw new StratumError(
+            'NOT_FOUND',
+            `${name}: no such Dockerfile in the context tar ${describeTarget(read.inRoot, name)}`.trimEnd(),
+          );
+        dockerfile = read.content;
+        dockerfilePath = join(contextDir, name);
+      }
     }
     if (dockerfile === undefined) {
-      const path = dockerfilePath ?? join(contextDir, 'Dockerfile');
-      try {
-        dockerfile = await readFile(path);
-      } catch {
-        throw new StratumError(
-          'NOT_FOUND',
-          `${options.contextArchive === undefined ? path : 'Dockerfile'}: no such Dockerfile`,
-        );
-      }
+      const read = await readDockerfile(contextDir, dockerfilePath);
+      if (read.content === undefined)
+        throw new StratumError('NOT_FOUND', `${dockerfilePath ?? 'Dockerfile'}: no such Dockerfile`);
+      dockerfile = read.content;
     }
     // FROM, --push and the shared cache share where each blob was seen, so a push or a cache
     // export mounts base layers from the repository they were pulled from.

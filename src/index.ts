@@ -86,6 +86,12 @@ export * from './push/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
 export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+export {
+  describeTarget,
+  readContextFile,
+  readDockerfile,
+  type ContextFile,
+} from './executor/context/index.js';
 export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
 export { LayerCache, type CacheEntry, type CacheEntryInfo } from './cache/store.js';
 export {
