@@ -89,7 +89,7 @@ export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './e
 export {
   describeTarget,
   readContextFile,
-  readDockerfile,
+  readContextDockerfile,
   type ContextFile,
 } from './executor/context/index.js';
 export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
@@ -116,6 +116,7 @@ export {
 export { layeredCache, type CacheSource, type CacheHit, type RemoteCache } from './cache/source.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
+export { checkOutput, planOutput, type OutputPlan, type OutputShape } from './oci/output-path.js';
 export { parseBuildContexts, type NamedContext } from './named-contexts.js';
 export * from './build-flags.js';
 export {

@@ -16,7 +16,7 @@ import {
   parseSecretFlags,
   parseSshFlags,
   parseUlimits,
-  readDockerfile,
+  readContextDockerfile,
 } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
@@ -170,7 +170,10 @@ export function registerBuild(program: Command): void {
       } else {
         dockerfilePath = opts.file === undefined ? join(contextDir, 'Dockerfile') : resolve(opts.file);
         // Its symlinks resolve inside the context when it is the context's (context-file.ts).
-        const read = await readDockerfile(contextDir, opts.file === undefined ? undefined : dockerfilePath);
+        const read = await readContextDockerfile(
+          contextDir,
+          opts.file === undefined ? undefined : dockerfilePath,
+        );
         const named = opts.file ?? join(contextArg, 'Dockerfile');
         if (read.content === undefined) {
           throw new StratumError(

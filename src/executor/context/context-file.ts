@@ -47,7 +47,7 @@ export async function readContextFile(root: string, path: string, what = path): 
  * inside the context; a path outside it is the user's own file, read as any program reads it
  * (BuildKit is stricter there: it resolves even that inside the file's directory).
  */
-export async function readDockerfile(contextDir: string, file?: string): Promise<ContextFile> {
+export async function readContextDockerfile(contextDir: string, file?: string): Promise<ContextFile> {
   const inside = relative(contextDir, file ?? join(contextDir, 'Dockerfile'));
   if (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))
     return readContextFile(contextDir, inside, file ?? 'Dockerfile');
