@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, fstatSync, write } from 'node:fs';
+import { constants, createReadStream, write } from 'node:fs';
 import { chmod, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { StratumError, errnoCode, isStratumError } from '../errors.js';
@@ -121,8 +121,8 @@ export async function writeOutput(
 /**
  * Opens an existing FIFO or character device for writing (never creating, never truncating) and
  * writes `chunks` to it; opening a FIFO waits for its reader, as any writer of a FIFO does. A
- * descriptor path (/dev/stdout) that leads to a regular file is written at that descriptor's
- * position instead: reopening it would start at 0, over what the process wrote there before.
+ * descriptor path (/dev/stdout) is written through the descriptor itself: reopening a file would
+ * start at 0, over what the process wrote before, and a socket cannot be reopened at all.
  */
 async function writeThrough(
   destination: string,
@@ -139,7 +139,7 @@ async function writeThrough(
         );
   try {
     const descriptor = descriptorOf(destination);
-    if (descriptor !== undefined && fstatSync(descriptor).isFile()) {
+    if (descriptor !== undefined) {
       for await (const chunk of chunks) await writeAll(descriptor, chunk);
       return;
     }

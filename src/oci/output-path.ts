@@ -15,8 +15,8 @@ import { StratumError, errnoCode } from '../errors.js';
  *   renaming over it would lose the link and writing through it would let whoever made it (in
  *   /tmp, say) choose which file is overwritten;
  * - /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N name a descriptor the caller's shell
- *   opened: written through, a regular file behind one at the descriptor's own position (as
- *   the process's other output goes there);
+ *   opened: written to that descriptor, whatever it leads to (a file, a pipe, a socket), at its
+ *   own position, as the process's other output goes there;
  * - anything else (a directory where a file is wanted, a block device, a socket) is refused;
  * - nothing is created under /proc, /sys or /dev.
  * A directory output (`type=local`, `oci:`) must be missing or a directory, not a symlink.
@@ -73,8 +73,9 @@ export async function planOutput(path: string, shape: OutputShape, label = path)
   if (info.isSymbolicLink()) {
     const target = await stat(path).catch(() => undefined);
     if (shape === 'file' && target !== undefined && isStream(target)) return 'write-through';
-    if (shape === 'file' && target?.isFile() === true && descriptorOf(path) !== undefined)
-      return 'write-through';
+    // The caller's own descriptor: whatever the shell (or a parent process) opened it on.
+    if (shape === 'file' && target !== undefined && descriptorOf(path) !== undefined)
+      if (target.isFile() || target.isSocket()) return 'write-through';
     return fail(
       target === undefined
         ? `${path} is a symlink to nothing; name the file to write, not a link`
