@@ -191,7 +191,11 @@ describe('an output never replaces /dev/null-like files', () => {
     const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
     const chunks: Buffer[] = [];
     reader.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-    const done = new Promise<void>((resolveDone) => reader.once('exit', () => resolveDone()));
+    const done = new Promise<void>((resolveDone) =>
+      reader.once('exit', () => {
+        resolveDone();
+      }),
+    );
     const child = spawn(
       process.execPath,
       [BIN, 'build', ctx, '--progress', 'quiet', '-o', `type=tar,dest=${fifo}`],
@@ -216,7 +220,11 @@ describe('an output never replaces /dev/null-like files', () => {
     const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] });
     let read = '';
     reader.stdout.on('data', (chunk: Buffer) => (read += String(chunk)));
-    const done = new Promise<void>((resolveDone) => reader.once('exit', () => resolveDone()));
+    const done = new Promise<void>((resolveDone) =>
+      reader.once('exit', () => {
+        resolveDone();
+      }),
+    );
     const child = spawn(process.execPath, [BIN, 'build', ctx, '--progress', 'quiet', '--iidfile', fifo], {
       env: env(),
       stdio: ['ignore', 'pipe', 'pipe'],
