@@ -25,7 +25,8 @@ export async function readContextFile(root: string, path: string, what = path): 
   let handle;
   try {
     // O_NOFOLLOW: the resolution left no link at the end; one appearing there now is not followed.
-    handle = await open(resolved.hostPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO in the context is refused below instead of waiting for a writer.
+    handle = await open(resolved.hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
     const code = errnoCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP')
