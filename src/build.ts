@@ -3,7 +3,7 @@
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
@@ -12,7 +12,8 @@ import { compressionName, type CompressionSpec } from './oci/compression.js';
 import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
 import { withLabelsAndAnnotations } from './image-patch.js';
 import type { Descriptor } from './oci/types.js';
-import { writeFileAtomically } from './oci-writer/atomic.js';
+import { writeOutputFile } from './oci/atomic-file.js';
+import { checkOutput, descriptorOf } from './oci/output-path.js';
 import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
 import { outputCompression, parseOutputs, type OutputTarget } from './output-spec.js';
 import { contextFromStream } from './stdin-context.js';
@@ -21,6 +22,7 @@ import { isImageIndex, type AnyImage, type ImageSource } from './oci/image.js';
 import type { Platform } from './oci/types.js';
 import { formatPlatform } from './oci/platform.js';
 import { targetPlatforms } from './executor/platforms.js';
+import { describeTarget, readContextFile, readContextDockerfile } from './executor/context/index.js';
 import { parseImageReference } from './oci/reference.js';
 import { checkDestination } from './oci-writer/destination.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
@@ -100,8 +102,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   for (const tag of options.tags ?? []) parseImageReference(tag);
   const compression = layerCompression(options.compression, options.outputs ?? []);
   // Unwritable destinations fail before any work, with nothing written.
-  for (const target of targets)
-    if (target.kind === 'image') await checkDestination(parseImageReference(target.reference));
+  await checkOutputs(targets, options);
   await checkSecretFiles(options.secrets ?? {});
   const platforms = targetPlatforms(options.platform);
   if (platforms.length > 1) {
@@ -150,18 +151,24 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       contextDir = join(scratch, 'context');
       const fromStream = await contextFromStream(options.contextArchive, contextDir, options.signal);
       dockerfile ??= fromStream.dockerfile;
-      if (dockerfile === undefined) dockerfilePath = join(contextDir, dockerfilePath ?? 'Dockerfile');
+      if (dockerfile === undefined) {
+        // The tar is untrusted: its Dockerfile's symlinks resolve inside it (context-file.ts).
+        const name = dockerfilePath ?? 'Dockerfile';
+        const read = await readContextFile(contextDir, name);
+        if (read.content === undefined)
+          throw new StratumError(
+            'NOT_FOUND',
+            `${name}: no such Dockerfile in the context tar ${describeTarget(read.inRoot, name)}`.trimEnd(),
+          );
+        dockerfile = read.content;
+        dockerfilePath = join(contextDir, name);
+      }
     }
     if (dockerfile === undefined) {
-      const path = dockerfilePath ?? join(contextDir, 'Dockerfile');
-      try {
-        dockerfile = await readFile(path);
-      } catch {
-        throw new StratumError(
-          'NOT_FOUND',
-          `${options.contextArchive === undefined ? path : 'Dockerfile'}: no such Dockerfile`,
-        );
-      }
+      const read = await readContextDockerfile(contextDir, dockerfilePath);
+      if (read.content === undefined)
+        throw new StratumError('NOT_FOUND', `${dockerfilePath ?? 'Dockerfile'}: no such Dockerfile`);
+      dockerfile = read.content;
     }
     // FROM, --push and the shared cache share where each blob was seen, so a push or a cache
     // export mounts base layers from the repository they were pulled from.
@@ -243,6 +250,29 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   }
 }
 
+/**
+ * Every path the user named for an output, checked as oci/output-path.ts rules (what may stand
+ * there, kernel filesystems, writable directories), each error naming the path as given.
+ */
+async function checkOutputs(targets: readonly OutputTarget[], options: BuildImageOptions): Promise<void> {
+  for (const target of targets) {
+    if (target.kind === 'image') await checkDestination(parseImageReference(target.reference));
+    else if (target.kind === 'local')
+      await checkOutput(target.dir, 'directory', {
+        label: `type=local,dest=${target.dir}`,
+        createParents: true,
+      });
+    else if (target.kind === 'tar' && target.file !== undefined)
+      await checkOutput(target.file, 'file', { label: `type=tar,dest=${target.file}`, createParents: true });
+  }
+  if (options.iidFile !== undefined)
+    await checkOutput(resolve(options.iidFile), 'file', { label: `--iidfile ${options.iidFile}` });
+  if (options.metadataFile !== undefined)
+    await checkOutput(resolve(options.metadataFile), 'file', {
+      label: `--metadata-file ${options.metadataFile}`,
+    });
+}
+
 function targetNames(target: OutputTarget): string[] {
   switch (target.kind) {
     case 'daemon':
@@ -272,7 +302,9 @@ async function writeBuildRecords(
 ): Promise<void> {
   if (options.iidFile !== undefined) {
     // As buildx: what `docker run` takes when the image went to Docker, else the manifest digest.
-    await writeFileAtomically(resolve(options.iidFile), record.loaded ? record.imageId : record.digest);
+    await writeOutputFile(resolve(options.iidFile), record.loaded ? record.imageId : record.digest, {
+      label: `--iidfile ${options.iidFile}`,
+    });
   }
   if (options.metadataFile !== undefined) {
     const metadata: Record<string, unknown> = {
@@ -286,7 +318,9 @@ async function writeBuildRecords(
     };
     const names = [...new Set(record.names)];
     if (names.length > 0) metadata['image.name'] = names.join(',');
-    await writeFileAtomically(resolve(options.metadataFile), `${JSON.stringify(metadata, null, 2)}\n`);
+    await writeOutputFile(resolve(options.metadataFile), `${JSON.stringify(metadata, null, 2)}\n`, {
+      label: `--metadata-file ${options.metadataFile}`,
+    });
   }
 }
 
@@ -389,6 +423,8 @@ async function writeResult(
           ...signalOption,
         });
         destination = target.reference;
+        // An archive sent to /dev/stdout: the digest line would corrupt it.
+        if (outputDescriptor(target.reference) === 1) wroteStdout = true;
         break;
       case 'daemon':
         await loadIntoDockerDaemon(onePlatform(image, target.kind), target.names, {
@@ -400,6 +436,7 @@ async function writeResult(
       case 'local':
         await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, {
           ...signalOption,
+          tmpDir,
           onWarning,
         });
         destination = `type=local,dest=${target.dir}`;
@@ -415,7 +452,7 @@ async function writeResult(
             onWarning,
           },
         );
-        if (target.file === undefined) wroteStdout = true;
+        if (target.file === undefined || descriptorOf(target.file) === 1) wroteStdout = true;
         destination = `type=tar,dest=${target.file ?? '-'}`;
         break;
     }
@@ -424,6 +461,14 @@ async function writeResult(
   }
   for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
   return { names: written, wroteStdout };
+}
+
+/** The descriptor an archive output's path names (oci-archive:/dev/stdout), else undefined. */
+function outputDescriptor(reference: string): number | undefined {
+  const parsed = parseImageReference(reference);
+  return parsed.transport === 'oci-archive' || parsed.transport === 'docker-archive'
+    ? descriptorOf(resolve(parsed.path))
+    : undefined;
 }
 
 /** A filesystem export or a daemon load takes one image; buildImage refuses an index for them first. */

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
@@ -7,19 +7,22 @@ import { StratumError, errnoCode } from './errors.js';
 import { inUserNamespace } from './oci/user-namespace.js';
 import type { ImageSource } from './oci/image.js';
 import { openLayerTar } from './oci/layer.js';
-import { writeAtomically } from './oci-writer/atomic.js';
+import { writeOutput } from './oci/atomic-file.js';
+import { planOutput } from './oci/output-path.js';
+import { makeOwnedStagingDir, makeOwnedTempDir } from './oci/temp-dir.js';
 import { diffSnapshots, emptySnapshot, extractLayer, layerTarStream, scanTree } from './snapshot/index.js';
 
 /**
  * The final filesystem of a build without an image around it, as BuildKit's `local` and `tar`
  * exporters give it: every layer applied in order (whiteouts remove, nothing of them remains).
  * Both stage the tree in a temporary directory first, so a failure leaves the destination as
- * it was.
+ * it was; both staging directories are owned (oci/temp-dir.ts), so what a killed export left is
+ * removed by the next build or `cache prune`.
  */
 
 export interface FilesystemExportOptions {
   readonly signal?: AbortSignal;
-  /** Where the tar export stages the tree (default: beside the destination). */
+  /** The temporary root: the tar export stages there; the local export records its staging there. */
   readonly tmpDir?: string;
   readonly onWarning?: (message: string) => void;
 }
@@ -57,17 +60,20 @@ export async function exportFilesystemToDirectory(
   dest: string,
   options: FilesystemExportOptions = {},
 ): Promise<void> {
+  // A symlink or a file where the directory should be is refused (oci/output-path.ts).
+  await planOutput(dest, 'directory', `type=local,dest=${dest}`);
   await mkdir(dirname(dest), { recursive: true });
-  const staging = await mkdtemp(join(dirname(dest), '.stratum-export-'));
+  // Beside the destination, so that the entries are renamed into place on its filesystem.
+  const staging = await makeOwnedStagingDir(dirname(dest), options.tmpDir);
   try {
-    await chmod(staging, 0o755);
+    await chmod(staging.dir, 0o755);
     // Rootless, the files are the caller's (BuildKit's local exporter leaves them so): owners of
     // the namespace's range would be host ids the caller could not even remove.
-    await applyLayers(image, staging, options, process.getuid?.() === 0 && !inUserNamespace());
+    await applyLayers(image, staging.dir, options, process.getuid?.() === 0 && !inUserNamespace());
     await mkdir(dest, { recursive: true });
-    await mergeInto(staging, dest);
+    await mergeInto(staging.dir, dest);
   } finally {
-    await rm(staging, { recursive: true, force: true });
+    await staging.remove();
   }
 }
 
@@ -103,10 +109,9 @@ export async function exportFilesystemAsTar(
   stdout: Writable,
   options: FilesystemExportOptions = {},
 ): Promise<void> {
-  const parent = options.tmpDir ?? (file === undefined ? undefined : dirname(file));
-  if (parent === undefined) throw new StratumError('USAGE', 'a tar export to standard output needs a tmpDir');
-  await mkdir(parent, { recursive: true });
-  const staging = await mkdtemp(join(parent, '.stratum-export-'));
+  if (file === undefined && options.tmpDir === undefined)
+    throw new StratumError('USAGE', 'a tar export to standard output needs a tmpDir');
+  const staging = await makeOwnedTempDir('stratum-export-', options.tmpDir);
   try {
     await chmod(staging, 0o755);
     // The tar records the owners (rootless too: the namespace's ids are the image's).
@@ -117,8 +122,15 @@ export async function exportFilesystemAsTar(
     if (file === undefined) {
       await pipeline(layerTarStream(diff, signalOption), stdout, { end: false });
     } else {
-      await writeAtomically(file, (temporary) =>
-        pipeline(layerTarStream(diff, signalOption), createWriteStream(temporary, { flags: 'wx' })),
+      await mkdir(dirname(file), { recursive: true });
+      await writeOutput(
+        file,
+        (temporary) =>
+          pipeline(layerTarStream(diff, signalOption), createWriteStream(temporary, { flags: 'wx' })),
+        {
+          label: `type=tar,dest=${file}`,
+          ...(options.tmpDir === undefined ? {} : { tmpDir: options.tmpDir }),
+        },
       );
     }
   } finally {

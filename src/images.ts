@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { StratumError } from './errors.js';
 import {
   isImageIndex,
@@ -24,6 +24,7 @@ import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 import { ImageStore } from './oci-writer/store.js';
 import { formatPlatform } from './oci/platform.js';
 import { makeOwnedTempDir } from './oci/temp-dir.js';
+import { planOutput } from './oci/output-path.js';
 import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
 
 /**
@@ -117,8 +118,16 @@ export async function writeImage(
 ): Promise<WriteResult> {
   const reference = toReference(dest);
   const writeOptions = options.signal ? { signal: options.signal } : {};
+  // An archive bound for a FIFO or device is assembled under tmpDir first (oci/atomic-file.ts).
+  const archiveOptions = {
+    ...writeOptions,
+    ...(options.tmpDir === undefined ? {} : { tmpDir: options.tmpDir }),
+  };
   switch (reference.transport) {
     case 'oci':
+      // A symlink or a non-directory there is refused (oci/output-path.ts); the store's own
+      // layout is not user-named and is written without this.
+      await planOutput(resolve(reference.path), 'directory', formatImageReference(reference));
       return writeOciLayout(
         source,
         reference.path,
@@ -126,10 +135,10 @@ export async function writeImage(
         writeOptions,
       );
     case 'oci-archive':
-      return writeOciArchive(source, reference.path, reference.tag, writeOptions);
+      return writeOciArchive(source, reference.path, reference.tag, archiveOptions);
     case 'docker-archive':
       if (isImageIndex(source)) throw singlePlatformOnly(formatImageReference(reference), source.images);
-      return writeDockerArchive(source, reference.path, reference.tag, writeOptions);
+      return writeDockerArchive(source, reference.path, reference.tag, archiveOptions);
     case 'store':
       return new ImageStore(options.dataDir).put(source, [reference.name], writeOptions);
     case 'docker-daemon':

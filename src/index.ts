@@ -86,6 +86,12 @@ export * from './push/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
 export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+export {
+  describeTarget,
+  readContextFile,
+  readContextDockerfile,
+  type ContextFile,
+} from './executor/context/index.js';
 export type { BuildEvent, ProgressListener, StepRef, CacheComponent } from './executor/progress.js';
 export { LayerCache, type CacheEntry, type CacheEntryInfo } from './cache/store.js';
 export {
@@ -110,6 +116,7 @@ export {
 export { layeredCache, type CacheSource, type CacheHit, type RemoteCache } from './cache/source.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
+export { checkOutput, planOutput, type OutputPlan, type OutputShape } from './oci/output-path.js';
 export { parseBuildContexts, type NamedContext } from './named-contexts.js';
 export * from './build-flags.js';
 export {

@@ -1,5 +1,6 @@
-import { writeFile } from 'node:fs/promises';
-import { StratumError, errnoCode } from '../errors.js';
+import { resolve } from 'node:path';
+import { StratumError, errnoCode, isStratumError } from '../errors.js';
+import { writeOutputFile } from '../oci/atomic-file.js';
 import type { ImageAnalysis } from './types.js';
 import { humanSize, oneLine } from './format.js';
 
@@ -165,11 +166,15 @@ ${hints === '' ? '' : `<h2>Hints</h2>${hints}`}
 `;
 }
 
-/** Writes the page to `path`; an unwritable path is a one-line error naming it. */
+/**
+ * Writes the page to `path` as every output file is written (oci/atomic-file.ts: replaced whole,
+ * or written through a FIFO or device); an unwritable path is a one-line error naming it.
+ */
 export async function writeAnalysisHtml(analysis: ImageAnalysis, path: string): Promise<void> {
   try {
-    await writeFile(path, renderAnalysisHtml(analysis));
+    await writeOutputFile(resolve(path), renderAnalysisHtml(analysis), { label: `--html ${path}` });
   } catch (error) {
+    if (isStratumError(error)) throw error;
     throw new StratumError(
       'IO',
       `${path}: cannot write the HTML report (${errnoCode(error) ?? String(error)})`,

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import {
   analyzeImage,
+  checkOutput,
   formatAnalysis,
   openImage,
   parseDockerfile,
@@ -35,6 +37,9 @@ export function registerAnalyze(program: Command): void {
     )
     .action(
       async (image: string, options: { json?: boolean; html?: string; file?: string; platform?: string }) => {
+        // Before the analysis, so that a path that cannot be written costs none.
+        if (options.html !== undefined)
+          await checkOutput(resolve(options.html), 'file', { label: `--html ${options.html}` });
         const dockerfile = options.file === undefined ? undefined : await readDockerfile(options.file);
         const source = await openImage(
           image,

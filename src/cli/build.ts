@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
   StratumError,
   buildImage,
+  describeTarget,
   isStratumError,
   parseAddHosts,
   parseAllow,
@@ -16,6 +17,7 @@ import {
   parseSecretFlags,
   parseSshFlags,
   parseUlimits,
+  readContextDockerfile,
 } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
@@ -214,14 +216,19 @@ export function registerBuild(program: Command): void {
         dockerfilePath = opts.file;
       } else {
         dockerfilePath = opts.file === undefined ? join(contextDir, 'Dockerfile') : resolve(opts.file);
-        try {
-          dockerfile = readFileSync(dockerfilePath);
-        } catch {
+        // Its symlinks resolve inside the context when it is the context's (context-file.ts).
+        const read = await readContextDockerfile(
+          contextDir,
+          opts.file === undefined ? undefined : dockerfilePath,
+        );
+        const named = opts.file ?? join(contextArg, 'Dockerfile');
+        if (read.content === undefined) {
           throw new StratumError(
             'NOT_FOUND',
-            `${opts.file ?? join(contextArg, 'Dockerfile')}: no such Dockerfile`,
+            `${named}: no such Dockerfile ${describeTarget(read.inRoot, relative(contextDir, dockerfilePath))}`.trimEnd(),
           );
         }
+        dockerfile = read.content;
       }
       const controller = new AbortController();
       const stopListening = abortOnSignals(controller, 'build');

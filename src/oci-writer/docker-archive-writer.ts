@@ -8,7 +8,7 @@ import { layerBlobCompression, openLayerTar } from '../oci/layer.js';
 import { normalizeImageName } from '../oci/reference.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import { synthesizeManifest } from '../oci/docker-archive-reader.js';
-import { temporaryPathFor, writeAtomically } from './atomic.js';
+import { temporarySibling, writeOutput } from '../oci/atomic-file.js';
 import type { LayoutWriteOptions, WriteResult } from './layout-writer.js';
 import { archiveTime } from './oci-archive-writer.js';
 import { TarFileWriter } from './tar-out.js';
@@ -68,55 +68,60 @@ export async function writeDockerArchive(
 
   const sizes = new Map<Digest, number>();
   const tarLayers: Descriptor[] = [];
-  await writeAtomically(file, async (temporary) => {
-    const out = new TarFileWriter(temporary, archiveTime(source));
-    const scratch = temporaryPathFor(file);
-    try {
-      await out.buffer(configName, source.config.raw);
-      for (const [index, layer] of layers.entries()) {
-        const diffId = diffIds[index]!;
-        const already = sizes.get(diffId);
-        if (already !== undefined) {
-          tarLayers.push({ mediaType: MediaType.ociLayer, digest: diffId, size: already });
-          continue;
-        }
-        options.signal?.throwIfAborted();
-        await out.directory(`${digestHex(diffId)}/`);
-        const tarOptions = { diffId, ...(options.signal ? { signal: options.signal } : {}) };
-        const compression = await layerBlobCompression(source, layer, options.signal);
-        let size = layer.size;
-        if (compression === 'none') {
-          await out.stream(
-            layerNames[index]!,
-            size,
-            await openLayerTar(source, layer, tarOptions),
-            options.signal,
-          );
-        } else {
-          try {
-            await pipeline(
-              await openLayerTar(source, layer, tarOptions),
-              createWriteStream(scratch, { flags: 'wx' }),
-            );
-            size = (await stat(scratch)).size;
-            await out.stream(layerNames[index]!, size, createReadStream(scratch), options.signal);
-          } finally {
-            await rm(scratch, { force: true });
+  await writeOutput(
+    file,
+    async (temporary) => {
+      const out = new TarFileWriter(temporary, archiveTime(source));
+      // Beside the temporary: the destination may be a FIFO, whose directory is no place for it.
+      const scratch = temporarySibling(temporary);
+      try {
+        await out.buffer(configName, source.config.raw);
+        for (const [index, layer] of layers.entries()) {
+          const diffId = diffIds[index]!;
+          const already = sizes.get(diffId);
+          if (already !== undefined) {
+            tarLayers.push({ mediaType: MediaType.ociLayer, digest: diffId, size: already });
+            continue;
           }
+          options.signal?.throwIfAborted();
+          await out.directory(`${digestHex(diffId)}/`);
+          const tarOptions = { diffId, ...(options.signal ? { signal: options.signal } : {}) };
+          const compression = await layerBlobCompression(source, layer, options.signal);
+          let size = layer.size;
+          if (compression === 'none') {
+            await out.stream(
+              layerNames[index]!,
+              size,
+              await openLayerTar(source, layer, tarOptions),
+              options.signal,
+            );
+          } else {
+            try {
+              await pipeline(
+                await openLayerTar(source, layer, tarOptions),
+                createWriteStream(scratch, { flags: 'wx' }),
+              );
+              size = (await stat(scratch)).size;
+              await out.stream(layerNames[index]!, size, createReadStream(scratch), options.signal);
+            } finally {
+              await rm(scratch, { force: true });
+            }
+          }
+          sizes.set(diffId, size);
+          tarLayers.push({ mediaType: MediaType.ociLayer, digest: diffId, size });
         }
-        sizes.set(diffId, size);
-        tarLayers.push({ mediaType: MediaType.ociLayer, digest: diffId, size });
+        await out.buffer('manifest.json', Buffer.from(manifestJson));
+        if (Object.keys(repositories).length > 0)
+          await out.buffer('repositories', Buffer.from(JSON.stringify(repositories)));
+        await out.finish();
+      } catch (error) {
+        await out.abort(error);
+        await rm(scratch, { force: true });
+        throw error;
       }
-      await out.buffer('manifest.json', Buffer.from(manifestJson));
-      if (Object.keys(repositories).length > 0)
-        await out.buffer('repositories', Buffer.from(JSON.stringify(repositories)));
-      await out.finish();
-    } catch (error) {
-      await out.abort(error);
-      await rm(scratch, { force: true });
-      throw error;
-    }
-  });
+    },
+    { label: `docker-archive:${file}`, ...(options.tmpDir === undefined ? {} : { tmpDir: options.tmpDir }) },
+  );
   // The archive holds no manifest; report the one every reader of it derives (see synthesizeManifest).
   const manifest = synthesizeManifest(
     { digest: source.config.digest, size: source.config.raw.length },

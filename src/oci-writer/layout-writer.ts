@@ -8,7 +8,8 @@ import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
 import { serializeIndex } from '../oci/json.js';
 import { REF_NAME, readLayoutIndex, refName } from '../oci/layout-reader.js';
 import { MediaType, type Descriptor, type ImageIndex } from '../oci/types.js';
-import { writeFileAtomically, withLock } from './atomic.js';
+import { writeFileAtomic } from '../oci/atomic-file.js';
+import { withLock } from './lock.js';
 
 /**
  * Writes an image into an OCI image layout directory (image-layout.md, version 1.0.0).
@@ -31,6 +32,8 @@ export interface LayoutWriteOptions {
   readonly signal?: AbortSignal;
   /** Blobs copied at once (default 3): overlaps reading, hashing and writing of layers. */
   readonly concurrency?: number;
+  /** Where an archive bound for a FIFO or device is assembled (oci/atomic-file.ts). */
+  readonly tmpDir?: string;
 }
 
 export interface WriteResult {
@@ -160,7 +163,7 @@ export async function updateLayoutIndex(
         mediaType: base.mediaType ?? MediaType.ociIndex,
         manifests: change(base.manifests),
       };
-      await writeFileAtomically(join(dir, 'index.json'), serializeIndex(next));
+      await writeFileAtomic(join(dir, 'index.json'), serializeIndex(next));
     },
     signal ? { signal } : {},
   );
@@ -177,7 +180,7 @@ export async function prepareLayout(dir: string): Promise<() => Promise<void>> {
   }
   let created: string | undefined;
   if (state === 'missing') created = await makeDirectories(dir);
-  if (state !== 'layout') await writeFileAtomically(join(dir, 'oci-layout'), LAYOUT_FILE);
+  if (state !== 'layout') await writeFileAtomic(join(dir, 'oci-layout'), LAYOUT_FILE);
   return async () => {
     if (created !== undefined) await rm(created, { recursive: true, force: true });
     else if (state === 'empty') {

@@ -3,7 +3,7 @@ import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
 import { serializeIndex } from '../oci/json.js';
 import { REF_NAME } from '../oci/layout-reader.js';
 import { MediaType, type Descriptor } from '../oci/types.js';
-import { writeAtomically } from './atomic.js';
+import { writeOutput } from '../oci/atomic-file.js';
 import { manifestDescriptor, type LayoutWriteOptions, type WriteResult } from './layout-writer.js';
 import { TarFileWriter } from './tar-out.js';
 
@@ -48,37 +48,41 @@ export async function writeOciArchive(
   }
   const first = images[0]!;
 
-  await writeAtomically(file, async (temporary) => {
-    const out = new TarFileWriter(temporary, archiveTime(first));
-    try {
-      await out.buffer('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
-      await out.buffer('index.json', index);
-      await out.directory('blobs/');
-      const algorithms = new Set(
-        [...[...blobs.values()].map(({ blob }) => blob), ...documents.map((doc) => doc.descriptor)].map(
-          (blob) => digestAlgorithm(blob.digest),
-        ),
-      );
-      for (const algorithm of algorithms) await out.directory(`blobs/${algorithm}/`);
-      for (const { blob, image } of blobs.values()) {
-        options.signal?.throwIfAborted();
-        const path = `blobs/${digestAlgorithm(blob.digest)}/${digestHex(blob.digest)}`;
-        await out.stream(path, blob.size, await image.openBlob(blob, options.signal), options.signal);
-      }
-      const written = new Set<string>();
-      for (const doc of documents) {
-        if (written.has(doc.descriptor.digest)) continue;
-        written.add(doc.descriptor.digest);
-        await out.buffer(
-          `blobs/${digestAlgorithm(doc.descriptor.digest)}/${digestHex(doc.descriptor.digest)}`,
-          doc.raw,
+  await writeOutput(
+    file,
+    async (temporary) => {
+      const out = new TarFileWriter(temporary, archiveTime(first));
+      try {
+        await out.buffer('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+        await out.buffer('index.json', index);
+        await out.directory('blobs/');
+        const algorithms = new Set(
+          [...[...blobs.values()].map(({ blob }) => blob), ...documents.map((doc) => doc.descriptor)].map(
+            (blob) => digestAlgorithm(blob.digest),
+          ),
         );
+        for (const algorithm of algorithms) await out.directory(`blobs/${algorithm}/`);
+        for (const { blob, image } of blobs.values()) {
+          options.signal?.throwIfAborted();
+          const path = `blobs/${digestAlgorithm(blob.digest)}/${digestHex(blob.digest)}`;
+          await out.stream(path, blob.size, await image.openBlob(blob, options.signal), options.signal);
+        }
+        const written = new Set<string>();
+        for (const doc of documents) {
+          if (written.has(doc.descriptor.digest)) continue;
+          written.add(doc.descriptor.digest);
+          await out.buffer(
+            `blobs/${digestAlgorithm(doc.descriptor.digest)}/${digestHex(doc.descriptor.digest)}`,
+            doc.raw,
+          );
+        }
+        await out.finish();
+      } catch (error) {
+        await out.abort(error);
+        throw error;
       }
-      await out.finish();
-    } catch (error) {
-      await out.abort(error);
-      throw error;
-    }
-  });
+    },
+    { label: `oci-archive:${file}`, ...(options.tmpDir === undefined ? {} : { tmpDir: options.tmpDir }) },
+  );
   return { digest: descriptor.digest, descriptor };
 }

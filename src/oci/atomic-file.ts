@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, open, rename, rm } from 'node:fs/promises';
+import { constants, createReadStream, write } from 'node:fs';
+import { chmod, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { StratumError, errnoCode, isStratumError } from '../errors.js';
 import { makeDirectories } from './directories.js';
+import { descriptorOf, planOutput } from './output-path.js';
 import { ownedName } from './owner.js';
+import { makeOwnedTempDir } from './temp-dir.js';
 
 /**
  * The one way stratum replaces a small file: write a temporary file beside it (same directory,
@@ -48,6 +52,147 @@ export async function writeFileAtomic(
     throw error;
   }
   await syncDirectory(dirname(destination));
+}
+
+/**
+ * Every file the user names for an output (archives, `type=tar`, --iidfile, --metadata-file,
+ * analyze --html) is written by one of the two functions below, which follow output-path.ts: a
+ * regular file (or none) is replaced atomically as above; a FIFO or character device is written
+ * through once the content is complete, and stays what it is; the rest is refused. `label` is
+ * the output as the user wrote it, for errors.
+ */
+export interface OutputWriteOptions {
+  readonly label?: string;
+  /** Where content bound for a FIFO or device is assembled (default: temp-dir.ts's root). */
+  readonly tmpDir?: string;
+}
+
+/** Writes `data` as the output file `destination`; its directory must exist. */
+export async function writeOutputFile(
+  destination: string,
+  data: string | Uint8Array,
+  options: OutputWriteOptions = {},
+): Promise<void> {
+  const label = options.label ?? destination;
+  if ((await planOutput(destination, 'file', label)) === 'write-through') {
+    await writeThrough(destination, label, [typeof data === 'string' ? Buffer.from(data) : data]);
+    return;
+  }
+  await requireParentDirectory(destination, label);
+  await writeFileAtomic(destination, data);
+}
+
+/**
+ * Runs `write(temporary)` to make the whole output, then puts it at `destination` (renamed over a
+ * regular file, copied through a FIFO or device); the destination's directory must exist. On
+ * failure the temporary is removed and the destination is as it was.
+ */
+export async function writeOutput(
+  destination: string,
+  write: (temporary: string) => Promise<void>,
+  options: OutputWriteOptions = {},
+): Promise<void> {
+  const label = options.label ?? destination;
+  if ((await planOutput(destination, 'file', label)) === 'write-through') {
+    // Assembled privately first, so a failed build sends a reader nothing rather than a part.
+    const scratch = await makeOwnedTempDir('stratum-output-', options.tmpDir);
+    try {
+      const temporary = join(scratch, 'content');
+      await write(temporary);
+      await writeThrough(destination, label, createReadStream(temporary));
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+    return;
+  }
+  await requireParentDirectory(destination, label);
+  const temporary = temporarySibling(destination);
+  try {
+    await write(temporary);
+    await syncFile(temporary);
+    await rename(temporary, destination);
+  } catch (error) {
+    await rm(temporary, { force: true, recursive: true });
+    throw error;
+  }
+  await syncDirectory(dirname(destination));
+}
+
+/**
+ * Opens an existing FIFO or character device for writing (never creating, never truncating) and
+ * writes `chunks` to it; opening a FIFO waits for its reader, as any writer of a FIFO does. A
+ * descriptor path (/dev/stdout) is written through the descriptor itself: reopening a file would
+ * start at 0, over what the process wrote before, and a socket cannot be reopened at all.
+ */
+async function writeThrough(
+  destination: string,
+  label: string,
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<void> {
+  const failed = (error: unknown): StratumError =>
+    isStratumError(error)
+      ? error
+      : new StratumError(
+          'IO',
+          `${label}: cannot write to ${destination} (${error instanceof Error ? error.message.replace(/, \w+( '.*')?$/, '') : String(error)})`,
+          { cause: error },
+        );
+  try {
+    const descriptor = descriptorOf(destination);
+    if (descriptor !== undefined) {
+      for await (const chunk of chunks) await writeAll(descriptor, chunk);
+      return;
+    }
+    const handle = await open(destination, constants.O_WRONLY | constants.O_NOCTTY);
+    try {
+      // What was planned may have changed since: only ever write through a FIFO or device.
+      const info = await handle.stat();
+      if (!info.isFIFO() && !info.isCharacterDevice())
+        throw new StratumError(
+          'IO',
+          `${label}: ${destination} changed while the build ran; nothing was written`,
+        );
+      for await (const chunk of chunks) await writeAll(handle.fd, chunk);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  } catch (error) {
+    throw failed(error);
+  }
+}
+
+/** Writes all of `chunk` to `fd` (a pipe may take part of it at a time). */
+async function writeAll(fd: number, chunk: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < chunk.length;) {
+    offset += await new Promise<number>((done, fail) => {
+      write(fd, chunk, offset, chunk.length - offset, null, (error, written) => {
+        if (error) fail(error);
+        else done(written);
+      });
+    });
+  }
+}
+
+/** The destination's directory must exist: an output never creates directories on its own. */
+export async function requireParentDirectory(destination: string, label = destination): Promise<void> {
+  const parent = dirname(destination);
+  try {
+    if (!(await stat(parent)).isDirectory())
+      throw new StratumError('NOT_FOUND', `${label}: ${parent} is not a directory`);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT')
+      throw new StratumError('NOT_FOUND', `${label}: directory ${parent} does not exist`);
+    throw error;
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Flushes a directory's entries (a rename in it); some filesystems refuse, which is fine. */

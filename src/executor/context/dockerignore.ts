@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { errnoCode, StratumError } from '../../errors.js';
+import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { StratumError } from '../../errors.js';
+import { readContextFile } from './context-file.js';
 import { GlobSyntaxError, matchTokens, parseGlob, type MatchToken } from './glob.js';
 import { cleanPath } from './paths.js';
 
@@ -192,25 +192,26 @@ export interface IgnoreFile {
  * Finds and reads the ignore file for a build, with BuildKit's precedence: `<Dockerfile>.dockerignore`
  * next to the Dockerfile (e.g. `build/app.Dockerfile.dockerignore`) wins over
  * `CONTEXT/.dockerignore`. Pass no dockerfilePath when the Dockerfile came from standard input.
+ * Symlinks resolve inside the context (context-file.ts); beside a Dockerfile outside the
+ * context, inside that Dockerfile's directory, as BuildKit reads it.
  */
 export async function loadDockerignore(contextDir: string, dockerfilePath?: string): Promise<IgnoreFile> {
-  const candidates: string[] = [];
+  const candidates: { readonly root: string; readonly path: string }[] = [];
   if (dockerfilePath !== undefined) {
-    candidates.push(join(dirname(dockerfilePath), `${basename(dockerfilePath)}.dockerignore`));
+    const beside = `${dockerfilePath}.dockerignore`;
+    const inContext = relative(contextDir, beside);
+    candidates.push(
+      inContext.startsWith(`..${sep}`) || isAbsolute(inContext)
+        ? { root: dirname(beside), path: basename(beside) }
+        : { root: contextDir, path: inContext },
+    );
   }
-  candidates.push(join(contextDir, '.dockerignore'));
-  for (const candidate of candidates) {
-    let text: string;
-    try {
-      text = await readFile(candidate, 'utf8');
-    } catch (error) {
-      const code = errnoCode(error);
-      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
-      throw new StratumError('IO', `${candidate}: cannot read ignore file: ${String(error)}`, {
-        cause: error,
-      });
-    }
-    return { path: candidate, matcher: compileIgnore(parseDockerignore(text), candidate) };
+  candidates.push({ root: contextDir, path: '.dockerignore' });
+  for (const { root, path } of candidates) {
+    const where = join(root, path);
+    const file = await readContextFile(root, path, where);
+    if (file.content === undefined) continue;
+    return { path: where, matcher: compileIgnore(parseDockerignore(file.content.toString('utf8')), where) };
   }
   return { path: undefined, matcher: compileIgnore([]) };
 }

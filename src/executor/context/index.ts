@@ -15,6 +15,7 @@ export {
 } from './dockerignore.js';
 export { compileGlob, globMatch, hasWildcards, GlobSyntaxError } from './glob.js';
 export { cleanPath, resolveInRoot, type RootResolution } from './paths.js';
+export { describeTarget, readContextFile, readContextDockerfile, type ContextFile } from './context-file.js';
 export { normalizeDest, planCopy, type CopyRequest, type Destination, type SelectOptions } from './select.js';
 export { planAdd, type AddRequest } from './add.js';
 export { applyCopy, mkdirInRoot, type ApplyOptions, type ApplyResult } from './apply.js';
