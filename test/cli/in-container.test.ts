@@ -62,7 +62,7 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
       [
         'ARG BASE',
         'FROM oci:${BASE}:1',
-        'RUN mkdir -p /app && echo hi > /app/f && chown 1000:1000 /app/f && chmod 640 /app/f && ln -s f /app/link && ls /proc/self/fd > /app/fds && echo x > /dev/null && rm /bin/yes',
+        'RUN mkdir -p /app && echo hi > /app/f && chown 1000:1000 /app/f && chmod 640 /app/f && ln -s f /app/link && test -d /proc/self/fd && grep -c ^Name: /proc/self/status > /app/proc && echo x > /dev/null && rm /bin/yes',
         'RUN mkdir -p /home/app/data && chown 1000:1000 /home/app/data',
         'USER 1000',
         'RUN echo me > /home/app/data/mine && id -u > /home/app/data/uid && head -c 4 /dev/urandom | wc -c > /home/app/data/random',
