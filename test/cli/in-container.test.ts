@@ -112,12 +112,12 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
       [
         'run',
         '--rm',
-        ...options,
         '-e',
         `SOURCE_DATE_EPOCH=${EPOCH}`,
         // Outside /root (0700 in Debian): under proot a step as USER 1000 reaches it on its real path.
         '-e',
         'STRATUM_CACHE_DIR=/var/cache/stratum',
+        ...options,
         '-v',
         `${REPO}:/stratum:ro`,
         '-v',
@@ -165,6 +165,21 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
     const built = buildInContainer([], 'refused', 'none');
     expect(built.status).toBe(1);
     expect(built.stderr).toMatch(/RUN --network none needs a network namespace, which cannot be made here/);
+    expect(built.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a non-root container user (Kubernetes restricted) is refused in one line naming what is missing', () => {
+    mkdirSync(join(dir, 'as-1000'), { mode: 0o777 });
+    chmodSync(join(dir, 'as-1000'), 0o777);
+    const built = buildInContainer(
+      ['--user', '1000:1000', '-e', 'HOME=/tmp', '-e', 'STRATUM_CACHE_DIR=/tmp/stratum-cache'],
+      'as-1000/out',
+      'host',
+    );
+    expect(built.status).toBe(1);
+    expect(built.stderr).toMatch(
+      /RUN needs root here: stratum runs as uid 1000 in a container where no user namespace can be made/,
+    );
     expect(built.stderr).not.toMatch(/\n\s+at /);
   });
 });

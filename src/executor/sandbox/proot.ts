@@ -32,6 +32,14 @@ export async function runInProot(spec: SandboxSpec, options: SandboxOptions = {}
       'RUN --network none needs a network namespace, which cannot be made here (no namespaces: RUN runs under proot on the container network); build with --network host or default',
     );
   }
+  const me = process.getuid?.() ?? 0;
+  if (me !== 0) {
+    // proot can only fake root (-0), and a faked chown would put the wrong owners in the layer.
+    throw new StratumError(
+      'UNSUPPORTED',
+      `RUN needs root here: stratum runs as uid ${me} in a container where no user namespace can be made, so a step could neither run as its USER nor record the owners it gives; run the container as root (Kubernetes runAsUser: 0, default capabilities), or allow user namespaces (seccomp Unconfined)`,
+    );
+  }
   const { signal, onOutput } = options;
   if (signal?.aborted) throw aborted(spec);
   const ledger = new MountPointLedger(spec.rootfs);
