@@ -67,6 +67,8 @@ function debianRootfs(): string {
 }
 
 const NODE_VERSION = '24.22.3';
+/** Bumped when what ensureNodeBase makes changes, so a kept one is made again. */
+const NODE_BASE_REVISION = 2;
 
 /**
  * A local stand-in for `node:24-bookworm-slim` (nothing can be pulled): the Debian rootfs plus
@@ -74,7 +76,7 @@ const NODE_VERSION = '24.22.3';
  * an OCI layout tagged `24`. Made once and kept beside the rootfs; returns the layout.
  */
 export function ensureNodeBase(): string {
-  const out = join(CACHE, `node-${NODE_VERSION}`);
+  const out = join(CACHE, `node-${NODE_VERSION}-${NODE_BASE_REVISION}`);
   const layout = join(out, 'layout');
   if (existsSync(join(out, 'done'))) return layout;
   rmSync(out, { recursive: true, force: true });
@@ -95,7 +97,16 @@ export function ensureNodeBase(): string {
   execFileSync('tar', ['-xzf', join(out, tarball), '-C', npmDir, '--strip-components=1']);
   execFileSync('ln', ['-s', '../lib/node_modules/npm/bin/npm-cli.js', join(rootfs, 'usr/local/bin/npm')]);
   execFileSync('ln', ['-s', '../lib/node_modules/npm/bin/npx-cli.js', join(rootfs, 'usr/local/bin/npx')]);
-  packRootfs(rootfs, layout, '24');
+  // This machine reaches the npm registry through a TLS proxy whose CA the host trusts (as a
+  // corporate network would): the base trusts what the host does, as such users' bases must.
+  const bundle = '/etc/ssl/certs/ca-certificates.crt';
+  const env = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+  if (existsSync(bundle)) {
+    mkdirSync(join(rootfs, 'etc/ssl/certs'), { recursive: true });
+    execFileSync('cp', [bundle, join(rootfs, bundle)]);
+    env.push(`NODE_EXTRA_CA_CERTS=${bundle}`);
+  }
+  packRootfs(rootfs, layout, '24', env);
   rmSync(rootfs, { recursive: true, force: true });
   writeFileSync(join(out, 'done'), '');
   return layout;
@@ -109,7 +120,7 @@ function sha256File(path: string): string {
  * A rootfs of hundreds of MB as a one-layer OCI layout tagged `tag`, through files on disk
  * (examples/busybox-base.js packs in memory, which suits a busybox, not a Debian with Node).
  */
-function packRootfs(rootfs: string, layout: string, tag: string): void {
+function packRootfs(rootfs: string, layout: string, tag: string, env: readonly string[]): void {
   const blobs = join(layout, 'blobs/sha256');
   mkdirSync(blobs, { recursive: true });
   const tar = join(layout, 'layer.tar');
@@ -129,7 +140,7 @@ function packRootfs(rootfs: string, layout: string, tag: string): void {
       architecture: 'amd64',
       os: 'linux',
       created: '2024-01-01T00:00:00Z',
-      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['node'] },
+      config: { Env: env, Cmd: ['node'] },
       rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
       history: [
         { created: '2024-01-01T00:00:00Z', created_by: 'debootstrap bookworm minbase + Node 24 + npm' },
