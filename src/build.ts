@@ -3,7 +3,8 @@
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { access, mkdir, rm, stat } from 'node:fs/promises';
+import { makeOwnedTempDir } from './oci/temp-dir.js';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
@@ -140,7 +141,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       throw new StratumError('USAGE', `--ssh ${id}=${socket}: not a socket (is the ssh agent running?)`);
   }
   await mkdir(tmpDir, { recursive: true });
-  const scratch = await mkdtemp(join(tmpDir, 'build-inputs-'));
+  // Named after this process, so what a killed build left (a stdin context) goes at the next build.
+  const scratch = await makeOwnedTempDir('stratum-inputs-', tmpDir);
   const warnings: string[] = [];
   try {
     const secretMaterial = { ...options.secrets, ...secretsInMemory(secrets) };

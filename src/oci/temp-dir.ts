@@ -24,6 +24,7 @@ export const TEMPORARY_PREFIXES = [
   'stratum-load-',
   'stratum-export-',
   'stratum-output-',
+  'stratum-inputs-',
 ] as const;
 
 export type TemporaryPrefix = (typeof TEMPORARY_PREFIXES)[number];
