@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -246,4 +246,57 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
       spawnSync(DOCKER, ['rmi', '-f', tag], { stdio: 'ignore' });
     }
   }, 1_800_000);
+
+  it("an apt-get step and an npm install step work under Docker's defaults (proot), on the Node base", () => {
+    const base = ensureNodeBase();
+    const ctx = join(dir, 'ctx-packages');
+    mkdirSync(ctx);
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      [
+        'FROM oci:/base:24',
+        'RUN apt-get update && apt-get install -y --no-install-recommends hello && rm -rf /var/lib/apt/lists/*',
+        'WORKDIR /app',
+        `RUN echo '{"name":"app","version":"1.0.0","dependencies":{"is-number":"7.0.0"}}' > package.json && npm install --no-audit --no-fund && npm ci --no-audit --no-fund`,
+        'RUN hello > /app/hello.txt && node -e "process.stdout.write(String(require(\'is-number\')(5)))" > /app/node.txt',
+        '',
+      ].join('\n'),
+    );
+    const built = spawnSync(
+      DOCKER,
+      [
+        'run',
+        '--rm',
+        // The container's network: apt and npm reach their registries (this machine's only hosts).
+        '--network',
+        'host',
+        '-e',
+        'STRATUM_CACHE_DIR=/var/cache/stratum',
+        '-v',
+        `${REPO}:/stratum:ro`,
+        '-v',
+        `${process.execPath}:/usr/local/bin/node:ro`,
+        '-v',
+        `${base}:/base:ro`,
+        '-v',
+        `${dir}:/work`,
+        CONTAINER_IMAGE,
+        'node',
+        '/stratum/bin/stratum.js',
+        'build',
+        '/work/ctx-packages',
+        '--network',
+        'host',
+        '--progress',
+        'plain',
+        '-o',
+        'type=local,dest=/work/packages-out',
+      ],
+      { encoding: 'utf8', timeout: 900_000 },
+    );
+    expect(built.status, built.stderr.slice(-3000)).toBe(0);
+    expect(built.stderr).toMatch(/^RUN isolation: proot /m);
+    expect(readFileSync(join(dir, 'packages-out/app/hello.txt'), 'utf8')).toBe('Hello, world!\n');
+    expect(readFileSync(join(dir, 'packages-out/app/node.txt'), 'utf8')).toBe('true');
+  }, 900_000);
 });
