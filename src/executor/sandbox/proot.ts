@@ -6,6 +6,7 @@ import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
 import { prootMissing, prootPath } from './isolation.js';
 import { MountPointLedger } from './mount-points.js';
+import { existingPathInRoot } from './root-path.js';
 import type { SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
 /**
@@ -64,6 +65,17 @@ export async function runInProot(spec: SandboxSpec, options: SandboxOptions = {}
       await writeFile(file, content, { mode: 0o644 });
       await ledger.ensure(path, 'file');
       bind(file, path);
+    }
+    // apt's download methods drop to the _apt user, and a traced process that changes its uid is
+    // out of reach of a proot without CAP_SYS_PTRACE: apt-get update would hang. The container is
+    // the sandbox here; a file bound into apt.conf.d (gone with the step, never in the layer)
+    // keeps the methods root.
+    const aptConfig = await existingPathInRoot(spec.rootfs, '/etc/apt/apt.conf.d');
+    if (aptConfig !== undefined && (await stat(aptConfig)).isDirectory()) {
+      const file = join(scratch, 'apt-proot.conf');
+      await writeFile(file, 'APT::Sandbox::User "root";\n', { mode: 0o644 });
+      await ledger.ensure(APT_SNIPPET, 'file');
+      bind(file, APT_SNIPPET);
     }
     for (const [index, mount] of spec.mounts.entries()) {
       switch (mount.kind) {
@@ -164,6 +176,8 @@ async function checkSearchable(paths: readonly string[], spec: SandboxSpec): Pro
     }
   }
 }
+
+const APT_SNIPPET = '/etc/apt/apt.conf.d/00stratum-proot';
 
 async function memoryBacked(): Promise<string> {
   const shm = await stat('/dev/shm').catch(() => undefined);
