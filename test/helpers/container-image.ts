@@ -38,11 +38,40 @@ export function dockerAvailable(): boolean {
  * in it: tests mount the Node that runs them, and the checkout.
  */
 export function ensureContainerImage(): void {
-  if (spawnSync(DOCKER, ['image', 'inspect', CONTAINER_IMAGE], { stdio: 'ignore' }).status === 0) return;
-  const rootfs = debianRootfs();
-  execFileSync('sh', ['-c', `tar -C '${rootfs}' -c . | ${DOCKER} import - ${CONTAINER_IMAGE}`], {
-    stdio: 'ignore',
+  withLock(() => {
+    if (spawnSync(DOCKER, ['image', 'inspect', CONTAINER_IMAGE], { stdio: 'ignore' }).status === 0) return;
+    const rootfs = debianRootfs();
+    execFileSync('sh', ['-c', `tar -C '${rootfs}' -c . | ${DOCKER} import - ${CONTAINER_IMAGE}`], {
+      stdio: 'ignore',
+    });
   });
+}
+
+/**
+ * Test files run side by side and several make these images: one at a time, across processes (a
+ * mkdir lock holding the holder's PID, so a killed holder does not block the next run).
+ */
+function withLock(make: () => void): void {
+  mkdirSync(CACHE, { recursive: true });
+  const lock = join(CACHE, 'lock');
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number(existsSync(join(lock, 'pid')) ? readFileSync(join(lock, 'pid'), 'utf8') : '0');
+      if (holder > 0 && spawnSync('kill', ['-0', String(holder)]).status !== 0)
+        rmSync(lock, { recursive: true, force: true });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    make();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
 }
 
 /** The debootstrapped rootfs (bookworm minbase, passt, proot), made once and kept. */
@@ -78,7 +107,13 @@ const NODE_BASE_REVISION = 2;
 export function ensureNodeBase(): string {
   const out = join(CACHE, `node-${NODE_VERSION}-${NODE_BASE_REVISION}`);
   const layout = join(out, 'layout');
-  if (existsSync(join(out, 'done'))) return layout;
+  withLock(() => {
+    if (!existsSync(join(out, 'done'))) makeNodeBase(out, layout);
+  });
+  return layout;
+}
+
+function makeNodeBase(out: string, layout: string): void {
   rmSync(out, { recursive: true, force: true });
   const rootfs = join(out, 'rootfs');
   mkdirSync(out, { recursive: true });
@@ -109,7 +144,6 @@ export function ensureNodeBase(): string {
   packRootfs(rootfs, layout, '24', env);
   rmSync(rootfs, { recursive: true, force: true });
   writeFileSync(join(out, 'done'), '');
-  return layout;
 }
 
 function sha256File(path: string): string {
