@@ -7,6 +7,9 @@ import { StratumError, errnoCode } from '../../errors.js';
 import { prootMissing, prootPath } from './isolation.js';
 import { MountPointLedger } from './mount-points.js';
 import { existingPathInRoot } from './root-path.js';
+import { syscallNumbers } from './init.js';
+import { compileSeccomp } from './seccomp.js';
+import { pastProot } from './seccomp-profile.js';
 import type { SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
 /**
@@ -202,11 +205,13 @@ function launch(
     String(spec.gid),
     ...groups,
     '--',
-    // runc's default umask whatever stratum's own is; then proot (setpriv and sh exec: one pid).
-    '/bin/sh',
-    '-c',
-    'umask 022; exec "$@"',
-    'sh',
+    // no_new_privs, a filter refusing what proot cannot translate, runc's default umask; then proot (setpriv and
+    // perl exec: one pid). A traced step cannot gain privileges through a setuid program anyway.
+    'perl',
+    '-e',
+    prootLauncher,
+    syscallNumbers()[4]!,
+    prootFilter().toString('hex'),
     proot,
     // Verbose level 1 reports each tracee's end: how the step's own command is told apart.
     '-v',
@@ -323,6 +328,23 @@ function launch(
       resolve({ exitCode: code ?? 1 });
     });
   });
+}
+
+const prootLauncher = String.raw`
+my ($prctl, $filter) = (0 + shift @ARGV, pack('H*', shift @ARGV));
+syscall($prctl, 38, 1, 0, 0, 0) == 0 or die "stratum: no_new_privs: $!\n";
+my $fprog = pack('S x![P] P', length($filter) / 8, $filter);
+syscall($prctl, 22, 2, $fprog, 0, 0) == 0 or die "stratum: seccomp filter: $!\n";
+umask(022);
+{ no warnings; exec { $ARGV[0] } @ARGV; }
+die "stratum: exec $ARGV[0]: $!\n";
+`;
+
+let compiledFilter: Buffer | undefined;
+
+function prootFilter(): Buffer {
+  compiledFilter ??= compileSeccomp(pastProot, { capabilities: [] });
+  return compiledFilter;
 }
 
 function signalName(value: number): NodeJS.Signals | undefined {

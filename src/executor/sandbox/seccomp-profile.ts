@@ -32,7 +32,8 @@ export interface SeccompRule {
 }
 
 export interface SeccompProfile {
-  readonly defaultErrno: number;
+  /** What a call no rule decides gets: this errno, or `allow` (a filter that only refuses its rules). */
+  readonly defaultErrno: number | 'allow';
   readonly rules: readonly SeccompRule[];
 }
 
@@ -187,6 +188,31 @@ export const dockerDefaultProfile: SeccompProfile = {
     { names: ['syslog'], action: 'allow', requiresCapabilities: [CAP_SYSLOG] },
     { names: ['bpf'], action: 'allow', requiresCapabilities: [CAP_BPF] },
     { names: ['perf_event_open'], action: 'allow', requiresCapabilities: [CAP_PERFMON] },
+  ],
+};
+
+/**
+ * Under proot (./proot.ts), what takes a path past proot's translation is refused with ENOSYS, so
+ * that libc and libuv fall back to the calls proot rewrites: Debian bookworm's proot 5.1 does not
+ * know statx, faccessat2, openat2 or fchmodat2 (a statx of /usr/local/bin/npm looked in the
+ * container, not the rootfs, and `npm` could not find its own script), and io_uring's operations
+ * never pass through a system call at all.
+ */
+export const pastProot: SeccompProfile = {
+  defaultErrno: 'allow',
+  rules: [
+    {
+      names: [
+        'statx',
+        'faccessat2',
+        'openat2',
+        'fchmodat2',
+        'io_uring_setup',
+        'io_uring_enter',
+        'io_uring_register',
+      ],
+      action: { errno: ENOSYS },
+    },
   ],
 };
 

@@ -110,7 +110,8 @@ export function compileSeccomp(profile: SeccompProfile, target: SeccompTarget): 
   }
   const rules = applicableRules(profile.rules, host.docker, target);
   const program = new Program();
-  const defaultAction = SECCOMP_RET_ERRNO | profile.defaultErrno;
+  const defaultAction =
+    profile.defaultErrno === 'allow' ? SECCOMP_RET_ALLOW : SECCOMP_RET_ERRNO | profile.defaultErrno;
 
   // Dispatch on the architecture; any other (a foreign ABI the kernel offers) ends the process.
   program.load(OFFSET_ARCH);
