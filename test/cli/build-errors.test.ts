@@ -140,6 +140,22 @@ describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
     }
   });
 
+  it('a command or environment too large for exec names the limit and the line (issue 26; BuildKit: "argument list too long")', () => {
+    // A 60 kB ARG three times in one ENV: one variable over the kernel's 128 KiB per string.
+    const big = 'x'.repeat(60_000);
+    expectLocated(
+      build(`FROM ${baseRef}\nARG BIG=${big}\nENV V=$BIG$BIG$BIG\nRUN echo ok\n`),
+      4,
+      'RUN echo ok',
+      /too large for exec \(E2BIG; .*128 KiB per argument or variable.*\): the largest is variable V, 176 KiB/,
+    );
+    // A 100,000-line heredoc runs as `sh -c SCRIPT` (as in BuildKit): one argument of 2.5 MB.
+    const script = Array.from({ length: 100_000 }, (_, i) => `echo line${i} >/dev/null`).join('\n');
+    const result = build(`FROM ${baseRef}\nRUN <<EOF\n${script}\nEOF\n`);
+    expectLocated(result, 2, 'RUN <<EOF', /too large for exec .*: the largest is argument 2, 2529 KiB/);
+    expect(result.stderr).not.toContain('echo line1 ');
+  });
+
   it('COPY --from and RUN --mount sources that are not found', () => {
     expectLocated(
       build(`FROM ${baseRef}\nCOPY --from=oci:${home}/nope:1 /a /b\n`),

@@ -329,13 +329,13 @@ async function launch(
     '-e',
     initProgram,
     ...syscallNumbers(),
-    ...encodeOps(ops),
   ];
 
   const outcome = await new Promise<LaunchOutcome>((resolve, reject) => {
     const child = spawn('setpriv', args, {
-      // fd 3: the init's status; fd 4: the secrets' bytes, in the order of the init's `write` operations.
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      // fd 3: the init's status; fd 4: the secrets' bytes, in the order of the init's `write`
+      // operations; fd 5: the operations themselves (see init.ts).
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       // The host tools need a PATH; the step's own environment is set by the init, not here.
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
@@ -353,6 +353,9 @@ async function launch(
     secretPipe?.end(
       Buffer.concat(spec.mounts.flatMap((mount) => (mount.kind === 'secret' ? [mount.content] : []))),
     );
+    const opsPipe = (child.stdio as readonly unknown[])[5] as NodeJS.WritableStream | null;
+    (opsPipe as unknown as NodeJS.EventEmitter | null)?.on('error', () => undefined);
+    opsPipe?.end(encodeOps(ops).join('\0'));
     const statusPipe = child.stdio[3];
     statusPipe?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
     const onAbort = (): void => {
@@ -427,6 +430,7 @@ function interpret(spec: SandboxSpec, outcome: LaunchOutcome, mapping: IdMapping
     );
   }
   const lines = outcome.status.slice(1).split('\n');
+  if (lines.includes('!E2BIG')) throw tooLongForExec(spec);
   const failure = lines.find((line) => line.startsWith('!'));
   if (failure !== undefined) {
     throw new StratumError(
@@ -457,4 +461,31 @@ function signalName(value: number): NodeJS.Signals | undefined {
 
 function abortError(spec: SandboxSpec): StratumError {
   return new StratumError('ABORTED', `RUN ${JSON.stringify(spec.argv)} was aborted`);
+}
+
+/**
+ * The kernel refuses an exec whose argv and environment are too large (E2BIG): one string over
+ * MAX_ARG_STRLEN (32 pages, 128 KiB), or all of them over a quarter of the stack limit (2 MiB
+ * with the usual 8 MiB). Docker's builders fail there too ("argument list too long"); this says
+ * which string is the largest, without printing it.
+ */
+function tooLongForExec(spec: SandboxSpec): StratumError {
+  const strings = [
+    ...spec.argv.map((arg, index) => ({ what: `argument ${index}`, arg })),
+    ...spec.env.map((arg) => ({ what: `variable ${arg.slice(0, Math.max(0, arg.indexOf('=')))}`, arg })),
+  ];
+  const bytes = (text: string): number => Buffer.byteLength(text) + 1;
+  const total = strings.reduce((sum, { arg }) => sum + bytes(arg), 0);
+  const largest = strings.reduce((a, b) => (bytes(b.arg) > bytes(a.arg) ? b : a));
+  return new StratumError(
+    'BUILD_FAILED',
+    `RUN could not start: its command and environment are too large for exec (E2BIG; the kernel's limit is ${kib(MAX_ARG_STRLEN)} per argument or variable and about a quarter of the stack limit in all): the largest is ${largest.what}, ${kib(bytes(largest.arg))}, of ${kib(total)} in all`,
+  );
+}
+
+/** Linux's MAX_ARG_STRLEN with 4 KiB pages. */
+const MAX_ARG_STRLEN = 32 * 4096;
+
+function kib(bytes: number): string {
+  return `${Math.ceil(bytes / 1024)} KiB`;
 }
