@@ -358,6 +358,8 @@ async function writeResult(
   if ((options.tags ?? []).length > 0) {
     await store.put(image, options.tags ?? [], signalOption);
     written.push(...(options.tags ?? []));
+    // As each destination is written, so an interrupted build can say exactly what was.
+    for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
   }
   if (options.push === true) {
     for (const tag of options.tags ?? []) {
@@ -422,7 +424,6 @@ async function writeResult(
     written.push(destination);
     options.onEvent?.({ kind: 'image', digest, destination });
   }
-  for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
   return { names: written, wroteStdout };
 }
 
