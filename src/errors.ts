@@ -108,3 +108,16 @@ export function errnoCode(error: unknown): string | undefined {
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * A system error without the paths Node puts in its message (`EACCES: permission denied, open
+ * '/cache/overlay/sessions/…/x'` → `permission denied (EACCES)`): for an error on a path of
+ * stratum's own (a rootfs, an overlay session, the cache), where the caller names the user's
+ * path instead. Anything else is shown as it is.
+ */
+export function systemErrorText(error: unknown): string {
+  const code = errnoCode(error);
+  const message = messageOf(error);
+  const match = code === undefined ? null : /^[A-Z0-9_]+: ([^,]+)(?:, |$)/.exec(message);
+  return match === null ? message : `${match[1]} (${code})`;
+}

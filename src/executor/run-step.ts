@@ -397,6 +397,12 @@ async function sandboxMounts(
           spec.from === undefined ? build.contextDir : await sourceRootfs(build, env, spec.from, where);
         const resolved = await resolveSourceInRoot(root, spec.source ?? '/', { followFinal: true });
         const hostPath = resolved.hostPath;
+        // Named as written, in what the user named: never the directory it was unpacked in.
+        if (spec.from !== undefined && !(await exists(hostPath)))
+          throw new StratumError(
+            'NOT_FOUND',
+            `${where}: --mount source ${spec.source ?? '/'}: not found in ${fromName(build, env, spec.from)}`,
+          );
         if (spec.readOnly) {
           mounts.push({ kind: 'bind', source: hostPath, target: spec.target, readonly: true });
         } else {
@@ -452,6 +458,23 @@ export async function sourceIdentity(
     return `image ${from} ${chainId(image.config.value.rootfs.diff_ids)}`;
   } finally {
     await image.close();
+  }
+}
+
+/** A `--from` source as the user knows it, for messages: `stage build` or `image alpine:3`. */
+export function fromName(build: BuildContext, env: StepEnv, from: string): string {
+  const named = build.stageNames.get(from.toLowerCase());
+  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
+  return index !== undefined && index < env.stageIndex ? `stage ${from}` : `image ${from}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return false;
+    throw error;
   }
 }
 

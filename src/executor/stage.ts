@@ -151,7 +151,7 @@ export class StageRunner {
       // Dockerfile's fault, not a command-line usage error.
       throw wrap(
         error,
-        `${this.where(step)}: stage ${step.stage}, step ${step.index}/${step.total} ${step.instruction.split('\n')[0]!.slice(0, 120)}`,
+        `${this.where(step)}: stage ${step.stage}, step ${step.index}/${step.total} ${shortInstruction(step.instruction)}`,
         {
           location: { file: step.file, line: step.line },
           ...(error instanceof StratumError && error.code === 'USAGE'
@@ -288,4 +288,17 @@ export class StageRunner {
     this.previousStepMissed = at.previousStepMissed;
     return outcome;
   }
+}
+
+/** Longest instruction text an error message shows. */
+const INSTRUCTION_SHOWN = 120;
+
+/**
+ * The instruction for an error message: its first line, at most INSTRUCTION_SHOWN characters,
+ * with `…` where it was cut (a cut `rm -rf /var/lib/apt/lists/*` read as another command).
+ */
+export function shortInstruction(instruction: string): string {
+  const firstLine = instruction.split('\n')[0]!;
+  const cut = firstLine.length > INSTRUCTION_SHOWN || firstLine.length < instruction.length;
+  return cut ? `${firstLine.slice(0, INSTRUCTION_SHOWN)}…` : firstLine;
 }

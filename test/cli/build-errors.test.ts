@@ -142,6 +142,41 @@ describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
     }
   });
 
+  it('a long instruction is cut with a mark (issue 26: "rm -rf /var/lib/apt/lists/*" read as another command)', () => {
+    const long = `RUN echo ${'x'.repeat(120)} >/dev/null && exit 3`;
+    const result = build(`FROM ${baseRef}\n${long}\n`);
+    expect(result.status).toBe(1);
+    const first = result.stderr.split('\n').find((line) => line.startsWith('stratum: '))!;
+    expect(first).toContain(`step 1/1 ${long.slice(0, 120)}…: `);
+    expect(first).not.toContain('exit 3:');
+  });
+
+  it('a --from source that is not there is named in the stage or image, not in an internal directory (issue 26)', () => {
+    const stage = `FROM ${baseRef} AS st\nRUN mkdir /d && ln -s /nowhere /d/dangling\n`;
+    const cases: [string, RegExp][] = [
+      ['COPY --from=st /missing /x', /COPY \/missing: missing not found in stage st$/],
+      ['COPY --from=st /d/dangling/x /x', /not found in stage st$/],
+      [`COPY --from=${baseRef} /missing /x`, new RegExp(`not found in image ${baseRef}$`)],
+      [
+        'RUN --mount=type=bind,from=st,source=/missing,target=/m true',
+        /--mount source \/missing: not found in stage st$/,
+      ],
+      [
+        'RUN --mount=type=bind,from=st,source=/d/dangling,target=/m true',
+        /--mount source \/d\/dangling: not found in stage st$/,
+      ],
+      [
+        `RUN --mount=type=bind,from=${baseRef},source=/missing,target=/m true`,
+        new RegExp(`--mount source /missing: not found in image ${baseRef}$`),
+      ],
+    ];
+    for (const [instruction, detail] of cases) {
+      const result = build(`${stage}FROM ${baseRef}\n${instruction}\n`);
+      expectLocated(result, 4, instruction, detail);
+      expect(result.stderr).not.toMatch(/sessions|overlay|ENOENT/);
+    }
+  });
+
   it('a command or environment too large for exec names the limit and the line (issue 26; BuildKit: "argument list too long")', () => {
     // A 60 kB ARG three times in one ENV: one variable over the kernel's 128 KiB per string.
     const big = 'x'.repeat(60_000);
