@@ -168,12 +168,14 @@ export async function copyImage(
   from: ImageReference | string,
   to: ImageReference | string,
   options: OpenImageOptions & { readonly all?: boolean } = {},
-): Promise<WriteResult> {
+): Promise<WriteResult & { readonly source: WriteResult['descriptor'] }> {
   // --all: a multi-platform source is copied whole (its index and every platform's image).
   const source =
     options.all === true ? await openAllPlatforms(from, options) : await openImage(from, options);
   try {
-    return await writeImage(source, to, options);
+    // The destination's digest differs from the source's when its format rewrote the manifest
+    // (docker-archive: Docker media types): the caller gets both, to say so.
+    return { ...(await writeImage(source, to, options)), source: source.descriptor };
   } finally {
     await source.close();
   }
