@@ -7,7 +7,7 @@ import { access, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
-import { StratumError } from './errors.js';
+import { StratumError, destinationError } from './errors.js';
 import { compressionName, type CompressionSpec } from './oci/compression.js';
 import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
 import { withLabelsAndAnnotations } from './image-patch.js';
@@ -400,13 +400,16 @@ async function writeResult(
         destination = `docker-daemon:${target.names[0] ?? onePlatform(image, target.kind).config.digest}`;
         break;
       case 'local':
+        destination = `type=local,dest=${target.dir}`;
         await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, {
           ...signalOption,
           onWarning,
+        }).catch((error: unknown) => {
+          throw destinationError(destination, error);
         });
-        destination = `type=local,dest=${target.dir}`;
         break;
       case 'tar':
+        destination = `type=tar,dest=${target.file ?? '-'}`;
         await exportFilesystemAsTar(
           onePlatform(image, target.kind),
           target.file,
@@ -416,9 +419,10 @@ async function writeResult(
             tmpDir,
             onWarning,
           },
-        );
+        ).catch((error: unknown) => {
+          throw destinationError(destination, error);
+        });
         if (target.file === undefined) wroteStdout = true;
-        destination = `type=tar,dest=${target.file ?? '-'}`;
         break;
     }
     written.push(destination);

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { StratumError } from './errors.js';
+import { StratumError, destinationError } from './errors.js';
 import {
   isImageIndex,
   type AnyImage,
@@ -116,6 +116,19 @@ export async function writeImage(
   options: ImageOptions = {},
 ): Promise<WriteResult> {
   const reference = toReference(dest);
+  try {
+    return await writeTo(source, reference, options);
+  } catch (error) {
+    // A full disk names no path: name the destination.
+    throw destinationError(formatImageReference(reference), error);
+  }
+}
+
+async function writeTo(
+  source: AnyImage,
+  reference: ImageReference,
+  options: ImageOptions,
+): Promise<WriteResult> {
   const writeOptions = options.signal ? { signal: options.signal } : {};
   switch (reference.transport) {
     case 'oci':
