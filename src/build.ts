@@ -8,7 +8,7 @@ import { makeOwnedTempDir } from './oci/temp-dir.js';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
-import { StratumError } from './errors.js';
+import { StratumError, destinationError } from './errors.js';
 import { compressionName, type CompressionSpec } from './oci/compression.js';
 import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
 import { withLabelsAndAnnotations } from './image-patch.js';
@@ -394,6 +394,8 @@ async function writeResult(
   if ((options.tags ?? []).length > 0) {
     await store.put(image, options.tags ?? [], signalOption);
     written.push(...(options.tags ?? []));
+    // As each destination is written, so an interrupted build can say exactly what was.
+    for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
   }
   if (options.push === true) {
     for (const tag of options.tags ?? []) {
@@ -436,14 +438,17 @@ async function writeResult(
         destination = `docker-daemon:${target.names[0] ?? onePlatform(image, target.kind).config.digest}`;
         break;
       case 'local':
+        destination = `type=local,dest=${target.dir}`;
         await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, {
           ...signalOption,
           tmpDir,
           onWarning,
+        }).catch((error: unknown) => {
+          throw destinationError(destination, error);
         });
-        destination = `type=local,dest=${target.dir}`;
         break;
       case 'tar':
+        destination = `type=tar,dest=${target.file ?? '-'}`;
         await exportFilesystemAsTar(
           onePlatform(image, target.kind),
           target.file,
@@ -453,15 +458,15 @@ async function writeResult(
             tmpDir,
             onWarning,
           },
-        );
+        ).catch((error: unknown) => {
+          throw destinationError(destination, error);
+        });
         if (target.file === undefined || descriptorOf(target.file) === 1) wroteStdout = true;
-        destination = `type=tar,dest=${target.file ?? '-'}`;
         break;
     }
     written.push(destination);
     options.onEvent?.({ kind: 'image', digest, destination });
   }
-  for (const tag of options.tags ?? []) options.onEvent?.({ kind: 'image', digest, destination: tag });
   return { names: written, wroteStdout };
 }
 

@@ -108,3 +108,40 @@ export function errnoCode(error: unknown): string | undefined {
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * A system error without the paths Node puts in its message (`EACCES: permission denied, open
+ * '/cache/overlay/sessions/…/x'` → `permission denied (EACCES)`): for an error on a path of
+ * stratum's own (a rootfs, an overlay session, the cache), where the caller names the user's
+ * path instead. Anything else is shown as it is.
+ */
+export function systemErrorText(error: unknown): string {
+  const code = errnoCode(error);
+  const message = messageOf(error);
+  const match = code === undefined ? null : /^[A-Z0-9_]+: ([^,]+)(?:, |$)/.exec(message);
+  return match === null ? message : `${match[1]} (${code})`;
+}
+
+/** Errors of a full or failing disk, which name no path of their own (a write on a descriptor). */
+const DISK_ERRORS: Readonly<Record<string, string>> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large',
+  EIO: 'input/output error',
+};
+
+/**
+ * A write that failed for its disk, named after the destination it was writing (`oci:/mnt/x:1:
+ * no space left on device (ENOSPC)`); any other error is returned as it is.
+ */
+export function destinationError(destination: string, error: unknown): unknown {
+  // Also one already wrapped on the way (naming a layer, not where it was going).
+  let code: string | undefined;
+  for (let cause = error, depth = 0; cause !== undefined && code === undefined && depth < 5; depth++) {
+    code = isStratumError(cause) ? undefined : errnoCode(cause);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  const text = code === undefined ? undefined : DISK_ERRORS[code];
+  if (text === undefined) return error;
+  return new StratumError('IO', `${destination}: ${text} (${code})`, { cause: error });
+}

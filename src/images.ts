@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { StratumError } from './errors.js';
+import { StratumError, destinationError } from './errors.js';
 import {
   isImageIndex,
   type AnyImage,
@@ -117,6 +117,19 @@ export async function writeImage(
   options: ImageOptions = {},
 ): Promise<WriteResult> {
   const reference = toReference(dest);
+  try {
+    return await writeTo(source, reference, options);
+  } catch (error) {
+    // A full disk names no path: name the destination.
+    throw destinationError(formatImageReference(reference), error);
+  }
+}
+
+async function writeTo(
+  source: AnyImage,
+  reference: ImageReference,
+  options: ImageOptions,
+): Promise<WriteResult> {
   const writeOptions = options.signal ? { signal: options.signal } : {};
   // An archive bound for a FIFO or device is assembled under tmpDir first (oci/atomic-file.ts).
   const archiveOptions = {
@@ -177,12 +190,14 @@ export async function copyImage(
   from: ImageReference | string,
   to: ImageReference | string,
   options: OpenImageOptions & { readonly all?: boolean } = {},
-): Promise<WriteResult> {
+): Promise<WriteResult & { readonly source: WriteResult['descriptor'] }> {
   // --all: a multi-platform source is copied whole (its index and every platform's image).
   const source =
     options.all === true ? await openAllPlatforms(from, options) : await openImage(from, options);
   try {
-    return await writeImage(source, to, options);
+    // The destination's digest differs from the source's when its format rewrote the manifest
+    // (docker-archive: Docker media types): the caller gets both, to say so.
+    return { ...(await writeImage(source, to, options)), source: source.descriptor };
   } finally {
     await source.close();
   }

@@ -140,7 +140,8 @@ function copyUpReason(item: CopyUp): string {
   return `${copyUpCauseText(item.cause, item.changes, item)}: whole file copied up`;
 }
 
-function copyUpCauseText(
+/** What changed in a copied-up file, in the words of the text report and the HTML page alike. */
+export function copyUpCauseText(
   cause: CopyUpCause,
   changes: readonly string[] = [],
   blocks: { readonly changedBlocks?: number; readonly blocks?: number } = {},

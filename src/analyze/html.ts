@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { StratumError, errnoCode, isStratumError } from '../errors.js';
 import { writeOutputFile } from '../oci/atomic-file.js';
 import type { ImageAnalysis } from './types.js';
-import { humanSize, oneLine } from './format.js';
+import { copyUpCauseText, humanSize, oneLine } from './format.js';
 
 /**
  * One self-contained HTML page for an analysis: inline CSS, an inline SVG chart of the layers
@@ -121,7 +121,7 @@ const SCRIPT = `
     [function (c) { return size(c.size); }, 'num'],
     [function (c) { return c.path; }],
     [function (c) { return at(c.at); }],
-    [function (c) { return c.cause === 'unchanged' ? 're-emitted unchanged' : 'changed (' + c.cause + (c.changes.length ? ': ' + c.changes.join(', ') : '') + ')'; }]
+    [function (c) { return c.text; }]
   ]);
   document.body.setAttribute('data-rendered', 'yes');
 })();
@@ -160,10 +160,21 @@ ${hints === '' ? '' : `<h2>Hints</h2>${hints}`}
 <table><thead><tr><th></th><th>path</th><th class="num">size</th><th>in</th></tr></thead><tbody id="recoverable-body"></tbody></table>
 <h2>Copy-up</h2>
 <table><thead><tr><th class="num">size</th><th>path</th><th>in</th><th>changed</th></tr></thead><tbody id="copyup-body"></tbody></table>
-<script type="application/json" id="analysis-data">${scriptJson(analysis)}</script>
+<script type="application/json" id="analysis-data">${scriptJson(withCopyUpText(analysis))}</script>
 <script>${SCRIPT}</script>
 </body></html>
 `;
+}
+
+/** Each copy-up's cause as the text report words it (one wording, made here, not in the page's script). */
+function withCopyUpText(analysis: ImageAnalysis): ImageAnalysis & { copyUps: readonly { text: string }[] } {
+  return {
+    ...analysis,
+    copyUps: analysis.copyUps.map((copyUp) => ({
+      ...copyUp,
+      text: copyUpCauseText(copyUp.cause, copyUp.changes, copyUp),
+    })),
+  };
 }
 
 /**

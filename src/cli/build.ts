@@ -6,6 +6,7 @@ import {
   StratumError,
   buildImage,
   describeTarget,
+  type BuildEvent,
   isStratumError,
   parseAddHosts,
   parseAllow,
@@ -233,6 +234,12 @@ export function registerBuild(program: Command): void {
       const controller = new AbortController();
       const stopListening = abortOnSignals(controller, 'build');
       const render = progressRenderer(opts.quiet === true ? 'quiet' : opts.progress, opts.explain === true);
+      // Each destination as it is written: an interrupted build names those it had finished.
+      const written: string[] = [];
+      const onEvent = (event: BuildEvent): void => {
+        if (event.kind === 'image') written.push(event.destination);
+        render(event);
+      };
       try {
         const result = await buildImage({
           contextDir,
@@ -269,7 +276,7 @@ export function registerBuild(program: Command): void {
           push: opts.push === true,
           cacheFrom: opts.cacheFrom,
           cacheTo: opts.cacheTo,
-          onEvent: render,
+          onEvent,
           signal: controller.signal,
           ...(process.env['SOURCE_DATE_EPOCH']
             ? { sourceDateEpoch: Number(process.env['SOURCE_DATE_EPOCH']) }
@@ -282,8 +289,7 @@ export function registerBuild(program: Command): void {
         // With a tar on standard output, the digest would corrupt it.
         if (!result.wroteStdout) process.stdout.write(`${result.digest}\n`);
       } catch (error) {
-        if (controller.signal.aborted)
-          throw new StratumError('ABORTED', 'build interrupted; nothing was written');
+        if (controller.signal.aborted) throw interrupted(controller.signal.reason, written);
         // A failed RUN's last output, once: here only when the progress display did not show it.
         if (isStratumError(error) && error.output !== undefined && !render.showsOutput) {
           for (const line of error.output) process.stderr.write(`  | ${line}\n`);
@@ -294,6 +300,18 @@ export function registerBuild(program: Command): void {
         stopListening();
       }
     });
+}
+
+/** `build interrupted by SIGTERM`, and exactly what had been written before it. */
+function interrupted(reason: unknown, written: readonly string[]): StratumError {
+  const what = reason instanceof Error ? reason.message : 'build interrupted';
+  const unique = [...new Set(written)];
+  return new StratumError(
+    'ABORTED',
+    unique.length === 0
+      ? `${what}; nothing was written`
+      : `${what} after writing ${unique.join(', ')}; nothing else was written`,
+  );
 }
 
 interface BuildFlags {

@@ -22,6 +22,17 @@ export function registerCopy(program: Command): void {
         ...(options.platform === undefined ? {} : { platform: parsePlatform(options.platform) }),
         ...(options.all === true ? { all: true } : {}),
       });
+      // What the destination holds, and why it is not the source's digest when it is not.
       process.stdout.write(`${result.digest}\n`);
+      if (result.digest !== result.source.digest) {
+        const rewritten =
+          result.rewritten ??
+          (result.descriptor.mediaType !== result.source.mediaType
+            ? `its manifest was rewritten as ${result.descriptor.mediaType} (was ${result.source.mediaType})`
+            : 'its manifest was rewritten for this destination');
+        process.stderr.write(
+          `note: ${to} holds ${result.digest}, not ${from}'s ${result.source.digest}: ${rewritten}\n`,
+        );
+      }
     });
 }

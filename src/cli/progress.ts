@@ -2,8 +2,8 @@ import { humanSize, type BuildEvent, type StepRef } from '../index.js';
 import { liveDisplay } from './live-display.js';
 
 /**
- * Renders build events. `plain`: one line when a step starts and one with its outcome and time
- * (the step's output indented between them); `json`: one event per line for tools; `quiet`:
+ * Renders build events. `plain`: one line when a step starts and one with its outcome and time,
+ * every line of a step (its output too) prefixed with the step's number (see plainRenderer); `json`: one event per line for tools; `quiet`:
  * nothing but warnings; `auto`: plain when the output is not a terminal, else the live display of
  * live-display.ts.
  */
@@ -44,18 +44,42 @@ export function progressRenderer(
   }
 }
 
-function stepLabel(step: StepRef): string {
-  return `[${step.stage} ${step.index}/${step.total}] ${step.instruction}`;
-}
-
+/**
+ * The plain format, for logs: every line of a step starts with its number, `#N`, as in
+ * BuildKit's plain output, so the lines of stages that run side by side (or of several
+ * platforms) interleave and still say whose they are. Output lines also carry the seconds since
+ * their step started and a `|`, so they never read as the status lines around them:
+ *
+ *     #3 [build 2/4] RUN make
+ *     #4 [test 1/2] RUN ./check
+ *     #3 0.412 | cc -o app main.c
+ *     #4 0.530 | ok
+ *     #3 DONE 0.61s layer 3b1c2a9d8e7f 1.2 kB
+ */
 function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: BuildEvent) => void {
+  const keyOf = (step: StepRef): string => `${step.stage}\u0000${step.index}`;
+  /** Each step's number and start, from its step-start (numbered in the order steps start). */
+  const numbers = new Map<string, { readonly id: string; readonly started: number }>();
+  let count = 0;
+  const idOf = (step: StepRef): string => {
+    let entry = numbers.get(keyOf(step));
+    if (entry === undefined) {
+      entry = { id: `#${++count}`, started: Date.now() };
+      numbers.set(keyOf(step), entry);
+    }
+    return entry.id;
+  };
+  const elapsed = (step: StepRef): string =>
+    ((Date.now() - (numbers.get(keyOf(step))?.started ?? Date.now())) / 1000).toFixed(3);
   // A line the command has not ended yet, per step: written whole, once, when it ends (or with
   // the step), never cut at a chunk boundary nor glued to what comes next.
   const partial = new Map<string, string>();
-  const keyOf = (step: StepRef): string => `${step.stage}\u0000${step.index}`;
+  const outputLine = (step: StepRef, line: string): void => {
+    out.write(`${idOf(step)} ${elapsed(step)} | ${line}\n`);
+  };
   const flush = (step: StepRef): void => {
     const rest = partial.get(keyOf(step));
-    if (rest !== undefined) out.write(`  | ${rest}\n`);
+    if (rest !== undefined) outputLine(step, rest);
     partial.delete(keyOf(step));
   };
   return (event) => {
@@ -64,14 +88,16 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
         out.write(`#stage ${event.stage} FROM ${event.base}\n`);
         break;
       case 'step-start':
-        out.write(`${stepLabel(event.step)}\n`);
+        out.write(
+          `${idOf(event.step)} [${event.step.stage} ${event.step.index}/${event.step.total}] ${event.step.instruction}\n`,
+        );
         break;
       case 'step-output': {
         const lines = ((partial.get(keyOf(event.step)) ?? '') + event.text).split('\n');
         const rest = lines.pop() ?? '';
         if (rest === '') partial.delete(keyOf(event.step));
         else partial.set(keyOf(event.step), rest);
-        for (const line of lines) out.write(`  | ${line}\n`);
+        for (const line of lines) outputLine(event.step, line);
         break;
       }
       case 'step-end': {
@@ -79,21 +105,24 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
         const layer = event.layer
           ? ` layer ${event.layer.digest.slice(7, 19)} ${formatBytes(event.layer.size)}`
           : '';
-        out.write(`  => ${event.outcome.toUpperCase()} ${event.seconds.toFixed(2)}s${layer}\n`);
+        out.write(
+          `${idOf(event.step)} ${event.outcome.toUpperCase()} ${event.seconds.toFixed(2)}s${layer}\n`,
+        );
         break;
       }
-      case 'cache':
+      case 'cache': {
         if (!explain) break;
+        const id = idOf(event.step);
         out.write(
-          `  cache ${event.hit ? 'HIT' : 'MISS'} ${event.key.slice(7, 19)}${event.source ? ` (from ${event.source})` : ''}\n`,
+          `${id} cache ${event.hit ? 'HIT' : 'MISS'} ${event.key.slice(7, 19)}${event.source ? ` (from ${event.source})` : ''}\n`,
         );
-        for (const component of event.components) out.write(`    ${component.name}: ${component.value}\n`);
-        for (const reason of event.reasons) out.write(`    changed: ${reason}\n`);
+        for (const component of event.components)
+          out.write(`${id}   ${component.name}: ${component.value}\n`);
+        for (const reason of event.reasons) out.write(`${id}   changed: ${reason}\n`);
         break;
+      }
       case 'materialize':
-        out.write(
-          `  (extracting ${event.layers} layer${event.layers === 1 ? '' : 's'} for stage ${event.stage})\n`,
-        );
+        out.write(`#stage ${event.stage} extracting ${event.layers} layer${event.layers === 1 ? '' : 's'}\n`);
         break;
       case 'snapshotter':
         out.write(`snapshotter: ${event.name} (${event.reason})\n`);

@@ -17,7 +17,7 @@ import {
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
-import { sourceIdentity, sourceRootfs } from './run-step.js';
+import { fromName, sourceIdentity, sourceRootfs } from './run-step.js';
 import type { StepAction, StepEnv } from './step.js';
 import { resolveChown } from './users.js';
 
@@ -116,7 +116,7 @@ export async function copyStep(
       await writeFile(join(dir, inline.path), content, { mode: 0o644 });
     }
     const plan = await makePlan(
-      { kind: 'rootfs', dir },
+      { kind: 'rootfs', dir, name: 'the heredoc sources' },
       instruction.inlineSources.map((inline) => inline.path),
     );
     const digest = await digestSources(plan, {
@@ -141,7 +141,14 @@ export async function copyStep(
     } else {
       components.push({ name: 'from', value: await sourceIdentity(build, env, from, where) });
       plans.push(async () =>
-        makePlan({ kind: 'rootfs', dir: await sourceRootfs(build, env, from, where) }, sources),
+        makePlan(
+          {
+            kind: 'rootfs',
+            dir: await sourceRootfs(build, env, from, where),
+            name: fromName(build, env, from),
+          },
+          sources,
+        ),
       );
     }
   }

@@ -37,7 +37,14 @@ export function explainMiss(
         );
       }
     } else if (name === 'sources' && current.files !== undefined && previous.files !== undefined) {
-      for (const change of explainSourceChanges(previous.files, current.files))
+      const flag = (name: string, text: string | undefined): string | undefined =>
+        new RegExp(`(?:^| )--${name}=(\\S+)`).exec(text ?? '')?.[1];
+      const was = before.get('instruction');
+      const fromInstruction = {
+        mode: flag('chmod', was) !== flag('chmod', instruction),
+        owner: flag('chown', was) !== flag('chown', instruction),
+      };
+      for (const change of explainSourceChanges(previous.files, current.files, fromInstruction))
         reasons.push(`${verb}: context file ${change}`);
     } else if (name.startsWith('mount ')) {
       reasons.push(...explainMount(name.slice(6), old, value, previous, current));

@@ -64,22 +64,13 @@ export function withLayer(
 
 const HISTORY_COMMENT = 'stratum';
 
-function historyEntry(createdBy: string, created: string | undefined, emptyLayer: boolean): History {
+export function historyEntry(createdBy: string, created: string | undefined, emptyLayer: boolean): History {
   return {
     ...(created === undefined ? {} : { created }),
     created_by: createdBy,
     comment: HISTORY_COMMENT,
     ...(emptyLayer ? { empty_layer: true } : {}),
   };
-}
-
-/** Sets or replaces `key` in a Docker-style `KEY=VALUE` list, keeping the order of the others. */
-export function setEnv(env: readonly string[] | undefined, key: string, value: string): string[] {
-  const out = [...(env ?? [])];
-  const index = out.findIndex((entry) => envKey(entry) === key);
-  if (index >= 0) out[index] = `${key}=${value}`;
-  else out.push(`${key}=${value}`);
-  return out;
 }
 
 export function envKey(entry: string): string {

@@ -3,7 +3,7 @@ import { StratumError } from '../errors.js';
 import type { ContainerConfig, HealthConfig } from '../oci/types.js';
 import type { Instruction } from '../parser/index.js';
 import { goPlainList, goQuotedList, healthcheckCreatedBy } from './history.js';
-import { setEnv, type ConfigPatch } from './image-state.js';
+import type { ConfigChange } from './stage-state.js';
 import { formatExposedPorts } from './ports.js';
 
 /**
@@ -15,7 +15,8 @@ import { formatExposedPorts } from './ports.js';
 
 /** What a metadata instruction sees of its stage. */
 export interface MetadataScope {
-  readonly config: ContainerConfig;
+  /** The config's fields other than Env (ENV's values come through `expand`). */
+  readonly config: Readonly<Omit<ContainerConfig, 'Env'>>;
   /** Expands one word (quotes kept as one word). */
   readonly expand: (text: string) => string;
   /** Expands words that may split into several. */
@@ -26,8 +27,11 @@ export interface MetadataScope {
   readonly cmdSet: boolean;
 }
 
-export interface MetadataChange {
-  readonly configPatch: ConfigPatch;
+/**
+ * The config change as data (fields replaced, entries added), so that applying it costs the
+ * size of the instruction, not of the config it adds to (see stage-state.ts).
+ */
+export interface MetadataChange extends ConfigChange {
   readonly createdBy: string;
   /** MAINTAINER: the image's author. */
   readonly author?: string;
@@ -56,7 +60,6 @@ export function metadataChange(instruction: MetadataInstruction, scope: Metadata
   const config = scope.config;
   switch (instruction.kind) {
     case 'env': {
-      let env = config.Env;
       const parts: string[] = [];
       // Every pair of one ENV line sees the environment from before the line (BuildKit).
       const values = instruction.pairs.map(
@@ -64,13 +67,12 @@ export function metadataChange(instruction: MetadataInstruction, scope: Metadata
       );
       for (const [key, value] of values) {
         if (key === '') throw new StratumError('BUILD_FAILED', `${scope.where}: ENV names can not be blank`);
-        env = setEnv(env, key, value);
         parts.push(`${key}=${value}`);
       }
-      return { configPatch: { Env: env }, createdBy: `ENV ${parts.join(' ')}` };
+      return { configPatch: {}, env: values, createdBy: `ENV ${parts.join(' ')}` };
     }
     case 'label': {
-      const labels: Record<string, string> = { ...(config.Labels ?? {}) };
+      const labels: Record<string, string> = {};
       const parts: string[] = [];
       for (const pair of instruction.pairs) {
         const key = scope.expand(pair.key);
@@ -80,20 +82,24 @@ export function metadataChange(instruction: MetadataInstruction, scope: Metadata
         labels[key] = value;
         parts.push(`${key}=${value}`);
       }
-      return { configPatch: { Labels: labels }, createdBy: `LABEL ${parts.join(' ')}` };
+      return { configPatch: {}, entries: { Labels: labels }, createdBy: `LABEL ${parts.join(' ')}` };
     }
     case 'expose': {
       const ports = formatExposedPorts(scope.expandList(instruction.ports), scope.where);
-      const exposed: Record<string, Record<string, never>> = { ...(config.ExposedPorts ?? {}) };
+      const exposed: Record<string, Record<string, never>> = {};
       for (const port of ports) exposed[port] = {};
       const listed = [...ports]
         .sort()
         .map((port) => `${port}:{}`)
         .join(' ');
-      return { configPatch: { ExposedPorts: exposed }, createdBy: `EXPOSE map[${listed}]` };
+      return {
+        configPatch: {},
+        entries: { ExposedPorts: exposed },
+        createdBy: `EXPOSE map[${listed}]`,
+      };
     }
     case 'volume': {
-      const volumes: Record<string, Record<string, never>> = { ...(config.Volumes ?? {}) };
+      const volumes: Record<string, Record<string, never>> = {};
       const list =
         instruction.form === 'exec'
           ? instruction.volumes.map((volume) => scope.expand(volume))
@@ -106,7 +112,7 @@ export function metadataChange(instruction: MetadataInstruction, scope: Metadata
           );
         volumes[volume] = {};
       }
-      return { configPatch: { Volumes: volumes }, createdBy: `VOLUME ${goPlainList(list)}` };
+      return { configPatch: {}, entries: { Volumes: volumes }, createdBy: `VOLUME ${goPlainList(list)}` };
     }
     case 'user': {
       const user = scope.expand(instruction.user);
@@ -163,7 +169,8 @@ export function metadataChange(instruction: MetadataInstruction, scope: Metadata
     }
     case 'onbuild':
       return {
-        configPatch: { OnBuild: [...(config.OnBuild ?? []), instruction.expression] },
+        configPatch: {},
+        onBuild: instruction.expression,
         createdBy: `ONBUILD ${instruction.expression}`,
       };
   }
@@ -211,7 +218,7 @@ export function argDeclarations(
  * is the cleaned path to create.
  */
 export function workdirChange(
-  config: ContainerConfig,
+  config: Readonly<Omit<ContainerConfig, 'Env'>>,
   expanded: string,
 ): MetadataChange & { readonly workdir: string; readonly directory: string } {
   const current = config.WorkingDir ?? '/';
@@ -227,7 +234,11 @@ export function workdirChange(
 }
 
 /** CMD/ENTRYPOINT argv: the exec form as written, the shell form through SHELL. */
-function commandLine(config: ContainerConfig, form: 'shell' | 'exec', command: readonly string[]): string[] {
+function commandLine(
+  config: Readonly<Omit<ContainerConfig, 'Env'>>,
+  form: 'shell' | 'exec',
+  command: readonly string[],
+): string[] {
   if (form === 'exec') return [...command];
   const shell = config.Shell ?? ['/bin/sh', '-c'];
   return [...shell, command.join(' ')];

@@ -1,8 +1,9 @@
 // RUN. Over ~400 lines because a RUN's inputs are all keyed and mounted here in one pass: argv
 // (SHELL, heredocs), Docker's environment, and every --mount kind (bind, cache, tmpfs, secret,
 // ssh) with its key component; splitting the mounts out would split one key across modules.
+import { execFile } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { chmod, chown, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { expandWord, parseMountSpec } from '../parser/index.js';
@@ -402,12 +403,18 @@ async function sandboxMounts(
           spec.from === undefined ? build.contextDir : await sourceRootfs(build, env, spec.from, where);
         const resolved = await resolveSourceInRoot(root, spec.source ?? '/', { followFinal: true });
         const hostPath = resolved.hostPath;
+        // Named as written, in what the user named: never the directory it was unpacked in.
+        if (spec.from !== undefined && !(await exists(hostPath)))
+          throw new StratumError(
+            'NOT_FOUND',
+            `${where}: --mount source ${spec.source ?? '/'}: not found in ${fromName(build, env, spec.from)}`,
+          );
         if (spec.readOnly) {
           mounts.push({ kind: 'bind', source: hostPath, target: spec.target, readonly: true });
         } else {
           // A read-write bind mount's writes are thrown away: give the step a copy.
           const copy = join(scratch, `bind-${mounts.length}`);
-          await cp(hostPath, copy, { recursive: true, verbatimSymlinks: true });
+          await copyTree(hostPath, copy, false, `${where}: --mount source ${spec.source ?? '/'}`);
           mounts.push({ kind: 'bind', source: copy, target: spec.target, readonly: false });
         }
         break;
@@ -460,6 +467,23 @@ export async function sourceIdentity(
   }
 }
 
+/** A `--from` source as the user knows it, for messages: `stage build` or `image alpine:3`. */
+export function fromName(build: BuildContext, env: StepEnv, from: string): string {
+  const named = build.stageNames.get(from.toLowerCase());
+  const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
+  return index !== undefined && index < env.stageIndex ? `stage ${from}` : `image ${from}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return false;
+    throw error;
+  }
+}
+
 /** The rootfs of a stage or image named by `--from`, for mounts and COPY --from. */
 export async function sourceRootfs(
   build: BuildContext,
@@ -496,8 +520,30 @@ export async function sourceRootfs(
 async function volumeMount(rootfs: string, volume: string, scratch: string): Promise<SandboxMount> {
   const hostDir = await mkdirInRoot(rootfs, volume);
   const copy = join(scratch, `volume-${createHash('sha256').update(volume).digest('hex').slice(0, 12)}`);
-  await cp(hostDir, copy, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  await copyTree(hostDir, copy, true, `VOLUME ${volume}`);
   return { kind: 'bind', source: copy, target: volume, readonly: false };
+}
+
+/**
+ * A copy of a tree for a mount whose writes are thrown away. GNU cp, not fs.cp: a FIFO, a socket
+ * or a device node in the tree is copied as what it is (fs.cp fails on a FIFO, as an internal
+ * error naming the build's scratch directory). Owners are not kept (the step's writes are
+ * discarded anyway); `what` names the tree as the user wrote it.
+ */
+async function copyTree(from: string, to: string, keepTimes: boolean, what: string): Promise<void> {
+  const preserve = keepTimes ? 'mode,timestamps,links' : 'mode,links';
+  await new Promise<void>((resolve, reject) => {
+    execFile('cp', ['-R', '-P', `--preserve=${preserve}`, '--', from, to], (error) => {
+      if (error === null) resolve();
+      else
+        reject(
+          new StratumError(
+            'BUILD_FAILED',
+            `${what}: could not be copied for the step (cp: exit ${String(error.code)})`,
+          ),
+        );
+    });
+  });
 }
 
 async function hostResolvConf(): Promise<string> {

@@ -1,3 +1,4 @@
+import { setImmediate as eventLoopTurn } from 'node:timers/promises';
 import { StratumError, wrap } from '../errors.js';
 import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
@@ -7,15 +8,9 @@ import { cacheKey } from '../cache/key.js';
 import { PARENT_KEY } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
 import { filesystemStep } from './filesystem-step.js';
-import {
-  getEnv,
-  withConfig,
-  withDefaultPath,
-  withEmptyHistory,
-  type ConfigPatch,
-  type ImageState,
-} from './image-state.js';
+import { withConfig, withDefaultPath, type ImageState } from './image-state.js';
 import { argDeclarations, metadataChange, workdirChange } from './metadata.js';
+import { StageState, type ConfigChange } from './stage-state.js';
 import type { StepRef } from './progress.js';
 import type { StageRootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
@@ -41,7 +36,7 @@ export interface StageInput {
 }
 
 export class StageRunner {
-  private state: ImageState;
+  private readonly image: StageState;
   private key: Digest;
   private readonly rootfs: StageRootfs;
   /** ARGs declared in this stage so far, with their values (undefined: declared, no value). */
@@ -59,7 +54,9 @@ export class StageRunner {
     private readonly build: BuildContext,
     private readonly input: StageInput,
   ) {
-    this.state = withDefaultPath(input.base);
+    // Docker clears the base's ONBUILD list once its triggers have run.
+    const base = withDefaultPath(input.base);
+    this.image = new StageState(input.triggers.length > 0 ? withConfig(base, { OnBuild: undefined }) : base);
     this.key = input.baseKey;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
     this.rootfs = build.rootfsFactory.create(`stage-${input.label}`, (layers) => {
@@ -69,10 +66,11 @@ export class StageRunner {
 
   async run(): Promise<StageResult> {
     const triggers = this.input.triggers.flatMap((trigger) => this.parseTrigger(trigger));
-    // Docker clears the base's ONBUILD list once its triggers have run.
-    if (this.input.triggers.length > 0) this.state = withConfig(this.state, { OnBuild: undefined });
     const all = [...triggers, ...this.input.stage.instructions];
     for (const [position, instruction] of all.entries()) {
+      // Metadata steps never wait on I/O: without a turn of the event loop between steps, a
+      // signal's handler (which aborts the build) would run only after the last of them.
+      await eventLoopTurn();
       this.build.signal?.throwIfAborted();
       const step: StepRef = {
         stage: this.input.label,
@@ -84,7 +82,7 @@ export class StageRunner {
       };
       await this.step(instruction, step);
     }
-    const state = this.state;
+    const state = this.image.state;
     const rootfs = this.rootfs;
     const signal = this.build.signal;
     return {
@@ -110,8 +108,7 @@ export class StageRunner {
   }
 
   /** The value of a name for expansion: ENV first (it shadows ARG), then this stage's ARGs. */
-  private lookup = (name: string): string | undefined =>
-    getEnv(this.state.config.Env, name) ?? this.args.get(name);
+  private lookup = (name: string): string | undefined => this.image.getEnv(name) ?? this.args.get(name);
 
   private where(step: StepRef): string {
     return `${step.file}:${step.line}`;
@@ -154,7 +151,7 @@ export class StageRunner {
       // Dockerfile's fault, not a command-line usage error.
       throw wrap(
         error,
-        `${this.where(step)}: stage ${step.stage}, step ${step.index}/${step.total} ${step.instruction.split('\n')[0]!.slice(0, 120)}`,
+        `${this.where(step)}: stage ${step.stage}, step ${step.index}/${step.total} ${shortInstruction(step.instruction)}`,
         {
           location: { file: step.file, line: step.line },
           ...(error instanceof StratumError && error.code === 'USAGE'
@@ -165,9 +162,9 @@ export class StageRunner {
     }
   }
 
-  private metadata(step: StepRef, createdBy: string, patch?: ConfigPatch, rollsKey = true): StepOutcome {
-    if (patch !== undefined) this.state = withConfig(this.state, patch);
-    this.state = withEmptyHistory(this.state, createdBy, this.created ?? this.build.created);
+  private metadata(step: StepRef, createdBy: string, change?: ConfigChange, rollsKey = true): StepOutcome {
+    if (change !== undefined) this.image.apply(change);
+    this.image.addEmptyHistory(createdBy, this.created ?? this.build.created);
     if (!rollsKey) return 'none';
     // Metadata changes the config, so later steps build on a different parent (as in Docker's
     // classic builder). ARG is the exception: its value reaches the keys where it is used.
@@ -212,15 +209,15 @@ export class StageRunner {
       case 'healthcheck':
       case 'onbuild': {
         const change = metadataChange(instruction, {
-          config: this.state.config,
+          config: this.image.scalarConfig,
           expand: (text) => this.expand(text, step),
           expandList: (texts) => this.expandList(texts, step),
           where: this.where(step),
           cmdSet: this.cmdSet,
         });
         if (instruction.kind === 'cmd') this.cmdSet = true;
-        if (change.author !== undefined) this.state = { ...this.state, author: change.author };
-        return this.metadata(step, change.createdBy, change.configPatch);
+        if (change.author !== undefined) this.image.setAuthor(change.author);
+        return this.metadata(step, change.createdBy, change);
       }
     }
   }
@@ -230,11 +227,11 @@ export class StageRunner {
     const argsInScope: [string, string][] = [];
     for (const [name, value] of this.args) if (value !== undefined) argsInScope.push([name, value]);
     return {
-      state: this.state,
+      state: this.image.state,
       args: argsInScope,
       lookup: this.lookup,
       stageIndex: this.input.stage.index,
-      rootfs: () => this.rootfs.sync(this.state.layers, this.build.signal),
+      rootfs: () => this.rootfs.sync(this.image.state.layers, this.build.signal),
     };
   }
 
@@ -246,9 +243,7 @@ export class StageRunner {
       expand: (text, earlier) =>
         expandWord(
           text,
-          (name) =>
-            getEnv(this.state.config.Env, name) ??
-            (earlier.has(name) ? earlier.get(name) : this.args.get(name)),
+          (name) => this.image.getEnv(name) ?? (earlier.has(name) ? earlier.get(name) : this.args.get(name)),
           { escapeChar: this.build.escapeChar, where: this.where(step) },
         ),
     });
@@ -258,10 +253,10 @@ export class StageRunner {
 
   private async workdir(path: string, step: StepRef): Promise<StepOutcome> {
     const { configPatch, createdBy, workdir, directory } = workdirChange(
-      this.state.config,
+      this.image.scalarConfig,
       this.expand(path, step),
     );
-    this.state = withConfig(this.state, configPatch);
+    this.image.apply({ configPatch });
     if (directory === '/') return this.metadata(step, createdBy);
     // The classic builder creates the directory (owned by root) and keeps a layer only when that
     // changed something: an existing directory gives an empty history entry.
@@ -280,17 +275,30 @@ export class StageRunner {
       this.rootfs,
       step,
       {
-        state: this.state,
+        state: this.image.state,
         key: this.key,
         created: this.created,
         previousStepMissed: this.previousStepMissed,
       },
       action,
     );
-    this.state = at.state;
+    this.image.reset(at.state);
     this.key = at.key;
     this.created = at.created;
     this.previousStepMissed = at.previousStepMissed;
     return outcome;
   }
+}
+
+/** Longest instruction text an error message shows. */
+const INSTRUCTION_SHOWN = 120;
+
+/**
+ * The instruction for an error message: its first line, at most INSTRUCTION_SHOWN characters,
+ * with `…` where it was cut (a cut `rm -rf /var/lib/apt/lists/*` read as another command).
+ */
+export function shortInstruction(instruction: string): string {
+  const firstLine = instruction.split('\n')[0]!;
+  const cut = firstLine.length > INSTRUCTION_SHOWN || firstLine.length < instruction.length;
+  return cut ? `${firstLine.slice(0, INSTRUCTION_SHOWN)}…` : firstLine;
 }

@@ -132,5 +132,10 @@ export async function writeDockerArchive(
     digest: manifest.digest,
     size: manifest.raw.length,
   };
-  return { digest: descriptor.digest, descriptor };
+  return {
+    digest: descriptor.digest,
+    descriptor,
+    rewritten:
+      'a docker-archive holds no manifest and stores its layers uncompressed; this is the manifest a reader of it derives',
+  };
 }

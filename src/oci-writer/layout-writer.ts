@@ -41,6 +41,8 @@ export interface WriteResult {
   readonly digest: string;
   /** The descriptor written into index.json (without its ref.name). */
   readonly descriptor: Descriptor;
+  /** Why `digest` is not the source's manifest digest, when the format made another manifest. */
+  readonly rewritten?: string;
 }
 
 const LAYOUT_FILE = Buffer.from('{"imageLayoutVersion":"1.0.0"}');

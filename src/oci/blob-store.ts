@@ -152,6 +152,10 @@ export class BlobStore {
     expected?: Digest,
     alreadyDigesting?: DigestingStream,
   ): Promise<BlobInfo> {
+    // The source may fail (an aborted layer write destroys it) before pipeline listens, while
+    // the directory is made: unheard, its 'error' event would end the process. pipeline still
+    // sees the error, from the stream's state.
+    source.on('error', () => undefined);
     const tmpDir = join(this.root, 'blobs', expected ? digestAlgorithm(expected) : 'sha256');
     await makeDirectories(tmpDir);
     const tmp = join(tmpDir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));

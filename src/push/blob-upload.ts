@@ -45,19 +45,32 @@ export class BlobUploader {
       used = true;
       return body;
     };
-    // One failure budget per blob, shared by resumes and restarts, so the bound is `attempts` sends.
+    // `attempts` failures in a row end the blob, resumes and restarts alike. A chunk the registry
+    // takes beyond the furthest byte it had taken before starts the count again (as
+    // go-containerregistry's retry transport counts per request): a long chunked push on a flaky
+    // network gives up only when it stops making progress, and it cannot loop, as that furthest
+    // byte only grows.
     const attempts = this.repo.client.retry.attempts;
     let failures = 0;
+    let furthest = 0;
+    let location = '';
+    /** A chunk the registry took: where the upload goes on, even if a later chunk fails. */
+    const accepted = (end: number, next: string): void => {
+      location = next;
+      if (end <= furthest) return;
+      furthest = end;
+      failures = 0;
+    };
     let lastFailure = '';
     const describe = (error: unknown): string =>
       error instanceof Error ? error.message.replace(`${what}: `, '') : String(error);
     for (;;) {
       try {
-        let location = await this.startUpload(what, options.signal);
+        location = await this.startUpload(what, options.signal);
         let offset = 0;
         for (;;) {
           try {
-            location = await this.sendFrom(location, offset, size, open, what, options);
+            location = await this.sendFrom(location, offset, size, open, what, options, accepted);
             break;
           } catch (error) {
             if (!(error instanceof RetryableUploadError || isRetryableNetworkError(error)) || !reopenable)
@@ -164,6 +177,7 @@ export class BlobUploader {
     open: () => Promise<Readable>,
     what: string,
     options: UploadOptions,
+    accepted: (end: number, location: string) => void,
   ): Promise<string> {
     let location = initialLocation;
     if (offset >= size) return location;
@@ -216,6 +230,7 @@ export class BlobUploader {
           );
         }
         location = this.locationOf(response, what);
+        accepted(position, location);
       }
       return location;
     } finally {

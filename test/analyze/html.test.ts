@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { analyzeImage, writeAnalysisHtml } from '../../src/index.js';
+import { analyzeImage, formatAnalysis, writeAnalysisHtml } from '../../src/index.js';
 import { requireTool } from '../helpers/system.js';
 import { BASE, buildImage } from './images.js';
 
@@ -66,5 +66,37 @@ describe.skipIf(!requireTool('chromium', 'chromium'))('analyze --html in headles
       /<tr class="secret"><td>SECRET\? SSH private key<\/td><td>root\/\.ssh\/id_rsa<\/td>/,
     );
     expect(stdout).toContain('id="efficiency"');
+  }, 90_000);
+
+  it('says what a copy-up changed in the words of the text report (issue 26: "changed (content: content)")', async () => {
+    const block = 16 * 1024;
+    const content = Buffer.alloc(20 * block, 7);
+    const edited = Buffer.from(content);
+    edited[5] = 1;
+    const image = await buildImage([
+      BASE,
+      { createdBy: 'COPY db', members: [{ name: 'db', content }] },
+      { createdBy: 'RUN edit', members: [{ name: 'db', content: edited }] },
+    ]);
+    const analysis = await analyzeImage(image.source);
+    const wording = 'changed (content: 1 of 20 16 KiB blocks)';
+    expect(formatAnalysis(analysis)).toContain(`${wording}: whole file copied up`);
+    const page = join(dir, 'copyup.html');
+    await writeAnalysisHtml(analysis, page);
+    const { stdout } = await run(
+      'chromium',
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        `--user-data-dir=${join(dir, 'profile-copyup')}`,
+        '--dump-dom',
+        `file://${page}`,
+      ],
+      { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
+    );
+    const rows = /<tbody id="copyup-body">(.*?)<\/tbody>/s.exec(stdout)?.[1] ?? '';
+    expect(rows).toContain(`<td>${wording}</td>`);
   }, 90_000);
 });

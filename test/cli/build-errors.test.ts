@@ -122,22 +122,75 @@ describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
       const result = build(dockerfile, {}, '--progress', progress);
       expect(result.status, result.stderr).toBe(1);
       const lines = result.stderr.split('\n');
+      // Plain gives each output line its step's number and time (issue 26); the CLI prints a
+      // failed step's output when the display did not (quiet).
+      const output = (text: string): RegExp =>
+        progress === 'plain' ? new RegExp(`^#1 \\d+\\.\\d{3} \\| ${text}$`) : new RegExp(`^  \\| ${text}$`);
       // The last line lacks a newline: still on a line of its own, once, whichever display showed it.
-      expect(
-        lines.filter((line) => line.includes('tail-42')),
-        `${progress}:\n${result.stderr}`,
-      ).toEqual(['  | tail-42']);
+      const tail = lines.filter((line) => line.includes('tail-42'));
+      expect(tail, `${progress}:\n${result.stderr}`).toEqual([expect.stringMatching(output('tail-42'))]);
       expect(
         lines.filter((line) => line.includes('one-42')),
         progress,
-      ).toEqual(['  | one-42']);
+      ).toEqual([expect.stringMatching(output('one-42'))]);
       const errors = lines.filter((line) => line.includes('failed (exit code 3)'));
       expect(errors, progress).toHaveLength(1);
       expect(errors[0]).toMatch(new RegExp(`^stratum: ${result.dockerfile}:2: .*failed \\(exit code 3\\)$`));
       // The output comes before the error, and the error ends with the Dockerfile line and its caret.
-      expect(lines.indexOf('  | tail-42')).toBeLessThan(lines.indexOf(errors[0]!));
+      expect(lines.indexOf(tail[0]!)).toBeLessThan(lines.indexOf(errors[0]!));
       expect(lines.slice(-3, -1)).toEqual([expect.stringContaining('RUN echo one-$((40+2))'), '    ^']);
     }
+  });
+
+  it('a long instruction is cut with a mark (issue 26: "rm -rf /var/lib/apt/lists/*" read as another command)', () => {
+    const long = `RUN echo ${'x'.repeat(120)} >/dev/null && exit 3`;
+    const result = build(`FROM ${baseRef}\n${long}\n`);
+    expect(result.status).toBe(1);
+    const first = result.stderr.split('\n').find((line) => line.startsWith('stratum: '))!;
+    expect(first).toContain(`step 1/1 ${long.slice(0, 120)}…: `);
+    expect(first).not.toContain('exit 3:');
+  });
+
+  it('a --from source that is not there is named in the stage or image, not in an internal directory (issue 26)', () => {
+    const stage = `FROM ${baseRef} AS st\nRUN mkdir /d && ln -s /nowhere /d/dangling\n`;
+    const cases: [string, RegExp][] = [
+      ['COPY --from=st /missing /x', /COPY \/missing: missing not found in stage st$/],
+      ['COPY --from=st /d/dangling/x /x', /not found in stage st$/],
+      [`COPY --from=${baseRef} /missing /x`, new RegExp(`not found in image ${baseRef}$`)],
+      [
+        'RUN --mount=type=bind,from=st,source=/missing,target=/m true',
+        /--mount source \/missing: not found in stage st$/,
+      ],
+      [
+        'RUN --mount=type=bind,from=st,source=/d/dangling,target=/m true',
+        /--mount source \/d\/dangling: not found in stage st$/,
+      ],
+      [
+        `RUN --mount=type=bind,from=${baseRef},source=/missing,target=/m true`,
+        new RegExp(`--mount source /missing: not found in image ${baseRef}$`),
+      ],
+    ];
+    for (const [instruction, detail] of cases) {
+      const result = build(`${stage}FROM ${baseRef}\n${instruction}\n`);
+      expectLocated(result, 4, instruction, detail);
+      expect(result.stderr).not.toMatch(/sessions|overlay|ENOENT/);
+    }
+  });
+
+  it('a command or environment too large for exec names the limit and the line (issue 26; BuildKit: "argument list too long")', () => {
+    // A 60 kB ARG three times in one ENV: one variable over the kernel's 128 KiB per string.
+    const big = 'x'.repeat(60_000);
+    expectLocated(
+      build(`FROM ${baseRef}\nARG BIG=${big}\nENV V=$BIG$BIG$BIG\nRUN echo ok\n`),
+      4,
+      'RUN echo ok',
+      /too large for exec \(E2BIG; .*128 KiB per argument or variable.*\): the largest is variable V, 176 KiB/,
+    );
+    // A 100,000-line heredoc runs as `sh -c SCRIPT` (as in BuildKit): one argument of 2.5 MB.
+    const script = Array.from({ length: 100_000 }, (_, i) => `echo line${i} >/dev/null`).join('\n');
+    const result = build(`FROM ${baseRef}\nRUN <<EOF\n${script}\nEOF\n`);
+    expectLocated(result, 2, 'RUN <<EOF', /too large for exec .*: the largest is argument 2, 2529 KiB/);
+    expect(result.stderr).not.toContain('echo line1 ');
   });
 
   it('COPY --from and RUN --mount sources that are not found', () => {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   mkdirSync,
   mkdtempSync,
@@ -54,7 +54,11 @@ describe.skipIf(!enabled)('stratum build: the default network is a private names
    * ends it after the one line the server sends.)
    */
   let lastPid: number | undefined;
-  const probe = async (name: string, networkArgs: readonly string[]): Promise<Record<string, string>> => {
+  const probe = async (
+    name: string,
+    networkArgs: readonly string[],
+    extraEnv: NodeJS.ProcessEnv = {},
+  ): Promise<Record<string, string>> => {
     const ctx = join(dir, name);
     mkdirSync(ctx);
     writeFileSync(
@@ -71,7 +75,7 @@ describe.skipIf(!enabled)('stratum build: the default network is a private names
     const out = join(dir, `${name}-fs`);
     const built = await stratum(
       ['build', ctx, '--no-cache', ...networkArgs, '-o', `type=local,dest=${out}`],
-      env(),
+      { ...env(), ...extraEnv },
     );
     expect(built.status, built.stderr).toBe(0);
     lastPid = built.pid;
@@ -114,6 +118,31 @@ describe.skipIf(!enabled)('stratum build: the default network is a private names
     expect(seen['via-loopback']).not.toContain('hello from the host loopback');
     // The build's namespaces (named after its pid) and their pasta processes end with it.
     expect(readdirSync('/run/stratum-netns').filter((name) => name.startsWith(`${lastPid}-`))).toEqual([]);
+  });
+
+  it('a pasta that fails to set up a namespace once (issue 26, under load) does not fail the step: a fresh namespace is made', async () => {
+    // The real pasta behind a shim whose first call fails as pasta did in the flaky rootless test.
+    const shims = join(dir, 'shims');
+    mkdirSync(shims);
+    const real = execFileSync('sh', ['-c', 'command -v pasta'], { encoding: 'utf8' }).trim();
+    const calls = join(dir, 'pasta-calls');
+    writeFileSync(
+      join(shims, 'pasta'),
+      [
+        '#!/bin/sh',
+        // Setups only (not `pasta --version`): the first fails.
+        `case "$*" in *--netns*) ;; *) exec ${real} "$@" ;; esac`,
+        `echo x >> ${calls}`,
+        `if [ "$(wc -l < ${calls})" -eq 1 ]; then echo 'Failed to open tun socket in namespace' >&2; exit 1; fi`,
+        `exec ${real} "$@"`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const seen = await probe('pasta-fails-once', [], { PATH: `${shims}:${process.env['PATH'] ?? ''}` });
+    expect(seen['via-gateway']).toBe('hello from the host loopback');
+    // The failed setup, then the one that worked.
+    expect(readFileSync(calls, 'utf8').split('\n').filter(Boolean)).toHaveLength(2);
   });
 
   it('--network host shares the host namespace; --network none has only lo', async () => {

@@ -237,7 +237,7 @@ describe('--progress outside a terminal', () => {
         );
       const auto = run('auto');
       expect(auto.status, auto.stderr).toBe(0);
-      expect(auto.stderr).toMatch(/^\[0 1\/\d\] COPY hello.txt/m);
+      expect(auto.stderr).toMatch(/^#1 \[0 1\/\d\] COPY hello.txt/m);
       expect(auto.stderr).not.toContain('\x1b');
       const json = run('json');
       expect(json.status, json.stderr).toBe(0);

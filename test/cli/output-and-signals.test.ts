@@ -167,4 +167,37 @@ describe.skipIf(!isRoot)('SIGINT, SIGTERM and SIGHUP end a build within seconds'
       expect(sleepers.stdout.trim()).toBe('');
     });
   }
+
+  it('an interruption after the first output was written names it (issue 26: "nothing was written")', async () => {
+    const ctx = join(home, 'ctx-two-outputs');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM ${baseRef}\nCOPY Dockerfile /\n`);
+    const out = join(home, 'out-first');
+    // The second output, a tar on standard output nobody reads, waits on the full pipe.
+    const child = spawn(
+      process.execPath,
+      [BIN, 'build', ctx, '-o', `oci:${out}:1`, '-o', 'type=tar,dest=-', '--progress', 'plain'],
+      {
+        env: { ...process.env, STRATUM_CACHE_DIR: cacheDir(), STRATUM_DATA_DIR: join(home, 'data') },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((done) =>
+      child.once('exit', (code) => {
+        done(code);
+      }),
+    );
+    for (let i = 0; i < 300 && !stderr.includes(`oci:${out}:1 sha256:`); i++)
+      await new Promise((done) => setTimeout(done, 100));
+    expect(stderr).toContain(`oci:${out}:1 sha256:`);
+    child.kill('SIGHUP');
+    expect(await exited).toBe(1);
+    const lines = stderr.trimEnd().split('\n');
+    expect(lines.at(-1)).toBe(
+      `stratum: build interrupted by SIGHUP after writing oci:${out}:1; nothing else was written`,
+    );
+    expect(existsSync(join(out, 'index.json'))).toBe(true);
+  });
 });

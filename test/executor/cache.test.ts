@@ -69,6 +69,24 @@ describe.skipIf(!isRoot)('layer cache: keys, hits, misses and --explain', () => 
     expect(reasons(again.events)).toContain('parent changed (step 3 missed)');
   });
 
+  it("a changed COPY --chmod is the instruction's change, not each file's (issue 26)", async () => {
+    const ctx = box.context('chmod', {
+      Dockerfile: `FROM ${box.baseRef}\nCOPY --chmod=0755 dir/ /x/\n`,
+      'dir/f1': 'one\n',
+    });
+    await box.build(ctx, { explain: true });
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM ${box.baseRef}\nCOPY --chmod=0700 dir/ /x/\n`);
+    const again = await box.build(ctx, { explain: true });
+    expect(reasons(again.events)).toEqual([
+      'COPY: instruction changed COPY --chmod=0755 dir/ /x/ # buildkit → COPY --chmod=0700 dir/ /x/ # buildkit',
+    ]);
+    // A file that did change still says so, next to the instruction.
+    writeFileSync(join(ctx, 'dir/f1'), 'two\n');
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM ${box.baseRef}\nCOPY --chmod=0755 dir/ /x/\n`);
+    const third = await box.build(ctx, { explain: true });
+    expect(reasons(third.events)).toContain('COPY: context file dir/f1 changed (content)');
+  });
+
   it('a renamed file misses (names are part of the key, unlike kaniko)', async () => {
     const ctx = project('renamed');
     await box.build(ctx);

@@ -105,6 +105,24 @@ describe.skipIf(!isRoot)('stratum build: RUN mounts, heredocs, ONBUILD, ADD, std
     await expect(box.build(ctx)).rejects.toThrow(/secret "nope" is required/);
   });
 
+  it('a read-write bind mount and a VOLUME copy a FIFO as a FIFO (issue 26: an internal error naming the scratch directory)', async () => {
+    const ctx = box.context('rw-fifo', {
+      Dockerfile: [
+        `FROM ${box.baseRef} AS st`,
+        'RUN mkdir -p /d && echo x > /d/f && mkfifo /d/fifo',
+        `FROM ${box.baseRef}`,
+        'RUN --mount=type=bind,from=st,source=/d,target=/m,rw test -p /m/fifo && echo changed > /m/f && echo bind-ok',
+        'RUN mkdir /v && mkfifo /v/fifo',
+        'VOLUME /v',
+        'RUN test -p /v/fifo && echo volume-ok',
+        '',
+      ].join('\n'),
+    });
+    const built = await box.build(ctx);
+    expect(output(built.events)).toContain('bind-ok');
+    expect(output(built.events)).toContain('volume-ok');
+  });
+
   it('RUN heredocs run as Docker runs them (script, shebang, several)', async () => {
     const ctx = box.context('heredoc', {
       Dockerfile: [

@@ -179,6 +179,49 @@ describe.skipIf(!enabled)('registry behind a fault-injecting proxy', () => {
     expect(await manifestOnRegistry(repo, 'v1')).toBe(true);
   });
 
+  it('a chunked push with a failure after every chunk completes: each chunk taken resets the failure count (issue 26)', async () => {
+    // Every other PATCH fails: 25 chunks of the 400 kB layer see 24 failures in all, never two in
+    // a row. With one budget of 5 for the whole blob, the push gave up after the fifth.
+    let patches = 0;
+    proxy.setPlan((req) => {
+      if (req.method !== 'PATCH') return undefined;
+      patches++;
+      return patches % 2 === 0 ? { kind: 'status', status: 500 } : undefined;
+    });
+    const repo = nextRepo();
+    const result = await pushImage(await readTestLayout(image.dir), `${proxy.host}/${repo}:v1`, {
+      retry,
+      concurrency: 1,
+      chunkSize: 16 * 1024,
+    });
+    expect(result.digest).toBe(image.manifestDigest);
+    expect(proxy.log.filter((entry) => entry.fault === 'status').length).toBeGreaterThan(5 * 2);
+    // Each failed chunk is resumed where the registry stands, never restarted from a new POST.
+    expect(proxy.log.filter((entry) => entry.method === 'POST').length).toBe(
+      image.manifest.layers.length + 1,
+    );
+    expect(await manifestOnRegistry(repo, 'v1')).toBe(true);
+  });
+
+  it('a chunked push that stops making progress still gives up within the bound', async () => {
+    // The first two chunks go through; then every PATCH fails.
+    let patches = 0;
+    proxy.setPlan((req) => {
+      if (req.method !== 'PATCH') return undefined;
+      patches++;
+      return patches > 2 ? { kind: 'status', status: 500 } : undefined;
+    });
+    const error = (await pushImage(await readTestLayout(image.dir), `${proxy.host}/${nextRepo()}:v1`, {
+      retry,
+      concurrency: 1,
+      chunkSize: 16 * 1024,
+    }).catch((e: unknown) => e)) as Error;
+    expect(isStratumError(error)).toBe(true);
+    expect(error.message).toMatch(/gave up after 5 failed tries/);
+    // Two chunks, then 5 failures in a row for the blob being sent, at most.
+    expect(proxy.log.filter((entry) => entry.method === 'PATCH').length).toBeLessThanOrEqual(2 + 2 * 5);
+  });
+
   it('a connection cut in the middle of a blob download resumes with a Range request', async () => {
     const repo = nextRepo();
     await pushImage(await readTestLayout(image.dir), `${proxy.host}/${repo}:v1`, { retry });

@@ -191,3 +191,52 @@ describe('layer writer', () => {
     expect(await readFile(join(extracted, 'usr/bin/tool'), 'utf8')).toBe('#!/bin/sh\necho tool\n');
   });
 });
+
+/**
+ * Issue 26: a SIGHUP during a layer write once ended in an unhandled 'error' event and a stack
+ * trace, with no clean-up. An abort at any point of a write rejects with ABORTED and leaves no
+ * partial blob.
+ */
+describe('layer writer aborted', () => {
+  it('rejects with ABORTED wherever the abort comes, leaving no temporary blob', async () => {
+    const root = await newDir();
+    await fixedTree(root, 'forward');
+    const storeDir = await newDir();
+    const store = new BlobStore(storeDir);
+    const unhandled: unknown[] = [];
+    const onUncaught = (error: unknown): void => {
+      unhandled.push(error);
+    };
+    process.on('uncaughtException', onUncaught);
+    try {
+      // 0: aborted before the write starts; then after 1, 2, ... turns of the event loop.
+      for (const turns of [0, 1, 2, 3, 5, 8]) {
+        const controller = new AbortController();
+        if (turns === 0) controller.abort();
+        else {
+          let left = turns;
+          const tick = (): void => {
+            if (--left === 0) controller.abort();
+            else setImmediate(tick);
+          };
+          setImmediate(tick);
+        }
+        const written = writeDirectoryLayer(root, store, { signal: controller.signal }).then(
+          () => 'written',
+          (error: unknown) => (error as { code?: string }).code,
+        );
+        const outcome = await written;
+        // A write that finished before the abort is fine; one that did not says ABORTED.
+        expect(['written', 'ABORTED'], `after ${turns} turns`).toContain(outcome);
+        if (turns === 0) expect(outcome).toBe('ABORTED');
+      }
+      // Let any stray 'error' event fire.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+      const leftovers = execFileSync('find', [storeDir, '-name', '.tmp-*'], { encoding: 'utf8' });
+      expect(leftovers).toBe('');
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+});

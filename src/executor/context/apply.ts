@@ -25,7 +25,7 @@ import {
   utimes,
 } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { errnoCode, StratumError } from '../../errors.js';
+import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
 import { extractArchive } from './archive.js';
 import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
 import { components, resolveInRoot } from './paths.js';
@@ -132,8 +132,10 @@ const COPY_CONCURRENCY = 8;
 
 function ioError(plan: CopyPlan, what: string, error: unknown): StratumError {
   if (error instanceof StratumError) return error;
-  const message = error instanceof Error ? error.message : String(error);
-  return new StratumError('IO', `${plan.instruction} to ${plan.dest}: ${what}: ${message}`, { cause: error });
+  // `what` names the user's path; the error's own names the rootfs it was written in.
+  return new StratumError('IO', `${plan.instruction} to ${plan.dest}: ${what}: ${systemErrorText(error)}`, {
+    cause: error,
+  });
 }
 
 async function lstatOrUndefined(path: string) {

@@ -233,6 +233,11 @@ export async function digestSources(plan: CopyPlan, options: DigestOptions = {})
 export function explainSourceChanges(
   before: Readonly<Record<string, SourceFileDigest>>,
   after: Readonly<Record<string, SourceFileDigest>>,
+  /**
+   * What the instruction itself changed (its --chmod, its --chown): the recorded modes and owners
+   * are those it gives, so their change is the instruction's, said once, not each file's.
+   */
+  fromInstruction: { readonly mode?: boolean; readonly owner?: boolean } = {},
 ): string[] {
   const out: string[] = [];
   for (const [name, now] of Object.entries(after)) {
@@ -244,8 +249,9 @@ export function explainSourceChanges(
     const what: string[] = [];
     if (was.type !== now.type) what.push(`type ${was.type} → ${now.type}`);
     if (was.contentDigest !== now.contentDigest) what.push('content');
-    if (was.mode !== now.mode) what.push(`mode ${was.mode.toString(8)} → ${now.mode.toString(8)}`);
-    if (was.uid !== now.uid || was.gid !== now.gid)
+    if (was.mode !== now.mode && fromInstruction.mode !== true)
+      what.push(`mode ${was.mode.toString(8)} → ${now.mode.toString(8)}`);
+    if ((was.uid !== now.uid || was.gid !== now.gid) && fromInstruction.owner !== true)
       what.push(`owner ${was.uid}:${was.gid} → ${now.uid}:${now.gid}`);
     if (was.linkTarget !== now.linkTarget)
       what.push(`link target ${was.linkTarget ?? ''} → ${now.linkTarget ?? ''}`);

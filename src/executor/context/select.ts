@@ -4,7 +4,7 @@
 import { lstatSync, type Stats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { errnoCode, StratumError } from '../../errors.js';
+import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
 import { compileIgnore, isIgnored, type IgnoreMatcher } from './dockerignore.js';
 import { compileGlob, GlobSyntaxError, hasWildcards } from './glob.js';
 import { cleanPath, components, resolveInRoot } from './paths.js';
@@ -66,7 +66,7 @@ interface SelectContext {
 }
 
 function rootLabel(root: SourceRoot): string {
-  return root.kind === 'context' ? 'build context' : `source root ${root.dir}`;
+  return root.kind === 'context' ? 'build context' : root.name;
 }
 
 function entryType(st: Stats): EntryType | undefined {
@@ -431,8 +431,8 @@ export async function selectLocalSource(ctx: SelectContext, src: string, index: 
     return out;
   } catch (error) {
     if (error instanceof StratumError || ctx.signal?.aborted === true) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    throw new StratumError('IO', `${ctx.instruction} ${src}: ${message}`, { cause: error });
+    // The source as written names it; the error's own path is the root it was unpacked in.
+    throw new StratumError('IO', `${ctx.instruction} ${src}: ${systemErrorText(error)}`, { cause: error });
   }
 }
 

@@ -7,7 +7,8 @@ import type { IgnoreMatcher } from './dockerignore.js';
  */
 export type SourceRoot =
   | { readonly kind: 'context'; readonly dir: string; readonly ignore?: IgnoreMatcher }
-  | { readonly kind: 'rootfs'; readonly dir: string };
+  /** `name`: what the user calls it, for messages (`stage build`, `image alpine:3`), never the directory. */
+  | { readonly kind: 'rootfs'; readonly dir: string; readonly name: string };
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'archive';
 

@@ -16,13 +16,27 @@ import { StratumError } from '../../errors.js';
  * dozen mounts cost no extra processes either.
  *
  * Status protocol on fd 3: "+" once perl runs inside the namespaces; "!message" when the setup
- * or the exec failed (the child then exits 125); "=E<code>" or "=S<signal>" with PID 1's wait
- * status when it ended. The child's copy of fd 3 is close-on-exec: the command never sees it.
+ * or the exec failed (the child then exits 125), after "!E2BIG" when the exec failed for the
+ * size of the command and environment; "=E<code>" or "=S<signal>" with PID 1's wait status when
+ * it ended. The child's copy of fd 3 is close-on-exec: the command never sees it.
+ *
+ * The operations (encodeOps, NUL-separated) come on fd 5, not the command line: the step's argv
+ * and environment are among them, and on the command line of setpriv they would meet the
+ * kernel's limits for exec there, as a spawn error, rather than at the step's own exec, where
+ * Docker meets them.
  */
 export const initProgram = String.raw`
 my @nr = map { 0 + $_ } splice(@ARGV, 0, 8);
 my ($NR_mount, $NR_umount2, $NR_pivot, $NR_sethostname, $NR_prctl, $NR_setgroups, $NR_setresgid, $NR_setresuid) = @nr;
 open(my $st, '>&=', 3) or exit 125;
+{
+  open(my $opsin, '<&=', 5) or exit 125;
+  binmode($opsin);
+  local $/;
+  my $words = <$opsin>;
+  close($opsin);
+  @ARGV = split(/\0/, defined($words) ? $words : '', -1);
+}
 syswrite($st, "+");
 # unshare ran without --fork: this process is outside the new PID namespace and its first child
 # is PID 1 inside. The parent only waits and reports the child's exact wait status on fd 3
@@ -178,6 +192,7 @@ while (@ARGV) {
     %ENV = ();
     for my $kv (@env) { my ($k, $v) = split(/=/, $kv, 2); $ENV{$k} = defined($v) ? $v : '' }
     { no warnings; exec { $argv[0] } @argv; }
+    syswrite($st, "!E2BIG\n") if $! == 7;
     fail("exec $argv[0]");
   } else {
     $! = 22;

@@ -121,7 +121,31 @@ function checkSupport(): Promise<void> {
   return checked;
 }
 
+/**
+ * How many times a namespace is made before pasta's failure is the step's. Once, under load,
+ * pasta failed its setup of a fresh namespace ("Failed to open tun socket in namespace": its
+ * open of /dev/net/tun, TUNSETIFF or the new interface's lookup, in the namespace) and a rerun
+ * passed; nothing on stratum's side races with it (unshare has bound the namespace when it
+ * returns, and no one else knows the path yet), and 360 setups, up to 3 at a time under load, as
+ * root and in a user namespace, did not fail again. A failed setup leaves nothing (the namespace
+ * is unmounted and removed), so a fresh one is made and pasta tried again.
+ */
+const SETUP_TRIES = 3;
+
 async function create(): Promise<Namespace> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createOnce();
+    } catch (error) {
+      if (attempt >= SETUP_TRIES || !(error instanceof PastaSetupError)) throw error;
+    }
+  }
+}
+
+/** pasta ran and could not set the namespace up (not: pasta missing, or the namespace not made). */
+class PastaSetupError extends StratumError {}
+
+async function createOnce(): Promise<Namespace> {
   const dir = await ensureNetnsDirectory();
   staleRemoved ??= removeStale(dir);
   await staleRemoved;
@@ -149,7 +173,7 @@ async function create(): Promise<Namespace> {
     } catch (error) {
       await run('umount', [path]).catch(() => undefined);
       const detail = (error as { stderr?: string }).stderr?.trim().split('\n').pop() ?? String(error);
-      throw new StratumError('IO', `RUN's network namespace: pasta could not set it up: ${detail}`);
+      throw new PastaSetupError('IO', `RUN's network namespace: pasta could not set it up: ${detail}`);
     }
   } catch (error) {
     await rm(path, { force: true });

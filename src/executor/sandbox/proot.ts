@@ -7,6 +7,7 @@ import { StratumError, errnoCode } from '../../errors.js';
 import { prootMissing, prootPath } from './isolation.js';
 import { MountPointLedger } from './mount-points.js';
 import { existingPathInRoot } from './root-path.js';
+import { tooLongForExec } from './exec-limits.js';
 import { syscallNumbers } from './init.js';
 import { compileSeccomp } from './seccomp.js';
 import { pastProot } from './seccomp-profile.js';
@@ -293,10 +294,13 @@ function launch(
     child.on('error', (error) => {
       clearInterval(poll);
       signal?.removeEventListener('abort', onAbort);
+      const code = errnoCode(error);
       reject(
-        errnoCode(error) === 'ENOENT'
+        code === 'ENOENT'
           ? new StratumError('UNSUPPORTED', 'RUN under proot needs setpriv (Debian package util-linux)')
-          : error,
+          : code === 'E2BIG'
+            ? tooLongForExec(spec)
+            : error,
       );
     });
     child.on('close', (code, killedBy) => {

@@ -14,6 +14,7 @@ import {
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
 import { runInProot } from './proot.js';
+import { tooLongForExec } from './exec-limits.js';
 import { compileSeccomp } from './seccomp.js';
 import { dockerDefaultProfile, noBlockDevices } from './seccomp-profile.js';
 import { acquirePrivateNetwork } from './network.js';
@@ -331,13 +332,13 @@ async function launch(
     '-e',
     initProgram,
     ...syscallNumbers(),
-    ...encodeOps(ops),
   ];
 
   const outcome = await new Promise<LaunchOutcome>((resolve, reject) => {
     const child = spawn('setpriv', args, {
-      // fd 3: the init's status; fd 4: the secrets' bytes, in the order of the init's `write` operations.
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      // fd 3: the init's status; fd 4: the secrets' bytes, in the order of the init's `write`
+      // operations; fd 5: the operations themselves (see init.ts).
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       // The host tools need a PATH; the step's own environment is set by the init, not here.
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
@@ -355,6 +356,9 @@ async function launch(
     secretPipe?.end(
       Buffer.concat(spec.mounts.flatMap((mount) => (mount.kind === 'secret' ? [mount.content] : []))),
     );
+    const opsPipe = (child.stdio as readonly unknown[])[5] as NodeJS.WritableStream | null;
+    (opsPipe as unknown as NodeJS.EventEmitter | null)?.on('error', () => undefined);
+    opsPipe?.end(encodeOps(ops).join('\0'));
     const statusPipe = child.stdio[3];
     statusPipe?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
     const onAbort = (): void => {
@@ -429,6 +433,7 @@ function interpret(spec: SandboxSpec, outcome: LaunchOutcome, mapping: IdMapping
     );
   }
   const lines = outcome.status.slice(1).split('\n');
+  if (lines.includes('!E2BIG')) throw tooLongForExec(spec);
   const failure = lines.find((line) => line.startsWith('!'));
   if (failure !== undefined) {
     throw new StratumError(

@@ -357,7 +357,7 @@ describe('COPY: what the copies look like', () => {
     const plan = await planCopy({
       sources: ['/bin/real', '.dockerignore'],
       dest: '/out/',
-      root: { kind: 'rootfs', dir: stage },
+      root: { kind: 'rootfs', dir: stage, name: 'stage build' },
     });
     await applyCopy(plan, rootfs);
     expect(await listing(join(rootfs, 'out'))).toEqual(['.dockerignore file 644 0:0', 'real file 755 0:0']);
