@@ -1,5 +1,5 @@
 // RUN inside a standard container, per isolation mode, against the same build on the host: the
-// time of each RUN step as stratum's plain log reports it (`=> DONE 1.23s`), median of BENCH_RUNS
+// time of each RUN step as stratum's plain log reports it (`#3 DONE 1.23s`), median of BENCH_RUNS
 // (default 3) builds with --no-cache. Rows: a syscall-heavy step (copying a tree of small files),
 // an exec-heavy step (500 processes), and a CPU-bound step (sha256 of 64 MiB).
 // Needs the image test/cli/in-container.test.ts makes (stratum-test/debian-ci:2; run that test
@@ -40,7 +40,7 @@ try {
     join(dir, 'ctx/Dockerfile'),
     ['ARG BASE', 'FROM oci:${BASE}:1', ...steps.map(([, command]) => `RUN ${command}`), ''].join('\n'),
   );
-  const stepTimes = (log) => [...log.matchAll(/=> DONE (\d+\.\d+)s/g)].map((match) => Number(match[1]));
+  const stepTimes = (log) => [...log.matchAll(/^#\d+ DONE (\d+\.\d+)s/gm)].map((match) => Number(match[1]));
   const where = {
     host: () =>
       spawnSync(

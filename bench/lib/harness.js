@@ -197,14 +197,14 @@ export function combine(...parts) {
   };
 }
 
-/** Step times from stratum's `--progress plain` ("  => DONE 0.71s ..."), in order. */
+/** Step times from stratum's `--progress plain` ("#3 DONE 0.71s ..."), in order. */
 export function stratumStepTimes(progress) {
   const steps = [];
   let current;
   for (const line of progress.split('\n')) {
-    const start = /^\[\S+ (\d+)\/\d+\] (.*)$/.exec(line);
+    const start = /^#\d+ \[\S+ (\d+)\/\d+\] (.*)$/.exec(line);
     if (start) current = start[2];
-    const end = /^ {2}=> (DONE|CACHED|FAILED) (\d+\.\d+)s/.exec(line);
+    const end = /^#\d+ (DONE|CACHED|FAILED) (\d+\.\d+)s/.exec(line);
     if (end) steps.push({ instruction: current ?? '?', outcome: end[1], seconds: Number(end[2]) });
   }
   return steps;
