@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { StratumError, errnoCode } from '../errors.js';
+import { displayName } from '../oci/file-names.js';
 import type { ImageAnalysis } from './types.js';
 import { humanSize, oneLine } from './format.js';
 
@@ -127,6 +128,11 @@ const SCRIPT = `
 `;
 
 export function renderAnalysisHtml(analysis: ImageAnalysis): string {
+  // Names that are not UTF-8 shown as \xNN (they would be written as U+FFFD).
+  return displayName(renderPage(analysis));
+}
+
+function renderPage(analysis: ImageAnalysis): string {
   const { totals } = analysis;
   const secrets = analysis.recoverable.filter((item) => item.secret !== undefined).length;
   const hints = analysis.hints
