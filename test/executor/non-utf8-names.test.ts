@@ -43,27 +43,64 @@ describe.skipIf(!isRoot)('names that are not UTF-8 in builds (RUN needs root)', 
   });
 
   for (const snapshotter of ['overlay', 'scan'] as const) {
-    it(`${snapshotter}: COPY . and COPY caf*, ADD of a tar, RUN (made, read by the next step, deleted) keep the bytes`, async () => {
-      const context = join(sandbox.dir, `ctx-${snapshotter}`);
-      writeNonUtf8Context(context, sandbox.baseRef);
+    // Each instruction alone, so each fails on its own; paths in the image → expected content.
+    const copyCases: readonly [string, string, Readonly<Record<string, string>>][] = [
+      ['COPY . (a directory)', 'COPY . /d/', { 'd/caf\udce9.txt': 'latin-1\n', 'd/plain.txt': 'plain\n' }],
+      ['COPY caf* (a wildcard)', 'COPY caf* /g/', { 'g/caf\udce9.txt': 'latin-1\n' }],
+      [
+        'ADD of a tar (GNU tar: names in the ustar field)',
+        'ADD names.tar /a/',
+        { 'a/x\udce9': 'in a tar\n', 'a/dir\udcff/y': 'below\n' },
+      ],
+    ];
+    for (const [index, [what, instruction, expected]] of copyCases.entries()) {
+      it(`${snapshotter}: ${what} keeps the bytes`, async () => {
+        const context = join(sandbox.dir, `ctx-${snapshotter}-${index}`);
+        writeNonUtf8Context(context, sandbox.baseRef);
+        const out = join(sandbox.dir, `copy-${snapshotter}-${index}`);
+        await sandbox.build(context, {
+          snapshotter,
+          dockerfile: Buffer.from(`FROM ${sandbox.baseRef}\n${instruction}\n`),
+          cacheDir: join(sandbox.dir, `cache-${snapshotter}`),
+          outputs: [`oci:${out}:latest`],
+        });
+        const fs = await finalTree(sandbox, `oci:${out}:latest`);
+        for (const [path, content] of Object.entries(expected)) {
+          expect(fs.nodes.get(path)?.entry.sha256, path).toBe(sha256(content));
+        }
+      });
+    }
+
+    it(`${snapshotter}: RUN makes such names (in the layer, seen by the next step) and deletes them (a whiteout)`, async () => {
+      // \351 is 0xE9 and \377 0xFF: printf makes the bytes, the shell passes them on as they are.
+      const context = sandbox.context(`run-${snapshotter}`, {
+        Dockerfile: [
+          `FROM ${sandbox.baseRef}`,
+          `RUN printf hi > "/$(printf 'caf\\351')" && mkdir /dir && printf y > "/dir/$(printf 'x\\377y')" && ln -s "$(printf 'tgt\\351')" /lnk && printf old > "/$(printf 'gone\\351')"`,
+          `RUN cat "/$(printf 'caf\\351')" > /seen && rm "/$(printf 'gone\\351')"`,
+          '',
+        ].join('\n'),
+      });
       const out = join(sandbox.dir, `out-${snapshotter}`);
       await sandbox.build(context, {
         snapshotter,
         cacheDir: join(sandbox.dir, `cache-${snapshotter}`),
         outputs: [`oci:${out}:latest`],
       });
-      const fs = await finalTree(sandbox, `oci:${out}:latest`);
-      const entry = (path: string) => fs.nodes.get(path)?.entry;
-      expect(entry('d/plain.txt')?.type).toBe('file');
-      expect(entry('d/caf\udce9.txt')).toBeUndefined(); // the last RUN deleted it: a whiteout
-      expect(entry('g/caf\udce9.txt')?.sha256).toBe(sha256('latin-1\n'));
-      expect(entry('a/x\udce9')?.sha256).toBe(sha256('in a tar\n'));
-      expect(entry('a/dir\udcff/y')?.sha256).toBe(sha256('below\n'));
+      const image = await sandbox.open(`oci:${out}:latest`);
+      const applied = await applyLayers(image).finally(() => image.close());
+      const entry = (path: string) => applied.fs.nodes.get(path)?.entry;
+      // The first RUN's layer holds all three; the next step read the file and deleted another.
+      const runLayer = applied.layers.at(-2)!;
+      expect(runLayer.added).toEqual(
+        expect.arrayContaining(['caf\udce9', 'dir/x\udcffy', 'lnk', 'gone\udce9']),
+      );
       expect(entry('caf\udce9')?.sha256).toBe(sha256('hi'));
       expect(entry('dir/x\udcffy')?.sha256).toBe(sha256('y'));
       expect(entry('lnk')?.linkTarget).toBe('tgt\udce9');
-      // The next step read both files by their bytes.
-      expect(entry('seen')?.sha256).toBe(sha256('hilatin-1\n'));
+      expect(entry('seen')?.sha256).toBe(sha256('hi'));
+      expect(entry('gone\udce9')).toBeUndefined();
+      expect(applied.layers.at(-1)!.deleted).toEqual(['gone\udce9']);
     });
   }
 
