@@ -161,6 +161,30 @@ describe.skipIf(!isRoot)('names that are not UTF-8 in builds (RUN needs root)', 
     }
   });
 
+  it('a build error naming such a path shows it escaped, in one line, exit 1', async () => {
+    const context = sandbox.context('fifo', { Dockerfile: `FROM ${sandbox.baseRef}\nCOPY caf* /x/\n` });
+    // A FIFO is not copied: the wildcard's match is named in the error.
+    await run('sh', ['-c', `mkfifo "$(printf 'caf\\351.fifo')"`], { cwd: context });
+    const env = { ...process.env, STRATUM_DATA_DIR: sandbox.dataDir };
+    const args = [
+      bin,
+      'build',
+      context,
+      '--cache-dir',
+      join(sandbox.dir, 'cache-fifo'),
+      '--progress',
+      'plain',
+    ];
+    const failed = await run(process.execPath, args, { env }).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: unknown) => error as { code: number; stderr: string },
+    );
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/^stratum: .*caf\\xE9\.fifo is not a file, directory or symlink$/m);
+    expect(failed.stderr).not.toContain('\ufffd');
+    expect(failed.stderr).not.toContain('    at ');
+  });
+
   it('stratum diff and analyze show such names escaped (\\xE9), and do not crash', async () => {
     const a = `oci:${join(sandbox.dir, 'out-overlay')}:latest`;
     const b = `oci:${join(sandbox.dir, 'out-scan')}:latest`;
