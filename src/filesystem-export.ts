@@ -1,9 +1,10 @@
 import { createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { StratumError, errnoCode } from './errors.js';
+import { fsPath, listDir } from './oci/file-names.js';
 import { inUserNamespace } from './oci/user-namespace.js';
 import type { ImageSource } from './oci/image.js';
 import { openLayerTar } from './oci/layer.js';
@@ -79,23 +80,23 @@ export async function exportFilesystemToDirectory(
 
 /** Moves every entry of `from` into `to`: directories merge, anything else replaces. */
 async function mergeInto(from: string, to: string): Promise<void> {
-  for (const name of await readdir(from)) {
+  for (const name of await listDir(from)) {
     const source = join(from, name);
     const target = join(to, name);
     const [sourceStat, targetStat] = await Promise.all([
-      lstat(source),
-      lstat(target).catch((error: unknown) => {
+      lstat(fsPath(source)),
+      lstat(fsPath(target)).catch((error: unknown) => {
         if (errnoCode(error) === 'ENOENT') return undefined;
         throw error;
       }),
     ]);
     if (sourceStat.isDirectory() && targetStat?.isDirectory() === true) {
       await mergeInto(source, target);
-      await rmdir(source);
+      await rmdir(fsPath(source));
       continue;
     }
-    if (targetStat !== undefined) await rm(target, { recursive: true, force: true });
-    await rename(source, target);
+    if (targetStat !== undefined) await rm(fsPath(target), { recursive: true, force: true });
+    await rename(fsPath(source), fsPath(target));
   }
 }
 

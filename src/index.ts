@@ -2,6 +2,7 @@
 export { StratumError, isStratumError, type ErrorCode } from './errors.js';
 export * from './oci/types.js';
 export { BlobStore, type BlobInfo } from './oci/blob-store.js';
+export { displayName } from './oci/file-names.js';
 export { DigestingStream, VerifyingStream, sha256Digest, parseDigest, isDigest } from './oci/digest.js';
 export {
   scanTree,

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { StratumError, isStratumError } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { openLayerTar } from '../oci/layer.js';
@@ -20,6 +19,7 @@ import {
 } from '../snapshot/apply-layer.js';
 import type { LayerWrites } from '../snapshot/layer-rules.js';
 import type { Lookup } from '../snapshot/resolve.js';
+import { byteExactExtract } from '../snapshot/tar-reader.js';
 import {
   BLOCK_SIZE,
   descendants,
@@ -284,7 +284,7 @@ class Applier implements LayerTarget {
     let applied: AppliedLayer;
     try {
       const stream = await openLayerTar(image, descriptor, { diffId, ...(signal ? { signal } : {}) });
-      const extract = tar.extract();
+      const extract = byteExactExtract();
       const feeding = pipeline(stream, counter, extract);
       feeding.catch(() => undefined);
       try {

@@ -1,3 +1,4 @@
+import { displayName } from '../oci/file-names.js';
 import type { CopyUp, CopyUpCause, ImageAnalysis, LayerReport, StepRef, WastedContent } from './types.js';
 import type { ImageDiff, StepDiff, StepDifference } from './diff.js';
 import type { DiskUsage } from './du.js';
@@ -118,7 +119,8 @@ export function formatImageDiff(diff: ImageDiff, limit = 200): string {
         ? `result: equivalent filesystems and config; the layers differ in ${counted} entr${counted === 1 ? 'y' : 'ies'} re-emitted unchanged or layer(s) that changed nothing (different with --strict)`
         : `result: different (${counted} filesystem difference(s), ${diff.config.length} config difference(s))`,
   );
-  return lines.join('\n') + '\n';
+  // Names that are not UTF-8 shown as \xNN (they would print as U+FFFD).
+  return displayName(lines.join('\n') + '\n');
 }
 
 function configValue(value: unknown): string {
@@ -239,7 +241,8 @@ export function formatAnalysis(analysis: ImageAnalysis, limit = 20): string {
     lines.push('', 'Hints:');
     for (const hint of analysis.hints) lines.push(`  ${hint.file}:${hint.line}: ${hint.message}`);
   }
-  return lines.join('\n') + '\n';
+  // Names that are not UTF-8 shown as \xNN (they would print as U+FFFD).
+  return displayName(lines.join('\n') + '\n');
 }
 
 export function formatDiskUsage(usage: DiskUsage): string {

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { StratumError, errnoCode, isStratumError } from '../errors.js';
 import { writeOutputFile } from '../oci/atomic-file.js';
+import { displayName } from '../oci/file-names.js';
 import type { ImageAnalysis } from './types.js';
 import { copyUpCauseText, humanSize, oneLine } from './format.js';
 
@@ -128,6 +129,11 @@ const SCRIPT = `
 `;
 
 export function renderAnalysisHtml(analysis: ImageAnalysis): string {
+  // Names that are not UTF-8 shown as \xNN (they would be written as U+FFFD).
+  return displayName(renderPage(analysis));
+}
+
+function renderPage(analysis: ImageAnalysis): string {
   const { totals } = analysis;
   const secrets = analysis.recoverable.filter((item) => item.secret !== undefined).length;
   const hints = analysis.hints

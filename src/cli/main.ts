@@ -42,7 +42,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     if (isStratumError(error)) {
-      process.stderr.write(`stratum: ${error.message}\n${sourceExcerpt(error.location)}`);
+      // A path that is not UTF-8 is named with its bytes as \xNN (loaded here: errors are rare).
+      const { displayName } = await import('../index.js');
+      process.stderr.write(`stratum: ${displayName(error.message)}\n${sourceExcerpt(error.location)}`);
       return error.code === 'USAGE' ? 2 : 1;
     }
     // The system refused something on a path the user chose (permissions, a full or read-only

@@ -1,6 +1,7 @@
 import { lstat, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
+import { fsPath } from '../oci/file-names.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
@@ -202,7 +203,7 @@ async function destinationOnlyChanges(rootfs: string, destination: string): Prom
   const changes: LayerChange[] = [];
   for (let depth = 1; depth <= parts.length; depth++) {
     const path = parts.slice(0, depth).join('/');
-    const st = await lstat(join(rootfs, path), { bigint: true });
+    const st = await lstat(fsPath(join(rootfs, path)), { bigint: true });
     if (!st.isDirectory()) return [];
     const meta: EntryMeta = {
       type: 'dir',

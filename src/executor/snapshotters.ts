@@ -2,6 +2,7 @@ import { chmod, lchown } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inUserNamespace, mapsEveryId } from '../oci/user-namespace.js';
 import type { BlobStore } from '../oci/blob-store.js';
+import { fsPath } from '../oci/file-names.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { LayerDiff } from '../snapshot/index.js';
@@ -70,9 +71,9 @@ export class RootfsFactory {
       },
       give: async (ops) => {
         for (const { path, uid, gid, mode } of ops) {
-          await lchown(path, uid, gid);
+          await lchown(fsPath(path), uid, gid);
           // chown clears setuid/setgid: the mode goes on again (-1: a symlink, nothing to do).
-          if (mode >= 0) await chmod(path, mode);
+          if (mode >= 0) await chmod(fsPath(path), mode);
         }
       },
     };

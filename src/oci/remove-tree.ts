@@ -1,6 +1,7 @@
-import { chmod, readdir, rm } from 'node:fs/promises';
+import { chmod, lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
+import { fsPath, listDir } from './file-names.js';
 
 /**
  * `rm -rf` that also works without root on a tree whose directories deny their owner write or
@@ -21,9 +22,11 @@ export async function removeTree(path: string): Promise<void> {
 
 /** Gives the owner rwx on every directory below `dir` (top-down, so each can be listed). */
 async function openUp(dir: string): Promise<void> {
-  await chmod(dir, 0o700).catch(() => undefined);
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const entry of entries) {
-    if (entry.isDirectory()) await openUp(join(dir, entry.name));
+  await chmod(fsPath(dir), 0o700).catch(() => undefined);
+  const names = await listDir(dir).catch(() => []);
+  for (const name of names) {
+    const path = join(dir, name);
+    const stats = await lstat(fsPath(path)).catch(() => undefined);
+    if (stats?.isDirectory() === true) await openUp(path);
   }
 }

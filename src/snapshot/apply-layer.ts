@@ -1,5 +1,6 @@
 import type { Header as TarHeader } from 'tar-stream';
 import { StratumError } from '../errors.js';
+import { displayName } from '../oci/file-names.js';
 import { LayerWrites, childPath, classifyEntry, replacesExisting, whiteoutEffect } from './layer-rules.js';
 import { resolveWith, type Lookup } from './resolve.js';
 
@@ -148,7 +149,7 @@ class LayerDriver {
   ) {}
 
   async apply(header: RawHeader, body: EntryBody): Promise<void> {
-    const what = `${this.layer}: entry "${header.name}"`;
+    const what = `${this.layer}: entry "${displayName(header.name)}"`;
     const entry = classifyEntry(header.name, what);
     switch (entry.kind) {
       case 'root': // the root's metadata belongs to whoever owns the target
@@ -269,7 +270,7 @@ class LayerDriver {
     if (source.path === undefined || source.kind === 'missing' || source.kind === 'dir') {
       throw new StratumError(
         'INVALID_IMAGE',
-        `${this.layer}: hard link "${header.name}" → "${linkname}": ${source.kind === 'dir' ? 'target is a directory' : 'no such file'}`,
+        `${this.layer}: hard link "${displayName(header.name)}" → "${displayName(linkname)}": ${source.kind === 'dir' ? 'target is a directory' : 'no such file'}`,
       );
     }
     await this.target.link(path, source.path, { what, linkname });

@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
+import { fsPath } from '../oci/file-names.js';
 import { compareOrderKeys, orderKey, parentOf } from './paths.js';
 import type { LayerChange, EntryMeta, EntryStat, LayerDiff, TreeSnapshot } from './types.js';
 
@@ -111,7 +112,7 @@ async function differsAcrossTrees(
 }
 
 async function sameContent(pathA: string, pathB: string): Promise<boolean> {
-  const [fa, fb] = await Promise.all([open(pathA, 'r'), open(pathB, 'r')]);
+  const [fa, fb] = await Promise.all([open(fsPath(pathA), 'r'), open(fsPath(pathB), 'r')]);
   try {
     const size = 1 << 16;
     const ba = Buffer.allocUnsafe(size);

@@ -12,17 +12,16 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
-  readlinkSync,
   writeSync,
 } from 'node:fs';
-import { chmod, lchown, link, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lutimes, mkdir, open, rename, rm, symlink, utimes } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import tar from 'tar-stream';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { StratumError, errnoCode } from '../errors.js';
 import { decompressedStream } from '../oci/compression.js';
+import { displayName, fsPath, listDir, readLinkSync } from '../oci/file-names.js';
 import {
   applyLayer,
   type EntryBody,
@@ -32,10 +31,14 @@ import {
 } from './apply-layer.js';
 import { childPath, type LayerWrites } from './layer-rules.js';
 import type { Lookup } from './resolve.js';
+import { byteExactExtract } from './tar-reader.js';
 
 const run = promisify(execFile);
 
-async function writeBody(body: EntryBody, path: string): Promise<void> {
+/** A host path as fs takes it: names that are not UTF-8 as their bytes (oci/file-names.ts). */
+type HostPath = string | Buffer;
+
+async function writeBody(body: EntryBody, path: HostPath): Promise<void> {
   const handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
   try {
     for await (const chunk of body) await handle.write(chunk);
@@ -54,7 +57,7 @@ const SMALL_FILE = 256 * 1024;
 
 async function writeSmallFile(
   body: EntryBody,
-  path: string,
+  path: HostPath,
   owner: { uid: number; gid: number; isRoot: boolean } | undefined,
   mode: number,
   mtime: Date,
@@ -107,7 +110,7 @@ export interface ExtractResult {
 }
 
 interface DeferredDir {
-  readonly path: string;
+  readonly path: HostPath;
   readonly mode: number;
   readonly mtime: Date;
   readonly depth: number;
@@ -128,7 +131,7 @@ export async function extractLayer(
 ): Promise<ExtractResult> {
   const layer = options.layerName ?? 'layer';
   const disk = new DiskTarget(target.replace(/\/+$/, '') || '/', options);
-  const extract = tar.extract();
+  const extract = byteExactExtract();
   const feeding = pipeline(input, extract, options.signal ? { signal: options.signal } : {});
   feeding.catch(() => undefined);
   let entries: number;
@@ -175,15 +178,20 @@ class DiskTarget implements LayerTarget {
   ) {
     if (options.overlayOpaqueXattr !== undefined) {
       this.overlay = {
-        whiteout: (path) => this.overlayWhiteouts.push(this.host(path)),
-        markOpaque: (dir) => this.overlayOpaque.push(this.host(dir)),
+        whiteout: (path) => this.overlayWhiteouts.push(this.hostName(path)),
+        markOpaque: (dir) => this.overlayOpaque.push(this.hostName(dir)),
       };
     }
   }
 
-  /** Host path of an in-root path ('' is the root). */
-  private host(path: string): string {
+  /** Host path of an in-root path ('' is the root), escaped names kept escaped. */
+  private hostName(path: string): string {
     return path === '' ? this.root : this.root === '/' ? `/${path}` : `${this.root}/${path}`;
+  }
+
+  /** Host path of an in-root path as fs calls take it. */
+  private host(path: string): HostPath {
+    return fsPath(this.hostName(path));
   }
 
   warn(message: string): void {
@@ -202,7 +210,7 @@ class DiskTarget implements LayerTarget {
       throw error;
     }
     if (info.isDirectory()) return { kind: 'dir' };
-    if (info.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(host) };
+    if (info.isSymbolicLink()) return { kind: 'symlink', target: readLinkSync(this.hostName(path)) };
     return { kind: 'other' };
   }
 
@@ -216,24 +224,24 @@ class DiskTarget implements LayerTarget {
 
   /** Removes everything under `dir` that this layer did not write: an opaque whiteout. */
   async prune(dir: string, written: LayerWrites): Promise<void> {
-    let children;
+    let names;
     try {
-      children = await readdir(this.host(dir), { withFileTypes: true });
+      names = await listDir(this.hostName(dir));
     } catch (error) {
       if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return;
       throw error;
     }
-    for (const child of children) {
-      const path = childPath(dir, child.name);
+    for (const name of names) {
+      const path = childPath(dir, name);
       if (!written.has(path)) await rm(this.host(path), { recursive: true, force: true });
-      else if (child.isDirectory()) await this.prune(path, written);
+      else if (lstatSync(this.host(path)).isDirectory()) await this.prune(path, written);
     }
   }
 
   // Owners this process may not give (without root: any other; as root of a user namespace:
   // ids it does not map) stay ours, which the layer writer records as root, rather than
   // failing the extraction.
-  private async setOwner(path: string, uid: number, gid: number): Promise<void> {
+  private async setOwner(path: HostPath, uid: number, gid: number): Promise<void> {
     if (this.options.giveOwners === false) return;
     try {
       await lchown(path, uid, gid);
@@ -267,7 +275,7 @@ class DiskTarget implements LayerTarget {
         break;
       case 'symlink':
         body.resume();
-        await symlink(entry.linkTarget, path);
+        await symlink(fsPath(entry.linkTarget), path);
         await this.setOwner(path, uid, gid);
         await lutimes(path, mtime, mtime);
         return true;
@@ -279,12 +287,16 @@ class DiskTarget implements LayerTarget {
           this.warn(`${what}: device node skipped (needs root of the host)`);
           return false;
         }
+        // A process takes its arguments as strings: a name that is not UTF-8 is made under a
+        // plain name in the root and renamed into place.
+        const made = typeof path === 'string' ? path : `${this.root}/.stratum-node-${process.pid}`;
         try {
-          if (entry.type === 'fifo') await run('mkfifo', ['-m', '600', path]);
+          if (entry.type === 'fifo') await run('mkfifo', ['-m', '600', made]);
           else {
             const kind = entry.type === 'char' ? 'c' : 'b';
-            await run('mknod', ['-m', '600', path, kind, String(entry.devMajor), String(entry.devMinor)]);
+            await run('mknod', ['-m', '600', made, kind, String(entry.devMajor), String(entry.devMinor)]);
           }
+          if (made !== path) await rename(made, path);
         } catch (error) {
           const type =
             entry.type === 'char' ? 'character-device' : entry.type === 'block' ? 'block-device' : 'fifo';
@@ -309,7 +321,7 @@ class DiskTarget implements LayerTarget {
     } catch (error) {
       throw new StratumError(
         'INVALID_IMAGE',
-        `${entry.what}: hard link to "${entry.linkname}" failed: ${errnoCode(error) ?? String(error)}`,
+        `${entry.what}: hard link to "${displayName(entry.linkname)}" failed: ${errnoCode(error) ?? String(error)}`,
         { cause: error },
       );
     }

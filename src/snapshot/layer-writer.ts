@@ -5,6 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
+import { displayName, fsPath } from '../oci/file-names.js';
 import { DigestingStream } from '../oci/digest.js';
 import {
   DEFAULT_COMPRESSION,
@@ -52,11 +53,11 @@ const READ_AHEAD_FILES = 32;
 const BATCH = 256 * 1024;
 
 function changedWhileWriting(path: string): StratumError {
-  return new StratumError('IO', `${path}: file changed size while its layer was being written`);
+  return new StratumError('IO', `${displayName(path)}: file changed size while its layer was being written`);
 }
 
 async function openNoFollow(path: string): Promise<FileHandle> {
-  return open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  return open(fsPath(path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
 }
 
 /**
@@ -98,7 +99,7 @@ async function readWhole(path: string, size: number, pool: SmallFilePool): Promi
 }
 
 function readWholeSync(path: string, size: number, pool: SmallFilePool): Buffer {
-  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  const fd = openSync(fsPath(path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
   try {
     const buffer = pool.take(size);
     let offset = 0;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { StratumError, errnoCode } from '../errors.js';
+import { nameBytes } from '../oci/file-names.js';
 
 /**
  * The system calls Node cannot make (mknod, lsetxattr, lgetxattr, mount, umount2), made by one
@@ -108,7 +109,8 @@ function encode(ops: readonly HelperOp[]): Buffer {
     }
   }
   words.push('.');
-  return Buffer.from(words.map((word) => `${word}\0`).join(''), 'utf8');
+  // Paths as their bytes: a name that is not UTF-8 is escaped in its string (oci/file-names.ts).
+  return nameBytes(words.map((word) => `${word}\0`).join(''));
 }
 
 /** The helper of this stratum process, started on first use. */

@@ -1,8 +1,9 @@
-import { lstatSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { lstatSync, type BigIntStats } from 'node:fs';
 import { chmod, mkdir, readFile, statfs, symlink, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
+import { fsPath, readLinkSync } from '../oci/file-names.js';
 import { removeTree } from '../oci/remove-tree.js';
 import { diffSnapshots } from './diff.js';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
@@ -202,7 +203,7 @@ const NEVER_RACY = 1n << 62n;
 
 function lstatOrUndefined(path: string): BigIntStats | undefined {
   try {
-    return lstatSync(path, { bigint: true });
+    return lstatSync(fsPath(path), { bigint: true });
   } catch (error) {
     const code = errnoCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -213,7 +214,7 @@ function lstatOrUndefined(path: string): BigIntStats | undefined {
 function statOf(path: string): EntryStat | undefined {
   const stats = lstatOrUndefined(path);
   if (stats === undefined) return undefined;
-  return toEntryStat(stats, stats.isSymbolicLink() ? readlinkSync(path) : undefined);
+  return toEntryStat(stats, stats.isSymbolicLink() ? readLinkSync(path) : undefined);
 }
 
 function isWhiteout(stat: EntryStat): boolean {

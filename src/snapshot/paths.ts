@@ -1,7 +1,10 @@
 /**
  * Path helpers shared by scan, diff, writer and extractor. Paths inside a tree are relative,
- * '/'-separated and never start with './' or '/'.
+ * '/'-separated and never start with './' or '/'. A name that is not UTF-8 is escaped in its
+ * string (oci/file-names.ts).
  */
+
+import { isPlainName, nameBytes } from '../oci/file-names.js';
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_WHITEOUT = '.wh..wh..opq';
@@ -27,7 +30,8 @@ export function whiteoutPath(path: string): string {
 /**
  * Compares two strings in UTF-8 byte order without encoding them. UTF-16 code units sort like
  * code points (and so like UTF-8 bytes) except that surrogates (U+10000 and up) must sort after
- * U+E000..U+FFFF; shifting them up fixes that.
+ * U+E000..U+FFFF; shifting them up fixes that. A name with escaped bytes (lone surrogates) is
+ * compared by its bytes, so it sorts where Go's byte order puts it.
  */
 export function compareUtf8(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
@@ -35,6 +39,9 @@ export function compareUtf8(a: string, b: string): number {
     let ca = a.charCodeAt(i);
     let cb = b.charCodeAt(i);
     if (ca === cb) continue;
+    if ((ca >= 0xd800 && ca < 0xe000) || (cb >= 0xd800 && cb < 0xe000)) {
+      if (!isPlainName(a) || !isPlainName(b)) return Buffer.compare(nameBytes(a), nameBytes(b));
+    }
     if (ca >= 0xd800 && ca < 0xe000) ca += 0x10000;
     if (cb >= 0xd800 && cb < 0xe000) cb += 0x10000;
     return ca - cb;

@@ -1,5 +1,6 @@
-import { lstat, readlink } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { StratumError, errnoCode } from '../errors.js';
+import { fsPath, readLink } from '../oci/file-names.js';
 
 /**
  * The one rootfs path resolver: resolves a path inside a root the way the kernel does after
@@ -148,14 +149,14 @@ export async function lookupOnDisk(root: string, parts: readonly string[]): Prom
   const host = hostPathOf(root, parts);
   let info;
   try {
-    info = await lstat(host);
+    info = await lstat(fsPath(host));
   } catch (error) {
     const code = errnoCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'missing' };
     throw error;
   }
   if (info.isDirectory()) return { kind: 'dir' };
-  if (info.isSymbolicLink()) return { kind: 'symlink', target: await readlink(host) };
+  if (info.isSymbolicLink()) return { kind: 'symlink', target: await readLink(host) };
   return { kind: 'other' };
 }
 

@@ -1,15 +1,7 @@
-import {
-  lstat,
-  lstatSync,
-  readdir,
-  readdirSync,
-  readlink,
-  readlinkSync,
-  type BigIntStats,
-  type Dirent,
-} from 'node:fs';
+import { lstat, lstatSync, readdir, readlink, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
+import { displayName, fsPath, listDirSync, nameFromBytes, readLinkSync } from '../oci/file-names.js';
 import { joinRel } from './paths.js';
 import type { EntryStat, FileType, ScanOptions, TreeSnapshot } from './types.js';
 
@@ -57,22 +49,22 @@ async function scanSliced(root: string, options: ScanOptions): Promise<TreeSnaps
   let sliceStart = performance.now();
   while (dirs.length > 0) {
     const rel = dirs.pop()!;
-    let dirents: Dirent[];
+    let names: string[];
     try {
-      dirents = readdirSync(base + rel, { withFileTypes: true });
+      names = listDirSync(base + rel);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') continue;
       throw scanError(root, rel, error);
     }
-    for (const dirent of dirents) {
-      const child = joinRel(rel, dirent.name);
+    for (const name of names) {
+      const child = joinRel(rel, name);
       if (exclude?.(child) === true) continue;
       const abs = base + child;
       let stats: BigIntStats | undefined;
       let linkTarget: string | undefined;
       try {
-        stats = lstatSync(abs, { bigint: true });
-        if (stats.isSymbolicLink()) linkTarget = readlinkSync(abs);
+        stats = lstatSync(fsPath(abs), { bigint: true });
+        if (stats.isSymbolicLink()) linkTarget = readLinkSync(abs);
       } catch (error) {
         if (errnoCode(error) === 'ENOENT') continue; // vanished while scanning
         throw scanError(root, child, error);
@@ -155,7 +147,7 @@ async function scanParallel(root: string, options: ScanOptions): Promise<TreeSna
 
     const statEntry = (rel: string): void => {
       schedule(() => {
-        lstat(join(root, rel), { bigint: true }, (error, stats) => {
+        lstat(fsPath(join(root, rel)), { bigint: true }, (error, stats) => {
           if (error) {
             // Vanished between readdir and lstat: a step's process is still writing. Skip it;
             // the next scan sees the final state.
@@ -174,11 +166,12 @@ async function scanParallel(root: string, options: ScanOptions): Promise<TreeSna
       const type = base.type;
       if (type === 'symlink') {
         schedule(() => {
-          readlink(join(root, rel), (error, target) => {
+          // As bytes: a target that is not UTF-8 is kept escaped, as names are (oci/file-names.ts).
+          readlink(fsPath(join(root, rel)), { encoding: 'buffer' }, (error, target) => {
             if (error) {
               if (errnoCode(error) !== 'ENOENT') fail(scanError(root, rel, error));
             } else {
-              entries.set(rel, { ...base, linkTarget: target });
+              entries.set(rel, { ...base, linkTarget: nameFromBytes(target) });
             }
             done();
           });
@@ -191,14 +184,15 @@ async function scanParallel(root: string, options: ScanOptions): Promise<TreeSna
 
     const readDir = (rel: string): void => {
       schedule(() => {
-        readdir(join(root, rel), { withFileTypes: true }, (error, dirents: Dirent[]) => {
+        // As bytes: names that are not UTF-8 come back escaped (oci/file-names.ts).
+        readdir(fsPath(join(root, rel)), { encoding: 'buffer' }, (error, names: Buffer[]) => {
           if (error) {
             if (errnoCode(error) !== 'ENOENT') fail(scanError(root, rel, error));
             done();
             return;
           }
-          for (const dirent of dirents) {
-            const child = joinRel(rel, dirent.name);
+          for (const name of names) {
+            const child = joinRel(rel, nameFromBytes(name));
             if (exclude?.(child) === true) continue;
             statEntry(child);
           }
@@ -218,7 +212,7 @@ function wallClockNs(): bigint {
 
 function scanError(root: string, rel: string, error: unknown): StratumError {
   const detail = error instanceof Error ? error.message : String(error);
-  return new StratumError('IO', `scanning ${join(root, rel)}: ${detail}`, { cause: error });
+  return new StratumError('IO', `scanning ${displayName(join(root, rel))}: ${detail}`, { cause: error });
 }
 
 /** An empty snapshot: diffing against it makes every path `added` (a base layer, a directory). */

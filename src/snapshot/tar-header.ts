@@ -1,13 +1,18 @@
 /**
  * Encodes tar headers the way Go's archive/tar (and so Docker and BuildKit) does for layers:
  * USTAR when every field fits, otherwise a PAX extended header ('x') before it carrying the
- * long or non-ASCII path/linkpath, big ids or sizes, and binary xattrs.
+ * long or non-ASCII path/linkpath, big ids or sizes, and binary xattrs. Names are bytes: a name
+ * that is not UTF-8 (escaped in its string, see oci/file-names.ts) is written as the bytes it
+ * stands for, in a PAX record as Go writes it (raw bytes, no `hdrcharset`); with a PAX header the
+ * ustar fields keep only the name's ASCII bytes, as Go's toASCII does.
  *
  * tar-stream's packer is not used for writing because it cannot carry a binary PAX value (the
  * `security.capability` xattr is raw bytes), truncates uid/gid above 0o7777777 to 7777777, and
  * names the real header "PaxHeader" after a PAX record; this module is small and is checked
  * against GNU tar and tar-stream's parser in the tests.
  */
+
+import { nameBytes } from '../oci/file-names.js';
 
 export type TarType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -50,9 +55,19 @@ function writeOctal(buf: Buffer, offset: number, width: number, value: number): 
   buf[offset + width - 1] = 0;
 }
 
-function isAscii(value: string): boolean {
-  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
+function isAscii(value: Buffer): boolean {
+  for (let i = 0; i < value.length; i++) if (value[i]! > 0x7f) return false;
   return true;
+}
+
+/** Go's toASCII: what a PAX header's ustar fields keep of a name (its ASCII bytes). */
+function asciiOnly(value: Buffer): Buffer {
+  if (isAscii(value)) return value;
+  // A plain loop: TypedArray#filter's callback per byte cost more than the rest of the header.
+  const out = Buffer.allocUnsafe(value.length);
+  let length = 0;
+  for (let i = 0; i < value.length; i++) if (value[i]! <= 0x7f) out[length++] = value[i]!;
+  return out.subarray(0, length);
 }
 
 function paxRecord(key: string, value: Buffer): Buffer {
@@ -101,14 +116,12 @@ function encodeBlock(
 /** Returns the header block(s) for one entry: one USTAR block, or a PAX header, its data and one. */
 export function encodeHeader(header: TarHeader): Buffer {
   const records: Buffer[] = [];
-  const name = Buffer.from(header.name, 'utf8');
-  const linkname = Buffer.from(header.linkname ?? '', 'utf8');
+  const name = nameBytes(header.name);
+  const linkname = nameBytes(header.linkname ?? '');
   const size = header.type === 'file' ? header.size : 0;
 
-  if (name.length > 100 || !isAscii(header.name)) records.push(paxRecord('path', name));
-  if (linkname.length > 100 || !isAscii(header.linkname ?? '')) {
-    records.push(paxRecord('linkpath', linkname));
-  }
+  if (name.length > 100 || !isAscii(name)) records.push(paxRecord('path', name));
+  if (linkname.length > 100 || !isAscii(linkname)) records.push(paxRecord('linkpath', linkname));
   if (!fitsOctal(header.uid, 8)) records.push(paxRecord('uid', Buffer.from(String(header.uid))));
   if (!fitsOctal(header.gid, 8)) records.push(paxRecord('gid', Buffer.from(String(header.gid))));
   if (!fitsOctal(size, 12)) records.push(paxRecord('size', Buffer.from(String(size))));
@@ -117,15 +130,15 @@ export function encodeHeader(header: TarHeader): Buffer {
     for (const key of keys) records.push(paxRecord(`SCHILY.xattr.${key}`, header.xattrs.get(key)!));
   }
 
-  const main = encodeBlock(name, TYPEFLAG[header.type], header, size, linkname);
-  if (records.length === 0) return main;
+  if (records.length === 0) return encodeBlock(name, TYPEFLAG[header.type], header, size, linkname);
+  const main = encodeBlock(asciiOnly(name), TYPEFLAG[header.type], header, size, asciiOnly(linkname));
 
   const data = Buffer.concat(records);
   // Go names the extended header "<dir>/PaxHeaders.0/<base>"; it is never extracted as a file.
   const slash = header.name.replace(/\/$/, '').lastIndexOf('/');
   const dir = slash < 0 ? '' : header.name.slice(0, slash + 1);
   const base = header.name.replace(/\/$/, '').slice(slash + 1);
-  const paxName = Buffer.from(`${dir}PaxHeaders.0/${base}`, 'utf8');
+  const paxName = asciiOnly(nameBytes(`${dir}PaxHeaders.0/${base}`));
   const paxHeader = encodeBlock(
     paxName,
     0x78,

@@ -204,7 +204,7 @@ describe.skipIf(!requireRoot() || !canMakeMultiPlatformBase())(
       expect(names).not.toContain('multi:1');
       ok(['copy', 'single:1', `oci:${join(dir, 'out-after-rmi')}:1`]);
       ok(['images', 'rm', 'single:1']);
-    expect(JSON.parse(ok(['images', '--json']).stdout)).toEqual([]);
+      expect(JSON.parse(ok(['images', '--json']).stdout)).toEqual([]);
       const missing = run(['rmi', 'multi:1']);
       expect(missing.status).toBe(1);
       expect(missing.stderr.trim().split('\n')).toEqual([

@@ -10,7 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ImageStore,
@@ -22,6 +22,7 @@ import {
   type ImageSource,
 } from '../../src/index.js';
 import { dockerLoad, makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import { writeNonUtf8Context } from '../helpers/non-utf8.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
 /**
@@ -108,11 +109,17 @@ for (const builder of [
 
     for (const name of readdirSync(builder.cases).sort()) {
       it(`${name}: same filesystem after every step and same config`, async () => {
-        await parityCase(builder, name, dir!, dataDir);
+        await parityCase(builder, join(builder.cases, name), dir!, dataDir);
       });
     }
 
     if (builder.name === 'buildkit') {
+      it('names that are not UTF-8: COPY (directory and wildcard), ADD of a tar, RUN (made, read by the next step, deleted) match BuildKit', async () => {
+        const context = join(dir!, 'non-utf8-names');
+        writeNonUtf8Context(context, BUILDKIT_BASE_TAG);
+        await parityCase(builder, context, dir!, dataDir);
+      });
+
       it('bind-mount rebuild: changing the mounted file changes both images alike, and --explain says why', async () => {
         const context = join(dir!, 'bind-rebuild');
         mkdirSync(context);
@@ -181,8 +188,8 @@ async function rebuildBoth(
   return { stratumDigest: result.digest, reasons };
 }
 
-async function parityCase(builder: Builder, name: string, dir: string, dataDir: string): Promise<void> {
-  const context = join(builder.cases, name);
+async function parityCase(builder: Builder, context: string, dir: string, dataDir: string): Promise<void> {
+  const name = basename(context);
   const tag = `stratum-parity/${name}:${RUN_SUFFIX}`;
   const secretFile = join(context, 'secret.txt');
   const secrets = existsSync(secretFile) ? { s: secretFile } : undefined;

@@ -26,6 +26,7 @@ import {
 } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
+import { fsPath } from '../../oci/file-names.js';
 import { extractArchive } from './archive.js';
 import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
 import { components, resolveInRoot } from './paths.js';
@@ -91,7 +92,7 @@ const isRoot = process.getuid?.() === 0 && !inUserNamespace();
  */
 async function lchown(path: string, uid: number, gid: number): Promise<void> {
   try {
-    await lchownOrFail(path, uid, gid);
+    await lchownOrFail(fsPath(path), uid, gid);
   } catch (error) {
     if (isRoot) throw error;
   }
@@ -140,7 +141,7 @@ function ioError(plan: CopyPlan, what: string, error: unknown): StratumError {
 
 async function lstatOrUndefined(path: string) {
   try {
-    return await lstat(path);
+    return await lstat(fsPath(path));
   } catch (error) {
     const code = errnoCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -161,7 +162,7 @@ export async function mkdirInRoot(
 ): Promise<string> {
   const resolved = await resolveInRoot(rootfs, inRootPath, { followFinal: true });
   if (!resolved.missing) {
-    const st = await lstat(resolved.hostPath);
+    const st = await lstat(fsPath(resolved.hostPath));
     if (!st.isDirectory()) {
       throw new StratumError(
         'BUILD_FAILED',
@@ -176,9 +177,9 @@ export async function mkdirInRoot(
     current = join(current, part);
     const st = await lstatOrUndefined(current);
     if (st === undefined) {
-      await mkdir(current, { mode: 0o755 });
+      await mkdir(fsPath(current), { mode: 0o755 });
       await setOwner(current, owner);
-      await chmod(current, 0o755);
+      await chmod(fsPath(current), 0o755);
     } else if (!st.isDirectory()) {
       throw new StratumError('BUILD_FAILED', `${inRootPath}: ${part} exists and is not a directory`);
     }
@@ -241,8 +242,8 @@ function writeSmallFileSync(
   mode: number,
   seconds: number,
 ): void {
-  const data = readFileSync(source);
-  const fd = openSync(target, 'wx', 0o600);
+  const data = readFileSync(fsPath(source));
+  const fd = openSync(fsPath(target), 'wx', 0o600);
   try {
     writeSync(fd, data);
     // chown before chmod: chown clears setuid/setgid bits.
@@ -256,10 +257,10 @@ function writeSmallFileSync(
 
 function replaceWithSync(target: string): void {
   // No exception for the common case (nothing there): building one per file is measurable.
-  const st = lstatSync(target, { throwIfNoEntry: false });
+  const st = lstatSync(fsPath(target), { throwIfNoEntry: false });
   if (st === undefined) return;
-  if (st.isDirectory()) rmSync(target, { recursive: true, force: true });
-  else unlinkSync(target);
+  if (st.isDirectory()) rmSync(fsPath(target), { recursive: true, force: true });
+  else unlinkSync(fsPath(target));
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -269,7 +270,7 @@ async function replaceWith(target: string, wantDir: boolean): Promise<boolean> {
   if (st === undefined) return false;
   if (wantDir && st.isDirectory()) return true;
   // Docker's untar: anything else at the path is removed first (a directory included).
-  await rm(target, { recursive: true, force: true });
+  await rm(fsPath(target), { recursive: true, force: true });
   return false;
 }
 
@@ -279,9 +280,9 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
   switch (entry.type) {
     case 'dir': {
       const kept = await replaceWith(target, true);
-      if (!kept) await mkdir(target, { mode: 0o700 });
+      if (!kept) await mkdir(fsPath(target), { mode: 0o700 });
       await state.owners.set(target, ownerFor(state, entry), modeFor(state, entry));
-      await chmod(target, modeFor(state, entry));
+      await chmod(fsPath(target), modeFor(state, entry));
       state.dirTimes.push({ path: target, mtimeMs: entry.mtimeMs });
       return;
     }
@@ -289,22 +290,26 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
       await replaceWith(target, false);
       const first = entry.hardLinkKey === undefined ? undefined : state.links.get(entry.hardLinkKey);
       if (first !== undefined) {
-        await link(first, target);
+        await link(fsPath(first), fsPath(target));
         return;
       }
       // A reflink where the filesystem can (btrfs, XFS), else copy_file_range in the kernel.
-      await copyFile(entry.sourcePath, target, constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL);
+      await copyFile(
+        fsPath(entry.sourcePath),
+        fsPath(target),
+        constants.COPYFILE_FICLONE | constants.COPYFILE_EXCL,
+      );
       await state.owners.set(target, ownerFor(state, entry), modeFor(state, entry));
-      await chmod(target, modeFor(state, entry));
-      await utimes(target, seconds, seconds);
+      await chmod(fsPath(target), modeFor(state, entry));
+      await utimes(fsPath(target), seconds, seconds);
       if (entry.hardLinkKey !== undefined) state.links.set(entry.hardLinkKey, target);
       return;
     }
     case 'symlink': {
       await replaceWith(target, false);
-      await symlink(entry.linkTarget ?? '', target);
+      await symlink(fsPath(entry.linkTarget ?? ''), fsPath(target));
       await state.owners.set(target, ownerFor(state, entry), -1);
-      await lutimes(target, seconds, seconds);
+      await lutimes(fsPath(target), seconds, seconds);
       return;
     }
     case 'archive':
@@ -437,7 +442,7 @@ export async function applyCopy(
     await flush();
     // Directory times last: writing their children changed them.
     for (const { path, mtimeMs } of state.dirTimes.reverse())
-      await utimes(path, mtimeMs / 1000, mtimeMs / 1000);
+      await utimes(fsPath(path), mtimeMs / 1000, mtimeMs / 1000);
     // Last: once a directory is another id's, this process may no longer write into it.
     await state.owners.finish();
     return { destHostPath: destHost, destInRoot, written };

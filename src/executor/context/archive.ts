@@ -4,9 +4,11 @@ import { link, lstat, lutimes, mkdir, open, rm, symlink, chmod, lchown, utimes }
 import { basename, join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extract as tarExtract, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 import { errnoCode, StratumError } from '../../errors.js';
 import { createDecompressor } from '../../oci/compression.js';
+import { fsPath } from '../../oci/file-names.js';
+import { byteExactExtract } from '../../snapshot/tar-reader.js';
 import { cleanPath, resolveInRoot } from './paths.js';
 
 /**
@@ -49,7 +51,7 @@ export function isTarHeader(block: Buffer): boolean {
 }
 
 async function readHead(path: string, bytes: number): Promise<Buffer> {
-  const handle = await open(path, 'r');
+  const handle = await open(fsPath(path), 'r');
   try {
     const buffer = Buffer.alloc(bytes);
     const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
@@ -70,14 +72,14 @@ interface Decompressed {
 /** The decompressed bytes of a file as a stream (gzip in-process; bzip2/xz through their tools). */
 async function decompressed(path: string, compression: Compression): Promise<Decompressed> {
   if (compression === 'none') {
-    const stream = createReadStream(path);
+    const stream = createReadStream(fsPath(path));
     return { stream, done: Promise.resolve(), stop: () => stream.destroy() };
   }
   if (compression === 'gzip') {
     const inflate = createDecompressor(compression, `ADD ${path}`)!;
     const out = new PassThrough();
     let stopped = false;
-    const done = pipeline(createReadStream(path), inflate, out).catch((error: unknown) => {
+    const done = pipeline(createReadStream(fsPath(path)), inflate, out).catch((error: unknown) => {
       if (!stopped) throw error;
     });
     return {
@@ -89,7 +91,7 @@ async function decompressed(path: string, compression: Compression): Promise<Dec
       },
     };
   }
-  const handle = await open(path, 'r');
+  const handle = await open(fsPath(path), 'r');
   const tool = compression === 'bzip2' ? 'bzip2' : 'xz';
   const child = spawn(tool, ['-dc'], { stdio: [handle.fd, 'pipe', 'pipe'] });
   const { stdout, stderr: stderrStream } = child;
@@ -176,9 +178,9 @@ function safeName(name: string, what: string): string | undefined {
 
 async function removeExisting(target: string, keepDir: boolean): Promise<boolean> {
   try {
-    const st = await lstat(target);
+    const st = await lstat(fsPath(target));
     if (keepDir && st.isDirectory()) return true;
-    await rm(target, { recursive: true, force: true });
+    await rm(fsPath(target), { recursive: true, force: true });
   } catch (error) {
     if (errnoCode(error) !== 'ENOENT') throw error;
   }
@@ -191,9 +193,9 @@ async function parentFor(destDir: string, name: string, what: string): Promise<s
   const parentRel = slash < 0 ? '' : name.slice(0, slash);
   const parent = await resolveInRoot(destDir, parentRel, { followFinal: true });
   if (parent.missing) {
-    await mkdir(parent.hostPath, { recursive: true, mode: 0o755 });
+    await mkdir(fsPath(parent.hostPath), { recursive: true, mode: 0o755 });
   }
-  const st = await lstat(parent.hostPath);
+  const st = await lstat(fsPath(parent.hostPath));
   if (!st.isDirectory()) {
     throw new StratumError('IO', `${what}: archive entry "${name}": ${parent.inRoot} is not a directory`);
   }
@@ -205,8 +207,8 @@ type LooseHeader = { readonly name: string } & {
 };
 
 async function setMeta(target: string, header: LooseHeader, isLink: boolean): Promise<void> {
-  await lchown(target, header.uid ?? 0, header.gid ?? 0);
-  if (!isLink) await chmod(target, (header.mode ?? 0o644) & 0o7777);
+  await lchown(fsPath(target), header.uid ?? 0, header.gid ?? 0);
+  if (!isLink) await chmod(fsPath(target), (header.mode ?? 0o644) & 0o7777);
 }
 
 /**
@@ -222,9 +224,8 @@ export async function extractArchive(
   const what = options.what ?? `ADD ${archivePath}`;
   const head = await readHead(archivePath, 6);
   const { stream, done, stop } = await decompressed(archivePath, compressionOf(head));
-  // tar-stream accepts old (v7, pre-POSIX) headers with this option; its types omit it.
-  const extractOptions = { allowUnknownFormat: true };
-  const extract = tarExtract(extractOptions as unknown as Parameters<typeof tarExtract>[0]);
+  // Old (v7, pre-POSIX) headers are accepted; names keep their bytes (snapshot/tar-reader.ts).
+  const extract = byteExactExtract({ allowUnknownFormat: true });
   const feed = pipeline(stream, extract, { ...(options.signal ? { signal: options.signal } : {}) });
   feed.catch(() => undefined); // surfaced through the iterator or awaited below
   const dirTimes: { path: string; mtime: Date }[] = [];
@@ -247,15 +248,15 @@ export async function extractArchive(
         case 'file':
         case 'contiguous-file': {
           await removeExisting(target, false);
-          await pipeline(entry, createWriteStream(target, { mode: 0o600, flags: 'wx' }));
+          await pipeline(entry, createWriteStream(fsPath(target), { mode: 0o600, flags: 'wx' }));
           await setMeta(target, header, false);
-          await utimes(target, mtime, mtime);
+          await utimes(fsPath(target), mtime, mtime);
           break;
         }
         case 'directory': {
           entry.resume();
           const kept = await removeExisting(target, true);
-          if (!kept) await mkdir(target, { mode: 0o755 });
+          if (!kept) await mkdir(fsPath(target), { mode: 0o755 });
           await setMeta(target, header, false);
           dirTimes.push({ path: target, mtime });
           break;
@@ -263,9 +264,9 @@ export async function extractArchive(
         case 'symlink': {
           entry.resume();
           await removeExisting(target, false);
-          await symlink(header.linkname ?? '', target);
+          await symlink(fsPath(header.linkname ?? ''), fsPath(target));
           await setMeta(target, header, true);
-          await lutimes(target, mtime, mtime);
+          await lutimes(fsPath(target), mtime, mtime);
           break;
         }
         case 'link': {
@@ -276,7 +277,7 @@ export async function extractArchive(
           }
           const source = await resolveInRoot(destDir, linkName, { followFinal: false });
           await removeExisting(target, false);
-          await link(source.hostPath, target).catch((error: unknown) => {
+          await link(fsPath(source.hostPath), fsPath(target)).catch((error: unknown) => {
             // Named by the archive's own paths: the host path is a temporary directory.
             if (errnoCode(error) !== 'ENOENT') throw error;
             throw new StratumError(
@@ -311,6 +312,6 @@ export async function extractArchive(
       },
     );
   }
-  for (const { path, mtime } of dirTimes.reverse()) await utimes(path, mtime, mtime);
+  for (const { path, mtime } of dirTimes.reverse()) await utimes(fsPath(path), mtime, mtime);
   return { entries };
 }

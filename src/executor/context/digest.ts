@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../../errors.js';
 import { writeFileAtomic } from '../../oci/atomic-file.js';
+import { fsPath, nameBytes } from '../../oci/file-names.js';
 import { DigestingStream } from '../../oci/digest.js';
 import type { Digest } from '../../oci/types.js';
 import { applyChmod, parseChmod } from './chmod.js';
@@ -78,7 +79,7 @@ export class StatCache {
 
   /** sha256 of a regular file's content, from the cache when its stat is unchanged. */
   async contentDigest(path: string, signal?: AbortSignal): Promise<Digest> {
-    const st = statSync(path, { bigint: true });
+    const st = statSync(fsPath(path), { bigint: true });
     const key = {
       dev: st.dev.toString(),
       ino: st.ino.toString(),
@@ -104,10 +105,12 @@ export class StatCache {
     let digest: Digest;
     if (st.size <= SMALL_FILE) {
       // One synchronous read: for small files the async round trips cost more than the read.
-      digest = `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+      digest = `sha256:${createHash('sha256')
+        .update(readFileSync(fsPath(path)))
+        .digest('hex')}`;
     } else {
       const digesting = new DigestingStream('sha256');
-      await pipeline(createReadStream(path), digesting, async (source: AsyncIterable<Buffer>) => {
+      await pipeline(createReadStream(fsPath(path)), digesting, async (source: AsyncIterable<Buffer>) => {
         for await (const _chunk of source) signal?.throwIfAborted();
       });
       digest = digesting.digest;
@@ -153,7 +156,8 @@ export interface DigestOptions {
 }
 
 function frame(hash: ReturnType<typeof createHash>, value: string): void {
-  const bytes = Buffer.from(value, 'utf8');
+  // A name's own bytes: as UTF-8, two names that are not UTF-8 would both be U+FFFD.
+  const bytes = nameBytes(value);
   const length = Buffer.alloc(8);
   length.writeBigUInt64BE(BigInt(bytes.length));
   hash.update(length);

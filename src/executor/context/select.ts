@@ -2,9 +2,10 @@
 // the context, and the destination rules. Over ~400 lines because Docker's rules for what a
 // source list means (dir contents, trailing slashes, several sources) are one decision table.
 import { lstatSync, type Stats } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
+import { fsPath, listDir, readLink } from '../../oci/file-names.js';
 import { compileIgnore, isIgnored, type IgnoreMatcher } from './dockerignore.js';
 import { compileGlob, GlobSyntaxError, hasWildcards } from './glob.js';
 import { cleanPath, components, resolveInRoot } from './paths.js';
@@ -79,7 +80,7 @@ function entryType(st: Stats): EntryType | undefined {
 
 async function tryLstat(path: string): Promise<Stats | undefined> {
   try {
-    return await lstat(path);
+    return await lstat(fsPath(path));
   } catch (error) {
     const code = errnoCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -186,10 +187,10 @@ async function walkDir(
   out: CopyEntry[],
 ): Promise<void> {
   ctx.signal?.throwIfAborted();
-  const names = (await readdir(hostDir)).sort();
+  const names = (await listDir(hostDir)).sort();
   // Synchronous lstat: one async call per entry costs several times the syscall itself
   // (measured: 20,000 lstat calls take ~0.2-0.4 s sync, ~1-2 s through promises).
-  const stats = names.map((name) => lstatSync(join(hostDir, name)));
+  const stats = names.map((name) => lstatSync(fsPath(join(hostDir, name))));
   for (const [i, name] of names.entries()) {
     const hostPath = join(hostDir, name);
     const childRoot = joinRel(rootRel, name);
@@ -218,7 +219,7 @@ async function walkDir(
       continue;
     }
     if (isIgnoredHere) continue;
-    const linkTarget = type === 'symlink' ? await readlink(hostPath) : undefined;
+    const linkTarget = type === 'symlink' ? await readLink(hostPath) : undefined;
     out.push(
       makeEntry(ctx, st, type, {
         sourcePath: hostPath,
@@ -268,7 +269,7 @@ async function expandWildcards(ctx: SelectContext, src: string, rel: string): Pr
       const hostDir = join(ctx.root.dir, dirRel);
       let names: string[];
       try {
-        names = (await readdir(hostDir)).sort();
+        names = (await listDir(hostDir)).sort();
       } catch (error) {
         const code = errnoCode(error);
         if (code === 'ENOENT' || code === 'ENOTDIR') continue;
@@ -277,7 +278,7 @@ async function expandWildcards(ctx: SelectContext, src: string, rel: string): Pr
       for (const name of names) {
         if (!matcher(name)) continue;
         const childRel = joinRel(dirRel, name);
-        const st = await lstat(join(hostDir, name));
+        const st = await lstat(fsPath(join(hostDir, name)));
         if (!last && !st.isDirectory()) continue;
         if (ignored(ctx, childRel)) {
           if (!st.isDirectory()) continue;
@@ -348,7 +349,7 @@ async function selectOne(
       ctx.parentDirs.add(acc);
       const rootRel = joinRel(pivot, acc);
       const parent = await resolveSource(ctx, src, rootRel, true);
-      const pst = await lstat(parent.hostPath);
+      const pst = await lstat(fsPath(parent.hostPath));
       entries.push(
         makeEntry(ctx, pst, 'dir', {
           sourcePath: parent.hostPath,

@@ -209,7 +209,14 @@ describe.skipIf(!ready || !isRoot)('RUN mounts', () => {
         {
           mounts: [
             { kind: 'secret', content: readFileSync(secret), target: '/run/secrets/a' },
-            { kind: 'secret', content: readFileSync(secret), target: '/run/secrets/b', mode: 0o440, uid: 1000, gid: 29 },
+            {
+              kind: 'secret',
+              content: readFileSync(secret),
+              target: '/run/secrets/b',
+              mode: 0o440,
+              uid: 1000,
+              gid: 29,
+            },
           ],
         },
       ),
