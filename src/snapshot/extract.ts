@@ -19,7 +19,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
-import { StratumError, errnoCode } from '../errors.js';
+import { StratumError, errnoCode, systemErrorText } from '../errors.js';
 import { decompressedStream } from '../oci/compression.js';
 import { displayName, fsPath, listDir, readLinkSync } from '../oci/file-names.js';
 import {
@@ -144,8 +144,8 @@ export async function extractLayer(
   } catch (error) {
     extract.destroy();
     if (error instanceof StratumError) throw error;
-    const detail = error instanceof Error ? error.message : String(error);
-    throw new StratumError('INVALID_IMAGE', `${layer}: ${detail}`, { cause: error });
+    // A system error names a path of the build's own directories: say what failed, not where.
+    throw new StratumError('INVALID_IMAGE', `${layer}: ${systemErrorText(error)}`, { cause: error });
   }
   const opaqueDirs = await disk.finish();
   return opaqueDirs === undefined

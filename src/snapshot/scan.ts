@@ -1,6 +1,6 @@
 import { lstat, lstatSync, readdir, readlink, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
-import { StratumError, errnoCode } from '../errors.js';
+import { join, sep } from 'node:path';
+import { StratumError, errnoCode, systemErrorText } from '../errors.js';
 import { displayName, fsPath, listDirSync, nameFromBytes, readLinkSync } from '../oci/file-names.js';
 import { joinRel } from './paths.js';
 import type { EntryStat, FileType, ScanOptions, TreeSnapshot } from './types.js';
@@ -210,9 +210,16 @@ function wallClockNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
 
+/** Names the path as the step sees it (`/etc/x`), never the build's own directory on the host. */
 function scanError(root: string, rel: string, error: unknown): StratumError {
-  const detail = error instanceof Error ? error.message : String(error);
-  return new StratumError('IO', `scanning ${displayName(join(root, rel))}: ${detail}`, { cause: error });
+  const inside = `/${rel.split(sep).join('/')}`.replace(/\/+$/, '') || '/';
+  return new StratumError(
+    'IO',
+    `reading ${displayName(inside)} in the step's filesystem: ${systemErrorText(error)}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /** An empty snapshot: diffing against it makes every path `added` (a base layer, a directory). */
