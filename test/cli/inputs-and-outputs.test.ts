@@ -171,9 +171,7 @@ describe('an output never replaces /dev/null-like files', () => {
       for (const output of [`type=tar,dest=${devFull}`, `oci-archive:${devFull}`]) {
         const toFull = build('-o', output);
         expect(toFull.status, toFull.stderr).toBe(1);
-        expect(toFull.stderr.trim().split('\n').at(-1)).toMatch(
-          /cannot write to .*full \(ENOSPC: no space left on device\)/,
-        );
+        expect(toFull.stderr.trim().split('\n').at(-1)).toMatch(/full: no space left on device \(ENOSPC\)$/);
         expect(lstatSync(devFull).isCharacterDevice(), output).toBe(true);
       }
       copiesStayedDevices = true;
@@ -186,7 +184,7 @@ describe('an output never replaces /dev/null-like files', () => {
       throw new Error('not run: the copies of /dev/null and /dev/full did not stay devices');
     const result = build('-o', 'type=tar,dest=/dev/full', '--iidfile', '/dev/null');
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/type=tar,dest=\/dev\/full: cannot write to \/dev\/full \(ENOSPC/);
+    expect(result.stderr).toMatch(/type=tar,dest=\/dev\/full: no space left on device \(ENOSPC\)/);
     expect(lstatSync('/dev/full').isCharacterDevice()).toBe(true);
     expect(lstatSync('/dev/null').isCharacterDevice()).toBe(true);
   });
