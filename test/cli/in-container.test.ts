@@ -5,11 +5,11 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
 import {
-  CONTAINER_IMAGE,
   DOCKER,
   dockerAvailable,
   ensureContainerImage,
   ensureNodeBase,
+  runInContainer,
 } from '../helpers/container-image.js';
 import { imageConfig, layerListings } from '../helpers/layout.js';
 import { isRoot, requireTool } from '../helpers/system.js';
@@ -108,26 +108,9 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
   });
 
   function buildInContainer(options: readonly string[], out: string, network: string) {
-    return spawnSync(
-      DOCKER,
+    return runInContainer(
       [
-        'run',
-        '--rm',
-        '-e',
-        `SOURCE_DATE_EPOCH=${EPOCH}`,
-        // Outside /root (0700 in Debian): under proot a step as USER 1000 reaches it on its real path.
-        '-e',
-        'STRATUM_CACHE_DIR=/var/cache/stratum',
-        ...options,
-        '-v',
-        `${REPO}:/stratum:ro`,
-        '-v',
-        `${process.execPath}:/usr/local/bin/node:ro`,
-        '-v',
-        `${dir}:/work`,
-        CONTAINER_IMAGE,
-        'node',
-        '/stratum/bin/stratum.js',
+        'stratum',
         'build',
         '/work/ctx',
         '--build-arg',
@@ -139,7 +122,7 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
         '-o',
         `oci:/work/${out}:x`,
       ],
-      { encoding: 'utf8', timeout: 300_000 },
+      { docker: options, env: { SOURCE_DATE_EPOCH: EPOCH }, mounts: { [dir]: '/work' }, timeout: 300_000 },
     );
   }
 
@@ -262,27 +245,9 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
         '',
       ].join('\n'),
     );
-    const built = spawnSync(
-      DOCKER,
+    const built = runInContainer(
       [
-        'run',
-        '--rm',
-        // The container's network: apt and npm reach their registries (this machine's only hosts).
-        '--network',
-        'host',
-        '-e',
-        'STRATUM_CACHE_DIR=/var/cache/stratum',
-        '-v',
-        `${REPO}:/stratum:ro`,
-        '-v',
-        `${process.execPath}:/usr/local/bin/node:ro`,
-        '-v',
-        `${base}:/base:ro`,
-        '-v',
-        `${dir}:/work`,
-        CONTAINER_IMAGE,
-        'node',
-        '/stratum/bin/stratum.js',
+        'stratum',
         'build',
         '/work/ctx-packages',
         '--network',
@@ -292,7 +257,8 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
         '-o',
         'type=local,dest=/work/packages-out',
       ],
-      { encoding: 'utf8', timeout: 900_000 },
+      // The container's network: apt and npm reach their registries (this machine's only hosts).
+      { docker: ['--network', 'host'], mounts: { [base]: '/base:ro', [dir]: '/work' } },
     );
     expect(built.status, built.stderr.slice(-3000)).toBe(0);
     expect(built.stderr).toMatch(/^RUN isolation: proot /m);

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -208,5 +208,43 @@ function packRootfs(rootfs: string, layout: string, tag: string, env: readonly s
         },
       ],
     }),
+  );
+}
+
+const REPO = join(import.meta.dirname, '../..');
+
+export interface ContainerRun {
+  /** `docker run` options: the settings under test (`--security-opt ...`, `--user ...`). */
+  readonly docker?: readonly string[];
+  /** Host directory → container path, mounted read-write (`:ro` suffix for read-only). */
+  readonly mounts?: Readonly<Record<string, string>>;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly timeout?: number;
+}
+
+/**
+ * Runs ARGS in CONTAINER_IMAGE the way a CI job runs stratum: this checkout at /stratum and the
+ * Node running the tests as `node`, both read-only, stratum's cache outside /root (0700 in Debian:
+ * under proot a step as USER 1000 reaches it on its real path). `stratum` in ARGS[0] is the CLI.
+ */
+export function runInContainer(args: readonly string[], run: ContainerRun = {}): SpawnSyncReturns<string> {
+  const command = args[0] === 'stratum' ? ['node', '/stratum/bin/stratum.js', ...args.slice(1)] : args;
+  const env = { STRATUM_CACHE_DIR: '/var/cache/stratum', ...run.env };
+  return spawnSync(
+    DOCKER,
+    [
+      'run',
+      '--rm',
+      ...Object.entries(env).flatMap(([name, value]) => ['-e', `${name}=${value}`]),
+      ...(run.docker ?? []),
+      '-v',
+      `${REPO}:/stratum:ro`,
+      '-v',
+      `${process.execPath}:/usr/local/bin/node:ro`,
+      ...Object.entries(run.mounts ?? {}).flatMap(([host, inside]) => ['-v', `${host}:${inside}`]),
+      CONTAINER_IMAGE,
+      ...command,
+    ],
+    { encoding: 'utf8', timeout: run.timeout ?? 900_000 },
   );
 }

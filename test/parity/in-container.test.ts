@@ -5,12 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageStore, openOciLayout } from '../../src/index.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
-import {
-  CONTAINER_IMAGE,
-  DOCKER,
-  dockerAvailable,
-  ensureContainerImage,
-} from '../helpers/container-image.js';
+import { DOCKER, dockerAvailable, ensureContainerImage, runInContainer } from '../helpers/container-image.js';
 import { imageConfig, layerListings } from '../helpers/layout.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
@@ -83,31 +78,10 @@ describe.skipIf(!ready)("the parity cases inside a container under Docker's defa
       },
     });
     if (host.status !== 0) throw new Error(`host builds: ${host.stderr}`);
-    const container = spawnSync(
-      DOCKER,
-      [
-        'run',
-        '--rm',
-        '-e',
-        `SOURCE_DATE_EPOCH=${EPOCH}`,
-        '-e',
-        'STRATUM_CACHE_DIR=/var/cache/stratum',
-        '-e',
-        'STRATUM_DATA_DIR=/work/container-data',
-        '-v',
-        `${REPO}:/stratum:ro`,
-        '-v',
-        `${CASES}:/cases:ro`,
-        '-v',
-        `${process.execPath}:/usr/local/bin/node:ro`,
-        '-v',
-        `${dir}:/work`,
-        CONTAINER_IMAGE,
-        'sh',
-        '/work/container.sh',
-      ],
-      { encoding: 'utf8', timeout: 900_000 },
-    );
+    const container = runInContainer(['sh', '/work/container.sh'], {
+      env: { SOURCE_DATE_EPOCH: EPOCH, STRATUM_DATA_DIR: '/work/container-data' },
+      mounts: { [CASES]: '/cases:ro', [dir]: '/work' },
+    });
     if (container.status !== 0) throw new Error(`container builds: ${container.stderr}`);
     for (const name of cases) {
       const ok = (where: string): boolean =>
