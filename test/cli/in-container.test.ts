@@ -265,4 +265,47 @@ describe.skipIf(!ready)('stratum builds inside a standard container', () => {
     expect(readFileSync(join(dir, 'packages-out/app/hello.txt'), 'utf8')).toBe('Hello, world!\n');
     expect(readFileSync(join(dir, 'packages-out/app/node.txt'), 'utf8')).toBe('true');
   }, 900_000);
+
+  it("Docker's defaults: --ulimit reaches a step under proot, and RUN --security=insecure is refused rather than run with less", () => {
+    const ctx = join(dir, 'ctx-limits');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'Dockerfile'), 'ARG BASE\nFROM oci:${BASE}:1\nRUN ulimit -n > /nofile\n');
+    writeFileSync(
+      join(ctx, 'Dockerfile.insecure'),
+      'ARG BASE\nFROM oci:${BASE}:1\nRUN --security=insecure true\n',
+    );
+    const common = ['--build-arg', 'BASE=/work/base/layout', '--network', 'host', '--progress', 'plain'];
+    const limited = runInContainer(
+      [
+        'stratum',
+        'build',
+        '/work/ctx-limits',
+        ...common,
+        '--ulimit',
+        'nofile=512:512',
+        '-o',
+        'type=local,dest=/work/limits-out',
+      ],
+      { mounts: { [dir]: '/work' } },
+    );
+    expect(limited.status, limited.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'limits-out/nofile'), 'utf8')).toBe('512\n');
+    const insecure = runInContainer(
+      [
+        'stratum',
+        'build',
+        '/work/ctx-limits',
+        '-f',
+        '/work/ctx-limits/Dockerfile.insecure',
+        ...common,
+        '--allow',
+        'security.insecure',
+      ],
+      { mounts: { [dir]: '/work' } },
+    );
+    expect(insecure.status).toBe(1);
+    expect(insecure.stderr).toMatch(
+      /RUN --security=insecure needs every capability, which a step under proot cannot have/,
+    );
+  });
 });

@@ -1,5 +1,5 @@
 import { StratumError } from '../../errors.js';
-import type { SandboxSpec } from './types.js';
+import type { SandboxSpec, Ulimit } from './types.js';
 
 /**
  * The kernel refuses an exec whose argv and environment are too large (E2BIG): one string over
@@ -26,4 +26,10 @@ const MAX_ARG_STRLEN = 32 * 4096;
 
 function kib(bytes: number): string {
   return `${Math.ceil(bytes / 1024)} KiB`;
+}
+
+/** `--ulimit`: prlimit (util-linux) sets the limits on itself and execs what follows, which inherits them. */
+export function ulimitArgs(ulimits: readonly Ulimit[]): string[] {
+  if (ulimits.length === 0) return [];
+  return ['prlimit', ...ulimits.map((limit) => `--${limit.name}=${limit.soft}:${limit.hard}`), '--'];
 }

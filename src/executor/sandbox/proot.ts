@@ -7,7 +7,7 @@ import { StratumError, errnoCode } from '../../errors.js';
 import { prootMissing, prootPath } from './isolation.js';
 import { MountPointLedger } from './mount-points.js';
 import { existingPathInRoot } from './root-path.js';
-import { tooLongForExec } from './exec-limits.js';
+import { tooLongForExec, ulimitArgs } from './exec-limits.js';
 import { syscallNumbers } from './init.js';
 import { compileSeccomp } from './seccomp.js';
 import { pastProot } from './seccomp-profile.js';
@@ -35,6 +35,13 @@ export async function runInProot(spec: SandboxSpec, options: SandboxOptions = {}
     throw new StratumError(
       'UNSUPPORTED',
       'RUN --network none needs a network namespace, which cannot be made here (no namespaces: RUN runs under proot on the container network); build with --network host or default',
+    );
+  }
+  if (spec.insecure === true) {
+    // A Dockerfile that asked for more than the container has must not run with less, silently.
+    throw new StratumError(
+      'UNSUPPORTED',
+      'RUN --security=insecure needs every capability, which a step under proot cannot have (no namespaces here: the container is the sandbox); run the container with seccomp=unconfined, or drop the flag',
     );
   }
   const me = process.getuid?.() ?? 0;
@@ -206,6 +213,7 @@ function launch(
     String(spec.gid),
     ...groups,
     '--',
+    ...ulimitArgs(spec.ulimits ?? []),
     // no_new_privs, a filter refusing what proot cannot translate, runc's default umask; then proot (setpriv and
     // perl exec: one pid). A traced step cannot gain privileges through a setuid program anyway.
     'perl',

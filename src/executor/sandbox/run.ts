@@ -14,11 +14,11 @@ import {
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
 import { runInProot } from './proot.js';
-import { tooLongForExec } from './exec-limits.js';
+import { tooLongForExec, ulimitArgs } from './exec-limits.js';
 import { compileSeccomp } from './seccomp.js';
 import { dockerDefaultProfile, noBlockDevices } from './seccomp-profile.js';
 import { acquirePrivateNetwork } from './network.js';
-import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec, Ulimit } from './types.js';
+import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
 // mount(2) flags
 const MS_NOSUID = 2;
@@ -70,10 +70,10 @@ export const readonlyPaths: readonly string[] = [
  * Mount points the rootfs lacked are created before and removed after (./mount-points.ts).
  */
 export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = {}): Promise<SandboxResult> {
+  validate(spec);
   if (options.isolation === 'proot') return runInProot(spec, options);
   const { signal, onOutput } = options;
   if (signal?.aborted) throw abortError(spec);
-  validate(spec);
   const mapping = await chooseIdMapping();
   checkSpecIds(spec, mapping);
 
@@ -386,12 +386,6 @@ async function launch(
     });
   });
   return interpret(spec, outcome, mapping);
-}
-
-/** `--ulimit`: prlimit (util-linux) sets the limits on itself and execs the init, which inherits them. */
-function ulimitArgs(ulimits: readonly Ulimit[]): string[] {
-  if (ulimits.length === 0) return [];
-  return ['prlimit', ...ulimits.map((limit) => `--${limit.name}=${limit.soft}:${limit.hard}`), '--'];
 }
 
 /**
