@@ -48,10 +48,12 @@ export interface ProvenanceRequest {
   readonly reproducible?: boolean;
 }
 
-export interface SbomRequest {
-  /** `generator=` is BuildKit's scanner image: stratum scans itself, so it is refused when given. */
-  readonly scanContext?: boolean;
-}
+/**
+ * An SBOM is asked for; it has no settings of its own (`generator=`, BuildKit's scanner image, is
+ * refused: stratum scans the image itself). What else to scan comes from the build args
+ * BUILDKIT_SBOM_SCAN_CONTEXT and BUILDKIT_SBOM_SCAN_STAGE (scan-args.ts).
+ */
+export type SbomRequest = Readonly<Record<string, never>>;
 
 /** SPDX 2.3 (https://spdx.github.io/spdx-spec/v2.3/), the fields stratum writes. */
 export interface SpdxDocument {

@@ -11,6 +11,7 @@ import {
   parseAddHosts,
   parseAllow,
   parseAnnotations,
+  parseAttestationFlags,
   parseBuildContexts,
   parseByteSize,
   parseCompression,
@@ -194,6 +195,17 @@ export function registerBuild(program: Command): void {
       'layer compression: gzip (default, level 6), zstd (level 3; needs Node.js 22.15+) or uncompressed',
     )
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
+    .option(
+      '--provenance <true|false|mode=min|max[,version=v1]>',
+      'attach SLSA provenance (BuildKit\'s attestation storage; true is mode=max, version v0.2 unless version=v1); none by default',
+    )
+    .option('--sbom <true|false>', 'attach an SPDX 2.3 SBOM of the image (BUILDKIT_SBOM_SCAN_CONTEXT / _STAGE build args scan more)')
+    .option(
+      '--attest <type=provenance|sbom,...>',
+      'attach an attestation, as buildx: type=provenance[,mode=min|max][,version=v0.2|v1][,builder-id=ID] or type=sbom; disabled=true turns one off (repeatable)',
+      collect,
+      [],
+    )
     .action(async (contextArg: string, opts: BuildFlags) => {
       const fromStdin = contextArg === '-';
       const contextDir = resolve(fromStdin ? '.' : contextArg);
@@ -257,6 +269,11 @@ export function registerBuild(program: Command): void {
           annotations: parseAnnotations(opts.annotation),
           load: opts.load === true,
           buildContexts: parseBuildContexts(opts.buildContext),
+          attestations: parseAttestationFlags({
+            ...(opts.provenance === undefined ? {} : { provenance: opts.provenance }),
+            ...(opts.sbom === undefined ? {} : { sbom: opts.sbom }),
+            attest: opts.attest,
+          }),
           pull: opts.pull === true,
           ssh: parseSshFlags(opts.ssh),
           allow: parseAllow(opts.allow),
@@ -348,4 +365,7 @@ interface BuildFlags {
   readonly buildContext: string[];
   readonly pull?: boolean;
   readonly annotation: string[];
+  readonly provenance?: string;
+  readonly sbom?: string;
+  readonly attest: string[];
 }

@@ -1,0 +1,194 @@
+// The build's side of attestations (src/attest/ makes them): what the build records as it runs
+// (every image it opens, every step it ends), which outputs can hold an image index and which
+// drop the attestations, as buildx tells them apart.
+import { StratumError } from './errors.js';
+import {
+  attachAttestations,
+  attestsAnything,
+  sbomScanSettings,
+  type AttestationRequest,
+  type ImageMaterial,
+  type StepRecord,
+} from './attest/index.js';
+import type { ProgressListener } from './executor/progress.js';
+import type { AnyImage, ImageIndexSource, ImageSource } from './oci/image.js';
+import { parseImageReference } from './oci/reference.js';
+import type { BlobStore } from './oci/blob-store.js';
+import type { Descriptor, Platform } from './oci/types.js';
+import type { OutputTarget } from './output-spec.js';
+
+/** Records what a build reads and does, for its provenance. */
+export class BuildRecorder {
+  readonly startedOn = new Date();
+  readonly images: ImageMaterial[] = [];
+  private readonly ended: { stage: string; instruction: string; file: string; line: number; outcome: 'done' | 'cached'; layer?: string }[] = [];
+  /** Stage labels the build started (stages it did not need never start). */
+  readonly stages = new Set<string>();
+
+  /** Wraps an image resolver: each image opened is a material, by the digest it resolved to. */
+  recordImages(
+    resolve: (reference: string, signal?: AbortSignal, platform?: Platform) => Promise<ImageSource>,
+  ): (reference: string, signal?: AbortSignal, platform?: Platform) => Promise<ImageSource> {
+    return async (reference, signal, platform) => {
+      const image = await resolve(reference, signal, platform);
+      this.images.push({
+        reference,
+        digest: image.chosenFrom?.digest ?? image.descriptor.digest,
+        ...(platform === undefined ? {} : { platform }),
+      });
+      return image;
+    };
+  }
+
+  /** Wraps the build's event listener: ended steps and started stages are kept. */
+  recordEvents(listener: ProgressListener | undefined): ProgressListener {
+    return (event) => {
+      if (event.kind === 'stage-start') this.stages.add(event.stage);
+      if (event.kind === 'step-end' && event.outcome !== 'failed')
+        this.ended.push({
+          stage: event.step.stage,
+          instruction: event.step.instruction,
+          file: event.step.file,
+          line: event.step.line,
+          outcome: event.outcome,
+          ...(event.layer === undefined ? {} : { layer: event.layer.digest }),
+        });
+      listener?.(event);
+    };
+  }
+
+  /** The ended steps, each layer named by its descriptor in the built images. */
+  steps(built: AnyImage): StepRecord[] {
+    const layers = new Map<string, Descriptor>();
+    for (const image of 'images' in built ? built.images : [built])
+      for (const layer of image.manifest.value.layers) layers.set(layer.digest, layer);
+    return this.ended.map(({ layer, ...step }) => {
+      const descriptor = layer === undefined ? undefined : layers.get(layer);
+      return descriptor === undefined ? step : { ...step, layer: descriptor };
+    });
+  }
+}
+
+/** Whether an output keeps the image index (and so the attestations). */
+export function keepsIndex(target: OutputTarget): boolean {
+  if (target.kind !== 'image') return false;
+  const transport = parseImageReference(target.reference).transport;
+  return transport !== 'docker-archive' && transport !== 'docker-daemon';
+}
+
+function describeTarget(target: OutputTarget): string {
+  switch (target.kind) {
+    case 'image':
+      return target.reference;
+    case 'daemon':
+      return '--load (the Docker daemon)';
+    case 'local':
+      return `type=local,dest=${target.dir}`;
+    case 'tar':
+      return `type=tar,dest=${target.file ?? '-'}`;
+  }
+}
+
+/**
+ * The outputs that cannot hold the attestations. buildx refuses attestations for a docker
+ * exporter that cannot load an index; here, when another output keeps them, each one that drops
+ * them gets a warning naming what it drops, and when none keeps them the build is refused
+ * before any work (as buildx), so no one believes an SBOM went where none can go.
+ */
+export function checkAttestationOutputs(
+  request: AttestationRequest,
+  targets: readonly OutputTarget[],
+  keptElsewhere: boolean,
+): string[] {
+  if (!attestsAnything(request)) return [];
+  const what = [request.sbom === undefined ? undefined : 'SBOM', request.provenance === undefined ? undefined : 'provenance']
+    .filter((name) => name !== undefined)
+    .join(' and ');
+  const dropping = targets.filter((target) => !keepsIndex(target));
+  const keeping = keptElsewhere || targets.some(keepsIndex);
+  if (dropping.length > 0 && !keeping)
+    throw new StratumError(
+      'USAGE',
+      `${describeTarget(dropping[0]!)} holds one image manifest, not an index: the ${what} attestations would be dropped; write oci:, oci-archive:, -t (the local store) or --push as well, or leave out --provenance/--sbom/--attest`,
+    );
+  return dropping.map(
+    (target) =>
+      `${describeTarget(target)} holds one image manifest, not an index: it gets the image without its ${what} attestations (the other outputs keep them)`,
+  );
+}
+
+export interface AttestInput {
+  readonly request: AttestationRequest;
+  readonly recorder: BuildRecorder;
+  readonly built: AnyImage;
+  readonly blobs: BlobStore;
+  readonly names: readonly string[];
+  readonly targets: readonly Platform[];
+  readonly dockerfile: { readonly name: string; readonly bytes: Buffer };
+  /** The path the steps name the Dockerfile by (the executor's), written as `dockerfile.name` instead. */
+  readonly dockerfilePath?: string;
+  readonly contextDir: string;
+  readonly buildArgs: Readonly<Record<string, string>>;
+  readonly target?: string;
+  readonly platformFlag?: string;
+  readonly locals: readonly string[];
+  readonly secretIds: readonly string[];
+  readonly sshIds: readonly string[];
+  readonly network: string;
+  readonly sourceDateEpoch?: number;
+  /** Builds one stage again (from the cache) for BUILDKIT_SBOM_SCAN_STAGE. */
+  readonly buildStage: (stage: string, platform: Platform) => Promise<ImageSource>;
+  readonly onWarning: (message: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** The built image with its attestations, as an image index. */
+export async function attestBuild(input: AttestInput): Promise<ImageIndexSource> {
+  const settings =
+    input.request.sbom === undefined
+      ? { context: false, stages: [] }
+      : sbomScanSettings(input.dockerfile.bytes, input.buildArgs, input.target);
+  const ran = [...input.recorder.stages].map((label) => label.split(' (')[0]!.toLowerCase());
+  const stages = settings.stages.filter((stage) => ran.includes(stage));
+  for (const stage of stages)
+    if (/^\d+$/.test(stage))
+      input.onWarning(`BUILDKIT_SBOM_SCAN_STAGE: stage ${stage} has no name and is not scanned (name it with AS)`);
+  const named = stages.filter((stage) => !/^\d+$/.test(stage));
+  return attachAttestations(input.built, {
+    request: input.request,
+    blobs: input.blobs,
+    names: input.names,
+    targets: input.targets,
+    ...(settings.context ? { scanContextDir: input.contextDir } : {}),
+    ...(named.length === 0
+      ? {}
+      : {
+          stageImages: async (platform: Platform) => {
+            const images = [];
+            for (const stage of named) images.push({ stage, image: await input.buildStage(stage, platform) });
+            return images;
+          },
+        }),
+    ...(input.signal ? { signal: input.signal } : {}),
+    facts: {
+      dockerfile: input.dockerfile,
+      buildArgs: input.buildArgs,
+      ...(input.target === undefined ? {} : { target: input.target }),
+      ...(input.platformFlag === undefined ? {} : { platformFlag: input.platformFlag }),
+      locals: input.locals,
+      secretIds: input.secretIds,
+      sshIds: input.sshIds,
+      network: input.network,
+      images: input.recorder.images,
+      others: [],
+      // Steps name the Dockerfile as the provenance does, not by a path on this machine.
+      steps: input.recorder
+        .steps(input.built)
+        .map((step) => (step.file === input.dockerfilePath ? { ...step, file: input.dockerfile.name } : step)),
+      startedOn: input.recorder.startedOn,
+      finishedOn: new Date(),
+      ...(input.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: input.sourceDateEpoch }),
+    },
+  });
+}
+
