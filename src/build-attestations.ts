@@ -14,14 +14,14 @@ import type { ProgressListener } from './executor/progress.js';
 import type { AnyImage, ImageIndexSource, ImageSource } from './oci/image.js';
 import { parseImageReference } from './oci/reference.js';
 import type { BlobStore } from './oci/blob-store.js';
-import type { Descriptor, Platform } from './oci/types.js';
+import type { Platform } from './oci/types.js';
 import type { OutputTarget } from './output-spec.js';
 
 /** Records what a build reads and does, for its provenance. */
 export class BuildRecorder {
   readonly startedOn = new Date();
   readonly images: ImageMaterial[] = [];
-  private readonly ended: { stage: string; instruction: string; file: string; line: number; outcome: 'done' | 'cached'; layer?: string }[] = [];
+  private readonly ended: StepRecord[] = [];
   /** Stage labels the build started (stages it did not need never start). */
   readonly stages = new Set<string>();
 
@@ -50,22 +50,14 @@ export class BuildRecorder {
           instruction: event.step.instruction,
           file: event.step.file,
           line: event.step.line,
-          outcome: event.outcome,
-          ...(event.layer === undefined ? {} : { layer: event.layer.digest }),
         });
       listener?.(event);
     };
   }
 
-  /** The ended steps, each layer named by its descriptor in the built images. */
-  steps(built: AnyImage): StepRecord[] {
-    const layers = new Map<string, Descriptor>();
-    for (const image of 'images' in built ? built.images : [built])
-      for (const layer of image.manifest.value.layers) layers.set(layer.digest, layer);
-    return this.ended.map(({ layer, ...step }) => {
-      const descriptor = layer === undefined ? undefined : layers.get(layer);
-      return descriptor === undefined ? step : { ...step, layer: descriptor };
-    });
+  /** The steps that ended, in the order they did. */
+  steps(): StepRecord[] {
+    return [...this.ended];
   }
 }
 
@@ -183,7 +175,7 @@ export async function attestBuild(input: AttestInput): Promise<ImageIndexSource>
       others: [],
       // Steps name the Dockerfile as the provenance does, not by a path on this machine.
       steps: input.recorder
-        .steps(input.built)
+        .steps()
         .map((step) => (step.file === input.dockerfilePath ? { ...step, file: input.dockerfile.name } : step)),
       startedOn: input.recorder.startedOn,
       finishedOn: new Date(),

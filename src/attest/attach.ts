@@ -8,6 +8,7 @@ import {
   provenancePredicate,
   provenancePredicateType,
   type ImageMaterial,
+  type LayerRecord,
   type OtherMaterial,
   type StepRecord,
 } from './provenance.js';
@@ -172,6 +173,7 @@ export async function attachAttestations(built: AnyImage, options: AttachOptions
         images,
         others: facts.others,
         steps,
+        layers: layerRecords(image),
         startedOn: rfc3339(epoch ?? facts.startedOn),
         finishedOn: rfc3339(epoch ?? facts.finishedOn),
         invocationId,
@@ -182,4 +184,13 @@ export async function attachAttestations(built: AnyImage, options: AttachOptions
     perPlatform.push({ image, statements });
   }
   return attachStatements(built, perPlatform, options.blobs, platformImages(built)[0]?.name ?? 'image');
+}
+
+/** The image's layers, each with the history entry that made it (non-empty entries, in order). */
+function layerRecords(image: ImageSource): LayerRecord[] {
+  const made = (image.config.value.history ?? []).filter((entry) => entry.empty_layer !== true);
+  return image.manifest.value.layers.map((descriptor, index) => {
+    const createdBy = made[index]?.created_by;
+    return createdBy === undefined ? { descriptor } : { descriptor, createdBy };
+  });
 }

@@ -43,14 +43,23 @@ export interface OtherMaterial {
   readonly digest: DigestSet;
 }
 
-/** One step as the build reported it (mode=max). */
+/**
+ * One step as the build reported it (mode=max). Whether it hit the cache and which layer it
+ * made are not recorded per step: a cache hit reports no layer, and the same image must give
+ * the same provenance whatever the cache held. The image's layers are listed apart, with the
+ * history entry that made each.
+ */
 export interface StepRecord {
   readonly stage: string;
   readonly instruction: string;
   readonly file: string;
   readonly line: number;
-  readonly outcome: 'done' | 'cached';
-  readonly layer?: Descriptor;
+}
+
+/** A layer of the image and the history entry (`created_by`) that made it. */
+export interface LayerRecord {
+  readonly descriptor: Descriptor;
+  readonly createdBy?: string;
 }
 
 export interface ProvenanceInput {
@@ -70,6 +79,7 @@ export interface ProvenanceInput {
   readonly images: readonly ImageMaterial[];
   readonly others: readonly OtherMaterial[];
   readonly steps: readonly StepRecord[];
+  readonly layers: readonly LayerRecord[];
   readonly startedOn: string;
   readonly finishedOn: string;
   readonly invocationId: string;
@@ -161,7 +171,7 @@ function materials(input: ProvenanceInput): { readonly uri: string; readonly dig
 /** mode=max: the Dockerfile itself and each step with the layer it made. */
 function maxMetadata(input: ProvenanceInput): {
   readonly source: unknown;
-  readonly steps: readonly unknown[];
+  readonly buildConfig: unknown;
 } {
   return {
     source: {
@@ -169,16 +179,20 @@ function maxMetadata(input: ProvenanceInput): {
         { filename: input.dockerfile.name, language: 'Dockerfile', data: input.dockerfile.bytes.toString('base64') },
       ],
     },
-    steps: input.steps.map((step, index) => ({
-      id: `step${index}`,
-      stage: step.stage,
-      instruction: step.instruction,
-      location: `${step.file}:${step.line}`,
-      cached: step.outcome === 'cached',
-      ...(step.layer === undefined
-        ? {}
-        : { layer: { mediaType: step.layer.mediaType, digest: step.layer.digest, size: step.layer.size } }),
-    })),
+    buildConfig: {
+      steps: input.steps.map((step, index) => ({
+        id: `step${index}`,
+        stage: step.stage,
+        instruction: step.instruction,
+        location: `${step.file}:${step.line}`,
+      })),
+      layers: input.layers.map((layer) => ({
+        mediaType: layer.descriptor.mediaType,
+        digest: layer.descriptor.digest,
+        size: layer.descriptor.size,
+        ...(layer.createdBy === undefined ? {} : { createdBy: layer.createdBy }),
+      })),
+    },
   };
 }
 
@@ -205,7 +219,7 @@ export function provenancePredicate(input: ProvenanceInput): unknown {
           request,
         },
         internalParameters: {
-          ...(max === undefined ? {} : { buildConfig: { steps: max.steps } }),
+          ...(max === undefined ? {} : { buildConfig: max.buildConfig }),
           builderPlatform: formatPlatform(input.builderPlatform),
         },
         resolvedDependencies: deps,
@@ -233,7 +247,7 @@ export function provenancePredicate(input: ProvenanceInput): unknown {
       parameters: request,
       environment: { platform: formatPlatform(input.builderPlatform) },
     },
-    ...(max === undefined ? {} : { buildConfig: { steps: max.steps } }),
+    ...(max === undefined ? {} : { buildConfig: max.buildConfig }),
     metadata: {
       buildInvocationID: input.invocationId,
       buildStartedOn: input.startedOn,
