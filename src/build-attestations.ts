@@ -93,7 +93,10 @@ export function checkAttestationOutputs(
   keptElsewhere: boolean,
 ): string[] {
   if (!attestsAnything(request)) return [];
-  const what = [request.sbom === undefined ? undefined : 'SBOM', request.provenance === undefined ? undefined : 'provenance']
+  const what = [
+    request.sbom === undefined ? undefined : 'SBOM',
+    request.provenance === undefined ? undefined : 'provenance',
+  ]
     .filter((name) => name !== undefined)
     .join(' and ');
   const dropping = targets.filter((target) => !keepsIndex(target));
@@ -144,7 +147,9 @@ export async function attestBuild(input: AttestInput): Promise<ImageIndexSource>
   const stages = settings.stages.filter((stage) => ran.includes(stage));
   for (const stage of stages)
     if (/^\d+$/.test(stage))
-      input.onWarning(`BUILDKIT_SBOM_SCAN_STAGE: stage ${stage} has no name and is not scanned (name it with AS)`);
+      input.onWarning(
+        `BUILDKIT_SBOM_SCAN_STAGE: stage ${stage} has no name and is not scanned (name it with AS)`,
+      );
   const named = stages.filter((stage) => !/^\d+$/.test(stage));
   return attachAttestations(input.built, {
     request: input.request,
@@ -176,11 +181,12 @@ export async function attestBuild(input: AttestInput): Promise<ImageIndexSource>
       // Steps name the Dockerfile as the provenance does, not by a path on this machine.
       steps: input.recorder
         .steps()
-        .map((step) => (step.file === input.dockerfilePath ? { ...step, file: input.dockerfile.name } : step)),
+        .map((step) =>
+          step.file === input.dockerfilePath ? { ...step, file: input.dockerfile.name } : step,
+        ),
       startedOn: input.recorder.startedOn,
       finishedOn: new Date(),
       ...(input.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: input.sourceDateEpoch }),
     },
   });
 }
-

@@ -266,7 +266,13 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
             ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
             // A stage again, from the cache this build just filled: its image, for BUILDKIT_SBOM_SCAN_STAGE.
             buildStage: async (stage, platform) =>
-              (await runBuild({ target: stage, platform: formatPlatform(platform), onEvent: () => undefined })).image,
+              (
+                await runBuild({
+                  target: stage,
+                  platform: formatPlatform(platform),
+                  onEvent: () => undefined,
+                })
+              ).image,
             onWarning: (message) => {
               warnings.push(message);
               options.onEvent?.({ kind: 'warning', message });
@@ -278,7 +284,16 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         warnings.push(message);
         options.onEvent?.({ kind: 'warning', message });
       }
-      const written = await writeResult(image, targets, options, store, dataDir, tmpDir, registryContext, plain);
+      const written = await writeResult(
+        image,
+        targets,
+        options,
+        store,
+        dataDir,
+        tmpDir,
+        registryContext,
+        plain,
+      );
       if (shared.active) {
         // After the push, so layers already in the registry are mounted rather than uploaded again.
         await shared.export(blobs, options.signal ? { signal: options.signal } : {});

@@ -15,7 +15,13 @@ import {
 import { scanDirectory, scanImage, type ScanResult } from './scan/index.js';
 import { spdxDocument } from './spdx.js';
 import { attachStatements, platformImages } from './storage.js';
-import { IN_TOTO_STATEMENT_V01, SPDX_DOCUMENT, type AttestationRequest, type Statement, type Subject } from './types.js';
+import {
+  IN_TOTO_STATEMENT_V01,
+  SPDX_DOCUMENT,
+  type AttestationRequest,
+  type Statement,
+  type Subject,
+} from './types.js';
 
 /** stratum's version, as builder.id and the SPDX creator name it (test/attest checks it against package.json). */
 export const STRATUM_VERSION = '0.1.0';
@@ -54,7 +60,9 @@ export interface AttachOptions {
   /** BUILDKIT_SBOM_SCAN_CONTEXT: the context directory to scan as well. */
   readonly scanContextDir?: string;
   /** BUILDKIT_SBOM_SCAN_STAGE: other stages' images per target platform, by stage name. */
-  readonly stageImages?: (platform: Platform) => Promise<readonly { readonly stage: string; readonly image: ImageSource }[]>;
+  readonly stageImages?: (
+    platform: Platform,
+  ) => Promise<readonly { readonly stage: string; readonly image: ImageSource }[]>;
   readonly signal?: AbortSignal;
 }
 
@@ -82,7 +90,14 @@ function sbomStatement(
   created: string,
   subject: readonly Subject[],
 ): Statement {
-  const document = spdxDocument({ name, root, scan, ...(layerIds === undefined ? {} : { layerIds }), created, tool: TOOL });
+  const document = spdxDocument({
+    name,
+    root,
+    scan,
+    ...(layerIds === undefined ? {} : { layerIds }),
+    created,
+    tool: TOOL,
+  });
   return statement(subject, SPDX_DOCUMENT, document);
 }
 
@@ -114,14 +129,20 @@ export async function attachAttestations(built: AnyImage, options: AttachOptions
         sbomStatement(
           scan,
           name,
-          { purpose: 'CONTAINER', version: image.manifest.digest, purl: imagePurl(options.names[0] ?? 'image', platform) },
+          {
+            purpose: 'CONTAINER',
+            version: image.manifest.digest,
+            purl: imagePurl(options.names[0] ?? 'image', platform),
+          },
           image.config.value.rootfs.diff_ids,
           created,
           subject,
         ),
       );
       if (contextScan !== undefined)
-        statements.push(sbomStatement(contextScan, 'context', { purpose: 'SOURCE' }, undefined, created, subject));
+        statements.push(
+          sbomStatement(contextScan, 'context', { purpose: 'SOURCE' }, undefined, created, subject),
+        );
       for (const stage of (await options.stageImages?.(platform)) ?? []) {
         const stageScan = await scanImage(stage.image, options.signal);
         statements.push(
@@ -149,14 +170,23 @@ export async function attachAttestations(built: AnyImage, options: AttachOptions
       const steps = multi
         ? facts.steps.filter(
             (step) =>
-              step.stage.endsWith(label) || !options.targets.some((target) => step.stage.endsWith(` (${formatPlatform(target)})`)),
+              step.stage.endsWith(label) ||
+              !options.targets.some((target) => step.stage.endsWith(` (${formatPlatform(target)})`)),
           )
         : facts.steps;
       const invocationId =
         epoch === undefined
           ? randomUUID()
           : createHash('sha256')
-              .update(JSON.stringify([facts.dockerfile.bytes.toString('base64'), facts.buildArgs, facts.target ?? '', formatPlatform(platform), image.manifest.digest]))
+              .update(
+                JSON.stringify([
+                  facts.dockerfile.bytes.toString('base64'),
+                  facts.buildArgs,
+                  facts.target ?? '',
+                  formatPlatform(platform),
+                  image.manifest.digest,
+                ]),
+              )
               .digest('hex')
               .slice(0, 25);
       const predicate = provenancePredicate({

@@ -1,6 +1,12 @@
 /** Supply-chain attestations: the folder's public API (re-exported by src/index.ts). */
 export { parseAttestationFlags, attestsAnything, type AttestationFlags } from './options.js';
-export { attachAttestations, BUILDER_ID, STRATUM_VERSION, type AttachOptions, type BuildFacts } from './attach.js';
+export {
+  attachAttestations,
+  BUILDER_ID,
+  STRATUM_VERSION,
+  type AttachOptions,
+  type BuildFacts,
+} from './attach.js';
 export { imagePurl, type ImageMaterial, type OtherMaterial, type StepRecord } from './provenance.js';
 export { sbomScanSettings, type SbomScanSettings } from './scan-args.js';
 export { scanImage, scanDirectory, type ScanResult, type FoundPackage, type Distro } from './scan/index.js';

@@ -24,7 +24,10 @@ export interface SpdxLicence {
 const require = createRequire(import.meta.url);
 const LICENCE_IDS: readonly string[] = require('spdx-license-ids') as string[];
 const BY_LOWER_CASE = new Map(LICENCE_IDS.map((id) => [id.toLowerCase(), id]));
-const ALIASES: Readonly<Record<string, string>> = { expat: 'MIT', 'public-domain': 'LicenseRef-public-domain' };
+const ALIASES: Readonly<Record<string, string>> = {
+  expat: 'MIT',
+  'public-domain': 'LicenseRef-public-domain',
+};
 
 function isValid(expression: string): boolean {
   try {

@@ -60,7 +60,8 @@ function parseAttest(text: string, flag: string): Attest {
     if (key === 'type') type = value;
     else if (key === 'disabled') {
       const bool = parseBool(value);
-      if (bool === undefined) throw new StratumError('USAGE', `${flag}: disabled=${value} is not true or false`);
+      if (bool === undefined)
+        throw new StratumError('USAGE', `${flag}: disabled=${value} is not true or false`);
       disabled = bool;
     } else attrs.set(field.slice(0, eq).trim(), value);
   }
@@ -120,7 +121,10 @@ export function parseAttestationFlags(flags: AttestationFlags): AttestationReque
   for (const value of flags.attest ?? []) all.push(parseAttest(value, `--attest ${value}`));
   if (flags.provenance !== undefined)
     all.push(
-      parseAttest(canonical('provenance', `--provenance ${flags.provenance}`, flags.provenance), `--provenance ${flags.provenance}`),
+      parseAttest(
+        canonical('provenance', `--provenance ${flags.provenance}`, flags.provenance),
+        `--provenance ${flags.provenance}`,
+      ),
     );
   if (flags.sbom !== undefined)
     all.push(parseAttest(canonical('sbom', `--sbom ${flags.sbom}`, flags.sbom), `--sbom ${flags.sbom}`));

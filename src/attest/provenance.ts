@@ -27,7 +27,8 @@ import { SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1 } from './types.js';
  */
 
 export const BUILD_TYPE_V02 = 'https://mobyproject.org/buildkit@v1';
-export const BUILD_TYPE_V1 = 'https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md';
+export const BUILD_TYPE_V1 =
+  'https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md';
 
 /** An image the build read (FROM, COPY --from, RUN --mount=from, --build-context). */
 export interface ImageMaterial {
@@ -116,7 +117,11 @@ export function imagePurl(reference: string, platform: Platform | undefined): st
     // A layout or archive on this machine: named by its file name, not its path (the path says
     // nothing to whoever reads the provenance elsewhere, and may say too much).
     type = 'oci';
-    name = parsed.path.split('/').filter((part) => part !== '').pop() ?? 'layout';
+    name =
+      parsed.path
+        .split('/')
+        .filter((part) => part !== '')
+        .pop() ?? 'layout';
     version = parsed.tag;
   }
   if (platform !== undefined) qualifiers['platform'] = formatPlatform(normalizePlatform(platform));
@@ -135,7 +140,9 @@ function parameters(input: ProvenanceInput): { readonly parameters: Parameters; 
   const max = input.request.mode === 'max';
   const args: Record<string, string> = {};
   let complete = true;
-  for (const [name, value] of Object.entries(input.buildArgs).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const [name, value] of Object.entries(input.buildArgs).sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  )) {
     // mode=min: build-arg values can hold anything; they are left out and the record says so.
     if (max) args[`build-arg:${name}`] = value;
     else complete = false;
@@ -176,7 +183,11 @@ function maxMetadata(input: ProvenanceInput): {
   return {
     source: {
       infos: [
-        { filename: input.dockerfile.name, language: 'Dockerfile', data: input.dockerfile.bytes.toString('base64') },
+        {
+          filename: input.dockerfile.name,
+          language: 'Dockerfile',
+          data: input.dockerfile.bytes.toString('base64'),
+        },
       ],
     },
     buildConfig: {

@@ -78,7 +78,10 @@ async function layoutDocuments(
   };
 }
 
-async function openDocuments(reference: string, options: ReadAttestationsOptions): Promise<Documents | undefined> {
+async function openDocuments(
+  reference: string,
+  options: ReadAttestationsOptions,
+): Promise<Documents | undefined> {
   const parsed = parseImageReference(reference);
   const none = (): Promise<void> => Promise.resolve();
   switch (parsed.transport) {
@@ -97,7 +100,8 @@ async function openDocuments(reference: string, options: ReadAttestationsOptions
       const store = new ImageStore(options.dataDir);
       const entry = await store.resolve(parsed.name);
       // A name the store lacks is looked up in its registry, as openImage does.
-      if (entry !== undefined) return layoutDocuments(directoryAccess(store.root), reference, undefined, none, entry);
+      if (entry !== undefined)
+        return layoutDocuments(directoryAccess(store.root), reference, undefined, none, entry);
       return registryDocuments(parsed.name, options);
     }
     case 'docker':
@@ -131,9 +135,9 @@ async function registryDocuments(reference: string, options: ReadAttestationsOpt
   }
 }
 
-function json<T>(bytes: Buffer, what: string): T {
+function json(bytes: Buffer, what: string): unknown {
   try {
-    return JSON.parse(bytes.toString('utf8')) as T;
+    return JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new StratumError('INVALID_IMAGE', `${what}: not valid JSON`);
   }
@@ -150,24 +154,28 @@ export async function readAttestations(
     const root = documents.root;
     if (!isIndexMediaType(root.mediaType)) {
       const bytes = await documents.read(root);
-      const document = json<{ manifests?: unknown }>(bytes, `${reference}: ${root.digest}`);
+      const document = json(bytes, `${reference}: ${root.digest}`) as { manifests?: unknown };
       if (!Array.isArray(document.manifests)) return { manifests: [] };
     }
-    const index = json<ImageIndex>(await documents.read(root), `${reference}: index ${root.digest}`);
+    const index = json(await documents.read(root), `${reference}: index ${root.digest}`) as ImageIndex;
     const manifests: AttestationManifest[] = [];
     for (const entry of index.manifests) {
       if (!isAttestationEntry(entry)) continue;
-      const manifest = json<ImageManifest>(await documents.read(entry), `${reference}: attestation manifest ${entry.digest}`);
+      const manifest = json(
+        await documents.read(entry),
+        `${reference}: attestation manifest ${entry.digest}`,
+      ) as ImageManifest;
       const statements: StoredStatement[] = [];
       for (const layer of manifest.layers) {
         if (layer.mediaType !== IN_TOTO_MEDIA_TYPE) continue; // unknown media types are ignored (the spec)
         const predicateType = layer.annotations?.[PREDICATE_TYPE_ANNOTATION] ?? '';
         const statement =
           options.withStatements === true
-            ? json<Statement>(await documents.read(layer), `${reference}: statement ${layer.digest}`)
+            ? (json(await documents.read(layer), `${reference}: statement ${layer.digest}`) as Statement)
             : undefined;
         statements.push({
-          predicateType: predicateType === '' && statement !== undefined ? statement.predicateType : predicateType,
+          predicateType:
+            predicateType === '' && statement !== undefined ? statement.predicateType : predicateType,
           digest: layer.digest,
           size: layer.size,
           ...(statement === undefined ? {} : { statement }),

@@ -16,10 +16,20 @@ function enabledFor(stageName: string | undefined, value: string): boolean {
   const lower = value.trim().toLowerCase();
   if (lower === 'true' || lower === '1') return true;
   if (lower === 'false' || lower === '0' || lower === '') return false;
-  return stageName !== undefined && lower.split(',').map((name) => name.trim()).includes(stageName);
+  return (
+    stageName !== undefined &&
+    lower
+      .split(',')
+      .map((name) => name.trim())
+      .includes(stageName)
+  );
 }
 
-function declared(instructions: readonly ArgInstruction[], name: string, buildArgs: Readonly<Record<string, string>>): string | undefined {
+function declared(
+  instructions: readonly ArgInstruction[],
+  name: string,
+  buildArgs: Readonly<Record<string, string>>,
+): string | undefined {
   let value: string | undefined;
   for (const instruction of instructions)
     for (const declaration of instruction.declarations)
@@ -58,7 +68,8 @@ export function sbomScanSettings(
   const parsed = parseDockerfile(dockerfile);
   if (parsed.stages.length === 0) return { context: false, stages: [] };
   const wanted = target?.toLowerCase();
-  const targetStage = parsed.stages.find((stage) => stage.name === wanted) ?? parsed.stages[parsed.stages.length - 1]!;
+  const targetStage =
+    parsed.stages.find((stage) => stage.name === wanted) ?? parsed.stages[parsed.stages.length - 1]!;
   return {
     context: stageSetting(targetStage, parsed.metaArgs, SCAN_CONTEXT, buildArgs),
     stages: parsed.stages

@@ -18,7 +18,11 @@ export interface SpdxInput {
   /** What was scanned, as the document names it (`docker.io/library/app:1`, the context dir). */
   readonly name: string;
   /** The root package's purpose and version: an image manifest digest, or nothing for a directory. */
-  readonly root: { readonly purpose: 'CONTAINER' | 'SOURCE'; readonly version?: string; readonly purl?: string };
+  readonly root: {
+    readonly purpose: 'CONTAINER' | 'SOURCE';
+    readonly version?: string;
+    readonly purl?: string;
+  };
   readonly scan: ScanResult;
   /** Layer index → DiffID, for the `layerID:` comments. */
   readonly layerIds?: readonly string[];
@@ -29,7 +33,10 @@ export interface SpdxInput {
 }
 
 function spdxId(prefix: string, text: string): string {
-  const readable = text.replace(/[^A-Za-z0-9.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60);
+  const readable = text
+    .replace(/[^A-Za-z0-9.-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 60);
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 16);
   return `SPDXRef-${prefix}-${readable}-${hash}`;
 }
@@ -62,7 +69,11 @@ export function spdxDocument(input: SpdxInput): SpdxDocument {
         ? {}
         : {
             externalRefs: [
-              { referenceCategory: 'PACKAGE-MANAGER' as const, referenceType: 'purl', referenceLocator: input.root.purl },
+              {
+                referenceCategory: 'PACKAGE-MANAGER' as const,
+                referenceType: 'purl',
+                referenceLocator: input.root.purl,
+              },
             ],
           }),
     },
@@ -104,7 +115,8 @@ function spdxPackage(
   references: Map<string, string>,
 ): SpdxPackage {
   const licence = found.license === undefined ? undefined : spdxLicence(found.license);
-  for (const reference of licence?.references ?? []) references.set(reference.licenseId, reference.extractedText);
+  for (const reference of licence?.references ?? [])
+    references.set(reference.licenseId, reference.extractedText);
   const layerId = found.layer === undefined ? undefined : layerIds?.[found.layer];
   return {
     SPDXID: id,
@@ -122,6 +134,8 @@ function spdxPackage(
     ...(found.description === undefined ? {} : { description: found.description }),
     // Syft's form, which scanners that map packages to layers read.
     ...(layerId === undefined ? {} : { comment: `layerID: ${layerId}` }),
-    externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: found.purl }],
+    externalRefs: [
+      { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: found.purl },
+    ],
   };
 }

@@ -197,9 +197,12 @@ export function registerBuild(program: Command): void {
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
     .option(
       '--provenance <true|false|mode=min|max[,version=v1]>',
-      'attach SLSA provenance (BuildKit\'s attestation storage; true is mode=max, version v0.2 unless version=v1); none by default',
+      "attach SLSA provenance (BuildKit's attestation storage; true is mode=max, version v0.2 unless version=v1); none by default",
     )
-    .option('--sbom <true|false>', 'attach an SPDX 2.3 SBOM of the image (BUILDKIT_SBOM_SCAN_CONTEXT / _STAGE build args scan more)')
+    .option(
+      '--sbom <true|false>',
+      'attach an SPDX 2.3 SBOM of the image (BUILDKIT_SBOM_SCAN_CONTEXT / _STAGE build args scan more)',
+    )
     .option(
       '--attest <type=provenance|sbom,...>',
       'attach an attestation, as buildx: type=provenance[,mode=min|max][,version=v0.2|v1][,builder-id=ID] or type=sbom; disabled=true turns one off (repeatable)',

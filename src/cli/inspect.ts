@@ -54,7 +54,9 @@ function render(summary: ImageSummary, attestations: readonly AttestationManifes
   for (const manifest of attestations) {
     lines.push(`Attestations: ${manifest.digest}`);
     for (const statement of manifest.statements)
-      lines.push(`  ${statement.digest}  ${humanSize(statement.size).padStart(8)}  ${statement.predicateType}`);
+      lines.push(
+        `  ${statement.digest}  ${humanSize(statement.size).padStart(8)}  ${statement.predicateType}`,
+      );
   }
   return lines.join('\n') + '\n';
 }

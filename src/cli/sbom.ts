@@ -11,8 +11,14 @@ export function registerSbom(program: Command): void {
       '<image>',
       'oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME], docker://REF, docker-daemon:NAME, or a stored name',
     )
-    .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image (default: this host)')
-    .option('--all', 'every attached SPDX document (the image, then BUILDKIT_SBOM_SCAN_CONTEXT / _STAGE ones), as a JSON array')
+    .option(
+      '--platform <os/arch[/variant]>',
+      'platform to pick from a multi-platform image (default: this host)',
+    )
+    .option(
+      '--all',
+      'every attached SPDX document (the image, then BUILDKIT_SBOM_SCAN_CONTEXT / _STAGE ones), as a JSON array',
+    )
     .option('--scan', 'scan the filesystem even when an SBOM is attached')
     .action(async (image: string, options: { platform?: string; all?: boolean; scan?: boolean }) => {
       const source = await openImage(

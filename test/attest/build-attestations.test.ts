@@ -32,6 +32,7 @@ const DEBIAN_ROOTFS = '/var/tmp/stratum-test-debian/rootfs';
 function blob(layout: string, digest: string): Buffer {
   return readFileSync(join(layout, 'blobs', ...digest.split(':')));
 }
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- a typed read of a test fixture
 function json<T>(layout: string, digest: string): T {
   return JSON.parse(blob(layout, digest).toString('utf8')) as T;
 }
@@ -42,12 +43,20 @@ function indexOf(layout: string, tag: string): { digest: string; index: ImageInd
   expect(entry.mediaType).toBe('application/vnd.oci.image.index.v1+json');
   return { digest: entry.digest, index: json<ImageIndex>(layout, entry.digest) };
 }
-function statementsOf(layout: string, manifestDigest: string): { manifest: ImageManifest; statements: Statement[] } {
+function statementsOf(
+  layout: string,
+  manifestDigest: string,
+): { manifest: ImageManifest; statements: Statement[] } {
   const manifest = json<ImageManifest>(layout, manifestDigest);
   return { manifest, statements: manifest.layers.map((layer) => json<Statement>(layout, layer.digest)) };
 }
 type Spdx = {
-  packages: { name: string; versionInfo?: string; comment?: string; externalRefs?: { referenceLocator: string }[] }[];
+  packages: {
+    name: string;
+    versionInfo?: string;
+    comment?: string;
+    externalRefs?: { referenceLocator: string }[];
+  }[];
 };
 function spdxOf(statements: Statement[]): Spdx {
   return statements.find((s) => s.predicateType === 'https://spdx.dev/Document')!.predicate as Spdx;
@@ -57,9 +66,13 @@ function purlOf(pkg: Spdx['packages'][number]): PackageURL {
 }
 /** dpkg-query's own answer, from the Debian rootfs the base was made of. */
 function dpkgVersion(name: string): string {
-  return execFileSync('dpkg-query', ['--admindir', join(DEBIAN_ROOTFS, 'var/lib/dpkg'), '-W', '-f', '${Version}', name], {
-    encoding: 'utf8',
-  });
+  return execFileSync(
+    'dpkg-query',
+    ['--admindir', join(DEBIAN_ROOTFS, 'var/lib/dpkg'), '-W', '-f', '${Version}', name],
+    {
+      encoding: 'utf8',
+    },
+  );
 }
 
 describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit attestation storage)', () => {
@@ -77,12 +90,13 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     const top = JSON.parse(readFileSync(join(base, 'index.json'), 'utf8')) as ImageIndex;
     baseDigest = top.manifests[0]!.digest;
     const manifest = json<ImageManifest>(base, baseDigest);
-    baseLayerDiffId = json<{ rootfs: { diff_ids: string[] } }>(base, manifest.config.digest).rootfs.diff_ids[0]!;
+    baseLayerDiffId = json<{ rootfs: { diff_ids: string[] } }>(base, manifest.config.digest).rootfs
+      .diff_ids[0]!;
     registry = await startRegistry();
   }, 1_800_000);
   afterAll(async () => {
-    await registry?.stop();
-    box?.cleanup();
+    await registry.stop();
+    box.cleanup();
   });
 
   /**
@@ -135,7 +149,9 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
       expect(layer.mediaType).toBe('application/vnd.in-toto+json');
       expect(layer.annotations?.['in-toto.io/predicate-type']).toBe(statements[i]!.predicateType);
       expect(statements[i]!._type).toBe('https://in-toto.io/Statement/v0.1');
-      expect(statements[i]!.subject).toEqual([{ name: '_', digest: { sha256: image.digest.slice('sha256:'.length) } }]);
+      expect(statements[i]!.subject).toEqual([
+        { name: '_', digest: { sha256: image.digest.slice('sha256:'.length) } },
+      ]);
     }
 
     // The SBOM: SPDX 2.3; libc6 with dpkg-query's version and purl, added by the base's layer;
@@ -145,10 +161,18 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     const libc6 = spdx.packages.find((p) => p.name === 'libc6')!;
     expect(libc6.versionInfo).toBe(dpkgVersion('libc6'));
     const purl = purlOf(libc6);
-    expect(purl).toMatchObject({ type: 'deb', namespace: 'debian', name: 'libc6', version: dpkgVersion('libc6') });
+    expect(purl).toMatchObject({
+      type: 'deb',
+      namespace: 'debian',
+      name: 'libc6',
+      version: dpkgVersion('libc6'),
+    });
     expect(purl.qualifiers).toMatchObject({ arch: 'amd64', distro: 'debian-12' });
     expect(libc6.comment).toBe(`layerID: ${baseLayerDiffId}`);
-    const imageConfig = json<{ rootfs: { diff_ids: string[] } }>(out, json<ImageManifest>(out, image.digest).config.digest);
+    const imageConfig = json<{ rootfs: { diff_ids: string[] } }>(
+      out,
+      json<ImageManifest>(out, image.digest).config.digest,
+    );
     const extra = spdx.packages.find((p) => p.name === 'stratum-test-extra')!;
     expect(extra.versionInfo).toBe('1.2-3');
     expect(extra.comment).toBe(`layerID: ${imageConfig.rootfs.diff_ids[1]}`);
@@ -167,7 +191,10 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
         configSource: { digest: { sha256: string }; entryPoint: string };
         parameters: { frontend: string; args: Record<string, string>; secrets: { id: string }[] };
       };
-      buildConfig: { steps: { instruction: string; location: string }[]; layers: { digest: string; createdBy: string }[] };
+      buildConfig: {
+        steps: { instruction: string; location: string }[];
+        layers: { digest: string; createdBy: string }[];
+      };
       metadata: Record<string, unknown>;
     };
     expect(predicate.builder.id).toBe('pkg:npm/stratum@0.1.0');
@@ -177,20 +204,31 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
       digest: { sha256: baseDigest.slice('sha256:'.length) },
     });
     expect(predicate.invocation.configSource).toEqual({
-      digest: { sha256: createHash('sha256').update(readFileSync(join(ctx, 'Dockerfile'))).digest('hex') },
+      digest: {
+        sha256: createHash('sha256')
+          .update(readFileSync(join(ctx, 'Dockerfile')))
+          .digest('hex'),
+      },
       entryPoint: 'Dockerfile',
     });
     expect(predicate.invocation.parameters.args).toEqual({ 'build-arg:FOO': 'from-the-command-line' });
     expect(predicate.invocation.parameters.secrets).toEqual([{ id: 'token' }]);
-    expect(predicate.buildConfig.steps.map((step) => step.location)).toEqual(['Dockerfile:2', 'Dockerfile:3']);
+    expect(predicate.buildConfig.steps.map((step) => step.location)).toEqual([
+      'Dockerfile:2',
+      'Dockerfile:3',
+    ]);
     expect(predicate.buildConfig.layers.map((layer) => layer.digest)).toEqual(
       json<ImageManifest>(out, image.digest).layers.map((layer) => layer.digest),
     );
     expect(predicate.buildConfig.layers[1]!.createdBy).toBe('COPY status /var/lib/dpkg/status # buildkit');
-    const source = (predicate.metadata['https://mobyproject.org/buildkit@v1#metadata'] as {
-      source: { infos: { data: string }[] };
-    }).source;
-    expect(Buffer.from(source.infos[0]!.data, 'base64').toString()).toBe(readFileSync(join(ctx, 'Dockerfile'), 'utf8'));
+    const source = (
+      predicate.metadata['https://mobyproject.org/buildkit@v1#metadata'] as {
+        source: { infos: { data: string }[] };
+      }
+    ).source;
+    expect(Buffer.from(source.infos[0]!.data, 'base64').toString()).toBe(
+      readFileSync(join(ctx, 'Dockerfile'), 'utf8'),
+    );
     expect(JSON.stringify(statements)).not.toContain(secret);
     expect(events.filter((e) => e.kind === 'warning')).toEqual([]);
 
@@ -206,31 +244,60 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     expect(inspect.stdout).toContain('Platforms: linux/amd64\n');
 
     // stratum sbom prints the attached document; stratum diff sees the same image as a plain build.
-    const sbom = spawnSync(process.execPath, [CLI, 'sbom', `oci:${out}:t`], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const sbom = spawnSync(process.execPath, [CLI, 'sbom', `oci:${out}:t`], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     expect(sbom.status, sbom.stderr).toBe(0);
     expect(sbom.stderr).toContain('attached');
     expect(JSON.parse(sbom.stdout)).toEqual(spdx);
     const plainOut = join(box.dir, 'done-when-plain');
     await box.build(ctx, { outputs: [`oci:${plainOut}:t`], buildArgs: { FOO: 'from-the-command-line' } });
-    const diff = spawnSync(process.execPath, [CLI, 'diff', `oci:${out}:t`, `oci:${plainOut}:t`], { encoding: 'utf8' });
+    const diff = spawnSync(process.execPath, [CLI, 'diff', `oci:${out}:t`, `oci:${plainOut}:t`], {
+      encoding: 'utf8',
+    });
     expect(diff.status, diff.stdout + diff.stderr).toBe(0);
   }, 600_000);
 
   it('--sbom=false --provenance=false attaches nothing: the same single manifest as a build without the flags', async () => {
     const ctx = debianContext('none', '2.0-none');
     // One creation time for all three (the config's `created` would differ between builds).
-    const off = await box.build(ctx, { outputs: [`oci:${box.dir}/none:t`], attestations: {}, sourceDateEpoch: 1_700_000_000 });
-    const plain = await box.build(ctx, { outputs: [`oci:${box.dir}/plain:t`], sourceDateEpoch: 1_700_000_000 });
+    const off = await box.build(ctx, {
+      outputs: [`oci:${box.dir}/none:t`],
+      attestations: {},
+      sourceDateEpoch: 1_700_000_000,
+    });
+    const plain = await box.build(ctx, {
+      outputs: [`oci:${box.dir}/plain:t`],
+      sourceDateEpoch: 1_700_000_000,
+    });
     expect(off.digest).toBe(plain.digest);
     const top = JSON.parse(readFileSync(join(box.dir, 'none', 'index.json'), 'utf8')) as ImageIndex;
     expect(top.manifests[0]!.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     // And through the CLI's spelling of the flags.
     const cli = spawnSync(
       process.execPath,
-      [CLI, 'build', ctx, '--sbom=false', '--provenance=false', '-o', `oci:${box.dir}/none-cli:t`, '--progress', 'quiet', '--network', 'none'],
+      [
+        CLI,
+        'build',
+        ctx,
+        '--sbom=false',
+        '--provenance=false',
+        '-o',
+        `oci:${box.dir}/none-cli:t`,
+        '--progress',
+        'quiet',
+        '--network',
+        'none',
+      ],
       {
         encoding: 'utf8',
-        env: { ...process.env, STRATUM_DATA_DIR: box.dataDir, STRATUM_CACHE_DIR: box.cacheDir, SOURCE_DATE_EPOCH: '1700000000' },
+        env: {
+          ...process.env,
+          STRATUM_DATA_DIR: box.dataDir,
+          STRATUM_CACHE_DIR: box.cacheDir,
+          SOURCE_DATE_EPOCH: '1700000000',
+        },
       },
     );
     expect(cli.status, cli.stderr).toBe(0);
@@ -269,7 +336,9 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     expect(provenance.predicate).toMatchObject({
       buildDefinition: {
         buildType: 'https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md',
-        resolvedDependencies: [{ uri: 'pkg:oci/layout@24?platform=linux%2Famd64', digest: { sha256: baseDigest.slice(7) } }],
+        resolvedDependencies: [
+          { uri: 'pkg:oci/layout@24?platform=linux%2Famd64', digest: { sha256: baseDigest.slice(7) } },
+        ],
       },
       runDetails: {
         builder: { id: 'pkg:npm/stratum@0.1.0' },
@@ -281,19 +350,38 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
   it('a push keeps the attestations: skopeo reads the index and the attestation manifest back; stratum sbom reads the SBOM from the registry', async () => {
     const ctx = debianContext('push');
     const ref = `${registry.host}/stratum/attested:1`;
-    const result = await box.build(ctx, { tags: [ref], push: true, attestations: { sbom: {}, provenance: { mode: 'min', version: 'v0.2' } } });
+    const result = await box.build(ctx, {
+      tags: [ref],
+      push: true,
+      attestations: { sbom: {}, provenance: { mode: 'min', version: 'v0.2' } },
+    });
     const raw = JSON.parse(
-      execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`], { encoding: 'utf8' }),
+      execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`], {
+        encoding: 'utf8',
+      }),
     ) as ImageIndex;
-    expect(createHash('sha256').update(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`])).digest('hex')).toBe(result.digest.slice(7));
+    expect(
+      createHash('sha256')
+        .update(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]))
+        .digest('hex'),
+    ).toBe(result.digest.slice(7));
     expect(raw.manifests).toHaveLength(2);
     const attestation = raw.manifests[1]!;
     expect(attestation.platform).toEqual({ architecture: 'unknown', os: 'unknown' });
     expect(attestation.annotations?.['vnd.docker.reference.digest']).toBe(raw.manifests[0]!.digest);
     const manifest = JSON.parse(
-      execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/stratum/attested@${attestation.digest}`], {
-        encoding: 'utf8',
-      }),
+      execFileSync(
+        'skopeo',
+        [
+          'inspect',
+          '--raw',
+          '--tls-verify=false',
+          `docker://${registry.host}/stratum/attested@${attestation.digest}`,
+        ],
+        {
+          encoding: 'utf8',
+        },
+      ),
     ) as ImageManifest;
     expect(manifest.layers.map((l) => l.annotations?.['in-toto.io/predicate-type']).sort()).toEqual([
       'https://slsa.dev/provenance/v0.2',
@@ -304,14 +392,22 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     expect(read.manifests[0]!.statements[0]!.statement!.subject[0]!.name).toBe(
       `pkg:docker/${registry.host}/stratum/attested@1?platform=linux%2Famd64`,
     );
-    const sbom = spawnSync(process.execPath, [CLI, 'sbom', `docker://${ref}`], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const sbom = spawnSync(process.execPath, [CLI, 'sbom', `docker://${ref}`], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     expect(sbom.status, sbom.stderr).toBe(0);
     expect(sbom.stderr).toContain('attached');
-    expect((JSON.parse(sbom.stdout) as Spdx).packages.some((p) => p.name === 'stratum-test-extra')).toBe(true);
+    expect((JSON.parse(sbom.stdout) as Spdx).packages.some((p) => p.name === 'stratum-test-extra')).toBe(
+      true,
+    );
   }, 600_000);
 
   it('stratum sbom scans an image that has no SBOM (the Debian base itself): libc6, its layer, npm', () => {
-    const sbom = spawnSync(process.execPath, [CLI, 'sbom', `oci:${base}:24`], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const sbom = spawnSync(process.execPath, [CLI, 'sbom', `oci:${base}:24`], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     expect(sbom.status, sbom.stderr).toBe(0);
     expect(sbom.stderr).toContain('no SBOM attached');
     const spdx = JSON.parse(sbom.stdout) as Spdx;
@@ -320,9 +416,13 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     expect(libc6.versionInfo).toBe(dpkgVersion('libc6'));
     expect(libc6.comment).toBe(`layerID: ${baseLayerDiffId}`);
     // As many Debian packages as dpkg-query says are installed.
-    const installed = execFileSync('dpkg-query', ['--admindir', join(DEBIAN_ROOTFS, 'var/lib/dpkg'), '-W', '-f', '${db:Status-Abbrev}\n'], {
-      encoding: 'utf8',
-    })
+    const installed = execFileSync(
+      'dpkg-query',
+      ['--admindir', join(DEBIAN_ROOTFS, 'var/lib/dpkg'), '-W', '-f', '${db:Status-Abbrev}\n'],
+      {
+        encoding: 'utf8',
+      },
+    )
       .split('\n')
       .filter((line) => line.startsWith('ii')).length;
     expect(spdx.packages.filter((p) => purlOf(p).type === 'deb')).toHaveLength(installed);
@@ -332,12 +432,19 @@ describe.skipIf(!enabled)('--sbom and --provenance on a Debian base (BuildKit at
     const ctx = debianContext('archive');
     await expect(
       box.build(ctx, { outputs: [`docker-archive:${box.dir}/a.tar:x:1`], attestations: { sbom: {} } }),
-    ).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/holds one image manifest, not an index: the SBOM attestations would be dropped/) });
+    ).rejects.toMatchObject({
+      code: 'USAGE',
+      message: expect.stringMatching(
+        /holds one image manifest, not an index: the SBOM attestations would be dropped/,
+      ),
+    });
     const both = await box.build(ctx, {
       outputs: [`oci:${box.dir}/both:t`, `docker-archive:${box.dir}/b.tar:x:1`],
       attestations: { provenance: { mode: 'min', version: 'v0.2' } },
     });
-    expect(both.warnings.join('\n')).toMatch(/docker-archive:.*b\.tar:x:1 holds one image manifest, not an index: it gets the image without its provenance attestations/);
+    expect(both.warnings.join('\n')).toMatch(
+      /docker-archive:.*b\.tar:x:1 holds one image manifest, not an index: it gets the image without its provenance attestations/,
+    );
     const { index } = indexOf(join(box.dir, 'both'), 't');
     const archived = JSON.parse(
       execFileSync('tar', ['-xOf', join(box.dir, 'b.tar'), 'manifest.json'], { encoding: 'utf8' }),
@@ -352,12 +459,18 @@ describe('multi-platform builds and BUILDKIT_SBOM_SCAN_* (FROM scratch: no base,
   beforeAll(() => {
     box = buildSandbox();
   });
-  afterAll(() => box.cleanup());
+  afterAll(() => {
+    box.cleanup();
+  });
 
   it('one attestation manifest per platform, each about its own image', async () => {
     const ctx = box.context('multi', {
       Dockerfile: 'FROM scratch\nCOPY node_modules /app/node_modules\n',
-      'node_modules/left-pad/package.json': JSON.stringify({ name: 'left-pad', version: '1.3.0', license: 'WTFPL' }),
+      'node_modules/left-pad/package.json': JSON.stringify({
+        name: 'left-pad',
+        version: '1.3.0',
+        license: 'WTFPL',
+      }),
     });
     await box.build(ctx, {
       platform: 'linux/amd64,linux/arm64',
@@ -375,11 +488,15 @@ describe('multi-platform builds and BUILDKIT_SBOM_SCAN_* (FROM scratch: no base,
       const image = index.manifests[i]!;
       expect(attestation.annotations?.['vnd.docker.reference.digest']).toBe(image.digest);
       const { statements } = statementsOf(join(box.dir, 'multi'), attestation.digest);
-      for (const statement of statements) expect(statement.subject[0]!.digest.sha256).toBe(image.digest.slice(7));
+      for (const statement of statements)
+        expect(statement.subject[0]!.digest.sha256).toBe(image.digest.slice(7));
       const spdx = spdxOf(statements);
       expectValidSpdx23(spdx);
-      expect(spdx.packages.find((p) => p.name === 'left-pad')?.externalRefs?.[0]?.referenceLocator).toBe('pkg:npm/left-pad@1.3.0');
-      const provenance = statements.find((s) => s.predicateType.startsWith('https://slsa.dev/'))!.predicate as {
+      expect(spdx.packages.find((p) => p.name === 'left-pad')?.externalRefs?.[0]?.referenceLocator).toBe(
+        'pkg:npm/left-pad@1.3.0',
+      );
+      const provenance = statements.find((s) => s.predicateType.startsWith('https://slsa.dev/'))!
+        .predicate as {
         invocation: { parameters: { args: Record<string, string> } };
       };
       expect(provenance.invocation.parameters.args['platform']).toBe('linux/amd64,linux/arm64');
@@ -407,7 +524,12 @@ describe('multi-platform builds and BUILDKIT_SBOM_SCAN_* (FROM scratch: no base,
     const { statements } = statementsOf(out, index.manifests[1]!.digest);
     const documents = statements.map((s) => s.predicate as Spdx & { name: string });
     expect(documents.map((d) => d.name)).toEqual([index.manifests[0]!.digest, 'context', 'stage build']);
-    const names = documents.map((d) => d.packages.map((p) => p.name).filter((n) => !n.startsWith('sha256:') && n !== 'context' && !n.startsWith('stage')).sort());
+    const names = documents.map((d) =>
+      d.packages
+        .map((p) => p.name)
+        .filter((n) => !n.startsWith('sha256:') && n !== 'context' && !n.startsWith('stage'))
+        .sort(),
+    );
     expect(names).toEqual([['left-pad'], ['dev-only'], ['isarray', 'left-pad']]);
     for (const document of documents) expectValidSpdx23(document);
 
@@ -422,6 +544,8 @@ describe('multi-platform builds and BUILDKIT_SBOM_SCAN_* (FROM scratch: no base,
       attestations: { sbom: {} },
     });
     const undeclared = indexOf(join(box.dir, 'undeclared'), 't');
-    expect(statementsOf(join(box.dir, 'undeclared'), undeclared.index.manifests[1]!.digest).statements).toHaveLength(1);
+    expect(
+      statementsOf(join(box.dir, 'undeclared'), undeclared.index.manifests[1]!.digest).statements,
+    ).toHaveLength(1);
   });
 });

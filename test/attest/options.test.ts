@@ -7,18 +7,26 @@ describe('attestation flags, as buildx reads them', () => {
     expect(parseAttestationFlags({ attest: [] })).toEqual({});
   });
 
-  it('--provenance=true is BuildKit\'s default mode (max) at SLSA v0.2; false attaches none', () => {
-    expect(parseAttestationFlags({ provenance: 'true' })).toEqual({ provenance: { mode: 'max', version: 'v0.2' } });
-    expect(parseAttestationFlags({ provenance: '1' })).toEqual({ provenance: { mode: 'max', version: 'v0.2' } });
+  it("--provenance=true is BuildKit's default mode (max) at SLSA v0.2; false attaches none", () => {
+    expect(parseAttestationFlags({ provenance: 'true' })).toEqual({
+      provenance: { mode: 'max', version: 'v0.2' },
+    });
+    expect(parseAttestationFlags({ provenance: '1' })).toEqual({
+      provenance: { mode: 'max', version: 'v0.2' },
+    });
     expect(parseAttestationFlags({ provenance: 'false' })).toEqual({});
   });
 
   it('--provenance=mode=min, mode=max,version=v1, builder-id=, reproducible=', () => {
-    expect(parseAttestationFlags({ provenance: 'mode=min' })).toEqual({ provenance: { mode: 'min', version: 'v0.2' } });
+    expect(parseAttestationFlags({ provenance: 'mode=min' })).toEqual({
+      provenance: { mode: 'min', version: 'v0.2' },
+    });
     expect(parseAttestationFlags({ provenance: 'mode=max,version=v1' })).toEqual({
       provenance: { mode: 'max', version: 'v1' },
     });
-    expect(parseAttestationFlags({ provenance: 'min' })).toEqual({ provenance: { mode: 'min', version: 'v0.2' } });
+    expect(parseAttestationFlags({ provenance: 'min' })).toEqual({
+      provenance: { mode: 'min', version: 'v0.2' },
+    });
     expect(
       parseAttestationFlags({ provenance: 'mode=max,builder-id=https://ci.example/run/1,reproducible=true' }),
     ).toEqual({
@@ -37,12 +45,14 @@ describe('attestation flags, as buildx reads them', () => {
       provenance: { mode: 'min', version: 'v0.2' },
       sbom: {},
     });
-    expect(parseAttestationFlags({ attest: ['type=provenance,mode=min', 'type=provenance,disabled=true'] })).toEqual(
-      {},
-    );
+    expect(
+      parseAttestationFlags({ attest: ['type=provenance,mode=min', 'type=provenance,disabled=true'] }),
+    ).toEqual({});
     // The shorthand comes after --attest, as buildx appends it.
     expect(parseAttestationFlags({ attest: ['type=provenance,mode=min'], provenance: 'false' })).toEqual({});
-    expect(parseAttestationFlags({ attest: ['type=sbom,disabled=true'], sbom: 'true' })).toEqual({ sbom: {} });
+    expect(parseAttestationFlags({ attest: ['type=sbom,disabled=true'], sbom: 'true' })).toEqual({
+      sbom: {},
+    });
   });
 
   it('malformed values are usage errors naming the flag', () => {

@@ -49,8 +49,11 @@ describe('dpkg', () => {
     expect(entries[1]!.source).toBeUndefined();
   });
 
-  it("status.d (distroless): one package per file, no Status field", () => {
-    const entries = parseDpkgDatabase('Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n', 'var/lib/dpkg/status.d/base');
+  it('status.d (distroless): one package per file, no Status field', () => {
+    const entries = parseDpkgDatabase(
+      'Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n',
+      'var/lib/dpkg/status.d/base',
+    );
     expect(entries).toEqual([{ name: 'base-files', version: '12.4+deb12u5', architecture: 'amd64' }]);
   });
 
@@ -74,7 +77,9 @@ License: GPL-2+
 
 describe('os-release', () => {
   it('ID and VERSION_ID make the purl distro qualifier', () => {
-    const distro = parseOsRelease('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n');
+    const distro = parseOsRelease(
+      'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n',
+    );
     expect(distro).toEqual({ id: 'debian', versionId: '12', prettyName: 'Debian GNU/Linux 12 (bookworm)' });
     expect(distroQualifier(distro)).toBe('debian-12');
     expect(distroQualifier(parseOsRelease('ID=debian\nVERSION_CODENAME=trixie\n'))).toBe('debian');
@@ -95,7 +100,13 @@ describe('apk', () => {
         url: 'https://musl.libc.org/',
         description: 'the musl c library',
       },
-      { name: 'busybox-binsh', version: '1.36.1-r15', architecture: 'x86_64', license: 'GPL-2.0-only', origin: 'busybox' },
+      {
+        name: 'busybox-binsh',
+        version: '1.36.1-r15',
+        architecture: 'x86_64',
+        license: 'GPL-2.0-only',
+        origin: 'busybox',
+      },
     ]);
   });
 });
@@ -114,7 +125,9 @@ describe('npm', () => {
     );
     expect(scoped).toMatchObject({ purl: 'pkg:npm/%40babel/core@7.24.0', license: 'MIT', layer: 2 });
     const old = npmPackage(
-      Buffer.from(JSON.stringify({ name: 'x', version: '1.0.0', licenses: [{ type: 'MIT' }, { type: 'Apache-2.0' }] })),
+      Buffer.from(
+        JSON.stringify({ name: 'x', version: '1.0.0', licenses: [{ type: 'MIT' }, { type: 'Apache-2.0' }] }),
+      ),
       'node_modules/x/package.json',
       0,
     );
@@ -129,7 +142,9 @@ describe('python', () => {
     expect(isPythonMetadata('usr/lib/python3/dist-packages/six-1.16.0.egg-info')).toBe(true);
     expect(isPythonMetadata('usr/lib/python3/dist-packages/six-1.16.0.egg-info/PKG-INFO')).toBe(true);
     const metadata = `Metadata-Version: 2.1\nName: Requests_OAuth\nVersion: 2.31.0\nSummary: Python HTTP for Humans.\nHome-page: https://requests.readthedocs.io\nLicense: Apache 2.0\nClassifier: License :: OSI Approved :: Apache Software License\n\nLong: description: here\n`;
-    expect(pythonPackage(Buffer.from(metadata), 'site/Requests_OAuth-2.31.0.dist-info/METADATA', 1)).toMatchObject({
+    expect(
+      pythonPackage(Buffer.from(metadata), 'site/Requests_OAuth-2.31.0.dist-info/METADATA', 1),
+    ).toMatchObject({
       name: 'Requests_OAuth',
       version: '2.31.0',
       purl: 'pkg:pypi/requests-oauth@2.31.0',
@@ -211,10 +226,13 @@ describe('Go build info', () => {
   it.skipIf(!requireTool('docker-registry', 'docker-registry') || !requireTool('strings', 'binutils'))(
     "a real Go binary (Debian's docker-registry): the version and path `strings` finds",
     async () => {
-      const binary = execFileSync('readlink', ['-f', '/usr/bin/docker-registry'], { encoding: 'utf8' }).trim();
+      const binary = execFileSync('readlink', ['-f', '/usr/bin/docker-registry'], {
+        encoding: 'utf8',
+      }).trim();
       const strings = execFileSync('strings', [binary], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
       const reader = goBuildInfoReader();
-      for await (const chunk of createReadStream(binary, { highWaterMark: 65_536 })) reader.push(chunk as Buffer);
+      for await (const chunk of createReadStream(binary, { highWaterMark: 65_536 }))
+        reader.push(chunk as Buffer);
       const info = reader.end();
       expect(info).toBeDefined();
       expect(strings.split('\n')).toContain(info!.goVersion);
@@ -243,7 +261,13 @@ describe.skipIf(!existsSync(DEBIAN_STATUS))('a real Debian status file', () => {
   it("every installed package dpkg-query lists, with dpkg-query's version", () => {
     const listed = execFileSync(
       'dpkg-query',
-      ['--admindir', '/var/tmp/stratum-test-debian/rootfs/var/lib/dpkg', '-W', '-f', '${db:Status-Abbrev}|${Package}|${Version}\n'],
+      [
+        '--admindir',
+        '/var/tmp/stratum-test-debian/rootfs/var/lib/dpkg',
+        '-W',
+        '-f',
+        '${db:Status-Abbrev}|${Package}|${Version}\n',
+      ],
       { encoding: 'utf8' },
     )
       .split('\n')

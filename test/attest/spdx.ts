@@ -41,16 +41,21 @@ export function expectValidSpdx23(document: unknown): void {
   expect(() => new URL(doc.documentNamespace)).not.toThrow();
   // SPDX 2.3 §6.9: YYYY-MM-DDThh:mm:ssZ
   expect(doc.creationInfo.created).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-  expect(doc.creationInfo.creators.every((creator) => /^(Tool|Organization|Person): \S/.test(creator))).toBe(true);
+  expect(doc.creationInfo.creators.every((creator) => /^(Tool|Organization|Person): \S/.test(creator))).toBe(
+    true,
+  );
   const ids = new Set(doc.packages.map((p) => p.SPDXID));
   expect(ids.size).toBe(doc.packages.length);
   for (const id of ids) expect(id).toMatch(/^SPDXRef-[A-Za-z0-9.-]+$/);
   for (const relationship of doc.relationships) {
-    expect(relationship.spdxElementId === 'SPDXRef-DOCUMENT' || ids.has(relationship.spdxElementId)).toBe(true);
+    expect(relationship.spdxElementId === 'SPDXRef-DOCUMENT' || ids.has(relationship.spdxElementId)).toBe(
+      true,
+    );
     expect(ids.has(relationship.relatedSpdxElement)).toBe(true);
   }
   // Every LicenseRef used is defined (§10.1).
   const defined = new Set((doc.hasExtractedLicensingInfos ?? []).map((info) => info.licenseId));
   for (const p of doc.packages)
-    for (const ref of p.licenseDeclared?.match(/LicenseRef-[A-Za-z0-9.-]+/g) ?? []) expect(defined.has(ref), ref).toBe(true);
+    for (const ref of p.licenseDeclared?.match(/LicenseRef-[A-Za-z0-9.-]+/g) ?? [])
+      expect(defined.has(ref), ref).toBe(true);
 }

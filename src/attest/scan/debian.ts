@@ -13,7 +13,10 @@ export const DPKG_STATUS = 'var/lib/dpkg/status';
 export const DPKG_STATUS_D = 'var/lib/dpkg/status.d/';
 
 export function isDpkgDatabase(path: string): boolean {
-  return path === DPKG_STATUS || (path.startsWith(DPKG_STATUS_D) && !path.slice(DPKG_STATUS_D.length).includes('/'));
+  return (
+    path === DPKG_STATUS ||
+    (path.startsWith(DPKG_STATUS_D) && !path.slice(DPKG_STATUS_D.length).includes('/'))
+  );
 }
 
 export function isDebianCopyright(path: string): boolean {

@@ -10,7 +10,14 @@ function goPurl(modulePath: string, version: string): string {
   const slash = modulePath.lastIndexOf('/');
   const namespace = slash > 0 ? modulePath.slice(0, slash) : undefined;
   const name = slash > 0 ? modulePath.slice(slash + 1) : modulePath;
-  return new PackageURL('golang', namespace, name, version === '' ? undefined : version, undefined, undefined).toString();
+  return new PackageURL(
+    'golang',
+    namespace,
+    name,
+    version === '' ? undefined : version,
+    undefined,
+    undefined,
+  ).toString();
 }
 
 export function goPackages(info: GoBuildInfo, path: string, layer: number | undefined): FoundPackage[] {
@@ -30,6 +37,12 @@ export function goPackages(info: GoBuildInfo, path: string, layer: number | unde
   if (info.main !== undefined) packages.push(module(info.main));
   for (const dep of info.deps) packages.push(module(dep));
   const stdlibVersion = info.goVersion.replace(/^go/, 'v').split(/\s/)[0]!;
-  packages.push({ ...common, name: 'stdlib', version: info.goVersion.split(/\s/)[0]!, purl: goPurl('stdlib', stdlibVersion), license: 'BSD-3-Clause' });
+  packages.push({
+    ...common,
+    name: 'stdlib',
+    version: info.goVersion.split(/\s/)[0]!,
+    purl: goPurl('stdlib', stdlibVersion),
+    license: 'BSD-3-Clause',
+  });
   return packages;
 }

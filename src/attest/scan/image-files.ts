@@ -2,12 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ImageSource } from '../../oci/image.js';
 import { openLayerTar } from '../../oci/layer.js';
 import type { Digest } from '../../oci/types.js';
-import {
-  applyLayer,
-  type EntryBody,
-  type LayerEntry,
-  type LayerTarget,
-} from '../../snapshot/apply-layer.js';
+import { applyLayer, type EntryBody, type LayerEntry, type LayerTarget } from '../../snapshot/apply-layer.js';
 import type { LayerWrites } from '../../snapshot/layer-rules.js';
 import type { Lookup } from '../../snapshot/resolve.js';
 import { byteExactExtract } from '../../snapshot/tar-reader.js';
@@ -132,7 +127,7 @@ class KeptTree implements LayerTarget {
     parent.set(name, node);
     const want = entry.type === 'file' ? this.scanner.want(path, entry.mode, entry.size) : undefined;
     if (want === undefined) {
-      for await (const chunk of body) void chunk;
+      await drain(body);
       return true;
     }
     if (want.kind === 'content') {
@@ -203,6 +198,13 @@ class KeptTree implements LayerTarget {
     const node = this.node(path);
     return node?.type === 'other' ? node.kept : undefined;
   }
+}
+
+/** Reads an entry's body to its end (the tar moves on only then); returns its size. */
+async function drain(body: EntryBody): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of body) bytes += chunk.length;
+  return bytes;
 }
 
 export interface ImageFiles {

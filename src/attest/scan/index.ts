@@ -172,6 +172,7 @@ export async function scanDirectory(dir: string, signal?: AbortSignal): Promise<
   };
   await walk('');
   const osRelease = kept.find((file) => OS_RELEASE.includes(file.path));
-  const distro = osRelease?.content === undefined ? undefined : parseOsRelease(osRelease.content.toString('utf8'));
+  const distro =
+    osRelease?.content === undefined ? undefined : parseOsRelease(osRelease.content.toString('utf8'));
   return { ...(distro === undefined ? {} : { distro }), packages: packagesOf(kept, distro, undefined) };
 }

@@ -45,16 +45,22 @@ function authorOf(value: unknown): string | undefined {
   return undefined;
 }
 
-export function npmPackage(content: Buffer, path: string, layer: number | undefined): FoundPackage | undefined {
-  let manifest: PackageJson;
+export function npmPackage(
+  content: Buffer,
+  path: string,
+  layer: number | undefined,
+): FoundPackage | undefined {
+  let parsed: unknown;
   try {
-    manifest = JSON.parse(content.toString('utf8')) as PackageJson;
+    parsed = JSON.parse(content.toString('utf8'));
   } catch {
     return undefined;
   }
-  if (typeof manifest !== 'object' || manifest === null) return undefined;
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const manifest = parsed as PackageJson;
   const { name, version } = manifest;
-  if (typeof name !== 'string' || typeof version !== 'string' || name === '' || version === '') return undefined;
+  if (typeof name !== 'string' || typeof version !== 'string' || name === '' || version === '')
+    return undefined;
   const slash = name.startsWith('@') ? name.indexOf('/') : -1;
   const namespace = slash > 0 ? name.slice(0, slash) : undefined;
   const bare = slash > 0 ? name.slice(slash + 1) : name;

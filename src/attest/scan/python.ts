@@ -35,7 +35,11 @@ export function normalisePythonName(name: string): string {
   return name.toLowerCase().replace(/[-_.]+/g, '-');
 }
 
-export function pythonPackage(content: Buffer, path: string, layer: number | undefined): FoundPackage | undefined {
+export function pythonPackage(
+  content: Buffer,
+  path: string,
+  layer: number | undefined,
+): FoundPackage | undefined {
   const fields = headers(content.toString('utf8'));
   const name = fields.get('name')?.[0];
   const version = fields.get('version')?.[0];
@@ -57,7 +61,14 @@ export function pythonPackage(content: Buffer, path: string, layer: number | und
     type: 'pypi',
     name,
     version,
-    purl: new PackageURL('pypi', undefined, normalisePythonName(name), version, undefined, undefined).toString(),
+    purl: new PackageURL(
+      'pypi',
+      undefined,
+      normalisePythonName(name),
+      version,
+      undefined,
+      undefined,
+    ).toString(),
     ...(license === undefined ? {} : { license }),
     location: path,
     sourceInfo: `acquired package info from installed python package manifest file: /${path}`,
