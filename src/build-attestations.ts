@@ -10,7 +10,10 @@ import {
   type ImageMaterial,
   type StepRecord,
 } from './attest/index.js';
+import type { KeyObject } from 'node:crypto';
+import { cosignAttestationImage, cosignAttestationTag, signProvenance } from './attest/cosign.js';
 import type { ProgressListener } from './executor/progress.js';
+import { parseRegistryReference } from './push/index.js';
 import type { AnyImage, ImageIndexSource, ImageSource } from './oci/image.js';
 import { parseImageReference } from './oci/reference.js';
 import type { BlobStore } from './oci/blob-store.js';
@@ -189,4 +192,48 @@ export async function attestBuild(input: AttestInput): Promise<ImageIndexSource>
       ...(input.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: input.sourceDateEpoch }),
     },
   });
+}
+
+/**
+ * `--sign-key`: the provenance, signed as DSSE envelopes, written where cosign looks beside the
+ * image in every output that keeps the index (the `sha256-<hex>.att` tag of the layout, the
+ * store name's repository, the registry repository). An oci-archive holds one entry: it gets
+ * none, and a warning says so.
+ */
+export async function storeSignedProvenance(input: {
+  readonly index: ImageIndexSource;
+  readonly key: KeyObject;
+  readonly blobs: BlobStore;
+  readonly tags: readonly string[];
+  readonly push: boolean;
+  readonly targets: readonly OutputTarget[];
+  readonly write: (image: ImageSource, reference: string) => Promise<void>;
+  readonly onWarning: (message: string) => void;
+}): Promise<string[]> {
+  const envelopes = await signProvenance(input.index, input.key);
+  if (envelopes.length === 0) return [];
+  const att = await cosignAttestationImage(envelopes, input.blobs, `${input.index.name} (signed provenance)`);
+  const tag = cosignAttestationTag(input.index.descriptor.digest);
+  const repository = (name: string): string => {
+    const ref = parseRegistryReference(name);
+    return `${ref.registry}/${ref.repository}`;
+  };
+  const references = new Set<string>();
+  for (const name of input.tags) {
+    references.add(`${repository(name)}:${tag}`);
+    if (input.push) references.add(`docker://${repository(name)}:${tag}`);
+  }
+  for (const target of input.targets) {
+    if (!keepsIndex(target) || target.kind !== 'image') continue;
+    const parsed = parseImageReference(target.reference);
+    if (parsed.transport === 'oci') references.add(`oci:${parsed.path}:${tag}`);
+    else if (parsed.transport === 'docker') references.add(`docker://${repository(parsed.reference)}:${tag}`);
+    else if (parsed.transport === 'store') references.add(`${repository(parsed.name)}:${tag}`);
+    else
+      input.onWarning(
+        `${target.reference}: an archive holds one image; the signed provenance (${tag}) is not in it`,
+      );
+  }
+  for (const reference of references) await input.write(att, reference);
+  return [...references];
 }

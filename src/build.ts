@@ -3,7 +3,8 @@
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { constants } from 'node:fs';
-import { access, mkdir, rm, stat } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { access, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { makeOwnedTempDir } from './oci/temp-dir.js';
 import { basename, join, relative, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -40,7 +41,14 @@ import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './push
 import { SharedCaches } from './cache/registry-shared.js';
 import { LayerCache } from './cache/store.js';
 import { attestsAnything, type AttestationRequest } from './attest/index.js';
-import { BuildRecorder, attestBuild, checkAttestationOutputs, keepsIndex } from './build-attestations.js';
+import { loadPrivateKey } from './attest/dsse.js';
+import {
+  BuildRecorder,
+  attestBuild,
+  checkAttestationOutputs,
+  keepsIndex,
+  storeSignedProvenance,
+} from './build-attestations.js';
 
 /**
  * `stratum build` as a library call: wires the build engine to the image transports (FROM and
@@ -91,6 +99,11 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
    * Nothing is attached by default; with attestations the image is written as an index.
    */
   readonly attestations?: AttestationRequest;
+  /**
+   * A PEM private key (ECDSA P-256 or Ed25519) to sign the provenance with (`--sign-key`): DSSE
+   * envelopes stored where cosign looks (`sha256-<digest>.att`), checked by verifyAttestations.
+   */
+  readonly signKey?: string;
 }
 
 export interface BuildImageResult extends BuildResult {
@@ -118,6 +131,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     (options.tags ?? []).length > 0 || options.push === true,
   );
   await checkSecretFiles(options.secrets ?? {});
+  const signKey = await loadSignKey(options.signKey, attestations);
   const platforms = targetPlatforms(options.platform);
   if (platforms.length > 1) {
     const single = targets.find(
@@ -294,6 +308,31 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         registryContext,
         plain,
       );
+      if (signKey !== undefined && isImageIndex(image)) {
+        const signed = await storeSignedProvenance({
+          index: image,
+          key: signKey,
+          blobs,
+          tags: options.tags ?? [],
+          push: options.push === true,
+          targets,
+          write: async (att, reference) => {
+            await writeImage(att, reference, {
+              dataDir,
+              insecureRegistries: options.insecureRegistries ?? [],
+              tmpDir,
+              ...(options.signal ? { signal: options.signal } : {}),
+            });
+          },
+          onWarning: (message) => {
+            warnings.push(message);
+            options.onEvent?.({ kind: 'warning', message });
+          },
+        });
+        written.names.push(...signed);
+        for (const destination of signed)
+          options.onEvent?.({ kind: 'image', digest: image.descriptor.digest, destination });
+      }
       if (shared.active) {
         // After the push, so layers already in the registry are mounted rather than uploaded again.
         await shared.export(blobs, options.signal ? { signal: options.signal } : {});
@@ -546,6 +585,23 @@ async function writeResult(
     options.onEvent?.({ kind: 'image', digest, destination });
   }
   return { names: written, wroteStdout };
+}
+
+/** `--sign-key FILE`: read and checked before any work; it signs provenance, so it needs some. */
+async function loadSignKey(
+  path: string | undefined,
+  attestations: AttestationRequest,
+): Promise<KeyObject | undefined> {
+  if (path === undefined) return undefined;
+  if (attestations.provenance === undefined)
+    throw new StratumError(
+      'USAGE',
+      `--sign-key ${path}: signs the provenance; add --provenance=mode=min|max`,
+    );
+  const pem = await readFile(path).catch((error: unknown) => {
+    throw new StratumError('NOT_FOUND', `--sign-key ${path}: ${(error as Error).message}`);
+  });
+  return loadPrivateKey(pem, `--sign-key ${path}`);
 }
 
 /** The Dockerfile's name as provenance records it: relative to the context when inside it. */

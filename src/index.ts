@@ -143,6 +143,10 @@ export {
   spdxLicence,
   imagePurl,
   isAttestationEntry,
+  verifyAttestations,
+  loadPublicKey,
+  cosignAttestationTag,
+  pae,
   BUILDER_ID,
   STRATUM_VERSION,
   IN_TOTO_MEDIA_TYPE,
@@ -165,4 +169,5 @@ export {
   type ImageSbom,
   type ScanResult,
   type FoundPackage,
+  type VerifiedAttestation,
 } from './attest/index.js';

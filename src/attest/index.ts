@@ -21,4 +21,7 @@ export {
   type StoredStatement,
 } from './read.js';
 export { imageSbom, type ImageSbom } from './sbom.js';
+export { verifyAttestations, cosignAttestationReference, type VerifiedAttestation } from './verify.js';
+export { loadPublicKey, loadPrivateKey, signEnvelope, verifyEnvelope, pae, type Envelope } from './dsse.js';
+export { cosignAttestationTag } from './cosign.js';
 export * from './types.js';

@@ -56,7 +56,7 @@ export interface ReadAttestationsOptions {
 }
 
 /** Documents of one transport, read by descriptor and verified. */
-interface Documents {
+export interface Documents {
   readonly root: Descriptor;
   read(descriptor: Descriptor): Promise<Buffer>;
   close(): Promise<void>;
@@ -78,7 +78,8 @@ async function layoutDocuments(
   };
 }
 
-async function openDocuments(
+/** The documents behind `reference` (undefined for a docker-archive or the daemon, which hold no index). */
+export async function openDocuments(
   reference: string,
   options: ReadAttestationsOptions,
 ): Promise<Documents | undefined> {

@@ -209,6 +209,10 @@ export function registerBuild(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--sign-key <file>',
+      'sign the provenance with this PEM key (ECDSA P-256 or Ed25519) as DSSE envelopes, stored where cosign looks (the sha256-DIGEST.att tag); check with stratum verify-attestation',
+    )
     .action(async (contextArg: string, opts: BuildFlags) => {
       const fromStdin = contextArg === '-';
       const contextDir = resolve(fromStdin ? '.' : contextArg);
@@ -277,6 +281,7 @@ export function registerBuild(program: Command): void {
             ...(opts.sbom === undefined ? {} : { sbom: opts.sbom }),
             attest: opts.attest,
           }),
+          ...(opts.signKey === undefined ? {} : { signKey: resolve(opts.signKey) }),
           pull: opts.pull === true,
           ssh: parseSshFlags(opts.ssh),
           allow: parseAllow(opts.allow),
@@ -371,4 +376,5 @@ interface BuildFlags {
   readonly provenance?: string;
   readonly sbom?: string;
   readonly attest: string[];
+  readonly signKey?: string;
 }

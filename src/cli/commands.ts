@@ -28,6 +28,10 @@ export const commands: readonly LazyCommand[] = [
   { names: ['analyze'], load: async () => (await import('./analyze.js')).registerAnalyze },
   { names: ['du'], load: async () => (await import('./du.js')).registerDu },
   { names: ['sbom'], load: async () => (await import('./sbom.js')).registerSbom },
+  {
+    names: ['verify-attestation'],
+    load: async () => (await import('./verify-attestation.js')).registerVerifyAttestation,
+  },
 ];
 
 /**
