@@ -1,20 +1,11 @@
-import { lstat, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
-import { fsPath } from '../oci/file-names.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from '../cache/key.js';
-import type { EntryMeta, LayerChange } from '../snapshot/index.js';
-import {
-  applyCopy,
-  digestSources,
-  normalizeDest,
-  planAdd,
-  planCopy,
-  resolveInRoot,
-} from './context/index.js';
+import { applyCopy, digestSources, planAdd, planCopy } from './context/index.js';
 import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
@@ -155,12 +146,22 @@ export async function copyStep(
   }
   if (chown !== undefined && numericOwner === undefined) components.push({ name: 'chown', value: chown });
 
-  const destination = normalizeDest(dest, workdir).dest;
+  // --link, as BuildKit has it (MergeOp): the copy goes onto an empty directory that becomes a
+  // layer of its own, whatever is below. There is no /etc/passwd to read a --chown name from:
+  // BuildKit fails on one other than root (moby/buildkit#2987), with an opaque message.
+  // BuildKit makes a plain copy when --chmod is given, and so does stratum.
+  const independent = instruction.link && chmod === undefined;
+  if (independent && chown !== undefined && numericOwner === undefined && !/^root(:root|:0)?$/.test(chown)) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `${where}: ${verb} --link --chown=${chown}: a linked layer is made apart from the image, with no /etc/passwd or /etc/group to look names up in; use numeric ids (--chown=UID:GID) or drop --link`,
+    );
+  }
   return {
     components,
     createdBy,
     ...(files === undefined ? {} : { files }),
-    unchangedLayer: (rootfs) => destinationOnlyChanges(rootfs, destination),
+    ...(independent ? { independent } : {}),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
       const rootless = await build.rootfsFactory.rootlessOwners();
@@ -189,32 +190,4 @@ function ownerOptions(
   chmod: string | undefined,
 ): { chown?: Owner; chmod?: string } {
   return { ...(owner === undefined ? {} : { chown: owner }), ...(chmod === undefined ? {} : { chmod }) };
-}
-
-/**
- * The classic builder commits a layer for every COPY/ADD, even one that changed nothing (an
- * empty directory copied onto an existing one): it holds the destination directory and its
- * parents, as the overlay upper directory does after the copy touched them. BuildKit commits
- * an empty layer instead; stratum follows the classic builder.
- */
-async function destinationOnlyChanges(rootfs: string, destination: string): Promise<LayerChange[]> {
-  const inRoot = (await resolveInRoot(rootfs, destination, { followFinal: true })).inRoot;
-  const parts = inRoot.split('/').filter((part) => part !== '');
-  const changes: LayerChange[] = [];
-  for (let depth = 1; depth <= parts.length; depth++) {
-    const path = parts.slice(0, depth).join('/');
-    const st = await lstat(fsPath(join(rootfs, path)), { bigint: true });
-    if (!st.isDirectory()) return [];
-    const meta: EntryMeta = {
-      type: 'dir',
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      size: 0,
-      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
-      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
-    };
-    changes.push(depth === parts.length ? { kind: 'modified', path, meta } : { kind: 'parent', path, meta });
-  }
-  return changes;
 }

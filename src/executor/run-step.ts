@@ -178,9 +178,8 @@ export async function runStep(
         await chmod(file, 0o755); // whatever stratum's own umask is
         mounts.push({ kind: 'bind', source: file, target: heredocPath(script.name), readonly: true });
       }
-      for (const volume of Object.keys(config.Volumes ?? {})) {
-        mounts.push(await volumeMount(rootfs, volume, scratch));
-      }
+      // VOLUME is metadata only, as in BuildKit: what a RUN writes below a declared volume stays
+      // in the image (moby's classic builder mounted an anonymous volume there and dropped it).
 
       // Under proot there is no network namespace: the default network is the container's own.
       const isolation = (await build.isolation()).mode;
@@ -510,18 +509,6 @@ export async function sourceRootfs(
   } finally {
     await image.close();
   }
-}
-
-/**
- * VOLUME: the classic builder mounts an anonymous volume at each declared path for later RUNs.
- * The directory is created in the image (it shows in the RUN's layer), but what the command
- * writes below it is discarded. A copy of the directory's content is bound there.
- */
-async function volumeMount(rootfs: string, volume: string, scratch: string): Promise<SandboxMount> {
-  const hostDir = await mkdirInRoot(rootfs, volume);
-  const copy = join(scratch, `volume-${createHash('sha256').update(volume).digest('hex').slice(0, 12)}`);
-  await copyTree(hostDir, copy, true, `VOLUME ${volume}`);
-  return { kind: 'bind', source: copy, target: volume, readonly: false };
 }
 
 /**

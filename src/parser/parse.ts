@@ -104,10 +104,10 @@ export function parseDockerfile(source: string | Uint8Array, options: ParseOptio
             rule: 'StageNameCasing',
           });
         }
-        // The classic builder refuses a second stage with the same name (BuildKit 20.10 builds
-        // it and uses the last one): the reference builder's rule, with its message.
+        // BuildKit builds a second stage of the same name (the later one wins) and warns; moby's
+        // classic builder refused it.
         if (names.has(name)) {
-          report('error', node, pos?.rest ?? at, `${name} stage name already used`, {
+          report('warning', node, pos?.rest ?? at, `Duplicate stage name ${JSON.stringify(name)}, stage names should be unique`, {
             rule: 'DuplicateStageName',
           });
         }

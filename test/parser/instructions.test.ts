@@ -210,9 +210,14 @@ describe('flag errors name the valid flags and the owner of a misplaced flag', (
     );
     expect(errorOf('FROM a\nRUN --network=bridge true').message).toMatch(/unsupported network mode "bridge"/);
   });
-  it('two stages of the same name (case-insensitive) are an error, with the classic builder message', () => {
-    const error = errorOf('FROM a AS build\nRUN true\nFROM b AS Build\n');
-    expect(error.message).toBe('build stage name already used');
-    expect(error.line).toBe(3);
+  it('two stages of the same name (case-insensitive) are a DuplicateStageName warning, as in BuildKit', () => {
+    const result = parseDockerfile('FROM a AS build\nRUN true\nFROM b AS Build\n');
+    expect(result.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+    const warning = result.diagnostics.find((d) => d.rule === 'DuplicateStageName');
+    expect(warning).toMatchObject({
+      severity: 'warning',
+      line: 3,
+      message: 'Duplicate stage name "build", stage names should be unique',
+    });
   });
 });
