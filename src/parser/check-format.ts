@@ -23,7 +23,7 @@ function tabulate(lines: readonly string[], padding: number): string {
   const widths: number[] = [];
   for (const row of rows)
     row.slice(0, -1).forEach((cell, column) => {
-      widths[column] = Math.max(widths[column] ?? 0, [...cell].length + padding);
+      widths[column] = Math.max(widths[column] ?? 0, Array.from(cell).length + padding);
     });
   return rows
     .map((row) =>

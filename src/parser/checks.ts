@@ -466,7 +466,10 @@ function dispatchStage(stage: Stage, base: StageOutcome, ctx: DispatchContext): 
           report(RULES.JSONArgsRecommended, instruction.location, instruction.keyword);
         break;
       }
-      default:
+      case 'from':
+      case 'maintainer':
+      case 'onbuild':
+      case 'run':
         break;
     }
   }
@@ -554,7 +557,8 @@ export function reachableStages(parsed: ParseResult, target: string | undefined)
       if (instruction.kind === 'copy' && instruction.from !== undefined) visit(find(instruction.from));
       if (instruction.kind === 'run')
         for (const mount of instruction.mounts)
-          if ('from' in mount && mount.from !== undefined) visit(find(mount.from));
+          if ((mount.type === 'bind' || mount.type === 'cache') && mount.from !== undefined)
+            visit(find(mount.from));
     }
   };
   visit(start);

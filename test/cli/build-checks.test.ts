@@ -16,7 +16,9 @@ describe('build checks on the command line', () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'stratum-checks-'));
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   let contexts = 0;
   function stratum(dockerfile: string, args: readonly string[]) {

@@ -146,7 +146,7 @@ describe("BuildKit's check rules", () => {
   it.each(table)('%s', (rule, broken, message, fine) => {
     const found = check(broken).filter((warning) => warning.rule === rule);
     expect(found.map((warning) => warning.message)).toEqual([message]);
-    expect(found[0]!.url).toBe(RULES[rule].url);
+    expect(found[0]!.url).toBe((RULES[rule] as { url?: string }).url);
     expect(check(fine).filter((warning) => warning.rule === rule)).toEqual([]);
   });
 

@@ -97,7 +97,10 @@ class GitCli {
       child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
       child.on('error', reject);
       child.on('close', (code) => {
-        if (code === 0) return resolvePromise(Buffer.concat(out).toString('utf8'));
+        if (code === 0) {
+          resolvePromise(Buffer.concat(out).toString('utf8'));
+          return;
+        }
         const lines = Buffer.concat(err)
           .toString('utf8')
           .split('\n')

@@ -119,8 +119,8 @@ describe.skipIf(!haveGit)('ADD of a git repository served on 127.0.0.1', () => {
   });
 
   afterAll(() => {
-    server?.close();
-    sandbox?.cleanup();
+    server.close();
+    sandbox.cleanup();
   });
 
   const buildWith = async (dockerfile: string, extra: Record<string, unknown> = {}) => {
