@@ -8,7 +8,9 @@ import {
   describeTarget,
   type BuildEvent,
   isStratumError,
+  formatWarningSummary,
   parseAddHosts,
+  parseCallFlag,
   parseAllow,
   parseAnnotations,
   parseBuildContexts,
@@ -19,6 +21,7 @@ import {
   parseSshFlags,
   parseUlimits,
   readContextDockerfile,
+  runCall,
 } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
@@ -194,7 +197,19 @@ export function registerBuild(program: Command): void {
       'layer compression: gzip (default, level 6), zstd (level 3; needs Node.js 22.15+) or uncompressed',
     )
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
+    .option(
+      '--call <name[,format=json]>',
+      "what to do instead of building: check (BuildKit's build checks), outline (the build args, secrets and ssh a target uses), targets (the stages); build is the default",
+    )
+    .option('--check', 'shorthand for --call=check: run the build checks, build nothing, exit 1 on a warning')
+    .addOption(
+      new Option('--format <format>', 'output of --call: text (as buildx prints it) or json').choices([
+        'text',
+        'json',
+      ]),
+    )
     .action(async (contextArg: string, opts: BuildFlags) => {
+      const call = parseCallFlag(opts.check === true ? 'check' : (opts.call ?? 'build'), opts.format);
       const fromStdin = contextArg === '-';
       const contextDir = resolve(fromStdin ? '.' : contextArg);
       if (!fromStdin) {
@@ -230,6 +245,25 @@ export function registerBuild(program: Command): void {
           );
         }
         dockerfile = read.content;
+      }
+      if (call.name !== 'build') {
+        if (dockerfile === undefined)
+          throw new StratumError(
+            'USAGE',
+            `--call ${call.name}: needs a context directory or -f FILE, not a context on standard input`,
+          );
+        const answer = await runCall(call, {
+          dockerfile,
+          file: opts.file === undefined || opts.file === '-' ? 'Dockerfile' : opts.file,
+          contextDir,
+          ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+          buildArgs: parseBuildArgs(opts.buildArg),
+          ...(opts.target === undefined ? {} : { target: opts.target }),
+          ...(opts.platform === undefined ? {} : { platform: opts.platform }),
+        });
+        process.stdout.write(answer.text);
+        process.exitCode = answer.exitCode;
+        return;
       }
       const controller = new AbortController();
       const stopListening = abortOnSignals(controller, 'build');
@@ -283,6 +317,9 @@ export function registerBuild(program: Command): void {
             : {}),
         });
         render.finish();
+        // buildx's summary of the check warnings, after the progress (none in quiet mode).
+        if (opts.quiet !== true && opts.progress !== 'quiet' && opts.progress !== 'json')
+          process.stderr.write(formatWarningSummary(result.checkWarnings));
         if (result.written.length === 0 && opts.quiet !== true) {
           process.stderr.write('warning: no -t or --output given: the image was built but not saved\n');
         }
@@ -348,4 +385,7 @@ interface BuildFlags {
   readonly buildContext: string[];
   readonly pull?: boolean;
   readonly annotation: string[];
+  readonly call?: string;
+  readonly check?: boolean;
+  readonly format?: 'text' | 'json';
 }

@@ -5,8 +5,17 @@ import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from '../cache/key.js';
-import { applyCopy, digestSources, planAdd, planCopy } from './context/index.js';
-import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
+import {
+  applyCopy,
+  checkoutGit,
+  digestSources,
+  displayGitSource,
+  parseGitSource,
+  planAdd,
+  planCopy,
+  resolveGitRef,
+} from './context/index.js';
+import type { CopyPlan, GitSource, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
 import { fromName, sourceIdentity, sourceRootfs } from './run-step.js';
@@ -29,7 +38,16 @@ export async function copyStep(
   const expand = (text: string): string =>
     expandWord(text, env.lookup, { escapeChar: build.escapeChar, where });
   const verb = instruction.kind === 'copy' ? 'COPY' : 'ADD';
-  const sources = instruction.sources.map(expand);
+  const expanded = instruction.sources.map(expand);
+  // ADD's git sources are fetched at the resolved commit; the rest go through the context.
+  const gitSources: { readonly index: number; readonly source: GitSource }[] = [];
+  if (instruction.kind === 'add') {
+    for (const [index, text] of expanded.entries()) {
+      const source = parseGitSource(text);
+      if (source !== undefined) gitSources.push({ index, source });
+    }
+  }
+  const sources = expanded.filter((_, index) => !gitSources.some((git) => git.index === index));
   const dest = expand(instruction.destination);
   const chown = instruction.chown === undefined ? undefined : expand(instruction.chown);
   const chmod = instruction.chmod === undefined ? undefined : expand(instruction.chmod);
@@ -59,7 +77,11 @@ export async function copyStep(
       ...(parents ? ['--parents'] : []),
       ...(chown === undefined ? [] : [`--chown=${chown}`]),
       ...(chmod === undefined ? [] : [`--chmod=${chmod}`]),
-      ...sources,
+      // Git sources without credentials: history never shows a password.
+      ...expanded.map((text, index) => {
+        const git = gitSources.find((entry) => entry.index === index);
+        return git === undefined ? text : displayGitSource(git.source);
+      }),
       ...instruction.inlineSources.map((inline) => `<<${inline.path}`),
       dest,
     ].join(' '),
@@ -83,8 +105,10 @@ export async function copyStep(
     if (instruction.kind === 'add') {
       return planAdd({
         ...common,
-        ...(instruction.checksum === undefined ? {} : { checksum: expand(instruction.checksum) }),
-        keepGitDir: instruction.keepGitDir,
+        ...(instruction.checksum === undefined || gitSources.length > 0
+          ? {}
+          : { checksum: expand(instruction.checksum) }),
+        ...(instruction.unpack === undefined ? {} : { unpack: instruction.unpack }),
         tmpDir: await build.workspace.dir('add'),
       });
     }
@@ -142,6 +166,62 @@ export async function copyStep(
           sources,
         ),
       );
+    }
+  }
+  if (instruction.kind === 'add') {
+    for (const { index, source: parsed } of gitSources) {
+      const checksum = instruction.checksum === undefined ? undefined : expand(instruction.checksum);
+      if (checksum !== undefined && parsed.checksum !== undefined && checksum !== parsed.checksum)
+        throw new StratumError(
+          'BUILD_FAILED',
+          `${where}: checksum mismatch "${checksum}" != "${parsed.checksum}"`,
+        );
+      if (
+        parsed.keepGitDir !== undefined &&
+        instruction.flags.some((flag) => flag.startsWith('--keep-git-dir')) &&
+        parsed.keepGitDir !== instruction.keepGitDir
+      )
+        throw new StratumError('BUILD_FAILED', `${where}: inconsistent keep-git-dir configuration`);
+      const source: GitSource = checksum === undefined ? parsed : { ...parsed, checksum };
+      const keepGitDir = parsed.keepGitDir ?? instruction.keepGitDir;
+      const gitOptions = {
+        ...(build.signal ? { signal: build.signal } : {}),
+        ...(build.ssh.get('default') === undefined ? {} : { sshAuthSock: build.ssh.get('default')! }),
+      };
+      // Only the ref's resolution happens before the cache lookup: a hit fetches nothing.
+      const resolved = await resolveGitRef(source, gitOptions);
+      components.push({
+        name: `git source ${index}`,
+        value: [
+          `${source.display}#${resolved.object}`,
+          resolved.object === resolved.commit ? '' : `commit=${resolved.commit}`,
+          source.subdir === '' ? '' : `subdir=${source.subdir}`,
+          keepGitDir ? 'keep-git-dir' : '',
+          source.submodules ? '' : 'no-submodules',
+          source.mtime === 'commit' ? 'mtime=commit' : '',
+        ]
+          .filter((part) => part !== '')
+          .join(' '),
+      });
+      plans.push(async () => {
+        const dir = await checkoutGit(
+          source,
+          resolved,
+          await build.workspace.dir('git'),
+          keepGitDir,
+          gitOptions,
+        );
+        const plan = await planCopy({
+          sources: ['.'],
+          dest,
+          workdir,
+          root: { kind: 'rootfs', dir, name: `git repository ${displayGitSource(source)}` },
+          instruction: 'ADD',
+          ...(build.signal ? { signal: build.signal } : {}),
+        });
+        // As BuildKit: a checkout's files belong to root unless --chown says otherwise.
+        return { ...plan, entries: plan.entries.map(({ owner: _owner, ...entry }) => entry) };
+      });
     }
   }
   if (chown !== undefined && numericOwner === undefined) components.push({ name: 'chown', value: chown });
