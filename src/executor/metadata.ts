@@ -234,4 +234,3 @@ function commandLine(
   const shell = config.Shell ?? ['/bin/sh', '-c'];
   return [...shell, command.join(' ')];
 }
-
