@@ -194,10 +194,17 @@ function checkDefaultBaseNames(parsed: ParseResult, options: CheckOptions, repor
   for (const stage of parsed.stages) {
     const lexed = lexWord(stage.from.image, defaults, { escapeChar: parsed.escapeChar });
     if (!lexed.ok) return;
-    if (!isValidReference(lexed.value))
+    if (!isValidReference(lexed.value) && !STRATUM_TRANSPORT.test(lexed.value))
       report(RULES.InvalidDefaultArgInFrom, stage.from.location, stage.from.image);
   }
 }
+
+/**
+ * stratum's own FROM forms, which BuildKit has not (oci:DIR[:TAG], docker-archive:FILE, ...):
+ * valid bases, not invalid references. The transports of src/oci/reference.ts, which the parser
+ * may not import.
+ */
+const STRATUM_TRANSPORT = /^(?:oci|oci-archive|docker-archive|docker-daemon):|^docker:\/\//;
 
 // distribution/reference's grammar (ParseNormalizedNamed): lowercase path components, an
 // optional domain with port, an optional tag and digest.

@@ -150,6 +150,19 @@ describe("BuildKit's check rules", () => {
     expect(check(fine).filter((warning) => warning.rule === rule)).toEqual([]);
   });
 
+  it("InvalidDefaultArgInFrom takes stratum's transport references (oci:, docker-archive:, ...) as valid bases", () => {
+    for (const base of [
+      'oci:/tmp/base:1',
+      'oci-archive:/tmp/b.tar',
+      'docker-archive:/tmp/b.tar:x',
+      'docker://registry:5000/a',
+    ]) {
+      expect(
+        check(`ARG BASE=${base}\nFROM $BASE\n`).filter((w) => w.rule === 'InvalidDefaultArgInFrom'),
+      ).toEqual([]);
+    }
+  });
+
   it('CopyIgnoredFile, quiet when the .dockerignore has exceptions', () => {
     const ignore = (patterns: string[]) => ({
       matches: (path: string) => path.startsWith('secret'),
