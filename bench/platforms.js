@@ -60,7 +60,7 @@ function multiPlatformBase(dir) {
     mkdirSync(rootfs, { recursive: true });
     makeBusyboxRootfs(rootfs);
     copyFileSync(busybox, join(rootfs, 'bin/busybox'));
-    for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint));
+    for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint), { recursive: true });
     const single = writeBaseImage(rootfs, join(dir, arch), `bench/base:${arch}`, {
       architecture: arch,
       createdBy: 'busybox base for stratum benchmarks',

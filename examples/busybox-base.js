@@ -38,7 +38,9 @@ const isRoot = process.getuid?.() === 0;
  * layer records every entry as root's (writeBaseImage).
  */
 export function makeBusyboxRootfs(dir, busybox = BUSYBOX) {
-  for (const sub of ['bin', 'etc', 'root', 'tmp', 'home/app', 'usr/bin', 'var'])
+  // dev, proc and sys as every real base has them: a runtime that needs a mount point it lacks
+  // (Docker 20.10's BuildKit) would leave it in a RUN's layer.
+  for (const sub of ['bin', 'dev', 'etc', 'proc', 'root', 'sys', 'tmp', 'home/app', 'usr/bin', 'var'])
     mkdirSync(join(dir, sub), { recursive: true });
   chmodSync(join(dir, 'tmp'), 0o1777);
   chmodSync(join(dir, 'root'), 0o700);

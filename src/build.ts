@@ -49,6 +49,8 @@ import {
   keepsIndex,
   storeSignedProvenance,
 } from './build-attestations.js';
+import { checkFailure, runChecks } from './dockerfile-checks.js';
+import { shortWarning } from './parser/index.js';
 
 /**
  * `stratum build` as a library call: wires the build engine to the image transports (FROM and
@@ -113,6 +115,8 @@ export interface BuildImageResult extends BuildResult {
   readonly written: readonly string[];
   /** Whether something (a tar) was written to `stdout`. */
   readonly wroteStdout: boolean;
+  /** BuildKit's check warnings for the stages built (`Rule: message (line N)`), for buildx's summary. */
+  readonly checkWarnings: readonly string[];
 }
 
 export async function buildImage(options: BuildImageOptions): Promise<BuildImageResult> {
@@ -200,6 +204,21 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         throw new StratumError('NOT_FOUND', `${dockerfilePath ?? 'Dockerfile'}: no such Dockerfile`);
       dockerfile = read.content;
     }
+    // BuildKit's checks run before anything is built; `# check=error=true` stops the build here.
+    const checks = await runChecks(
+      {
+        dockerfile,
+        file: options.dockerfilePath ?? 'Dockerfile',
+        contextDir,
+        ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+        ...(options.buildArgs === undefined ? {} : { buildArgs: options.buildArgs }),
+        ...(options.target === undefined ? {} : { target: options.target }),
+        ...(options.platform === undefined ? {} : { platform: options.platform }),
+      },
+      false,
+    );
+    const failure = checkFailure(checks);
+    if (failure !== undefined) throw failure;
     // FROM, --push and the shared cache share where each blob was seen, so a push or a cache
     // export mounts base layers from the repository they were pulled from.
     const registryContext = new RegistryContext();
@@ -356,6 +375,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         imageId,
         written: written.names,
         wroteStdout: written.wroteStdout,
+        checkWarnings: checks.warnings.map(shortWarning),
       };
     } finally {
       await shared.close();

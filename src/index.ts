@@ -115,6 +115,15 @@ export {
   type SharedCacheExport,
 } from './cache/registry-shared.js';
 export { layeredCache, type CacheSource, type CacheHit, type RemoteCache } from './cache/source.js';
+export {
+  runCall,
+  runChecks,
+  checkFailure,
+  parseCallFlag,
+  type CallSpec,
+  type CallResult,
+  type DockerfileInputs,
+} from './dockerfile-checks.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
 export { checkOutput, planOutput, type OutputPlan, type OutputShape } from './oci/output-path.js';

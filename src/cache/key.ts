@@ -30,7 +30,9 @@ export function compressionComponents(compression: string): KeyComponent[] {
 
 export function cacheKey(components: readonly KeyComponent[]): CacheKey {
   const hash = createHash('sha256');
-  hash.update('stratum cache key v1\0');
+  // v2: BuildKit's rules (a layer for every filesystem step, WORKDIR owned by USER, VOLUME
+  // kept in the image); an entry made under the classic rules must not be served.
+  hash.update('stratum cache key v2\0');
   for (const component of components) {
     frame(hash, component.name);
     frame(hash, component.value);

@@ -8,7 +8,9 @@ import {
   describeTarget,
   type BuildEvent,
   isStratumError,
+  formatWarningSummary,
   parseAddHosts,
+  parseCallFlag,
   parseAllow,
   parseAnnotations,
   parseAttestationFlags,
@@ -20,6 +22,7 @@ import {
   parseSshFlags,
   parseUlimits,
   readContextDockerfile,
+  runCall,
 } from '../index.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
@@ -213,7 +216,19 @@ export function registerBuild(program: Command): void {
       '--sign-key <file>',
       'sign the provenance with this PEM key (ECDSA P-256 or Ed25519) as DSSE envelopes, stored where cosign looks (the sha256-DIGEST.att tag); check with stratum verify-attestation',
     )
+    .option(
+      '--call <name[,format=json]>',
+      "what to do instead of building: check (BuildKit's build checks), outline (the build args, secrets and ssh a target uses), targets (the stages); build is the default",
+    )
+    .option('--check', 'shorthand for --call=check: run the build checks, build nothing, exit 1 on a warning')
+    .addOption(
+      new Option('--format <format>', 'output of --call: text (as buildx prints it) or json').choices([
+        'text',
+        'json',
+      ]),
+    )
     .action(async (contextArg: string, opts: BuildFlags) => {
+      const call = parseCallFlag(opts.check === true ? 'check' : (opts.call ?? 'build'), opts.format);
       const fromStdin = contextArg === '-';
       const contextDir = resolve(fromStdin ? '.' : contextArg);
       if (!fromStdin) {
@@ -249,6 +264,25 @@ export function registerBuild(program: Command): void {
           );
         }
         dockerfile = read.content;
+      }
+      if (call.name !== 'build') {
+        if (dockerfile === undefined)
+          throw new StratumError(
+            'USAGE',
+            `--call ${call.name}: needs a context directory or -f FILE, not a context on standard input`,
+          );
+        const answer = await runCall(call, {
+          dockerfile,
+          file: opts.file === undefined || opts.file === '-' ? 'Dockerfile' : opts.file,
+          contextDir,
+          ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+          buildArgs: parseBuildArgs(opts.buildArg),
+          ...(opts.target === undefined ? {} : { target: opts.target }),
+          ...(opts.platform === undefined ? {} : { platform: opts.platform }),
+        });
+        process.stdout.write(answer.text);
+        process.exitCode = answer.exitCode;
+        return;
       }
       const controller = new AbortController();
       const stopListening = abortOnSignals(controller, 'build');
@@ -308,6 +342,9 @@ export function registerBuild(program: Command): void {
             : {}),
         });
         render.finish();
+        // buildx's summary of the check warnings, after the progress (none in quiet mode).
+        if (opts.quiet !== true && opts.progress !== 'quiet' && opts.progress !== 'json')
+          process.stderr.write(formatWarningSummary(result.checkWarnings));
         if (result.written.length === 0 && opts.quiet !== true) {
           process.stderr.write('warning: no -t or --output given: the image was built but not saved\n');
         }
@@ -377,4 +414,7 @@ interface BuildFlags {
   readonly sbom?: string;
   readonly attest: string[];
   readonly signKey?: string;
+  readonly call?: string;
+  readonly check?: boolean;
+  readonly format?: 'text' | 'json';
 }

@@ -1,21 +1,21 @@
-import { lstat, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
-import { fsPath } from '../oci/file-names.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
 import type { BuildContext } from './build-context.js';
 import type { KeyComponent } from '../cache/key.js';
-import type { EntryMeta, LayerChange } from '../snapshot/index.js';
 import {
   applyCopy,
+  checkoutGit,
   digestSources,
-  normalizeDest,
+  displayGitSource,
+  parseGitSource,
   planAdd,
   planCopy,
-  resolveInRoot,
+  resolveGitRef,
 } from './context/index.js';
-import type { CopyPlan, Owner, SourceRoot } from './context/index.js';
+import type { CopyPlan, GitSource, Owner, SourceRoot } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
 import { fromName, sourceIdentity, sourceRootfs } from './run-step.js';
@@ -38,7 +38,16 @@ export async function copyStep(
   const expand = (text: string): string =>
     expandWord(text, env.lookup, { escapeChar: build.escapeChar, where });
   const verb = instruction.kind === 'copy' ? 'COPY' : 'ADD';
-  const sources = instruction.sources.map(expand);
+  const expanded = instruction.sources.map(expand);
+  // ADD's git sources are fetched at the resolved commit; the rest go through the context.
+  const gitSources: { readonly index: number; readonly source: GitSource }[] = [];
+  if (instruction.kind === 'add') {
+    for (const [index, text] of expanded.entries()) {
+      const source = parseGitSource(text);
+      if (source !== undefined) gitSources.push({ index, source });
+    }
+  }
+  const sources = expanded.filter((_, index) => !gitSources.some((git) => git.index === index));
   const dest = expand(instruction.destination);
   const chown = instruction.chown === undefined ? undefined : expand(instruction.chown);
   const chmod = instruction.chmod === undefined ? undefined : expand(instruction.chmod);
@@ -68,7 +77,11 @@ export async function copyStep(
       ...(parents ? ['--parents'] : []),
       ...(chown === undefined ? [] : [`--chown=${chown}`]),
       ...(chmod === undefined ? [] : [`--chmod=${chmod}`]),
-      ...sources,
+      // Git sources without credentials: history never shows a password.
+      ...expanded.map((text, index) => {
+        const git = gitSources.find((entry) => entry.index === index);
+        return git === undefined ? text : displayGitSource(git.source);
+      }),
       ...instruction.inlineSources.map((inline) => `<<${inline.path}`),
       dest,
     ].join(' '),
@@ -92,8 +105,10 @@ export async function copyStep(
     if (instruction.kind === 'add') {
       return planAdd({
         ...common,
-        ...(instruction.checksum === undefined ? {} : { checksum: expand(instruction.checksum) }),
-        keepGitDir: instruction.keepGitDir,
+        ...(instruction.checksum === undefined || gitSources.length > 0
+          ? {}
+          : { checksum: expand(instruction.checksum) }),
+        ...(instruction.unpack === undefined ? {} : { unpack: instruction.unpack }),
         tmpDir: await build.workspace.dir('add'),
       });
     }
@@ -153,14 +168,80 @@ export async function copyStep(
       );
     }
   }
+  if (instruction.kind === 'add') {
+    for (const { index, source: parsed } of gitSources) {
+      const checksum = instruction.checksum === undefined ? undefined : expand(instruction.checksum);
+      if (checksum !== undefined && parsed.checksum !== undefined && checksum !== parsed.checksum)
+        throw new StratumError(
+          'BUILD_FAILED',
+          `${where}: checksum mismatch "${checksum}" != "${parsed.checksum}"`,
+        );
+      if (
+        parsed.keepGitDir !== undefined &&
+        instruction.flags.some((flag) => flag.startsWith('--keep-git-dir')) &&
+        parsed.keepGitDir !== instruction.keepGitDir
+      )
+        throw new StratumError('BUILD_FAILED', `${where}: inconsistent keep-git-dir configuration`);
+      const source: GitSource = checksum === undefined ? parsed : { ...parsed, checksum };
+      const keepGitDir = parsed.keepGitDir ?? instruction.keepGitDir;
+      const gitOptions = {
+        ...(build.signal ? { signal: build.signal } : {}),
+        ...(build.ssh.get('default') === undefined ? {} : { sshAuthSock: build.ssh.get('default')! }),
+      };
+      // Only the ref's resolution happens before the cache lookup: a hit fetches nothing.
+      const resolved = await resolveGitRef(source, gitOptions);
+      components.push({
+        name: `git source ${index}`,
+        value: [
+          `${source.display}#${resolved.object}`,
+          resolved.object === resolved.commit ? '' : `commit=${resolved.commit}`,
+          source.subdir === '' ? '' : `subdir=${source.subdir}`,
+          keepGitDir ? 'keep-git-dir' : '',
+          source.submodules ? '' : 'no-submodules',
+          source.mtime === 'commit' ? 'mtime=commit' : '',
+        ]
+          .filter((part) => part !== '')
+          .join(' '),
+      });
+      plans.push(async () => {
+        const dir = await checkoutGit(
+          source,
+          resolved,
+          await build.workspace.dir('git'),
+          keepGitDir,
+          gitOptions,
+        );
+        const plan = await planCopy({
+          sources: ['.'],
+          dest,
+          workdir,
+          root: { kind: 'rootfs', dir, name: `git repository ${displayGitSource(source)}` },
+          instruction: 'ADD',
+          ...(build.signal ? { signal: build.signal } : {}),
+        });
+        // As BuildKit: a checkout's files belong to root unless --chown says otherwise.
+        return { ...plan, entries: plan.entries.map(({ owner: _owner, ...entry }) => entry) };
+      });
+    }
+  }
   if (chown !== undefined && numericOwner === undefined) components.push({ name: 'chown', value: chown });
 
-  const destination = normalizeDest(dest, workdir).dest;
+  // --link, as BuildKit has it (MergeOp): the copy goes onto an empty directory that becomes a
+  // layer of its own, whatever is below. There is no /etc/passwd to read a --chown name from:
+  // BuildKit fails on one other than root (moby/buildkit#2987), with an opaque message.
+  // BuildKit makes a plain copy when --chmod is given, and so does stratum.
+  const independent = instruction.link && chmod === undefined;
+  if (independent && chown !== undefined && numericOwner === undefined && !/^root(:root|:0)?$/.test(chown)) {
+    throw new StratumError(
+      'BUILD_FAILED',
+      `${where}: ${verb} --link --chown=${chown}: a linked layer is made apart from the image, with no /etc/passwd or /etc/group to look names up in; use numeric ids (--chown=UID:GID) or drop --link`,
+    );
+  }
   return {
     components,
     createdBy,
     ...(files === undefined ? {} : { files }),
-    unchangedLayer: (rootfs) => destinationOnlyChanges(rootfs, destination),
+    ...(independent ? { independent } : {}),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
       const rootless = await build.rootfsFactory.rootlessOwners();
@@ -189,32 +270,4 @@ function ownerOptions(
   chmod: string | undefined,
 ): { chown?: Owner; chmod?: string } {
   return { ...(owner === undefined ? {} : { chown: owner }), ...(chmod === undefined ? {} : { chmod }) };
-}
-
-/**
- * The classic builder commits a layer for every COPY/ADD, even one that changed nothing (an
- * empty directory copied onto an existing one): it holds the destination directory and its
- * parents, as the overlay upper directory does after the copy touched them. BuildKit commits
- * an empty layer instead; stratum follows the classic builder.
- */
-async function destinationOnlyChanges(rootfs: string, destination: string): Promise<LayerChange[]> {
-  const inRoot = (await resolveInRoot(rootfs, destination, { followFinal: true })).inRoot;
-  const parts = inRoot.split('/').filter((part) => part !== '');
-  const changes: LayerChange[] = [];
-  for (let depth = 1; depth <= parts.length; depth++) {
-    const path = parts.slice(0, depth).join('/');
-    const st = await lstat(fsPath(join(rootfs, path)), { bigint: true });
-    if (!st.isDirectory()) return [];
-    const meta: EntryMeta = {
-      type: 'dir',
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      size: 0,
-      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
-      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
-    };
-    changes.push(depth === parts.length ? { kind: 'modified', path, meta } : { kind: 'parent', path, meta });
-  }
-  return changes;
 }

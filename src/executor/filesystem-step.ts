@@ -2,7 +2,7 @@ import { formatPlatform } from '../oci/platform.js';
 import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
 import type { Digest } from '../oci/types.js';
-import { isEmptyDiff, writeLayer } from '../snapshot/index.js';
+import { writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import type { BuildContext } from './build-context.js';
 import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
@@ -49,8 +49,12 @@ export async function filesystemStep(
 ): Promise<{ readonly outcome: StepOutcome; readonly at: StepPosition }> {
   let { state, created } = at;
   const components: KeyComponent[] = [
-    { name: PARENT_KEY, value: at.key },
-    { name: LAYERS_BELOW, value: chainId(state.layers.map((layer) => layer.diffId)) },
+    ...(action.independent === true
+      ? []
+      : [
+          { name: PARENT_KEY, value: at.key },
+          { name: LAYERS_BELOW, value: chainId(state.layers.map((layer) => layer.diffId)) },
+        ]),
     // The variant too: arm/v6 and arm/v7 layers differ (normalised: arm64 has none, amd64 none).
     { name: 'platform', value: formatPlatform(state.platform) },
     { name: 'instruction', value: action.instruction ?? action.createdBy },
@@ -58,6 +62,15 @@ export async function filesystemStep(
     ...compressionComponents(compressionName(build.compression)),
   ];
   const key = cacheKey(components);
+  // What the next step chains from. An independent step's own key leaves the parent out, but
+  // the steps after it still build on that parent (its config, its layers).
+  const nextKey =
+    action.independent === true
+      ? cacheKey([
+          { name: PARENT_KEY, value: at.key },
+          { name: 'linked layer', value: key.digest },
+        ]).digest
+      : key.digest;
   const stepId = `${step.stage}/${step.index}`;
   build.current.set(stepId, {
     key: key.digest,
@@ -91,34 +104,41 @@ export async function filesystemStep(
     else state = withLayer(state, entry.layer, entry.createdBy, created);
     return {
       outcome: 'cached',
-      at: { state, key: key.digest, created, previousStepMissed: at.previousStepMissed },
+      at: { state, key: nextKey, created, previousStepMissed: at.previousStepMissed },
     };
   }
   const previousStepMissed = `step ${step.index} missed`;
   created = build.created;
 
-  const rootfs = await stageRootfs.sync(state.layers, build.signal);
-  await stageRootfs.prepare(build.signal);
-  await action.execute(rootfs);
-  // Read before the commit: the overlay snapshotter unmounts the step's view when it commits.
-  const unchanged = action.unchangedLayer === undefined ? [] : await action.unchangedLayer(rootfs);
-  let diff = await stageRootfs.commit(build.signal);
-  if (isEmptyDiff(diff) && unchanged.length > 0) diff = { ...diff, changes: unchanged };
-  let layer: LayerRef | null = null;
-  if (isEmptyDiff(diff)) {
-    state = withEmptyHistory(state, action.createdBy, build.created);
-  } else {
-    const mapOwner = await layerOwners();
-    const written = await writeLayer(diff, build.blobs, {
-      ...(mapOwner === undefined ? {} : { mapOwner }),
-      ...(build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: build.sourceDateEpoch }),
-      ...(build.signal ? { signal: build.signal } : {}),
-      compression: build.compression,
-    });
+  const mapOwner = await layerOwners();
+  const layerOptions = {
+    ...(mapOwner === undefined ? {} : { mapOwner }),
+    ...(build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: build.sourceDateEpoch }),
+    ...(build.signal ? { signal: build.signal } : {}),
+    compression: build.compression,
+  };
+  let layer: LayerRef;
+  let entries: number;
+  if (action.independent === true) {
+    // Nothing below is read or written: the next step's rootfs gets the layer when it syncs.
+    const dir = await build.workspace.dir('link');
+    await action.execute(dir);
+    const written = await writeDirectoryLayer(dir, build.blobs, layerOptions);
     layer = { descriptor: written.descriptor, diffId: written.diffId };
-    state = withLayer(state, layer, action.createdBy, build.created);
+    entries = written.entries;
+  } else {
+    const rootfs = await stageRootfs.sync(state.layers, build.signal);
+    await stageRootfs.prepare(build.signal);
+    await action.execute(rootfs);
+    const diff = await stageRootfs.commit(build.signal);
+    // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
+    // rule: RUN, COPY, ADD and WORKDIR below / are never empty history entries).
+    const written = await writeLayer(diff, build.blobs, layerOptions);
+    layer = { descriptor: written.descriptor, diffId: written.diffId };
+    entries = diff.changes.length;
     await stageRootfs.recordLayerApplied(layer, undoRecord(diff));
   }
+  state = withLayer(state, layer, action.createdBy, build.created);
   const newEntry = {
     key: key.digest,
     layer,
@@ -128,11 +148,8 @@ export async function filesystemStep(
   };
   await build.cache.put(newEntry);
   build.cache.record(newEntry);
-  const outcome: StepOutcome =
-    layer === null
-      ? 'none'
-      : { digest: layer.descriptor.digest, size: layer.descriptor.size, entries: diff.changes.length };
-  return { outcome, at: { state, key: key.digest, created, previousStepMissed } };
+  const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
+  return { outcome, at: { state, key: nextKey, created, previousStepMissed } };
 }
 
 /**

@@ -14,8 +14,9 @@ export interface ImageState {
   readonly history: readonly History[];
 }
 
+/** FROM scratch: BuildKit's empty image has WorkingDir "/" (dockerfile2llb emptyImage). */
 export function scratchState(platform: Platform): ImageState {
-  return { platform, config: {}, layers: [], history: [] };
+  return { platform, config: { WorkingDir: '/' }, layers: [], history: [] };
 }
 
 /** The PATH both Docker builders give an image whose base sets none (Linux). */

@@ -154,18 +154,9 @@ export function metadataChange(instruction: MetadataInstruction, scope: Metadata
         ...(instruction.startInterval ? { StartInterval: instruction.startInterval } : {}),
         ...(instruction.retries ? { Retries: instruction.retries } : {}),
       };
-      // The classic builder's commit fills the fields a HEALTHCHECK leaves unset (0) from the
-      // healthcheck before it (BuildKit replaces it whole); the history shows them as written.
-      const before = config.Healthcheck;
-      const merged: HealthConfig = {
-        Test: health.Test ?? [],
-        ...pickSet('Interval', health, before),
-        ...pickSet('Timeout', health, before),
-        ...pickSet('StartPeriod', health, before),
-        ...pickSet('StartInterval', health, before),
-        ...pickSet('Retries', health, before),
-      };
-      return { configPatch: { Healthcheck: merged }, createdBy: healthcheckCreatedBy(health) };
+      // BuildKit replaces the healthcheck whole: fields left unset stay unset (moby's classic
+      // commit filled them from the healthcheck before, even under HEALTHCHECK NONE).
+      return { configPatch: { Healthcheck: health }, createdBy: healthcheckCreatedBy(health) };
     }
     case 'onbuild':
       return {
@@ -242,16 +233,4 @@ function commandLine(
   if (form === 'exec') return [...command];
   const shell = config.Shell ?? ['/bin/sh', '-c'];
   return [...shell, command.join(' ')];
-}
-
-type HealthNumber = 'Interval' | 'Timeout' | 'StartPeriod' | 'StartInterval' | 'Retries';
-
-/** `{ [field]: value }` from the new healthcheck when set (non-zero), else from the one before. */
-function pickSet(
-  field: HealthNumber,
-  health: HealthConfig,
-  before: HealthConfig | undefined,
-): Partial<Record<HealthNumber, number>> {
-  const value = health[field] || before?.[field];
-  return value ? { [field]: value } : {};
 }

@@ -3,7 +3,7 @@
 // ssh) with its key component; splitting the mounts out would split one key across modules.
 import { execFile } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { expandWord, parseMountSpec } from '../parser/index.js';
@@ -26,6 +26,7 @@ import type { StepRef } from './progress.js';
 import { defaultPath, privateResolvConf, runInSandbox, type SandboxMount } from './sandbox/index.js';
 import type { StepAction, StepEnv } from './step.js';
 import { resolveUser } from './users.js';
+import { acquireCacheMount } from './cache-mounts.js';
 
 const OUTPUT_TAIL_LINES = 20;
 
@@ -164,68 +165,74 @@ export async function runStep(
       // Docker creates the working directory when the container starts; it lands in this layer.
       await mkdirInRoot(rootfs, workdir);
       const scratch = await build.workspace.dir('run');
-      const mounts = await sandboxMounts(build, env, mountSpecs, scratch, where, environment);
-      // BuildKit leaves the directories its mount points needed in the layer: a directory
-      // mount's target, and the parents of a file mount's target (the file itself goes).
-      for (const mount of mounts) {
-        const isDirectory =
-          mount.kind === 'tmpfs' || (mount.kind === 'bind' && (await isDirectoryPath(mount.source)));
-        await mkdirInRoot(rootfs, isDirectory ? mount.target : posix.dirname(mount.target));
-      }
-      for (const script of heredocScripts) {
-        const file = join(scratch, `heredoc-${script.name}`);
-        await writeFile(file, script.content);
-        await chmod(file, 0o755); // whatever stratum's own umask is
-        mounts.push({ kind: 'bind', source: file, target: heredocPath(script.name), readonly: true });
-      }
-      for (const volume of Object.keys(config.Volumes ?? {})) {
-        mounts.push(await volumeMount(rootfs, volume, scratch));
-      }
-
-      // Under proot there is no network namespace: the default network is the container's own.
-      const isolation = (await build.isolation()).mode;
-      const stepNetwork = isolation === 'proot' && network === 'default' ? 'host' : network;
+      // Cache mounts in use until the command ends (sharing=locked and private hold a lock).
+      const releases: (() => Promise<void>)[] = [];
       const tail: string[] = [];
       let partial = '';
-      const result = await runInSandbox(
-        {
-          rootfs,
-          argv,
-          env: environment,
-          cwd: workdir,
-          uid: resolved.uid,
-          gid: resolved.gid,
-          additionalGids: resolved.additionalGids,
-          hostname,
-          network: stepNetwork,
-          ...(insecure ? { insecure: true } : {}),
-          mounts,
-          etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${build.extraHosts.map(({ host, ip }) => `${ip}\t${host}\n`).join('')}`,
-          ...(build.shmSize === undefined ? {} : { shmSize: build.shmSize }),
-          ulimits: build.ulimits,
-          etcResolvConf:
-            stepNetwork === 'host'
-              ? await hostResolvConf()
-              : stepNetwork === 'default'
-                ? privateResolvConf(await hostResolvConf())
-                : '',
-          etcHostname: `${hostname}\n`,
-        },
-        {
-          ...(build.signal ? { signal: build.signal } : {}),
-          scratchParent: scratch,
-          searchableRoot: build.workspace.root,
-          isolation,
-          onOutput: (chunk, stream) => {
-            const text = chunk.toString('utf8');
-            build.emit({ kind: 'step-output', step, stream, text });
-            const lines = (partial + text).split('\n');
-            partial = lines.pop() ?? '';
-            tail.push(...lines);
-            if (tail.length > OUTPUT_TAIL_LINES) tail.splice(0, tail.length - OUTPUT_TAIL_LINES);
+      let result: Awaited<ReturnType<typeof runInSandbox>>;
+      try {
+        const mounts = await sandboxMounts(build, env, mountSpecs, scratch, where, environment, releases);
+        // BuildKit leaves the directories its mount points needed in the layer: a directory
+        // mount's target, and the parents of a file mount's target (the file itself goes).
+        for (const mount of mounts) {
+          const isDirectory =
+            mount.kind === 'tmpfs' || (mount.kind === 'bind' && (await isDirectoryPath(mount.source)));
+          await mkdirInRoot(rootfs, isDirectory ? mount.target : posix.dirname(mount.target));
+        }
+        for (const script of heredocScripts) {
+          const file = join(scratch, `heredoc-${script.name}`);
+          await writeFile(file, script.content);
+          await chmod(file, 0o755); // whatever stratum's own umask is
+          mounts.push({ kind: 'bind', source: file, target: heredocPath(script.name), readonly: true });
+        }
+        // VOLUME is metadata only, as in BuildKit: what a RUN writes below a declared volume stays
+        // in the image (moby's classic builder mounted an anonymous volume there and dropped it).
+
+        // Under proot there is no network namespace: the default network is the container's own.
+        const isolation = (await build.isolation()).mode;
+        const stepNetwork = isolation === 'proot' && network === 'default' ? 'host' : network;
+        result = await runInSandbox(
+          {
+            rootfs,
+            argv,
+            env: environment,
+            cwd: workdir,
+            uid: resolved.uid,
+            gid: resolved.gid,
+            additionalGids: resolved.additionalGids,
+            hostname,
+            network: stepNetwork,
+            ...(insecure ? { insecure: true } : {}),
+            mounts,
+            etcHosts: `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${build.extraHosts.map(({ host, ip }) => `${ip}\t${host}\n`).join('')}`,
+            ...(build.shmSize === undefined ? {} : { shmSize: build.shmSize }),
+            ulimits: build.ulimits,
+            etcResolvConf:
+              stepNetwork === 'host'
+                ? await hostResolvConf()
+                : stepNetwork === 'default'
+                  ? privateResolvConf(await hostResolvConf())
+                  : '',
+            etcHostname: `${hostname}\n`,
           },
-        },
-      );
+          {
+            ...(build.signal ? { signal: build.signal } : {}),
+            scratchParent: scratch,
+            searchableRoot: build.workspace.root,
+            isolation,
+            onOutput: (chunk, stream) => {
+              const text = chunk.toString('utf8');
+              build.emit({ kind: 'step-output', step, stream, text });
+              const lines = (partial + text).split('\n');
+              partial = lines.pop() ?? '';
+              tail.push(...lines);
+              if (tail.length > OUTPUT_TAIL_LINES) tail.splice(0, tail.length - OUTPUT_TAIL_LINES);
+            },
+          },
+        );
+      } finally {
+        for (const release of releases) await release();
+      }
       if (partial !== '') tail.push(partial);
       if (result.exitCode !== 0) {
         const how =
@@ -285,7 +292,12 @@ async function mountKey(
   const name = `mount ${mountTarget(mount)}`;
   switch (mount.type) {
     case 'cache':
-      return { component: { name, value: `cache id=${mount.id ?? mount.target} sharing=${mount.sharing}` } };
+      return {
+        component: {
+          name,
+          value: `cache id=${mount.id ?? mount.target} sharing=${mount.sharing} uid=${mount.uid ?? 0} gid=${mount.gid ?? 0} mode=${(mount.mode ?? 0o755).toString(8)}`,
+        },
+      };
     case 'secret':
       return {
         component: {
@@ -335,6 +347,7 @@ async function sandboxMounts(
   scratch: string,
   where: string,
   environment: string[],
+  releases: (() => Promise<void>)[],
 ): Promise<SandboxMount[]> {
   const mounts: SandboxMount[] = [];
   let sshIndex = 0;
@@ -348,28 +361,24 @@ async function sandboxMounts(
         });
         break;
       case 'cache': {
-        const id = spec.id ?? spec.target;
-        const dir = join(build.cacheMountsDir, createHash('sha256').update(id).digest('hex').slice(0, 32));
-        const owner = { uid: spec.uid ?? 0, gid: spec.gid ?? 0 };
-        // Rootless, root is ourselves and other owners are those the build's user namespace
-        // maps (refused, naming what is missing, where it maps none).
-        const rootless = await build.rootfsFactory.rootlessOwners();
-        if (rootless !== undefined && (owner.uid !== 0 || owner.gid !== 0)) rootless.check(owner);
-        let created = false;
-        try {
-          await stat(dir);
-        } catch {
-          await mkdir(dir, { recursive: true });
-          created = true;
-        }
-        if (created) {
-          const mode = spec.mode ?? 0o755;
-          await chmod(dir, mode);
-          if (rootless === undefined) await chown(dir, owner.uid, owner.gid);
-          else if (owner.uid !== 0 || owner.gid !== 0)
-            await rootless.give([{ op: 'chown', path: dir, ...owner, mode }]);
-        }
-        mounts.push({ kind: 'bind', source: dir, target: spec.target, readonly: spec.readOnly });
+        const use = await acquireCacheMount(
+          build.cacheMountsDir,
+          {
+            id: spec.id ?? spec.target,
+            uid: spec.uid ?? 0,
+            gid: spec.gid ?? 0,
+            mode: spec.mode ?? 0o755,
+            sharing: spec.sharing,
+          },
+          {
+            ...(build.signal ? { signal: build.signal } : {}),
+            ...((await build.rootfsFactory.rootlessOwners()) === undefined
+              ? {}
+              : { rootless: (await build.rootfsFactory.rootlessOwners())! }),
+          },
+        );
+        releases.push(use.release);
+        mounts.push({ kind: 'bind', source: use.dir, target: spec.target, readonly: spec.readOnly });
         break;
       }
       case 'secret': {
@@ -510,18 +519,6 @@ export async function sourceRootfs(
   } finally {
     await image.close();
   }
-}
-
-/**
- * VOLUME: the classic builder mounts an anonymous volume at each declared path for later RUNs.
- * The directory is created in the image (it shows in the RUN's layer), but what the command
- * writes below it is discarded. A copy of the directory's content is bound there.
- */
-async function volumeMount(rootfs: string, volume: string, scratch: string): Promise<SandboxMount> {
-  const hostDir = await mkdirInRoot(rootfs, volume);
-  const copy = join(scratch, `volume-${createHash('sha256').update(volume).digest('hex').slice(0, 12)}`);
-  await copyTree(hostDir, copy, true, `VOLUME ${volume}`);
-  return { kind: 'bind', source: copy, target: volume, readonly: false };
 }
 
 /**

@@ -1,4 +1,6 @@
+import { lchown } from 'node:fs/promises';
 import { setImmediate as eventLoopTurn } from 'node:timers/promises';
+import { fsPath } from '../oci/file-names.js';
 import { StratumError, wrap } from '../errors.js';
 import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
@@ -15,6 +17,7 @@ import type { StepRef } from './progress.js';
 import type { StageRootfs } from './rootfs.js';
 import { runStep } from './run-step.js';
 import { copyStep } from './copy-step.js';
+import { resolveChown } from './users.js';
 import type { StepAction, StepEnv, StepOutcome } from './step.js';
 
 /**
@@ -162,9 +165,15 @@ export class StageRunner {
     }
   }
 
-  private metadata(step: StepRef, createdBy: string, change?: ConfigChange, rollsKey = true): StepOutcome {
+  private metadata(
+    step: StepRef,
+    createdBy: string,
+    change?: ConfigChange,
+    rollsKey = true,
+    inHistory = true,
+  ): StepOutcome {
     if (change !== undefined) this.image.apply(change);
-    this.image.addEmptyHistory(createdBy, this.created ?? this.build.created);
+    if (inHistory) this.image.addEmptyHistory(createdBy, this.created ?? this.build.created);
     if (!rollsKey) return 'none';
     // Metadata changes the config, so later steps build on a different parent (as in Docker's
     // classic builder). ARG is the exception: its value reaches the keys where it is used.
@@ -217,7 +226,8 @@ export class StageRunner {
         });
         if (instruction.kind === 'cmd') this.cmdSet = true;
         if (change.author !== undefined) this.image.setAuthor(change.author);
-        return this.metadata(step, change.createdBy, change);
+        // BuildKit records no history entry for ONBUILD (moby's classic builder did).
+        return this.metadata(step, change.createdBy, change, true, instruction.kind !== 'onbuild');
       }
     }
   }
@@ -258,13 +268,24 @@ export class StageRunner {
     );
     this.image.apply({ configPatch });
     if (directory === '/') return this.metadata(step, createdBy);
-    // The classic builder creates the directory (owned by root) and keeps a layer only when that
-    // changed something: an existing directory gives an empty history entry.
+    // BuildKit's WORKDIR is a mkdir -p as the stage's USER (an existing directory is left as it
+    // is), committed as a layer even when that changed nothing.
+    const user = this.image.scalarConfig.User ?? '';
     return this.filesystemStep(step, {
       components: [{ name: 'workdir', value: workdir }],
       createdBy,
       execute: async (rootfs) => {
-        await mkdirInRoot(rootfs, directory);
+        const owner = user === '' ? { uid: 0, gid: 0 } : await resolveChown(rootfs, user);
+        const rootless = await this.build.rootfsFactory.rootlessOwners();
+        const created: string[] = [];
+        await mkdirInRoot(rootfs, directory, owner, async (path, { uid, gid }) => {
+          if (rootless === undefined || (uid === 0 && gid === 0)) await lchown(fsPath(path), uid, gid);
+          else created.push(path);
+        });
+        if (created.length > 0 && rootless !== undefined) {
+          rootless.check(owner);
+          await rootless.give(created.map((path) => ({ op: 'chown', path, ...owner, mode: 0o755 })));
+        }
       },
     });
   }

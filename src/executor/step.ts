@@ -1,7 +1,6 @@
 import type { KeyComponent } from '../cache/key.js';
 import type { ExplainStep } from './build-context.js';
 import type { ImageState } from './image-state.js';
-import type { LayerChange } from '../snapshot/index.js';
 
 /**
  * The contract between the stage runner and the filesystem steps (RUN, COPY, ADD, WORKDIR):
@@ -32,12 +31,12 @@ export interface StepAction {
   /** For RUN: the files each context bind mount shows, by key component name. */
   readonly mountFiles?: ExplainStep['mountFiles'];
   /**
-   * When the step changes nothing: the entries to commit anyway (COPY/ADD, as the classic
-   * builder does), read from the step's rootfs before the commit. Without it, such a step gets
-   * an empty history entry.
+   * COPY/ADD --link (BuildKit's MergeOp): `execute` runs on an empty directory instead of the
+   * rootfs, and that directory becomes the layer, stacked on whatever is below. The key leaves
+   * the parent out, so the same step over a changed base is a hit and gives the same layer.
    */
-  readonly unchangedLayer?: (rootfs: string) => Promise<readonly LayerChange[]>;
-  /** Does the work on the materialised rootfs. */
+  readonly independent?: boolean;
+  /** Does the work on the materialised rootfs (an empty directory when `independent`). */
   readonly execute: (rootfs: string) => Promise<void>;
 }
 

@@ -8,13 +8,13 @@ import { existingPathInRoot } from './sandbox/root-path.js';
  * /etc/passwd and /etc/group (read chroot-style: a symlinked /etc/passwd in the image can never
  * make us read the host's), never the host's.
  *
- * USER follows runc's GetExecUser (used by the classic builder and BuildKit alike):
+ * USER follows runc's GetExecUser, as BuildKit calls it:
  * - `user` / `uid`, optionally `:group` / `:gid`; the empty spec means uid 0.
  * - A numeric user is always a uid (never a name); one missing from passwd is allowed and gets
  *   gid 0 and HOME `/` (runc's defaults). A name missing from passwd is an error.
- * - Without an explicit group, gid is the passwd entry's and the supplementary groups are the
- *   primary gid plus those of /etc/group that list the user's name; with an explicit group they
- *   are the primary gid alone (moby's getUser adds it in every case).
+ * - Without an explicit group, gid is the passwd entry's and the supplementary groups are those
+ *   of /etc/group that list the user's name, the primary gid first unless among them; with an
+ *   explicit group they are the primary gid alone.
  * - HOME is the passwd entry's home field ("/" when the user has no entry).
  */
 export interface ResolvedUser {
@@ -78,24 +78,23 @@ export async function resolveUser(rootfs: string, userSpec: string): Promise<Res
     const groups = await readGroup(rootfs);
     members = groups.filter((group) => group.members.includes(match.name)).map((group) => group.gid);
   }
-  // moby's getUser (the classic builder's RUN) always starts the supplementary groups with the
-  // primary gid, whatever the spec, then appends runc's Sgids (measured with Docker 20.10 too).
-  // Duplicates are dropped: setgroups(2) and `id -G` do not show them apart.
-  const additionalGids = [...new Set([gid, ...members])];
+  // BuildKit (executor/oci/user.go, since moby/buildkit#3651, v0.12) passes runc's Sgids (the
+  // groups naming the user, for USER without a group) and puts the primary gid first unless it is
+  // among them (containerd's ensureAdditionalGids). BuildKit 0.8 (Docker 20.10) passed none.
+  const additionalGids = members.includes(gid) ? [...new Set(members)] : [gid, ...new Set(members)];
   return { uid, gid, additionalGids, home };
 }
 
 /**
- * COPY/ADD --chown. The classic builder (stratum's reference) uses the user part as the group
- * when no group is given: `--chown=10` is 10:10 and `--chown=app` is app's uid with the gid of the
- * GROUP named app (an error when there is none). BuildKit instead takes a named user's primary
- * gid from passwd; pass `{ builder: 'buildkit' }` for that rule. Numbers are never looked up.
+ * COPY/ADD --chown, and the owner of the directories WORKDIR creates (the stage's USER), as
+ * BuildKit reads them (solver/llbsolver/ops/user_linux.go readUser): a number is itself and,
+ * without a group, also the gid (`--chown=10` is 10:10); a name is looked up in the image's
+ * /etc/passwd and gives that user's uid and primary gid, or 0:0 when there is no such user (BuildKit
+ * does not fail); a group name found in /etc/group replaces the gid, one not found leaves it.
+ * moby's classic builder differed (it failed on unknown names, and took the gid of the GROUP
+ * named like the user).
  */
-export async function resolveChown(
-  rootfs: string,
-  spec: string,
-  options: { readonly builder?: 'classic' | 'buildkit' } = {},
-): Promise<ResolvedOwner> {
+export async function resolveChown(rootfs: string, spec: string): Promise<ResolvedOwner> {
   const parts = spec.split(':');
   if (parts.length > 2 || parts[0] === '') {
     throw new StratumError(
@@ -107,27 +106,25 @@ export async function resolveChown(
   const groupArg = parts[1];
   const what = `--chown=${spec}`;
 
-  let uid: number;
-  let primaryGid: number | undefined;
+  let uid = 0;
+  let gid = 0;
   const numericUid = parseId(userArg);
   if (numericUid !== undefined) {
     uid = checkRange(numericUid, what);
+    gid = uid;
   } else {
     const entry = (await readPasswd(rootfs)).find((candidate) => candidate.name === userArg);
-    if (entry === undefined) {
-      throw new StratumError(
-        'NOT_FOUND',
-        `${what}: can't find uid for user ${userArg}: no such user in the image's /etc/passwd`,
-      );
-    }
-    uid = entry.uid;
-    primaryGid = entry.gid;
+    if (entry !== undefined) ({ uid, gid } = entry);
   }
-
-  // `user:` asks for the group named "" as Docker does, which fails the same way.
-  if (groupArg !== undefined) return { uid, gid: await lookupGroup(rootfs, groupArg, what) };
-  if (options.builder === 'buildkit') return { uid, gid: primaryGid ?? uid };
-  return { uid, gid: await lookupGroup(rootfs, userArg, what) };
+  if (groupArg !== undefined) {
+    const numericGid = parseId(groupArg);
+    if (numericGid !== undefined) gid = checkRange(numericGid, what);
+    else {
+      const entry = (await readGroup(rootfs)).find((group) => group.name === groupArg);
+      if (entry !== undefined) gid = entry.gid;
+    }
+  }
+  return { uid, gid };
 }
 
 async function lookupGroup(rootfs: string, groupArg: string, what: string): Promise<number> {

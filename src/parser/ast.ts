@@ -213,14 +213,24 @@ export function parseAst(source: string | Uint8Array, file: string): AstParse {
   };
 
   const count = src.starts.length;
+  // BuildKit's PrevComment: the comment lines since the last instruction (an empty `#` line
+  // starts over, a directive is not one), given to the next instruction for descriptions and
+  // per-instruction `# check=` settings.
+  let comments: string[] = [];
   for (let i = 0; i < count; i++) {
     const raw = lineText(src, i);
     const trimmed = trimLeftSpace(raw);
+    if (trimmed.startsWith('#')) {
+      const comment = raw.slice(1).trim();
+      comments = comment === '' ? [] : [...comments, comment];
+    }
+    const directiveCount = directives.length;
     const bad = directive(trimmed, i + 1);
     if (bad !== undefined) {
       error(bad, { line: i + 1, column: 1 });
       return finish(escape);
     }
+    if (directives.length > directiveCount) comments = comments.slice(0, -1);
     const startLine = i + 1;
     const [first, firstEnd] = trimContinuation(trimmed.startsWith('#') ? '' : trimmed);
     let endOfLine = firstEnd;
@@ -262,6 +272,8 @@ export function parseAst(source: string | Uint8Array, file: string): AstParse {
       });
     }
 
+    const prevComments = comments;
+    comments = [];
     let built: Built;
     try {
       built = buildNode(line, escape, 0);
@@ -322,6 +334,7 @@ export function parseAst(source: string | Uint8Array, file: string): AstParse {
         heredocs: withHeredocs,
         original: b.node.original,
         location,
+        ...(prevComments.length > 0 && b === built ? { comments: prevComments } : {}),
       };
       positions.set(node, {
         keyword: kw,

@@ -113,6 +113,7 @@ function base(node: AstNode): InstructionBase {
     original: node.original,
     flags: node.flags,
     args: node.args,
+    ...(node.comments === undefined ? {} : { comments: node.comments }),
   };
 }
 

@@ -52,7 +52,6 @@ export function parseDockerfile(source: string | Uint8Array, options: ParseOptio
   const diagnostics: Diagnostic[] = [...ast.diagnostics];
   const metaArgs: ArgInstruction[] = [];
   const stages: StageBuilder[] = [];
-  const names = new Map<string, number>();
 
   const report = (
     severity: Diagnostic['severity'],
@@ -89,30 +88,9 @@ export function parseDockerfile(source: string | Uint8Array, options: ParseOptio
       continue;
     }
     const at = pos?.keyword ?? node.location;
-    if (instruction.kind === 'maintainer') {
-      report('warning', node, at, 'MAINTAINER instruction is deprecated in favor of using label', {
-        rule: 'MaintainerDeprecated',
-        suggestion: `LABEL org.opencontainers.image.authors=${JSON.stringify(instruction.maintainer)}`,
-      });
-    }
+    // BuildKit's checks (MaintainerDeprecated, StageNameCasing, DuplicateStageName, ...) are
+    // warnings from checks.ts over this result, as BuildKit's linter runs beside its parser.
     if (instruction.kind === 'from') {
-      const name = instruction.stageName;
-      if (name !== undefined) {
-        const raw = node.args[2] ?? name;
-        if (raw !== name) {
-          report('warning', node, pos?.rest ?? at, `Stage name '${raw}' should be lowercase`, {
-            rule: 'StageNameCasing',
-          });
-        }
-        // The classic builder refuses a second stage with the same name (BuildKit 20.10 builds
-        // it and uses the last one): the reference builder's rule, with its message.
-        if (names.has(name)) {
-          report('error', node, pos?.rest ?? at, `${name} stage name already used`, {
-            rule: 'DuplicateStageName',
-          });
-        }
-        names.set(name, stages.length);
-      }
       stages.push({ index: stages.length, from: instruction, instructions: [] });
       continue;
     }

@@ -59,6 +59,11 @@ export interface AstNode {
   /** The logical line: continuations joined, comment lines removed. */
   readonly original: string;
   readonly location: SourceRange;
+  /**
+   * The comment lines right above the instruction (`#` and surrounding space removed; BuildKit's
+   * PrevComment). Absent when there are none.
+   */
+  readonly comments?: readonly string[];
 }
 
 export interface AstResult {
@@ -82,6 +87,8 @@ export interface InstructionBase {
   readonly flags: readonly string[];
   /** BuildKit's argument values for this instruction (what the AST dump prints). */
   readonly args: readonly string[];
+  /** The comment lines right above it (see AstNode.comments). */
+  readonly comments?: readonly string[];
 }
 
 export interface FromInstruction extends InstructionBase {

@@ -348,12 +348,12 @@ export async function writeDirectoryLayer(
   dir: string,
   store: BlobStore,
   options: LayerWriteOptions & { readonly exclude?: (relPath: string) => boolean } = {},
-): Promise<WrittenLayer> {
+): Promise<WrittenLayer & { readonly entries: number }> {
   const scanOptions = {
     ...(options.exclude ? { exclude: options.exclude } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   };
   const tree = await scanTree(dir, scanOptions);
   const diff = await diffSnapshots(emptySnapshot(dir), tree, dir);
-  return writeLayer(diff, store, options);
+  return { ...(await writeLayer(diff, store, options)), entries: diff.changes.length };
 }

@@ -1,19 +1,22 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffImages, formatImageDiff, openImage, type ImageDiff } from '../../src/index.js';
-import { dockerLoad } from '../helpers/base-image.js';
+import { dockerLoad, makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
 /**
- * `diff` between Docker's classic builder and stratum on the same small Dockerfile: the images
+ * `diff` between Docker's builder (BuildKit) and stratum on the same small Dockerfile: the images
  * must come out equivalent step by step, and a one-line change on Docker's side must show up as
- * exactly that difference, at that step.
+ * exactly that difference, at that step. The base has the mount points a real base has, so that
+ * Docker 20.10's BuildKit 0.8 leaves no mount stubs in RUN layers (see makeParityBaseRootfs).
  */
 
-const BASE_TAG = 'stratum-test/busybox:1';
+const BASE_TAG = 'stratum-test/busybox-diff:1';
+/** Debian's client, which has BuildKit built in. */
+const DOCKER = '/usr/bin/docker';
 
 function dockerfile(from: string, mode: string): string {
   return [
@@ -29,25 +32,32 @@ function dockerfile(from: string, mode: string): string {
 }
 
 function dockerBuild(context: string, tag: string): void {
-  const result = spawnSync('docker', ['build', '--network=none', '--no-cache', '-q', '-t', tag, context], {
-    env: { ...process.env, DOCKER_BUILDKIT: '0' },
+  const result = spawnSync(DOCKER, ['build', '--network=none', '--no-cache', '-q', '-t', tag, context], {
+    env: { ...process.env, DOCKER_BUILDKIT: '1' },
     encoding: 'utf8',
   });
   if (result.status !== 0) throw new Error(`docker build failed: ${result.stderr.trim()}`);
 }
 
-const enabled = isRoot && requireTool('docker', 'docker.io');
+const enabled = isRoot && requireTool(DOCKER, 'docker.io');
 
-describe.skipIf(!enabled)('stratum diff: Docker classic build vs stratum build', () => {
+describe.skipIf(!enabled)('stratum diff: BuildKit build vs stratum build', () => {
   let sandbox: BuildSandbox;
   let stratumRef: string;
   const tags = ['stratum-test/analyze-diff:same', 'stratum-test/analyze-diff:changed'];
 
   beforeAll(async () => {
     sandbox = buildSandbox();
-    dockerLoad(sandbox.base.dockerArchive);
+    const rootfs = join(sandbox.dir, 'diff-base-rootfs');
+    mkdirSync(rootfs);
+    makeParityBaseRootfs(rootfs);
+    const base = writeBaseImage(rootfs, join(sandbox.dir, 'diff-base'), BASE_TAG);
+    dockerLoad(base.dockerArchive);
     const files = { 'file.txt': 'copied\n' };
-    const ours = sandbox.context('stratum', { ...files, Dockerfile: dockerfile(sandbox.baseRef, '640') });
+    const ours = sandbox.context('stratum', {
+      ...files,
+      Dockerfile: dockerfile(`oci:${base.layout}:1`, '640'),
+    });
     stratumRef = `oci:${join(sandbox.dir, 'out')}:latest`;
     await sandbox.build(ours, { outputs: [stratumRef] });
     const theirs = sandbox.context('docker', files);
@@ -58,7 +68,7 @@ describe.skipIf(!enabled)('stratum diff: Docker classic build vs stratum build',
   }, 180_000);
 
   afterAll(() => {
-    spawnSync('docker', ['rmi', '-f', ...tags], { stdio: 'ignore' });
+    spawnSync(DOCKER, ['rmi', '-f', ...tags], { stdio: 'ignore' });
     sandbox.cleanup();
   });
 
@@ -77,7 +87,7 @@ describe.skipIf(!enabled)('stratum diff: Docker classic build vs stratum build',
     const diff = await diffWith(tags[0]!);
     expect(diff.equivalent, formatImageDiff(diff)).toBe(true);
     expect(diff.steps).toHaveLength(7);
-    expect(diff.steps[2]!.a!.createdBy).toMatch(/^\/bin\/sh -c mkdir -p \/app/);
+    expect(diff.steps[2]!.a!.createdBy).toMatch(/^RUN \/bin\/sh -c mkdir -p \/app/);
     expect(diff.steps[2]!.b!.createdBy).toMatch(/^RUN \/bin\/sh -c mkdir -p \/app/);
   }, 60_000);
 

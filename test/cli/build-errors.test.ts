@@ -94,8 +94,13 @@ describe.skipIf(!isRoot)('build errors name the Dockerfile line', () => {
     );
   });
 
-  it('a wildcard that matches nothing', () => {
-    expectLocated(build(`FROM ${baseRef}\nCOPY *.nomatch /x/\n`), 2, 'COPY *.nomatch /x/', /no source files/);
+  it('a source that is not in the context (a wildcard matching nothing copies nothing, as in BuildKit)', () => {
+    expectLocated(
+      build(`FROM ${baseRef}\nCOPY *.nomatch missing.txt /x/\n`),
+      2,
+      'COPY *.nomatch missing.txt /x/',
+      /file not found in build context or excluded by \.dockerignore: stat missing\.txt/,
+    );
   });
 
   it('FROM with an invalid reference exits 1, not 2, and names the line', () => {

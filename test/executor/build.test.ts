@@ -13,15 +13,19 @@ describe.skipIf(!isRoot)('stratum build (engine)', () => {
     box.cleanup();
   });
 
-  it('runs RUN steps in the base and records one layer per changing step', async () => {
+  it('runs RUN steps in the base and records a layer per RUN, an empty one when it changed nothing (BuildKit)', async () => {
     const ctx = box.context('run', {
       Dockerfile: `FROM ${box.baseRef}\nRUN echo hi > /hello && rm /bin/ls\nRUN true\nENV A=1\nCMD ["sh"]\n`,
     });
     const result = await box.build(ctx, { outputs: [`oci:${box.dir}/out1:latest`] });
     const image = await box.open(`oci:${box.dir}/out1:latest`);
     const history = image.config.value.history ?? [];
-    expect(history.map((entry) => entry.empty_layer === true)).toEqual([false, false, true, true, true]);
-    expect(image.manifest.value.layers).toHaveLength(2);
+    expect(history.map((entry) => entry.empty_layer === true)).toEqual([false, false, false, true, true]);
+    expect(image.manifest.value.layers).toHaveLength(3);
+    // `RUN true`: the empty tar (1,024 zero bytes), the DiffID every BuildKit image shows for it.
+    expect(image.config.value.rootfs.diff_ids[2]).toBe(
+      'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef',
+    );
     expect(image.config.value.config?.Env).toContain('A=1');
     expect(result.digest).toBe(image.descriptor.digest);
     // The layout shares the cache's blob files (hard links) rather than copying them.

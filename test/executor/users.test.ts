@@ -121,6 +121,17 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
     });
   });
 
+  it('supplementary groups as current BuildKit gives them (moby/buildkit#3651): the primary gid first unless a listed group', async () => {
+    const listed = join(dir, 'listed');
+    mkdirSync(join(listed, 'etc'), { recursive: true });
+    writeFileSync(join(listed, 'etc', 'passwd'), 'ops:x:1100:60::/ops:/bin/sh\n');
+    writeFileSync(join(listed, 'etc', 'group'), 'adm:x:4:ops\nops:x:60:ops\n');
+    expect(await resolveUser(listed, 'ops')).toMatchObject({ gid: 60, additionalGids: [4, 60] });
+    writeFileSync(join(listed, 'etc', 'group'), 'adm:x:4:ops\nops:x:60:\n');
+    expect(await resolveUser(listed, 'ops')).toMatchObject({ gid: 60, additionalGids: [60, 4] });
+    expect(await resolveUser(listed, '1100:4')).toMatchObject({ gid: 4, additionalGids: [4] });
+  });
+
   it('ids outside 0..2^31-1 are refused', async () => {
     await expect(resolveUser(rootfs, '-1')).rejects.toMatchObject({ code: 'BUILD_FAILED' });
     await expect(resolveUser(rootfs, '0:4294967296')).rejects.toMatchObject({ code: 'BUILD_FAILED' });
@@ -150,36 +161,27 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
     await expect(resolveUser(odd, 'x')).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
   });
 
-  it('--chown: numbers are used as given; the user alone is also the group (classic builder)', async () => {
+  it("--chown as BuildKit reads it: a number is also the gid, a named user alone gets its passwd gid", async () => {
     expect(await resolveChown(rootfs, '10')).toEqual({ uid: 10, gid: 10 });
     expect(await resolveChown(rootfs, '10:20')).toEqual({ uid: 10, gid: 20 });
     expect(await resolveChown(rootfs, 'app:audio')).toEqual({ uid: 1000, gid: 29 });
     expect(await resolveChown(rootfs, 'app:7')).toEqual({ uid: 1000, gid: 7 });
     expect(await resolveChown(rootfs, '5:audio')).toEqual({ uid: 5, gid: 29 });
-    // classic: the group named like the user (app = 1500), not app's primary gid (1001)
-    expect(await resolveChown(rootfs, 'app')).toEqual({ uid: 1000, gid: 1500 });
-    await expect(resolveChown(rootfs, 'svc')).rejects.toMatchObject({
-      code: 'NOT_FOUND',
-      message: expect.stringContaining('svc'),
-    });
+    // app's primary gid (1001), not the group named app (1500) as moby's classic builder took
+    expect(await resolveChown(rootfs, 'app')).toEqual({ uid: 1000, gid: 1001 });
+    expect(await resolveChown(rootfs, 'svc')).toEqual({ uid: 1003, gid: 1003 });
   });
 
-  it('--chown with the BuildKit rule: a named user alone gets its primary gid, a number gets gid = uid', async () => {
-    expect(await resolveChown(rootfs, 'app', { builder: 'buildkit' })).toEqual({ uid: 1000, gid: 1001 });
-    expect(await resolveChown(rootfs, 'svc', { builder: 'buildkit' })).toEqual({ uid: 1003, gid: 1003 });
-    expect(await resolveChown(rootfs, '10', { builder: 'buildkit' })).toEqual({ uid: 10, gid: 10 });
+  it('--chown names that are not in the image read as BuildKit reads them: user 0:0, group left as it was', async () => {
+    expect(await resolveChown(rootfs, 'ghost')).toEqual({ uid: 0, gid: 0 });
+    expect(await resolveChown(rootfs, 'app:ghosts')).toEqual({ uid: 1000, gid: 1001 });
+    expect(await resolveChown(rootfs, 'app:')).toEqual({ uid: 1000, gid: 1001 });
+    expect(await resolveChown(join(dir, 'no-such-rootfs'), 'app')).toEqual({ uid: 0, gid: 0 });
   });
 
-  it('--chown errors name the user or group and reject malformed specs', async () => {
-    await expect(resolveChown(rootfs, 'ghost')).rejects.toMatchObject({
-      code: 'NOT_FOUND',
-      message: expect.stringContaining('ghost'),
-    });
-    await expect(resolveChown(rootfs, 'app:ghosts')).rejects.toMatchObject({
-      message: expect.stringContaining('ghosts'),
-    });
+  it('--chown refuses malformed specs and ids out of range', async () => {
     await expect(resolveChown(rootfs, 'a:b:c')).rejects.toMatchObject({ code: 'BUILD_FAILED' });
     await expect(resolveChown(rootfs, '')).rejects.toMatchObject({ code: 'BUILD_FAILED' });
-    await expect(resolveChown(rootfs, 'app:')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(resolveChown(rootfs, '0:4294967296')).rejects.toMatchObject({ code: 'BUILD_FAILED' });
   });
 });

@@ -92,7 +92,7 @@ export function writeMultiPlatformBase(outDir: string, tag = '1'): MultiPlatform
     mkdirSync(rootfs, { recursive: true });
     makeBusyboxRootfs(rootfs, busyboxFor(arch));
     // Mount points exist, as in real bases: BuildKit would otherwise leave them in RUN layers.
-    for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint));
+    for (const mountPoint of ['dev', 'proc', 'sys']) mkdirSync(join(rootfs, mountPoint), { recursive: true });
     const files = writeBaseImage(rootfs, join(outDir, arch), `stratum-test/busybox-multi:${arch}`, {
       architecture: arch,
     });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageStore, openOciLayout } from '../../src/index.js';
-import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import { makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { DOCKER, dockerAvailable, ensureContainerImage, runInContainer } from '../helpers/container-image.js';
 import { imageConfig, layerListings } from '../helpers/layout.js';
 import { isRoot, requireTool } from '../helpers/system.js';
@@ -36,15 +36,15 @@ describe.skipIf(!ready)("the parity cases inside a container under Docker's defa
     chmodSync(dir, 0o755);
     const rootfs = join(dir, 'base-rootfs');
     mkdirSync(rootfs);
-    makeBusyboxRootfs(rootfs);
+    makeParityBaseRootfs(rootfs);
     // The bases the cases name, in a store both builds read (a copy each: a build writes to it).
     for (const [tag, withoutEnv] of [
-      ['stratum-test/busybox:1', false],
-      ['stratum-test/busybox-noenv:1', true],
+      ['stratum-test/busybox:2', false],
+      ['stratum-test/busybox-noenv:2', true],
     ] as const) {
       const base = writeBaseImage(rootfs, join(dir, `base-${String(withoutEnv)}`), tag, { withoutEnv });
       for (const store of ['host-data', 'container-data']) {
-        const source = await openOciLayout(base.layout, '1');
+        const source = await openOciLayout(base.layout, '2');
         await new ImageStore(join(dir, store)).put(source, [tag]);
         await source.close();
       }

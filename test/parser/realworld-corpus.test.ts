@@ -14,11 +14,6 @@ const expectedInvalid: Record<string, { message: RegExp; reason: string }> = {
     message: /^HEALTHCHECK requires at least one argument$/,
     reason: 'imagebuilder negative case: HEALTHCHECK with no arguments',
   },
-  'imagebuilder/dockerclient/testdata/multistage/Dockerfile.dupstage': {
-    message: /^stage0 stage name already used$/,
-    reason:
-      'two stages named stage0: the classic builder (the reference) refuses it; BuildKit 20.10 and imagebuilder build it',
-  },
   'imagebuilder/dockerclient/testdata/Dockerfile.unknown': {
     message: /^unknown instruction "HEALTH"/,
     reason: 'imagebuilder negative case: unknown instructions HEALTH and UNRECOGNIZED',

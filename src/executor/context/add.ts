@@ -1,6 +1,7 @@
 import { StratumError } from '../../errors.js';
 import { isTarArchive } from './archive.js';
-import { displayUrl, downloadUrl, isGitSource, isUrl } from './download.js';
+import { displayUrl, downloadUrl, isUrl } from './download.js';
+import { parseGitSource } from './git-url.js';
 import {
   finishPlan,
   normalizeDest,
@@ -11,29 +12,37 @@ import {
 import type { CopyPlan } from './types.js';
 
 /**
- * ADD = COPY plus: local tar archives (by content) are extracted into the destination, http(s)
- * URLs are downloaded (never extracted), git sources are refused for now.
+ * ADD = COPY plus: local tar archives (by content) are extracted into the destination unless
+ * `--unpack=false`, http(s) URLs are downloaded and extracted only with `--unpack=true`
+ * (BuildKit's convert_copy.go). Git sources are fetched by the engine (git-fetch.ts) and never
+ * reach planAdd.
  */
 export interface AddRequest extends Omit<CopyRequest, 'instruction'> {
   /** `--checksum=sha256:...` (URL sources only). */
   readonly checksum?: string;
-  /** `--keep-git-dir` (git sources only; refused like them). */
-  readonly keepGitDir?: boolean;
+  /** `--unpack`: undefined extracts local archives only; true also downloads; false nothing. */
+  readonly unpack?: boolean;
   /** Where downloads are written (the engine's build temp directory; it removes it). */
   readonly tmpDir: string;
 }
 
 export async function planAdd(request: AddRequest): Promise<CopyPlan> {
   for (const src of request.sources) {
-    if (isGitSource(src) || request.keepGitDir === true) {
-      throw new StratumError('UNSUPPORTED', `ADD ${displayUrl(src)}: git sources are not supported yet`);
+    if (parseGitSource(src) !== undefined) {
+      throw new StratumError(
+        'BUILD_FAILED',
+        `ADD ${displayUrl(src)}: a git source is fetched by the build, not planned here`,
+      );
     }
   }
   const hasUrl = request.sources.some(isUrl);
   if (request.checksum !== undefined && !hasUrl) {
     throw new StratumError('BUILD_FAILED', `ADD --checksum: checksum can only be given for http(s) sources`);
   }
-  const ctx = selectionContext({ ...request, instruction: 'ADD' }, { isArchive: isTarArchive });
+  const ctx = selectionContext(
+    { ...request, instruction: 'ADD' },
+    request.unpack === false ? {} : { isArchive: isTarArchive },
+  );
   const destination = normalizeDest(request.dest, request.workdir);
   const selected = [];
   for (const [index, src] of request.sources.entries()) {
@@ -50,6 +59,24 @@ export async function planAdd(request: AddRequest): Promise<CopyPlan> {
         'BUILD_FAILED',
         `ADD ${download.url}: cannot determine a file name from the URL; name the destination file`,
       );
+    }
+    if (request.unpack === true && (await isTarArchive(download.path))) {
+      selected.push({
+        isFile: false,
+        entries: [
+          {
+            sourcePath: download.path,
+            sourceName: download.url,
+            destRelPath: '',
+            type: 'archive' as const,
+            mode: 0o600,
+            size: download.size,
+            mtimeMs: download.mtimeMs,
+            sourceIndex: index,
+          },
+        ],
+      });
+      continue;
     }
     selected.push({
       isFile: true,

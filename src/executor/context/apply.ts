@@ -347,6 +347,7 @@ export async function applyCopy(
   const setDirOwner = (path: string, owner: Owner) => state.owners.set(path, owner, 0o755);
   let written = 0;
   let batch: Promise<void>[] = [];
+  if (plan.nothingSelected === true) return { destHostPath: rootfs, destInRoot: plan.dest, written: 0 };
   try {
     const dest = await resolveInRoot(rootfs, plan.dest, { followFinal: true });
     const destSt = dest.missing ? undefined : await lstatOrUndefined(dest.hostPath);

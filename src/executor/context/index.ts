@@ -18,6 +18,8 @@ export { cleanPath, resolveInRoot, type RootResolution } from './paths.js';
 export { describeTarget, readContextFile, readContextDockerfile, type ContextFile } from './context-file.js';
 export { normalizeDest, planCopy, type CopyRequest, type Destination, type SelectOptions } from './select.js';
 export { planAdd, type AddRequest } from './add.js';
+export { parseGitSource, displayGitSource, redactCredentials, type GitSource } from './git-url.js';
+export { resolveGitRef, checkoutGit, type ResolvedGitRef, type GitRunOptions } from './git-fetch.js';
 export { applyCopy, mkdirInRoot, type ApplyOptions, type ApplyResult } from './apply.js';
 export { applyChmod, chmodText, parseChmod, type ChmodSpec } from './chmod.js';
 export { compressionOf, extractArchive, isTarArchive, isTarHeader, type Compression } from './archive.js';

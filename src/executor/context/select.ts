@@ -438,9 +438,13 @@ export async function selectLocalSource(ctx: SelectContext, src: string, index: 
 }
 
 /**
- * Docker's rules once every source is selected: nothing selected is an error ("no source files
- * were specified"), and more than one selected source (a wildcard counts its matches, as the
- * classic builder does) needs a directory destination.
+ * Docker's rules once every source is selected. Nothing selected (wildcards that matched
+ * nothing: a missing plain source failed earlier) is an empty plan, as in BuildKit
+ * (AllowEmptyWildcard): the step copies nothing and creates no destination. More than one
+ * selected source (a wildcard counts its matches) needs a directory destination: BuildKit's
+ * reference says so but does not check (each copy replaces the one before, silently keeping
+ * the last); moby's classic builder refused, and so does stratum, since a silent overwrite
+ * would serve an image without the files the Dockerfile names.
  */
 export function finishPlan(
   instruction: 'COPY' | 'ADD',
@@ -448,9 +452,6 @@ export function finishPlan(
   selected: readonly Selected[],
   parents: boolean,
 ): CopyPlan {
-  if (selected.length === 0) {
-    throw new StratumError('NOT_FOUND', `${instruction} failed: no source files were specified`);
-  }
   if (selected.length > 1 && !destination.destIsDir) {
     throw new StratumError(
       'BUILD_FAILED',
@@ -464,6 +465,7 @@ export function finishPlan(
     destIsDir: destination.destIsDir,
     singleFile,
     entries: selected.flatMap((s) => s.entries),
+    ...(selected.length === 0 ? { nothingSelected: true } : {}),
   };
 }
 

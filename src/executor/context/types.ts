@@ -59,6 +59,11 @@ export interface CopyPlan {
   readonly singleFile: boolean;
   /** Parents before children; later entries overwrite earlier ones with the same destination. */
   readonly entries: readonly CopyEntry[];
+  /**
+   * No source was selected (wildcards that matched nothing): nothing is written, not even the
+   * destination (BuildKit's AllowEmptyWildcard). An empty directory selected is not this.
+   */
+  readonly nothingSelected?: boolean;
 }
 
 export interface Owner {

@@ -123,24 +123,30 @@ describe('ADD: local tar archives are extracted, detected by content', () => {
     expect((await readdir(join(e.rootfs, 'd'))).sort()).toEqual(['inner.tar', 'keep']);
   });
 
-  it('git sources are refused as not supported yet', async () => {
+  it('--unpack=false copies a local archive as the file it is (BuildKit)', async () => {
     const e = await env();
-    for (const src of [
-      'git@github.com:moby/buildkit.git',
-      'https://github.com/moby/buildkit.git#v0.1',
-      'git://host/repo',
-    ]) {
-      await expect(
-        planAdd({ sources: [src], dest: '/src', root: e.root, tmpDir: e.ctx }),
-      ).rejects.toMatchObject({
-        code: 'UNSUPPORTED',
-        message: `ADD ${src}: git sources are not supported yet`,
-      });
-    }
+    await writeFile(join(e.ctx, 'blob.tar'), await sampleTar());
+    await applyCopy(
+      await planAdd({ sources: ['blob.tar'], dest: '/opt/', root: e.root, tmpDir: e.ctx, unpack: false }),
+      e.rootfs,
+    );
+    expect((await stat(join(e.rootfs, 'opt/blob.tar'))).isFile()).toBe(true);
+  });
+
+  it('git sources never reach planAdd: the engine fetches them', async () => {
+    const e = await env();
+    await expect(
+      planAdd({
+        sources: ['https://github.com/moby/buildkit.git#v0.1'],
+        dest: '/src',
+        root: e.root,
+        tmpDir: e.ctx,
+      }),
+    ).rejects.toMatchObject({ code: 'BUILD_FAILED' });
   });
 });
 
-describe('ADD: http(s) URLs are downloaded, never extracted', () => {
+describe('ADD: http(s) URLs are downloaded, extracted only with --unpack=true', () => {
   let server: Server;
   let base = '';
   const body = 'downloaded content\n';
@@ -234,6 +240,15 @@ describe('ADD: http(s) URLs are downloaded, never extracted', () => {
       e.rootfs,
     );
     expect((await stat(join(e.rootfs, 't/a.tar'))).isFile()).toBe(true);
+  });
+
+  it('--unpack=true extracts a tar served over HTTP (BuildKit)', async () => {
+    const e = await env();
+    await applyCopy(
+      await planAdd({ sources: [`${base}/a.tar`], dest: '/opt', root: e.root, tmpDir: e.ctx, unpack: true }),
+      e.rootfs,
+    );
+    await expectExtracted(e.rootfs);
   });
 
   it('--checksum verifies the bytes; a mismatch is an error naming the URL', async () => {

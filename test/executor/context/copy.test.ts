@@ -1,4 +1,5 @@
 import { link, lstat, readFile, readdir, readlink, stat, utimes } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -137,12 +138,14 @@ describe('COPY: what a source selects', () => {
     expect(await listing(join(dirs.rootfs, 'l'))).toEqual(['x file 644 0:0', 'y file 644 0:0']);
   });
 
-  it('a wildcard matching nothing is fine when another source matched; nothing at all is an error', async () => {
+  it('a wildcard matching nothing copies nothing, and alone creates not even the destination (BuildKit)', async () => {
     const { rootfs } = await copy({ 'a.txt': 'a' }, { sources: ['a.txt', '*.none'], dest: '/d/' });
     expect(await readFile(join(rootfs, 'd/a.txt'), 'utf8')).toBe('a');
+    const empty = await copy({ 'a.txt': 'a' }, { sources: ['*.none'], dest: '/e/' });
+    expect(existsSync(join(empty.rootfs, 'e'))).toBe(false);
     const { root } = await setup({ 'a.txt': 'a' });
-    await expect(planCopy({ sources: ['*.none'], dest: '/d/', root })).rejects.toThrow(
-      'no source files were specified',
+    await expect(planCopy({ sources: ['none.txt', '*.none'], dest: '/d/', root })).rejects.toThrow(
+      'stat none.txt',
     );
   });
 

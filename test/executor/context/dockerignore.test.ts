@@ -246,3 +246,80 @@ describe('.dockerignore applied to the build context', () => {
     expect(plan.entries.map((e) => e.destRelPath)).toEqual(['a.txt', 'c.txt']);
   });
 });
+
+/**
+ * Exceptions below excluded directories, as current BuildKit sends the context (tonistiigi/fsutil
+ * filter.go: an excluded directory is skipped only when no exception could match below it; since
+ * fsutil d7eeb96, BuildKit v0.10 / Docker 23, an exception with wildcards always descends, and
+ * each path is then decided by moby/patternmatcher, the last matching pattern winning). Docker
+ * 20.10's builders (BuildKit 0.8's fsutil, and the classic builder) skipped the directory unless
+ * an exception named it as a literal prefix: for `keep/` + `!**\/wanted.txt` they leave
+ * keep/deep/wanted.txt out, current BuildKit and stratum bring it in.
+ */
+describe('.dockerignore exceptions, table (current BuildKit: fsutil filter + patternmatcher)', () => {
+  const tree = {
+    'a.txt': 'a',
+    'keep/x.txt': 'x',
+    'keep/deep/wanted.txt': 'w',
+    'keep/deep/other.txt': 'o',
+    'keep/sub/x': 'x',
+    'keep/sub/y': 'y',
+    'top/wanted.txt': 't',
+    'docs/README.md': 'r',
+    'docs/api/README.md': 'r',
+    'docs/api/ref.md': 'r',
+  };
+  const cases: [ignore: string, expected: string[]][] = [
+    [
+      'keep/\n!**/wanted.txt\n.dockerignore',
+      [
+        'a.txt',
+        'docs',
+        'docs/README.md',
+        'docs/api',
+        'docs/api/README.md',
+        'docs/api/ref.md',
+        'keep',
+        'keep/deep',
+        'keep/deep/wanted.txt',
+        'top',
+        'top/wanted.txt',
+      ],
+    ],
+    [
+      '*\n!keep',
+      [
+        'keep',
+        'keep/deep',
+        'keep/deep/other.txt',
+        'keep/deep/wanted.txt',
+        'keep/sub',
+        'keep/sub/x',
+        'keep/sub/y',
+        'keep/x.txt',
+      ],
+    ],
+    ['*\n!keep/sub\nkeep/sub/x', ['keep', 'keep/sub', 'keep/sub/y']],
+    // `**/` matches no directory too: docs/**/README.md is also docs/README.md
+    [
+      '**/*.md\n!docs/**/README.md\n*.txt\n.dockerignore\nkeep\ntop',
+      ['docs', 'docs/README.md', 'docs/api', 'docs/api/README.md'],
+    ],
+    [
+      'docs\n!docs/README.md\n!docs/api\ndocs/api/ref.md\n*\n!docs',
+      ['docs', 'docs/README.md', 'docs/api', 'docs/api/README.md', 'docs/api/ref.md'],
+    ],
+    ['keep/*\n!keep/s*\nkeep/sub/y\n.dockerignore\ndocs\ntop\na.txt', ['keep', 'keep/sub', 'keep/sub/x']],
+    ['!a.txt\n*', []],
+  ];
+  for (const [ignore, expected] of cases) {
+    it(`${JSON.stringify(ignore)} selects ${expected.length} paths`, async () => {
+      const ctx = await tempDir();
+      await build(ctx, { ...tree, '.dockerignore': `${ignore}\n` });
+      const { matcher } = await loadDockerignore(ctx);
+      const root = { kind: 'context' as const, dir: ctx, ignore: matcher };
+      const plan = await planCopy({ sources: ['.'], dest: '/c/', root });
+      expect(plan.entries.map((entry) => entry.destRelPath).sort()).toEqual([...expected].sort());
+    });
+  }
+});
