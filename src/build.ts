@@ -3,9 +3,10 @@
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { constants } from 'node:fs';
-import { access, mkdir, rm, stat } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { access, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { makeOwnedTempDir } from './oci/temp-dir.js';
-import { join, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { SecretSource } from './build-flags.js';
 import { StratumError, destinationError } from './errors.js';
@@ -39,6 +40,15 @@ import {
 import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './push/index.js';
 import { SharedCaches } from './cache/registry-shared.js';
 import { LayerCache } from './cache/store.js';
+import { attestsAnything, type AttestationRequest } from './attest/index.js';
+import { loadPrivateKey } from './attest/dsse.js';
+import {
+  BuildRecorder,
+  attestBuild,
+  checkAttestationOutputs,
+  keepsIndex,
+  storeSignedProvenance,
+} from './build-attestations.js';
 import { checkFailure, runChecks } from './dockerfile-checks.js';
 import { shortWarning } from './parser/index.js';
 
@@ -86,6 +96,16 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
   readonly pull?: boolean;
   /** Where `type=tar,dest=-` writes (default: process.stdout). */
   readonly stdout?: Writable;
+  /**
+   * Provenance and SBOM to attach (`--provenance`, `--sbom`, `--attest`; see parseAttestationFlags).
+   * Nothing is attached by default; with attestations the image is written as an index.
+   */
+  readonly attestations?: AttestationRequest;
+  /**
+   * A PEM private key (ECDSA P-256 or Ed25519) to sign the provenance with (`--sign-key`): DSSE
+   * envelopes stored where cosign looks (`sha256-<digest>.att`), checked by verifyAttestations.
+   */
+  readonly signKey?: string;
 }
 
 export interface BuildImageResult extends BuildResult {
@@ -108,7 +128,14 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const compression = layerCompression(options.compression, options.outputs ?? []);
   // Unwritable destinations fail before any work, with nothing written.
   await checkOutputs(targets, options);
+  const attestations = options.attestations ?? {};
+  const dropsAttestations = checkAttestationOutputs(
+    attestations,
+    targets,
+    (options.tags ?? []).length > 0 || options.push === true,
+  );
   await checkSecretFiles(options.secrets ?? {});
+  const signKey = await loadSignKey(options.signKey, attestations);
   const platforms = targetPlatforms(options.platform);
   if (platforms.length > 1) {
     const single = targets.find(
@@ -148,6 +175,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   // Named after this process, so what a killed build left (a stdin context) goes at the next build.
   const scratch = await makeOwnedTempDir('stratum-inputs-', tmpDir);
   const warnings: string[] = [];
+  const recorder = new BuildRecorder();
   try {
     const secretMaterial = { ...options.secrets, ...secretsInMemory(secrets) };
     let contextDir = options.contextDir;
@@ -210,33 +238,120 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     // elsewhere decides, until the outputs are written (oci/leases.ts).
     const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
     try {
-      const result = await build({
-        ...options,
-        ...(compression === undefined ? {} : { compression }),
-        contextDir,
-        dockerfile,
-        ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
-        secrets: secretMaterial,
-        cacheDir,
-        blobs,
-        sharedCache: shared,
-        resolveImage: withNamedContexts(options.buildContexts ?? {}, blobs, (reference, signal, platform) =>
-          resolveBaseImage(
-            reference,
-            dataDir,
-            options.insecureRegistries ?? [],
-            signal,
-            platform,
-            options.pull === true,
-            { registryContext, tmpDir },
+      const buildDockerfile = dockerfile;
+      const runBuild = (overrides: Partial<BuildOptions>): Promise<BuildResult> =>
+        build({
+          ...options,
+          ...(compression === undefined ? {} : { compression }),
+          contextDir,
+          dockerfile: buildDockerfile,
+          ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+          secrets: secretMaterial,
+          cacheDir,
+          blobs,
+          sharedCache: shared,
+          onEvent: recorder.recordEvents(options.onEvent),
+          resolveImage: withNamedContexts(
+            options.buildContexts ?? {},
+            blobs,
+            recorder.recordImages((reference, signal, platform) =>
+              resolveBaseImage(
+                reference,
+                dataDir,
+                options.insecureRegistries ?? [],
+                signal,
+                platform,
+                options.pull === true,
+                { registryContext, tmpDir },
+              ),
+            ),
           ),
-        ),
-      });
+          ...overrides,
+        });
+      const result = await runBuild({});
       const built = builtImage(result);
-      const image = isImageIndex(built)
+      const plain = isImageIndex(built)
         ? built
         : await withLabelsAndAnnotations(built, blobs, options.labels ?? {}, options.annotations ?? {});
-      const written = await writeResult(image, targets, options, store, dataDir, tmpDir, registryContext);
+      const image = attestsAnything(attestations)
+        ? await attestBuild({
+            request: attestations,
+            recorder,
+            built: plain,
+            blobs,
+            names: [...(options.tags ?? []), ...targets.filter(keepsIndex).flatMap(targetNames)],
+            targets: targetPlatforms(options.platform),
+            dockerfile: {
+              name: dockerfilePath === undefined ? 'Dockerfile' : relativeName(contextDir, dockerfilePath),
+              bytes: Buffer.from(buildDockerfile),
+            },
+            ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+            contextDir,
+            buildArgs: options.buildArgs ?? {},
+            ...(options.target === undefined ? {} : { target: options.target }),
+            ...(options.platform === undefined ? {} : { platformFlag: options.platform }),
+            locals: Object.entries(options.buildContexts ?? {})
+              .filter(([, context]) => context.kind === 'directory')
+              .map(([name]) => name),
+            secretIds: Object.keys(secretMaterial),
+            sshIds: Object.keys(options.ssh ?? {}),
+            network: options.network ?? 'default',
+            ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+            // A stage again, from the cache this build just filled: its image, for BUILDKIT_SBOM_SCAN_STAGE.
+            buildStage: async (stage, platform) =>
+              (
+                await runBuild({
+                  target: stage,
+                  platform: formatPlatform(platform),
+                  onEvent: () => undefined,
+                })
+              ).image,
+            onWarning: (message) => {
+              warnings.push(message);
+              options.onEvent?.({ kind: 'warning', message });
+            },
+            ...(options.signal ? { signal: options.signal } : {}),
+          })
+        : plain;
+      for (const message of dropsAttestations) {
+        warnings.push(message);
+        options.onEvent?.({ kind: 'warning', message });
+      }
+      const written = await writeResult(
+        image,
+        targets,
+        options,
+        store,
+        dataDir,
+        tmpDir,
+        registryContext,
+        plain,
+      );
+      if (signKey !== undefined && isImageIndex(image)) {
+        const signed = await storeSignedProvenance({
+          index: image,
+          key: signKey,
+          blobs,
+          tags: options.tags ?? [],
+          push: options.push === true,
+          targets,
+          write: async (att, reference) => {
+            await writeImage(att, reference, {
+              dataDir,
+              insecureRegistries: options.insecureRegistries ?? [],
+              tmpDir,
+              ...(options.signal ? { signal: options.signal } : {}),
+            });
+          },
+          onWarning: (message) => {
+            warnings.push(message);
+            options.onEvent?.({ kind: 'warning', message });
+          },
+        });
+        written.names.push(...signed);
+        for (const destination of signed)
+          options.onEvent?.({ kind: 'image', digest: image.descriptor.digest, destination });
+      }
       if (shared.active) {
         // After the push, so layers already in the registry are mounted rather than uploaded again.
         await shared.export(blobs, options.signal ? { signal: options.signal } : {});
@@ -254,7 +369,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       });
       return {
         ...result,
-        image: isImageIndex(image) ? result.image : image,
+        image: isImageIndex(plain) ? result.image : plain,
         warnings: [...result.warnings, ...warnings],
         digest,
         imageId,
@@ -406,6 +521,8 @@ async function writeResult(
   dataDir: string,
   tmpDir: string,
   registryContext: RegistryContext,
+  /** The image without attestations: for outputs that hold one manifest (docker-archive, the daemon, filesystems). */
+  plain: AnyImage = image,
 ): Promise<{ names: string[]; wroteStdout: boolean }> {
   const written: string[] = [];
   let wroteStdout = false;
@@ -440,7 +557,7 @@ async function writeResult(
     let destination: string;
     switch (target.kind) {
       case 'image':
-        await writeImage(image, target.reference, {
+        await writeImage(keepsIndex(target) ? image : plain, target.reference, {
           dataDir,
           insecureRegistries: options.insecureRegistries ?? [],
           tmpDir,
@@ -451,15 +568,15 @@ async function writeResult(
         if (outputDescriptor(target.reference) === 1) wroteStdout = true;
         break;
       case 'daemon':
-        await loadIntoDockerDaemon(onePlatform(image, target.kind), target.names, {
+        await loadIntoDockerDaemon(onePlatform(plain, target.kind), target.names, {
           tmpDir,
           ...signalOption,
         });
-        destination = `docker-daemon:${target.names[0] ?? onePlatform(image, target.kind).config.digest}`;
+        destination = `docker-daemon:${target.names[0] ?? onePlatform(plain, target.kind).config.digest}`;
         break;
       case 'local':
         destination = `type=local,dest=${target.dir}`;
-        await exportFilesystemToDirectory(onePlatform(image, target.kind), target.dir, {
+        await exportFilesystemToDirectory(onePlatform(plain, target.kind), target.dir, {
           ...signalOption,
           tmpDir,
           onWarning,
@@ -470,7 +587,7 @@ async function writeResult(
       case 'tar':
         destination = `type=tar,dest=${target.file ?? '-'}`;
         await exportFilesystemAsTar(
-          onePlatform(image, target.kind),
+          onePlatform(plain, target.kind),
           target.file,
           options.stdout ?? process.stdout,
           {
@@ -488,6 +605,29 @@ async function writeResult(
     options.onEvent?.({ kind: 'image', digest, destination });
   }
   return { names: written, wroteStdout };
+}
+
+/** `--sign-key FILE`: read and checked before any work; it signs provenance, so it needs some. */
+async function loadSignKey(
+  path: string | undefined,
+  attestations: AttestationRequest,
+): Promise<KeyObject | undefined> {
+  if (path === undefined) return undefined;
+  if (attestations.provenance === undefined)
+    throw new StratumError(
+      'USAGE',
+      `--sign-key ${path}: signs the provenance; add --provenance=mode=min|max`,
+    );
+  const pem = await readFile(path).catch((error: unknown) => {
+    throw new StratumError('NOT_FOUND', `--sign-key ${path}: ${(error as Error).message}`);
+  });
+  return loadPrivateKey(pem, `--sign-key ${path}`);
+}
+
+/** The Dockerfile's name as provenance records it: relative to the context when inside it. */
+function relativeName(contextDir: string, path: string): string {
+  const inside = relative(resolve(contextDir), resolve(path));
+  return inside.startsWith('..') || inside === '' ? basename(path) : inside;
 }
 
 /** The descriptor an archive output's path names (oci-archive:/dev/stdout), else undefined. */

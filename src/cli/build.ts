@@ -13,6 +13,7 @@ import {
   parseCallFlag,
   parseAllow,
   parseAnnotations,
+  parseAttestationFlags,
   parseBuildContexts,
   parseByteSize,
   parseCompression,
@@ -198,6 +199,24 @@ export function registerBuild(program: Command): void {
     )
     .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
     .option(
+      '--provenance <true|false|mode=min|max[,version=v1]>',
+      "attach SLSA provenance (BuildKit's attestation storage; true is mode=max, version v0.2 unless version=v1); none by default",
+    )
+    .option(
+      '--sbom <true|false>',
+      'attach an SPDX 2.3 SBOM of the image (BUILDKIT_SBOM_SCAN_CONTEXT / _STAGE build args scan more)',
+    )
+    .option(
+      '--attest <type=provenance|sbom,...>',
+      'attach an attestation, as buildx: type=provenance[,mode=min|max][,version=v0.2|v1][,builder-id=ID] or type=sbom; disabled=true turns one off (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--sign-key <file>',
+      'sign the provenance with this PEM key (ECDSA P-256 or Ed25519) as DSSE envelopes, stored where cosign looks (the sha256-DIGEST.att tag); check with stratum verify-attestation',
+    )
+    .option(
       '--call <name[,format=json]>',
       "what to do instead of building: check (BuildKit's build checks), outline (the build args, secrets and ssh a target uses), targets (the stages); build is the default",
     )
@@ -291,6 +310,12 @@ export function registerBuild(program: Command): void {
           annotations: parseAnnotations(opts.annotation),
           load: opts.load === true,
           buildContexts: parseBuildContexts(opts.buildContext),
+          attestations: parseAttestationFlags({
+            ...(opts.provenance === undefined ? {} : { provenance: opts.provenance }),
+            ...(opts.sbom === undefined ? {} : { sbom: opts.sbom }),
+            attest: opts.attest,
+          }),
+          ...(opts.signKey === undefined ? {} : { signKey: resolve(opts.signKey) }),
           pull: opts.pull === true,
           ssh: parseSshFlags(opts.ssh),
           allow: parseAllow(opts.allow),
@@ -385,6 +410,10 @@ interface BuildFlags {
   readonly buildContext: string[];
   readonly pull?: boolean;
   readonly annotation: string[];
+  readonly provenance?: string;
+  readonly sbom?: string;
+  readonly attest: string[];
+  readonly signKey?: string;
   readonly call?: string;
   readonly check?: boolean;
   readonly format?: 'text' | 'json';

@@ -27,6 +27,11 @@ export const commands: readonly LazyCommand[] = [
   { names: ['diff'], load: async () => (await import('./diff.js')).registerDiff },
   { names: ['analyze'], load: async () => (await import('./analyze.js')).registerAnalyze },
   { names: ['du'], load: async () => (await import('./du.js')).registerDu },
+  { names: ['sbom'], load: async () => (await import('./sbom.js')).registerSbom },
+  {
+    names: ['verify-attestation'],
+    load: async () => (await import('./verify-attestation.js')).registerVerifyAttestation,
+  },
 ];
 
 /**

@@ -1,7 +1,16 @@
 import type { Command } from 'commander';
-import { humanSize, oneLine, openImage, parsePlatform, summarizeImage, type ImageSummary } from '../index.js';
+import {
+  humanSize,
+  oneLine,
+  openImage,
+  parsePlatform,
+  readAttestations,
+  summarizeImage,
+  type AttestationManifest,
+  type ImageSummary,
+} from '../index.js';
 
-function render(summary: ImageSummary): string {
+function render(summary: ImageSummary, attestations: readonly AttestationManifest[]): string {
   const lines = [
     `Name:      ${summary.name}`,
     `Digest:    ${summary.digest}`,
@@ -10,7 +19,9 @@ function render(summary: ImageSummary): string {
   ];
   if (summary.index !== undefined) {
     lines.push(`Index:     ${summary.index.digest}`);
-    lines.push(`Platforms: ${summary.index.platforms.join(', ')}`);
+    // Attestation manifests sit in the index as unknown/unknown: they are listed below instead.
+    const platforms = summary.index.platforms.filter((platform) => platform !== 'unknown/unknown');
+    lines.push(`Platforms: ${platforms.join(', ')}`);
   }
   if (summary.created !== undefined) lines.push(`Created:   ${summary.created}`);
   if (summary.author !== undefined) lines.push(`Author:    ${summary.author}`);
@@ -40,6 +51,13 @@ function render(summary: ImageSummary): string {
     const made = layer.createdBy === undefined ? '' : `  ${oneLine(layer.createdBy)}`;
     lines.push(`  ${layer.digest}  ${humanSize(layer.size).padStart(8)}${made}`);
   }
+  for (const manifest of attestations) {
+    lines.push(`Attestations: ${manifest.digest}`);
+    for (const statement of manifest.statements)
+      lines.push(
+        `  ${statement.digest}  ${humanSize(statement.size).padStart(8)}  ${statement.predicateType}`,
+      );
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -47,7 +65,7 @@ export function registerInspect(program: Command): void {
   program
     .command('inspect')
     .description(
-      'show an image: manifest digest, platform, config, and each layer with the step that made it',
+      'show an image: manifest digest, platform, config, each layer with the step that made it, and its attestations (provenance, SBOM)',
     )
     .argument(
       '<image>',
@@ -65,8 +83,14 @@ export function registerInspect(program: Command): void {
       );
       try {
         const summary = summarizeImage(source);
+        // BuildKit's attestation manifests about this image (none in a docker-archive or the daemon).
+        const attestations = (await readAttestations(image)).manifests.filter(
+          (manifest) => manifest.subject === source.manifest.digest,
+        );
         process.stdout.write(
-          options.json === true ? JSON.stringify(summary, null, 2) + '\n' : render(summary),
+          options.json === true
+            ? JSON.stringify({ ...summary, attestations }, null, 2) + '\n'
+            : render(summary, attestations),
         );
       } finally {
         await source.close();

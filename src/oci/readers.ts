@@ -57,12 +57,13 @@ export async function openOciLayoutIndex(
   return openLayoutIndex(directoryAccess(path), name, tag, options);
 }
 
-interface OpenedArchive {
+export interface OpenedArchive {
   readonly access: FileAccess;
   readonly close: () => Promise<void>;
 }
 
-async function openArchive(
+/** An archive's files (inflated first when compressed; close() removes that copy). */
+export async function openArchive(
   path: string,
   name: string,
   signal?: AbortSignal,
