@@ -9,7 +9,9 @@ import { isRoot } from '../helpers/system.js';
 /** RUN --mount=type=cache directories: identity (id, uid, gid, mode) and sharing, as BuildKit has them. */
 describe('cache mounts', () => {
   const root = mkdtempSync(join(tmpdir(), 'stratum-cache-mounts-'));
-  afterAll(() => { rmSync(root, { recursive: true, force: true }); });
+  afterAll(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
   const base = { uid: 0, gid: 0, mode: 0o755 } as const;
 
   it('sharing=shared: every user gets the same directory at once', async () => {

@@ -161,7 +161,7 @@ describe("USER and --chown resolve through the image's /etc/passwd and /etc/grou
     await expect(resolveUser(odd, 'x')).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
   });
 
-  it("--chown as BuildKit reads it: a number is also the gid, a named user alone gets its passwd gid", async () => {
+  it('--chown as BuildKit reads it: a number is also the gid, a named user alone gets its passwd gid', async () => {
     expect(await resolveChown(rootfs, '10')).toEqual({ uid: 10, gid: 10 });
     expect(await resolveChown(rootfs, '10:20')).toEqual({ uid: 10, gid: 20 });
     expect(await resolveChown(rootfs, 'app:audio')).toEqual({ uid: 1000, gid: 29 });

@@ -122,7 +122,9 @@ describe.skipIf(!enabled)('Docker parity (BuildKit, and classic where it agrees,
     writeFileSync(join(context, 'data.txt'), 'two, longer\n');
     const second = await rebuildBoth(context, cacheDir, dataDir, dir!, 'second');
     expect(second.stratumDigest).not.toBe(first.stratumDigest);
-    expect(second.reasons).toContain('RUN: bind mount /tmp/data.txt: context file data.txt changed (content)');
+    expect(second.reasons).toContain(
+      'RUN: bind mount /tmp/data.txt: context file data.txt changed (content)',
+    );
   });
 });
 
@@ -254,9 +256,10 @@ async function compareWith(
       const stratumImage: ImageSource = await openImage(`oci:${out}:latest`);
       try {
         const diff = await diffImages(dockerImage, stratumImage, {});
-        expect(diff.equivalent, `${builder} vs stratum (${snapshotter} snapshotter):\n${formatImageDiff(diff)}`).toBe(
-          true,
-        );
+        expect(
+          diff.equivalent,
+          `${builder} vs stratum (${snapshotter} snapshotter):\n${formatImageDiff(diff)}`,
+        ).toBe(true);
       } finally {
         await dockerImage.close();
         await stratumImage.close();

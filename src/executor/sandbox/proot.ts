@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -94,9 +94,11 @@ export async function runInProot(spec: SandboxSpec, options: SandboxOptions = {}
           const isDirectory = (await stat(mount.source)).isDirectory();
           await ledger.ensure(mount.target, isDirectory ? 'directory' : 'file');
           if (mount.readonly) {
-            // Writes to a copy are thrown away; the source stays as it was.
+            // Writes to a copy are thrown away; the source stays as it was. GNU `cp -a`, not
+            // fs.cp: the copy keeps owners (a stage's files owned 5:5 read as 5:5), times, hard
+            // links, and FIFOs or devices as what they are.
             const copy = join(scratch, `bind-${index}`);
-            await cp(mount.source, copy, { recursive: true, verbatimSymlinks: true });
+            await copyPreserving(mount.source, copy, mount.target);
             bind(copy, mount.target);
           } else bind(mount.source, mount.target);
           break;
@@ -367,4 +369,20 @@ function signalName(value: number): NodeJS.Signals | undefined {
 
 function aborted(spec: SandboxSpec): StratumError {
   return new StratumError('ABORTED', `RUN ${JSON.stringify(spec.argv)} was aborted`);
+}
+
+/** `cp -a` of a bind mount's source, for a copy the step may write to; `target` names it in errors. */
+function copyPreserving(source: string, copy: string, target: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('cp', ['-a', '--', source, copy], (error, _stdout, stderr) => {
+      if (error === null) resolve();
+      else
+        reject(
+          new StratumError(
+            'BUILD_FAILED',
+            `bind mount ${target}: its source could not be copied for proot (cp: ${stderr.trim().split('\n')[0] ?? String(error.code)})`,
+          ),
+        );
+    });
+  });
 }
