@@ -45,15 +45,17 @@ describe('SPDX 2.3 documents', () => {
   });
 
   it('the schema check can fail: a wrong version, a bad SPDXID, an unknown relationship type', () => {
-    expect(() => expectValidSpdx23({ ...document, spdxVersion: 'SPDX-2.2' })).toThrow();
-    expect(() =>
-      expectValidSpdx23({ ...document, packages: [{ ...document.packages[0]!, SPDXID: 'Package 1' }] }),
-    ).toThrow();
-    expect(() =>
+    expect(() => {
+      expectValidSpdx23({ ...document, spdxVersion: 'SPDX-2.2' });
+    }).toThrow();
+    expect(() => {
+      expectValidSpdx23({ ...document, packages: [{ ...document.packages[0]!, SPDXID: 'Package 1' }] });
+    }).toThrow();
+    expect(() => {
       expectValidSpdx23({
         ...document,
         relationships: [{ ...document.relationships[0]!, relationshipType: 'OWNS' }],
-      }),
-    ).toThrow();
+      });
+    }).toThrow();
   });
 });
