@@ -89,6 +89,8 @@ export interface StageResult {
   readonly state: ImageState;
   /** The key after the stage's last step: what later stages' keys build on. */
   readonly finalKey: Digest;
+  /** The stage's DiffIDs as the cache knows them (before SOURCE_DATE_EPOCH; see StepPosition). */
+  readonly keyLayers: readonly Digest[];
   /** The time of the stage's last step (see StageRunner.created). */
   readonly created: string | undefined;
   /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */

@@ -9,7 +9,7 @@ import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
 import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
 import { formatPlatform, hostPlatform } from '../oci/platform.js';
-import type { Platform } from '../oci/types.js';
+import type { Digest, Platform } from '../oci/types.js';
 import { BuildArgUsage, platformArgs } from './args.js';
 import type { BuildContext, ExplainStep, SecretMaterial, StageResult } from './build-context.js';
 import { cacheKey } from '../cache/key.js';
@@ -245,6 +245,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       emit({ kind: 'stage-start', stage: label, base: planned.baseText });
       let base: ImageState;
       let baseKey;
+      let baseKeyLayers: readonly Digest[] | undefined;
       let triggers: readonly string[] = [];
       let baseCreated: string | undefined;
       switch (planned.base.kind) {
@@ -258,6 +259,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             throw new StratumError('BUILD_FAILED', `${file}: stage ${planned.baseText} was not built`);
           base = parent.state;
           baseKey = parent.finalKey;
+          baseKeyLayers = parent.keyLayers;
           baseCreated = parent.created;
           triggers = parent.state.config.OnBuild ?? [];
           break;
@@ -289,6 +291,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         label,
         base,
         baseKey,
+        baseKeyLayers: baseKeyLayers ?? base.layers.map((layer) => layer.diffId),
         triggers,
         baseCreated,
       });

@@ -2,10 +2,11 @@ import { formatPlatform } from '../oci/platform.js';
 import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
 import type { Digest } from '../oci/types.js';
-import { writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
+import { reclampLayer, writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import type { BuildContext } from './build-context.js';
 import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
+import type { CacheEntry } from '../cache/store.js';
 import { chainId } from '../oci/digest.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
@@ -26,6 +27,11 @@ export interface StepPosition {
   readonly state: ImageState;
   /** The key the next step's key chains from. */
   readonly key: Digest;
+  /**
+   * The DiffIDs below the next step as the cache holds them: the layers as their steps made
+   * them, before SOURCE_DATE_EPOCH (which changes only times, so it must not change keys).
+   */
+  readonly keyLayers: readonly Digest[];
   /** The time the next history entry gets (see StageRunner). */
   readonly created: string | undefined;
   /** Why an earlier step of this stage missed, for explaining later misses. */
@@ -53,7 +59,7 @@ export async function filesystemStep(
       ? []
       : [
           { name: PARENT_KEY, value: at.key },
-          { name: LAYERS_BELOW, value: chainId(state.layers.map((layer) => layer.diffId)) },
+          { name: LAYERS_BELOW, value: chainId(at.keyLayers) },
         ]),
     // The variant too: arm/v6 and arm/v7 layers differ (normalised: arm64 has none, amd64 none).
     { name: 'platform', value: formatPlatform(state.platform) },
@@ -99,26 +105,36 @@ export async function filesystemStep(
   }
   if (entry !== undefined) {
     build.cache.record(entry);
+    let used: CacheEntry = entry;
     if (build.sourceDateEpoch === undefined) created = entry.created;
-    if (entry.layer === null) state = withEmptyHistory(state, entry.createdBy, created);
-    else state = withLayer(state, entry.layer, entry.createdBy, created);
+    else used = await withEpoch(build, entry, build.sourceDateEpoch);
+    if (used.layer === null) state = withEmptyHistory(state, used.createdBy, created);
+    else state = withLayer(state, used.layer, used.createdBy, created);
     return {
       outcome: 'cached',
-      at: { state, key: nextKey, created, previousStepMissed: at.previousStepMissed },
+      at: {
+        state,
+        key: nextKey,
+        keyLayers: entry.layer === null ? at.keyLayers : [...at.keyLayers, entry.layer.diffId],
+        created,
+        previousStepMissed: at.previousStepMissed,
+      },
     };
   }
   const previousStepMissed = `step ${step.index} missed`;
   created = build.created;
 
   const mapOwner = await layerOwners();
+  // Written without SOURCE_DATE_EPOCH: the cache keeps layers as the step made them, and the
+  // epoch is applied to a copy (withEpoch), as BuildKit applies it at export.
   const layerOptions = {
     ...(mapOwner === undefined ? {} : { mapOwner }),
-    ...(build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: build.sourceDateEpoch }),
     ...(build.signal ? { signal: build.signal } : {}),
     compression: build.compression,
   };
   let layer: LayerRef;
   let entries: number;
+  let undo: readonly string[] | undefined;
   if (action.independent === true) {
     // Nothing below is read or written: the next step's rootfs gets the layer when it syncs.
     const dir = await build.workspace.dir('link');
@@ -136,9 +152,8 @@ export async function filesystemStep(
     const written = await writeLayer(diff, build.blobs, layerOptions);
     layer = { descriptor: written.descriptor, diffId: written.diffId };
     entries = diff.changes.length;
-    await stageRootfs.recordLayerApplied(layer, undoRecord(diff));
+    undo = undoRecord(diff);
   }
-  state = withLayer(state, layer, action.createdBy, build.created);
   const newEntry = {
     key: key.digest,
     layer,
@@ -148,8 +163,54 @@ export async function filesystemStep(
   };
   await build.cache.put(newEntry);
   build.cache.record(newEntry);
+  if (build.sourceDateEpoch !== undefined) {
+    const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
+    if (clamped !== null) layer = clamped;
+  }
+  if (action.independent !== true) await stageRootfs.recordLayerApplied(layer, undo);
+  state = withLayer(state, layer, action.createdBy, build.created);
   const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
-  return { outcome, at: { state, key: nextKey, created, previousStepMissed } };
+  return {
+    outcome,
+    at: {
+      state,
+      key: nextKey,
+      keyLayers: [...at.keyLayers, newEntry.layer.diffId],
+      created,
+      previousStepMissed,
+    },
+  };
+}
+
+/**
+ * The entry's layer with SOURCE_DATE_EPOCH applied (snapshot/layer-reclamp.ts), kept in the cache
+ * under a key of its own, so a build with the same epoch takes it as it is and one with another
+ * epoch (CI often sets it from the commit) clamps the cached layer again instead of running the
+ * step: times in the layer depend on the epoch, what the step made does not.
+ */
+async function withEpoch(build: BuildContext, entry: CacheEntry, epoch: number): Promise<CacheEntry> {
+  if (entry.layer === null) return entry;
+  const key = cacheKey([
+    { name: 'layer of', value: entry.key },
+    { name: 'SOURCE_DATE_EPOCH', value: String(epoch) },
+  ]).digest;
+  const kept = (await build.cache.get(key, build.signal))?.entry;
+  if (kept !== undefined) {
+    build.cache.record(kept);
+    return kept;
+  }
+  const written = await reclampLayer(build.blobs, entry.layer.descriptor, epoch, {
+    compression: build.compression,
+    ...(build.signal ? { signal: build.signal } : {}),
+  });
+  const clamped: CacheEntry = {
+    ...entry,
+    key,
+    layer: { descriptor: written.descriptor, diffId: written.diffId },
+  };
+  await build.cache.put(clamped);
+  build.cache.record(clamped);
+  return clamped;
 }
 
 /**

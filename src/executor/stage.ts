@@ -32,6 +32,8 @@ export interface StageInput {
   readonly base: ImageState;
   /** What the first step's key builds on: the base's ChainID, or the base stage's final key. */
   readonly baseKey: Digest;
+  /** The base's DiffIDs as the cache knows them (a base stage's keyLayers). */
+  readonly baseKeyLayers: readonly Digest[];
   /** ONBUILD triggers of the base, run before the stage's own instructions. */
   readonly triggers: readonly string[];
   /** When the base was made: metadata steps before the first layer keep this time. */
@@ -52,6 +54,8 @@ export class StageRunner {
    */
   private created: string | undefined;
   private previousStepMissed: string | undefined;
+  /** The DiffIDs below the next step as the cache knows them (before SOURCE_DATE_EPOCH). */
+  private keyLayers: readonly Digest[];
 
   constructor(
     private readonly build: BuildContext,
@@ -61,6 +65,7 @@ export class StageRunner {
     const base = withDefaultPath(input.base);
     this.image = new StageState(input.triggers.length > 0 ? withConfig(base, { OnBuild: undefined }) : base);
     this.key = input.baseKey;
+    this.keyLayers = input.baseKeyLayers;
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
     this.rootfs = build.rootfsFactory.create(`stage-${input.label}`, (layers) => {
       build.emit({ kind: 'materialize', stage: input.label, layers });
@@ -92,6 +97,7 @@ export class StageRunner {
       label: this.input.label,
       state,
       finalKey: this.key,
+      keyLayers: this.keyLayers,
       created: this.created,
       rootfs: () => rootfs.sync(state.layers, signal),
       keepRootfs: () => rootfs.keep(),
@@ -298,6 +304,7 @@ export class StageRunner {
       {
         state: this.image.state,
         key: this.key,
+        keyLayers: this.keyLayers,
         created: this.created,
         previousStepMissed: this.previousStepMissed,
       },
@@ -305,6 +312,7 @@ export class StageRunner {
     );
     this.image.reset(at.state);
     this.key = at.key;
+    this.keyLayers = at.keyLayers;
     this.created = at.created;
     this.previousStepMissed = at.previousStepMissed;
     return outcome;

@@ -21,6 +21,7 @@ export {
   type LayerWriteOptions,
   type WrittenLayer,
 } from './layer-writer.js';
+export { reclampLayer } from './layer-reclamp.js';
 export { layerEntries, type TarEntry, type EntryOptions } from './tar-entries.js';
 export type { TarHeader, TarType } from './tar-header.js';
 export { extractLayer, extractLayerAuto, type ExtractOptions, type ExtractResult } from './extract.js';

@@ -285,9 +285,18 @@ export async function writeLayerEntries(
   store: BlobStore,
   options: LayerWriteOptions = {},
 ): Promise<WrittenLayer> {
-  // The tar is consumed here directly rather than through stream stages: each chunk is hashed
-  // and copied into a compression block before the next is asked for, so tarChunks may reuse
-  // buffers.
+  return writeTarChunks(tarChunks(entries, bufferSource(true), options.signal), store, options);
+}
+
+/**
+ * The same for a tar given as chunks (a layer rewritten block by block). Each chunk is hashed and
+ * copied into a compression block before the next is asked for, so the source may reuse buffers.
+ */
+export async function writeTarChunks(
+  chunks: AsyncIterable<Buffer>,
+  store: BlobStore,
+  options: Pick<LayerWriteOptions, 'compression' | 'compressionThreads'> = {},
+): Promise<WrittenLayer> {
   const diffHash = createHash('sha256');
   let uncompressedSize = 0;
   const compressed = new DigestingStream('sha256');
@@ -311,7 +320,7 @@ export async function writeLayerEntries(
     storeError = error;
   });
   try {
-    for await (const chunk of tarChunks(entries, bufferSource(true), options.signal)) {
+    for await (const chunk of chunks) {
       diffHash.update(chunk);
       uncompressedSize += chunk.length;
       await compressor.write(chunk);

@@ -150,6 +150,35 @@ export function encodeHeader(header: TarHeader): Buffer {
   return Buffer.concat([paxHeader, data, Buffer.alloc(pad), main]);
 }
 
+/**
+ * SOURCE_DATE_EPOCH applied to a header block stratum wrote (encodeBlock): an mtime after
+ * `epoch` becomes `epoch` and the checksum is made again, so a layer written without the epoch
+ * becomes, block for block, the layer written with it (a whiteout's time is the epoch). Returns the block's data size (the PAX
+ * `size` record, when the entry had one, is the caller's to apply).
+ */
+export function clampHeaderTime(block: Buffer, epoch: number, whiteout = false): number {
+  const mtime = readOctal(block, 136, 12);
+  // A whiteout (and its PAX header) takes the epoch itself, as tar-entries.ts writes it.
+  if (mtime > epoch || (whiteout && mtime !== epoch)) {
+    writeOctal(block, 136, 12, fitsOctal(epoch, 12) ? epoch : 0);
+    block.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < BLOCK; i++) sum += block[i]!;
+    block.write(sum.toString(8).padStart(6, '0'), 148, 6, 'latin1');
+    block[154] = 0;
+    block[155] = 0x20;
+  }
+  return readOctal(block, 124, 12);
+}
+
+function readOctal(block: Buffer, offset: number, length: number): number {
+  const text = block
+    .toString('latin1', offset, offset + length)
+    .replace(/[\0 ]+$/, '')
+    .trim();
+  return text === '' ? 0 : Number.parseInt(text, 8);
+}
+
 export function paddingFor(size: number): number {
   return (BLOCK - (size % BLOCK)) % BLOCK;
 }
