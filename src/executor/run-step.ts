@@ -361,16 +361,20 @@ async function sandboxMounts(
         });
         break;
       case 'cache': {
+        const identity = {
+          id: spec.id ?? spec.target,
+          uid: spec.uid ?? 0,
+          gid: spec.gid ?? 0,
+          mode: spec.mode ?? 0o755,
+        };
+        // An imported cache's contents for it, when this machine has none (cache-mount-transfer.ts).
+        const fill = build.cacheMountTransfer.fill(identity, build.signal);
+        build.cacheMountTransfer.noteUsed(identity);
         const use = await acquireCacheMount(
           build.cacheMountsDir,
+          { ...identity, sharing: spec.sharing },
           {
-            id: spec.id ?? spec.target,
-            uid: spec.uid ?? 0,
-            gid: spec.gid ?? 0,
-            mode: spec.mode ?? 0o755,
-            sharing: spec.sharing,
-          },
-          {
+            ...(fill === undefined ? {} : { fill }),
             ...(build.signal ? { signal: build.signal } : {}),
             ...((await build.rootfsFactory.rootlessOwners()) === undefined
               ? {}
