@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeMount, mountIdentity, type CacheMountIdentity, type MountSnapshot } from '../cache/mount-export.js';
 import type { CacheSource } from '../cache/source.js';
@@ -20,7 +20,8 @@ import type { ProgressListener } from './progress.js';
  * - in: a RUN about to use a cache mount whose directory is missing or empty gets what an
  *   imported cache holds for it (id, uid, gid, mode): the blob is fetched only then, so a build
  *   downloads only the mounts its RUN steps use, and only where this machine has none.
- * - out: after a successful build, each cache mount the build used is packed as a tar blob
+ * - out: after a successful build, each cache mount a RUN of the build names (run or hit) whose
+ *   directory here holds something is packed as a tar blob
  *   (compressed as layers are: zstd when the build's layers are, else gzip) and handed to the
  *   exports that asked for mounts. A directory unchanged since its last packing (the same stat of
  *   every entry: names, types, modes, owners, sizes, mtimes, inodes) is not packed again: the blob
@@ -41,7 +42,10 @@ export class CacheMountTransfer {
     private readonly compression: CompressionSpec,
   ) {}
 
-  /** A RUN uses this cache mount: it is exported after the build (when an export wants mounts). */
+  /**
+   * A RUN of this build names this cache mount (whether it runs or hits): exported after the
+   * build when an export wants mounts and this machine's directory holds something.
+   */
   noteUsed(mount: CacheMountIdentity): void {
     this.used.set(mountIdentity(mount), { id: mount.id, uid: mount.uid, gid: mount.gid, mode: mount.mode });
   }
@@ -92,7 +96,8 @@ export class CacheMountTransfer {
     for (const mount of this.used.values()) {
       signal?.throwIfAborted();
       try {
-        this.cache.recordMount(await this.snapshot(mount, signal));
+        const snapshot = await this.snapshot(mount, signal);
+        if (snapshot !== undefined) this.cache.recordMount(snapshot);
       } catch (error) {
         if (signal?.aborted === true) throw error;
         this.emit({
@@ -103,7 +108,13 @@ export class CacheMountTransfer {
     }
   }
 
-  private async snapshot(mount: CacheMountIdentity, signal: AbortSignal | undefined): Promise<MountSnapshot> {
+  private async snapshot(
+    mount: CacheMountIdentity,
+    signal: AbortSignal | undefined,
+  ): Promise<MountSnapshot | undefined> {
+    // Nothing here (every step hit, on a machine that never ran them): nothing to export.
+    const names = await readdir(join(this.root, cacheMountKey(mount))).catch(() => []);
+    if (names.length === 0) return undefined;
     // Held as `sharing=locked` holds it: no locked step of this or another build writes meanwhile.
     const use = await acquireCacheMount(
       this.root,

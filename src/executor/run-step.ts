@@ -292,6 +292,13 @@ async function mountKey(
   const name = `mount ${mountTarget(mount)}`;
   switch (mount.type) {
     case 'cache':
+      // Exported after the build (mounts=true) whether this step runs or hits.
+      build.cacheMountTransfer.noteUsed({
+        id: mount.id ?? mount.target,
+        uid: mount.uid ?? 0,
+        gid: mount.gid ?? 0,
+        mode: mount.mode ?? 0o755,
+      });
       return {
         component: {
           name,
@@ -369,7 +376,6 @@ async function sandboxMounts(
         };
         // An imported cache's contents for it, when this machine has none (cache-mount-transfer.ts).
         const fill = build.cacheMountTransfer.fill(identity, build.signal);
-        build.cacheMountTransfer.noteUsed(identity);
         const use = await acquireCacheMount(
           build.cacheMountsDir,
           { ...identity, sharing: spec.sharing },
