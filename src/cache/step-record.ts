@@ -165,9 +165,11 @@ function decodeFiles(value: unknown): RecordedFiles | undefined {
 export const PARENT_COMPONENT = 'previous step';
 
 /**
- * The record among `candidates` closest to a step: the same parent first (the step's siblings:
- * every step above it hit, so this is the entry it "should" have hit), then the same place in
- * the same Dockerfile, then the most key components in common, then the most recently used.
+ * The record among `candidates` closest to a step, of the same Dockerfile (by its name in the
+ * context; another Dockerfile sharing the cache is never the comparison): the same parent first
+ * (the step's siblings: every step above it hit, so this is the entry it "should" have hit),
+ * then the same step (stage and position), then the same target, then the most key components
+ * in common, then the most recently used.
  */
 export function closestRecord<T extends { readonly record: StepRecord; readonly used: string }>(
   candidates: Iterable<T>,
@@ -179,15 +181,19 @@ export function closestRecord<T extends { readonly record: StepRecord; readonly 
   let bestScore = -1;
   for (const candidate of candidates) {
     const record = candidate.record;
+    if (record.dockerfile !== query.dockerfile) continue;
     const sameParent =
       parent !== undefined &&
       record.components.some((component) => component.name === PARENT_COMPONENT && component.value === parent);
-    const samePlace =
-      record.dockerfile === query.dockerfile && record.target === query.target && record.step === query.step;
-    if (!sameParent && !samePlace) continue;
+    const sameStep = record.step === query.step;
+    if (!sameParent && !sameStep) continue;
     let common = 0;
     for (const component of record.components) if (values.get(component.name) === component.value) common++;
-    const score = (sameParent ? 1_000_000 : 0) + (samePlace ? 100_000 : 0) + common;
+    const score =
+      (sameParent ? 1_000_000 : 0) +
+      (sameStep ? 100_000 : 0) +
+      (record.target === query.target ? 10_000 : 0) +
+      common;
     if (score > bestScore || (score === bestScore && best !== undefined && candidate.used > best.used)) {
       best = candidate;
       bestScore = score;

@@ -193,7 +193,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     },
   });
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
-  const cacheMountTransfer = new CacheMountTransfer(join(cacheDir, 'mounts'), layered, blobs, emit, compression);
+  const cacheMountTransfer = new CacheMountTransfer(
+    join(cacheDir, 'mounts'),
+    layered,
+    blobs,
+    emit,
+    compression,
+  );
   const explainPlace = {
     dockerfile: dockerfilePlace(options.contextDir, options.dockerfilePath),
     target: options.target ?? '',
@@ -280,7 +286,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           try {
             base = await imageState(image, blobs, stageSignal);
             baseCreated = image.config.value.created;
-            stageBases.set(label, { reference: planned.base.reference, digest: image.descriptor.digest });
+            stageBases.set(label, {
+              reference: portableReference(planned.base.reference),
+              digest: image.descriptor.digest,
+            });
           } finally {
             await image.close();
           }
@@ -393,6 +402,18 @@ function dockerfilePlace(contextDir: string, dockerfilePath: string | undefined)
   if (dockerfilePath === undefined) return 'Dockerfile';
   const inside = relative(resolve(contextDir), resolve(dockerfilePath));
   return inside === '' || inside.startsWith('..') || isAbsolute(inside) ? basename(dockerfilePath) : inside;
+}
+
+/**
+ * A base reference as it may travel in an exported cache: a file transport's directories are
+ * this machine's, so only the last element stays (`oci:/home/me/base:1` → `oci:…/base:1`).
+ */
+function portableReference(reference: string): string {
+  const match = /^(oci|oci-archive|docker-archive):(.*)$/.exec(reference);
+  if (match === null) return reference;
+  const rest = match[2]!;
+  const slash = rest.lastIndexOf('/');
+  return slash < 0 ? reference : `${match[1]}:…/${rest.slice(slash + 1)}`;
 }
 
 /** A stage for another architecture with RUN steps (or ONBUILD triggers from its base) needs an emulator. */
