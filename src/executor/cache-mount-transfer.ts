@@ -11,7 +11,7 @@ import type { LayerRef } from '../oci/image.js';
 import { diffSnapshots, emptySnapshot, extractLayerAuto, scanTree, writeLayer } from '../snapshot/index.js';
 import type { TreeSnapshot } from '../snapshot/index.js';
 import { acquireCacheMount, cacheMountKey, type CacheMountFill } from './cache-mounts.js';
-import { layerOwners } from './filesystem-step.js';
+import { layerOwners } from './layer-owners.js';
 import type { ProgressListener } from './progress.js';
 
 /**

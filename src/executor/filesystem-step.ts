@@ -14,7 +14,7 @@ import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
 import type { StageRootfs } from './rootfs.js';
 import type { StepAction, StepOutcome } from './step.js';
-import { chooseIdMapping, ownerInNamespace, type OwnerMap } from './sandbox/id-mapping.js';
+import { layerOwners } from './layer-owners.js';
 
 /**
  * The cache protocol of a filesystem step (RUN, COPY, ADD, WORKDIR): key it, look it up in the
@@ -32,14 +32,6 @@ export interface StepPosition {
   readonly created: string | undefined;
   /** Why an earlier step of this stage missed, for explaining later misses. */
   readonly previousStepMissed: string | undefined;
-}
-
-/** How owners on disk read in the layer: undefined as root; rootless, the namespace's view. */
-let rootlessOwners: Promise<OwnerMap | undefined> | undefined;
-export function layerOwners(): Promise<OwnerMap | undefined> {
-  rootlessOwners ??=
-    process.getuid?.() === 0 ? Promise.resolve(undefined) : chooseIdMapping().then(ownerInNamespace);
-  return rootlessOwners;
 }
 
 export async function filesystemStep(
