@@ -155,6 +155,11 @@ export class LocalCacheSource {
     return this.mounts.has(mountIdentity(mount));
   }
 
+  /** What this cache holds for a cache mount, without fetching its blob. */
+  peekMount(mount: CacheMountIdentity): StoredMount | undefined {
+    return this.mounts.get(mountIdentity(mount));
+  }
+
   /** The exported contents of a cache mount, the blob copied (verified) into `blobs`, or undefined. */
   async getMount(
     mount: CacheMountIdentity,
@@ -313,7 +318,9 @@ export class LocalCacheExporter {
     let mountBlobsWritten = 0;
     for (const mount of bounded.kept) {
       options.signal?.throwIfAborted();
-      const how = await ensureBlob(target, blobs, mount.layer.descriptor);
+      let how = await ensureBlob(target, blobs, mount.layer.descriptor);
+      if (how === 'missing' && (await options.fetchMount?.(mount)) === true)
+        how = await ensureBlob(target, blobs, mount.layer.descriptor);
       if (how === 'missing') {
         warn(`cache ${ref.name}: cache mount ${describeMount(mount)}: its blob is gone; not exported`);
         continue;

@@ -162,7 +162,6 @@ export function mountAttribute(
   return false;
 }
 
-
 /** One warning for each of this build's mounts that mounts-max-size left out. */
 export function warnLeftMounts(
   cacheName: string,

@@ -212,6 +212,11 @@ export class RegistryCacheSource {
     return this.mounts.has(mountIdentity(mount));
   }
 
+  /** What this cache holds for a cache mount, without fetching its blob. */
+  peekMount(mount: CacheMountIdentity): StoredMount | undefined {
+    return this.mounts.get(mountIdentity(mount));
+  }
+
   /**
    * The exported contents of a cache mount, its blob downloaded (verified, as a layer is) into
    * `blobs`, or undefined: not in this cache, or not to be had (a warning).
@@ -350,6 +355,12 @@ export interface ExportOptions {
   readonly onWarning?: (message: string) => void;
   /** Layers sent at once (default 4, as push). */
   readonly concurrency?: number;
+  /**
+   * Puts a cache mount's blob into the local blob store (from the `--cache-from` it was imported
+   * from); true when it did. For mounts carried over unrestored, whose blob is only fetched when
+   * the destination does not hold it already.
+   */
+  readonly fetchMount?: (mount: CacheMountIdentity) => Promise<boolean>;
 }
 
 export interface ExportResult {
@@ -469,7 +480,9 @@ export class RegistryCacheExporter {
           mounts.push(mount);
           continue;
         }
-        const how = await this.ensureBlob(repo, blobs, mount.layer.descriptor, [], signalOption);
+        let how = await this.ensureBlob(repo, blobs, mount.layer.descriptor, [], signalOption);
+        if (how === 'missing' && (await options.fetchMount?.(mount)) === true)
+          how = await this.ensureBlob(repo, blobs, mount.layer.descriptor, [], signalOption);
         if (how === 'missing') {
           warn(`cache ${ref.name}: cache mount ${describeMount(mount)}: its blob is gone; not exported`);
           continue;

@@ -132,15 +132,32 @@ export class SharedCaches {
     return this.sources.some((source) => source.hasMount(mount));
   }
 
+  /** What the first `--cache-from` holding the mount's contents holds, nothing fetched. */
+  importedMount(mount: CacheMountIdentity): ImportedMount | undefined {
+    for (const source of this.sources) {
+      const stored = source.peekMount(mount);
+      if (stored !== undefined) return { ...stored, source: source.name };
+    }
+    return undefined;
+  }
+
   /** The first `--cache-from` holding the mount's contents, its blob fetched into the local store. */
-  async fetchMount(
+  fetchMount(
     mount: CacheMountIdentity,
     local: LayerCache,
     signal?: AbortSignal,
   ): Promise<ImportedMount | undefined> {
+    return this.fetchMountInto(mount, local.blobs, signal);
+  }
+
+  private async fetchMountInto(
+    mount: CacheMountIdentity,
+    blobs: BlobStore,
+    signal?: AbortSignal,
+  ): Promise<ImportedMount | undefined> {
     for (const source of this.sources) {
       if (!source.hasMount(mount)) continue;
-      const stored = await source.getMount(mount, local.blobs, signal);
+      const stored = await source.getMount(mount, blobs, signal);
       if (stored !== undefined) return { ...stored, source: source.name };
     }
     return undefined;
@@ -169,6 +186,9 @@ export class SharedCaches {
       try {
         const result = await exporter.flush(blobs, {
           client: this.client,
+          // A mount carried over from an import (never restored here) is fetched only if the
+          // destination lacks its blob.
+          fetchMount: async (mount) => (await this.fetchMountInto(mount, blobs, signal)) !== undefined,
           ...(options.mountFrom ? { mountFrom: options.mountFrom } : {}),
           ...(signal ? { signal } : {}),
           ...(this.options.onWarning ? { onWarning: this.options.onWarning } : {}),

@@ -28,6 +28,8 @@ export interface CacheSource {
   closest(query: StepRecord): ImportedStep | undefined;
   /** Whether an imported cache holds this cache mount's contents (cheap: nothing is fetched). */
   hasMount(mount: CacheMountIdentity): boolean;
+  /** What an imported cache holds for a cache mount, without fetching its blob. */
+  importedMount(mount: CacheMountIdentity): ImportedMount | undefined;
   /** An imported cache mount, its blob now in the local blob store; undefined when none can be had. */
   fetchMount(mount: CacheMountIdentity, signal?: AbortSignal): Promise<ImportedMount | undefined>;
   /** Whether a `--cache-to` exports cache mounts (`mounts=true`): only then are they snapshotted. */
@@ -56,7 +58,12 @@ export interface RemoteCache {
   record(entry: CacheEntry, record?: StepRecord): void;
   closest?(query: StepRecord): ImportedStep | undefined;
   hasMount?(mount: CacheMountIdentity): boolean;
-  fetchMount?(mount: CacheMountIdentity, local: LayerCache, signal?: AbortSignal): Promise<ImportedMount | undefined>;
+  importedMount?(mount: CacheMountIdentity): ImportedMount | undefined;
+  fetchMount?(
+    mount: CacheMountIdentity,
+    local: LayerCache,
+    signal?: AbortSignal,
+  ): Promise<ImportedMount | undefined>;
   readonly exportsMounts?: boolean;
   recordMount?(mount: MountSnapshot): void;
 }
@@ -73,6 +80,7 @@ export function layeredCache(local: LayerCache, remote: RemoteCache | undefined)
     record: (entry, record) => remote?.record(entry, record),
     closest: (query) => remote?.closest?.(query),
     hasMount: (mount) => remote?.hasMount?.(mount) ?? false,
+    importedMount: (mount) => remote?.importedMount?.(mount),
     fetchMount: async (mount, signal) => remote?.fetchMount?.(mount, local, signal),
     exportsMounts: remote?.exportsMounts ?? false,
     recordMount: (mount) => remote?.recordMount?.(mount),

@@ -184,7 +184,9 @@ export function closestRecord<T extends { readonly record: StepRecord; readonly 
     if (record.dockerfile !== query.dockerfile) continue;
     const sameParent =
       parent !== undefined &&
-      record.components.some((component) => component.name === PARENT_COMPONENT && component.value === parent);
+      record.components.some(
+        (component) => component.name === PARENT_COMPONENT && component.value === parent,
+      );
     const sameStep = record.step === query.step;
     if (!sameParent && !sameStep) continue;
     let common = 0;

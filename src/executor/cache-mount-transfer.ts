@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeMount, mountIdentity, type CacheMountIdentity, type MountSnapshot } from '../cache/mount-export.js';
+import {
+  describeMount,
+  mountIdentity,
+  type CacheMountIdentity,
+  type MountSnapshot,
+} from '../cache/mount-export.js';
 import type { CacheSource } from '../cache/source.js';
 import { writeAtomic } from '../cache/store.js';
 import { messageOf } from '../errors.js';
@@ -21,7 +26,8 @@ import type { ProgressListener } from './progress.js';
  *   imported cache holds for it (id, uid, gid, mode): the blob is fetched only then, so a build
  *   downloads only the mounts its RUN steps use, and only where this machine has none.
  * - out: after a successful build, each cache mount a RUN of the build names (run or hit) whose
- *   directory here holds something is packed as a tar blob
+ *   directory here holds something is packed as a tar blob; one whose directory is empty (its
+ *   steps all hit, so it was never restored) is carried over from the imported cache unchanged
  *   (compressed as layers are: zstd when the build's layers are, else gzip) and handed to the
  *   exports that asked for mounts. A directory unchanged since its last packing (the same stat of
  *   every entry: names, types, modes, owners, sizes, mtimes, inodes) is not packed again: the blob
@@ -112,15 +118,15 @@ export class CacheMountTransfer {
     mount: CacheMountIdentity,
     signal: AbortSignal | undefined,
   ): Promise<MountSnapshot | undefined> {
-    // Nothing here (every step hit, on a machine that never ran them): nothing to export.
+    // Nothing here (every step using it hit, so it was never restored): what an imported
+    // cache holds for it travels on unchanged, so a fully cached build does not drop it.
     const names = await readdir(join(this.root, cacheMountKey(mount))).catch(() => []);
-    if (names.length === 0) return undefined;
+    if (names.length === 0) {
+      const imported = this.cache.importedMount(mount);
+      return imported === undefined ? undefined : { ...mount, layer: imported.layer, size: imported.size };
+    }
     // Held as `sharing=locked` holds it: no locked step of this or another build writes meanwhile.
-    const use = await acquireCacheMount(
-      this.root,
-      { ...mount, sharing: 'locked' },
-      signal ? { signal } : {},
-    );
+    const use = await acquireCacheMount(this.root, { ...mount, sharing: 'locked' }, signal ? { signal } : {});
     try {
       const tree = await scanTree(use.dir, signal ? { signal } : {});
       const print = fingerprint(tree);

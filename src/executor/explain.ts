@@ -52,7 +52,8 @@ export function explainMiss(
         owner: flag('chown', was) !== flag('chown', instruction),
       };
       const changes = explainSourceChanges(previous.files, current.files, fromInstruction);
-      const named = imported === undefined ? changes : withContentDigests(changes, previous.files, current.files);
+      const named =
+        imported === undefined ? changes : withContentDigests(changes, previous.files, current.files);
       for (const change of named) reasons.push(`${verb}: context file ${change}`);
     } else if (name.startsWith('mount ')) {
       reasons.push(...explainMount(name.slice(6), old, value, previous, current));

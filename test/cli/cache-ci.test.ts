@@ -63,7 +63,16 @@ describe.skipIf(!isRoot)('stratum build: cache mounts and --explain through an i
   it('exports with mounts=true; a fresh runner sees the mount and is told which file changed', () => {
     const main = join(dir, 'ci-cache-main');
     const first = run(
-      ['build', ctx, '--network', 'none', '--progress', 'plain', '--cache-to', `type=local,dest=${main},mounts=true`],
+      [
+        'build',
+        ctx,
+        '--network',
+        'none',
+        '--progress',
+        'plain',
+        '--cache-to',
+        `type=local,dest=${main},mounts=true`,
+      ],
       join(dir, 'runner-1'),
     );
     expect(first.status, first.stderr).toBe(0);
@@ -95,22 +104,25 @@ describe.skipIf(!isRoot)('stratum build: cache mounts and --explain through an i
     // The install found left-pad in the cache mount the first runner filled.
     expect(readFileSync(join(out, 'installed'), 'utf8')).toBe('left-pad from cache\nright-pad downloaded\n');
     const text = second.stdout + second.stderr;
-    expect(text).toMatch(/warning: cache mount id=\/root\/\.cache\/pkg uid=0 gid=0 mode=755: restored from local:/);
+    expect(text).toMatch(
+      /warning: cache mount id=\/root\/\.cache\/pkg uid=0 gid=0 mode=755: restored from local:/,
+    );
     expect(text).toMatch(/#\d+ {3}compared with: local:\S+ci-cache-main \(its closest entry, exported \S+\)/);
     expect(text).toMatch(
       /#\d+ {3}changed: COPY: context file deps\.txt changed \(content sha256:[0-9a-f]{12} → sha256:[0-9a-f]{12}\)/,
     );
 
     // The same question without building: what of the branch's build is not in main's cache.
-    const diff = run(['cache', 'diff', `type=local,src=${main}`, `type=local,src=${branch}`], join(dir, 'runner-3'));
+    const diff = run(
+      ['cache', 'diff', `type=local,src=${main}`, `type=local,src=${branch}`],
+      join(dir, 'runner-3'),
+    );
     expect(diff.status, diff.stderr).toBe(0);
     const lines = diff.stdout.trim().split('\n');
     expect(lines[0]).toBe('Dockerfile');
-    expect(lines.filter((line) => /^0\/\d+ +(in base|MISS) /.test(line)).map((line) => line.split(/ +/)[1])).toEqual([
-      'MISS',
-      'MISS',
-      'MISS',
-    ]);
+    expect(
+      lines.filter((line) => /^0\/\d+ +(in base|MISS) /.test(line)).map((line) => line.split(/ +/)[1]),
+    ).toEqual(['MISS', 'MISS', 'MISS']);
     expect(diff.stdout).toMatch(/changed: COPY: context file deps\.txt changed \(content sha256:/);
     expect(diff.stdout).toMatch(/changed: parent changed \(step 1 missed\)/);
     expect(lines.at(-1)).toBe(`3 of 3 steps would miss with --cache-from local:${main}`);
@@ -126,7 +138,12 @@ describe.skipIf(!isRoot)('stratum build: cache mounts and --explain through an i
 
   it('cache diff of a cache that cannot be read is one line and exit 1', () => {
     const result = run(
-      ['cache', 'diff', `type=local,src=${join(dir, 'nothing-here')}`, `type=local,src=${join(dir, 'nor-here')}`],
+      [
+        'cache',
+        'diff',
+        `type=local,src=${join(dir, 'nothing-here')}`,
+        `type=local,src=${join(dir, 'nor-here')}`,
+      ],
       join(dir, 'runner-4'),
     );
     expect(result.status).toBe(1);

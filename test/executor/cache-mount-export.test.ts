@@ -184,6 +184,30 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
     for (const out of outs) expect(await seen(out)).toMatch(/^downloaded once\nnested\n/);
   });
 
+  it('a fully cached build carries the imported mount over to its own export (as CI moves a fresh export into place)', async () => {
+    const dest = join(box.dir, 'local-overlay');
+    const next = join(box.dir, 'carried');
+    const cacheDir = join(box.dir, 'carrier');
+    const built = await box.build(writer, {
+      cacheDir,
+      cacheFrom: [`type=local,src=${dest}`],
+      cacheTo: [`type=local,dest=${next},mounts=true`],
+    });
+    expect(misses(built.events)).toEqual([]);
+    // Not restored: no step needed it.
+    expect(built.warnings.filter((line) => /restored/.test(line))).toEqual([]);
+    expect(localConfig(next).mounts!.map((mount) => mount.layer.descriptor.digest)).toEqual(
+      localConfig(dest).mounts!.map((mount) => mount.layer.descriptor.digest),
+    );
+    const out = join(box.dir, 'seen-carried');
+    await box.build(reader, {
+      cacheDir: join(box.dir, 'after-carry'),
+      cacheFrom: [`type=local,src=${next}`],
+      outputs: [`type=local,dest=${out}`],
+    });
+    expect(await seen(out)).toMatch(/^downloaded once\nnested\n/);
+  });
+
   it('mounts-max-size leaves out a mount that does not fit, with a warning', async () => {
     const dest = join(box.dir, 'too-small');
     const built = await box.build(writer, {
