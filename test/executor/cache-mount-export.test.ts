@@ -97,9 +97,11 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
       ].join('\n'),
     });
   });
-  afterAll(() => box.cleanup());
+  afterAll(() => {
+    box.cleanup();
+  });
 
-  const seen = async (dir: string): Promise<string> => readFileSync(join(dir, 'seen'), 'utf8');
+  const seen = (dir: string): string => readFileSync(join(dir, 'seen'), 'utf8');
 
   it.each(['overlay', 'scan'] as const)(
     'type=local (%s): a build on an empty cache directory sees what the earlier build left in its cache mount',
@@ -123,7 +125,7 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
         cacheFrom: [`type=local,src=${dest}`],
         outputs: [`type=local,dest=${out}`],
       });
-      expect(await seen(out)).toBe('downloaded once\nnested\n1000 750\narchive.deb\nsub\n');
+      expect(seen(out)).toBe('downloaded once\nnested\n1000 750\narchive.deb\nsub\n');
       expect(second.warnings.some((line) => /cache mount id=pkg .* restored from local:/.test(line))).toBe(
         true,
       );
@@ -142,7 +144,7 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
       cacheFrom: [`type=local,src=${dest}`],
       outputs: [`type=local,dest=${out}`],
     });
-    expect(await seen(out)).toMatch(/^mine\n/);
+    expect(seen(out)).toMatch(/^mine\n/);
     expect(built.warnings.filter((line) => /restored/.test(line))).toEqual([]);
   });
 
@@ -160,7 +162,7 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
       cacheFrom: [`type=local,src=${dest}`],
       outputs: [`type=local,dest=${out}`],
     });
-    expect(await seen(out)).toMatch(/^downloaded once\n/);
+    expect(seen(out)).toMatch(/^downloaded once\n/);
     expect(existsSync(leftover)).toBe(false);
     expect(readdirSync(mounts).filter((name) => name.startsWith('.restore-'))).toEqual([]);
   });
@@ -181,7 +183,7 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
         }),
       ),
     );
-    for (const out of outs) expect(await seen(out)).toMatch(/^downloaded once\nnested\n/);
+    for (const out of outs) expect(seen(out)).toMatch(/^downloaded once\nnested\n/);
   });
 
   it('a fully cached build carries the imported mount over to its own export (as CI moves a fresh export into place)', async () => {
@@ -205,7 +207,7 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
       cacheFrom: [`type=local,src=${next}`],
       outputs: [`type=local,dest=${out}`],
     });
-    expect(await seen(out)).toMatch(/^downloaded once\nnested\n/);
+    expect(seen(out)).toMatch(/^downloaded once\nnested\n/);
   });
 
   it('mounts-max-size leaves out a mount that does not fit, with a warning', async () => {
@@ -259,7 +261,7 @@ describe.skipIf(!enabled)('cache mounts exported with mounts=true, restored by -
           cacheFrom: [`registry:${ref}`],
           outputs: [`type=local,dest=${out}`],
         });
-        expect(await seen(out)).toBe('downloaded once\nnested\n1000 750\narchive.deb\nsub\n');
+        expect(seen(out)).toBe('downloaded once\nnested\n1000 750\narchive.deb\nsub\n');
       } finally {
         await proxy.stop();
       }
