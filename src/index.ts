@@ -137,6 +137,13 @@ export {
 } from './oci-writer/docker-daemon-writer.js';
 export { exportFilesystemToDirectory, exportFilesystemAsTar } from './filesystem-export.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
+export {
+  diffCaches,
+  type CacheDiffOptions,
+  type CacheDiffResult,
+  type CacheDiffSide,
+  type CacheDiffStep,
+} from './cache-diff.js';
 export { removeImages, type RemoveImagesResult } from './image-removal.js';
 export type { CacheUsage, PruneResult } from './cache/prune.js';
 export * from './analyze/index.js';

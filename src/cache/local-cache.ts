@@ -13,6 +13,17 @@ import {
 } from '../oci-writer/layout-writer.js';
 import type { ExportOptions, ExportResult } from './registry-cache.js';
 import {
+  DEFAULT_MOUNTS_MAX_SIZE,
+  boundMounts,
+  describeMount,
+  mountAttribute,
+  mountIdentity,
+  warnLeftMounts,
+  type CacheMountIdentity,
+  type MountSnapshot,
+  type StoredMount,
+} from './mount-export.js';
+import {
   CACHE_CONFIG_MEDIA_TYPE,
   DEFAULT_MAX_ENTRIES,
   MAX_CONFIG_BYTES,
@@ -21,9 +32,12 @@ import {
   decodeCacheConfig,
   encodeCacheConfig,
   hitWithLayer,
+  layerIntoStore,
   mergeEntries,
+  type DecodedCache,
   type StoredCacheEntry,
 } from './registry-format.js';
+import type { StepRecord } from './step-record.js';
 import type { CacheEntry } from './store.js';
 
 /**
@@ -43,6 +57,9 @@ export interface LocalCacheRef {
   /** `local:DIR`, how messages and `--explain` name this cache. */
   readonly name: string;
   readonly ignoreError: boolean;
+  /** `mounts=true` (--cache-to): the cache mounts' contents travel too (mount-export.ts). */
+  readonly mounts: boolean;
+  readonly mountsMaxSize: number;
 }
 
 /** Whether a `--cache-from`/`--cache-to` value is the local form (`type=local,...`). */
@@ -51,7 +68,7 @@ export function isLocalCacheSpec(text: string): boolean {
 }
 
 /**
- * `type=local,dest=DIR[,mode=max][,ignore-error=true|false]` for `--cache-to`,
+ * `type=local,dest=DIR[,mode=max][,ignore-error=true|false][,mounts=true][,mounts-max-size=SIZE]` for `--cache-to`,
  * `type=local,src=DIR` for `--cache-from`. Anything else is a USAGE error naming the key.
  */
 export function parseLocalCacheRef(text: string, direction: 'from' | 'to'): LocalCacheRef {
@@ -68,8 +85,10 @@ export function parseLocalCacheRef(text: string, direction: 'from' | 'to'): Loca
     attributes.set(key, part.slice(eq + 1).trim());
   }
   let ignoreError = false;
+  const mountOptions = { mounts: false, mountsMaxSize: DEFAULT_MOUNTS_MAX_SIZE };
   for (const [key, value] of attributes) {
     if (key === 'type' || key === pathKey) continue;
+    if (direction === 'to' && mountAttribute(key, value, mountOptions, usage)) continue;
     if (key === 'mode' && direction === 'to') {
       if (value !== 'max')
         throw usage(`mode=${value} is not supported; stratum exports every step (mode=max)`);
@@ -86,11 +105,11 @@ export function parseLocalCacheRef(text: string, direction: 'from' | 'to'): Loca
   }
   const dir = attributes.get(pathKey) ?? '';
   if (dir === '') throw usage(`${pathKey}= is missing`);
-  return { dir: resolve(dir), name: `local:${dir}`, ignoreError };
+  return { dir: resolve(dir), name: `local:${dir}`, ignoreError, ...mountOptions };
 }
 
 /** The cache's entries in the layout at `dir`; a missing directory or tag is NOT_FOUND. */
-async function readLocalCache(ref: LocalCacheRef): Promise<StoredCacheEntry[]> {
+async function readLocalCache(ref: LocalCacheRef): Promise<DecodedCache> {
   const index = await readLayoutIndex(directoryAccess(ref.dir), ref.name);
   const tagged = index.value.manifests.find((entry) => refName(entry) === LOCAL_CACHE_TAG);
   if (tagged === undefined) {
@@ -116,13 +135,58 @@ async function readLocalCache(ref: LocalCacheRef): Promise<StoredCacheEntry[]> {
  */
 export class LocalCacheSource {
   private readonly entries: Map<string, StoredCacheEntry>;
+  private readonly mounts: Map<string, StoredMount>;
 
   private constructor(
     readonly ref: LocalCacheRef,
-    entries: readonly StoredCacheEntry[],
+    read: DecodedCache,
     private readonly onWarning: ((message: string) => void) | undefined,
   ) {
-    this.entries = new Map(entries.map((entry) => [entry.key, entry]));
+    this.entries = new Map(read.entries.map((entry) => [entry.key, entry]));
+    this.mounts = new Map(read.mounts.map((mount) => [mountIdentity(mount), mount]));
+  }
+
+  /** Every entry, with what its step's key was made of where the exporter knew it. */
+  stored(): Iterable<StoredCacheEntry> {
+    return this.entries.values();
+  }
+
+  hasMount(mount: CacheMountIdentity): boolean {
+    return this.mounts.has(mountIdentity(mount));
+  }
+
+  /** What this cache holds for a cache mount, without fetching its blob. */
+  peekMount(mount: CacheMountIdentity): StoredMount | undefined {
+    return this.mounts.get(mountIdentity(mount));
+  }
+
+  /** The exported contents of a cache mount, the blob copied (verified) into `blobs`, or undefined. */
+  async getMount(
+    mount: CacheMountIdentity,
+    blobs: BlobStore,
+    signal?: AbortSignal,
+  ): Promise<StoredMount | undefined> {
+    const stored = this.mounts.get(mountIdentity(mount));
+    if (stored === undefined) return undefined;
+    const ok = await layerIntoStore(stored.layer, {
+      blobs,
+      what: `cache ${this.name}: cache mount ${describeMount(stored)}`,
+      copyLayer: (layer) => this.copyLayer(layer.descriptor, blobs),
+      warn: (line) => this.onWarning?.(line),
+      signal,
+    });
+    if (!ok) this.mounts.delete(mountIdentity(mount));
+    return ok ? stored : undefined;
+  }
+
+  // Copied, not linked: the directory is the user's to edit, so its bytes are verified.
+  private async copyLayer(descriptor: Descriptor, blobs: BlobStore): Promise<void> {
+    const source = new BlobStore(this.ref.dir).read(descriptor.digest, {
+      verify: true,
+      size: descriptor.size,
+    });
+    source.on('error', () => undefined);
+    await blobs.putStream(source, descriptor.digest);
   }
 
   get name(): string {
@@ -137,13 +201,13 @@ export class LocalCacheSource {
     ref: LocalCacheRef,
     options: { readonly onWarning?: (message: string) => void } = {},
   ): Promise<LocalCacheSource> {
-    let entries: StoredCacheEntry[] = [];
+    let read: DecodedCache = { entries: [], mounts: [] };
     try {
-      entries = await readLocalCache(ref);
+      read = await readLocalCache(ref);
     } catch (error) {
       options.onWarning?.(`cache ${ref.name}: not used (${messageOf(error)})`);
     }
-    return new LocalCacheSource(ref, entries, options.onWarning);
+    return new LocalCacheSource(ref, read, options.onWarning);
   }
 
   /** The entry for `key`, its layer copied (verified) into `blobs`, or undefined. */
@@ -152,15 +216,7 @@ export class LocalCacheSource {
       cacheName: this.name,
       blobs,
       signal,
-      // Copied, not linked: the directory is the user's to edit, so its bytes are verified.
-      copyLayer: async ({ descriptor }) => {
-        const source = new BlobStore(this.ref.dir).read(descriptor.digest, {
-          verify: true,
-          size: descriptor.size,
-        });
-        source.on('error', () => undefined);
-        await blobs.putStream(source, descriptor.digest);
-      },
+      copyLayer: ({ descriptor }) => this.copyLayer(descriptor, blobs),
       warn: (line) => this.onWarning?.(line),
     });
   }
@@ -172,7 +228,8 @@ export class LocalCacheSource {
  * first, capped as the registry form is). Blobs no entry names any more are left in place.
  */
 export class LocalCacheExporter {
-  private readonly pending = new Map<string, CacheEntry>();
+  private readonly pending = new Map<string, CacheEntry & { readonly record?: StepRecord }>();
+  private readonly mounts = new Map<string, MountSnapshot>();
 
   constructor(readonly ref: LocalCacheRef) {}
 
@@ -194,17 +251,23 @@ export class LocalCacheExporter {
     }
   }
 
-  add(entry: CacheEntry): void {
+  add(entry: CacheEntry, record?: StepRecord): void {
     this.pending.delete(entry.key);
-    this.pending.set(entry.key, entry);
+    this.pending.set(entry.key, record === undefined ? entry : { ...entry, record });
+  }
+
+  /** A cache mount's contents, as this build left them (only with `mounts=true`). */
+  addMount(mount: MountSnapshot): void {
+    if (this.ref.mounts) this.mounts.set(mountIdentity(mount), mount);
   }
 
   async flush(blobs: BlobStore, options: ExportOptions = {}): Promise<ExportResult> {
     const ref = this.ref;
     const warn = (message: string): void => options.onWarning?.(message);
     let older: StoredCacheEntry[] = [];
+    let olderMounts: StoredMount[] = [];
     try {
-      older = await readLocalCache(ref);
+      ({ entries: older, mounts: olderMounts } = await readLocalCache(ref));
     } catch (error) {
       if (!isStratumError(error) || error.code !== 'NOT_FOUND') {
         warn(`cache ${ref.name}: existing cache unreadable, replaced (${messageOf(error)})`);
@@ -220,16 +283,9 @@ export class LocalCacheExporter {
     const layers = uniqueLayers(fresh);
     for (const layer of layers) {
       options.signal?.throwIfAborted();
-      if ((await target.size(layer.digest)) === layer.size) {
-        counts.existed++;
-      } else if ((await blobs.size(layer.digest)) !== layer.size) {
-        missing.add(layer.digest);
-      } else if (await target.linkFrom(blobs.path(layer.digest), layer.digest)) {
-        counts.mounted++;
-      } else {
-        await target.putStream(blobs.read(layer.digest, { verify: true, size: layer.size }), layer.digest);
-        counts.uploaded++;
-      }
+      const how = await ensureBlob(target, blobs, layer);
+      if (how === 'missing') missing.add(layer.digest);
+      else counts[how]++;
     }
     if (missing.size > 0) {
       warn(
@@ -248,14 +304,39 @@ export class LocalCacheExporter {
     }
     const entries = mergeEntries(usable, present, options.maxEntries ?? DEFAULT_MAX_ENTRIES);
 
-    const configBytes = encodeCacheConfig(entries);
+    // Cache mounts: this build's first, then the older ones still whole in the directory,
+    // bounded by mounts-max-size (the newest win). A blob already there is not written again.
+    const presentMounts: StoredMount[] = [];
+    for (const mount of olderMounts) {
+      if ((await target.size(mount.layer.descriptor.digest)) === mount.layer.descriptor.size)
+        presentMounts.push(mount);
+    }
+    const freshMounts = [...this.mounts.values()].map((mount) => ({ ...mount, used }));
+    const bounded = boundMounts(freshMounts, presentMounts, ref.mountsMaxSize);
+    warnLeftMounts(ref.name, bounded.left, freshMounts, ref.mountsMaxSize, warn);
+    const mounts: StoredMount[] = [];
+    let mountBlobsWritten = 0;
+    for (const mount of bounded.kept) {
+      options.signal?.throwIfAborted();
+      let how = await ensureBlob(target, blobs, mount.layer.descriptor);
+      if (how === 'missing' && (await options.fetchMount?.(mount)) === true)
+        how = await ensureBlob(target, blobs, mount.layer.descriptor);
+      if (how === 'missing') {
+        warn(`cache ${ref.name}: cache mount ${describeMount(mount)}: its blob is gone; not exported`);
+        continue;
+      }
+      if (how !== 'existed') mountBlobsWritten++;
+      mounts.push(mount);
+    }
+
+    const configBytes = encodeCacheConfig(entries, mounts);
     const config: Descriptor = {
       mediaType: CACHE_CONFIG_MEDIA_TYPE,
       digest: sha256Digest(configBytes),
       size: configBytes.length,
     };
     await target.putBytes(configBytes, config.digest);
-    const manifestBytes = cacheManifest(config, entries, used);
+    const manifestBytes = cacheManifest(config, entries, used, mounts);
     const digest = sha256Digest(manifestBytes);
     await target.putBytes(manifestBytes, digest);
     const descriptor: Descriptor = { mediaType: MediaType.ociManifest, digest, size: manifestBytes.length };
@@ -264,8 +345,28 @@ export class LocalCacheExporter {
       (existing) => updatedEntries(existing, descriptor, [LOCAL_CACHE_TAG]),
       options.signal,
     );
-    return { layers: layers.length, ...counts, entries: entries.length, digest };
+    return {
+      layers: layers.length,
+      ...counts,
+      entries: entries.length,
+      mounts: mounts.length,
+      mountBlobsSent: mountBlobsWritten,
+      digest,
+    };
   }
+}
+
+/** Puts a blob into the directory's store: there already, hard-linked, else copied (verified). */
+async function ensureBlob(
+  target: BlobStore,
+  blobs: BlobStore,
+  blob: Descriptor,
+): Promise<'existed' | 'mounted' | 'uploaded' | 'missing'> {
+  if ((await target.size(blob.digest)) === blob.size) return 'existed';
+  if ((await blobs.size(blob.digest)) !== blob.size) return 'missing';
+  if (await target.linkFrom(blobs.path(blob.digest), blob.digest)) return 'mounted';
+  await target.putStream(blobs.read(blob.digest, { verify: true, size: blob.size }), blob.digest);
+  return 'uploaded';
 }
 
 function uniqueLayers(entries: readonly StoredCacheEntry[]): Descriptor[] {

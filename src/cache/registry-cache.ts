@@ -12,6 +12,18 @@ import { parseRegistryReference, type RegistryReference } from '../push/referenc
 import { RepositoryClient } from '../push/repository.js';
 import { DiffIdCheck, diffIdCheckable } from './registry-diffid.js';
 import {
+  DEFAULT_MOUNTS_MAX_SIZE,
+  boundMounts,
+  describeMount,
+  mountAttribute,
+  mountIdentity,
+  warnLeftMounts,
+  type CacheMountIdentity,
+  type MountSnapshot,
+  type StoredMount,
+} from './mount-export.js';
+import type { StepRecord } from './step-record.js';
+import {
   CACHE_CONFIG_MEDIA_TYPE,
   DEFAULT_MAX_ENTRIES,
   MAX_CONFIG_BYTES,
@@ -20,6 +32,7 @@ import {
   decodeCacheConfig,
   encodeCacheConfig,
   hitWithLayer,
+  layerIntoStore,
   mergeEntries,
   type StoredCacheEntry,
 } from './registry-format.js';
@@ -44,11 +57,15 @@ export interface CacheRef {
   readonly name: string;
   /** BuildKit's `ignore-error=true`: a failed export is a warning, not a failed build. */
   readonly ignoreError: boolean;
+  /** `mounts=true` (--cache-to): the cache mounts' contents travel too (mount-export.ts). */
+  readonly mounts: boolean;
+  readonly mountsMaxSize: number;
 }
 
 /**
  * `registry:HOST/REPO[:TAG]` (tag default `stratum-cache`), or BuildKit's
- * `type=registry,ref=HOST/REPO[:TAG][,mode=max][,ignore-error=true|false]`.
+ * `type=registry,ref=HOST/REPO[:TAG][,mode=max][,ignore-error=true|false]`, with stratum's
+ * `mounts=true` and `mounts-max-size=SIZE` (cache mount contents, for --cache-to).
  */
 export function parseCacheRef(text: string): CacheRef {
   const usage = (reason: string): StratumError =>
@@ -58,6 +75,7 @@ export function parseCacheRef(text: string): CacheRef {
     );
   let reference: string;
   let ignoreError = false;
+  const mountOptions = { mounts: false, mountsMaxSize: DEFAULT_MOUNTS_MAX_SIZE };
   if (text.startsWith('registry:')) {
     reference = text.slice('registry:'.length);
   } else if (text.startsWith('type=')) {
@@ -76,6 +94,7 @@ export function parseCacheRef(text: string): CacheRef {
     if (reference === '') throw usage('ref= is missing');
     for (const [key, value] of attributes) {
       if (key === 'type' || key === 'ref') continue;
+      if (mountAttribute(key, value, mountOptions, usage)) continue;
       if (key === 'mode') {
         // stratum always exports every step of every stage it built: BuildKit's mode=max.
         if (value !== 'max')
@@ -112,6 +131,7 @@ export function parseCacheRef(text: string): CacheRef {
     ...(parsed.digest !== undefined ? { digest: parsed.digest } : { tag: parsed.tag ?? DEFAULT_CACHE_TAG }),
     name,
     ignoreError,
+    ...mountOptions,
   };
 }
 
@@ -127,6 +147,7 @@ export interface RegistryCacheOptions {
 
 interface ReadCache {
   readonly entries: StoredCacheEntry[];
+  readonly mounts: StoredMount[];
   /** Set when the tag holds something that is not a stratum cache. */
   readonly foreign?: string;
 }
@@ -145,11 +166,11 @@ async function readCache(
     manifest = await repo.getManifest(ref.digest ?? ref.tag ?? DEFAULT_CACHE_TAG, signalOption);
   } catch (error) {
     // 404: MANIFEST_UNKNOWN (no such tag) or NAME_UNKNOWN (no such repository yet).
-    if (isStratumError(error) && error.code === 'NOT_FOUND') return { entries: [] };
+    if (isStratumError(error) && error.code === 'NOT_FOUND') return { entries: [], mounts: [] };
     throw error;
   }
   const config = cacheConfigOf(manifest.bytes);
-  if (config === undefined) return { entries: [], foreign: manifest.mediaType };
+  if (config === undefined) return { entries: [], mounts: [], foreign: manifest.mediaType };
   if (config.size > MAX_CONFIG_BYTES) {
     throw new StratumError('INVALID_IMAGE', `${ref.name}: cache config of ${config.size} bytes is too large`);
   }
@@ -157,7 +178,7 @@ async function readCache(
   for await (const chunk of repo.fetchBlob(config.digest, { size: config.size, ...signalOption })) {
     chunks.push(chunk as Buffer);
   }
-  return { entries: decodeCacheConfig(Buffer.concat(chunks), ref.name) };
+  return decodeCacheConfig(Buffer.concat(chunks), ref.name);
 }
 
 /**
@@ -167,17 +188,86 @@ async function readCache(
  */
 export class RegistryCacheSource {
   private readonly entries: Map<string, StoredCacheEntry>;
+  private readonly mounts: Map<string, StoredMount>;
 
   private constructor(
     readonly ref: CacheRef,
     private readonly repo: RepositoryClient,
     private readonly ownClient: boolean,
-    entries: readonly StoredCacheEntry[],
+    read: { readonly entries: readonly StoredCacheEntry[]; readonly mounts: readonly StoredMount[] },
     private readonly onWarning: ((message: string) => void) | undefined,
     /** Warnings so far (also sent to onWarning as they happen). */
     readonly warnings: string[],
   ) {
-    this.entries = new Map(entries.map((entry) => [entry.key, entry]));
+    this.entries = new Map(read.entries.map((entry) => [entry.key, entry]));
+    this.mounts = new Map(read.mounts.map((mount) => [mountIdentity(mount), mount]));
+  }
+
+  /** Every entry, with what its step's key was made of where the exporter knew it. */
+  stored(): Iterable<StoredCacheEntry> {
+    return this.entries.values();
+  }
+
+  hasMount(mount: CacheMountIdentity): boolean {
+    return this.mounts.has(mountIdentity(mount));
+  }
+
+  /** What this cache holds for a cache mount, without fetching its blob. */
+  peekMount(mount: CacheMountIdentity): StoredMount | undefined {
+    return this.mounts.get(mountIdentity(mount));
+  }
+
+  /**
+   * The exported contents of a cache mount, its blob downloaded (verified, as a layer is) into
+   * `blobs`, or undefined: not in this cache, or not to be had (a warning).
+   */
+  async getMount(
+    mount: CacheMountIdentity,
+    blobs: BlobStore,
+    signal?: AbortSignal,
+  ): Promise<StoredMount | undefined> {
+    const stored = this.mounts.get(mountIdentity(mount));
+    if (stored === undefined) return undefined;
+    const ok = await layerIntoStore(stored.layer, {
+      blobs,
+      what: `cache ${this.name}: cache mount ${describeMount(stored)}`,
+      copyLayer: (layer, what) => this.copyLayer(layer, what, blobs, signal),
+      warn: (line) => {
+        this.warnings.push(line);
+        this.onWarning?.(line);
+      },
+      signal,
+    });
+    if (!ok) this.mounts.delete(mountIdentity(mount));
+    return ok ? stored : undefined;
+  }
+
+  /** Downloads a layer into `blobs`, checking its digest and (gzip, zstd) its diff_id as it streams. */
+  private async copyLayer(
+    { descriptor, diffId }: NonNullable<CacheEntry['layer']>,
+    what: string,
+    blobs: BlobStore,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const checkable = diffIdCheckable(descriptor.mediaType);
+    if (checkable === 'none' && diffId !== descriptor.digest) {
+      throw new StratumError('DIGEST_MISMATCH', `uncompressed layer with diff_id ${diffId}`);
+    }
+    const fetched = this.repo.fetchBlob(descriptor.digest, {
+      size: descriptor.size,
+      ...(signal ? { signal } : {}),
+    });
+    let body = fetched;
+    if (checkable === 'gzip' || checkable === 'zstd') {
+      const check = new DiffIdCheck(diffId, what, checkable);
+      fetched.on('error', (error) => check.destroy(error));
+      body = fetched.pipe(check);
+    }
+    // A small layer can arrive, and fail its check, before putStream's pipeline (behind a
+    // mkdir) listens; without a listener of our own that error would be uncaught. pipeline
+    // still rejects with it, as it reads the stream's stored error.
+    body.on('error', () => undefined);
+    await blobs.putStream(body, descriptor.digest);
   }
 
   /** `registry:host/repo:tag`: where a hit came from, for `--explain` and progress. */
@@ -203,13 +293,12 @@ export class RegistryCacheSource {
       warnings.push(message);
       options.onWarning?.(message);
     };
-    let entries: StoredCacheEntry[] = [];
+    let read: ReadCache = { entries: [], mounts: [] };
     try {
-      const read = await readCache(repo, cacheRef, options.signal);
+      read = await readCache(repo, cacheRef, options.signal);
       if (read.foreign !== undefined) {
         warn(`cache ${cacheRef.name}: holds a ${read.foreign}, not a stratum cache; not used`);
       }
-      entries = read.entries;
     } catch (error) {
       if (options.signal?.aborted === true) {
         if (options.client === undefined) await client.close();
@@ -221,7 +310,7 @@ export class RegistryCacheSource {
       cacheRef,
       repo,
       options.client === undefined,
-      entries,
+      read,
       options.onWarning,
       warnings,
     );
@@ -242,27 +331,7 @@ export class RegistryCacheSource {
       cacheName: this.name,
       blobs,
       signal,
-      copyLayer: async ({ descriptor, diffId }, what) => {
-        const checkable = diffIdCheckable(descriptor.mediaType);
-        if (checkable === 'none' && diffId !== descriptor.digest) {
-          throw new StratumError('DIGEST_MISMATCH', `uncompressed layer with diff_id ${diffId}`);
-        }
-        const fetched = this.repo.fetchBlob(descriptor.digest, {
-          size: descriptor.size,
-          ...(signal ? { signal } : {}),
-        });
-        let body = fetched;
-        if (checkable === 'gzip' || checkable === 'zstd') {
-          const check = new DiffIdCheck(diffId, what, checkable);
-          fetched.on('error', (error) => check.destroy(error));
-          body = fetched.pipe(check);
-        }
-        // A small layer can arrive, and fail its check, before putStream's pipeline (behind a
-        // mkdir) listens; without a listener of our own that error would be uncaught. pipeline
-        // still rejects with it, as it reads the stream's stored error.
-        body.on('error', () => undefined);
-        await blobs.putStream(body, descriptor.digest);
-      },
+      copyLayer: (layer, what) => this.copyLayer(layer, what, blobs, signal),
       warn: (line) => {
         this.warnings.push(line);
         this.onWarning?.(line);
@@ -286,6 +355,12 @@ export interface ExportOptions {
   readonly onWarning?: (message: string) => void;
   /** Layers sent at once (default 4, as push). */
   readonly concurrency?: number;
+  /**
+   * Puts a cache mount's blob into the local blob store (from the `--cache-from` it was imported
+   * from); true when it did. For mounts carried over unrestored, whose blob is only fetched when
+   * the destination does not hold it already.
+   */
+  readonly fetchMount?: (mount: CacheMountIdentity) => Promise<boolean>;
 }
 
 export interface ExportResult {
@@ -297,6 +372,9 @@ export interface ExportResult {
   readonly existed: number;
   /** Entries under the tag after the merge. */
   readonly entries: number;
+  /** Cache mounts under the tag after the merge (mounts=true), and how many blobs of them were sent. */
+  readonly mounts: number;
+  readonly mountBlobsSent: number;
   /** The cache manifest's digest. */
   readonly digest: Digest;
 }
@@ -308,7 +386,8 @@ export interface ExportResult {
  * config merges these entries with those already under the tag, most recent first, capped.
  */
 export class RegistryCacheExporter {
-  private readonly pending = new Map<string, CacheEntry>();
+  private readonly pending = new Map<string, CacheEntry & { readonly record?: StepRecord }>();
+  private readonly mounts = new Map<string, MountSnapshot>();
 
   constructor(readonly ref: CacheRef) {
     if (ref.tag === undefined) {
@@ -324,10 +403,15 @@ export class RegistryCacheExporter {
     return this.ref.name;
   }
 
-  /** Records a step's entry (the latest for a key wins). */
-  add(entry: CacheEntry): void {
+  /** Records a step's entry (the latest for a key wins), with its key's components when known. */
+  add(entry: CacheEntry, record?: StepRecord): void {
     this.pending.delete(entry.key);
-    this.pending.set(entry.key, entry);
+    this.pending.set(entry.key, record === undefined ? entry : { ...entry, record });
+  }
+
+  /** A cache mount's contents, as this build left them (only with `mounts=true`). */
+  addMount(mount: MountSnapshot): void {
+    if (this.ref.mounts) this.mounts.set(mountIdentity(mount), mount);
   }
 
   get count(): number {
@@ -344,6 +428,7 @@ export class RegistryCacheExporter {
     try {
       const repo = new RepositoryClient(client, ref.registry, ref.repository, ref.name, true);
       let older: StoredCacheEntry[] = [];
+      let olderMounts: StoredMount[] = [];
       try {
         const read = await readCache(repo, ref, options.signal);
         if (read.foreign !== undefined) {
@@ -353,6 +438,7 @@ export class RegistryCacheExporter {
           );
         }
         older = read.entries;
+        olderMounts = read.mounts;
       } catch (error) {
         // A cache whose config is unreadable is replaced; anything else (network, auth) fails.
         if (!isStratumError(error) || (error.code !== 'INVALID_IMAGE' && error.code !== 'DIGEST_MISMATCH'))
@@ -380,9 +466,34 @@ export class RegistryCacheExporter {
         );
       }
 
+      // Cache mounts: this build's first, then those already under the tag, bounded by
+      // mounts-max-size (the newest win). A blob the repository holds is not sent again.
+      const freshMounts = [...this.mounts.values()].map((mount) => ({ ...mount, used }));
+      const bounded = boundMounts(freshMounts, olderMounts, ref.mountsMaxSize);
+      warnLeftMounts(ref.name, bounded.left, freshMounts, ref.mountsMaxSize, warn);
+      const freshIds = new Set(freshMounts.map(mountIdentity));
+      let mounts: StoredMount[] = [];
+      let mountBlobsSent = 0;
+      for (const mount of bounded.kept) {
+        // Older mounts' blobs are the tag's own; a registry that lost one refuses the manifest (below).
+        if (!freshIds.has(mountIdentity(mount))) {
+          mounts.push(mount);
+          continue;
+        }
+        let how = await this.ensureBlob(repo, blobs, mount.layer.descriptor, [], signalOption);
+        if (how === 'missing' && (await options.fetchMount?.(mount)) === true)
+          how = await this.ensureBlob(repo, blobs, mount.layer.descriptor, [], signalOption);
+        if (how === 'missing') {
+          warn(`cache ${ref.name}: cache mount ${describeMount(mount)}: its blob is gone; not exported`);
+          continue;
+        }
+        if (how !== 'existed') mountBlobsSent++;
+        mounts.push(mount);
+      }
+
       const max = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
       const put = async (entries: StoredCacheEntry[]): Promise<Digest> => {
-        const bytes = encodeCacheConfig(entries);
+        const bytes = encodeCacheConfig(entries, mounts);
         const descriptor: Descriptor = {
           mediaType: CACHE_CONFIG_MEDIA_TYPE,
           digest: sha256Digest(bytes),
@@ -393,7 +504,7 @@ export class RegistryCacheExporter {
         }
         return repo.putManifest(
           tag,
-          cacheManifest(descriptor, entries, used),
+          cacheManifest(descriptor, entries, used, mounts),
           MediaType.ociManifest,
           signalOption,
         );
@@ -410,9 +521,17 @@ export class RegistryCacheExporter {
           `cache ${ref.name}: older entries name layers the registry lost; kept only this build's entries`,
         );
         entries = mergeEntries(usable, [], max);
+        mounts = mounts.filter((mount) => freshIds.has(mountIdentity(mount)));
         digest = await put(entries);
       }
-      return { layers: layers.length, ...counts, entries: entries.length, digest };
+      return {
+        layers: layers.length,
+        ...counts,
+        entries: entries.length,
+        mounts: mounts.length,
+        mountBlobsSent,
+        digest,
+      };
     } finally {
       if (options.client === undefined) await client.close();
     }

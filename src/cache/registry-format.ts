@@ -3,6 +3,8 @@ import type { BlobStore } from '../oci/blob-store.js';
 import { isDigest } from '../oci/digest.js';
 import type { LayerRef } from '../oci/image.js';
 import { MediaType, type Descriptor, type Digest, type ImageManifest } from '../oci/types.js';
+import { decodeMount, encodeMount, type StoredMount } from './mount-export.js';
+import { decodeStepRecord, exportedStepRecord, type StepRecord } from './step-record.js';
 import type { CacheEntry } from './store.js';
 
 /**
@@ -18,10 +20,15 @@ import type { CacheEntry } from './store.js';
  * used first:
  *
  *   { "version": 1, "entries": [ { "key", "layer": { "descriptor", "diffId" } | null,
- *                                  "createdBy", "instruction", "created", "used" } ] }
+ *                                  "createdBy", "instruction", "created", "used",
+ *                                  "record"? } ],
+ *     "mounts"?: [ ... ] }
  *
  * The fields of an entry are the local LayerCache's (store.ts), plus `used`: when a build last
- * exported it, which decides what goes when the list is capped.
+ * exported it, which decides what goes when the list is capped, and `record`: the step's key
+ * components (step-record.ts), so that a miss on another machine can be explained. `mounts`
+ * holds cache mount contents (mount-export.ts). Both are optional: a reader that knows neither
+ * (an older stratum) ignores them, and still reads the entries.
  */
 export const CACHE_ARTIFACT_TYPE = 'application/vnd.stratum.cache.v1+json';
 export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.stratum.cache.config.v1+json';
@@ -34,15 +41,27 @@ export const MAX_CONFIG_BYTES = 32 * 1024 * 1024;
 export interface StoredCacheEntry extends CacheEntry {
   /** ISO time of the export that last carried this entry. */
   readonly used: string;
+  /** What the step's key was made of, where the exporting build knew it. */
+  readonly record?: StepRecord;
 }
 
 export interface CacheConfig {
   readonly version: typeof CACHE_FORMAT_VERSION;
   readonly entries: readonly StoredCacheEntry[];
+  readonly mounts?: readonly StoredMount[];
 }
 
-export function encodeCacheConfig(entries: readonly StoredCacheEntry[]): Buffer {
-  const config: CacheConfig = {
+/** What a cache config holds. */
+export interface DecodedCache {
+  readonly entries: StoredCacheEntry[];
+  readonly mounts: StoredMount[];
+}
+
+export function encodeCacheConfig(
+  entries: readonly StoredCacheEntry[],
+  mounts: readonly StoredMount[] = [],
+): Buffer {
+  const config = {
     version: CACHE_FORMAT_VERSION,
     entries: entries.map((entry) => ({
       key: entry.key,
@@ -54,7 +73,9 @@ export function encodeCacheConfig(entries: readonly StoredCacheEntry[]): Buffer 
       instruction: entry.instruction,
       created: entry.created,
       used: entry.used,
+      ...(entry.record === undefined ? {} : { record: exportedStepRecord(entry.record) }),
     })),
+    ...(mounts.length === 0 ? {} : { mounts: mounts.map(encodeMount) }),
   };
   return Buffer.from(JSON.stringify(config));
 }
@@ -63,7 +84,7 @@ export function encodeCacheConfig(entries: readonly StoredCacheEntry[]): Buffer 
  * Reads a cache config. A document that is not one (bad JSON, another version) is an error;
  * single malformed entries are dropped, so one bad writer cannot spoil everyone's cache.
  */
-export function decodeCacheConfig(bytes: Buffer, what: string): StoredCacheEntry[] {
+export function decodeCacheConfig(bytes: Buffer, what: string): DecodedCache {
   let parsed: unknown;
   try {
     parsed = JSON.parse(bytes.toString('utf8'));
@@ -84,12 +105,19 @@ export function decodeCacheConfig(bytes: Buffer, what: string): StoredCacheEntry
     seen.add(entry.key);
     out.push(entry);
   }
-  return out;
+  const mounts: StoredMount[] = [];
+  if (Array.isArray(parsed['mounts'])) {
+    for (const item of parsed['mounts'] as unknown[]) {
+      const mount = decodeMount(item);
+      if (mount !== undefined) mounts.push(mount);
+    }
+  }
+  return { entries: out, mounts };
 }
 
 function decodeEntry(item: unknown): StoredCacheEntry | undefined {
   if (!isRecord(item)) return undefined;
-  const { key, layer, createdBy, instruction, created, used } = item;
+  const { key, layer, createdBy, instruction, created, used, record } = item;
   if (typeof key !== 'string' || !isDigest(key)) return undefined;
   if (typeof createdBy !== 'string' || typeof instruction !== 'string') return undefined;
   if (typeof created !== 'string' || typeof used !== 'string') return undefined;
@@ -101,7 +129,17 @@ function decodeEntry(item: unknown): StoredCacheEntry | undefined {
     if (descriptor === undefined) return undefined;
     layerRef = { descriptor, diffId: layer['diffId'] };
   }
-  return { key, layer: layerRef, createdBy, instruction, created, used };
+  // A malformed record costs the explanation, not the entry.
+  const decodedRecord = record === undefined ? undefined : decodeStepRecord(record);
+  return {
+    key,
+    layer: layerRef,
+    createdBy,
+    instruction,
+    created,
+    used,
+    ...(decodedRecord === undefined ? {} : { record: decodedRecord }),
+  };
 }
 
 function decodeDescriptor(value: unknown): Descriptor | undefined {
@@ -131,23 +169,35 @@ export function mergeEntries(
 ): StoredCacheEntry[] {
   const out: StoredCacheEntry[] = [];
   const seen = new Set<string>();
+  const olderRecords = new Map(
+    older.flatMap((entry) => (entry.record === undefined ? [] : [[entry.key, entry.record] as const])),
+  );
   for (const entry of [...fresh, ...older]) {
     if (seen.has(entry.key)) continue;
     seen.add(entry.key);
-    out.push(entry);
+    // A hit recorded without its inputs keeps those an earlier export knew.
+    const record = entry.record ?? olderRecords.get(entry.key);
+    out.push(record === undefined ? entry : { ...entry, record });
     if (out.length >= max) break;
   }
   return out;
 }
 
-/** Every layer the entries name, once, in entry order. */
-export function referencedLayers(entries: readonly StoredCacheEntry[]): Descriptor[] {
+/** Every layer the entries name, then every mount's blob, once each, in that order. */
+export function referencedLayers(
+  entries: readonly StoredCacheEntry[],
+  mounts: readonly StoredMount[] = [],
+): Descriptor[] {
   const seen = new Set<Digest>();
   const out: Descriptor[] = [];
-  for (const entry of entries) {
-    if (entry.layer === null || seen.has(entry.layer.descriptor.digest)) continue;
-    seen.add(entry.layer.descriptor.digest);
-    out.push(plainDescriptor(entry.layer.descriptor));
+  const layers = [
+    ...entries.flatMap((entry) => (entry.layer === null ? [] : [entry.layer])),
+    ...mounts.map((mount) => mount.layer),
+  ];
+  for (const layer of layers) {
+    if (seen.has(layer.descriptor.digest)) continue;
+    seen.add(layer.descriptor.digest);
+    out.push(plainDescriptor(layer.descriptor));
   }
   return out;
 }
@@ -156,13 +206,14 @@ export function cacheManifest(
   config: Descriptor,
   entries: readonly StoredCacheEntry[],
   created: string,
+  mounts: readonly StoredMount[] = [],
 ): Buffer {
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
     artifactType: CACHE_ARTIFACT_TYPE,
     config,
-    layers: referencedLayers(entries),
+    layers: referencedLayers(entries, mounts),
     annotations: { 'org.opencontainers.image.created': created },
   };
   return Buffer.from(JSON.stringify(manifest));
@@ -220,17 +271,40 @@ export async function hitWithLayer(
     created: stored.created,
   };
   if (entry.layer === null) return entry;
-  const { descriptor } = entry.layer;
-  if ((await options.blobs.size(descriptor.digest)) === descriptor.size) return entry;
-  const what = `cache ${options.cacheName}: layer ${descriptor.digest} of "${entry.instruction}"`;
+  const what = `cache ${options.cacheName}: layer ${entry.layer.descriptor.digest} of "${entry.instruction}"`;
+  const ok = await layerIntoStore(entry.layer, { ...options, what, outcome: 'step runs' });
+  if (!ok) entries.delete(key);
+  return ok ? entry : undefined;
+}
+
+/**
+ * Makes sure `blobs` holds a layer (or a cache mount's blob): there already, else `copyLayer`.
+ * False, with one warning, when it cannot be had; an abort is thrown.
+ */
+export async function layerIntoStore(
+  layer: NonNullable<CacheEntry['layer']>,
+  options: {
+    readonly blobs: BlobStore;
+    /** Names the blob in messages. */
+    readonly what: string;
+    readonly copyLayer: (layer: NonNullable<CacheEntry['layer']>, what: string) => Promise<void>;
+    readonly warn: (line: string) => void;
+    readonly signal?: AbortSignal | undefined;
+    /** What happens instead, for the warning (default: not used). */
+    readonly outcome?: string;
+  },
+): Promise<boolean> {
+  const { descriptor } = layer;
+  if ((await options.blobs.size(descriptor.digest)) === descriptor.size) return true;
+  const what = options.what;
   try {
     options.signal?.throwIfAborted();
-    await options.copyLayer(entry.layer, what);
-    return entry;
+    await options.copyLayer(layer, what);
+    return true;
   } catch (error) {
     if (options.signal?.aborted === true) throw error;
-    entries.delete(key);
-    options.warn(`${what}: not used, step runs (${messageOf(error).replace(`${what}: `, '')})`);
-    return undefined;
+    const outcome = options.outcome === undefined ? '' : `, ${options.outcome}`;
+    options.warn(`${what}: not used${outcome} (${messageOf(error).replace(`${what}: `, '')})`);
+    return false;
   }
 }

@@ -9,6 +9,9 @@ import {
   parseCacheRef,
   type ExportResult,
 } from './registry-cache.js';
+import type { CacheMountIdentity, MountSnapshot } from './mount-export.js';
+import type { ImportedMount, ImportedStep } from './source.js';
+import { closestRecord, type StepRecord } from './step-record.js';
 import type { CacheEntry, LayerCache } from './store.js';
 import { LocalCacheExporter, LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from './local-cache.js';
 
@@ -103,9 +106,70 @@ export class SharedCaches {
     return undefined;
   }
 
-  /** After every filesystem step, hit (local or shared) or miss. */
-  record(entry: CacheEntry): void {
-    for (const exporter of this.exporters) exporter.add(entry);
+  /** After every filesystem step, hit (local or shared) or miss, with its key's components. */
+  record(entry: CacheEntry, record?: StepRecord): void {
+    for (const exporter of this.exporters) exporter.add(entry, record);
+  }
+
+  /**
+   * For a step that missed: the entry of the `--cache-from` caches closest to it (the same
+   * parent, else the same step of the same Dockerfile), to say what differs. Entries exported
+   * without their key's components (by an older stratum) are not candidates.
+   */
+  closest(query: StepRecord): ImportedStep | undefined {
+    this.importedSteps ??= this.sources.flatMap((source) =>
+      [...source.stored()].flatMap((entry) =>
+        entry.record === undefined ? [] : [{ source: source.name, record: entry.record, used: entry.used }],
+      ),
+    );
+    return closestRecord(this.importedSteps, query);
+  }
+
+  /** Every imported entry that carries its key's components, gathered at the first miss. */
+  private importedSteps: ImportedStep[] | undefined;
+
+  hasMount(mount: CacheMountIdentity): boolean {
+    return this.sources.some((source) => source.hasMount(mount));
+  }
+
+  /** What the first `--cache-from` holding the mount's contents holds, nothing fetched. */
+  importedMount(mount: CacheMountIdentity): ImportedMount | undefined {
+    for (const source of this.sources) {
+      const stored = source.peekMount(mount);
+      if (stored !== undefined) return { ...stored, source: source.name };
+    }
+    return undefined;
+  }
+
+  /** The first `--cache-from` holding the mount's contents, its blob fetched into the local store. */
+  fetchMount(
+    mount: CacheMountIdentity,
+    local: LayerCache,
+    signal?: AbortSignal,
+  ): Promise<ImportedMount | undefined> {
+    return this.fetchMountInto(mount, local.blobs, signal);
+  }
+
+  private async fetchMountInto(
+    mount: CacheMountIdentity,
+    blobs: BlobStore,
+    signal?: AbortSignal,
+  ): Promise<ImportedMount | undefined> {
+    for (const source of this.sources) {
+      if (!source.hasMount(mount)) continue;
+      const stored = await source.getMount(mount, blobs, signal);
+      if (stored !== undefined) return { ...stored, source: source.name };
+    }
+    return undefined;
+  }
+
+  /** Whether a `--cache-to` said `mounts=true`. */
+  get exportsMounts(): boolean {
+    return this.exporters.some((exporter) => exporter.ref.mounts);
+  }
+
+  recordMount(mount: MountSnapshot): void {
+    for (const exporter of this.exporters) exporter.addMount(mount);
   }
 
   /**
@@ -122,6 +186,9 @@ export class SharedCaches {
       try {
         const result = await exporter.flush(blobs, {
           client: this.client,
+          // A mount carried over from an import (never restored here) is fetched only if the
+          // destination lacks its blob.
+          fetchMount: async (mount) => (await this.fetchMountInto(mount, blobs, signal)) !== undefined,
           ...(options.mountFrom ? { mountFrom: options.mountFrom } : {}),
           ...(signal ? { signal } : {}),
           ...(this.options.onWarning ? { onWarning: this.options.onWarning } : {}),

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { cacheDiskUsage, listCache, pruneLayerCache, type CacheLocation } from '../index.js';
+import { cacheDiskUsage, diffCaches, listCache, pruneLayerCache, type CacheLocation } from '../index.js';
 import { formatBytes } from './progress.js';
 
 function location(opts: { cacheDir?: string }): CacheLocation {
@@ -51,6 +51,69 @@ export function registerCache(program: Command): void {
       );
     });
   cache
+    .command('diff')
+    .description(
+      "why a build importing BASE misses what OTHER's last build of a Dockerfile made: each of its steps, in BASE or why not",
+    )
+    .argument(
+      '<base>',
+      'the cache a build would import: registry:REF, type=registry,ref=REF or type=local,src=DIR',
+    )
+    .argument('<other>', 'the cache whose last build to compare (same forms)')
+    .option(
+      '-f, --file <name>',
+      'the Dockerfile as the builds named it, relative to the context',
+      'Dockerfile',
+    )
+    .option('--target <stage>', "the build's --target (default: that of OTHER's last build)")
+    .option('--insecure-registry <host>', 'plain HTTP for this registry (repeatable)', collect, [])
+    .option('--json', 'one JSON document')
+    .action(
+      async (
+        base: string,
+        other: string,
+        opts: { file: string; target?: string; insecureRegistry: string[]; json?: boolean },
+      ) => {
+        const result = await diffCaches({
+          base,
+          other,
+          dockerfile: opts.file,
+          ...(opts.target === undefined ? {} : { target: opts.target }),
+          insecureRegistries: opts.insecureRegistry,
+        });
+        if (opts.json === true) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        const when = (side: typeof result.base): string =>
+          side.lastBuild === undefined ? 'no build of it' : `last build exported ${side.lastBuild}`;
+        const lines = [
+          `${result.dockerfile}${result.target === '' ? '' : ` (--target ${result.target})`}`,
+          `  other: ${result.other.name} (${when(result.other)}; ${result.other.entriesOfDockerfile} of ${result.other.entries} entries are this Dockerfile's)`,
+          `  base:  ${result.base.name} (${when(result.base)}; ${result.base.entriesOfDockerfile} of ${result.base.entries} entries are this Dockerfile's)`,
+        ];
+        if (result.steps.length === 0) {
+          lines.push(`no build of ${result.dockerfile} in ${result.other.name} to compare`);
+        }
+        const width = Math.max(0, ...result.steps.map((step) => step.step.length));
+        for (const step of result.steps) {
+          const verdict = step.inBase ? 'in base' : 'MISS';
+          lines.push(
+            `${step.step.padEnd(width)}  ${verdict.padEnd(7)}  ${step.key.slice(7, 19)}  ${step.instruction}`,
+          );
+          for (const reason of step.reasons) lines.push(`${' '.repeat(width)}           changed: ${reason}`);
+        }
+        const missing = result.steps.filter((step) => !step.inBase).length;
+        if (result.steps.length > 0)
+          lines.push(
+            missing === 0
+              ? `every step of the other's last build is in ${result.base.name}`
+              : `${missing} of ${result.steps.length} steps would miss with --cache-from ${result.base.name}`,
+          );
+        process.stdout.write(`${lines.join('\n')}\n`);
+      },
+    );
+  cache
     .command('prune')
     .description('remove cache entries and the layers nothing refers to any more')
     .option('--cache-dir <dir>', 'layer cache directory')
@@ -68,4 +131,8 @@ export function registerCache(program: Command): void {
         `removed ${result.removedEntries} entries and ${result.removedBlobs} blobs, freed ${formatBytes(result.freedBytes)}\n`,
       );
     });
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }

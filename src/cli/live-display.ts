@@ -114,6 +114,7 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
           `   cache ${event.hit ? 'HIT' : 'MISS'} ${label(event.step)} ${event.key.slice(7, 19)}${event.source ? ` (from ${event.source})` : ''}`,
         ];
         for (const component of event.components) lines.push(`     ${component.name}: ${component.value}`);
+        if (event.comparedWith !== undefined) lines.push(`     compared with: ${event.comparedWith}`);
         for (const reason of event.reasons) lines.push(`     changed: ${reason}`);
         return lines;
       }

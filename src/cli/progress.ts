@@ -118,6 +118,7 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
         );
         for (const component of event.components)
           out.write(`${id}   ${component.name}: ${component.value}\n`);
+        if (event.comparedWith !== undefined) out.write(`${id}   compared with: ${event.comparedWith}\n`);
         for (const reason of event.reasons) out.write(`${id}   changed: ${reason}\n`);
         break;
       }

@@ -6,6 +6,8 @@ import type { BuildArgUsage } from './args.js';
 import type { ExplainRecord } from '../cache/store.js';
 import type { CacheSource } from '../cache/source.js';
 import type { KeyComponent } from '../cache/key.js';
+import type { RecordedBase } from '../cache/step-record.js';
+import type { CacheMountTransfer } from './cache-mount-transfer.js';
 import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index.js';
 import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
@@ -73,6 +75,15 @@ export interface BuildContext {
   readonly rootfsFactory: RootfsFactory;
   /** Persistent directories for `RUN --mount=type=cache`. */
   readonly cacheMountsDir: string;
+  /** Cache mounts restored from imported caches and exported with `mounts=true`. */
+  readonly cacheMountTransfer: CacheMountTransfer;
+  /**
+   * Which Dockerfile this is, in words that hold on any machine (relative to the context, else
+   * its base name) and the target: exported with each entry, for explaining misses elsewhere.
+   */
+  readonly explainPlace: { readonly dockerfile: string; readonly target: string };
+  /** Each stage's base (by label), for `--explain` to name a changed base by reference and digest. */
+  readonly stageBases: Map<string, RecordedBase>;
 }
 
 export interface ExplainStep {
@@ -82,6 +93,8 @@ export interface ExplainStep {
   readonly files?: Readonly<Record<string, SourceFileDigest>>;
   /** For RUN: what each context bind mount showed, by key component name (`mount /target`). */
   readonly mountFiles?: Readonly<Record<string, Readonly<Record<string, SourceFileDigest>>>>;
+  /** The stage's base image (reference as written, manifest digest) or base stage. */
+  readonly base?: RecordedBase;
 }
 
 export interface StageResult {

@@ -3,7 +3,7 @@
 // filesystems); each part it calls lives in its own module (plan, platforms, stage, finalize).
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
@@ -14,6 +14,8 @@ import { BuildArgUsage, platformArgs } from './args.js';
 import type { BuildContext, ExplainStep, SecretMaterial, StageResult } from './build-context.js';
 import { cacheKey } from '../cache/key.js';
 import { layeredCache, type RemoteCache } from '../cache/source.js';
+import type { RecordedBase } from '../cache/step-record.js';
+import { CacheMountTransfer } from './cache-mount-transfer.js';
 import { LayerCache } from '../cache/store.js';
 import { chainId } from '../oci/digest.js';
 import { StatCache, loadDockerignore } from './context/index.js';
@@ -190,6 +192,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
     },
   });
+  const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
+  const cacheMountTransfer = new CacheMountTransfer(
+    join(cacheDir, 'mounts'),
+    layered,
+    blobs,
+    emit,
+    compression,
+  );
+  const explainPlace = {
+    dockerfile: dockerfilePlace(options.contextDir, options.dockerfilePath),
+    target: options.target ?? '',
+  };
+  const stageBases = new Map<string, RecordedBase>();
   try {
     const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
     // One context per target platform; they share the cache, workspace and explain record.
@@ -209,7 +224,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       extraHosts: options.extraHosts ?? [],
       shmSize: options.shmSize,
       ulimits: options.ulimits ?? [],
-      cache: layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined),
+      cache: layered,
       ignoreCache: (stage) =>
         options.noCache === true || noCacheFilter.has(stageNameOfLabel(stage).toLowerCase()),
       blobs,
@@ -227,6 +242,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       stages: new Map<number, StageResult>(),
       stageNames: stageNames(plans[p]!),
       cacheMountsDir: join(cacheDir, 'mounts'),
+      cacheMountTransfer,
+      explainPlace,
+      stageBases,
       unpacked,
       rootfsFactory,
     }));
@@ -270,6 +288,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           try {
             base = await imageState(image, blobs, stageSignal);
             baseCreated = image.config.value.created;
+            stageBases.set(label, {
+              reference: portableReference(planned.base.reference),
+              digest: image.descriptor.digest,
+            });
           } finally {
             await image.close();
           }
@@ -359,6 +381,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           `${file} (${targets.map(formatPlatform).join(', ')})`,
         )
       : undefined;
+    // Cache mounts for `--cache-to ...,mounts=true` (nothing happens without one).
+    await cacheMountTransfer.export(stageSignal);
     await cache.writeExplain(explainId, {
       steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
     });
@@ -371,6 +395,28 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await rootfsFactory.close();
     await workspace.dispose();
   }
+}
+
+/**
+ * The Dockerfile as a path that means the same on every machine: relative to the context when
+ * inside it (`Dockerfile`, `build/app.Dockerfile`), else its base name; `Dockerfile` for standard input.
+ */
+function dockerfilePlace(contextDir: string, dockerfilePath: string | undefined): string {
+  if (dockerfilePath === undefined) return 'Dockerfile';
+  const inside = relative(resolve(contextDir), resolve(dockerfilePath));
+  return inside === '' || inside.startsWith('..') || isAbsolute(inside) ? basename(dockerfilePath) : inside;
+}
+
+/**
+ * A base reference as it may travel in an exported cache: a file transport's directories are
+ * this machine's, so only the last element stays (`oci:/home/me/base:1` → `oci:…/base:1`).
+ */
+function portableReference(reference: string): string {
+  const match = /^(oci|oci-archive|docker-archive):(.*)$/.exec(reference);
+  if (match === null) return reference;
+  const rest = match[2]!;
+  const slash = rest.lastIndexOf('/');
+  return slash < 0 ? reference : `${match[1]}:…/${rest.slice(slash + 1)}`;
 }
 
 /** A stage for another architecture with RUN steps (or ONBUILD triggers from its base) needs an emulator. */

@@ -1,4 +1,5 @@
-import { explainSourceChanges } from './context/index.js';
+import type { RecordedBase } from '../cache/step-record.js';
+import { explainSourceChanges, type SourceFileDigest } from './context/index.js';
 import type { ExplainStep } from './build-context.js';
 
 /** Key component names: the key of the step before, and the ChainID of the layers so far. */
@@ -7,17 +8,22 @@ export const LAYERS_BELOW = 'layers below (ChainID)';
 
 /**
  * Why a step missed the cache, in plain words, by comparing its key components with those of
- * the last build of the same step of the same Dockerfile.
+ * the last build of the same step of the same Dockerfile, or (`imported` names the cache) with
+ * the closest entry an imported cache holds for it, where a changed file's content digests are
+ * named too (the other machine's file cannot be looked at).
  */
 export function explainMiss(
   previous: ExplainStep | undefined,
   current: ExplainStep,
   previousMissInStage: string | undefined,
   cacheUsed: boolean,
+  imported?: string,
 ): string[] {
   if (!cacheUsed) return ['cache disabled for this stage (--no-cache)'];
   if (previous === undefined)
-    return ['first build of this step (no earlier build of this Dockerfile to compare with)'];
+    return [
+      'first build of this step (no earlier build of this Dockerfile to compare with, here or in an imported cache)',
+    ];
   if (previous.key === current.key)
     return ['the cached layer for this key is gone (pruned or never completed)'];
   const before = new Map(previous.components.map((component) => [component.name, component.value]));
@@ -29,11 +35,12 @@ export function explainMiss(
     const old = before.get(name);
     if (old === value) continue;
     if (name === PARENT_KEY || name === LAYERS_BELOW) {
-      if (!reasons.some((reason) => reason.startsWith('parent changed'))) {
+      if (!reasons.some((reason) => reason.startsWith('parent changed') || reason.startsWith('base '))) {
+        const base = previousMissInStage === undefined ? baseChange(previous.base, current.base) : undefined;
         reasons.push(
           previousMissInStage !== undefined
             ? `parent changed (${previousMissInStage})`
-            : 'parent changed (the base image or an earlier instruction is different)',
+            : (base ?? 'parent changed (the base image or an earlier instruction is different)'),
         );
       }
     } else if (name === 'sources' && current.files !== undefined && previous.files !== undefined) {
@@ -44,8 +51,10 @@ export function explainMiss(
         mode: flag('chmod', was) !== flag('chmod', instruction),
         owner: flag('chown', was) !== flag('chown', instruction),
       };
-      for (const change of explainSourceChanges(previous.files, current.files, fromInstruction))
-        reasons.push(`${verb}: context file ${change}`);
+      const changes = explainSourceChanges(previous.files, current.files, fromInstruction);
+      const named =
+        imported === undefined ? changes : withContentDigests(changes, previous.files, current.files);
+      for (const change of named) reasons.push(`${verb}: context file ${change}`);
     } else if (name.startsWith('mount ')) {
       reasons.push(...explainMount(name.slice(6), old, value, previous, current));
     } else if (name.startsWith('arg ')) {
@@ -97,6 +106,38 @@ function explainMount(
     return [`${what} (source ${source}): ${from} changed`];
   }
   return [describe(`RUN: mount ${target}`, old, value)];
+}
+
+/** A stage's base that is another image now: by reference and digest. */
+function baseChange(before: RecordedBase | undefined, after: RecordedBase | undefined): string | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  if (before.reference === after.reference && before.digest === after.digest) return undefined;
+  if (before.reference === after.reference)
+    return `base ${after.reference} changed: ${before.digest} → ${after.digest}`;
+  return `base changed: ${before.reference} (${before.digest}) → ${after.reference} (${after.digest})`;
+}
+
+/** `src/app.js changed (content)` → `src/app.js changed (content sha256:1a2b… → sha256:3c4d…)`. */
+function withContentDigests(
+  changes: readonly string[],
+  before: Readonly<Record<string, SourceFileDigest>>,
+  after: Readonly<Record<string, SourceFileDigest>>,
+): string[] {
+  return changes.map((change) => {
+    for (const [name, now] of Object.entries(after)) {
+      const was = before[name];
+      const prefix = `${name} changed (`;
+      if (was === undefined || !change.startsWith(prefix)) continue;
+      if (was.contentDigest === now.contentDigest) continue;
+      const digests = `content ${shortDigest(was.contentDigest)} → ${shortDigest(now.contentDigest)}`;
+      return prefix + change.slice(prefix.length).replace(/^((?:[^,]*, )*?)content(?=[,)])/, `$1${digests}`);
+    }
+    return change;
+  });
+}
+
+function shortDigest(digest: string | undefined): string {
+  return digest === undefined ? 'none' : digest.slice(0, 'sha256:'.length + 12);
 }
 
 function describe(what: string, old: string | undefined, value: string): string {

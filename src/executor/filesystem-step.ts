@@ -4,16 +4,18 @@ import type { LayerRef } from '../oci/image.js';
 import type { Digest } from '../oci/types.js';
 import { reclampLayer, writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
-import type { BuildContext } from './build-context.js';
+import type { BuildContext, ExplainStep } from './build-context.js';
 import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
 import type { CacheEntry } from '../cache/store.js';
+import type { ImportedStep } from '../cache/source.js';
+import type { StepRecord } from '../cache/step-record.js';
 import { chainId } from '../oci/digest.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
 import type { StageRootfs } from './rootfs.js';
 import type { StepAction, StepOutcome } from './step.js';
-import { chooseIdMapping, ownerInNamespace, type OwnerMap } from './sandbox/id-mapping.js';
+import { layerOwners } from './layer-owners.js';
 
 /**
  * The cache protocol of a filesystem step (RUN, COPY, ADD, WORKDIR): key it, look it up in the
@@ -36,14 +38,6 @@ export interface StepPosition {
   readonly created: string | undefined;
   /** Why an earlier step of this stage missed, for explaining later misses. */
   readonly previousStepMissed: string | undefined;
-}
-
-/** How owners on disk read in the layer: undefined as root; rootless, the namespace's view. */
-let rootlessOwners: Promise<OwnerMap | undefined> | undefined;
-function layerOwners(): Promise<OwnerMap | undefined> {
-  rootlessOwners ??=
-    process.getuid?.() === 0 ? Promise.resolve(undefined) : chooseIdMapping().then(ownerInNamespace);
-  return rootlessOwners;
 }
 
 export async function filesystemStep(
@@ -78,33 +72,48 @@ export async function filesystemStep(
         ]).digest
       : key.digest;
   const stepId = `${step.stage}/${step.index}`;
-  build.current.set(stepId, {
+  const base = build.stageBases.get(step.stage);
+  const current: ExplainStep = {
     key: key.digest,
     components,
     ...(action.files === undefined ? {} : { files: action.files }),
     ...(action.mountFiles === undefined ? {} : { mountFiles: action.mountFiles }),
-  });
+    ...(base === undefined ? {} : { base }),
+  };
+  build.current.set(stepId, current);
+  // What travels with the entry to --cache-to, so a miss elsewhere can be explained against it.
+  const record: StepRecord = { ...build.explainPlace, step: stepId, ...current };
   const useCache = !build.ignoreCache(step.stage);
   const hit = useCache ? await build.cache.get(key.digest, build.signal) : undefined;
   const entry = hit?.entry;
-  const previous = build.previous?.steps[stepId];
+  let previous: ExplainStep | undefined = build.previous?.steps[stepId];
+  // No earlier build of this step here (a fresh CI machine): compare with what the imported
+  // caches hold for it instead. Their file lists are SourceFileDigest's, checked when decoded.
+  let imported: ImportedStep | undefined;
+  if (entry === undefined && previous === undefined && useCache) {
+    imported = build.cache.closest(record);
+    if (imported !== undefined) previous = imported.record as ExplainStep;
+  }
   {
     const reasons =
       entry !== undefined
         ? []
-        : explainMiss(previous, build.current.get(stepId)!, at.previousStepMissed, useCache);
+        : explainMiss(previous, current, at.previousStepMissed, useCache, imported?.source);
     build.emit({
       kind: 'cache',
       step,
       key: key.digest,
       hit: entry !== undefined,
       ...(hit !== undefined ? { source: hit.source } : {}),
+      ...(imported !== undefined
+        ? { comparedWith: `${imported.source} (its closest entry, exported ${imported.used})` }
+        : {}),
       components: components.map((component) => ({ name: component.name, value: component.value })),
       reasons,
     });
   }
   if (entry !== undefined) {
-    build.cache.record(entry);
+    build.cache.record(entry, record);
     let used: CacheEntry = entry;
     if (build.sourceDateEpoch === undefined) created = entry.created;
     else used = await withEpoch(build, entry, build.sourceDateEpoch);
@@ -162,7 +171,7 @@ export async function filesystemStep(
     created: build.created ?? new Date().toISOString(),
   };
   await build.cache.put(newEntry);
-  build.cache.record(newEntry);
+  build.cache.record(newEntry, record);
   if (build.sourceDateEpoch !== undefined) {
     const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
     if (clamped !== null) layer = clamped;

@@ -39,6 +39,8 @@ export type BuildEvent =
       readonly key: string;
       readonly hit: boolean;
       readonly source?: string;
+      /** A miss explained against an imported cache (no earlier build here): which, and when exported. */
+      readonly comparedWith?: string;
       readonly components: readonly CacheComponent[];
       readonly reasons: readonly string[];
     }

@@ -292,6 +292,13 @@ async function mountKey(
   const name = `mount ${mountTarget(mount)}`;
   switch (mount.type) {
     case 'cache':
+      // Exported after the build (mounts=true) whether this step runs or hits.
+      build.cacheMountTransfer.noteUsed({
+        id: mount.id ?? mount.target,
+        uid: mount.uid ?? 0,
+        gid: mount.gid ?? 0,
+        mode: mount.mode ?? 0o755,
+      });
       return {
         component: {
           name,
@@ -361,16 +368,19 @@ async function sandboxMounts(
         });
         break;
       case 'cache': {
+        const identity = {
+          id: spec.id ?? spec.target,
+          uid: spec.uid ?? 0,
+          gid: spec.gid ?? 0,
+          mode: spec.mode ?? 0o755,
+        };
+        // An imported cache's contents for it, when this machine has none (cache-mount-transfer.ts).
+        const fill = build.cacheMountTransfer.fill(identity, build.signal);
         const use = await acquireCacheMount(
           build.cacheMountsDir,
+          { ...identity, sharing: spec.sharing },
           {
-            id: spec.id ?? spec.target,
-            uid: spec.uid ?? 0,
-            gid: spec.gid ?? 0,
-            mode: spec.mode ?? 0o755,
-            sharing: spec.sharing,
-          },
-          {
+            ...(fill === undefined ? {} : { fill }),
             ...(build.signal ? { signal: build.signal } : {}),
             ...((await build.rootfsFactory.rootlessOwners()) === undefined
               ? {}

@@ -72,6 +72,9 @@ describe('parseCacheRef', () => {
       tag: 'stratum-cache',
       name: 'registry:127.0.0.1:5000/app/cache:stratum-cache',
       ignoreError: false,
+      // Cache mounts travel only when --cache-to says mounts=true (1 GiB at most by default).
+      mounts: false,
+      mountsMaxSize: 1024 ** 3,
     });
   });
 
