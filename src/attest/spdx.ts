@@ -42,9 +42,13 @@ function spdxId(prefix: string, text: string): string {
 }
 
 /** SPDX's `Person: name (email)` form of a maintainer such as `Name <mail@example.org>`. */
-function person(text: string): string {
-  const match = /^(.*?)\s*<([^>]*)>\s*$/.exec(text);
-  return match === null ? `Person: ${text}` : `Person: ${match[1]} (${match[2]})`;
+/** SPDX 2.3 §7.5 "Person: name (email)", on one line; undefined when no name is left. */
+function person(text: string): string | undefined {
+  const line = text.replace(/\s+/g, ' ').trim();
+  const match = /^(.*?)\s*<([^>]*)>$/.exec(line);
+  const name = match === null ? line : match[1]!.trim();
+  if (name === '') return undefined;
+  return match === null ? `Person: ${name}` : `Person: ${name} (${match[2]!.trim()})`;
 }
 
 export function spdxDocument(input: SpdxInput): SpdxDocument {
@@ -124,7 +128,9 @@ function spdxPackage(
     versionInfo: found.version,
     downloadLocation: 'NOASSERTION',
     filesAnalyzed: false,
-    ...(found.supplier === undefined ? {} : { supplier: person(found.supplier) }),
+    ...(found.supplier === undefined || person(found.supplier) === undefined
+      ? {}
+      : { supplier: person(found.supplier)! }),
     ...(found.homepage === undefined ? {} : { homepage: found.homepage }),
     sourceInfo: found.sourceInfo,
     licenseConcluded: 'NOASSERTION',

@@ -29,6 +29,16 @@ describe('SPDX 2.3 documents', () => {
           location: 'usr/lib/node_modules/@scope/pkg/package.json',
           sourceInfo: 'acquired package info from installed node module manifest file',
           layer: 1,
+          supplier: 'Jane\n  Doe <jane@example.org>',
+        },
+        {
+          type: 'npm',
+          name: 'nameless-author',
+          version: '0.1.0',
+          purl: 'pkg:npm/nameless-author@0.1.0',
+          location: 'usr/lib/node_modules/nameless-author/package.json',
+          sourceInfo: 'acquired package info from installed node module manifest file',
+          supplier: ' <only@example.org> ',
         },
       ],
     },
@@ -42,6 +52,11 @@ describe('SPDX 2.3 documents', () => {
     const libc = document.packages.find((p) => p.name === 'libc6')!;
     expect(libc.versionInfo).toBe('2.36-9+deb12u4');
     expect(libc.comment).toBe(`layerID: sha256:${'1'.repeat(64)}`);
+    // Suppliers on one line, as "Person: name (email)"; none without a name.
+    expect(document.packages.find((p) => p.name === '@scope/pkg')!.supplier).toBe(
+      'Person: Jane Doe (jane@example.org)',
+    );
+    expect(document.packages.find((p) => p.name === 'nameless-author')!.supplier).toBeUndefined();
   });
 
   it('the schema check can fail: a wrong version, a bad SPDXID, an unknown relationship type', () => {
