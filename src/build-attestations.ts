@@ -8,6 +8,7 @@ import {
   sbomScanSettings,
   type AttestationRequest,
   type ImageMaterial,
+  type OtherMaterial,
   type StepRecord,
 } from './attest/index.js';
 import type { KeyObject } from 'node:crypto';
@@ -24,6 +25,8 @@ import type { OutputTarget } from './output-spec.js';
 export class BuildRecorder {
   readonly startedOn = new Date();
   readonly images: ImageMaterial[] = [];
+  /** ADD URLs and git sources the build fetched, once each (the `material` events). */
+  readonly materials: OtherMaterial[] = [];
   private readonly ended: StepRecord[] = [];
   /** Stage labels the build started (stages it did not need never start). */
   readonly stages = new Set<string>();
@@ -47,6 +50,8 @@ export class BuildRecorder {
   recordEvents(listener: ProgressListener | undefined): ProgressListener {
     return (event) => {
       if (event.kind === 'stage-start') this.stages.add(event.stage);
+      if (event.kind === 'material' && !this.materials.some((m) => m.uri === event.uri))
+        this.materials.push({ uri: event.uri, digest: event.digest });
       if (event.kind === 'step-end' && event.outcome !== 'failed')
         this.ended.push({
           stage: event.step.stage,
@@ -180,7 +185,7 @@ export async function attestBuild(input: AttestInput): Promise<ImageIndexSource>
       sshIds: input.sshIds,
       network: input.network,
       images: input.recorder.images,
-      others: [],
+      others: input.recorder.materials,
       // Steps name the Dockerfile as the provenance does, not by a path on this machine.
       steps: input.recorder
         .steps()

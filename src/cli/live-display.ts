@@ -120,6 +120,8 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
       }
       case 'warning':
         return [`warning: ${event.message}`];
+      case 'material':
+        return []; // for the provenance, not for people
       case 'snapshotter':
         return [clip(`=> snapshotter: ${event.name} (${event.reason})`, width)];
       case 'isolation':
@@ -168,6 +170,9 @@ export function liveDisplay(out: LiveTerminal, explain: boolean, now = Date.now)
       case 'isolation':
       case 'image':
         redraw(finalLines(event));
+        break;
+      case 'material':
+        break;
     }
   };
 

@@ -137,6 +137,8 @@ function plainRenderer(out: NodeJS.WritableStream, explain: boolean): (event: Bu
       case 'image':
         out.write(`=> ${event.destination} ${event.digest}\n`);
         break;
+      case 'material':
+        break; // for the provenance, not for people
     }
   };
 }

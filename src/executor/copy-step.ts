@@ -110,6 +110,9 @@ export async function copyStep(
           : { checksum: expand(instruction.checksum) }),
         ...(instruction.unpack === undefined ? {} : { unpack: instruction.unpack }),
         tmpDir: await build.workspace.dir('add'),
+        onDownload: (url, digest) => {
+          build.emit({ kind: 'material', uri: url, digest: { sha256: digest.slice('sha256:'.length) } });
+        },
       });
     }
     return planCopy({ ...common, instruction: 'COPY' });
@@ -190,6 +193,8 @@ export async function copyStep(
       };
       // Only the ref's resolution happens before the cache lookup: a hit fetches nothing.
       const resolved = await resolveGitRef(source, gitOptions);
+      // BuildKit's provenance names a git source by its URL and the commit checked out.
+      build.emit({ kind: 'material', uri: source.display, digest: { sha1: resolved.commit } });
       components.push({
         name: `git source ${index}`,
         value: [

@@ -49,6 +49,15 @@ export type BuildEvent =
   | { readonly kind: 'snapshotter'; readonly name: 'overlay' | 'scan'; readonly reason: string }
   | { readonly kind: 'isolation'; readonly mode: 'namespaces' | 'proot'; readonly reason: string }
   | { readonly kind: 'warning'; readonly message: string }
+  /**
+   * A source the build fetched from outside the context: an ADD URL by the digest of what was
+   * downloaded, a git source by its commit (provenance lists them as materials).
+   */
+  | {
+      readonly kind: 'material';
+      readonly uri: string;
+      readonly digest: { readonly sha256: string } | { readonly sha1: string };
+    }
   | { readonly kind: 'image'; readonly digest: string; readonly destination: string };
 
 export type ProgressListener = (event: BuildEvent) => void;

@@ -24,6 +24,8 @@ export interface AddRequest extends Omit<CopyRequest, 'instruction'> {
   readonly unpack?: boolean;
   /** Where downloads are written (the engine's build temp directory; it removes it). */
   readonly tmpDir: string;
+  /** Told of each URL downloaded (without credentials) and the digest of what came. */
+  readonly onDownload?: (url: string, digest: `sha256:${string}`) => void;
 }
 
 export async function planAdd(request: AddRequest): Promise<CopyPlan> {
@@ -54,6 +56,7 @@ export async function planAdd(request: AddRequest): Promise<CopyPlan> {
       ...(request.checksum !== undefined ? { checksum: request.checksum } : {}),
       ...(request.signal ? { signal: request.signal } : {}),
     });
+    request.onDownload?.(download.url, download.digest);
     if (download.fileName === '' && destination.destIsDir) {
       throw new StratumError(
         'BUILD_FAILED',

@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, normalize } from 'node:path';
+import { dirname, join, normalize } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGitSource } from '../../../src/executor/context/index.js';
+import { readAttestations } from '../../../src/index.js';
 import { buildSandbox, type BuildSandbox } from '../../helpers/build.js';
 import { imageConfig, layerListings } from '../../helpers/layout.js';
 import { requireTool } from '../../helpers/system.js';
@@ -129,6 +131,30 @@ describe.skipIf(!haveGit)('ADD of a git repository served on 127.0.0.1', () => {
     const result = await sandbox.build(ctx, { outputs: [`oci:${out}:1`], ...extra });
     return { result, out, listing: layerListings(out).at(-1) ?? [] };
   };
+
+  it('the provenance lists the git source by its commit and an ADD URL by the digest of what came (materials)', async () => {
+    const served = dirname(bare);
+    writeFileSync(join(served, 'plain.txt'), 'plain\n');
+    const plainUrl = url.replace(/repo\.git$/, 'plain.txt');
+    const ctx = sandbox.context('git-provenance', {
+      Dockerfile: `FROM scratch\nADD ${url}#v1 /src\nADD ${plainUrl} /plain.txt\n`,
+    });
+    const out = join(ctx, 'out');
+    await sandbox.build(ctx, {
+      outputs: [`oci:${out}:1`],
+      attestations: { provenance: { mode: 'max', version: 'v0.2' } },
+    });
+    const read = await readAttestations(`oci:${out}:1`, { withStatements: true });
+    const provenance = read.manifests[0]!.statements[0]!.statement!.predicate as {
+      materials: { uri: string; digest: Record<string, string> }[];
+    };
+    const v1 = git(work, 'rev-parse', 'v1^{commit}');
+    expect(provenance.materials).toContainEqual({ uri: url, digest: { sha1: v1 } });
+    expect(provenance.materials).toContainEqual({
+      uri: plainUrl,
+      digest: { sha256: createHash('sha256').update('plain\n').digest('hex') },
+    });
+  });
 
   it("a tag gives that tag's files, owned by root, modes and symlinks as git has them, and no .git", async () => {
     const { listing, out } = await buildWith(`FROM scratch\nADD ${url}#v1 /src\n`);
