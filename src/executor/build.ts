@@ -247,6 +247,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       let baseKey;
       let triggers: readonly string[] = [];
       let baseCreated: string | undefined;
+      let args: ReadonlyMap<string, string | undefined> | undefined;
       switch (planned.base.kind) {
         case 'scratch':
           base = scratchState(platform);
@@ -259,6 +260,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           base = parent.state;
           baseKey = parent.finalKey;
           baseCreated = parent.created;
+          args = parent.args;
           triggers = parent.state.config.OnBuild ?? [];
           break;
         }
@@ -291,6 +293,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         baseKey,
         triggers,
         baseCreated,
+        ...(args === undefined ? {} : { args }),
       });
       return runner.run();
     };
