@@ -199,6 +199,21 @@ async function stratumBuild(c, dockerfile, snapshotter, out) {
   }
 }
 
+/**
+ * The scan snapshotter cannot see a file a step opened for writing and left unchanged (a lock
+ * file), which overlayfs, and so BuildKit, puts in the layer: a documented limitation (README,
+ * "Docker's results"), not counted as a difference on that snapshotter.
+ */
+const SCAN_REEMITTED = 'scan: only entries BuildKit re-emitted unchanged (a lock file), as documented';
+
+function onlyReemitted(diff) {
+  return (
+    diff.historyMismatch === undefined &&
+    diff.config.length === 0 &&
+    diff.steps.every((step) => step.differences.every((d) => d.kind === 'reemitted' || d.kind === 'resolved'))
+  );
+}
+
 /** The first difference of a diff, on one line: the step and what differs there, or the config. */
 function firstDifference(diff) {
   const lines = formatImageDiff(diff, 1).split('\n');
@@ -291,8 +306,13 @@ async function runCase(c, index) {
       const b = await openImage(`oci:${out}:latest`);
       try {
         const diff = await diffImages(a, b, {});
-        status = diff.equivalent ? 'equivalent' : 'different';
-        if (!diff.equivalent) {
+        status = diff.equivalent
+          ? 'equivalent'
+          : snapshotter === 'scan' && onlyReemitted(diff)
+            ? 'equivalent'
+            : 'different';
+        if (status === 'equivalent' && !diff.equivalent) detail = SCAN_REEMITTED;
+        if (status === 'different') {
           detail = firstDifference(diff);
           writeFileSync(join(dir, `diff-${snapshotter}.txt`), formatImageDiff(diff));
         }
@@ -313,7 +333,12 @@ async function runCase(c, index) {
   return {
     status,
     base,
-    detail: first.detail,
+    detail:
+      first.detail ||
+      perSnapshotter
+        .map((s) => s.detail)
+        .filter(Boolean)
+        .join('; '),
     agree: perSnapshotter.every((s) => s.status === 'equivalent' || s.status === 'both failed'),
     buildkitTag: buildkitOk ? tag : undefined,
     dir,

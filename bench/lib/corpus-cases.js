@@ -75,7 +75,13 @@ export function rewriteDockerfile(text) {
   for (const match of text.matchAll(/^\s*from\s+.*?\s+as\s+(\S+)\s*$/gim)) stages.add(match[1].toLowerCase());
   const unknown = [];
   const swap = (ref) => {
-    if (ref === 'scratch' || stages.has(ref.toLowerCase()) || /^\d+$/.test(ref)) return ref;
+    if (
+      ref === 'scratch' ||
+      ref.startsWith(LOCAL_PREFIX) ||
+      stages.has(ref.toLowerCase()) ||
+      /^\d+$/.test(ref)
+    )
+      return ref;
     if (/^\$\{\w+:?-/.test(ref)) {
       // ${VAR:-image}: the default is an image.
       return ref.replace(/(\$\{\w+:?-)([^}]+)\}/g, (_all, head, image) => `${head}${swap(image)}}`);
@@ -122,6 +128,13 @@ export function localNames(text, args, extra = []) {
   return [...names];
 }
 
+/**
+ * Debian's busybox has no adduser applet (Alpine's has): the user is written as adduser would
+ * write it, so what the case is about (COPY --chown to that user, USER, WORKDIR) still happens.
+ */
+const adduser = (name, uid) =>
+  `echo '${name}:x:${uid}:${uid}::/home/${name}:/bin/sh' >> /etc/passwd && echo '${name}:x:${uid}:' >> /etc/group && mkdir -p /home/${name} && chown ${uid}:${uid} /home/${name}`;
+
 const NETWORK = 'needs the internet (ADD of an https URL)';
 const PACKAGES = (tool) => `installs packages with ${tool} (the network at RUN time)`;
 
@@ -134,6 +147,12 @@ const KANIKO = {
   Dockerfile_hardlink_base: { skip: PACKAGES('apk') },
   Dockerfile_test_add: { skip: NETWORK },
   Dockerfile_test_add_404: { skip: NETWORK },
+  Dockerfile_test_add_chown_intermediate_dirs: {
+    replace: [['yes | adduser -u 1001 dev', adduser('dev', 1001)]],
+  },
+  Dockerfile_test_copy_chown_intermediate_dirs: {
+    replace: [['yes | adduser -u 1001 dev', adduser('dev', 1001)]],
+  },
   Dockerfile_test_add_dest_symlink_dir: {
     skip: "its point is phusion/baseimage's /etc/service, which no local image has",
   },
@@ -190,6 +209,8 @@ const KANIKO = {
 /** imagebuilder's cases.json names and the extra testdata Dockerfiles no table names. */
 const IMAGEBUILDER = {
   add: { skip: NETWORK },
+  'nonroot-USER-before-WORKDIR-used': { replace: [['adduser -D buildtest', adduser('buildtest', 1001)]] },
+  'nonroot-USER-before-WORKDIR-notused': { replace: [['adduser -D buildtest', adduser('buildtest', 1001)]] },
   'wildcard leading path': {
     skip: 'the same build as "wildcard" (only the spelling of the context path differs)',
   },
