@@ -9,7 +9,8 @@
 //
 // CORPUS_CASES=REGEX picks cases by id; CORPUS_SNAPSHOTTERS=overlay,scan (the default) picks
 // stratum's snapshotters; CORPORA=DIR points at the corpora (default ../shared/corpora);
-// CORPUS_KEEP=1 keeps the work directory and the Docker images. Needs root and a Docker daemon.
+// CORPUS_KEEP=1 keeps the work directory and the Docker images; BENCH_DIST=DIR measures the
+// stratum build in DIR instead of this checkout's dist/. Needs root and a Docker daemon.
 // Debian-based cases need the debootstrapped rootfs that test/helpers/container-image.ts keeps
 // in $STRATUM_TEST_DEBIAN (default /var/tmp/stratum-test-debian); without it they are skipped.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -19,8 +20,9 @@ import { makeBusyboxRootfs, writeBaseImage } from '../examples/busybox-base.js';
 import { LOCAL_PREFIX, corpusCases, localNames, rewriteDockerfile, standInFor } from './lib/corpus-cases.js';
 import { DEBIAN_DOCKER, repoRoot } from './lib/harness.js';
 
+// BENCH_DIST measures another build of stratum (a checkout's dist/), e.g. the commit before a fix.
 const { ImageStore, buildImage, diffImages, formatImageDiff, openImage, openOciLayout } = await import(
-  join(repoRoot, 'dist/index.js')
+  resolve(process.env.BENCH_DIST ?? join(repoRoot, 'dist'), 'index.js')
 );
 
 const CORPORA = resolve(process.env.CORPORA ?? join(repoRoot, '../shared/corpora'));

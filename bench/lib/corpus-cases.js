@@ -145,6 +145,8 @@ const PACKAGES = (tool) => `installs packages with ${tool} (the network at RUN t
 const KANIKO = {
   Dockerfile_git_buildcontext: { skip: "needs kaniko's own git repository as the context (COPY LICENSE)" },
   Dockerfile_hardlink_base: { skip: PACKAGES('apk') },
+  // Upstream's TestRelativePaths builds this one with integration/context as the context.
+  Dockerfile_relative_copy: { contextSub: 'context' },
   Dockerfile_test_add: { skip: NETWORK },
   Dockerfile_test_add_404: { skip: NETWORK },
   Dockerfile_test_add_chown_intermediate_dirs: {
@@ -234,12 +236,13 @@ export function corpusCases(corpora) {
   const kaniko = join(corpora, 'kaniko/integration');
   for (const name of readdirSync(join(kaniko, 'dockerfiles')).sort()) {
     if (name.endsWith('.dockerignore')) continue;
+    const entry = KANIKO[name] ?? {};
     cases.push({
       id: `kaniko/${name}`,
       corpus: 'kaniko',
-      context: kaniko,
+      context: entry.contextSub === undefined ? kaniko : join(kaniko, entry.contextSub),
       dockerfile: join(kaniko, 'dockerfiles', name),
-      ...KANIKO[name],
+      ...entry,
     });
   }
   for (const name of readdirSync(join(kaniko, 'dockerfiles-with-context')).sort()) {
