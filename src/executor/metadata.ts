@@ -191,7 +191,9 @@ export function argDeclarations(
   const declared: (readonly [string, string | undefined])[] = [];
   const earlier = new Map<string, string | undefined>();
   for (const declaration of instruction.declarations) {
-    const name = declaration.name.includes('$') ? sources.expand(declaration.name, earlier) : declaration.name;
+    const name = declaration.name.includes('$')
+      ? sources.expand(declaration.name, earlier)
+      : declaration.name;
     let value: string | undefined;
     const given = sources.buildArgs.get(name);
     if (given !== undefined) value = given;
