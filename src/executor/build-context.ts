@@ -106,6 +106,8 @@ export interface StageResult {
   readonly keyLayers: readonly Digest[];
   /** The time of the stage's last step (see StageRunner.created). */
   readonly created: string | undefined;
+  /** The stage's ARGs and their values, which a stage built FROM it starts with. */
+  readonly args: ReadonlyMap<string, string | undefined>;
   /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */
   readonly rootfs: () => Promise<string>;
   /** After the build succeeded: keep the stage's unpacked filesystem for the next build. */

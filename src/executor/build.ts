@@ -266,6 +266,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       let baseKeyLayers: readonly Digest[] | undefined;
       let triggers: readonly string[] = [];
       let baseCreated: string | undefined;
+      let args: ReadonlyMap<string, string | undefined> | undefined;
       switch (planned.base.kind) {
         case 'scratch':
           base = scratchState(platform);
@@ -279,6 +280,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           baseKey = parent.finalKey;
           baseKeyLayers = parent.keyLayers;
           baseCreated = parent.created;
+          args = parent.args;
           triggers = parent.state.config.OnBuild ?? [];
           break;
         }
@@ -316,6 +318,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         baseKeyLayers: baseKeyLayers ?? base.layers.map((layer) => layer.diffId),
         triggers,
         baseCreated,
+        ...(args === undefined ? {} : { args }),
       });
       return runner.run();
     };

@@ -175,7 +175,9 @@ export interface ArgDeclarations {
 
 /**
  * ARG: a value given with --build-arg wins, then the default (expanded), then a meta ARG of the
- * same name. It changes no config; its values reach the keys of the steps that use them.
+ * same name. It changes no config; its values reach the keys of the steps that use them. The
+ * name is expanded too (`ARG ${src}=x` with `ENV src=file3` declares file3), as BuildKit's
+ * ArgCommand.Expand does for key and value.
  */
 export function argDeclarations(
   instruction: Extract<Instruction, { kind: 'arg' }>,
@@ -189,7 +191,9 @@ export function argDeclarations(
   const declared: (readonly [string, string | undefined])[] = [];
   const earlier = new Map<string, string | undefined>();
   for (const declaration of instruction.declarations) {
-    const name = declaration.name;
+    const name = declaration.name.includes('$')
+      ? sources.expand(declaration.name, earlier)
+      : declaration.name;
     let value: string | undefined;
     const given = sources.buildArgs.get(name);
     if (given !== undefined) value = given;

@@ -79,10 +79,13 @@ export function planBuild(
         'BUILD_FAILED',
         `${where}: FROM: base name (${stage.from.image}) should not be blank`,
       );
-    const lower = baseText.toLowerCase();
     let base: StageBase;
-    const stageIndex = byName.get(lower);
-    if (lower === 'scratch') base = { kind: 'scratch' };
+    // FROM finds a stage by its name exactly as written, where COPY --from and --target ignore
+    // case: stage names are stored lower-cased, and BuildKit's addState looks the base name up
+    // unchanged, so `FROM Build` after `AS Build` is an image reference, refused as not lower
+    // case (BuildKit: "failed to parse stage name").
+    const stageIndex = byName.get(baseText);
+    if (baseText.toLowerCase() === 'scratch') base = { kind: 'scratch' };
     else if (stageIndex !== undefined) base = { kind: 'stage', index: stageIndex };
     else base = { kind: 'image', reference: baseText };
     const platform =

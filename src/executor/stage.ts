@@ -38,6 +38,11 @@ export interface StageInput {
   readonly triggers: readonly string[];
   /** When the base was made: metadata steps before the first layer keep this time. */
   readonly baseCreated: string | undefined;
+  /**
+   * The ARGs of the base stage (FROM another stage): BuildKit's stage starts from its base's
+   * state, whose environment holds the base's ARG values (dispatchState.init).
+   */
+  readonly args?: ReadonlyMap<string, string | undefined>;
 }
 
 export class StageRunner {
@@ -66,6 +71,7 @@ export class StageRunner {
     this.image = new StageState(input.triggers.length > 0 ? withConfig(base, { OnBuild: undefined }) : base);
     this.key = input.baseKey;
     this.keyLayers = input.baseKeyLayers;
+    for (const [name, value] of input.args ?? []) this.args.set(name, value);
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
     this.rootfs = build.rootfsFactory.create(`stage-${input.label}`, (layers) => {
       build.emit({ kind: 'materialize', stage: input.label, layers });
@@ -99,6 +105,7 @@ export class StageRunner {
       finalKey: this.key,
       keyLayers: this.keyLayers,
       created: this.created,
+      args: new Map(this.args),
       rootfs: () => rootfs.sync(state.layers, signal),
       keepRootfs: () => rootfs.keep(),
     };
@@ -263,7 +270,10 @@ export class StageRunner {
           { escapeChar: this.build.escapeChar, where: this.where(step) },
         ),
     });
-    for (const [name, value] of declared) this.args.set(name, value);
+    // An ARG with no value leaves one the name already has (BuildKit adds no env for it, and
+    // the state's env keeps the earlier ARG's or the base stage's value).
+    for (const [name, value] of declared)
+      if (value !== undefined || !this.args.has(name)) this.args.set(name, value);
     return this.metadata(step, createdBy, undefined, false);
   }
 
