@@ -1,12 +1,11 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StratumError } from './errors.js';
-import { blobStoreImage } from './executor/finalize.js';
+import { storeImage } from './oci/stored-image.js';
 import type { BlobStore } from './oci/blob-store.js';
 import type { ImageSource } from './oci/image.js';
-import { serializeConfig, serializeManifest } from './oci/json.js';
 import { hostPlatform } from './oci/platform.js';
-import { MediaType, type ImageConfig, type ImageManifest, type Platform } from './oci/types.js';
+import type { ImageConfig, Platform } from './oci/types.js';
 import { writeDirectoryLayer } from './snapshot/index.js';
 
 /**
@@ -96,23 +95,5 @@ async function directoryImage(
     config: {},
     rootfs: { type: 'layers', diff_ids: [layer.diffId] },
   };
-  const configBytes = serializeConfig(config);
-  const configInfo = await blobs.putBytes(configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    config: { mediaType: MediaType.ociConfig, digest: configInfo.digest, size: configInfo.size },
-    layers: [layer.descriptor],
-  };
-  const manifestBytes = serializeManifest(manifest);
-  const manifestInfo = await blobs.putBytes(manifestBytes);
-  return blobStoreImage(
-    blobs,
-    `--build-context ${name}=${dir}`,
-    { mediaType: MediaType.ociManifest, digest: manifestInfo.digest, size: manifestInfo.size },
-    manifest,
-    manifestBytes,
-    config,
-    configBytes,
-  );
+  return storeImage(blobs, { name: `--build-context ${name}=${dir}`, config, layers: [layer.descriptor] });
 }

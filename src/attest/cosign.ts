@@ -1,10 +1,9 @@
+import { storeImage } from '../oci/stored-image.js';
 import type { KeyObject } from 'node:crypto';
 import type { BlobStore } from '../oci/blob-store.js';
-import { sha256Digest } from '../oci/digest.js';
 import type { ImageIndexSource, ImageSource } from '../oci/image.js';
-import { serializeConfig, serializeManifest } from '../oci/json.js';
 import { readAll } from '../oci/verified.js';
-import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from '../oci/types.js';
+import type { Descriptor, ImageConfig } from '../oci/types.js';
 import { DSSE_MEDIA_TYPE, signEnvelope, type Envelope } from './dsse.js';
 import { isAttestationEntry } from './storage.js';
 import { PREDICATE_TYPE_ANNOTATION, type Statement } from './types.js';
@@ -77,23 +76,5 @@ export async function cosignAttestationImage(
     rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
     history: layers.map(() => ({ created: ZERO_TIME })),
   };
-  const configBytes = serializeConfig(config);
-  const configInfo = await blobs.putBytes(configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    config: { mediaType: MediaType.ociConfig, digest: configInfo.digest, size: configInfo.size },
-    layers,
-  };
-  const manifestBytes = serializeManifest(manifest);
-  const manifestInfo = await blobs.putBytes(manifestBytes);
-  return {
-    name,
-    descriptor: { mediaType: MediaType.ociManifest, digest: manifestInfo.digest, size: manifestInfo.size },
-    manifest: { value: manifest, raw: manifestBytes, digest: sha256Digest(manifestBytes) },
-    config: { value: config, raw: configBytes, digest: sha256Digest(configBytes) },
-    openBlob: (blob) => Promise.resolve(blobs.read(blob.digest, { verify: true, size: blob.size })),
-    localBlobPath: (blob) => blobs.path(blob.digest),
-    close: () => Promise.resolve(),
-  };
+  return storeImage(blobs, { name, config, layers });
 }

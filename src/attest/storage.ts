@@ -1,13 +1,13 @@
+import { storeImage } from '../oci/stored-image.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { sha256Digest } from '../oci/digest.js';
 import { isImageIndex, type AnyImage, type ImageIndexSource, type ImageSource } from '../oci/image.js';
-import { serializeConfig, serializeIndex, serializeManifest } from '../oci/json.js';
+import { serializeIndex } from '../oci/json.js';
 import {
   MediaType,
   type Descriptor,
   type ImageConfig,
   type ImageIndex,
-  type ImageManifest,
   type Platform,
 } from '../oci/types.js';
 import {
@@ -80,34 +80,16 @@ async function attestationManifest(
     config: {},
     rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
   };
-  const configBytes = serializeConfig(config);
-  const configInfo = await blobs.putBytes(configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    config: { mediaType: MediaType.ociConfig, digest: configInfo.digest, size: configInfo.size },
-    layers,
-  };
-  const manifestBytes = serializeManifest(manifest);
-  const manifestInfo = await blobs.putBytes(manifestBytes);
-  return {
+  return storeImage(blobs, {
     name: `${name} (attestations for ${target.manifest.digest})`,
-    descriptor: {
-      mediaType: MediaType.ociManifest,
-      digest: manifestInfo.digest,
-      size: manifestInfo.size,
-      annotations: {
-        [REFERENCE_DIGEST_ANNOTATION]: target.manifest.digest,
-        [REFERENCE_TYPE_ANNOTATION]: ATTESTATION_MANIFEST,
-      },
-      platform: UNKNOWN_PLATFORM,
+    config,
+    layers,
+    descriptorAnnotations: {
+      [REFERENCE_DIGEST_ANNOTATION]: target.manifest.digest,
+      [REFERENCE_TYPE_ANNOTATION]: ATTESTATION_MANIFEST,
     },
-    manifest: { value: manifest, raw: manifestBytes, digest: sha256Digest(manifestBytes) },
-    config: { value: config, raw: configBytes, digest: sha256Digest(configBytes) },
-    openBlob: (blob) => Promise.resolve(blobs.read(blob.digest, { verify: true, size: blob.size })),
-    localBlobPath: (blob) => blobs.path(blob.digest),
-    close: () => Promise.resolve(),
-  };
+    platform: UNKNOWN_PLATFORM,
+  });
 }
 
 /**

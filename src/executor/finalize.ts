@@ -1,21 +1,14 @@
 import type { BlobStore } from '../oci/blob-store.js';
+import { storeImage } from '../oci/stored-image.js';
 import type { ImageIndexSource, ImageSource } from '../oci/image.js';
-import { serializeConfig, serializeIndex, serializeManifest } from '../oci/json.js';
+import { serializeIndex } from '../oci/json.js';
 import { sha256Digest } from '../oci/digest.js';
-import {
-  MediaType,
-  type Descriptor,
-  type ImageConfig,
-  type ImageIndex,
-  type ImageManifest,
-  type Platform,
-} from '../oci/types.js';
+import { MediaType, type ImageConfig, type ImageIndex, type Platform } from '../oci/types.js';
 import type { ImageState } from './image-state.js';
 
 /**
- * Turns a finished stage's state into an image: the config and manifest are serialised
- * deterministically, stored beside the layers, and handed out as an ImageSource that any
- * writer (layout, archive, store, registry) can take.
+ * Turns a finished stage's state into an image (oci/stored-image.ts stores its config and
+ * manifest beside the layers).
  */
 export async function finalizeImage(
   state: ImageState,
@@ -33,43 +26,7 @@ export async function finalizeImage(
     rootfs: { type: 'layers', diff_ids: state.layers.map((layer) => layer.diffId) },
     history: state.history,
   };
-  const configBytes = serializeConfig(config);
-  const configInfo = await blobs.putBytes(configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    config: { mediaType: MediaType.ociConfig, digest: configInfo.digest, size: configInfo.size },
-    layers: state.layers.map((layer) => layer.descriptor),
-  };
-  const manifestBytes = serializeManifest(manifest);
-  const manifestInfo = await blobs.putBytes(manifestBytes);
-  const descriptor: Descriptor = {
-    mediaType: MediaType.ociManifest,
-    digest: manifestInfo.digest,
-    size: manifestInfo.size,
-  };
-  return blobStoreImage(blobs, name, descriptor, manifest, manifestBytes, config, configBytes);
-}
-
-export function blobStoreImage(
-  blobs: BlobStore,
-  name: string,
-  descriptor: Descriptor,
-  manifest: ImageManifest,
-  manifestBytes: Buffer,
-  config: ImageConfig,
-  configBytes: Buffer,
-): ImageSource {
-  return {
-    name,
-    descriptor,
-    manifest: { value: manifest, raw: manifestBytes, digest: sha256Digest(manifestBytes) },
-    config: { value: config, raw: configBytes, digest: sha256Digest(configBytes) },
-    openBlob: (blob) => Promise.resolve(blobs.read(blob.digest, { verify: true, size: blob.size })),
-    // The blob store verified every blob as it was written.
-    localBlobPath: (blob) => blobs.path(blob.digest),
-    close: () => Promise.resolve(),
-  };
+  return storeImage(blobs, { name, config, layers: state.layers.map((layer) => layer.descriptor) });
 }
 
 /**
