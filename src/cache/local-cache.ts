@@ -39,6 +39,7 @@ import {
 } from './registry-format.js';
 import type { StepRecord } from './step-record.js';
 import type { CacheEntry } from './store.js';
+import { ImportedCache } from './imported-cache.js';
 
 /**
  * The shared layer cache in a directory (buildx's `--cache-to type=local,dest=DIR` and
@@ -133,31 +134,13 @@ async function readLocalCache(ref: LocalCacheRef): Promise<DecodedCache> {
  * directory is one warning and an empty cache (as an unreachable registry is); a layer that is
  * gone or does not verify is a miss with a warning.
  */
-export class LocalCacheSource {
-  private readonly entries: Map<string, StoredCacheEntry>;
-  private readonly mounts: Map<string, StoredMount>;
-
+export class LocalCacheSource extends ImportedCache {
   private constructor(
     readonly ref: LocalCacheRef,
     read: DecodedCache,
     private readonly onWarning: ((message: string) => void) | undefined,
   ) {
-    this.entries = new Map(read.entries.map((entry) => [entry.key, entry]));
-    this.mounts = new Map(read.mounts.map((mount) => [mountIdentity(mount), mount]));
-  }
-
-  /** Every entry, with what its step's key was made of where the exporter knew it. */
-  stored(): Iterable<StoredCacheEntry> {
-    return this.entries.values();
-  }
-
-  hasMount(mount: CacheMountIdentity): boolean {
-    return this.mounts.has(mountIdentity(mount));
-  }
-
-  /** What this cache holds for a cache mount, without fetching its blob. */
-  peekMount(mount: CacheMountIdentity): StoredMount | undefined {
-    return this.mounts.get(mountIdentity(mount));
+    super(read);
   }
 
   /** The exported contents of a cache mount, the blob copied (verified) into `blobs`, or undefined. */

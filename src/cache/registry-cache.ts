@@ -11,6 +11,7 @@ import { forEachLimited } from '../oci/for-each-limited.js';
 import { parseRegistryReference, type RegistryReference } from '../push/reference.js';
 import { RepositoryClient } from '../push/repository.js';
 import { DiffIdCheck, diffIdCheckable } from './registry-diffid.js';
+import { ImportedCache } from './imported-cache.js';
 import {
   DEFAULT_MOUNTS_MAX_SIZE,
   boundMounts,
@@ -186,10 +187,7 @@ async function readCache(
  * A build never fails because of it: an unreachable registry or an unreadable cache is one
  * warning and an empty cache; a layer that cannot be fetched or does not verify is a miss.
  */
-export class RegistryCacheSource {
-  private readonly entries: Map<string, StoredCacheEntry>;
-  private readonly mounts: Map<string, StoredMount>;
-
+export class RegistryCacheSource extends ImportedCache {
   private constructor(
     readonly ref: CacheRef,
     private readonly repo: RepositoryClient,
@@ -199,22 +197,7 @@ export class RegistryCacheSource {
     /** Warnings so far (also sent to onWarning as they happen). */
     readonly warnings: string[],
   ) {
-    this.entries = new Map(read.entries.map((entry) => [entry.key, entry]));
-    this.mounts = new Map(read.mounts.map((mount) => [mountIdentity(mount), mount]));
-  }
-
-  /** Every entry, with what its step's key was made of where the exporter knew it. */
-  stored(): Iterable<StoredCacheEntry> {
-    return this.entries.values();
-  }
-
-  hasMount(mount: CacheMountIdentity): boolean {
-    return this.mounts.has(mountIdentity(mount));
-  }
-
-  /** What this cache holds for a cache mount, without fetching its blob. */
-  peekMount(mount: CacheMountIdentity): StoredMount | undefined {
-    return this.mounts.get(mountIdentity(mount));
+    super(read);
   }
 
   /**
