@@ -159,16 +159,6 @@ export function parseAddHosts(values: readonly string[]): { readonly host: strin
   });
 }
 
-/** `--shm-size 128m`: bytes (b, k, m, g suffixes, as Docker's units.RAMInBytes). */
-export function parseByteSize(flag: string, value: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([bkmg]?)(?:i?b)?$/i.exec(value.trim());
-  if (match === null) throw new StratumError('USAGE', `${flag} ${value}: expected a size such as 64m or 1g`);
-  const units: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
-  const bytes = Math.floor(Number(match[1]) * units[match[2]!.toLowerCase()]!);
-  if (bytes <= 0) throw new StratumError('USAGE', `${flag} ${value}: must be more than 0`);
-  return bytes;
-}
-
 /** Docker's ulimit names (`--ulimit nofile=1024:2048`); each maps to a prlimit(1) option. */
 const ULIMIT_NAMES = [
   'core',

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseByteSize } from './util/byte-size.js';
 import { StratumError } from './errors.js';
 import { defaultCacheDir } from './executor/build.js';
 import { Workspace } from './executor/workspace.js';
@@ -9,14 +10,13 @@ import {
   cacheUsage,
   directoryBytes,
   parseDuration,
-  parseSize,
   pruneCache,
   type CacheUsage,
   type PruneOptions,
   type PruneResult,
 } from './cache/prune.js';
 import { UNPACKED_STORES, pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
-import { removeTree } from './oci/remove-tree.js';
+import { removeTree } from './util/remove-tree.js';
 import { LayerCache, type CacheEntryInfo } from './cache/store.js';
 import { ImageStore, defaultDataDir } from './oci-writer/store.js';
 
@@ -51,7 +51,7 @@ export async function pruneLayerCache(
   options: { readonly keepStorage?: string; readonly olderThan?: string },
 ): Promise<PruneResult> {
   const { cache, store } = open(location);
-  const keepStorage = options.keepStorage === undefined ? undefined : parseSize(options.keepStorage);
+  const keepStorage = options.keepStorage === undefined ? undefined : parseByteSize(options.keepStorage);
   const olderThanMs = options.olderThan === undefined ? undefined : parseDuration(options.olderThan);
   if (options.keepStorage !== undefined && keepStorage === undefined) {
     throw new StratumError(

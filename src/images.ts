@@ -23,8 +23,8 @@ import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js'
 import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
 import { ImageStore } from './oci-writer/store.js';
 import { formatPlatform } from './oci/platform.js';
-import { makeOwnedTempDir } from './oci/temp-dir.js';
-import { planOutput } from './oci/output-path.js';
+import { makeOwnedTempDir } from './util/temp-dir.js';
+import { planOutput } from './util/output-path.js';
 import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
 
 /**

@@ -2,7 +2,7 @@
 export { StratumError, isStratumError, type ErrorCode } from './errors.js';
 export * from './oci/types.js';
 export { BlobStore, type BlobInfo } from './oci/blob-store.js';
-export { displayName } from './oci/file-names.js';
+export { displayName } from './util/file-names.js';
 export { DigestingStream, VerifyingStream, sha256Digest, parseDigest, isDigest } from './oci/digest.js';
 export {
   scanTree,
@@ -126,9 +126,10 @@ export {
 } from './dockerfile-checks.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
-export { checkOutput, planOutput, type OutputPlan, type OutputShape } from './oci/output-path.js';
+export { checkOutput, planOutput, type OutputPlan, type OutputShape } from './util/output-path.js';
 export { parseBuildContexts, type NamedContext } from './named-contexts.js';
 export * from './build-flags.js';
+export { parseByteSize, requireByteSize } from './util/byte-size.js';
 export {
   loadIntoDockerDaemon,
   dockerSocketPath,

@@ -3,7 +3,7 @@ import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOTLESS_USER_ENV, chooseIdMapping, unshareMappingArgs } from './executor/sandbox/id-mapping.js';
-import { inUserNamespace } from './oci/user-namespace.js';
+import { inUserNamespace } from './util/user-namespace.js';
 
 /**
  * Where the host's root privileges are missing, stratum runs itself again as root of a user

@@ -149,15 +149,6 @@ export async function directoryBytes(dir: string, seen: Set<string> = new Set())
   return total;
 }
 
-/** `10GB`, `512MB`, `1.5G`, `300k`, plain bytes. */
-export function parseSize(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(text.trim());
-  if (match === null) return undefined;
-  const power = ' kmgt'.indexOf((match[2] ?? '').toLowerCase() || ' ');
-  const base = (match[3] ?? '').toLowerCase().startsWith('i') ? 1024 : 1000;
-  return Math.round(Number(match[1]) * base ** power);
-}
-
 /** `24h`, `7d`, `30m`, `90s`, `1h30m`. */
 export function parseDuration(text: string): number | undefined {
   const units: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };

@@ -7,7 +7,7 @@ import { sha256Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import { RegistryClient } from '../push/client.js';
-import { forEachLimited } from '../oci/for-each-limited.js';
+import { forEachLimited } from '../util/limit.js';
 import { parseRegistryReference, type RegistryReference } from '../push/reference.js';
 import { RepositoryClient } from '../push/repository.js';
 import { DiffIdCheck, diffIdCheckable } from './registry-diffid.js';

@@ -1,7 +1,7 @@
 import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
-import { writeFileAtomic } from '../oci/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { digestHex } from '../oci/digest.js';

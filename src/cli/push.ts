@@ -7,6 +7,7 @@ import {
   parseRegistryReference,
   pushImage,
   pushIndex,
+  requireByteSize,
   type PushProgress,
 } from '../index.js';
 
@@ -90,7 +91,7 @@ export function registerPush(program: Command): void {
         );
       }
       const ref = parseRegistryReference(to);
-      const chunkSize = flags.chunkSize !== undefined ? positiveBytes(flags.chunkSize) : undefined;
+      const chunkSize = flags.chunkSize !== undefined ? requireByteSize('--chunk-size', flags.chunkSize) : undefined;
       const source = flags.all === true ? await openAllPlatforms(from) : await openImage(from);
       const push = (options: Parameters<typeof pushImage>[2]) =>
         isImageIndex(source) ? pushIndex(source, ref, options) : pushImage(source, ref, options);
@@ -117,17 +118,6 @@ export function registerPush(program: Command): void {
 /** Flags shared by pull, push and login: `--insecure-registry HOST` (repeatable) and `--authfile`. */
 export function collect(value: string, previous: readonly string[] = []): string[] {
   return [...previous, value];
-}
-
-export function positiveBytes(text: string): number {
-  const match = /^(\d+)([kmg]i?b?)?$/i.exec(text.trim());
-  if (!match)
-    throw new StratumError('USAGE', `invalid size "${text}": expected bytes, or a number with k, m or g`);
-  const unit = (match[2] ?? '').toLowerCase()[0];
-  const factor = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
-  const value = Number(match[1]) * factor;
-  if (value <= 0) throw new StratumError('USAGE', `invalid size "${text}": must be more than 0`);
-  return value;
 }
 
 export interface RegistryFlags {

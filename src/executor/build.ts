@@ -18,12 +18,12 @@ import type { RecordedBase } from '../cache/step-record.js';
 import { CacheMountTransfer } from './cache-mount-transfer.js';
 import { LayerCache } from '../cache/store.js';
 import { chainId } from '../oci/digest.js';
+import { Limiter } from '../util/limit.js';
 import { StatCache, loadDockerignore } from './context/index.js';
 import { finalizeImage, finalizeIndex } from './finalize.js';
 import { scratchState, type ImageState } from './image-state.js';
 import { planBuild, stageNames, type PlannedStage } from './plan.js';
 import {
-  Limiter,
   baseMismatchWarning,
   sharedStages,
   stageLabel,
@@ -45,7 +45,7 @@ import { StageRunner } from './stage.js';
 import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
 import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
-import { defaultCacheDir } from '../oci/temp-dir.js';
+import { defaultCacheDir } from '../util/temp-dir.js';
 
 export interface BuildOptions {
   readonly contextDir: string;

@@ -1,8 +1,8 @@
 import { chmod, lchown } from 'node:fs/promises';
 import { join } from 'node:path';
-import { inUserNamespace, mapsEveryId } from '../oci/user-namespace.js';
+import { inUserNamespace, mapsEveryId } from '../util/user-namespace.js';
 import type { BlobStore } from '../oci/blob-store.js';
-import { fsPath } from '../oci/file-names.js';
+import { fsPath } from '../util/file-names.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { LayerDiff } from '../snapshot/index.js';

@@ -1,6 +1,6 @@
 import { lchown } from 'node:fs/promises';
 import { setImmediate as eventLoopTurn } from 'node:timers/promises';
-import { fsPath } from '../oci/file-names.js';
+import { fsPath } from '../util/file-names.js';
 import { StratumError, wrap } from '../errors.js';
 import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { StratumError } from '../errors.js';
 import type { ImageReference } from '../oci/image.js';
-import { checkOutput } from '../oci/output-path.js';
+import { checkOutput } from '../util/output-path.js';
 import { formatImageReference } from '../oci/reference.js';
 import { directoryState } from './layout-writer.js';
 

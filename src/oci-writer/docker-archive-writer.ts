@@ -8,7 +8,7 @@ import { layerBlobCompression, openLayerTar } from '../oci/layer.js';
 import { normalizeImageName } from '../oci/reference.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import { synthesizeManifest } from '../oci/docker-archive-reader.js';
-import { temporarySibling, writeOutput } from '../oci/atomic-file.js';
+import { temporarySibling, writeOutput } from '../util/atomic-file.js';
 import type { LayoutWriteOptions, WriteResult } from './layout-writer.js';
 import { archiveTime } from './oci-archive-writer.js';
 import { TarFileWriter } from './tar-out.js';

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
 import type { ImageSource } from '../oci/image.js';
 import { normalizeImageName } from '../oci/reference.js';
-import { makeOwnedTempDir } from '../oci/temp-dir.js';
+import { makeOwnedTempDir } from '../util/temp-dir.js';
 import { writeDockerArchive } from './docker-archive-writer.js';
 import type { WriteResult } from './layout-writer.js';
 

@@ -3,7 +3,7 @@ import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
 import { serializeIndex } from '../oci/json.js';
 import { REF_NAME } from '../oci/layout-reader.js';
 import { MediaType, type Descriptor } from '../oci/types.js';
-import { writeOutput } from '../oci/atomic-file.js';
+import { writeOutput } from '../util/atomic-file.js';
 import { manifestDescriptor, type LayoutWriteOptions, type WriteResult } from './layout-writer.js';
 import { TarFileWriter } from './tar-out.js';
 

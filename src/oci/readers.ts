@@ -9,7 +9,7 @@ import type { ImageIndexSource, ImageSource, ReadImageOptions } from './image.js
 import { openLayoutImage, openLayoutIndex, verifyLayout } from './layout-reader.js';
 import { SNIFF_BYTES, createDecompressor, isDecompressionError, sniffCompression } from './compression.js';
 import { indexTar } from './tar-index.js';
-import { makeOwnedTempDir } from './temp-dir.js';
+import { makeOwnedTempDir } from '../util/temp-dir.js';
 
 /**
  * Entry points for the three on-disk transports. Archives are read in place (see tar-index.ts);

@@ -3,7 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
-import { writeFileAtomic } from '../oci/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { DOCKER_HUB } from './reference.js';
 import { redact } from './registry-error.js';
 

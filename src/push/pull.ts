@@ -17,7 +17,7 @@ import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { formatPlatform, hostPlatform, selectPlatform } from '../oci/platform.js';
 import { manifestReference, parseRegistryReference, type RegistryReference } from './reference.js';
 import { RepositoryClient, referenceLabel, type FetchedManifest } from './repository.js';
-import { forEachLimited } from '../oci/for-each-limited.js';
+import { forEachLimited } from '../util/limit.js';
 
 export interface PullOptions extends RegistryClientOptions {
   /** Platform to choose from an index; default the host's. */

@@ -2,7 +2,7 @@ import { StratumError } from '../errors.js';
 import type { ImageIndexSource, ImageSource } from '../oci/image.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
-import { forEachLimited } from '../oci/for-each-limited.js';
+import { forEachLimited } from '../util/limit.js';
 import { parseRegistryReference, withDigest, withTag, type RegistryReference } from './reference.js';
 import { RepositoryClient, referenceLabel } from './repository.js';
 

@@ -3,8 +3,8 @@ import { chmod, mkdir, readFile, statfs, symlink, writeFile } from 'node:fs/prom
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
-import { fsPath, readLinkSync } from '../oci/file-names.js';
-import { removeTree } from '../oci/remove-tree.js';
+import { fsPath, readLinkSync } from '../util/file-names.js';
+import { removeTree } from '../util/remove-tree.js';
 import { diffSnapshots } from './diff.js';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { parentOf } from './paths.js';

@@ -3,8 +3,8 @@ import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/pro
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
-import { waitForSweeps, withSweep } from '../oci/leases.js';
-import { removeTree } from '../oci/remove-tree.js';
+import { waitForSweeps, withSweep } from '../util/leases.js';
+import { removeTree } from '../util/remove-tree.js';
 import { extractLayerAuto } from './extract.js';
 import { runOverlayHelper } from './overlay-helper.js';
 

@@ -13,7 +13,7 @@ import {
   nameFromBytes,
   readLink,
   readLinkSync,
-} from '../../src/oci/file-names.js';
+} from '../../src/util/file-names.js';
 import { compareUtf8 } from '../../src/snapshot/paths.js';
 import { latin1, latin1Path } from '../helpers/non-utf8.js';
 

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/oci/blob-store.js';
 import { sweepBlobs } from '../../src/oci/blob-sweep.js';
-import { withSweep } from '../../src/oci/leases.js';
+import { withSweep } from '../../src/util/leases.js';
 import type { Digest } from '../../src/oci/types.js';
 
 const DIST_BLOB_STORE = resolve(import.meta.dirname, '../../dist/oci/blob-store.js');
