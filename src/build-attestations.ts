@@ -14,7 +14,7 @@ import {
 import type { KeyObject } from 'node:crypto';
 import { cosignAttestationImage, cosignAttestationTag, signProvenance } from './attest/cosign.js';
 import type { ProgressListener } from './executor/progress.js';
-import { parseRegistryReference } from './push/index.js';
+import { parseRegistryReference } from './registry/index.js';
 import type { AnyImage, ImageIndexSource, ImageSource } from './oci/image.js';
 import { parseImageReference } from './oci/reference.js';
 import type { BlobStore } from './oci/blob-store.js';

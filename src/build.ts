@@ -37,7 +37,7 @@ import {
   type BuildResult,
   type SecretMaterial,
 } from './executor/build.js';
-import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './push/index.js';
+import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './registry/index.js';
 import { SharedCaches } from './cache/registry-shared.js';
 import { LayerCache } from './cache/store.js';
 import { attestsAnything, type AttestationRequest } from './attest/index.js';

@@ -25,7 +25,7 @@ import { ImageStore } from './oci-writer/store.js';
 import { formatPlatform } from './oci/platform.js';
 import { makeOwnedTempDir } from './util/temp-dir.js';
 import { planOutput } from './util/output-path.js';
-import { openRegistryImage, pushImage, pushIndex } from './push/index.js';
+import { openRegistryImage, pushImage, pushIndex } from './registry/index.js';
 
 /**
  * One entry point per direction over every transport: `openImage` reads, `writeImage` writes.

@@ -83,7 +83,7 @@ export {
   type ImageOptions,
   type OpenImageOptions,
 } from './images.js';
-export * from './push/index.js';
+export * from './registry/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
 export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';

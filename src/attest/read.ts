@@ -7,8 +7,8 @@ import { openArchive } from '../oci/readers.js';
 import type { Descriptor, ImageIndex, ImageManifest } from '../oci/types.js';
 import { readAll } from '../oci/verified.js';
 import { ImageStore } from '../oci-writer/store.js';
-import { RegistryClient, RepositoryClient, parseRegistryReference } from '../push/index.js';
-import { referenceLabel } from '../push/repository.js';
+import { RegistryClient, RepositoryClient, parseRegistryReference } from '../registry/index.js';
+import { referenceLabel } from '../registry/repository.js';
 import { isAttestationEntry } from './storage.js';
 import {
   IN_TOTO_MEDIA_TYPE,

@@ -14,7 +14,7 @@ import {
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { ensureNodeBase } from '../helpers/container-image.js';
 import { requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 import { expectValidSpdx23 } from './spdx.js';
 
 /**

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cosignAttestationTag, pae, type ImageIndex, type ImageManifest } from '../../src/index.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 const CLI = join(import.meta.dirname, '../../bin/stratum.js');
 

@@ -6,7 +6,7 @@ import { parseLocalCacheRef } from '../../src/cache/local-cache.js';
 import { cacheMountKey } from '../../src/executor/cache-mounts.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { startFaultProxy, startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startFaultProxy, startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 type CacheEvent = Extract<BuildEvent, { kind: 'cache' }>;
 

@@ -22,7 +22,7 @@ import {
   type MultiPlatformBase,
 } from '../helpers/multi-platform-base.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 /**
  * Multi-platform builds end to end: a two-platform busybox base (amd64 + arm64, from Debian's

@@ -29,7 +29,7 @@ import {
   startFaultProxy,
   startRegistry,
   type RunningRegistry,
-} from '../push/harness.js';
+} from '../registry/harness.js';
 
 type CacheEvent = Extract<BuildEvent, { kind: 'cache' }>;
 

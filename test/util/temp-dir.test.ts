@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openOciArchive } from '../../src/oci/readers.js';
-import { makeTestLayout } from '../push/harness.js';
+import { makeTestLayout } from '../registry/harness.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isStratumError } from '../../src/errors.js';
 import { BlobStore } from '../../src/oci/blob-store.js';
-import { RegistryClient, login, logout, pullImage, pushImage } from '../../src/push/index.js';
+import { RegistryClient, login, logout, pullImage, pushImage } from '../../src/registry/index.js';
 import { requireTool } from '../helpers/system.js';
 import {
   makeTestLayout,

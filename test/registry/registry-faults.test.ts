@@ -9,7 +9,7 @@ import {
   pullImage,
   pushImage,
   type RetryPolicy,
-} from '../../src/push/index.js';
+} from '../../src/registry/index.js';
 import { requireTool } from '../helpers/system.js';
 import {
   makeTestLayout,

@@ -13,7 +13,7 @@ import {
   pullImage,
   pushImage,
   type PushProgress,
-} from '../../src/push/index.js';
+} from '../../src/registry/index.js';
 import { requireTool } from '../helpers/system.js';
 import {
   makeTestLayout,

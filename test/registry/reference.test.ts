@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mergeScopes, parseChallenges, scopesCover } from '../../src/push/challenge.js';
-import { Secrets, redact } from '../../src/push/registry-error.js';
+import { mergeScopes, parseChallenges, scopesCover } from '../../src/registry/challenge.js';
+import { Secrets, redact } from '../../src/registry/registry-error.js';
 import {
   familiarReference,
   formatReference,
   isLoopbackRegistry,
   parseRegistryReference,
-} from '../../src/push/reference.js';
+} from '../../src/registry/reference.js';
 
 const digest = `sha256:${'a'.repeat(64)}`;
 
