@@ -16,7 +16,7 @@ import { withLabelsAndAnnotations } from './image-patch.js';
 import type { Descriptor } from './oci/types.js';
 import { writeOutputFile } from './util/atomic-file.js';
 import { checkOutput, descriptorOf } from './util/output-path.js';
-import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
+import { loadIntoDockerDaemon } from './transport/docker-daemon/writer.js';
 import { outputCompression, parseOutputs, type OutputTarget } from './output-spec.js';
 import { contextFromStream } from './stdin-context.js';
 import { checkBuildContexts, withNamedContexts, type NamedContext } from './named-contexts.js';
@@ -26,9 +26,9 @@ import { formatPlatform } from './oci/platform.js';
 import { targetPlatforms } from './executor/platforms.js';
 import { describeTarget, readContextFile, readContextDockerfile } from './executor/context/index.js';
 import { parseImageReference } from './oci/reference.js';
-import { checkDestination } from './oci-writer/destination.js';
-import { ImageStore, defaultDataDir } from './oci-writer/store.js';
-import { openImage, writeImage } from './images.js';
+import { checkDestination } from './transport/destination.js';
+import { ImageStore, defaultDataDir } from './transport/store/store.js';
+import { openImage, writeImage } from './transport/images.js';
 import {
   build,
   builtImage,

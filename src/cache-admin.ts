@@ -18,7 +18,7 @@ import {
 import { UNPACKED_STORES, pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
 import { removeTree } from './util/remove-tree.js';
 import { LayerCache, type CacheEntryInfo } from './cache/store.js';
-import { ImageStore, defaultDataDir } from './oci-writer/store.js';
+import { ImageStore, defaultDataDir } from './transport/store/store.js';
 
 /**
  * `stratum cache ls|du|prune` as library calls. By default the cache keeps its blobs in the

@@ -60,7 +60,7 @@ export {
   normalizeImageName,
   isValidImageName,
 } from './oci/reference.js';
-export { openOciLayout, openOciArchive, openDockerArchive, verifyOciLayout } from './oci/readers.js';
+export { openOciLayout, openOciArchive, openDockerArchive, verifyOciLayout } from './transport/index.js';
 export { openLayerTar, layerBlobCompression, type LayerTarOptions } from './oci/layer.js';
 export {
   zstdSupported,
@@ -71,10 +71,10 @@ export {
   type CompressionSpec,
 } from './oci/compression.js';
 export { summarizeImage, type ImageSummary, type LayerSummary } from './oci/inspect.js';
-export { writeOciLayout, type LayoutWriteOptions, type WriteResult } from './oci-writer/layout-writer.js';
-export { writeOciArchive } from './oci-writer/oci-archive-writer.js';
-export { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
-export { ImageStore, defaultDataDir, type StoredImage } from './oci-writer/store.js';
+export { writeOciLayout, type LayoutWriteOptions, type WriteResult } from './transport/layout/writer.js';
+export { writeOciArchive } from './transport/oci-archive/writer.js';
+export { writeDockerArchive } from './transport/docker-archive/writer.js';
+export { ImageStore, defaultDataDir, type StoredImage } from './transport/store/store.js';
 export {
   openImage,
   openAllPlatforms,
@@ -82,7 +82,7 @@ export {
   copyImage,
   type ImageOptions,
   type OpenImageOptions,
-} from './images.js';
+} from './transport/images.js';
 export * from './registry/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
@@ -135,7 +135,7 @@ export {
   dockerSocketPath,
   type DaemonLoadOptions,
   type DaemonLoadResult,
-} from './oci-writer/docker-daemon-writer.js';
+} from './transport/docker-daemon/writer.js';
 export { exportFilesystemToDirectory, exportFilesystemAsTar } from './filesystem-export.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache-admin.js';
 export {
@@ -145,7 +145,7 @@ export {
   type CacheDiffSide,
   type CacheDiffStep,
 } from './cache-diff.js';
-export { removeImages, type RemoveImagesResult } from './image-removal.js';
+export { removeImages, type RemoveImagesResult } from './cache/image-removal.js';
 export type { CacheUsage, PruneResult } from './cache/prune.js';
 export * from './analyze/index.js';
 export { runInUserNamespace } from './user-namespace.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openOciArchive } from '../../src/oci/readers.js';
+import { openOciArchive } from '../../src/transport/index.js';
 import { makeTestLayout } from '../registry/harness.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');

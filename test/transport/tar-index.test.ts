@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StratumError } from '../../src/errors.js';
-import { tarAccess } from '../../src/oci/files.js';
-import { indexTar, resolveMember } from '../../src/oci/tar-index.js';
+import { tarAccess } from '../../src/transport/files.js';
+import { indexTar, resolveMember } from '../../src/transport/tar-index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stratum-tar-index-'));
 afterAll(() => {

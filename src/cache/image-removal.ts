@@ -1,9 +1,9 @@
-import { StratumError } from './errors.js';
-import { LayerCache } from './cache/store.js';
-import { sweepBlobs } from './oci/blob-sweep.js';
-import { normalizeImageName } from './oci/reference.js';
-import { defaultCacheDir } from './util/temp-dir.js';
-import { ImageStore, defaultDataDir } from './oci-writer/store.js';
+import { StratumError } from '../errors.js';
+import { LayerCache } from './store.js';
+import { sweepBlobs } from '../oci/blob-sweep.js';
+import { normalizeImageName } from '../oci/reference.js';
+import { defaultCacheDir } from '../util/temp-dir.js';
+import { ImageStore, defaultDataDir } from '../transport/store/store.js';
 
 /**
  * `stratum rmi NAME…` (Docker's spelling; `images rm` too): removes names from the local image

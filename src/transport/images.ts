@@ -1,35 +1,29 @@
-import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { StratumError, destinationError } from './errors.js';
+import { resolve } from 'node:path';
+import { StratumError, destinationError } from '../errors.js';
 import {
   isImageIndex,
   type AnyImage,
   type ImageReference,
   type ImageSource,
   type ReadImageOptions,
-} from './oci/image.js';
-import {
-  openDockerArchive,
-  openOciArchive,
-  openOciArchiveIndex,
-  openOciLayout,
-  openOciLayoutIndex,
-} from './oci/readers.js';
-import { formatImageReference, parseImageReference } from './oci/reference.js';
-import { writeDockerArchive } from './oci-writer/docker-archive-writer.js';
-import { loadIntoDockerDaemon } from './oci-writer/docker-daemon-writer.js';
-import { writeOciLayout, type WriteResult } from './oci-writer/layout-writer.js';
-import { writeOciArchive } from './oci-writer/oci-archive-writer.js';
-import { ImageStore } from './oci-writer/store.js';
-import { formatPlatform } from './oci/platform.js';
-import { makeOwnedTempDir } from './util/temp-dir.js';
-import { planOutput } from './util/output-path.js';
-import { openRegistryImage, pushImage, pushIndex } from './registry/index.js';
+} from '../oci/image.js';
+import { openDockerArchive } from './docker-archive/reader.js';
+import { openFromDaemon } from './docker-daemon/reader.js';
+import { openOciLayout, openOciLayoutIndex } from './layout/reader.js';
+import { openOciArchive, openOciArchiveIndex } from './oci-archive/reader.js';
+import { formatImageReference, parseImageReference } from '../oci/reference.js';
+import { writeDockerArchive } from './docker-archive/writer.js';
+import { loadIntoDockerDaemon } from './docker-daemon/writer.js';
+import { writeOciLayout, type WriteResult } from './layout/writer.js';
+import { writeOciArchive } from './oci-archive/writer.js';
+import { ImageStore } from './store/store.js';
+import { formatPlatform } from '../oci/platform.js';
+import { planOutput } from '../util/output-path.js';
+import { openRegistryImage, pushImage, pushIndex } from '../registry/index.js';
 
 /**
  * One entry point per direction over every transport: `openImage` reads, `writeImage` writes.
- * Each transport is one `case`; the registry (`docker://`) is wired in once src/push lands.
+ * Each transport is one `case`; the registry (`docker://`) is the registry folder's client.
  */
 
 export interface ImageOptions {
@@ -200,59 +194,5 @@ export async function copyImage(
     return { ...(await writeImage(source, to, options)), source: source.descriptor };
   } finally {
     await source.close();
-  }
-}
-
-function run(command: string, args: readonly string[], signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      command,
-      args,
-      { ...(signal ? { signal } : {}), maxBuffer: 4 * 1024 * 1024 },
-      (error, _stdout, stderr) => {
-        if (error === null) resolve();
-        else reject(Object.assign(new Error(error.message), { code: error.code, stderr }));
-      },
-    );
-  });
-}
-
-/** `docker-daemon:NAME`: `docker save NAME` into a temporary docker-archive, removed on close(). */
-async function openFromDaemon(name: string, options: OpenImageOptions): Promise<ImageSource> {
-  const dir = await makeOwnedTempDir('stratum-daemon-', options.tmpDir);
-  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
-  try {
-    const archive = join(dir, 'image.tar');
-    try {
-      await run('docker', ['save', '-o', archive, name], options.signal);
-    } catch (error) {
-      const code = error instanceof Error && 'code' in error ? error.code : undefined;
-      if (code === 'ENOENT') {
-        throw new StratumError(
-          'UNSUPPORTED',
-          `docker-daemon:${name}: no docker command on PATH to read the image with`,
-        );
-      }
-      const stderr =
-        error instanceof Error && 'stderr' in error ? String(error.stderr).trim().split('\n').pop() : '';
-      throw new StratumError(
-        'NOT_FOUND',
-        `docker-daemon:${name}: docker save failed: ${stderr ?? 'unknown error'}`,
-      );
-    }
-    const source = await openDockerArchive(archive, undefined, options);
-    const close = async (): Promise<void> => {
-      await source.close();
-      await cleanup();
-    };
-    return {
-      ...source,
-      name: `docker-daemon:${name}`,
-      close,
-      openBlob: (descriptor, signal) => source.openBlob(descriptor, signal),
-    };
-  } catch (error) {
-    await cleanup();
-    throw error;
   }
 }

@@ -3,7 +3,7 @@ import { StratumError } from '../errors.js';
 import type { ImageReference } from '../oci/image.js';
 import { checkOutput } from '../util/output-path.js';
 import { formatImageReference } from '../oci/reference.js';
-import { directoryState } from './layout-writer.js';
+import { directoryState } from './layout/writer.js';
 
 /**
  * Checks, before a build starts, that an image destination can be written (oci/output-path.ts:

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { StratumError } from '../../src/errors.js';
-import { openOciLayout, verifyOciLayout } from '../../src/oci/readers.js';
+import { openOciLayout, verifyOciLayout } from '../../src/transport/index.js';
 import { corpusPath, requireCorpus } from '../helpers/corpora.js';
-import { readAllBlobs } from './image-fixture.js';
+import { readAllBlobs } from '../oci/image-fixture.js';
 
 /** go-containerregistry's pkg/v1/layout/testdata (see shared/corpora/go-containerregistry-layouts/README.md). */
 const testdata = corpusPath('go-containerregistry-layouts', 'pkg', 'v1', 'layout', 'testdata');

@@ -1,14 +1,15 @@
+import { describeSource, openArchive, withArchive } from '../archive-file.js';
 import { createHash } from 'node:crypto';
-import { StratumError } from '../errors.js';
-import { isDigest } from './digest.js';
-import { readHead, type FileAccess } from './files.js';
-import type { ImageSource } from './image.js';
-import { ociLayerMediaType, sniffCompression } from './compression.js';
-import { parseConfig, parseJson } from './parse.js';
-import { normalizeImageName } from './reference.js';
-import { manifestShape, toRaw } from './json.js';
-import { MediaType, type Descriptor, type Digest, type ImageManifest, type Raw } from './types.js';
-import { verifiedStream } from './verified.js';
+import { StratumError } from '../../errors.js';
+import { isDigest } from '../../oci/digest.js';
+import { readHead, type FileAccess } from '../files.js';
+import type { ImageSource, ReadImageOptions } from '../../oci/image.js';
+import { ociLayerMediaType, sniffCompression } from '../../oci/compression.js';
+import { parseConfig, parseJson } from '../../oci/parse.js';
+import { normalizeImageName } from '../../oci/reference.js';
+import { manifestShape, toRaw } from '../../oci/json.js';
+import { MediaType, type Descriptor, type Digest, type ImageManifest, type Raw } from '../../oci/types.js';
+import { verifiedStream } from '../../oci/verified.js';
 
 /**
  * Reads what `docker save` writes: `manifest.json`, a list of
@@ -183,4 +184,16 @@ export async function openDockerArchiveImage(
     },
     close,
   };
+}
+
+export async function openDockerArchive(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageSource> {
+  const name = describeSource('docker-archive', path, tag);
+  const archive = await openArchive(path, name, options.signal, options.tmpDir);
+  return withArchive(archive, ({ access, close }) =>
+    openDockerArchiveImage(access, name, tag, options, close),
+  );
 }

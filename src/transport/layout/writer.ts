@@ -1,14 +1,14 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { StratumError, errnoCode } from '../errors.js';
-import { BlobStore } from '../oci/blob-store.js';
-import { makeDirectories } from '../util/directories.js';
-import { directoryAccess } from '../oci/files.js';
-import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
-import { serializeIndex } from '../oci/json.js';
-import { REF_NAME, readLayoutIndex, refName } from '../oci/layout-reader.js';
-import { MediaType, type Descriptor, type ImageIndex } from '../oci/types.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { StratumError, errnoCode } from '../../errors.js';
+import { BlobStore } from '../../oci/blob-store.js';
+import { makeDirectories } from '../../util/directories.js';
+import { directoryAccess } from '../files.js';
+import { isImageIndex, type AnyImage, type ImageSource } from '../../oci/image.js';
+import { serializeIndex } from '../../oci/json.js';
+import { REF_NAME, readLayoutIndex, refName } from './reader.js';
+import { MediaType, type Descriptor, type ImageIndex } from '../../oci/types.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
 import { withLock } from './lock.js';
 
 /**

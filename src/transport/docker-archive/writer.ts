@@ -1,17 +1,17 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { StratumError } from '../errors.js';
-import { digestHex } from '../oci/digest.js';
-import type { ImageSource } from '../oci/image.js';
-import { layerBlobCompression, openLayerTar } from '../oci/layer.js';
-import { normalizeImageName } from '../oci/reference.js';
-import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
-import { synthesizeManifest } from '../oci/docker-archive-reader.js';
-import { temporarySibling, writeOutput } from '../util/atomic-file.js';
-import type { LayoutWriteOptions, WriteResult } from './layout-writer.js';
-import { archiveTime } from './oci-archive-writer.js';
-import { TarFileWriter } from './tar-out.js';
+import { StratumError } from '../../errors.js';
+import { digestHex } from '../../oci/digest.js';
+import type { ImageSource } from '../../oci/image.js';
+import { layerBlobCompression, openLayerTar } from '../../oci/layer.js';
+import { normalizeImageName } from '../../oci/reference.js';
+import { MediaType, type Descriptor, type Digest } from '../../oci/types.js';
+import { synthesizeManifest } from './reader.js';
+import { temporarySibling, writeOutput } from '../../util/atomic-file.js';
+import type { LayoutWriteOptions, WriteResult } from '../layout/writer.js';
+import { archiveTime } from '../oci-archive/writer.js';
+import { TarFileWriter } from '../tar-out.js';
 
 /**
  * Writes `docker-archive:FILE[:NAME]`, the format `docker save` writes and `docker load` reads,

@@ -1,7 +1,7 @@
 import { open, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { StratumError, errnoCode } from '../errors.js';
-import { makeDirectories } from '../util/directories.js';
+import { StratumError, errnoCode } from '../../errors.js';
+import { makeDirectories } from '../../util/directories.js';
 
 /**
  * A lock file beside an index.json, so that two stratum processes adding tags to one layout

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { StratumError } from '../../src/errors.js';
-import { copyImage, openImage, writeImage } from '../../src/images.js';
-import { ImageStore, defaultDataDir } from '../../src/oci-writer/store.js';
-import { verifyOciLayout } from '../../src/oci/readers.js';
+import { copyImage, openImage, writeImage } from '../../src/transport/images.js';
+import { ImageStore, defaultDataDir } from '../../src/transport/store/store.js';
+import { verifyOciLayout } from '../../src/transport/index.js';
 import { makeImage, readAllBlobs } from '../oci/image-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stratum-store-'));

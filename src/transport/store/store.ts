@@ -1,9 +1,9 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { StratumError } from '../errors.js';
-import { BlobStore } from '../oci/blob-store.js';
-import { directoryAccess } from '../oci/files.js';
-import type { AnyImage, ImageIndexSource, ImageSource, ReadImageOptions } from '../oci/image.js';
+import { StratumError } from '../../errors.js';
+import { BlobStore } from '../../oci/blob-store.js';
+import { directoryAccess } from '../files.js';
+import type { AnyImage, ImageIndexSource, ImageSource, ReadImageOptions } from '../../oci/image.js';
 import {
   imageFromManifest,
   indexFromEntry,
@@ -12,10 +12,10 @@ import {
   type LayoutBlobs,
   refName,
   resolveManifest,
-} from '../oci/layout-reader.js';
-import { parseConfig, parseManifestOrIndex } from '../oci/parse.js';
-import { isValidImageName, normalizeImageName } from '../oci/reference.js';
-import type { Descriptor } from '../oci/types.js';
+} from '../layout/reader.js';
+import { parseConfig, parseManifestOrIndex } from '../../oci/parse.js';
+import { isValidImageName, normalizeImageName } from '../../oci/reference.js';
+import type { Descriptor } from '../../oci/types.js';
 import {
   copyAnyImage,
   manifestDescriptor,
@@ -23,7 +23,7 @@ import {
   updateLayoutIndex,
   updatedEntries,
   type WriteResult,
-} from './layout-writer.js';
+} from '../layout/writer.js';
 
 /**
  * stratum's local image store: one OCI image layout at `<data dir>/images`, where each image

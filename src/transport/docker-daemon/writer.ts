@@ -3,12 +3,12 @@ import { rm } from 'node:fs/promises';
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { StratumError, errnoCode } from '../errors.js';
-import type { ImageSource } from '../oci/image.js';
-import { normalizeImageName } from '../oci/reference.js';
-import { makeOwnedTempDir } from '../util/temp-dir.js';
-import { writeDockerArchive } from './docker-archive-writer.js';
-import type { WriteResult } from './layout-writer.js';
+import { StratumError, errnoCode } from '../../errors.js';
+import type { ImageSource } from '../../oci/image.js';
+import { normalizeImageName } from '../../oci/reference.js';
+import { makeOwnedTempDir } from '../../util/temp-dir.js';
+import { writeDockerArchive } from '../docker-archive/writer.js';
+import type { WriteResult } from '../layout/writer.js';
 
 /**
  * `docker-daemon:NAME` as a destination (`build --load`): the image as a docker-archive, sent to

@@ -1,14 +1,22 @@
+import { describeSource, openArchive, requireExisting } from '../archive-file.js';
+import { directoryAccess } from '../files.js';
 import type { Readable } from 'node:stream';
-import { StratumError } from '../errors.js';
-import { digestAlgorithm, digestHex } from './digest.js';
-import { JSON_LIMIT, type FileAccess } from './files.js';
-import type { ImageIndexSource, ImageSource, ReadImageOptions } from './image.js';
-import { isIndexMediaType, isManifestMediaType } from './media-types.js';
-import { parseConfig, parseIndex, parseJson, parseManifest, parseManifestOrIndex } from './parse.js';
-import { formatPlatform, hostPlatform, selectPlatform } from './platform.js';
-import { MediaType, type Descriptor, type ImageIndex, type ImageManifest, type Raw } from './types.js';
-import { readAll, verifiedStream } from './verified.js';
-import { layoutProblems } from './validate.js';
+import { StratumError } from '../../errors.js';
+import { digestAlgorithm, digestHex } from '../../oci/digest.js';
+import { JSON_LIMIT, type FileAccess } from '../files.js';
+import type { ImageIndexSource, ImageSource, ReadImageOptions } from '../../oci/image.js';
+import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
+import { parseConfig, parseIndex, parseJson, parseManifest, parseManifestOrIndex } from '../../oci/parse.js';
+import { formatPlatform, hostPlatform, selectPlatform } from '../../oci/platform.js';
+import {
+  MediaType,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  type Raw,
+} from '../../oci/types.js';
+import { readAll, verifiedStream } from '../../oci/verified.js';
+import { layoutProblems } from '../../oci/validate.js';
 
 /**
  * Reads an image from an OCI image layout (image-layout.md), in a directory or an archive.
@@ -300,4 +308,44 @@ export async function indexFromEntry(
     images,
     close,
   };
+}
+
+export async function openOciLayout(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageSource> {
+  const name = describeSource('oci', path, tag);
+  await requireExisting(path, 'directory', name);
+  return openLayoutImage(directoryAccess(path), name, tag, options);
+}
+
+/** The layout entry as a whole multi-platform image, or undefined when it is a single image. */
+export async function openOciLayoutIndex(
+  path: string,
+  tag: string | undefined,
+  options: ReadImageOptions = {},
+): Promise<ImageIndexSource | undefined> {
+  const name = describeSource('oci', path, tag);
+  await requireExisting(path, 'directory', name);
+  return openLayoutIndex(directoryAccess(path), name, tag, options);
+}
+
+/** Verifies every blob an OCI layout (directory or archive) reaches; see layout-reader verifyLayout. */
+export async function verifyOciLayout(
+  path: string,
+  options: { readonly archive?: boolean; readonly signal?: AbortSignal; readonly tmpDir?: string } = {},
+): Promise<{ readonly blobs: number; readonly bytes: number }> {
+  if (options.archive === true) {
+    const name = `oci-archive:${path}`;
+    const archive = await openArchive(path, name, options.signal, options.tmpDir);
+    try {
+      return await verifyLayout(archive.access, name, options.signal);
+    } finally {
+      await archive.close();
+    }
+  }
+  const name = `oci:${path}`;
+  await requireExisting(path, 'directory', name);
+  return verifyLayout(directoryAccess(path), name, options.signal);
 }

@@ -1,11 +1,11 @@
-import { digestAlgorithm, digestHex } from '../oci/digest.js';
-import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
-import { serializeIndex } from '../oci/json.js';
-import { REF_NAME } from '../oci/layout-reader.js';
-import { MediaType, type Descriptor } from '../oci/types.js';
-import { writeOutput } from '../util/atomic-file.js';
-import { manifestDescriptor, type LayoutWriteOptions, type WriteResult } from './layout-writer.js';
-import { TarFileWriter } from './tar-out.js';
+import { digestAlgorithm, digestHex } from '../../oci/digest.js';
+import { isImageIndex, type AnyImage, type ImageSource } from '../../oci/image.js';
+import { serializeIndex } from '../../oci/json.js';
+import { REF_NAME } from '../layout/reader.js';
+import { MediaType, type Descriptor } from '../../oci/types.js';
+import { writeOutput } from '../../util/atomic-file.js';
+import { manifestDescriptor, type LayoutWriteOptions, type WriteResult } from '../layout/writer.js';
+import { TarFileWriter } from '../tar-out.js';
 
 /**
  * Writes an image as `oci-archive:FILE[:TAG]`: an OCI image layout packed as one uncompressed
