@@ -2,6 +2,7 @@
 // (stdin context, secrets from env), the executor run, then every output written. Over ~400
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
+import { cacheDirLayout } from './util/cache-dir.js';
 import { constants } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { access, mkdir, readFile, rm, stat } from 'node:fs/promises';
@@ -163,7 +164,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     throw new StratumError('USAGE', '--push needs at least one -t REGISTRY/REPOSITORY[:TAG]');
   }
   const cacheDir = options.cacheDir ?? defaultCacheDir();
-  const tmpDir = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
+  const tmpDir = options.tmpDir ?? cacheDirLayout(cacheDir).tmp;
   const secrets = await checkSecrets(options.secretSources ?? {});
   await checkBuildContexts(options.buildContexts ?? {});
   for (const [id, socket] of Object.entries(options.ssh ?? {})) {

@@ -4,8 +4,8 @@ import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseByteSize } from './util/byte-size.js';
 import { StratumError } from './errors.js';
-import { defaultCacheDir } from './executor/build.js';
-import { Workspace } from './executor/workspace.js';
+import { UNPACKED_STORES, cacheDirLayout, defaultCacheDir, unpackedStoreDir } from './util/cache-dir.js';
+import { Workspace } from './util/workspace.js';
 import {
   cacheUsage,
   directoryBytes,
@@ -15,7 +15,7 @@ import {
   type PruneOptions,
   type PruneResult,
 } from './cache/prune.js';
-import { UNPACKED_STORES, pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
+import { pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
 import { removeTree } from './util/remove-tree.js';
 import { LayerCache, type CacheEntryInfo } from './cache/store.js';
 import { ImageStore, defaultDataDir } from './transport/store/store.js';
@@ -92,19 +92,16 @@ export async function pruneCacheDir(cache: LayerCache, options: PruneOptions = {
   // removed: whichever rename wins, nobody removes a filesystem in use. (Rootless, the CLI runs
   // this as root of the builds' user namespace, where files of subordinate ids, USER 1000's,
   // are ours to remove: see src/user-namespace.ts.)
-  await removeKeptFilesystems(join(cache.root, 'rootfs'), counted);
+  await removeKeptFilesystems(cache.layout.keptRootfs, counted);
   // Unpacked layers (overlay snapshotter) likewise, except those a running build has leased.
   for (const store of Object.values(UNPACKED_STORES)) {
-    const storeDir = join(cache.root, store.dir);
-    // A store this cache never had stays absent (pruning used to create it empty).
+    const storeDir = unpackedStoreDir(cache.root, store);
+    // A store this cache never had stays absent: pruning does not create it.
     if (!existsSync(storeDir)) continue;
     await pruneUnpackedLayers(storeDir, { beforeRemove: counted });
   }
   // Build workspaces of builds that no longer run (killed): their names carry the build's PID.
-  for (const tmp of new Set([
-    join(cache.root, 'tmp'),
-    process.env['STRATUM_TMPDIR'] ?? join(cache.root, 'tmp'),
-  ])) {
+  for (const tmp of new Set([cacheDirLayout(cache.root, {}).tmp, cache.layout.tmp])) {
     await Workspace.removeAbandoned(tmp, { beforeRemove: counted });
   }
   return { ...result, freedBytes };

@@ -2,7 +2,7 @@ import { StratumError } from '../errors.js';
 import { LayerCache } from './store.js';
 import { sweepBlobs } from '../oci/blob-sweep.js';
 import { normalizeImageName } from '../oci/reference.js';
-import { defaultCacheDir } from '../util/temp-dir.js';
+import { defaultCacheDir } from '../util/cache-dir.js';
 import { ImageStore, defaultDataDir } from '../transport/store/store.js';
 
 /**

@@ -38,12 +38,7 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
   const blobDir = join(cache.blobs.root, 'blobs');
   const seen = new Set<string>();
   let totalBytes = 0;
-  for (const dir of [
-    blobDir,
-    join(cache.root, 'mounts'),
-    join(cache.root, 'rootfs'),
-    join(cache.root, 'tmp'),
-  ])
+  for (const dir of [blobDir, cache.layout.mounts, cache.layout.keptRootfs, cache.layout.tmp])
     totalBytes += await directoryBytes(dir, seen);
   return {
     entries: entries.length,
@@ -51,9 +46,9 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
     layers: layers.size,
     layerBytes: [...layers.values()].reduce((sum, size) => sum + size, 0),
     blobBytes: await directoryBytes(blobDir),
-    mountBytes: await directoryBytes(join(cache.root, 'mounts')),
+    mountBytes: await directoryBytes(cache.layout.mounts),
     unpackedBytes:
-      (await directoryBytes(join(cache.root, 'rootfs'))) +
+      (await directoryBytes(cache.layout.keptRootfs)) +
       // Root's and a rootless user's unpacked-layer stores (snapshot/unpacked-layers.ts).
       (await directoryBytes(join(cache.root, 'overlay', 'layers'))) +
       (await directoryBytes(join(cache.root, 'overlay-rootless', 'layers'))),

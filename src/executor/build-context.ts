@@ -12,7 +12,7 @@ import type { IgnoreMatcher, SourceFileDigest, StatCache } from './context/index
 import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
 import type { IsolationChoice, Ulimit } from './sandbox/index.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../util/workspace.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
 import type { RootfsFactory } from './snapshotters.js';
 

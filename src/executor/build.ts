@@ -3,7 +3,7 @@
 // filesystems); each part it calls lives in its own module (plan, platforms, stage, finalize).
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { basename, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, isAbsolute, relative, resolve } from 'node:path';
 import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
@@ -42,10 +42,10 @@ import {
   type Ulimit,
 } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
-import { Workspace } from './workspace.js';
+import { Workspace } from '../util/workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
 import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
-import { defaultCacheDir } from '../util/temp-dir.js';
+import { defaultCacheDir } from '../util/cache-dir.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -164,7 +164,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       ? new Date().toISOString()
       : new Date(options.sourceDateEpoch * 1000).toISOString();
 
-  const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
+  const workspaceParent = options.tmpDir ?? cache.layout.tmp;
   // What killed builds left behind goes first: their workspaces and partial blobs.
   await Workspace.removeAbandoned(workspaceParent);
   await blobs.removeAbandonedTemporaries();
@@ -180,7 +180,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
-  const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
+  const unpacked = new UnpackedRootfsCache(cache.layout.keptRootfs);
   const rootfsFactory = new RootfsFactory({
     cacheDir,
     workspace,
@@ -193,20 +193,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     },
   });
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
-  const cacheMountTransfer = new CacheMountTransfer(
-    join(cacheDir, 'mounts'),
-    layered,
-    blobs,
-    emit,
-    compression,
-  );
+  const cacheMountTransfer = new CacheMountTransfer(cache.layout.mounts, layered, blobs, emit, compression);
   const explainPlace = {
     dockerfile: dockerfilePlace(options.contextDir, options.dockerfilePath),
     target: options.target ?? '',
   };
   const stageBases = new Map<string, RecordedBase>();
   try {
-    const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
+    const unpacked = new UnpackedRootfsCache(cache.layout.keptRootfs);
     // One context per target platform; they share the cache, workspace and explain record.
     const contexts: BuildContext[] = targets.map((platform, p) => ({
       file,
@@ -241,7 +235,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       resolveImage: (reference, imageSignal) => options.resolveImage(reference, imageSignal, platform),
       stages: new Map<number, StageResult>(),
       stageNames: stageNames(plans[p]!),
-      cacheMountsDir: join(cacheDir, 'mounts'),
+      cacheMountsDir: cache.layout.mounts,
       cacheMountTransfer,
       explainPlace,
       stageBases,

@@ -6,7 +6,7 @@ import type { LayerRef, ImageSource } from '../oci/image.js';
 import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
 import type { LayerDiff, Snapshotter, TreeSnapshot } from '../snapshot/index.js';
 import { StratumError } from '../errors.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../util/workspace.js';
 import type { HeldLayer, UnpackedRootfsCache } from './unpacked.js';
 
 /**

@@ -1,5 +1,4 @@
 import { chmod, lchown } from 'node:fs/promises';
-import { join } from 'node:path';
 import { inUserNamespace, mapsEveryId } from '../util/user-namespace.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { fsPath } from '../util/file-names.js';
@@ -7,13 +6,14 @@ import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import { OverlaySnapshotter, overlayUnavailable } from '../snapshot/overlay.js';
-import { UNPACKED_STORES, UnpackedLayers } from '../snapshot/unpacked-layers.js';
+import { UnpackedLayers } from '../snapshot/unpacked-layers.js';
+import { UNPACKED_STORES, unpackedStoreDir } from '../util/cache-dir.js';
 import type { RootlessOwners } from './context/apply.js';
 import { checkOwnerMapped, chooseIdMapping } from './sandbox/id-mapping.js';
 import { OverlayRootfs } from './overlay-rootfs.js';
 import { Rootfs, type StageRootfs } from './rootfs.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
-import type { Workspace } from './workspace.js';
+import type { Workspace } from '../util/workspace.js';
 
 export type SnapshotterName = 'overlay' | 'scan' | 'auto';
 
@@ -111,7 +111,7 @@ export class RootfsFactory {
         // src/user-namespace.ts) mounts with the rootless store's user.overlay.* markers.
         const rootless = inUserNamespace();
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-        const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
+        const layers = await UnpackedLayers.open(unpackedStoreDir(this.options.cacheDir, store), store.opaqueXattr);
         const overlay = new OverlaySnapshotter(layers);
         const why = await overlayUnavailable(overlay);
         if (why === undefined) {

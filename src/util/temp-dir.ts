@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import { errnoCode } from '../errors.js';
+import { cacheDirLayout, defaultCacheDir } from './cache-dir.js';
 import { makeDirectories } from './directories.js';
 import { isAbandoned, ownedName, ownerOf } from './owner.js';
 
@@ -29,16 +29,9 @@ export const TEMPORARY_PREFIXES = [
 
 export type TemporaryPrefix = (typeof TEMPORARY_PREFIXES)[number];
 
-/** `$STRATUM_CACHE_DIR`, else `$XDG_CACHE_HOME/stratum`, else `~/.cache/stratum`. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env['STRATUM_CACHE_DIR']) return env['STRATUM_CACHE_DIR'];
-  if (env['XDG_CACHE_HOME']) return join(env['XDG_CACHE_HOME'], 'stratum');
-  return join(homedir(), '.cache', 'stratum');
-}
-
 /** `$STRATUM_TMPDIR`, else `tmp/` in the (default) cache directory. */
 export function temporaryRoot(env: NodeJS.ProcessEnv = process.env): string {
-  return env['STRATUM_TMPDIR'] ?? join(defaultCacheDir(env), 'tmp');
+  return cacheDirLayout(defaultCacheDir(env), env).tmp;
 }
 
 /** A new directory `<prefix><pid>-<random>` in `parent` (default temporaryRoot()), made if missing. */

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { makeOwnedTempDir, removeAbandonedTemporaries } from '../util/temp-dir.js';
+import { makeOwnedTempDir, removeAbandonedTemporaries } from './temp-dir.js';
 
 /**
  * The temporary directories of one build (rootfs per stage, RUN scratch files, downloads).
