@@ -23,7 +23,7 @@ import {
   parseUlimits,
   readContextDockerfile,
   runCall,
-} from '../index.js';
+} from '../api/cli.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
 

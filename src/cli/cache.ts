@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { cacheDiskUsage, diffCaches, listCache, pruneLayerCache, type CacheLocation } from '../index.js';
+import { cacheDiskUsage, diffCaches, listCache, pruneLayerCache, type CacheLocation } from '../api/cli.js';
 import { formatBytes } from './progress.js';
 
 function location(opts: { cacheDir?: string }): CacheLocation {

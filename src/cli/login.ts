@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { StratumError } from '../errors.js';
-import { login, logout } from '../index.js';
+import { login, logout } from '../api/cli.js';
 import { collect, registryOptions, type RegistryFlags } from './push.js';
 
 interface LoginFlags extends RegistryFlags {

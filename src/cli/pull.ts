@@ -7,7 +7,7 @@ import {
   parseRegistryReference,
   writeImage,
   type PullProgress,
-} from '../index.js';
+} from '../api/cli.js';
 import { collect, registryOptions, transferRate, type RegistryFlags } from './push.js';
 
 interface PullFlags extends RegistryFlags {

@@ -9,7 +9,7 @@ import {
   pushIndex,
   requireByteSize,
   type PushProgress,
-} from '../index.js';
+} from '../api/cli.js';
 
 interface PushFlags extends RegistryFlags {
   readonly tag?: readonly string[];
@@ -91,7 +91,8 @@ export function registerPush(program: Command): void {
         );
       }
       const ref = parseRegistryReference(to);
-      const chunkSize = flags.chunkSize !== undefined ? requireByteSize('--chunk-size', flags.chunkSize) : undefined;
+      const chunkSize =
+        flags.chunkSize !== undefined ? requireByteSize('--chunk-size', flags.chunkSize) : undefined;
       const source = flags.all === true ? await openAllPlatforms(from) : await openImage(from);
       const push = (options: Parameters<typeof pushImage>[2]) =>
         isImageIndex(source) ? pushIndex(source, ref, options) : pushImage(source, ref, options);

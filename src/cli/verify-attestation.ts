@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { StratumError, loadPublicKey, verifyAttestations } from '../index.js';
+import { StratumError, loadPublicKey, verifyAttestations } from '../api/cli.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -104,4 +104,3 @@ export function baseMismatchWarning(
   if (platformMatches(expected, actual)) return undefined;
   return `InvalidBaseImagePlatform: Base image ${reference} was pulled with platform "${formatPlatform(actual)}", expected "${formatPlatform(expected)}" for current build (line ${line})`;
 }
-

@@ -111,7 +111,10 @@ export class RootfsFactory {
         // src/user-namespace.ts) mounts with the rootless store's user.overlay.* markers.
         const rootless = inUserNamespace();
         const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-        const layers = await UnpackedLayers.open(unpackedStoreDir(this.options.cacheDir, store), store.opaqueXattr);
+        const layers = await UnpackedLayers.open(
+          unpackedStoreDir(this.options.cacheDir, store),
+          store.opaqueXattr,
+        );
         const overlay = new OverlaySnapshotter(layers);
         const why = await overlayUnavailable(overlay);
         if (why === undefined) {

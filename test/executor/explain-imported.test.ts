@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BuildEvent } from '../../src/index.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 import { startRegistry, type RunningRegistry } from '../registry/harness.js';

@@ -1,7 +1,7 @@
 // The build's side of attestations (src/attest/ makes them): what the build records as it runs
 // (every image it opens, every step it ends), which outputs can hold an image index and which
 // drop the attestations, as buildx tells them apart.
-import { StratumError } from './errors.js';
+import { StratumError } from '../errors.js';
 import {
   attachAttestations,
   attestsAnything,
@@ -10,15 +10,15 @@ import {
   type ImageMaterial,
   type OtherMaterial,
   type StepRecord,
-} from './attest/index.js';
+} from '../attest/index.js';
 import type { KeyObject } from 'node:crypto';
-import { cosignAttestationImage, cosignAttestationTag, signProvenance } from './attest/cosign.js';
-import type { ProgressListener } from './executor/progress.js';
-import { parseRegistryReference } from './registry/index.js';
-import type { AnyImage, ImageIndexSource, ImageSource } from './oci/image.js';
-import { parseImageReference } from './oci/reference.js';
-import type { BlobStore } from './oci/blob-store.js';
-import type { Platform } from './oci/types.js';
+import { cosignAttestationImage, cosignAttestationTag, signProvenance } from '../attest/cosign.js';
+import type { ProgressListener } from '../executor/progress.js';
+import { parseRegistryReference } from '../registry/index.js';
+import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
+import { parseImageReference } from '../oci/reference.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import type { Platform } from '../oci/types.js';
 import type { OutputTarget } from './output-spec.js';
 
 /** Records what a build reads and does, for its provenance. */

@@ -2,8 +2,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ROOTLESS_USER_ENV, chooseIdMapping, unshareMappingArgs } from './executor/sandbox/id-mapping.js';
-import { inUserNamespace } from './util/user-namespace.js';
+import { ROOTLESS_USER_ENV, chooseIdMapping, unshareMappingArgs } from './id-mapping.js';
+import { inUserNamespace } from '../../util/user-namespace.js';
 
 /**
  * Where the host's root privileges are missing, stratum runs itself again as root of a user

@@ -2,34 +2,34 @@
 // (stdin context, secrets from env), the executor run, then every output written. Over ~400
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
-import { cacheDirLayout } from './util/cache-dir.js';
+import { cacheDirLayout } from '../util/cache-dir.js';
 import { constants } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { access, mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { makeOwnedTempDir } from './util/temp-dir.js';
+import { makeOwnedTempDir } from '../util/temp-dir.js';
 import { basename, join, relative, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import type { SecretSource } from './build-flags.js';
-import { StratumError, destinationError } from './errors.js';
-import { compressionName, type CompressionSpec } from './oci/compression.js';
+import type { SecretSource } from './flags.js';
+import { StratumError, destinationError } from '../errors.js';
+import { compressionName, type CompressionSpec } from '../oci/compression.js';
 import { exportFilesystemAsTar, exportFilesystemToDirectory } from './filesystem-export.js';
 import { withLabelsAndAnnotations } from './image-patch.js';
-import type { Descriptor } from './oci/types.js';
-import { writeOutputFile } from './util/atomic-file.js';
-import { checkOutput, descriptorOf } from './util/output-path.js';
-import { loadIntoDockerDaemon } from './transport/docker-daemon/writer.js';
+import type { Descriptor } from '../oci/types.js';
+import { writeOutputFile } from '../util/atomic-file.js';
+import { checkOutput, descriptorOf } from '../util/output-path.js';
+import { loadIntoDockerDaemon } from '../transport/docker-daemon/writer.js';
 import { outputCompression, parseOutputs, type OutputTarget } from './output-spec.js';
 import { contextFromStream } from './stdin-context.js';
 import { checkBuildContexts, withNamedContexts, type NamedContext } from './named-contexts.js';
-import { isImageIndex, type AnyImage, type ImageSource } from './oci/image.js';
-import type { Platform } from './oci/types.js';
-import { formatPlatform } from './oci/platform.js';
-import { targetPlatforms } from './executor/platforms.js';
-import { describeTarget, readContextFile, readContextDockerfile } from './executor/context/index.js';
-import { parseImageReference } from './oci/reference.js';
-import { checkDestination } from './transport/destination.js';
-import { ImageStore, defaultDataDir } from './transport/store/store.js';
-import { openImage, writeImage } from './transport/images.js';
+import { isImageIndex, type AnyImage, type ImageSource } from '../oci/image.js';
+import type { Platform } from '../oci/types.js';
+import { formatPlatform } from '../oci/platform.js';
+import { targetPlatforms } from '../executor/platforms.js';
+import { describeTarget, readContextFile, readContextDockerfile } from '../executor/context/index.js';
+import { parseImageReference } from '../oci/reference.js';
+import { checkDestination } from '../transport/destination.js';
+import { ImageStore, defaultDataDir } from '../transport/store/store.js';
+import { openImage, writeImage } from '../transport/images.js';
 import {
   build,
   builtImage,
@@ -37,21 +37,21 @@ import {
   type BuildOptions,
   type BuildResult,
   type SecretMaterial,
-} from './executor/build.js';
-import { RegistryContext, openRegistryImage, pushImage, pushIndex } from './registry/index.js';
-import { SharedCaches } from './cache/registry-shared.js';
-import { LayerCache } from './cache/store.js';
-import { attestsAnything, type AttestationRequest } from './attest/index.js';
-import { loadPrivateKey } from './attest/dsse.js';
+} from '../executor/build.js';
+import { RegistryContext, openRegistryImage, pushImage, pushIndex } from '../registry/index.js';
+import { SharedCaches } from '../cache/registry-shared.js';
+import { LayerCache } from '../cache/store.js';
+import { attestsAnything, type AttestationRequest } from '../attest/index.js';
+import { loadPrivateKey } from '../attest/dsse.js';
 import {
   BuildRecorder,
   attestBuild,
   checkAttestationOutputs,
   keepsIndex,
   storeSignedProvenance,
-} from './build-attestations.js';
-import { checkFailure, runChecks } from './dockerfile-checks.js';
-import { shortWarning } from './parser/index.js';
+} from './attestations.js';
+import { checkFailure, runChecks } from './checks.js';
+import { shortWarning } from '../parser/index.js';
 
 /**
  * `stratum build` as a library call: wires the build engine to the image transports (FROM and

@@ -1,11 +1,11 @@
-import { StratumError } from './errors.js';
-import { LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from './cache/local-cache.js';
-import { RegistryCacheSource } from './cache/registry-cache.js';
-import type { StoredCacheEntry } from './cache/registry-format.js';
-import { closestRecord, type StepRecord } from './cache/step-record.js';
-import type { ExplainStep } from './executor/build-context.js';
-import { explainMiss } from './executor/explain.js';
-import type { Digest } from './oci/types.js';
+import { StratumError } from '../errors.js';
+import { LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from '../cache/local-cache.js';
+import { RegistryCacheSource } from '../cache/registry-cache.js';
+import type { StoredCacheEntry } from '../cache/registry-format.js';
+import { closestRecord, type StepRecord } from '../cache/step-record.js';
+import type { ExplainStep } from '../executor/build-context.js';
+import { explainMiss } from '../executor/explain.js';
+import type { Digest } from '../oci/types.js';
 
 /**
  * `stratum cache diff BASE OTHER`: why a build that imports BASE misses what OTHER's last build

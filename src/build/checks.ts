@@ -3,11 +3,11 @@
 // replaces it), the .dockerignore for CopyIgnoredFile, the platform ARGs, and the text or JSON
 // buildx prints. The rules and formats themselves are plain functions in src/parser/.
 import { basename } from 'node:path';
-import { StratumError } from './errors.js';
-import { isIgnored, loadDockerignore } from './executor/context/index.js';
-import { platformArgs } from './executor/args.js';
-import { targetPlatforms } from './executor/platforms.js';
-import { hostPlatform } from './oci/platform.js';
+import { StratumError } from '../errors.js';
+import { isIgnored, loadDockerignore } from '../executor/context/index.js';
+import { platformArgs } from '../executor/args.js';
+import { targetPlatforms } from '../executor/platforms.js';
+import { hostPlatform } from '../oci/platform.js';
 import {
   checkDockerfile,
   checkResultJson,
@@ -26,7 +26,7 @@ import {
   type CheckConfig,
   type CheckWarning,
   type ParseResult,
-} from './parser/index.js';
+} from '../parser/index.js';
 
 export type CallName = 'build' | 'check' | 'outline' | 'targets';
 

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseByteSize } from './util/byte-size.js';
-import { StratumError } from './errors.js';
-import { UNPACKED_STORES, cacheDirLayout, defaultCacheDir, unpackedStoreDir } from './util/cache-dir.js';
-import { Workspace } from './util/workspace.js';
+import { parseByteSize } from '../util/byte-size.js';
+import { StratumError } from '../errors.js';
+import { UNPACKED_STORES, cacheDirLayout, defaultCacheDir, unpackedStoreDir } from '../util/cache-dir.js';
+import { Workspace } from '../util/workspace.js';
 import {
   cacheUsage,
   directoryBytes,
@@ -14,11 +14,11 @@ import {
   type CacheUsage,
   type PruneOptions,
   type PruneResult,
-} from './cache/prune.js';
-import { pruneUnpackedLayers } from './snapshot/unpacked-layers.js';
-import { removeTree } from './util/remove-tree.js';
-import { LayerCache, type CacheEntryInfo } from './cache/store.js';
-import { ImageStore, defaultDataDir } from './transport/store/store.js';
+} from './prune.js';
+import { pruneUnpackedLayers } from '../snapshot/unpacked-layers.js';
+import { removeTree } from '../util/remove-tree.js';
+import { LayerCache, type CacheEntryInfo } from './store.js';
+import { ImageStore, defaultDataDir } from '../transport/store/store.js';
 
 /**
  * `stratum cache ls|du|prune` as library calls. By default the cache keeps its blobs in the

@@ -1,12 +1,12 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { StratumError } from './errors.js';
-import { storeImage } from './oci/stored-image.js';
-import type { BlobStore } from './oci/blob-store.js';
-import type { ImageSource } from './oci/image.js';
-import { hostPlatform } from './oci/platform.js';
-import type { ImageConfig, Platform } from './oci/types.js';
-import { writeDirectoryLayer } from './snapshot/index.js';
+import { StratumError } from '../errors.js';
+import { storeImage } from '../oci/stored-image.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import type { ImageSource } from '../oci/image.js';
+import { hostPlatform } from '../oci/platform.js';
+import type { ImageConfig, Platform } from '../oci/types.js';
+import { writeDirectoryLayer } from '../snapshot/index.js';
 
 /**
  * `--build-context NAME=VALUE`, as buildx: `FROM NAME`, `COPY --from=NAME` and

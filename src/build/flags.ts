@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { StratumError } from './errors.js';
-import type { Ulimit } from './executor/sandbox/index.js';
+import { StratumError } from '../errors.js';
+import type { Ulimit } from '../executor/sandbox/index.js';
 
 /**
  * The text forms of `stratum build`'s flags, as `docker buildx build` spells them, turned into

@@ -3,15 +3,15 @@ import { chmod, lstat, mkdir, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
-import { StratumError, errnoCode } from './errors.js';
-import { fsPath, listDir } from './util/file-names.js';
-import { inUserNamespace } from './util/user-namespace.js';
-import type { ImageSource } from './oci/image.js';
-import { openLayerTar } from './oci/layer.js';
-import { writeOutput } from './util/atomic-file.js';
-import { planOutput } from './util/output-path.js';
-import { makeOwnedStagingDir, makeOwnedTempDir } from './util/temp-dir.js';
-import { diffSnapshots, emptySnapshot, extractLayer, layerTarStream, scanTree } from './snapshot/index.js';
+import { StratumError, errnoCode } from '../errors.js';
+import { fsPath, listDir } from '../util/file-names.js';
+import { inUserNamespace } from '../util/user-namespace.js';
+import type { ImageSource } from '../oci/image.js';
+import { openLayerTar } from '../oci/layer.js';
+import { writeOutput } from '../util/atomic-file.js';
+import { planOutput } from '../util/output-path.js';
+import { makeOwnedStagingDir, makeOwnedTempDir } from '../util/temp-dir.js';
+import { diffSnapshots, emptySnapshot, extractLayer, layerTarStream, scanTree } from '../snapshot/index.js';
 
 /**
  * The final filesystem of a build without an image around it, as BuildKit's `local` and `tar`

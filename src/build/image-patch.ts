@@ -1,8 +1,8 @@
-import type { BlobStore } from './oci/blob-store.js';
-import type { ImageSource } from './oci/image.js';
-import { serializeConfig, serializeManifest } from './oci/json.js';
-import { MediaType, type ImageConfig, type ImageManifest } from './oci/types.js';
-import { blobStoreImage } from './oci/stored-image.js';
+import type { BlobStore } from '../oci/blob-store.js';
+import type { ImageSource } from '../oci/image.js';
+import { serializeConfig, serializeManifest } from '../oci/json.js';
+import { MediaType, type ImageConfig, type ImageManifest } from '../oci/types.js';
+import { blobStoreImage } from '../oci/stored-image.js';
 
 /**
  * `--label` and `--annotation` as BuildKit applies them: labels join the final image's config

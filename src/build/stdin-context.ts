@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { peekStream } from './oci/compression.js';
-import { extractLayerAuto } from './snapshot/index.js';
+import { peekStream } from '../oci/compression.js';
+import { extractLayerAuto } from '../snapshot/index.js';
 
 /**
  * `stratum build -`, as `docker build -`: standard input is either a tar (plain or gzip) holding

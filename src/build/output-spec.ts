@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { StratumError } from './errors.js';
-import { parseCompression, type CompressionSpec } from './oci/compression.js';
-import { parseImageReference } from './oci/reference.js';
+import { StratumError } from '../errors.js';
+import { parseCompression, type CompressionSpec } from '../oci/compression.js';
+import { parseImageReference } from '../oci/reference.js';
 
 /**
  * `build -o/--output` in both spellings: stratum's transports (`oci:DIR[:TAG]`,
