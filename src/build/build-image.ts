@@ -2,7 +2,7 @@
 // (stdin context, secrets from env), the executor run, then every output written. Over ~400
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
-import { cacheDirLayout } from '../util/cache-dir.js';
+import { cacheDirLayout, defaultCacheDir } from '../util/cache-dir.js';
 import { constants } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { access, mkdir, readFile, rm, stat } from 'node:fs/promises';
@@ -31,9 +31,8 @@ import { checkDestination } from '../transport/destination.js';
 import { ImageStore, defaultDataDir } from '../transport/store/store.js';
 import { openImage, writeImage } from '../transport/images.js';
 import {
-  build,
   builtImage,
-  defaultCacheDir,
+  executeBuild,
   type BuildOptions,
   type BuildResult,
   type SecretMaterial,
@@ -241,7 +240,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     try {
       const buildDockerfile = dockerfile;
       const runBuild = (overrides: Partial<BuildOptions>): Promise<BuildResult> =>
-        build({
+        executeBuild({
           ...options,
           ...(compression === undefined ? {} : { compression }),
           contextDir,

@@ -3,7 +3,7 @@ import { LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from '../cache
 import { RegistryCacheSource } from '../cache/registry-cache.js';
 import type { StoredCacheEntry } from '../cache/registry-format.js';
 import { closestRecord, type StepRecord } from '../cache/step-record.js';
-import type { ExplainStep } from '../executor/build-context.js';
+import type { ExplainStep } from '../executor/build-session.js';
 import { explainMiss } from '../executor/explain.js';
 import type { Digest } from '../oci/types.js';
 

@@ -11,7 +11,7 @@ import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
 import { formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { Digest, Platform } from '../oci/types.js';
 import { BuildArgUsage, platformArgs } from './args.js';
-import type { BuildContext, ExplainStep, SecretMaterial, StageResult } from './build-context.js';
+import type { BuildSession, ExplainStep, SecretMaterial, StageResult } from './build-session.js';
 import { cacheKey } from '../cache/key.js';
 import { layeredCache, type RemoteCache } from '../cache/source.js';
 import type { RecordedBase } from '../cache/step-record.js';
@@ -119,14 +119,12 @@ export function builtImage(result: BuildResult): AnyImage {
   return result.index ?? result.image;
 }
 
-export { defaultCacheDir };
-
 /**
  * Builds the target stage of a Dockerfile. Only the stages it needs run, in dependency order;
  * the result's layers and config are in the blob store. A failed or aborted build leaves no
  * temporary directory behind and writes no image.
  */
-export async function build(options: BuildOptions): Promise<BuildResult> {
+export async function executeBuild(options: BuildOptions): Promise<BuildResult> {
   const signal = options.signal;
   const warnings: string[] = [];
   const emit: ProgressListener = (event) => {
@@ -202,7 +200,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   try {
     const unpacked = new UnpackedRootfsCache(cache.layout.keptRootfs);
     // One context per target platform; they share the cache, workspace and explain record.
-    const contexts: BuildContext[] = targets.map((platform, p) => ({
+    const contexts: BuildSession[] = targets.map((platform, p) => ({
       file,
       escapeChar: plans[p]!.parsed.escapeChar,
       contextDir: resolve(options.contextDir),
@@ -250,7 +248,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const platform = stagePlatform(planned, targets[p]!, file);
       const label = stageLabel(planned.label, multi && !shared.has(index) ? targets[p] : undefined);
       // COPY --from an image, in this stage, picks the stage's platform from an index.
-      const context: BuildContext = {
+      const context: BuildSession = {
         ...contexts[p]!,
         resolveImage: (reference, imageSignal) => options.resolveImage(reference, imageSignal, platform),
       };
@@ -477,7 +475,7 @@ function snapshotterFromEnvironment(): SnapshotterName {
   }
   return name;
 }
-export type { SecretMaterial } from './build-context.js';
+export type { SecretMaterial } from './build-session.js';
 
 /** `STRATUM_ISOLATION` (auto, namespaces, proot), for callers that cannot pass `--isolation`. */
 function isolationFromEnvironment(): IsolationRequest {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
-import type { BuildContext } from './build-context.js';
+import type { BuildSession } from './build-session.js';
 import type { KeyComponent } from '../cache/key.js';
 import {
   applyCopy,
@@ -29,7 +29,7 @@ import { resolveChown } from './users.js';
  * has to materialise the other stage's filesystem.
  */
 export async function copyStep(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   instruction: CopyInstruction | AddInstruction,
   step: StepRef,

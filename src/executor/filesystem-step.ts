@@ -4,7 +4,7 @@ import type { LayerRef } from '../oci/image.js';
 import type { Digest } from '../oci/types.js';
 import { reclampLayer, writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
-import type { BuildContext, ExplainStep } from './build-context.js';
+import type { BuildSession, ExplainStep } from './build-session.js';
 import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
 import type { CacheEntry } from '../cache/store.js';
 import type { ImportedStep } from '../cache/source.js';
@@ -41,7 +41,7 @@ export interface StepPosition {
 }
 
 export async function filesystemStep(
-  build: BuildContext,
+  build: BuildSession,
   stageRootfs: StageRootfs,
   step: StepRef,
   at: StepPosition,
@@ -197,7 +197,7 @@ export async function filesystemStep(
  * epoch (CI often sets it from the commit) clamps the cached layer again instead of running the
  * step: times in the layer depend on the epoch, what the step made does not.
  */
-async function withEpoch(build: BuildContext, entry: CacheEntry, epoch: number): Promise<CacheEntry> {
+async function withEpoch(build: BuildSession, entry: CacheEntry, epoch: number): Promise<CacheEntry> {
   if (entry.layer === null) return entry;
   const key = cacheKey([
     { name: 'layer of', value: entry.key },

@@ -10,7 +10,7 @@ import { expandWord, parseMountSpec } from '../parser/index.js';
 import { parseHeredocWord } from '../parser/heredoc.js';
 import type { MountSpec, RunInstruction } from '../parser/index.js';
 import { PROXY_ARGS } from './args.js';
-import type { BuildContext } from './build-context.js';
+import type { BuildSession } from './build-session.js';
 import type { KeyComponent } from '../cache/key.js';
 import { chainId } from '../oci/digest.js';
 import {
@@ -36,7 +36,7 @@ const OUTPUT_TAIL_LINES = 20;
  * except the rootfs itself (which the parent covers) and secrets' content.
  */
 export async function runStep(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   instruction: RunInstruction,
   step: StepRef,
@@ -285,7 +285,7 @@ interface MountKey {
  */
 async function mountKey(
   mount: MountSpec,
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   where: string,
 ): Promise<MountKey> {
@@ -348,7 +348,7 @@ async function mountKey(
 }
 
 async function sandboxMounts(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   specs: readonly MountSpec[],
   scratch: string,
@@ -466,7 +466,7 @@ async function sandboxMounts(
  * and ChainID, or an image's ChainID once its reference is resolved (a tag that moves misses).
  */
 export async function sourceIdentity(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   from: string,
   where: string,
@@ -487,7 +487,7 @@ export async function sourceIdentity(
 }
 
 /** A `--from` source as the user knows it, for messages: `stage build` or `image alpine:3`. */
-export function fromName(build: BuildContext, env: StepEnv, from: string): string {
+export function fromName(build: BuildSession, env: StepEnv, from: string): string {
   const named = build.stageNames.get(from.toLowerCase());
   const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
   return index !== undefined && index < env.stageIndex ? `stage ${from}` : `image ${from}`;
@@ -505,7 +505,7 @@ async function exists(path: string): Promise<boolean> {
 
 /** The rootfs of a stage or image named by `--from`, for mounts and COPY --from. */
 export async function sourceRootfs(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   from: string,
   where: string,

@@ -5,7 +5,7 @@ import { StratumError, wrap } from '../errors.js';
 import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
 import type { Instruction, Stage } from '../parser/index.js';
-import type { BuildContext, StageResult } from './build-context.js';
+import type { BuildSession, StageResult } from './build-session.js';
 import { cacheKey } from '../cache/key.js';
 import { PARENT_KEY } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
@@ -63,7 +63,7 @@ export class StageRunner {
   private keyLayers: readonly Digest[];
 
   constructor(
-    private readonly build: BuildContext,
+    private readonly build: BuildSession,
     private readonly input: StageInput,
   ) {
     // Docker clears the base's ONBUILD list once its triggers have run.

@@ -16,11 +16,15 @@ import type { Workspace } from '../util/workspace.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
 import type { RootfsFactory } from './snapshotters.js';
 
-/** Everything the steps of one build share. Built once by build.ts; read by the stage runner. */
 /** A secret: a host file read when a step mounts it, or bytes held in memory (`--secret id=X,env=VAR`). */
 export type SecretMaterial = string | { readonly value: Uint8Array };
 
-export interface BuildContext {
+/**
+ * Everything the steps of one build share: made once by executeBuild (build.ts) and read by the
+ * stage runner and the steps. (Named a session, not a "context", because the build context is
+ * Docker's word for the files sent to the build: executor/context/.)
+ */
+export interface BuildSession {
   /** The Dockerfile's name in messages (`Dockerfile`, `build/app.Dockerfile`). */
   readonly file: string;
   readonly escapeChar: '\\' | '`';
