@@ -220,8 +220,8 @@ export function openImportedCache(spec: string, options: OpenCacheOptions = {}):
   });
 }
 
-/** The transport a reference names: a layout directory, else a registry tag over `client`. */
-function cacheTransport(
+/** The transport a reference names: a layout directory, else a registry tag over `client` (not closed by it). */
+export function cacheTransport(
   ref: CacheRef | LocalCacheRef,
   client: RegistryClient,
   direction: 'from' | 'to',
