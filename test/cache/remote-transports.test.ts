@@ -90,8 +90,13 @@ const transports: readonly TransportCase[] = [
       return {
         from: `type=local,src=${dir}`,
         to: (attributes = '') => `type=local,dest=${dir}${attributes}`,
-        corrupt: (digest) => flipByte(blob(digest)),
-        lose: async (digest) => unlinkSync(blob(digest)),
+        corrupt: (digest) => {
+          flipByte(blob(digest));
+        },
+        lose: (digest) => {
+          unlinkSync(blob(digest));
+          return Promise.resolve();
+        },
         putImage: async () => {
           const image = await makeTestLayout(join(root, 'images', name), [{ 'etc/x': `${name}\n` }]);
           await writeOciLayout(await readTestLayout(image.dir), dir, ['stratum-cache']);
@@ -142,7 +147,10 @@ async function makeLayer(store: BlobStore, content: string): Promise<LayerRef> {
   const gz = gzipSync(raw);
   const digest = digestOf(gz);
   await store.putBytes(gz, digest);
-  return { descriptor: { mediaType: MediaType.ociLayerGzip, digest, size: gz.length }, diffId: digestOf(raw) };
+  return {
+    descriptor: { mediaType: MediaType.ociLayerGzip, digest, size: gz.length },
+    diffId: digestOf(raw),
+  };
 }
 
 function entry(name: string, layer: LayerRef | null): CacheEntry {
@@ -174,7 +182,12 @@ function exporterFor(spec: string): CacheExporter {
   return new CacheExporter(cacheTransport(ref, client, 'to'), ref);
 }
 
-async function exportTo(spec: string, entries: readonly CacheEntry[], store: BlobStore, options: ExportOptions = {}) {
+async function exportTo(
+  spec: string,
+  entries: readonly CacheEntry[],
+  store: BlobStore,
+  options: ExportOptions = {},
+) {
   const exporter = exporterFor(spec);
   for (const one of entries) exporter.add(one);
   return exporter.flush(store, options);
@@ -223,7 +236,7 @@ for (const transport of transports) {
       const [one, two, pkg] = await Promise.all([1, 2, 3].map((n) => makeLayer(a, content('round-trip', n))));
       const entries = [entry('one', one!), entry('nothing', null), entry('two', two!)];
       const exporter = exporterFor(place.to(',mounts=true'));
-      entries.forEach((each, n) => exporter.add(each, record(each, `0/${n}`)));
+      for (const [n, each] of entries.entries()) exporter.add(each, record(each, `0/${n}`));
       exporter.addMount(mount('pkg', pkg!));
       const exported = await exporter.flush(a);
       expect(exported).toMatchObject({ layers: 2, existed: 0, entries: 3, mounts: 1, mountBlobsSent: 1 });
@@ -261,7 +274,9 @@ for (const transport of transports) {
         expect(source.hasMount(mount('pkg', pkg!))).toBe(true);
         expect(source.hasMount({ id: 'pkg', uid: 1, gid: 0, mode: 0o755 })).toBe(false);
         expect(await source.getMount(mount('pkg', pkg!), b)).toMatchObject({ id: 'pkg', layer: pkg });
-        expect(readFileSync(b.path(pkg!.descriptor.digest))).toEqual(readFileSync(a.path(pkg!.descriptor.digest)));
+        expect(readFileSync(b.path(pkg!.descriptor.digest))).toEqual(
+          readFileSync(a.path(pkg!.descriptor.digest)),
+        );
       } finally {
         await source.close();
       }
@@ -367,7 +382,9 @@ for (const transport of transports) {
       const source = await openImportedCache(place.from, { onWarning: (line) => warnings.push(line) });
       expect(source.size).toBe(0);
       expect(warnings).toHaveLength(1);
-      expect(warnings[0]).toMatch(/holds a application\/vnd\.oci\.image\.manifest\.v1\+json, not a stratum cache; not used/);
+      expect(warnings[0]).toMatch(
+        /holds a application\/vnd\.oci\.image\.manifest\.v1\+json, not a stratum cache; not used/,
+      );
       await source.close();
       await expect(exportTo(place.to(), [entry('x', null)], a)).rejects.toMatchObject({
         code: 'USAGE',
@@ -377,7 +394,7 @@ for (const transport of transports) {
       expect(digestOf(still!.bytes)).toBe(image);
     });
 
-    it("an entry whose layer is neither in the local blob store nor in the cache is not exported, with a warning", async () => {
+    it('an entry whose layer is neither in the local blob store nor in the cache is not exported, with a warning', async () => {
       const place = transport.place('missing-layer');
       const { a } = stores('missing-layer');
       const elsewhere = new BlobStore(join(root, 'stores', transport.kind, 'missing-layer', 'elsewhere'));
@@ -388,7 +405,9 @@ for (const transport of transports) {
         onWarning: (line) => warnings.push(line),
       });
       expect(result).toMatchObject({ layers: 2, entries: 1 });
-      expect(warnings).toEqual([expect.stringMatching(/1 layer\(s\) are neither in the local blob store nor in the cache/)]);
+      expect(warnings).toEqual([
+        expect.stringMatching(/1 layer\(s\) are neither in the local blob store nor in the cache/),
+      ]);
       expect(await keysOf(place.from)).toEqual([entry('kept', kept).key]);
     });
 
@@ -401,26 +420,34 @@ for (const transport of transports) {
         // Random bytes do not compress: this one is far larger than the other two together.
         makeLayer(a, randomBytes(4000).toString('base64') + content('mounts', 3)),
       ]);
-      const bothFit = first!.descriptor.size + second!.descriptor.size;
+      const bothFit = first.descriptor.size + second.descriptor.size;
       const exportMount = async (snapshot: MountSnapshot, max: number, warnings: string[] = []) => {
         const exporter = exporterFor(place.to(`,mounts=true,mounts-max-size=${max}`));
         exporter.addMount(snapshot);
         return exporter.flush(a, { onWarning: (line) => warnings.push(line) });
       };
-      expect(await exportMount(mount('first', first!), bothFit)).toMatchObject({ mounts: 1, mountBlobsSent: 1 });
-      expect(await exportMount(mount('second', second!), bothFit)).toMatchObject({ mounts: 2, mountBlobsSent: 1 });
+      expect(await exportMount(mount('first', first), bothFit)).toMatchObject({
+        mounts: 1,
+        mountBlobsSent: 1,
+      });
+      expect(await exportMount(mount('second', second), bothFit)).toMatchObject({
+        mounts: 2,
+        mountBlobsSent: 1,
+      });
       const warnings: string[] = [];
-      expect(await exportMount(mount('big', big!), bothFit, warnings)).toMatchObject({
+      expect(await exportMount(mount('big', big), bothFit, warnings)).toMatchObject({
         mounts: 2,
         mountBlobsSent: 0,
       });
-      expect(warnings).toEqual([expect.stringMatching(/cache mount id=big .* does not fit in mounts-max-size=/)]);
+      expect(warnings).toEqual([
+        expect.stringMatching(/cache mount id=big .* does not fit in mounts-max-size=/),
+      ]);
       const source = await openImportedCache(place.from);
-      expect([source.hasMount(mount('first', first!)), source.hasMount(mount('second', second!))]).toEqual([
+      expect([source.hasMount(mount('first', first)), source.hasMount(mount('second', second))]).toEqual([
         true,
         true,
       ]);
-      expect(source.hasMount(mount('big', big!))).toBe(false);
+      expect(source.hasMount(mount('big', big))).toBe(false);
       await source.close();
     });
 

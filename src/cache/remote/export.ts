@@ -126,7 +126,9 @@ export class CacheExporter {
         `cache ${this.name}: ${missing.size} layer(s) are neither in the local blob store nor in the cache; their entries are not exported`,
       );
     }
-    const usable = fresh.filter((entry) => entry.layer === null || !missing.has(entry.layer.descriptor.digest));
+    const usable = fresh.filter(
+      (entry) => entry.layer === null || !missing.has(entry.layer.descriptor.digest),
+    );
 
     // Older entries and mounts whose blob someone removed are dropped, not exported broken,
     // where asking is cheap; a registry refuses the manifest instead (below).
@@ -176,7 +178,14 @@ export class CacheExporter {
       mounts = mounts.filter((mount) => freshIds.has(mountIdentity(mount)));
       digest = await this.write(entries, mounts, used, signal);
     }
-    return { layers: layers.length, ...counts, entries: entries.length, mounts: mounts.length, mountBlobsSent, digest };
+    return {
+      layers: layers.length,
+      ...counts,
+      entries: entries.length,
+      mounts: mounts.length,
+      mountBlobsSent,
+      digest,
+    };
   }
 
   /**
@@ -218,7 +227,8 @@ export class CacheExporter {
       digest: sha256Digest(bytes),
       size: bytes.length,
     };
-    if (!(await this.transport.hasBlob(config, signal))) await this.transport.putBlob(config, bytes, { signal });
+    if (!(await this.transport.hasBlob(config, signal)))
+      await this.transport.putBlob(config, bytes, { signal });
     return this.transport.putManifest(cacheManifest(config, entries, created, mounts), signal);
   }
 }
