@@ -24,7 +24,7 @@ import {
   referencedLayers,
   type StoredCacheEntry,
 } from './format.js';
-import { isAbsent, readArtifact, type ReadArtifact } from './import.js';
+import { readArtifact, type ReadArtifact } from './import.js';
 import type { CacheTransport, PutBlobOptions, PutOutcome } from './transport.js';
 
 export interface ExportOptions {
@@ -104,22 +104,72 @@ export class CacheExporter {
   }
 
   async flush(blobs: BlobStore, options: ExportOptions = {}): Promise<ExportResult> {
-    const { transport } = this;
-    const { signal } = options;
     const warn = (message: string): void => options.onWarning?.(message);
-    const older = await this.readOlder(warn, signal);
-
+    const older = await this.readOlder(warn, options.signal);
     // Newest first: the last steps of this build lead, so capping drops the oldest.
     const used = new Date().toISOString();
     const fresh = [...this.pending.values()].reverse().map((entry) => ({ ...entry, used }));
+    const layers = await this.sendLayers(fresh, blobs, options, warn);
+
+    // Older entries and mounts whose blob someone removed are dropped, not exported broken,
+    // where asking is cheap; a registry refuses the manifest instead (below).
+    const present = async (blob: Descriptor | undefined): Promise<boolean> =>
+      blob === undefined || !this.transport.cheapBlobChecks || this.transport.hasBlob(blob, options.signal);
+    const olderEntries = await filterAsync(older.entries, (entry) => present(entry.layer?.descriptor));
+    const olderMounts = await filterAsync(older.mounts, (mount) => present(mount.layer.descriptor));
+    const freshMounts = [...this.mounts.values()].map((mount) => ({ ...mount, used }));
+    const sent = await this.sendMounts(freshMounts, olderMounts, blobs, options, warn);
+
+    const max = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    let entries = mergeEntries(layers.usable, olderEntries, max);
+    let mounts = sent.mounts;
+    let digest: Digest;
+    try {
+      digest = await this.write(entries, mounts, used, options.signal);
+    } catch (error) {
+      // An older entry's layer is gone from the repository (deleted by hand, or a registry
+      // that lost it): the registry refuses the manifest. Keep this build's entries only.
+      if (!isStratumError(error) || !/BLOB_UNKNOWN/.test(error.message) || olderEntries.length === 0)
+        throw error;
+      warn(`cache ${this.name}: older entries name layers the registry lost; kept only this build's entries`);
+      const freshIds = new Set(freshMounts.map(mountIdentity));
+      entries = mergeEntries(layers.usable, [], max);
+      mounts = mounts.filter((mount) => freshIds.has(mountIdentity(mount)));
+      digest = await this.write(entries, mounts, used, options.signal);
+    }
+    return {
+      layers: layers.count,
+      ...layers.how,
+      entries: entries.length,
+      mounts: mounts.length,
+      mountBlobsSent: sent.blobsSent,
+      digest,
+    };
+  }
+
+  /**
+   * Makes sure the cache holds every layer this build's entries name (once each, a few at
+   * once); the entries whose layer could not be had anywhere are left out, with a warning.
+   */
+  private async sendLayers(
+    fresh: readonly StoredCacheEntry[],
+    blobs: BlobStore,
+    options: ExportOptions,
+    warn: (message: string) => void,
+  ): Promise<{
+    readonly usable: StoredCacheEntry[];
+    readonly count: number;
+    readonly how: Record<'uploaded' | 'mounted' | 'existed', number>;
+  }> {
+    const { signal, mountFrom } = options;
     const layers = referencedLayers(fresh);
-    const counts = { uploaded: 0, mounted: 0, existed: 0 };
+    const how = { uploaded: 0, mounted: 0, existed: 0 };
     const missing = new Set<Digest>();
     await forEachLimited(layers, options.concurrency ?? 4, async (layer) => {
       signal?.throwIfAborted();
-      const how = await ensureBlob(transport, blobs, layer, { signal, mountFrom: options.mountFrom });
-      if (how === 'missing') missing.add(layer.digest);
-      else counts[how]++;
+      const outcome = await ensureBlob(this.transport, blobs, layer, { signal, mountFrom });
+      if (outcome === 'missing') missing.add(layer.digest);
+      else how[outcome]++;
     });
     if (missing.size > 0) {
       warn(
@@ -129,22 +179,27 @@ export class CacheExporter {
     const usable = fresh.filter(
       (entry) => entry.layer === null || !missing.has(entry.layer.descriptor.digest),
     );
+    return { usable, count: layers.length, how };
+  }
 
-    // Older entries and mounts whose blob someone removed are dropped, not exported broken,
-    // where asking is cheap; a registry refuses the manifest instead (below).
-    const present = async (layer: Descriptor | undefined): Promise<boolean> =>
-      layer === undefined || !transport.cheapBlobChecks || transport.hasBlob(layer, signal);
-    const olderEntries = await filterAsync(older.entries, (entry) => present(entry.layer?.descriptor));
-    const olderMounts = await filterAsync(older.mounts, (mount) => present(mount.layer.descriptor));
-
-    // Cache mounts: this build's first, then the older ones, bounded by mounts-max-size (the
-    // newest win). A blob the cache holds is not sent again.
-    const freshMounts = [...this.mounts.values()].map((mount) => ({ ...mount, used }));
-    const bounded = boundMounts(freshMounts, olderMounts, this.attributes.mountsMaxSize);
-    warnLeftMounts(this.name, bounded.left, freshMounts, this.attributes.mountsMaxSize, warn);
-    const freshIds = new Set(freshMounts.map(mountIdentity));
-    let mounts: StoredMount[] = [];
-    let mountBlobsSent = 0;
+  /**
+   * Cache mounts: this build's first, then the older ones, bounded by mounts-max-size (the
+   * newest win). A blob the cache holds is not sent again; an older mount's blob is the
+   * cache's own already.
+   */
+  private async sendMounts(
+    fresh: readonly StoredMount[],
+    older: readonly StoredMount[],
+    blobs: BlobStore,
+    options: ExportOptions,
+    warn: (message: string) => void,
+  ): Promise<{ readonly mounts: StoredMount[]; readonly blobsSent: number }> {
+    const { signal } = options;
+    const bounded = boundMounts(fresh, older, this.attributes.mountsMaxSize);
+    warnLeftMounts(this.name, bounded.left, fresh, this.attributes.mountsMaxSize, warn);
+    const freshIds = new Set(fresh.map(mountIdentity));
+    const mounts: StoredMount[] = [];
+    let blobsSent = 0;
     for (const mount of bounded.kept) {
       if (!freshIds.has(mountIdentity(mount))) {
         mounts.push(mount);
@@ -152,40 +207,17 @@ export class CacheExporter {
       }
       signal?.throwIfAborted();
       const blob = mount.layer.descriptor;
-      let how = await ensureBlob(transport, blobs, blob, { signal });
+      let how = await ensureBlob(this.transport, blobs, blob, { signal });
       if (how === 'missing' && (await options.fetchMount?.(mount)) === true)
-        how = await ensureBlob(transport, blobs, blob, { signal });
+        how = await ensureBlob(this.transport, blobs, blob, { signal });
       if (how === 'missing') {
         warn(`cache ${this.name}: cache mount ${describeMount(mount)}: its blob is gone; not exported`);
         continue;
       }
-      if (how !== 'existed') mountBlobsSent++;
+      if (how !== 'existed') blobsSent++;
       mounts.push(mount);
     }
-
-    const max = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
-    let entries = mergeEntries(usable, olderEntries, max);
-    let digest: Digest;
-    try {
-      digest = await this.write(entries, mounts, used, signal);
-    } catch (error) {
-      // An older entry's layer is gone from the repository (deleted by hand, or a registry
-      // that lost it): the registry refuses the manifest. Keep this build's entries only.
-      if (!isStratumError(error) || !/BLOB_UNKNOWN/.test(error.message) || olderEntries.length === 0)
-        throw error;
-      warn(`cache ${this.name}: older entries name layers the registry lost; kept only this build's entries`);
-      entries = mergeEntries(usable, [], max);
-      mounts = mounts.filter((mount) => freshIds.has(mountIdentity(mount)));
-      digest = await this.write(entries, mounts, used, signal);
-    }
-    return {
-      layers: layers.length,
-      ...counts,
-      entries: entries.length,
-      mounts: mounts.length,
-      mountBlobsSent,
-      digest,
-    };
+    return { mounts, blobsSent };
   }
 
   /**
@@ -199,7 +231,8 @@ export class CacheExporter {
     try {
       read = await readArtifact(this.transport, signal);
     } catch (error) {
-      if (isAbsent(error)) return none;
+      // Nothing there yet (a directory that is not one, a layout without the tag).
+      if (isStratumError(error) && error.code === 'NOT_FOUND') return none;
       if (!isStratumError(error) || (error.code !== 'INVALID_IMAGE' && error.code !== 'DIGEST_MISMATCH'))
         throw error;
       warn(`cache ${this.name}: existing cache unreadable, replaced (${messageOf(error)})`);

@@ -1,4 +1,4 @@
-import { StratumError, isStratumError, messageOf } from '../../errors.js';
+import { StratumError, messageOf } from '../../errors.js';
 import type { BlobStore } from '../../oci/blob-store.js';
 import type { Descriptor, Digest } from '../../oci/types.js';
 import { describeMount, mountIdentity, type CacheMountIdentity, type StoredMount } from '../mount-export.js';
@@ -203,9 +203,4 @@ export class ImportedCache {
     body.on('error', () => undefined);
     await blobs.putStream(body, descriptor.digest);
   }
-}
-
-/** Whether an error reading what a cache holds means "nothing there yet". */
-export function isAbsent(error: unknown): boolean {
-  return isStratumError(error) && error.code === 'NOT_FOUND';
 }
