@@ -80,10 +80,6 @@ export class CacheExporter {
     return this.transport.name;
   }
 
-  get count(): number {
-    return this.pending.size;
-  }
-
   /**
    * Before the build: a destination that can never be written would be refused after the
    * build's work, so it is a usage error now (with ignore-error=true, a warning at export).

@@ -12,7 +12,7 @@ import {
   updatedEntries,
 } from '../../transport/layout/writer.js';
 import { DEFAULT_CACHE_TAG, type LocalCacheRef } from './cache-ref.js';
-import type { CacheTransport, FetchedArtifact, PutOutcome } from './transport.js';
+import type { CacheTransport, ManifestBytes, PutOutcome } from './transport.js';
 
 /**
  * The cache in a directory (buildx's `--cache-to type=local,dest=DIR` and `--cache-from
@@ -37,7 +37,7 @@ export class LocalCacheTransport implements CacheTransport {
   }
 
   /** A missing directory or tag is NOT_FOUND: a warning on import, an empty cache on export. */
-  async readManifest(): Promise<FetchedArtifact> {
+  async readManifest(): Promise<ManifestBytes> {
     const index = await readLayoutIndex(directoryAccess(this.ref.dir), this.name);
     const tagged = index.value.manifests.find((entry) => refName(entry) === DEFAULT_CACHE_TAG);
     if (tagged === undefined) {

@@ -5,7 +5,7 @@ import { MediaType, type Descriptor, type Digest } from '../../oci/types.js';
 import type { RegistryClient } from '../../registry/client.js';
 import { RepositoryClient } from '../../registry/repository.js';
 import { DEFAULT_CACHE_TAG, type CacheRef } from './cache-ref.js';
-import type { CacheTransport, FetchedArtifact, PutBlobOptions, PutOutcome } from './transport.js';
+import type { CacheTransport, ManifestBytes, PutBlobOptions, PutOutcome } from './transport.js';
 
 /**
  * The cache in a registry (`registry:REF`, `type=registry,ref=REF`): the artifact under a tag,
@@ -39,7 +39,7 @@ export class RegistryCacheTransport implements CacheTransport {
   }
 
   /** A missing tag or repository (404: MANIFEST_UNKNOWN, NAME_UNKNOWN) is no cache yet. */
-  async readManifest(signal?: AbortSignal): Promise<FetchedArtifact | undefined> {
+  async readManifest(signal?: AbortSignal): Promise<ManifestBytes | undefined> {
     try {
       // Every manifest type is accepted, so that an image under the tag (Docker's types
       // included) is seen for what it is, rather than a registry's 404 read as "no cache yet".

@@ -19,7 +19,7 @@ export interface CacheTransport {
    * seen for what it is); undefined when there is none yet. A transport for which absence is
    * worth a warning on import (a directory that is not there) throws NOT_FOUND instead.
    */
-  readManifest(signal?: AbortSignal): Promise<FetchedArtifact | undefined>;
+  readManifest(signal?: AbortSignal): Promise<ManifestBytes | undefined>;
   /** A blob, checked against its digest and size as it streams. */
   readBlob(descriptor: Descriptor, signal?: AbortSignal): Readable;
   /** Whether the cache holds the blob already. */
@@ -46,7 +46,8 @@ export interface CacheTransport {
   close?(): Promise<void>;
 }
 
-export interface FetchedArtifact {
+/** A manifest as a transport holds it: its bytes, and its media type (of the index entry or the registry). */
+export interface ManifestBytes {
   readonly bytes: Buffer;
   readonly mediaType: string;
 }
