@@ -28,7 +28,9 @@ export interface RootfsSnapshot {
   view(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string>;
   /**
    * Prepare: the directory holding exactly `layers`, for one step to write in; what changes
-   * from here on is that step's diff.
+   * from here on is that step's diff. The directory is the step's until commit() (overlay
+   * unmounts it there). The scan snapshotter splits hard-link groups here, as overlay's copy-up
+   * splits the one name a step writes.
    */
   prepare(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string>;
   /** Commit: what the step changed since prepare(), to write its layer from. */
