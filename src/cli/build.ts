@@ -26,10 +26,7 @@ import {
 } from '../api/cli.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect, insecureRegistryOption } from './registry-flags.js';
 
 /** `-t NAME`, and `-t=NAME` as Docker's flag parser also reads it. */
 function collectTag(value: string, previous: string[]): string[] {
@@ -197,7 +194,7 @@ export function registerBuild(program: Command): void {
       '--compression <algo[,level=N]>',
       'layer compression: gzip (default, level 6), zstd (level 3; needs Node.js 22.15+) or uncompressed',
     )
-    .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
+    .addOption(insecureRegistryOption().default([]))
     .option(
       '--provenance <true|false|mode=min|max[,version=v1]>',
       "attach SLSA provenance (BuildKit's attestation storage; true is mode=max, version v0.2 unless version=v1); none by default",

@@ -10,6 +10,13 @@ import {
   requireByteSize,
   type PushProgress,
 } from '../api/cli.js';
+import {
+  authfileOption,
+  collect,
+  insecureRegistryOption,
+  registryOptions,
+  type RegistryFlags,
+} from './registry-flags.js';
 
 interface PushFlags extends RegistryFlags {
   readonly tag?: readonly string[];
@@ -69,15 +76,8 @@ export function registerPush(program: Command): void {
       'a repository of the same registry that may hold the blobs (repeatable)',
       collect,
     )
-    .option(
-      '--insecure-registry <host>',
-      'reach this registry over plain HTTP or unverified TLS (repeatable)',
-      collect,
-    )
-    .option(
-      '--authfile <path>',
-      'Docker config.json with credentials (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
-    )
+    .addOption(insecureRegistryOption())
+    .addOption(authfileOption())
     .option('-q, --quiet', 'print only the digest')
     .option(
       '--all',
@@ -113,27 +113,6 @@ export function registerPush(program: Command): void {
         await source.close();
       }
     });
-}
-
-// Flags shared with pull and login (kept here so the registry commands live in their own files).
-/** Flags shared by pull, push and login: `--insecure-registry HOST` (repeatable) and `--authfile`. */
-export function collect(value: string, previous: readonly string[] = []): string[] {
-  return [...previous, value];
-}
-
-export interface RegistryFlags {
-  readonly insecureRegistry?: readonly string[];
-  readonly authfile?: string;
-}
-
-export function registryOptions(flags: RegistryFlags): {
-  insecureRegistries?: readonly string[];
-  authFile?: string;
-} {
-  return {
-    ...(flags.insecureRegistry !== undefined ? { insecureRegistries: flags.insecureRegistry } : {}),
-    ...(flags.authfile !== undefined ? { authFile: flags.authfile } : {}),
-  };
 }
 
 /** A short digest for progress lines. */

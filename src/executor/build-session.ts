@@ -13,8 +13,7 @@ import type { ImageState } from './image-state.js';
 import type { ProgressListener } from './progress.js';
 import type { IsolationChoice, Ulimit } from './sandbox/index.js';
 import type { Workspace } from '../util/workspace.js';
-import type { UnpackedRootfsCache } from './unpacked.js';
-import type { RootfsFactory } from './snapshotters.js';
+import type { LazySnapshotter } from '../snapshot/choose.js';
 
 /** A secret: a host file read when a step mounts it, or bytes held in memory (`--secret id=X,env=VAR`). */
 export type SecretMaterial = string | { readonly value: Uint8Array };
@@ -73,10 +72,8 @@ export interface BuildSession {
   /** Results of the stages built so far, by index. */
   readonly stages: Map<number, StageResult>;
   readonly stageNames: ReadonlyMap<string, number>;
-  /** Unpacked stage filesystems kept between builds (see unpacked.ts). */
-  readonly unpacked: UnpackedRootfsCache;
   /** Makes stage rootfs on the snapshotter this build uses (overlay or scan). */
-  readonly rootfsFactory: RootfsFactory;
+  readonly snapshotter: LazySnapshotter;
   /** Persistent directories for `RUN --mount=type=cache`. */
   readonly cacheMountsDir: string;
   /** Cache mounts restored from imported caches and exported with `mounts=true`. */
@@ -114,6 +111,6 @@ export interface StageResult {
   readonly args: ReadonlyMap<string, string | undefined>;
   /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */
   readonly rootfs: () => Promise<string>;
-  /** After the build succeeded: keep the stage's unpacked filesystem for the next build. */
-  readonly keepRootfs: () => Promise<void>;
+  /** After the build succeeded: the stage's rootfs is removed (the snapshotter may keep it for the next build). */
+  readonly removeRootfs: () => Promise<void>;
 }

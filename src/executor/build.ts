@@ -32,7 +32,7 @@ import {
   targetPlatforms,
 } from './platforms.js';
 import type { ProgressListener } from './progress.js';
-import { importLayers } from './rootfs.js';
+import { importLayers } from './import-layers.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
 import {
   chooseIsolation,
@@ -43,8 +43,8 @@ import {
 } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from '../util/workspace.js';
-import { UnpackedRootfsCache } from './unpacked.js';
-import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
+import { UnpackedRootfsCache } from '../snapshot/kept-rootfs.js';
+import { LazySnapshotter, parseSnapshotterRequest, type SnapshotterRequest } from '../snapshot/choose.js';
 import { defaultCacheDir } from '../util/cache-dir.js';
 
 export interface BuildOptions {
@@ -100,7 +100,7 @@ export interface BuildOptions {
    */
   readonly tmpDir?: string;
   /** overlay, scan, or auto (default: overlay where it can be mounted, else scan). */
-  readonly snapshotter?: SnapshotterName;
+  readonly snapshotter?: SnapshotterRequest;
 }
 
 export interface BuildResult {
@@ -178,18 +178,19 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
-  const unpacked = new UnpackedRootfsCache(cache.layout.keptRootfs);
-  const rootfsFactory = new RootfsFactory({
-    cacheDir,
-    workspace,
-    blobs,
-    requested: options.snapshotter ?? snapshotterFromEnvironment(),
-    unpacked,
-    adoptUppers: options.sourceDateEpoch === undefined,
-    onChoice: (choice) => {
+  const snapshotter = new LazySnapshotter(
+    {
+      cacheDir,
+      workspace,
+      blobs,
+      requested: options.snapshotter ?? snapshotterFromEnvironment(),
+      kept: new UnpackedRootfsCache(cache.layout.keptRootfs),
+      adoptUppers: options.sourceDateEpoch === undefined,
+    },
+    (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
     },
-  });
+  );
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
   const cacheMountTransfer = new CacheMountTransfer(cache.layout.mounts, layered, blobs, emit, compression);
   const explainPlace = {
@@ -198,8 +199,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   };
   const stageBases = new Map<string, RecordedBase>();
   try {
-    const unpacked = new UnpackedRootfsCache(cache.layout.keptRootfs);
-    // One context per target platform; they share the cache, workspace and explain record.
+    // One session per target platform; they share the cache, workspace and explain record.
     const contexts: BuildSession[] = targets.map((platform, p) => ({
       file,
       escapeChar: plans[p]!.parsed.escapeChar,
@@ -237,8 +237,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       cacheMountTransfer,
       explainPlace,
       stageBases,
-      unpacked,
-      rootfsFactory,
+      snapshotter,
     }));
 
     const runStage = async (p: number, index: number): Promise<StageResult> => {
@@ -383,11 +382,11 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
     });
     await statCache.save();
     // Only a successful build's filesystems are whole: a failed step may have left one half done.
-    for (const built of nodes.values()) await (await built).keepRootfs();
+    for (const built of nodes.values()) await (await built).removeRootfs();
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
     await releaseNetworks();
-    await rootfsFactory.close();
+    await snapshotter.close();
     await workspace.dispose();
   }
 }
@@ -466,10 +465,10 @@ async function imageState(
 }
 
 /** STRATUM_SNAPSHOTTER=overlay|scan|auto picks the snapshotter when the build does not say. */
-function snapshotterFromEnvironment(): SnapshotterName {
+function snapshotterFromEnvironment(): SnapshotterRequest {
   const text = process.env['STRATUM_SNAPSHOTTER'];
   if (text === undefined || text === '') return 'auto';
-  const name = parseSnapshotterName(text);
+  const name = parseSnapshotterRequest(text);
   if (name === undefined) {
     throw new StratumError('USAGE', `STRATUM_SNAPSHOTTER=${text}: expected overlay, scan or auto`);
   }

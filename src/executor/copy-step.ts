@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { rootlessOwners } from './rootless-owners.js';
 import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
@@ -249,7 +250,7 @@ export async function copyStep(
     ...(independent ? { independent } : {}),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
-      const rootless = await build.rootfsFactory.rootlessOwners();
+      const rootless = await rootlessOwners();
       for (const makeOne of plans) {
         const plan = await makeOne();
         await applyCopy(plan, rootfs, {

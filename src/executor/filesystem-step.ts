@@ -13,7 +13,7 @@ import { chainId } from '../oci/digest.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
-import type { StageRootfs } from './rootfs.js';
+import type { RootfsSnapshot } from '../snapshot/snapshotter.js';
 import type { StepAction, StepOutcome } from './step.js';
 import { layerOwners } from './layer-owners.js';
 
@@ -42,7 +42,7 @@ export interface StepPosition {
 
 export async function filesystemStep(
   build: BuildSession,
-  stageRootfs: StageRootfs,
+  stageRootfs: RootfsSnapshot,
   step: StepRef,
   at: StepPosition,
   action: StepAction,
@@ -152,8 +152,7 @@ export async function filesystemStep(
     layer = { descriptor: written.descriptor, diffId: written.diffId };
     entries = written.entries;
   } else {
-    const rootfs = await stageRootfs.sync(state.layers, build.signal);
-    await stageRootfs.prepare(build.signal);
+    const rootfs = await stageRootfs.prepare(state.layers, build.signal);
     await action.execute(rootfs);
     const diff = await stageRootfs.commit(build.signal);
     // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
@@ -176,7 +175,7 @@ export async function filesystemStep(
     const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
     if (clamped !== null) layer = clamped;
   }
-  if (action.independent !== true) await stageRootfs.recordLayerApplied(layer, undo);
+  if (action.independent !== true) await stageRootfs.committed(layer, undo);
   state = withLayer(state, layer, action.createdBy, build.created);
   const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
   return {

@@ -2,6 +2,8 @@
 // (SHELL, heredocs), Docker's environment, and every --mount kind (bind, cache, tmpfs, secret,
 // ssh) with its key component; splitting the mounts out would split one key across modules.
 import { execFile } from 'node:child_process';
+import { importLayers } from './import-layers.js';
+import { rootlessOwners } from './rootless-owners.js';
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -382,9 +384,7 @@ async function sandboxMounts(
           {
             ...(fill === undefined ? {} : { fill }),
             ...(build.signal ? { signal: build.signal } : {}),
-            ...((await build.rootfsFactory.rootlessOwners()) === undefined
-              ? {}
-              : { rootless: (await build.rootfsFactory.rootlessOwners())! }),
+            ...((await rootlessOwners()) === undefined ? {} : { rootless: (await rootlessOwners())! }),
           },
         );
         releases.push(use.release);
@@ -522,10 +522,9 @@ export async function sourceRootfs(
   }
   const image = await build.resolveImage(from, build.signal);
   try {
-    const { importLayers } = await import('./rootfs.js');
     const layers = await importLayers(image, build.blobs, build.signal);
-    const rootfs = build.rootfsFactory.create(`from-${from}`, undefined, false);
-    return await rootfs.sync(layers, build.signal);
+    const rootfs = build.snapshotter.rootfs(`from-${from}`, { keep: false });
+    return await rootfs.view(layers, build.signal);
   } finally {
     await image.close();
   }

@@ -50,20 +50,8 @@ export async function pushImage(
   reference: string | RegistryReference,
   options: PushOptions = {},
 ): Promise<PushResult> {
-  const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
-  const label = referenceLabel(ref);
-  const ownClient = options.client === undefined;
-  const client = options.client ?? new RegistryClient(options);
-  const signalOption = options.signal ? { signal: options.signal } : {};
-  if (ref.digest !== undefined && ref.digest !== source.manifest.digest) {
-    if (ownClient) await client.close();
-    throw new StratumError(
-      'USAGE',
-      `${label}: the image's manifest is ${source.manifest.digest}, not the digest named`,
-    );
-  }
-  try {
-    const repo = new RepositoryClient(client, ref.registry, ref.repository, label, true);
+  return withPush(reference, options, source.manifest.digest, "the image's manifest", async (push) => {
+    const { ref, label, client, repo, signalOption } = push;
     const blobs = uniqueBlobs([source.manifest.value.config, ...source.manifest.value.layers]);
     const counts = { existed: 0, mounted: 0, uploaded: 0 };
     await forEachLimited(blobs, options.concurrency ?? 4, async (blob) => {
@@ -104,22 +92,67 @@ export async function pushImage(
     if (mediaType !== MediaType.ociManifest && mediaType !== MediaType.dockerManifest) {
       throw new StratumError('UNSUPPORTED', `${label}: cannot push a manifest of media type ${mediaType}`);
     }
-    const targets = manifestTargets(ref, options.tags ?? []);
-    const references: string[] = [];
-    let digest: Digest = source.manifest.digest;
-    for (const target of targets) {
-      digest = await repo.putManifest(target, source.manifest.raw, mediaType, signalOption);
-      const shown = target.includes(':')
-        ? `${ref.registry}/${ref.repository}@${target}`
-        : `${ref.registry}/${ref.repository}:${target}`;
-      references.push(shown);
-      options.onProgress?.({ kind: 'manifest', reference: shown, digest });
-    }
+    const put = await putManifest(push, source.manifest, mediaType, options);
     for (const blob of blobs) client.rememberBlob(ref.registry, ref.repository, blob.digest);
-    return { digest, mediaType, references, blobs: counts };
+    return { ...put, mediaType, blobs: counts };
+  });
+}
+
+interface PushContext {
+  readonly ref: RegistryReference;
+  readonly label: string;
+  readonly client: RegistryClient;
+  readonly repo: RepositoryClient;
+  readonly signalOption: { readonly signal?: AbortSignal };
+}
+
+/**
+ * What pushImage and pushIndex share before and after their own work: the reference parsed, a
+ * digest it names checked against what is pushed, a client (closed afterwards when the push
+ * made it) and the repository.
+ */
+async function withPush<T>(
+  reference: string | RegistryReference,
+  options: PushOptions,
+  pushedDigest: Digest,
+  what: string,
+  work: (push: PushContext) => Promise<T>,
+): Promise<T> {
+  const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
+  const label = referenceLabel(ref);
+  const ownClient = options.client === undefined;
+  const client = options.client ?? new RegistryClient(options);
+  try {
+    if (ref.digest !== undefined && ref.digest !== pushedDigest) {
+      throw new StratumError('USAGE', `${label}: ${what} is ${pushedDigest}, not the digest named`);
+    }
+    const repo = new RepositoryClient(client, ref.registry, ref.repository, label, true);
+    const signalOption = options.signal ? { signal: options.signal } : {};
+    return await work({ ref, label, client, repo, signalOption });
   } finally {
     if (ownClient) await client.close();
   }
+}
+
+/** Puts a manifest or index under every tag the push names (or its digest), last. */
+async function putManifest(
+  push: PushContext,
+  document: { readonly raw: Buffer; readonly digest: Digest },
+  mediaType: string,
+  options: PushOptions,
+): Promise<{ readonly digest: Digest; readonly references: string[] }> {
+  const { ref, repo, signalOption } = push;
+  const references: string[] = [];
+  let digest = document.digest;
+  for (const target of manifestTargets(ref, options.tags ?? [])) {
+    digest = await repo.putManifest(target, document.raw, mediaType, signalOption);
+    const shown = target.includes(':')
+      ? `${ref.registry}/${ref.repository}@${target}`
+      : `${ref.registry}/${ref.repository}:${target}`;
+    references.push(shown);
+    options.onProgress?.({ kind: 'manifest', reference: shown, digest });
+  }
+  return { digest, references };
 }
 
 /** Tags to put the manifest under; a reference with only a digest is put by digest. */
@@ -151,18 +184,8 @@ export async function pushIndex(
   reference: string | RegistryReference,
   options: PushOptions = {},
 ): Promise<PushResult> {
-  const ref = typeof reference === 'string' ? parseRegistryReference(reference) : reference;
-  const label = referenceLabel(ref);
-  const ownClient = options.client === undefined;
-  const client = options.client ?? new RegistryClient(options);
-  const signalOption = options.signal ? { signal: options.signal } : {};
-  try {
-    if (ref.digest !== undefined && ref.digest !== source.index.digest) {
-      throw new StratumError(
-        'USAGE',
-        `${label}: the image index is ${source.index.digest}, not the digest named`,
-      );
-    }
+  return withPush(reference, options, source.index.digest, 'the image index', async (push) => {
+    const { ref, client } = push;
     const counts = { existed: 0, mounted: 0, uploaded: 0 };
     for (const image of source.images) {
       const pushed = await pushImage(image, withDigest(ref, image.manifest.digest), {
@@ -174,19 +197,7 @@ export async function pushIndex(
       counts.mounted += pushed.blobs.mounted;
       counts.uploaded += pushed.blobs.uploaded;
     }
-    const repo = new RepositoryClient(client, ref.registry, ref.repository, label, true);
-    const references: string[] = [];
-    let digest: Digest = source.index.digest;
-    for (const target of manifestTargets(ref, options.tags ?? [])) {
-      digest = await repo.putManifest(target, source.index.raw, MediaType.ociIndex, signalOption);
-      const shown = target.includes(':')
-        ? `${ref.registry}/${ref.repository}@${target}`
-        : `${ref.registry}/${ref.repository}:${target}`;
-      references.push(shown);
-      options.onProgress?.({ kind: 'manifest', reference: shown, digest });
-    }
-    return { digest, mediaType: MediaType.ociIndex, references, blobs: counts };
-  } finally {
-    if (ownClient) await client.close();
-  }
+    const put = await putManifest(push, source.index, MediaType.ociIndex, options);
+    return { ...put, mediaType: MediaType.ociIndex, blobs: counts };
+  });
 }

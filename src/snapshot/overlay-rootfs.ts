@@ -1,26 +1,50 @@
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
-import { OverlaySnapshotter, type ActiveSnapshot } from '../snapshot/overlay.js';
-import type { LayerDiff } from '../snapshot/index.js';
 import { StratumError } from '../errors.js';
-import type { StageRootfs } from './rootfs.js';
+import type { OverlayMounts, ActiveSnapshot } from './overlay.js';
+import type { RootfsOptions, RootfsSnapshot, Snapshotter } from './snapshotter.js';
+import type { LayerDiff } from './types.js';
 
 /** How many layers a cold start extracts side by side (each is one tar stream on one core). */
 const PARALLEL_EXTRACTIONS = 2;
 
 /**
- * A stage's rootfs on the overlay snapshotter: an overlay mount of its layers (each unpacked once
+ * The overlay snapshotter: a stage's rootfs is an overlay mount of its layers (each unpacked once
  * per machine, keyed by DiffID) with a fresh upperdir per step. A step's upperdir becomes the
  * unpacked layer of the DiffID written from it, so nothing is ever extracted twice.
  */
-export class OverlayRootfs implements StageRootfs {
+export class OverlaySnapshotter implements Snapshotter {
+  readonly name = 'overlay';
+
+  constructor(
+    private readonly mounts: OverlayMounts,
+    private readonly blobs: BlobStore,
+    /**
+     * Whether an upperdir is exactly its layer extracted (not with SOURCE_DATE_EPOCH clamping
+     * times): only then is it kept as the unpacked layer.
+     */
+    private readonly adoptUppers: boolean,
+  ) {}
+
+  rootfs(_purpose: string, options: RootfsOptions = {}): RootfsSnapshot {
+    return new OverlayRootfs(this.mounts, this.blobs, options.onMaterialize, this.adoptUppers);
+  }
+
+  /** Unmounts every overlay this build mounted and ends its leases on unpacked layers. */
+  close(): Promise<void> {
+    return this.mounts.layers.close();
+  }
+}
+
+/** One stage's overlay mount, remounted when its chain changes or a step has written it. */
+class OverlayRootfs implements RootfsSnapshot {
   private active: ActiveSnapshot | undefined;
   private activeChain: readonly LayerRef[] = [];
   /** The active snapshot was written by a step: the next step needs a fresh one. */
   private used = false;
 
   constructor(
-    private readonly snapshotter: OverlaySnapshotter,
+    private readonly snapshotter: OverlayMounts,
     private readonly blobs: BlobStore,
     private readonly onMaterialize?: (layers: number) => void,
     /**
@@ -34,7 +58,19 @@ export class OverlayRootfs implements StageRootfs {
   /** sync() calls one at a time: two stages reading this one's rootfs must not remount it twice. */
   private syncing: Promise<unknown> = Promise.resolve();
 
-  sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+  view(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    return this.sync(layers, signal);
+  }
+
+  /**
+   * A step writes into a mount no step has written yet: sync() remounts with a fresh upperdir
+   * once the last one was committed, as the upperdir becomes that step's layer.
+   */
+  prepare(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    return this.sync(layers, signal);
+  }
+
+  private sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
     const next = this.syncing.then(() => this.syncNow(layers, signal));
     this.syncing = next.catch(() => undefined);
     return next;
@@ -83,29 +119,20 @@ export class OverlayRootfs implements StageRootfs {
   /** DiffIDs this rootfs has ensured (leased) in the unpacked-layer store. */
   private readonly known = new Set<string>();
 
-  async prepare(signal?: AbortSignal): Promise<void> {
-    if (this.active === undefined) throw new StratumError('IO', 'rootfs: prepare() before sync()');
-    if (this.used) await this.sync(this.activeChain, signal);
-  }
-
   async commit(signal?: AbortSignal): Promise<LayerDiff> {
     if (this.active === undefined) throw new StratumError('IO', 'rootfs: commit() before prepare()');
     this.used = true;
     return this.snapshotter.commit(this.active, signal);
   }
 
-  async recordLayerApplied(layer: LayerRef): Promise<void> {
+  async committed(layer: LayerRef): Promise<void> {
     const active = this.active;
     if (active === undefined || !this.adoptUppers) return;
     if (await this.snapshotter.layers.adopt(layer.diffId, active.upper)) this.known.add(layer.diffId);
   }
 
-  async keep(): Promise<void> {
-    await this.release();
-  }
-
   /** Unmounts and removes the active snapshot. */
-  async release(): Promise<void> {
+  async remove(): Promise<void> {
     const active = this.active;
     this.active = undefined;
     if (active !== undefined) await this.snapshotter.remove(active);

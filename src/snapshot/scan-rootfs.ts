@@ -2,39 +2,52 @@ import { constants } from 'node:fs';
 import { chmod, copyFile, lchown, rename, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobStore } from '../oci/blob-store.js';
-import type { LayerRef, ImageSource } from '../oci/image.js';
-import { createScanSnapshotter, extractLayerAuto } from '../snapshot/index.js';
-import type { LayerDiff, Snapshotter, TreeSnapshot } from '../snapshot/index.js';
+import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { Workspace } from '../util/workspace.js';
-import type { HeldLayer, UnpackedRootfsCache } from './unpacked.js';
+import { extractLayerAuto } from './extract.js';
+import type { HeldLayer, UnpackedRootfsCache } from './kept-rootfs.js';
+import type { RootfsOptions, RootfsSnapshot, Snapshotter } from './snapshotter.js';
+import { createTreeBaseline } from './tree-baseline.js';
+import type { LayerDiff, TreeBaseline, TreeSnapshot } from './types.js';
 
 /**
- * A stage's root filesystem, made only when a step first needs it (a fully cached stage never
- * extracts anything). It knows how many of the stage's layers it holds, so that cache hits
- * after a miss are applied by extracting just their layers, and it keeps the snapshot baseline
- * in step with what is on disk.
+ * The scan snapshotter: a stage's root filesystem is one plain directory, made only when a step
+ * first needs it (a fully cached stage never extracts anything). It knows which of the stage's
+ * layers it holds, so that cache hits after a miss are applied by extracting just their layers,
+ * and it keeps the scan baseline in step with what is on disk.
  */
-/**
- * What a stage runner needs of its root filesystem, whichever snapshotter backs it: `sync`
- * gives the directory holding exactly `layers`, `prepare`/`commit` bracket a step and give its
- * diff, `recordLayerApplied` says the step's layer joined the state, `keep` runs after a
- * successful build.
- */
-export interface StageRootfs {
-  sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string>;
-  prepare(signal?: AbortSignal): Promise<void>;
-  commit(signal?: AbortSignal): Promise<LayerDiff>;
-  recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): Promise<void>;
-  keep(): Promise<void>;
+export class ScanSnapshotter implements Snapshotter {
+  readonly name = 'scan';
+
+  constructor(
+    private readonly workspace: Workspace,
+    private readonly blobs: BlobStore,
+    /** Stage directories kept between builds; none when undefined. */
+    private readonly kept?: UnpackedRootfsCache,
+  ) {}
+
+  rootfs(purpose: string, options: RootfsOptions = {}): RootfsSnapshot {
+    return new ScanRootfs(
+      this.workspace,
+      this.blobs,
+      purpose,
+      options.onMaterialize,
+      options.keep === false ? undefined : this.kept,
+    );
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 /** The scan snapshotter's rootfs: one directory per stage, layers extracted into it. */
-export class Rootfs implements StageRootfs {
+class ScanRootfs implements RootfsSnapshot {
   private dir: string | undefined;
   /** The layers the directory holds, in order, each with how to undo it when that is known. */
   private readonly held: HeldLayer[] = [];
-  private snapshotter: (Snapshotter & { readonly baseline: () => TreeSnapshot | undefined }) | undefined;
+  private tracker: (TreeBaseline & { readonly baseline: () => TreeSnapshot | undefined }) | undefined;
   private baselineValid = false;
 
   constructor(
@@ -49,8 +62,18 @@ export class Rootfs implements StageRootfs {
     return this.held.length;
   }
 
+  view(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    return this.sync(layers, signal);
+  }
+
+  async prepare(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+    const dir = await this.sync(layers, signal);
+    await this.markBaseline(signal);
+    return dir;
+  }
+
   /** Materialises the directory so it holds exactly `layers`; returns its path. */
-  async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
+  private async sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string> {
     if (this.dir === undefined) {
       const claimed = this.workspace.newPath(this.purpose);
       const kept = (await this.unpacked?.claim(layers, claimed)) ?? [];
@@ -79,33 +102,29 @@ export class Rootfs implements StageRootfs {
     return this.dir;
   }
 
-  get path(): string | undefined {
-    return this.dir;
-  }
-
   /** Records the state before a step (reusing the last step's after-scan when still valid). */
-  async prepare(signal?: AbortSignal): Promise<void> {
+  private async markBaseline(signal?: AbortSignal): Promise<void> {
     if (this.dir === undefined) throw new StratumError('IO', 'rootfs: prepare() before sync()');
-    this.snapshotter ??= createScanSnapshotter(this.dir);
+    this.tracker ??= createTreeBaseline(this.dir);
     if (!this.baselineValid) {
-      await this.snapshotter.prepare(signal);
+      await this.tracker.prepare(signal);
       this.baselineValid = true;
     }
-    const baseline = this.snapshotter.baseline();
+    const baseline = this.tracker.baseline();
     if (baseline !== undefined && (await breakHardLinks(this.dir, baseline))) {
-      await this.snapshotter.prepare(signal);
+      await this.tracker.prepare(signal);
     }
   }
 
   /** What the step changed; the new state becomes the baseline. */
   async commit(signal?: AbortSignal): Promise<LayerDiff> {
-    if (this.snapshotter === undefined) throw new StratumError('IO', 'rootfs: commit() before prepare()');
-    const diff = await this.snapshotter.commit(signal);
+    if (this.tracker === undefined) throw new StratumError('IO', 'rootfs: commit() before prepare()');
+    const diff = await this.tracker.commit(signal);
     return diff;
   }
 
-  /** After a successful build: hand the directory to the unpacked cache for the next build. */
-  async keep(): Promise<void> {
+  /** After the build: hand the directory to the kept-rootfs cache for the next build. */
+  async remove(): Promise<void> {
     if (this.dir === undefined || this.unpacked === undefined) return;
     const dir = this.dir;
     this.dir = undefined;
@@ -113,35 +132,10 @@ export class Rootfs implements StageRootfs {
   }
 
   /** After a step's layer was added to the state, the directory holds that layer too. */
-  recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): Promise<void> {
+  committed(layer: LayerRef, undo?: readonly string[]): Promise<void> {
     this.held.push(undo === undefined ? { layer } : { layer, undo });
     return Promise.resolve();
   }
-}
-
-/** Copies an image's layers into the build's blob store (skipping those already there). */
-export async function importLayers(
-  source: ImageSource,
-  blobs: BlobStore,
-  signal?: AbortSignal,
-): Promise<LayerRef[]> {
-  const manifest = source.manifest.value;
-  const diffIds = source.config.value.rootfs.diff_ids;
-  if (diffIds.length !== manifest.layers.length) {
-    throw new StratumError(
-      'INVALID_IMAGE',
-      `${source.name}: the config lists ${diffIds.length} diff_ids but the manifest has ${manifest.layers.length} layers`,
-    );
-  }
-  const layers: LayerRef[] = [];
-  for (const [index, descriptor] of manifest.layers.entries()) {
-    if (!(await blobs.has(descriptor.digest))) {
-      const stream = await source.openBlob(descriptor, signal);
-      await blobs.putStream(stream, descriptor.digest);
-    }
-    layers.push({ descriptor, diffId: diffIds[index]! });
-  }
-  return layers;
 }
 
 /**
