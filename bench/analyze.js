@@ -13,7 +13,7 @@ import { analyzeImage } from '../dist/analyze/analyze.js';
 import { applyLayers } from '../dist/analyze/apply.js';
 import { diffImages } from '../dist/analyze/diff.js';
 import { BlobStore } from '../dist/oci/blob-store.js';
-import { openImage, writeImage } from '../dist/transport/images.js';
+import { openImage, writeImage } from '../dist/images/images.js';
 
 const files = Number(process.argv[2] ?? 50_000);
 const steps = Number(process.argv[3] ?? 20);

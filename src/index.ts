@@ -21,13 +21,10 @@ export {
   openAllPlatforms,
   writeImage,
   copyImage,
-  verifyOciLayout,
-  ImageStore,
   type ImageOptions,
   type OpenImageOptions,
-  type WriteResult,
-  type StoredImage,
-} from './transport/index.js';
+} from './images/index.js';
+export { verifyOciLayout, ImageStore, type WriteResult, type StoredImage } from './transport/index.js';
 export {
   isImageIndex,
   type AnyImage,

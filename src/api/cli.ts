@@ -48,7 +48,7 @@ export { login, logout } from '../registry/login.js';
 export { openRegistryImage, type PullProgress } from '../registry/pull.js';
 export { pushImage, pushIndex, type PushProgress } from '../registry/push.js';
 export { formatReference, parseRegistryReference } from '../registry/reference.js';
-export { copyImage, openAllPlatforms, openImage, writeImage } from '../transport/images.js';
+export { copyImage, openAllPlatforms, openImage, writeImage } from '../images/images.js';
 export { ImageStore } from '../transport/store/store.js';
 export { humanSize, requireByteSize } from '../util/byte-size.js';
 export { checkOutput } from '../util/output-path.js';

@@ -29,7 +29,7 @@ import { describeTarget, readContextFile, readContextDockerfile } from '../execu
 import { parseImageReference } from '../oci/reference.js';
 import { checkDestination } from '../transport/destination.js';
 import { ImageStore, defaultDataDir } from '../transport/store/store.js';
-import { openImage, writeImage } from '../transport/images.js';
+import { openImage, writeImage } from '../images/images.js';
 import {
   builtImage,
   executeBuild,

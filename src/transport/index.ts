@@ -1,16 +1,8 @@
 /**
  * Images on disk and in daemons, one folder per transport with its reader and writer together
- * (as go-containerregistry's pkg/v1/layout, tarball and daemon), and `images.ts`, which picks the
- * transport a reference names. The registry is the `registry/` folder's.
+ * (as go-containerregistry's pkg/v1/layout, tarball and daemon). Picking a transport by
+ * reference, the registry included, is src/images/'s.
  */
-export {
-  openImage,
-  openAllPlatforms,
-  writeImage,
-  copyImage,
-  type ImageOptions,
-  type OpenImageOptions,
-} from './images.js';
 export { openOciLayout, openOciLayoutIndex, verifyOciLayout } from './layout/reader.js';
 export { writeOciLayout, type LayoutWriteOptions, type WriteResult } from './layout/writer.js';
 export { openOciArchive, openOciArchiveIndex } from './oci-archive/reader.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffImages, type ImageDiff } from '../../src/analyze/diff.js';
 import { formatImageDiff } from '../../src/analyze/format.js';
-import { openImage } from '../../src/transport/images.js';
+import { openImage } from '../../src/images/images.js';
 import { dockerLoad, makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';

@@ -8,7 +8,7 @@ import { dockerfileHints } from '../../src/analyze/hints.js';
 import type { ImageAnalysis } from '../../src/analyze/types.js';
 import { buildImage } from '../../src/build/build-image.js';
 import { parseDockerfile } from '../../src/parser/parse.js';
-import { openImage } from '../../src/transport/images.js';
+import { openImage } from '../../src/images/images.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
 /**

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyLayers } from '../../src/analyze/apply.js';
-import { openImage } from '../../src/transport/images.js';
+import { openImage } from '../../src/images/images.js';
 import { openOciLayout } from '../../src/transport/layout/reader.js';
 import { ImageStore } from '../../src/transport/store/store.js';
 import { makeBusyboxRootfs, makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';

@@ -11,7 +11,7 @@ import type { FsEntry } from '../../src/analyze/fs-model.js';
 import { buildImage, type BuildImageOptions } from '../../src/build/build-image.js';
 import type { BuildEvent } from '../../src/executor/progress.js';
 import type { Platform } from '../../src/oci/types.js';
-import { openImage } from '../../src/transport/images.js';
+import { openImage } from '../../src/images/images.js';
 import { formatPlatform } from '../../src/oci/platform.js';
 import {
   canMakeMultiPlatformBase,

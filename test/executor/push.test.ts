@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { openImage } from '../../src/transport/images.js';
+import { openImage } from '../../src/images/images.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 import { startRegistry, type RunningRegistry } from '../registry/harness.js';

@@ -9,7 +9,7 @@ import { StratumError } from '../../src/errors.js';
 import { openLayerTar } from '../../src/oci/layer.js';
 import { zstdSupported } from '../../src/oci/zstd-codec.js';
 import { extractLayerAuto } from '../../src/snapshot/extract.js';
-import { copyImage } from '../../src/transport/images.js';
+import { copyImage } from '../../src/images/images.js';
 import { sniffCompression } from '../../src/oci/compression.js';
 import { MediaType } from '../../src/oci/types.js';
 import { makeBusyboxRootfs } from '../helpers/base-image.js';

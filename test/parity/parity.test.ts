@@ -16,7 +16,7 @@ import { diffImages } from '../../src/analyze/diff.js';
 import { formatImageDiff } from '../../src/analyze/format.js';
 import { buildImage } from '../../src/build/build-image.js';
 import type { ImageSource } from '../../src/oci/image.js';
-import { openImage } from '../../src/transport/images.js';
+import { openImage } from '../../src/images/images.js';
 import { openOciLayout } from '../../src/transport/layout/reader.js';
 import { ImageStore } from '../../src/transport/store/store.js';
 import { dockerLoad, makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';

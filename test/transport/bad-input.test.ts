@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StratumError } from '../../src/errors.js';
-import { copyImage, openImage, writeImage } from '../../src/transport/images.js';
+import { copyImage, openImage, writeImage } from '../../src/images/images.js';
 import { main } from '../../src/cli/main.js';
 import { makeImage, readAllBlobs, writeMultiPlatformLayout, type TestImage } from '../oci/image-fixture.js';
 

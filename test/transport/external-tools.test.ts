@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openImage, writeImage } from '../../src/transport/images.js';
+import { openImage, writeImage } from '../../src/images/images.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 import { makeImage, readAllBlobs } from '../oci/image-fixture.js';
 

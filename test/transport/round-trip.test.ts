@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyImage, openImage, writeImage } from '../../src/transport/images.js';
+import { copyImage, openImage, writeImage } from '../../src/images/images.js';
 import type { ImageSource } from '../../src/oci/image.js';
 import { verifyOciLayout } from '../../src/transport/index.js';
 import { documentProblems } from '../../src/oci/validate.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { StratumError } from '../../src/errors.js';
-import { copyImage, openImage, writeImage } from '../../src/transport/images.js';
+import { copyImage, openImage, writeImage } from '../../src/images/images.js';
 import { ImageStore, defaultDataDir } from '../../src/transport/store/store.js';
 import { verifyOciLayout } from '../../src/transport/index.js';
 import { makeImage, readAllBlobs } from '../oci/image-fixture.js';

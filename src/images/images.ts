@@ -7,16 +7,16 @@ import {
   type ImageSource,
   type ReadImageOptions,
 } from '../oci/image.js';
-import { openDockerArchive } from './docker-archive/reader.js';
-import { openFromDaemon } from './docker-daemon/reader.js';
-import { openOciLayout, openOciLayoutIndex } from './layout/reader.js';
-import { openOciArchive, openOciArchiveIndex } from './oci-archive/reader.js';
+import { openDockerArchive } from '../transport/docker-archive/reader.js';
+import { openFromDaemon } from '../transport/docker-daemon/reader.js';
+import { openOciLayout, openOciLayoutIndex } from '../transport/layout/reader.js';
+import { openOciArchive, openOciArchiveIndex } from '../transport/oci-archive/reader.js';
 import { formatImageReference, parseImageReference } from '../oci/reference.js';
-import { writeDockerArchive } from './docker-archive/writer.js';
-import { loadIntoDockerDaemon } from './docker-daemon/writer.js';
-import { writeOciLayout, type WriteResult } from './layout/writer.js';
-import { writeOciArchive } from './oci-archive/writer.js';
-import { ImageStore } from './store/store.js';
+import { writeDockerArchive } from '../transport/docker-archive/writer.js';
+import { loadIntoDockerDaemon } from '../transport/docker-daemon/writer.js';
+import { writeOciLayout, type WriteResult } from '../transport/layout/writer.js';
+import { writeOciArchive } from '../transport/oci-archive/writer.js';
+import { ImageStore } from '../transport/store/store.js';
 import { formatPlatform } from '../oci/platform.js';
 import { planOutput } from '../util/output-path.js';
 import { openRegistryImage, pushImage, pushIndex } from '../registry/index.js';
