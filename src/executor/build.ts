@@ -36,6 +36,7 @@ import { importLayers } from './rootfs.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
 import {
   chooseIsolation,
+  warmIsolation,
   holdPrivateNetworks,
   type IsolationChoice,
   type IsolationRequest,
@@ -170,6 +171,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   const releaseNetworks = holdPrivateNetworks();
+  const hasRun = plans.some((plan) =>
+    plan.stages.some((planned) =>
+      planned.stage.instructions.some(
+        (instruction) =>
+          instruction.kind === 'run' ||
+          (instruction.kind === 'onbuild' && instruction.trigger.kind === 'run'),
+      ),
+    ),
+  );
   // Chosen at the first RUN (a build without one probes nothing) and said once, as the snapshotter is.
   let isolationChoice: Promise<IsolationChoice> | undefined;
   const isolation = (): Promise<IsolationChoice> =>
@@ -190,6 +200,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     adoptUppers: options.sourceDateEpoch === undefined,
     onChoice: (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
+      // The first step that runs: RUN's isolation probe (a process) starts now, beside that step,
+      // rather than in front of the first RUN. It is still said at the first RUN.
+      if (hasRun) warmIsolation();
     },
   });
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);

@@ -1,6 +1,7 @@
 export { runInSandbox } from './run.js';
 export {
   chooseIsolation,
+  warmIsolation,
   type IsolationChoice,
   type IsolationMode,
   type IsolationRequest,
