@@ -36,7 +36,7 @@ import { importLayers } from './rootfs.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
 import {
   chooseIsolation,
-  warmIsolation,
+  warmRunSandbox,
   holdPrivateNetworks,
   type IsolationChoice,
   type IsolationRequest,
@@ -200,9 +200,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     adoptUppers: options.sourceDateEpoch === undefined,
     onChoice: (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
-      // The first step that runs: RUN's isolation probe (a process) starts now, beside that step,
-      // rather than in front of the first RUN. It is still said at the first RUN.
-      if (hasRun) warmIsolation();
+      // The first step that runs: RUN's isolation probe (a process) and seccomp filter are made
+      // now, beside that step, rather than in front of the first RUN (which still says them).
+      if (hasRun) warmRunSandbox();
     },
   });
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);

@@ -1,7 +1,6 @@
-export { runInSandbox } from './run.js';
+export { runInSandbox, warmRunSandbox } from './run.js';
 export {
   chooseIsolation,
-  warmIsolation,
   type IsolationChoice,
   type IsolationMode,
   type IsolationRequest,
