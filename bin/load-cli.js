@@ -10,7 +10,6 @@
 // these flags, for this source, and refuses it otherwise. Anything wrong: the bundle is compiled
 // as it is, and a good file is written for the next run. Deleting the directory is always safe.
 import { createHash } from 'node:crypto';
-import { isAscii } from 'node:buffer';
 import {
   closeSync,
   existsSync,
@@ -21,6 +20,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -41,9 +41,8 @@ export async function loadCli(command) {
     const { main } = await import('../dist/cli/main.js');
     return { main, saveCodeCache: () => undefined };
   }
-  const bytes = readFileSync(BUNDLE);
-  const source = bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
-  const cacheFile = codeCacheFile(bytes, command);
+  const source = readFileSync(BUNDLE, 'latin1');
+  const cacheFile = codeCacheFile(command);
   const cachedData = cacheFile === undefined ? undefined : readCodeCache(cacheFile);
   // The module wrapper of CommonJS, in strict mode as the ES modules it was made from.
   const script = new Script(
@@ -68,8 +67,13 @@ export async function loadCli(command) {
   };
 }
 
-/** The cache file for this bundle, Node and command; undefined when no safe directory exists. */
-function codeCacheFile(bundle, command) {
+/**
+ * The cache file for this bundle, Node and command; undefined when no safe directory exists.
+ * The bundle is known by its file's identity (`npm run build` writes a new file: another inode
+ * and mtime) rather than by hashing 1 MB at every start; V8 refuses data made for a source of
+ * another length in any case.
+ */
+function codeCacheFile(command) {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   const dir = join(base, 'stratum-code-cache');
   try {
@@ -78,8 +82,14 @@ function codeCacheFile(bundle, command) {
   } catch {
     return undefined;
   }
+  let bundle;
+  try {
+    bundle = statSync(BUNDLE, { bigint: true });
+  } catch {
+    return undefined;
+  }
   const key = createHash('sha256')
-    .update(bundle)
+    .update(`${bundle.dev}:${bundle.ino}:${bundle.size}:${bundle.mtimeNs}:${bundle.ctimeNs}`)
     .update(`\0${process.version}\0${process.arch}`)
     .digest('hex')
     .slice(0, 32);
