@@ -7,6 +7,7 @@ import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import { OverlaySnapshotter, overlayUnavailable } from '../snapshot/overlay.js';
+import { startOverlayHelper } from '../snapshot/overlay-helper.js';
 import { UNPACKED_STORES, UnpackedLayers } from '../snapshot/unpacked-layers.js';
 import type { RootlessOwners } from './context/apply.js';
 import { checkOwnerMapped, chooseIdMapping } from './sandbox/id-mapping.js';
@@ -116,6 +117,7 @@ export class RootfsFactory {
         const why = await overlayUnavailable(overlay);
         if (why === undefined) {
           this.layers = layers;
+          startOverlayHelper();
           result = {
             choice: {
               name: 'overlay',
