@@ -170,13 +170,18 @@ export async function filesystemStep(
     instruction: step.instruction.split('\n')[0]!.slice(0, 200),
     created: build.created ?? new Date().toISOString(),
   };
-  await build.cache.put(newEntry);
+  // The entry and the unpacked layer (a rename of the upperdir) do not depend on each other:
+  // they are written side by side. (A failure of the entry is still this step's.)
+  const putting = build.cache.put(newEntry);
+  putting.catch(() => undefined);
   build.cache.record(newEntry, record);
   if (build.sourceDateEpoch !== undefined) {
+    await putting;
     const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
     if (clamped !== null) layer = clamped;
   }
   if (action.independent !== true) await stageRootfs.recordLayerApplied(layer, undo);
+  await putting;
   state = withLayer(state, layer, action.createdBy, build.created);
   const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
   return {
