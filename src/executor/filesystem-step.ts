@@ -154,7 +154,7 @@ export async function filesystemStep(
   } else {
     const rootfs = await stageRootfs.sync(state.layers, build.signal);
     await stageRootfs.prepare(build.signal);
-    await action.execute(rootfs);
+    await action.execute(rootfs, await stageRootfs.offline?.());
     const diff = await stageRootfs.commit(build.signal);
     // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
     // rule: RUN, COPY, ADD and WORKDIR below / are never empty history entries).

@@ -3,6 +3,7 @@ import type { LayerRef } from '../oci/image.js';
 import { OverlaySnapshotter, type ActiveSnapshot } from '../snapshot/overlay.js';
 import type { LayerDiff } from '../snapshot/index.js';
 import { StratumError } from '../errors.js';
+import type { OfflineUpper } from './context/apply.js';
 import type { StageRootfs } from './rootfs.js';
 
 /** How many layers a cold start extracts side by side (each is one tar stream on one core). */
@@ -86,6 +87,12 @@ export class OverlayRootfs implements StageRootfs {
   async prepare(signal?: AbortSignal): Promise<void> {
     if (this.active === undefined) throw new StratumError('IO', 'rootfs: prepare() before sync()');
     if (this.used) await this.sync(this.activeChain, signal);
+  }
+
+  offline(): Promise<OfflineUpper | undefined> {
+    const active = this.active;
+    if (active === undefined || this.used) return Promise.resolve(undefined);
+    return Promise.resolve({ upper: active.upper, detach: () => this.snapshotter.detach(active) });
   }
 
   async commit(signal?: AbortSignal): Promise<LayerDiff> {

@@ -8,6 +8,7 @@ import type { LayerDiff, Snapshotter, TreeSnapshot } from '../snapshot/index.js'
 import { StratumError } from '../errors.js';
 import type { Workspace } from './workspace.js';
 import type { HeldLayer, UnpackedRootfsCache } from './unpacked.js';
+import type { OfflineUpper } from './context/apply.js';
 
 /**
  * A stage's root filesystem, made only when a step first needs it (a fully cached stage never
@@ -24,6 +25,8 @@ import type { HeldLayer, UnpackedRootfsCache } from './unpacked.js';
 export interface StageRootfs {
   sync(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string>;
   prepare(signal?: AbortSignal): Promise<void>;
+  /** After prepare: the upperdir a step may write once it lets go of the mount (overlay only). */
+  offline?(): Promise<OfflineUpper | undefined>;
   commit(signal?: AbortSignal): Promise<LayerDiff>;
   recordLayerApplied(layer: LayerRef, undo: readonly string[] | undefined): Promise<void>;
   keep(): Promise<void>;

@@ -160,6 +160,7 @@ export class RootfsFactory {
     return {
       sync: async (layers: readonly LayerRef[], signal?: AbortSignal) => (await get()).sync(layers, signal),
       prepare: async (signal?: AbortSignal) => (await get()).prepare(signal),
+      offline: async () => (await get()).offline?.(),
       commit: async (signal?: AbortSignal): Promise<LayerDiff> => (await get()).commit(signal),
       recordLayerApplied: async (layer, undo) => (await get()).recordLayerApplied(layer, undo),
       keep: async () => {
