@@ -32,14 +32,14 @@ let top: string;
 let context: string;
 
 /** Files of a tree, then every entry's times set to OLD (whiteouts and links included). */
-function tree(root: string, files: Record<string, string | { link: string } | null>): void {
+function tree(root: string, files: Record<string, string | { target: string } | null>): void {
   for (const [path, content] of Object.entries(files)) {
     const full = join(root, path);
     if (content === null) mkdirSync(full, { recursive: true });
     else {
       mkdirSync(join(full, '..'), { recursive: true });
       if (typeof content === 'string') writeFileSync(full, content);
-      else symlinkSync(content.link, full);
+      else symlinkSync(content.target, full);
     }
   }
 }
@@ -59,7 +59,7 @@ beforeAll(async () => {
   top = join(dir, 'top');
   tree(bottom, {
     'opt/app/keep.txt': 'kept\n',
-    app: { link: '/opt/app' },
+    app: { target: '/opt/app' },
     'gone/old.txt': 'deleted by the step above\n',
     'data/a.txt': 'hidden by the opaque directory above\n',
     'etc/conf': 'old conf\n',
