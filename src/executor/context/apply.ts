@@ -226,6 +226,8 @@ interface WriteState {
   readonly dirTimes: { path: string; mtimeMs: number }[];
   /** New small files left for the upperdir (see OfflineUpper), when that is used. */
   readonly deferred: { readonly entry: CopyEntry; readonly target: string }[] | undefined;
+  /** Directories this copy made: nothing is below them but what it writes there. */
+  readonly madeDirs: Set<string>;
   readonly signal: AbortSignal | undefined;
   readonly owners: OwnerSetter;
   readonly rootless: RootlessOwners | undefined;
@@ -300,7 +302,10 @@ async function writeEntry(state: WriteState, entry: CopyEntry, target: string): 
   switch (entry.type) {
     case 'dir': {
       const kept = await replaceWith(target, true);
-      if (!kept) await mkdir(fsPath(target), { mode: 0o700 });
+      if (!kept) {
+        await mkdir(fsPath(target), { mode: 0o700 });
+        state.madeDirs.add(target);
+      }
       await state.owners.set(target, ownerFor(state, entry), modeFor(state, entry));
       await chmod(fsPath(target), modeFor(state, entry));
       state.dirTimes.push({ path: target, mtimeMs: entry.mtimeMs });
@@ -361,6 +366,7 @@ export async function applyCopy(
     links: new Map(),
     dirTimes: [],
     deferred: offlineUsable(plan, options) ? [] : undefined,
+    madeDirs: new Set(),
     signal: options.signal,
     owners: new OwnerSetter(options.rootless),
     rootless: options.rootless,
@@ -396,6 +402,7 @@ export async function applyCopy(
     }
     const destHost =
       destSt === undefined ? await mkdirInRoot(rootfs, plan.dest, state.owner, setDirOwner) : dest.hostPath;
+    if (destSt === undefined) state.madeDirs.add(destHost);
     const destInRoot = (await resolveInRoot(rootfs, plan.dest, { followFinal: true })).inRoot;
     // Directories this apply created or checked: their children can be joined without
     // following anything. A parent not in the set is checked, so even a hand-made plan whose
@@ -427,7 +434,8 @@ export async function applyCopy(
         plainFile &&
         entry.size <= SMALL_FILE &&
         state.deferred !== undefined &&
-        lstatSync(fsPath(target), { throwIfNoEntry: false }) === undefined
+        // New: below a directory this copy made (no destination is written twice), or not there.
+        (state.madeDirs.has(parent) || lstatSync(fsPath(target), { throwIfNoEntry: false }) === undefined)
       ) {
         state.deferred.push({ entry, target });
         written++;
