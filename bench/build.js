@@ -5,7 +5,7 @@
 //   npm run build && node bench/build.js
 //   BENCH_FILES=5000 BENCH_CONTEXT_FILES=300 BENCH_BIG_MB=50 node bench/build.js   # quick run
 //   BENCH_TOOLS=stratum,docker (default stratum,docker,buildah)   BENCH_KEEP=1 keeps the temp dir
-//   BENCH_WORKLOADS=files,delete,copy,big (default: all)
+//   BENCH_WORKLOADS=files,delete,copy,big,many (default: all)
 //
 // Workloads:
 //   files   RUN that creates BENCH_FILES (20,000) small files
@@ -13,6 +13,8 @@
 //           the `files` build: the time is what the second step and writing the image cost
 //   copy    COPY of a BENCH_CONTEXT_FILES (1,000) file context
 //   big     RUN writing a BENCH_BIG_MB (300) MB file of random bytes
+//   many    W-many, the four in ONE Dockerfile, cold: RUN creating the files, RUN deleting half,
+//           COPY of the context, RUN writing the big file (BuildKit: its cache pruned first)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildahBuild, buildkitBuild, dockerBuild, stratumBuild } from './lib/builders.js';
@@ -34,7 +36,7 @@ import {
 const files = Number(process.env.BENCH_FILES ?? 20000);
 const contextFiles = Number(process.env.BENCH_CONTEXT_FILES ?? 1000);
 const bigMB = Number(process.env.BENCH_BIG_MB ?? 300);
-const selected = (process.env.BENCH_WORKLOADS ?? 'files,delete,copy,big').split(',');
+const selected = (process.env.BENCH_WORKLOADS ?? 'files,delete,copy,big,many').split(',');
 
 const tools = detectTools();
 if (!tools.stratum) {
@@ -68,6 +70,7 @@ function context(name, dockerfileText, contextFileCount = 0) {
 const createRun = `RUN mkdir /data && cd /data && i=0 && while [ $i -lt ${files} ]; do echo "file $i" > f$i; i=$((i+1)); done`;
 // f*[02468]: the files whose number ends in an even digit, half of them.
 const deleteRun = 'RUN cd /data && rm f*[02468]';
+const bigRun = `RUN dd if=/dev/urandom of=/big bs=1M count=${bigMB} 2>/dev/null`;
 const workloads = [
   {
     name: 'files',
@@ -90,8 +93,19 @@ const workloads = [
   {
     name: 'big',
     label: `RUN writing a ${bigMB} MB file`,
-    ...context('big', `FROM ${BASE_NAME}\nRUN dd if=/dev/urandom of=/big bs=1M count=${bigMB} 2>/dev/null\n`),
+    ...context('big', `FROM ${BASE_NAME}\n${bigRun}\n`),
     cold: true,
+  },
+  {
+    name: 'many',
+    label: `W-many: ${files.toLocaleString('en')} files, delete half, COPY ${contextFiles.toLocaleString('en')}, ${bigMB} MB`,
+    ...context(
+      'many',
+      `FROM ${BASE_NAME}\n${createRun}\n${deleteRun}\nCOPY src /app/src\n${bigRun}\n`,
+      contextFiles,
+    ),
+    cold: true,
+    pruneBuildKit: true,
   },
 ].filter((workload) => selected.includes(workload.name));
 
@@ -125,7 +139,7 @@ try {
     }
     if (tools.buildkit) {
       process.stdout.write(', buildkit');
-      row.buildkit = await buildkitBuild(world, spec);
+      row.buildkit = await buildkitBuild(world, { ...spec, prune: workload.pruneBuildKit === true });
     }
     console.log();
     if (workload.name === 'delete' && row.stratum.outputRef !== undefined) {

@@ -1,6 +1,7 @@
 // One build with each builder, measured the same way: wall time from our clock and GNU time's
 // peak RSS, including writing the image out (stratum --output oci:, `docker save -o`,
 // `buildah push IMAGE oci:DIR`). Every call writes to a fresh output path.
+import { spawnSync } from 'node:child_process';
 import {
   DEBIAN_DOCKER,
   buildahGlobal,
@@ -40,10 +41,14 @@ export async function dockerBuild(world, { context, dockerfile, noCache = false 
   return combine(build, save);
 }
 
-/** BuildKit (Debian's Docker client, DOCKER_BUILDKIT=1), then `docker save`; dockerd sampled. */
-export async function buildkitBuild(world, { context, dockerfile, noCache = false }) {
+/**
+ * BuildKit (Debian's Docker client, DOCKER_BUILDKIT=1), then `docker save`; dockerd sampled.
+ * `prune` empties BuildKit's build cache first (untimed), for a build as cold as stratum's.
+ */
+export async function buildkitBuild(world, { context, dockerfile, noCache = false, prune = false }) {
   const tag = `stratum-bench/buildkit:${world.counter++}`;
   world.dockerTags.add(tag);
+  if (prune) spawnSync(DEBIAN_DOCKER, ['builder', 'prune', '-af'], { stdio: 'ignore' });
   const samplePid = dockerdPid();
   const env = { ...process.env, DOCKER_BUILDKIT: '1' };
   const args = ['build', '--network=none', '-q', '-t', tag, '-f', dockerfile];

@@ -228,6 +228,11 @@ export function table(header, rows) {
   return text;
 }
 
+/** The 1, 5 and 15 minute load averages, as /proc/loadavg has them. */
+export function loadAverage() {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
 export function machineNote() {
   const cpus = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');

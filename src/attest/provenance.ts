@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { PackageURL } from 'packageurl-js';
 import { parseImageReference } from '../oci/reference.js';
 import { formatPlatform, normalizePlatform } from '../oci/platform.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import { familiarReference, parseRegistryReference } from '../registry/reference.js';
 import type { DigestSet, ProvenanceRequest } from './types.js';
 import { SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1 } from './types.js';
+import { purl } from './purl.js';
 
 /**
  * SLSA provenance for one platform's image, in BuildKit's shapes (solver/llbsolver/provenance
@@ -125,7 +125,7 @@ export function imagePurl(reference: string, platform: Platform | undefined): st
     version = parsed.tag;
   }
   if (platform !== undefined) qualifiers['platform'] = formatPlatform(normalizePlatform(platform));
-  return new PackageURL(type, namespace, name, version, qualifiers, undefined).toString();
+  return purl(type, namespace, name, version, qualifiers);
 }
 
 interface Parameters {

@@ -36,6 +36,7 @@ import { importLayers } from './import-layers.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
 import {
   chooseIsolation,
+  warmRunSandbox,
   holdPrivateNetworks,
   type IsolationChoice,
   type IsolationRequest,
@@ -168,6 +169,15 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   const releaseNetworks = holdPrivateNetworks();
+  const hasRun = plans.some((plan) =>
+    plan.stages.some((planned) =>
+      planned.stage.instructions.some(
+        (instruction) =>
+          instruction.kind === 'run' ||
+          (instruction.kind === 'onbuild' && instruction.trigger.kind === 'run'),
+      ),
+    ),
+  );
   // Chosen at the first RUN (a build without one probes nothing) and said once, as the snapshotter is.
   let isolationChoice: Promise<IsolationChoice> | undefined;
   const isolation = (): Promise<IsolationChoice> =>
@@ -189,6 +199,9 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
     },
     (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
+      // The first step that runs: RUN's isolation probe (a process) and seccomp filter are made
+      // now, beside that step, rather than in front of the first RUN (which still says them).
+      if (hasRun) warmRunSandbox();
     },
   );
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);

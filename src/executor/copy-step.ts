@@ -248,7 +248,7 @@ export async function copyStep(
     createdBy,
     ...(files === undefined ? {} : { files }),
     ...(independent ? { independent } : {}),
-    execute: async (rootfs) => {
+    execute: async (rootfs, offline) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
       const rootless = await rootlessOwners();
       for (const makeOne of plans) {
@@ -258,6 +258,8 @@ export async function copyStep(
           ...(owner === undefined ? {} : { chown: owner }),
           ...(chmod === undefined ? {} : { chmod }),
           ...(build.signal ? { signal: build.signal } : {}),
+          // The mount goes at the end of a copy: only a step with one source can let it go.
+          ...(offline !== undefined && plans.length === 1 ? { offline } : {}),
         });
       }
     },

@@ -153,7 +153,7 @@ export async function filesystemStep(
     entries = written.entries;
   } else {
     const rootfs = await stageRootfs.prepare(state.layers, build.signal);
-    await action.execute(rootfs);
+    await action.execute(rootfs, await stageRootfs.offline?.());
     const diff = await stageRootfs.commit(build.signal);
     // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
     // rule: RUN, COPY, ADD and WORKDIR below / are never empty history entries).
@@ -169,13 +169,18 @@ export async function filesystemStep(
     instruction: step.instruction.split('\n')[0]!.slice(0, 200),
     created: build.created ?? new Date().toISOString(),
   };
-  await build.cache.put(newEntry);
+  // The entry and the unpacked layer (a rename of the upperdir) do not depend on each other:
+  // they are written side by side. (A failure of the entry is still this step's.)
+  const putting = build.cache.put(newEntry);
+  putting.catch(() => undefined);
   build.cache.record(newEntry, record);
   if (build.sourceDateEpoch !== undefined) {
+    await putting;
     const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
     if (clamped !== null) layer = clamped;
   }
   if (action.independent !== true) await stageRootfs.committed(layer, undo);
+  await putting;
   state = withLayer(state, layer, action.createdBy, build.created);
   const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
   return {

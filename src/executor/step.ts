@@ -1,6 +1,7 @@
 import type { KeyComponent } from '../cache/key.js';
 import type { ExplainStep } from './build-session.js';
 import type { ImageState } from './image-state.js';
+import type { OfflineUpper } from './context/apply.js';
 
 /**
  * The contract between the stage runner and the filesystem steps (RUN, COPY, ADD, WORKDIR):
@@ -36,8 +37,12 @@ export interface StepAction {
    * the parent out, so the same step over a changed base is a hit and gives the same layer.
    */
   readonly independent?: boolean;
-  /** Does the work on the materialised rootfs (an empty directory when `independent`). */
-  readonly execute: (rootfs: string) => Promise<void>;
+  /**
+   * Does the work on the materialised rootfs (an empty directory when `independent`). `offline`:
+   * the rootfs is an overlay mount whose upperdir the step may write once it has let go of the
+   * mount (COPY/ADD use it for new small files; see context/apply.ts).
+   */
+  readonly execute: (rootfs: string, offline?: OfflineUpper) => Promise<void>;
 }
 
 /** A step's result: the layer it made, a cache hit, or nothing on disk. */

@@ -1,8 +1,8 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { link, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { link, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
 import { makeDirectories } from '../util/directories.js';
@@ -162,14 +162,21 @@ export class BlobStore {
     const digesting =
       alreadyDigesting ?? new DigestingStream(expected ? digestAlgorithm(expected) : 'sha256');
     try {
-      const out = createWriteStream(tmp, { flags: 'wx' });
-      if (alreadyDigesting) await pipeline(source, out);
-      else await pipeline(source, digesting, out);
+      // Flushed to disk as it is written and once more at its end (FlushingFile): complete on
+      // disk before it gets its name, so a crash of the machine never leaves a torn blob under
+      // a digest.
+      const handle = await open(tmp, 'wx');
+      try {
+        const out = new FlushingFile(handle);
+        if (alreadyDigesting) await pipeline(source, out);
+        else await pipeline(source, digesting, out);
+      } finally {
+        await handle.close();
+      }
       const digest = digesting.digest;
       if (expected !== undefined && digest !== expected) {
         throw new StratumError('DIGEST_MISMATCH', `blob content is ${digest}, expected ${expected}`);
       }
-      await fsyncFile(tmp);
       // Held before it gets its name, so a sweep never sees it unclaimed.
       await this.hold(digest);
       await makeDirectories(join(this.root, 'blobs', digestAlgorithm(digest)));
@@ -185,12 +192,53 @@ export class BlobStore {
 /** Partial blobs are `.tmp-<pid>-<random>` beside the finished ones. */
 const TEMPORARY_PREFIX = '.tmp-';
 
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+/** Bytes written between two early flushes of a blob (see FlushingFile). */
+const FLUSH_EVERY = 16 * 1024 * 1024;
+
+/**
+ * Writes a new blob file and flushes it before it finishes: an fdatasync starts every
+ * FLUSH_EVERY bytes (one at a time, while writing goes on) and an fsync ends it. Flushing a
+ * 300 MB layer only after writing it cost ~0.25 s after the hashing and compression were done;
+ * flushed as it goes, the disk works while they run and the last fsync finds little left.
+ */
+class FlushingFile extends Writable {
+  private unflushed = 0;
+  private flushing: Promise<void> | undefined;
+
+  constructor(private readonly handle: FileHandle) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.writeAll(chunk).then(() => {
+      this.unflushed += chunk.length;
+      if (this.unflushed >= FLUSH_EVERY && this.flushing === undefined) {
+        this.unflushed = 0;
+        const flushing = this.handle.datasync().finally(() => {
+          this.flushing = undefined;
+        });
+        // Awaited in _final; a failure there fails the write.
+        flushing.catch(() => undefined);
+        this.flushing = flushing;
+      }
+      callback();
+    }, callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    (async () => {
+      await this.flushing;
+      await this.handle.sync();
+    })().then(() => {
+      callback();
+    }, callback);
+  }
+
+  private async writeAll(chunk: Buffer): Promise<void> {
+    for (let offset = 0; offset < chunk.length;) {
+      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
+      offset += bytesWritten;
+    }
   }
 }
 

@@ -33,7 +33,8 @@ export function parseGoDuration(text: string): number | undefined {
     const whole = m[1] ?? '';
     const frac = m[2];
     if (whole === '' && (frac === undefined || frac === '')) return undefined;
-    const unitName = /^(ns|us|µs|μs|ms|s|m|h)/.exec(m[3] ?? '')?.[1];
+    // µ (U+00B5) and μ (U+03BC) escaped: the CLI bundle is ASCII (scripts/bundle.js).
+    const unitName = /^(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/.exec(m[3] ?? '')?.[1];
     if (unitName === undefined) return undefined;
     const unit = units[unitName]!;
     const value = Number(`${whole === '' ? '0' : whole}.${frac ?? ''}0`);

@@ -6,6 +6,7 @@ import { inUserNamespace, mapsEveryId } from '../util/user-namespace.js';
 import type { Workspace } from '../util/workspace.js';
 import type { UnpackedRootfsCache } from './kept-rootfs.js';
 import { OverlayMounts, overlayUnavailable } from './overlay.js';
+import { startOverlayHelper } from './overlay-helper.js';
 import { OverlaySnapshotter } from './overlay-rootfs.js';
 import { ScanSnapshotter } from './scan-rootfs.js';
 import type { RootfsOptions, RootfsSnapshot, Snapshotter, SnapshotterName } from './snapshotter.js';
@@ -71,6 +72,8 @@ export async function chooseSnapshotter(
       throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
     return scan(why);
   }
+  // The helper process the overlay steps talk to starts now, beside the first mount's preparation.
+  startOverlayHelper();
   const where = rootless
     ? mapsEveryId()
       ? ', in a user namespace of every id'
@@ -110,6 +113,7 @@ export class LazySnapshotter {
       view: async (layers: readonly LayerRef[], signal?: AbortSignal) => (await get()).view(layers, signal),
       prepare: async (layers: readonly LayerRef[], signal?: AbortSignal) =>
         (await get()).prepare(layers, signal),
+      offline: async () => (await get()).offline?.(),
       commit: async (signal?: AbortSignal) => (await get()).commit(signal),
       committed: async (layer, undo) => (await get()).committed(layer, undo),
       remove: async () => {

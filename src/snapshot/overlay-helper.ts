@@ -4,9 +4,10 @@ import { StratumError, errnoCode } from '../errors.js';
 import { nameBytes } from '../util/file-names.js';
 
 /**
- * The system calls Node cannot make (mknod, lsetxattr, lgetxattr, mount, umount2), made by one
- * long-lived Perl process per stratum process: a layer's whiteouts and opaque directories, an
- * upperdir's opaque flags, mounts and unmounts. Never a process per file, nor per step: spawning
+ * The system calls Node cannot make (mknod, lsetxattr, lgetxattr, mount, umount2, utimensat with
+ * exact nanoseconds), made by one long-lived Perl process per stratum process: a layer's
+ * whiteouts and opaque directories, an upperdir's opaque flags, mounts and unmounts, the mtimes
+ * the RUN sandbox gives back to directories. Never a process per file, nor per step: spawning
  * one cost ~10 ms of the main thread (fork of a 60 MB process) plus Perl's start-up, several
  * times per step. Perl is Essential in Debian (perl-base) and the RUN sandbox already depends on
  * it (executor/sandbox/init.ts).
@@ -21,9 +22,10 @@ import { nameBytes } from '../util/file-names.js';
  *   getopq PATH NAME         answer "y" when PATH has NAME=y, else "n"
  *   mount CWD TARGET DATA    chdir(CWD), mount overlay on TARGET with option string DATA
  *   umount TARGET            unmount TARGET (lazily when busy)
+ *   mtime PATH SEC NSEC      set PATH's mtime exactly (atime left alone, a symlink not followed)
  */
 const program = String.raw`
-my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2) = map { 0 + $_ } @ARGV;
+my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2, $NR_utimensat) = map { 0 + $_ } @ARGV;
 $| = 1;
 $/ = "\0";
 my @w;
@@ -65,6 +67,11 @@ sub run_batch {
         # EBUSY: a process still has something open below; MNT_DETACH finishes when it lets go.
         syscall($NR_umount2, $t, 2) == 0 or fail("unmount $t");
       }
+    } elsif ($op eq 'mtime') {
+      my ($p, $sec, $nsec) = splice(@$batch, 0, 3);
+      # atime UTIME_OMIT ((1 << 30) - 2), AT_FDCWD, AT_SYMLINK_NOFOLLOW (0x100).
+      my $times = pack('q4', 0, (1 << 30) - 2, $sec, $nsec);
+      syscall($NR_utimensat, -100, $p, $times, 0x100) == 0 or fail("set the mtime of $p");
     } else {
       $! = 22;
       fail("unknown operation $op");
@@ -74,12 +81,12 @@ sub run_batch {
 }
 `;
 
-/** mknodat, lsetxattr, lgetxattr, mount, umount2 */
+/** mknodat, lsetxattr, lgetxattr, mount, umount2, utimensat */
 const syscallTables: Readonly<Partial<Record<NodeJS.Architecture, readonly number[]>>> = {
-  x64: [259, 189, 192, 165, 166],
-  arm64: [33, 6, 9, 40, 39],
-  riscv64: [33, 6, 9, 40, 39],
-  loong64: [33, 6, 9, 40, 39],
+  x64: [259, 189, 192, 165, 166, 280],
+  arm64: [33, 6, 9, 40, 39, 88],
+  riscv64: [33, 6, 9, 40, 39, 88],
+  loong64: [33, 6, 9, 40, 39, 88],
 };
 
 export type HelperOp =
@@ -87,7 +94,8 @@ export type HelperOp =
   | { readonly op: 'opq'; readonly path: string; readonly name: string }
   | { readonly op: 'getopq'; readonly path: string; readonly name: string }
   | { readonly op: 'mount'; readonly cwd: string; readonly target: string; readonly data: string }
-  | { readonly op: 'umount'; readonly target: string };
+  | { readonly op: 'umount'; readonly target: string }
+  | { readonly op: 'mtime'; readonly path: string; readonly mtimeNs: bigint };
 
 function encode(ops: readonly HelperOp[]): Buffer {
   const words: string[] = [];
@@ -106,6 +114,18 @@ function encode(ops: readonly HelperOp[]): Buffer {
       case 'umount':
         words.push('umount', op.target);
         break;
+      case 'mtime': {
+        // A timespec's nanoseconds are 0..999999999, also before 1970: round the seconds down.
+        const remainder = op.mtimeNs % 1_000_000_000n;
+        const nanoseconds = remainder < 0n ? remainder + 1_000_000_000n : remainder;
+        words.push(
+          'mtime',
+          op.path,
+          String((op.mtimeNs - nanoseconds) / 1_000_000_000n),
+          String(nanoseconds),
+        );
+        break;
+      }
     }
   }
   words.push('.');
@@ -122,8 +142,25 @@ let shared: HelperProcess | undefined;
  */
 export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string[]> {
   if (ops.length === 0) return [];
+  return helper().run(ops);
+}
+
+/**
+ * Starts the helper ahead of its first batch, so that Perl's start-up (~20 ms) overlaps what
+ * comes before that batch (the overlay snapshotter calls it once it is chosen, then prepares
+ * the first mount's directories). A failure to start is the first batch's to report.
+ */
+export function startOverlayHelper(): void {
+  try {
+    helper();
+  } catch {
+    // An architecture without a system call table: the first batch says so.
+  }
+}
+
+function helper(): HelperProcess {
   if (shared === undefined || shared.dead) shared = new HelperProcess(syscallNumbers());
-  return shared.run(ops);
+  return shared;
 }
 
 function syscallNumbers(): readonly number[] {

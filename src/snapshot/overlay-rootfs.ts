@@ -2,7 +2,7 @@ import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import type { OverlayMounts, ActiveSnapshot } from './overlay.js';
-import type { RootfsOptions, RootfsSnapshot, Snapshotter } from './snapshotter.js';
+import type { OfflineUpper, RootfsOptions, RootfsSnapshot, Snapshotter } from './snapshotter.js';
 import type { LayerDiff } from './types.js';
 
 /** How many layers a cold start extracts side by side (each is one tar stream on one core). */
@@ -118,6 +118,12 @@ class OverlayRootfs implements RootfsSnapshot {
 
   /** DiffIDs this rootfs has ensured (leased) in the unpacked-layer store. */
   private readonly known = new Set<string>();
+
+  offline(): Promise<OfflineUpper | undefined> {
+    const active = this.active;
+    if (active === undefined || this.used) return Promise.resolve(undefined);
+    return Promise.resolve({ upper: active.upper, detach: () => this.snapshotter.detach(active) });
+  }
 
   async commit(signal?: AbortSignal): Promise<LayerDiff> {
     if (this.active === undefined) throw new StratumError('IO', 'rootfs: commit() before prepare()');

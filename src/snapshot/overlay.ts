@@ -160,6 +160,19 @@ export class OverlayMounts {
     );
   }
 
+  /**
+   * Unmounts the merged directory before the step is over, so the step may write the upperdir
+   * directly (overlayfs allows changes to the upper tree while it is not mounted); `commit`
+   * then reads the upperdir as always.
+   */
+  async detach(active: ActiveSnapshot): Promise<void> {
+    const merged = join(active.dir, 'm');
+    const mounted = active.mounted.indexOf(merged);
+    if (mounted < 0) return;
+    active.mounted.splice(mounted, 1);
+    await runOverlayHelper([{ op: 'umount', target: merged }]);
+  }
+
   /** Throws the snapshot away (its upperdir too, unless it was adopted as a layer). */
   async remove(active: ActiveSnapshot): Promise<void> {
     const ops = this.unmountOps(active);

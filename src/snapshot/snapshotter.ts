@@ -33,6 +33,13 @@ export interface RootfsSnapshot {
    * splits the one name a step writes.
    */
   prepare(layers: readonly LayerRef[], signal?: AbortSignal): Promise<string>;
+  /**
+   * After prepare(), overlay only: the upperdir a step may write directly once it lets go of the
+   * mount (`detach`). Creating a file through an overlay mount costs ~300 µs against ~65 µs on
+   * the filesystem below, and overlayfs allows changes to the upper tree while it is not mounted,
+   * so COPY resolves its paths through the mount and then writes new files into the upperdir.
+   */
+  offline?(): Promise<OfflineUpper | undefined>;
   /** Commit: what the step changed since prepare(), to write its layer from. */
   commit(signal?: AbortSignal): Promise<LayerDiff>;
   /**
@@ -46,6 +53,13 @@ export interface RootfsSnapshot {
    * build (the scan snapshotter keeps the last few stage directories, see kept-rootfs.ts).
    */
   remove(): Promise<void>;
+}
+
+/** A prepared overlay rootfs's upperdir, for writes made while it is not mounted. */
+export interface OfflineUpper {
+  readonly upper: string;
+  /** Unmounts the rootfs: from then on only the upperdir is written. */
+  readonly detach: () => Promise<void>;
 }
 
 export interface RootfsOptions {

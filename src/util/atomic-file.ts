@@ -20,6 +20,15 @@ export interface AtomicWriteOptions {
   readonly mode?: number;
   /** Create missing parent directories (with this mode when given). */
   readonly createParents?: boolean;
+  /**
+   * Flush the file before the rename and the directory after it (default true). Without, a
+   * killed process still leaves the old content or the new (rename is atomic), but after a
+   * crash of the machine the file may be missing, old, or empty or cut short. Only for files
+   * whose readers take any of those as "not there" and lose nothing but work: the layer cache's
+   * JSON records (a torn one fails to parse and is a miss), never a blob, an output or a
+   * credential.
+   */
+  readonly durable?: boolean;
 }
 
 export function temporarySibling(destination: string): string {
@@ -40,7 +49,7 @@ export async function writeFileAtomic(
     const handle = await open(temporary, 'wx', options.mode ?? 0o644);
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (options.durable !== false) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -51,7 +60,7 @@ export async function writeFileAtomic(
     await rm(temporary, { force: true });
     throw error;
   }
-  await syncDirectory(dirname(destination));
+  if (options.durable !== false) await syncDirectory(dirname(destination));
 }
 
 /**

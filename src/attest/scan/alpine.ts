@@ -1,6 +1,6 @@
-import { PackageURL } from 'packageurl-js';
 import { distroQualifier, type Distro } from './os-release.js';
 import type { FoundPackage } from './package.js';
+import { purl } from '../purl.js';
 
 /**
  * Alpine's installed database, `lib/apk/db/installed`: one blank-line separated record per
@@ -70,14 +70,7 @@ export function apkPackage(
     type: 'apk',
     name: entry.name,
     version: entry.version,
-    purl: new PackageURL(
-      'apk',
-      distro?.id ?? 'alpine',
-      entry.name,
-      entry.version,
-      qualifiers,
-      undefined,
-    ).toString(),
+    purl: purl('apk', distro?.id ?? 'alpine', entry.name, entry.version, qualifiers),
     ...(entry.license === undefined ? {} : { license: entry.license }),
     location: APK_INSTALLED,
     sourceInfo: `acquired package info from APK DB: /${APK_INSTALLED}`,

@@ -1,6 +1,6 @@
-import { PackageURL } from 'packageurl-js';
 import { distroQualifier, type Distro } from './os-release.js';
 import { parseStanzas, type FoundPackage } from './package.js';
+import { purl } from '../purl.js';
 
 /**
  * Debian's package databases: `var/lib/dpkg/status` (packages whose Status ends in
@@ -90,19 +90,11 @@ export function debPackage(
   const distroName = distroQualifier(distro);
   if (distroName !== undefined) qualifiers['distro'] = distroName;
   if (entry.source !== undefined) qualifiers['upstream'] = entry.source;
-  const purl = new PackageURL(
-    'deb',
-    distro?.id ?? 'debian',
-    entry.name,
-    entry.version,
-    qualifiers,
-    undefined,
-  ).toString();
   return {
     type: 'deb',
     name: entry.name,
     version: entry.version,
-    purl,
+    purl: purl('deb', distro?.id ?? 'debian', entry.name, entry.version, qualifiers),
     ...(licences !== undefined && licences.length > 0 ? { license: licences.join(' AND ') } : {}),
     location,
     sourceInfo: `acquired package info from DPKG DB: /${location}`,

@@ -1,6 +1,6 @@
-import { PackageURL } from 'packageurl-js';
 import type { GoBuildInfo, GoModule } from './go-buildinfo.js';
 import type { FoundPackage } from './package.js';
+import { purl } from '../purl.js';
 
 /**
  * A Go binary's modules as packages, as Syft lists them: the main module, each dependency the
@@ -10,14 +10,7 @@ function goPurl(modulePath: string, version: string): string {
   const slash = modulePath.lastIndexOf('/');
   const namespace = slash > 0 ? modulePath.slice(0, slash) : undefined;
   const name = slash > 0 ? modulePath.slice(slash + 1) : modulePath;
-  return new PackageURL(
-    'golang',
-    namespace,
-    name,
-    version === '' ? undefined : version,
-    undefined,
-    undefined,
-  ).toString();
+  return purl('golang', namespace, name, version === '' ? undefined : version, undefined);
 }
 
 export function goPackages(info: GoBuildInfo, path: string, layer: number | undefined): FoundPackage[] {

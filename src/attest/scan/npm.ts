@@ -1,5 +1,5 @@
-import { PackageURL } from 'packageurl-js';
 import type { FoundPackage } from './package.js';
+import { purl } from '../purl.js';
 
 /**
  * npm packages: every `node_modules/NAME/package.json` and `node_modules/@SCOPE/NAME/package.json`
@@ -70,7 +70,7 @@ export function npmPackage(
     type: 'npm',
     name,
     version,
-    purl: new PackageURL('npm', namespace, bare, version, undefined, undefined).toString(),
+    purl: purl('npm', namespace, bare, version, undefined),
     ...(license === undefined ? {} : { license }),
     location: path,
     sourceInfo: `acquired package info from installed node module manifest file: /${path}`,

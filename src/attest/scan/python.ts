@@ -1,5 +1,5 @@
-import { PackageURL } from 'packageurl-js';
 import type { FoundPackage } from './package.js';
+import { purl } from '../purl.js';
 
 /**
  * Installed Python distributions: `NAME-VER.dist-info/METADATA` (wheels, pip) and
@@ -61,14 +61,7 @@ export function pythonPackage(
     type: 'pypi',
     name,
     version,
-    purl: new PackageURL(
-      'pypi',
-      undefined,
-      normalisePythonName(name),
-      version,
-      undefined,
-      undefined,
-    ).toString(),
+    purl: purl('pypi', undefined, normalisePythonName(name), version, undefined),
     ...(license === undefined ? {} : { license }),
     location: path,
     sourceInfo: `acquired package info from installed python package manifest file: /${path}`,

@@ -125,7 +125,9 @@ export class StatCache {
   async save(): Promise<void> {
     if (this.path === undefined || !this.dirty) return;
     const body: StatCacheFile = { version: 1, entries: Object.fromEntries(this.entries) };
-    await writeFileAtomic(this.path, JSON.stringify(body), { createParents: true });
+    // Not flushed: after a crash of the machine a torn file reads as empty (see open()), an old
+    // one still maps stats to the digests they had; either only costs re-reading files.
+    await writeFileAtomic(this.path, JSON.stringify(body), { createParents: true, durable: false });
     this.dirty = false;
   }
 }

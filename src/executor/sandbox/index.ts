@@ -1,4 +1,4 @@
-export { runInSandbox } from './run.js';
+export { runInSandbox, warmRunSandbox } from './run.js';
 export {
   chooseIsolation,
   type IsolationChoice,

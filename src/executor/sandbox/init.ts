@@ -343,12 +343,6 @@ export function syscallNumbers(arch: NodeJS.Architecture = process.arch): string
   return table.map(String);
 }
 
-/** utimensat(2), for restoring directory mtimes to the nanosecond (see mount-points.ts). */
-export function utimensatNumber(arch: NodeJS.Architecture = process.arch): string {
-  syscallNumbers(arch); // the same architectures, the same error
-  return arch === 'x64' ? '280' : '88';
-}
-
 /** Docker's default capability set for containers (moby's caps.DefaultCapabilities). */
 export const dockerDefaultCapabilities: readonly number[] = [
   0, // CHOWN

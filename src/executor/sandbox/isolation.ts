@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { StratumError } from '../../errors.js';
 import { chooseIdMapping, unshareMappingArgs } from './id-mapping.js';
 import type { IsolationMode, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
@@ -33,7 +33,11 @@ export interface IsolationChoice {
 
 let probed: Promise<IsolationChoice> | undefined;
 
-/** Probes once per process (one `unshare`, ~5 ms), then answers from memory. */
+/**
+ * Probes once per process (one `unshare`, ~5 ms, not blocking the event loop), then answers from
+ * memory. A build starts the probe when its first step runs (see warmIsolation), so that it
+ * overlaps that step and the first RUN does not wait for it.
+ */
 export function chooseIsolation(requested: IsolationRequest = 'auto'): Promise<IsolationChoice> {
   probed ??= probe();
   return probed.then((available) => {
@@ -49,18 +53,31 @@ export function chooseIsolation(requested: IsolationRequest = 'auto'): Promise<I
   });
 }
 
+/** Starts the probe (when no step needed it yet) without waiting for it; errors wait too. */
+export function warmIsolation(): void {
+  if (probed !== undefined) return;
+  probed = probe();
+  // Its outcome, a failure included, is for the step that asks; none may be left unhandled.
+  probed.catch(() => undefined);
+}
+
 async function probe(): Promise<IsolationChoice> {
   const mapping = await chooseIdMapping();
-  const unshare = spawnSync(
-    'unshare',
-    ['--mount', '--pid', '--fork', '--uts', '--ipc', ...unshareMappingArgs(mapping), 'true'],
-    { encoding: 'utf8' },
+  const unshare = await new Promise<{ readonly missing: boolean; readonly stderr: string } | undefined>(
+    (resolve) => {
+      execFile(
+        'unshare',
+        ['--mount', '--pid', '--fork', '--uts', '--ipc', ...unshareMappingArgs(mapping), 'true'],
+        { encoding: 'utf8' },
+        (error, _stdout, stderr) => {
+          if (error === null) resolve(undefined);
+          else resolve({ missing: error.code === 'ENOENT', stderr });
+        },
+      );
+    },
   );
-  if (unshare.status === 0) return { mode: 'namespaces', reason: 'available' };
-  const why =
-    unshare.error !== undefined
-      ? 'unshare is not installed'
-      : (unshare.stderr.trim().split('\n').pop() ?? '');
+  if (unshare === undefined) return { mode: 'namespaces', reason: 'available' };
+  const why = unshare.missing ? 'unshare is not installed' : (unshare.stderr.trim().split('\n').pop() ?? '');
   if (prootPath() === undefined) {
     // No fallback: the namespace mode stays, and the first RUN says what failed and what to install.
     return { mode: 'namespaces', reason: `no namespaces here (${why}) and no proot` };

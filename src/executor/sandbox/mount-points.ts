@@ -1,12 +1,8 @@
-import { execFile } from 'node:child_process';
 import { lstat, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { promisify } from 'node:util';
 import { StratumError, errnoCode } from '../../errors.js';
-import { utimensatNumber } from './init.js';
+import { runOverlayHelper } from '../../snapshot/overlay-helper.js';
 import { resolveInRoot } from './root-path.js';
-
-const execFileAsync = promisify(execFile);
 
 /**
  * Mount points that the step needs but the rootfs lacks (`/proc` in a scratch image, `/etc/hosts`,
@@ -160,28 +156,14 @@ interface MtimeFix {
 
 /**
  * Node's fs.utimes takes seconds as a double and loses the nanoseconds, so the mtimes are set
- * by utimensat(2) with exact timespecs, for all directories in one short Perl process (one
- * process instead of a `touch -d @S.N` per directory). atime is left alone (UTIME_OMIT) and a
- * symlink is never followed (AT_SYMLINK_NOFOLLOW).
+ * by utimensat(2) with exact timespecs, all in one batch to the process's long-lived helper
+ * (snapshot/overlay-helper.ts; a Perl process of its own per step cost 15-30 ms). atime is left
+ * alone (UTIME_OMIT) and a symlink is never followed (AT_SYMLINK_NOFOLLOW).
  */
-const setMtimesProgram = String.raw`
-my $nr = 0 + shift @ARGV;
-while (@ARGV) {
-  my ($path, $sec, $nsec) = splice(@ARGV, 0, 3);
-  my $times = pack('q4', 0, (1 << 30) - 2, $sec, $nsec);
-  syscall($nr, -100, $path, $times, 0x100) == 0 or die "utimensat $path: $!\n";
-}
-`;
-
 async function setMtimes(fixes: readonly MtimeFix[]): Promise<void> {
   if (fixes.length === 0) return;
-  const args = fixes.flatMap(({ path, mtimeNs }) => [
-    path,
-    String(mtimeNs / 1_000_000_000n),
-    String(mtimeNs % 1_000_000_000n),
-  ]);
   try {
-    await execFileAsync('perl', ['-e', setMtimesProgram, utimensatNumber(), ...args], { env: {} });
+    await runOverlayHelper(fixes.map(({ path, mtimeNs }) => ({ op: 'mtime', path, mtimeNs })));
   } catch (error) {
     throw new StratumError('IO', `could not restore directory mtimes after the step: ${String(error)}`, {
       cause: error,

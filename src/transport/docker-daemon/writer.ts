@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { request, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -83,14 +83,18 @@ export async function loadIntoDockerDaemon(
   }
 }
 
-/** One Engine API call over the Unix socket; returns the body, or throws naming the status. */
-function engineRequest(
+/**
+ * One Engine API call over the Unix socket; returns the body, or throws naming the status.
+ * node:http is loaded here, on use: every build loads this module, few load into Docker.
+ */
+async function engineRequest(
   socketPath: string,
   method: string,
   path: string,
   where: string,
   options: { readonly body?: string; readonly signal?: AbortSignal },
 ): Promise<string> {
+  const { request } = await import('node:http');
   return new Promise((resolvePromise, reject) => {
     const fail = (error: unknown): void => {
       const code = errnoCode(error);

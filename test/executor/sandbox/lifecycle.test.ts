@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runInSandbox } from '../../../src/executor/sandbox/index.js';
 import { isRoot, requireTool } from '../../helpers/system.js';
@@ -91,6 +91,23 @@ describe.skipIf(!ready || !isRoot)('RUN step lifecycle', () => {
     expect(processesWith(marker)).toEqual([]);
   });
 
+  it('a setup that fails after the process chain started ends that chain and says why', async () => {
+    // The chain (setpriv, unshare, perl) starts while the mount points are prepared; a mount
+    // point that cannot be made must not leave it waiting for operations that never come.
+    const before = new Set(childrenOf(process.pid));
+    await expect(
+      runInSandbox(
+        baseSpec(rootfs, ['true'], {
+          mounts: [{ kind: 'bind', source: '/etc/hostname', target: '/bin', readonly: true }],
+        }),
+      ),
+    ).rejects.toMatchObject({
+      code: 'BUILD_FAILED',
+      message: expect.stringMatching(/cannot mount a file on \/bin/),
+    });
+    expect(childrenOf(process.pid).filter((pid) => !before.has(pid))).toEqual([]);
+  });
+
   it('an already aborted signal runs nothing', async () => {
     await expect(
       runInSandbox(baseSpec(rootfs, ['true']), { signal: AbortSignal.abort() }),
@@ -110,3 +127,13 @@ describe.skipIf(!ready || !isRoot)('RUN step lifecycle', () => {
     });
   });
 });
+
+/** The live child processes of `pid` (its threads' children). */
+function childrenOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8')
+      .split(' ')
+      .filter((word) => word !== '')
+      .map(Number),
+  );
+}

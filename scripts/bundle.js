@@ -1,0 +1,46 @@
+// Bundles the compiled CLI (dist/cli/main.js and everything it imports, dependencies included)
+// into one script, dist/bundle/stratum.cjs, which bin/load-cli.js runs with a V8 code cache.
+// Run by `npm run build` after tsc.
+//
+// Why: loading ~240 ES modules one by one (resolve, read, compile, link each) cost a one-shot
+// build 0.2-0.3 s before it did anything, as much as the steps of an edit rebuild; see
+// bench/README.md ("Start-up"). dist/ itself stays as tsc writes it: it is the library
+// (package.json `exports`) and what tests import.
+//
+// A classic script rather than an ES module: Node 20 can keep V8's compiled code of a
+// vm.Script between runs (`cachedData`), not of an ES module. Hence also: import.meta.url is
+// handed in by the loader, and the one import() left (undici, loaded only when a registry is
+// used, and kept out of the bundle for its size) becomes a require(), since a vm.Script's
+// import() needs an experimental flag.
+import { build } from 'esbuild';
+import { isAscii } from 'node:buffer';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = join(root, 'dist/bundle');
+
+rmSync(outdir, { recursive: true, force: true });
+await build({
+  entryPoints: [join(root, 'dist/cli/main.js')],
+  outfile: join(outdir, 'stratum.cjs'),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  external: ['undici'],
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__stratum_import_meta_url' },
+  // ASCII only (non-ASCII characters escaped), so the loader reads it as one-byte text.
+  charset: 'ascii',
+  // Smaller text to read at every start (names are kept: error and class names stay as written).
+  minifyWhitespace: true,
+  minifySyntax: true,
+  // Stack traces of internal errors stay readable with `node --enable-source-maps`; without
+  // the flag Node never reads the map, so it costs nothing at start-up.
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
+const written = readFileSync(join(outdir, 'stratum.cjs'));
+if (!isAscii(written)) throw new Error('scripts/bundle.js: dist/bundle/stratum.cjs is not ASCII');
