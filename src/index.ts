@@ -125,6 +125,7 @@ export {
   type DockerfileInputs,
 } from './dockerfile-checks.js';
 export { buildImage, resolveBaseImage, type BuildImageOptions, type BuildImageResult } from './build.js';
+export { watchBuilds, type WatchBuildOptions, type WatchBuildOutcome } from './build-watch.js';
 export { parseOutputs, type OutputTarget } from './output-spec.js';
 export { checkOutput, planOutput, type OutputPlan, type OutputShape } from './oci/output-path.js';
 export { parseBuildContexts, type NamedContext } from './named-contexts.js';
