@@ -1,7 +1,7 @@
 // `stratum build --watch` as a library call: the context watched (src/watch/), each burst of
 // changes rebuilt with buildImage in this one warm process, what the build writes never
 // counted as a change.
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { buildImage, type BuildImageOptions, type BuildImageResult } from './build.js';
 import { StratumError } from './errors.js';
 import { isIgnored, loadDockerignore, type IgnoreMatcher } from './executor/context/index.js';
@@ -142,7 +142,7 @@ function archivePath(reference: string): string | undefined {
 /**
  * What the build writes, as tests on a path: every output (a layout or a `type=local`
  * directory with all below it, a file with the temporary it is written to beside it,
- * `.NAME.tmp-…`), the records (--iidfile, --metadata-file), the cache, temporary and data
+ * `.NAME.tmp-…`, a directory with its staging beside it), the records (--iidfile, --metadata-file), the cache, temporary and data
  * directories. Inside the context they would otherwise make every build trigger the next.
  */
 function writtenPaths(options: WatchBuildOptions, contextDir: string): ((path: string) => boolean)[] {
@@ -169,8 +169,16 @@ function writtenPaths(options: WatchBuildOptions, contextDir: string): ((path: s
     );
   return inside
     .map((written) => {
-      const temporaryPrefix = join(dirname(written), `.${written.slice(dirname(written).length + 1)}.tmp-`);
+      const beside = dirname(written);
+      // The file's atomic-write temporary (`.NAME.tmp-…`), a type=local export's staging
+      // directory (`.stratum-export-<pid>-…`): both this process's, beside the output.
+      const temporaryPrefix = join(beside, `.${basename(written)}.tmp-`);
+      const staging = new RegExp(`^\\.stratum-[a-z]+-${process.pid}-`);
       return (path: string) =>
-        path === written || path.startsWith(written + sep) || path.startsWith(temporaryPrefix);
+        path === written ||
+        path.startsWith(written + sep) ||
+        path.startsWith(temporaryPrefix) ||
+        (path.startsWith(beside + sep) &&
+          staging.test(path.slice(beside.length + 1).split(sep)[0] ?? ''));
     });
 }
