@@ -21,7 +21,7 @@ export interface WatchBuildOptions extends Omit<BuildImageOptions, 'dockerfile' 
   readonly onBuildStart?: (changed: readonly string[]) => void;
   /** A build ended: its result, or the error that failed it (not thrown: the loop goes on). */
   readonly onBuildEnd?: (outcome: WatchBuildOutcome) => void;
-  /** Quiet time before a burst of changes is built (default 50 ms). */
+  /** Quiet time before a burst of changes is built (default 15 ms). */
   readonly quietMs?: number;
 }
 

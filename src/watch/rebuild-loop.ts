@@ -15,13 +15,13 @@ export interface RebuildLoopOptions {
   /** Subscribes to changes (paths as they should be shown); returns the unsubscribe. */
   readonly subscribe: (onChange: (path: string) => void) => () => void;
   readonly signal: AbortSignal;
-  /** How long the context must stay quiet before a build starts (default 50 ms). */
+  /** How long the context must stay quiet before a build starts (default 15 ms). */
   readonly quietMs?: number;
   /** The longest a burst of changes delays its build (default 1 s). */
   readonly maxWaitMs?: number;
 }
 
-export const DEFAULT_QUIET_MS = 50;
+export const DEFAULT_QUIET_MS = 15;
 const DEFAULT_MAX_WAIT_MS = 1000;
 
 export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void> {
