@@ -6,13 +6,17 @@ import { buildImage, type BuildImageOptions, type BuildImageResult } from './bui
 import { StratumError } from './errors.js';
 import { isIgnored, loadDockerignore, type IgnoreMatcher } from './executor/context/index.js';
 import { defaultCacheDir } from './executor/build.js';
+import { BuildSession } from './executor/session.js';
 import { descriptorOf } from './oci/output-path.js';
 import { parseImageReference } from './oci/reference.js';
 import { defaultDataDir } from './oci-writer/store.js';
 import { parseOutputs } from './output-spec.js';
 import { TreeWatcher, runRebuildLoop } from './watch/index.js';
 
-export interface WatchBuildOptions extends Omit<BuildImageOptions, 'dockerfile' | 'contextArchive' | 'signal'> {
+export interface WatchBuildOptions extends Omit<
+  BuildImageOptions,
+  'dockerfile' | 'contextArchive' | 'signal'
+> {
   /** The Dockerfile, read again for every build (default CONTEXT/Dockerfile). */
   readonly dockerfilePath?: string;
   /** Ends the loop: the build running stops and cleans up, then watchBuilds resolves. */
@@ -60,6 +64,8 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
     return rel !== undefined && !isIgnored(matcher, rel);
   };
   const listeners = new Set<(path: string) => void>();
+  // The snapshotter, stat cache and explain record stay warm between builds (session.ts).
+  const session = new BuildSession();
   const watcher = new TreeWatcher(contextDir, {
     skipDirectory: (dir) => {
       if (isExcluded(dir)) return true;
@@ -101,16 +107,20 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
         const seconds = (): number => (performance.now() - started) / 1000;
         try {
           const { onBuildStart: _start, onBuildEnd: _end, quietMs: _quiet, ...buildOptions } = options;
-          const result = await buildImage({ ...buildOptions, contextDir, dockerfilePath, signal });
+          const result = await buildImage({ ...buildOptions, contextDir, dockerfilePath, signal, session });
           options.onBuildEnd?.({ kind: 'built', result, seconds: seconds() });
         } catch (error) {
           if (signal.aborted) return;
           options.onBuildEnd?.({ kind: 'failed', error, seconds: seconds() });
         }
+        // What the build left for later (the stat cache, the explain record), now that its
+        // outputs are written; a failure to save a cache costs the next build time, no more.
+        await session.flush().catch(() => undefined);
       },
     });
   } finally {
     watcher.close();
+    await session.close();
   }
 }
 
@@ -167,18 +177,16 @@ function writtenPaths(options: WatchBuildOptions, contextDir: string): ((path: s
       'USAGE',
       `--watch: an output or the cache is the context directory ${contextDir} itself: every build would change what it builds; write it elsewhere`,
     );
-  return inside
-    .map((written) => {
-      const beside = dirname(written);
-      // The file's atomic-write temporary (`.NAME.tmp-…`), a type=local export's staging
-      // directory (`.stratum-export-<pid>-…`): both this process's, beside the output.
-      const temporaryPrefix = join(beside, `.${basename(written)}.tmp-`);
-      const staging = new RegExp(`^\\.stratum-[a-z]+-${process.pid}-`);
-      return (path: string) =>
-        path === written ||
-        path.startsWith(written + sep) ||
-        path.startsWith(temporaryPrefix) ||
-        (path.startsWith(beside + sep) &&
-          staging.test(path.slice(beside.length + 1).split(sep)[0] ?? ''));
-    });
+  return inside.map((written) => {
+    const beside = dirname(written);
+    // The file's atomic-write temporary (`.NAME.tmp-…`), a type=local export's staging
+    // directory (`.stratum-export-<pid>-…`): both this process's, beside the output.
+    const temporaryPrefix = join(beside, `.${basename(written)}.tmp-`);
+    const staging = new RegExp(`^\\.stratum-[a-z]+-${process.pid}-`);
+    return (path: string) =>
+      path === written ||
+      path.startsWith(written + sep) ||
+      path.startsWith(temporaryPrefix) ||
+      (path.startsWith(beside + sep) && staging.test(path.slice(beside.length + 1).split(sep)[0] ?? ''));
+  });
 }

@@ -87,6 +87,7 @@ export * from './push/index.js';
 export * from './executor/sandbox/index.js';
 export { resolveUser, resolveChown, type ResolvedUser, type ResolvedOwner } from './executor/users.js';
 export { build, defaultCacheDir, type BuildOptions, type BuildResult } from './executor/build.js';
+export { BuildSession } from './executor/session.js';
 export {
   describeTarget,
   readContextFile,

@@ -46,6 +46,7 @@ import { Workspace } from './workspace.js';
 import { UnpackedRootfsCache } from './unpacked.js';
 import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
 import { defaultCacheDir } from '../oci/temp-dir.js';
+import type { BuildSession } from './session.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -101,6 +102,8 @@ export interface BuildOptions {
   readonly tmpDir?: string;
   /** overlay, scan, or auto (default: overlay where it can be mounted, else scan). */
   readonly snapshotter?: SnapshotterName;
+  /** What builds of one process keep between them (`build --watch`; see session.ts). */
+  readonly session?: BuildSession;
 }
 
 export interface BuildResult {
@@ -150,13 +153,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const cache = new LayerCache(cacheDir, options.blobs);
   const blobs = cache.blobs;
   const ignore = await loadDockerignore(options.contextDir, options.dockerfilePath);
-  const statCache = await StatCache.open(cache.statCachePath);
+  const session = options.session;
+  const statCache = await (session?.statCache(cache.statCachePath) ?? StatCache.open(cache.statCachePath));
   const explainId = createHash('sha256')
     .update(
       `${options.dockerfilePath === undefined ? '<stdin>' : resolve(options.dockerfilePath)}\0${options.target ?? ''}`,
     )
     .digest('hex');
-  const previous = await cache.readExplain(explainId);
+  const previous = await (session?.readExplain(cache, explainId) ?? cache.readExplain(explainId));
   const current = new Map<string, ExplainStep>();
   const noCacheFilter = new Set((options.noCacheFilter ?? []).map((name) => name.toLowerCase()));
   const created =
@@ -191,6 +195,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     onChoice: (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
     },
+    ...(session === undefined ? {} : { session }),
   });
   const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
   const cacheMountTransfer = new CacheMountTransfer(
@@ -386,10 +391,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       : undefined;
     // Cache mounts for `--cache-to ...,mounts=true` (nothing happens without one).
     await cacheMountTransfer.export(stageSignal);
-    await cache.writeExplain(explainId, {
-      steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
-    });
-    await statCache.save();
+    const explained = { steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])) };
+    // A session writes these after the outputs (session.flush), off the path to the image.
+    if (session === undefined) {
+      await cache.writeExplain(explainId, explained);
+      await statCache.save();
+    } else session.writeExplain(cache, explainId, explained);
     // Only a successful build's filesystems are whole: a failed step may have left one half done.
     for (const built of nodes.values()) await (await built).keepRootfs();
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };

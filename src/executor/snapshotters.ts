@@ -14,6 +14,7 @@ import { OverlayRootfs } from './overlay-rootfs.js';
 import { Rootfs, type StageRootfs } from './rootfs.js';
 import type { UnpackedRootfsCache } from './unpacked.js';
 import type { Workspace } from './workspace.js';
+import type { BuildSession } from './session.js';
 
 export type SnapshotterName = 'overlay' | 'scan' | 'auto';
 
@@ -27,6 +28,16 @@ export interface SnapshotterChoice {
   readonly reason: string;
 }
 
+/** The snapshotter a build (or a session of builds) uses, and how to let go of it. */
+interface ChosenSnapshotter {
+  readonly choice: SnapshotterChoice;
+  readonly overlay?: OverlaySnapshotter;
+  /** Unmounts what was mounted through it and removes its unpacked-layer session. */
+  readonly close: () => Promise<void>;
+  /** Unmounts what was mounted through it, keeping the session for the next build. */
+  readonly sweep: () => Promise<void>;
+}
+
 /**
  * Makes stage rootfs for the snapshotter this build uses. The choice is made when a rootfs is
  * first needed (a fully cached build mounts and probes nothing): `overlay` when requested or
@@ -34,8 +45,9 @@ export interface SnapshotterChoice {
  * mount; without root, in a user namespace), else `scan`, with the reason in the build log.
  */
 export class RootfsFactory {
-  private choice: Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> | undefined;
-  private layers: UnpackedLayers | undefined;
+  private choice: Promise<ChosenSnapshotter> | undefined;
+  /** The overlay rootfs of this build's stages: a failed build's are released by close(). */
+  private readonly overlays: OverlayRootfs[] = [];
 
   /**
    * How COPY gives owners other than root: undefined as root of the host; as root of a user
@@ -89,52 +101,65 @@ export class RootfsFactory {
       /** An upperdir equals its layer (no SOURCE_DATE_EPOCH clamping). */
       readonly adoptUppers: boolean;
       readonly onChoice: (choice: SnapshotterChoice) => void;
+      /** Builds of one process share the choice and its overlay session (see session.ts). */
+      readonly session?: BuildSession;
     },
   ) {}
 
-  private choose(): Promise<{ choice: SnapshotterChoice; overlay?: OverlaySnapshotter }> {
+  private choose(): Promise<ChosenSnapshotter> {
     this.choice ??= (async () => {
-      const { requested } = this.options;
-      let result: { choice: SnapshotterChoice; overlay?: OverlaySnapshotter };
-      if (requested === 'scan') {
-        result = { choice: { name: 'scan', reason: 'requested' } };
-      } else if (process.getuid?.() !== 0) {
-        // Outside any user namespace without root, no overlay can be mounted (nor any store made).
-        const why =
-          'not root, and no user namespace could be made (unprivileged user namespaces are disabled here)';
+      const { session, cacheDir, requested } = this.options;
+      const chosen =
+        session === undefined
+          ? await this.pick()
+          : await session.snapshotter(`${cacheDir}\0${requested}`, () => this.pick());
+      this.options.onChoice(chosen.choice);
+      return chosen;
+    })();
+    return this.choice;
+  }
+
+  private async pick(): Promise<ChosenSnapshotter> {
+    const { requested } = this.options;
+    const none = (): Promise<void> => Promise.resolve();
+    let result: ChosenSnapshotter;
+    if (requested === 'scan') {
+      result = { choice: { name: 'scan', reason: 'requested' }, close: none, sweep: none };
+    } else if (process.getuid?.() !== 0) {
+      // Outside any user namespace without root, no overlay can be mounted (nor any store made).
+      const why =
+        'not root, and no user namespace could be made (unprivileged user namespaces are disabled here)';
+      if (requested === 'overlay') {
+        throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
+      }
+      result = { choice: { name: 'scan', reason: why }, close: none, sweep: none };
+    } else {
+      // Root of a user namespace (a rootless stratum runs itself in one, see
+      // src/user-namespace.ts) mounts with the rootless store's user.overlay.* markers.
+      const rootless = inUserNamespace();
+      const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
+      const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
+      const overlay = new OverlaySnapshotter(layers);
+      const why = await overlayUnavailable(overlay);
+      if (why === undefined) {
+        result = {
+          close: () => layers.close(),
+          sweep: () => layers.sweep(),
+          choice: {
+            name: 'overlay',
+            reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? (mapsEveryId() ? ', in a user namespace of every id' : ', rootless (user namespace)') : ''}`,
+          },
+          overlay,
+        };
+      } else {
+        await layers.close();
         if (requested === 'overlay') {
           throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
         }
-        result = { choice: { name: 'scan', reason: why } };
-      } else {
-        // Root of a user namespace (a rootless stratum runs itself in one, see
-        // src/user-namespace.ts) mounts with the rootless store's user.overlay.* markers.
-        const rootless = inUserNamespace();
-        const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-        const layers = await UnpackedLayers.open(join(this.options.cacheDir, store.dir), store.opaqueXattr);
-        const overlay = new OverlaySnapshotter(layers);
-        const why = await overlayUnavailable(overlay);
-        if (why === undefined) {
-          this.layers = layers;
-          result = {
-            choice: {
-              name: 'overlay',
-              reason: `${requested === 'overlay' ? 'requested' : 'available'}${rootless ? (mapsEveryId() ? ', in a user namespace of every id' : ', rootless (user namespace)') : ''}`,
-            },
-            overlay,
-          };
-        } else {
-          await layers.close();
-          if (requested === 'overlay') {
-            throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
-          }
-          result = { choice: { name: 'scan', reason: why } };
-        }
+        result = { choice: { name: 'scan', reason: why }, close: none, sweep: none };
       }
-      this.options.onChoice(result.choice);
-      return result;
-    })();
-    return this.choice;
+    }
+    return result;
   }
 
   /** A rootfs for one stage (or one `--from` image). */
@@ -143,16 +168,19 @@ export class RootfsFactory {
     const get = async (): Promise<StageRootfs> => {
       if (inner !== undefined) return inner;
       const { overlay } = await this.choose();
-      inner ??=
-        overlay !== undefined
-          ? new OverlayRootfs(overlay, this.options.blobs, onMaterialize, this.options.adoptUppers)
-          : new Rootfs(
-              this.options.workspace,
-              this.options.blobs,
-              purpose,
-              onMaterialize,
-              keepable ? this.options.unpacked : undefined,
-            );
+      if (inner !== undefined) return inner;
+      if (overlay !== undefined) {
+        const made = new OverlayRootfs(overlay, this.options.blobs, onMaterialize, this.options.adoptUppers);
+        this.overlays.push(made);
+        inner = made;
+      } else
+        inner = new Rootfs(
+          this.options.workspace,
+          this.options.blobs,
+          purpose,
+          onMaterialize,
+          keepable ? this.options.unpacked : undefined,
+        );
       return inner;
     };
     return {
@@ -168,7 +196,13 @@ export class RootfsFactory {
 
   /** Unmounts every overlay this build mounted (before the workspace is removed). */
   async close(): Promise<void> {
-    if (this.choice !== undefined) await this.choice.catch(() => undefined);
-    await this.layers?.close();
+    const chosen = await this.choice?.catch(() => undefined);
+    // A session's snapshotter outlives the build, which must still leave nothing mounted: a
+    // failed build's stages never got to keep() theirs.
+    if (this.options.session !== undefined) {
+      for (const rootfs of this.overlays) await rootfs.release();
+      // Whatever an interrupted step had mounted and not yet handed to its rootfs.
+      if (this.overlays.length > 0) await chosen?.sweep();
+    } else await chosen?.close();
   }
 }

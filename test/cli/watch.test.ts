@@ -182,8 +182,9 @@ describe.skipIf(!isRoot)('stratum build --watch', () => {
   });
 
   it('a broken Dockerfile or a failing RUN prints its error and the loop keeps watching; fixing it rebuilds', async () => {
+    const cacheDir = join(home, 'cache-broken');
     const ctx = context({ Dockerfile: `FROM ${baseRef}\nRUN true\n` });
-    const w = watch(ctx);
+    const w = watch(ctx, '--cache-dir', cacheDir);
     await w.built(1);
     writeFileSync(join(ctx, 'Dockerfile'), `FROM ${baseRef}\nRUNN true\n`);
     await w.built(2);
@@ -191,6 +192,8 @@ describe.skipIf(!isRoot)('stratum build --watch', () => {
     writeFileSync(join(ctx, 'Dockerfile'), `FROM ${baseRef}\nRUN exit 3\n`);
     await w.built(3);
     expect(w.stderr).toMatch(/^stratum: .*exit(ed with)? (code )?3/m);
+    // The failed step's overlay is gone while the loop waits: nothing stays mounted between builds.
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(cacheDir);
     writeFileSync(join(ctx, 'Dockerfile'), `FROM ${baseRef}\nRUN echo fixed > /fixed\n`);
     await w.built(4);
     expect(w.digests).toHaveLength(2);
@@ -211,6 +214,7 @@ describe.skipIf(!isRoot)('stratum build --watch', () => {
     expect(w.stderr).toContain('[watch] stopped by SIGINT');
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(cacheDir);
     expect(readdirSync(join(cacheDir, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(cacheDir, 'overlay', 'sessions'))).toEqual([]);
     expect(spawnSync('pgrep', ['-f', `sleep ${marker}`], { encoding: 'utf8' }).stdout.trim()).toBe('');
     // The output holds the last finished build, never a half-written one.
     const index = JSON.parse(readFileSync(join(home, 'layout-interrupt', 'index.json'), 'utf8')) as {
