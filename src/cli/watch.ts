@@ -3,6 +3,7 @@ import {
   displayName,
   formatWarningSummary,
   isStratumError,
+  StratumError,
   watchBuilds,
   type BuildImageOptions,
   type WatchBuildOutcome,
@@ -47,6 +48,7 @@ export async function watchBuild(options: BuildImageOptions, display: WatchDispl
   try {
     await watchBuilds({
       ...watched,
+      ...quietTime(),
       signal: controller.signal,
       onEvent: (event) => render?.(event),
       onBuildStart: (changed) => {
@@ -97,6 +99,16 @@ function report(outcome: WatchBuildOutcome, display: WatchDisplay, first: boolea
       `stratum: internal error (please report): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );
   }
+}
+
+/** `STRATUM_WATCH_QUIET_MS`: how long changes must pause before a build (default 15). */
+function quietTime(): { quietMs?: number } {
+  const text = process.env['STRATUM_WATCH_QUIET_MS'];
+  if (text === undefined || text === '') return {};
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > 60_000)
+    throw new StratumError('USAGE', `STRATUM_WATCH_QUIET_MS=${text}: expected milliseconds, 0 to 60000`);
+  return { quietMs: value };
 }
 
 /** `hello.c changed`, `3 files changed (a.c, b.c, Makefile)`. */

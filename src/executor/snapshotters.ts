@@ -162,25 +162,31 @@ export class RootfsFactory {
     return result;
   }
 
+  private overlayRootfs(
+    overlay: OverlaySnapshotter,
+    onMaterialize?: (layers: number) => void,
+  ): OverlayRootfs {
+    const rootfs = new OverlayRootfs(overlay, this.options.blobs, onMaterialize, this.options.adoptUppers);
+    this.overlays.push(rootfs);
+    return rootfs;
+  }
+
   /** A rootfs for one stage (or one `--from` image). */
   create(purpose: string, onMaterialize?: (layers: number) => void, keepable = true): StageRootfs {
     let inner: StageRootfs | undefined;
     const get = async (): Promise<StageRootfs> => {
       if (inner !== undefined) return inner;
       const { overlay } = await this.choose();
-      if (inner !== undefined) return inner;
-      if (overlay !== undefined) {
-        const made = new OverlayRootfs(overlay, this.options.blobs, onMaterialize, this.options.adoptUppers);
-        this.overlays.push(made);
-        inner = made;
-      } else
-        inner = new Rootfs(
-          this.options.workspace,
-          this.options.blobs,
-          purpose,
-          onMaterialize,
-          keepable ? this.options.unpacked : undefined,
-        );
+      inner ??=
+        overlay !== undefined
+          ? this.overlayRootfs(overlay, onMaterialize)
+          : new Rootfs(
+              this.options.workspace,
+              this.options.blobs,
+              purpose,
+              onMaterialize,
+              keepable ? this.options.unpacked : undefined,
+            );
       return inner;
     };
     return {

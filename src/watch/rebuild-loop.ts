@@ -26,6 +26,8 @@ const DEFAULT_MAX_WAIT_MS = 1000;
 
 export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void> {
   const { signal } = options;
+  // A function, not `signal.aborted` inline: the loop's condition must not narrow it for good.
+  const stopped = (): boolean => signal.aborted;
   const quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
   let pending = new Set<string>();
@@ -71,7 +73,7 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
       } finally {
         building = false;
       }
-      if (signal.aborted) break;
+      if (stopped()) break;
       // What came during the build is built next: its quiet time counts from its last change.
       await new Promise<void>((resolve) => {
         wake = resolve;

@@ -95,7 +95,7 @@ export class TreeWatcher {
     let watcher: FSWatcher;
     try {
       watcher = watch(dir, { persistent: true }, (_event, name) => {
-        this.onEvent(dir, name === null ? undefined : name.toString());
+        this.onEvent(dir, name ?? undefined);
       });
     } catch (error) {
       if (isGone(error)) return false;

@@ -30,16 +30,22 @@ function harness() {
   return {
     loop,
     builds,
-    emit: (path: string) => emit(path),
+    emit: (path: string) => {
+      emit(path);
+    },
     overlapped: () => overlapped,
     hold: () => {
-      gate = new Promise((done) => (release = done));
+      gate = new Promise((done) => {
+        release = done;
+      });
     },
     release: () => {
       gate = undefined;
       release?.();
     },
-    stop: () => controller.abort(),
+    stop: () => {
+      controller.abort();
+    },
   };
 }
 
