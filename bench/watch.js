@@ -172,13 +172,23 @@ async function main() {
   watching.child.kill('SIGINT');
   await new Promise((resolve) => watching.child.once('exit', resolve));
   if (watching.failures().length > 0) console.log(`stratum errors:\n${watching.failures().join('\n')}`);
-  const steps = watching
-    .stderr()
-    .split('\n')
-    .filter((line) => /^#\d+ (DONE|CACHED)/.test(line) || line.startsWith('[watch] hello.c'));
-  console.log(`the last rebuild's steps:\n  ${steps.slice(-7).join('\n  ')}`);
+  // Per rebuild: the seconds its three steps that ran (COPY, RUN make, COPY --from) took, as
+  // the progress says; the rest of the save-to-image time is the debounce, planning, cache
+  // lookups, committing and writing the layout.
+  const rebuilds = watching.stderr().split('[watch] hello.c changed: rebuilding').slice(1);
+  const stepSeconds = rebuilds.map((text) =>
+    [...text.matchAll(/^#\d+ DONE (\d+\.\d+)s layer/gm)].reduce((sum, match) => sum + Number(match[1]), 0),
+  );
+  const makeSeconds = rebuilds.map((text) => {
+    const id = /^(#\d+) \[builder \d+\/\d+\] RUN make$/m.exec(text)?.[1];
+    const done = id === undefined ? undefined : new RegExp(`^${id} DONE (\\d+\\.\\d+)s`, 'm').exec(text);
+    return done === null || done === undefined ? 0 : Number(done[1]);
+  });
   const bk = median(times.buildkit);
   const w = median(times.watch);
+  console.log(
+    `watch rebuilds: steps that ran ${fmtS(median(stepSeconds))} (RUN make ${fmtS(median(makeSeconds))}), the rest ${fmtS(w - median(stepSeconds))} (medians)`,
+  );
   console.log(`${machine}; load average at the end ${loadavg()}`);
   table(
     ['edit → image written', 'median', 'min', 'max'],
