@@ -15,17 +15,9 @@ const topLevelModules = Object.keys(importRules.topLevel).filter((name) => name 
 
 const layerRules = folders.flatMap((folder) => {
   const allowed = importRules.folders[folder];
-  const forbidden =
-    folder === 'cli'
-      ? [
-          ...folders.filter((other) => other !== 'cli'),
-          ...topLevelModules.filter((name) => !allowed.includes(name)),
-        ]
-      : [...folders.filter((other) => other !== folder && !allowed.includes(other)), ...topLevelModules];
-  const message =
-    folder === 'cli'
-      ? `src/cli uses the public API only: ${allowed.join(', ')}`
-      : `src/${folder} may import only: ${allowed.join(', ') || 'nothing else in src/'}`;
+  const mayImport = (other) => other !== 'cli' && (allowed.includes('*') || allowed.includes(other));
+  const forbidden = [...folders.filter((other) => other !== folder && !mayImport(other)), ...topLevelModules];
+  const message = `src/${folder} may import only: ${allowed.join(', ') || 'nothing else in src/'}`;
   return [1, 2, 3, 4].map((depth) => {
     const up = '../'.repeat(depth);
     return {

@@ -9,7 +9,11 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { BlobStore, analyzeImage, applyLayers, diffImages, openImage, writeImage } from '../dist/index.js';
+import { analyzeImage } from '../dist/analyze/analyze.js';
+import { applyLayers } from '../dist/analyze/apply.js';
+import { diffImages } from '../dist/analyze/diff.js';
+import { BlobStore } from '../dist/oci/blob-store.js';
+import { openImage, writeImage } from '../dist/transport/images.js';
 
 const files = Number(process.argv[2] ?? 50_000);
 const steps = Number(process.argv[3] ?? 20);

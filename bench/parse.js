@@ -3,7 +3,7 @@
 // parse and for the AST stage alone. Run: npm run build && node bench/parse.js
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { parseDockerfile, parseDockerfileAst } from '../dist/index.js';
+import { parseDockerfile, parseDockerfileAst } from '../dist/parser/parse.js';
 
 const corpora = resolve(import.meta.dirname, '..', '..', 'shared', 'corpora');
 

@@ -17,7 +17,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { runInSandbox } from '../dist/index.js';
+import { runInSandbox } from '../dist/executor/sandbox/run.js';
 
 const run = promisify(execFile);
 const rounds = Number(process.env.ROUNDS ?? 40);

@@ -110,3 +110,21 @@ describe('the README and docs match the commands', () => {
     expect(problems).toEqual([]);
   });
 });
+
+describe('docs/api.md is the library API', () => {
+  it('lists exactly the runtime exports of the package entry (package.json exports)', async () => {
+    const manifest = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
+      exports: { '.': { default: string } };
+    };
+    const entry = (await import(join(REPO, manifest.exports['.'].default))) as Record<string, unknown>;
+    const exported = Object.keys(entry).sort();
+    const page = readFileSync(join(REPO, 'docs/api.md'), 'utf8');
+    // Names in the first column of the tables: `name`, `a`, `b`.
+    const documented = [...page.matchAll(/^\| ((?:`\w+`(?:, )?)+) \|/gm)]
+      .flatMap((match) => [...match[1]!.matchAll(/`(\w+)`/g)].map((name) => name[1]!))
+      .sort();
+    expect(documented).toEqual(exported);
+    // The issue's bound: a small API, not every internal.
+    expect(exported.length).toBeLessThanOrEqual(60);
+  });
+});

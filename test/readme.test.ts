@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { verifyOciLayout } from '../src/oci/readers.js';
+import { verifyOciLayout } from '../src/transport/index.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 

@@ -1,8 +1,8 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
-import { directoryAccess } from '../oci/files.js';
-import { layoutBlobs, readLayoutIndex, refName } from '../oci/layout-reader.js';
+import { directoryAccess } from '../transport/files.js';
+import { layoutBlobs, readLayoutIndex, refName } from '../transport/layout/reader.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
 import { parseManifestOrIndex } from '../oci/parse.js';
 import type { Descriptor } from '../oci/types.js';

@@ -1,22 +1,13 @@
-import { displayName } from '../oci/file-names.js';
+import { humanSize } from '../util/byte-size.js';
+import { displayName } from '../util/file-names.js';
+
+export { humanSize };
 import type { CopyUp, CopyUpCause, ImageAnalysis, LayerReport, StepRef, WastedContent } from './types.js';
 import type { ImageDiff, StepDiff, StepDifference } from './diff.js';
 import type { DiskUsage } from './du.js';
 import type { FsEntry } from './fs-model.js';
 
 /** Plain-text renderings of diffs, analyses and disk usage, as the CLI prints them. */
-
-export function humanSize(bytes: number): string {
-  if (bytes < 1000) return `${bytes} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
 
 export function oneLine(text: string, width = 100): string {
   const flat = text.replace(/\s+/g, ' ').trim();

@@ -1,3 +1,4 @@
+import { humanSize } from '../util/byte-size.js';
 import type { Hint, WastedContent } from './types.js';
 
 /**
@@ -46,18 +47,6 @@ function isWholeContext(sources: readonly string[] | undefined): boolean {
   return (sources ?? []).some((source) => ['.', './', '*', './*', '/'].includes(source.trim()));
 }
 
-function humanBytes(bytes: number): string {
-  if (bytes < 1000) return `${bytes} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
-
 export function dockerfileHints(
   dockerfile: DockerfileInput,
   steps: readonly { readonly index: number; readonly createdBy: string }[],
@@ -101,7 +90,7 @@ export function dockerfileHints(
       line: pair.adder.location.line,
       relatedLine: pair.remover.location.line,
       bytes: pair.bytes,
-      message: `RUN at line ${pair.adder.location.line} adds ${humanBytes(pair.bytes)} in ${pair.files} file(s) that the RUN at line ${pair.remover.location.line} deletes; they still ship in line ${pair.adder.location.line}'s layer. Install and clean up in the same RUN.`,
+      message: `RUN at line ${pair.adder.location.line} adds ${humanSize(pair.bytes)} in ${pair.files} file(s) that the RUN at line ${pair.remover.location.line} deletes; they still ship in line ${pair.adder.location.line}'s layer. Install and clean up in the same RUN.`,
     });
   }
 

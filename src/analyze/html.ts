@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { StratumError, errnoCode, isStratumError } from '../errors.js';
-import { writeOutputFile } from '../oci/atomic-file.js';
-import { displayName } from '../oci/file-names.js';
+import { writeOutputFile } from '../util/atomic-file.js';
+import { displayName } from '../util/file-names.js';
 import type { ImageAnalysis } from './types.js';
 import { copyUpCauseText, humanSize, oneLine } from './format.js';
 

@@ -3,7 +3,7 @@ import { PackageURL } from 'packageurl-js';
 import { parseImageReference } from '../oci/reference.js';
 import { formatPlatform, normalizePlatform } from '../oci/platform.js';
 import type { Descriptor, Platform } from '../oci/types.js';
-import { familiarReference, parseRegistryReference } from '../push/reference.js';
+import { familiarReference, parseRegistryReference } from '../registry/reference.js';
 import type { DigestSet, ProvenanceRequest } from './types.js';
 import { SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1 } from './types.js';
 

@@ -1,14 +1,14 @@
 import { StratumError } from '../errors.js';
-import { directoryAccess, type FileAccess } from '../oci/files.js';
-import { chooseEntry, layoutBlobs, readLayoutIndex } from '../oci/layout-reader.js';
+import { directoryAccess, type FileAccess } from '../transport/files.js';
+import { chooseEntry, layoutBlobs, readLayoutIndex } from '../transport/layout/reader.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
 import { parseImageReference } from '../oci/reference.js';
-import { openArchive } from '../oci/readers.js';
+import { openArchive } from '../transport/archive-file.js';
 import type { Descriptor, ImageIndex, ImageManifest } from '../oci/types.js';
 import { readAll } from '../oci/verified.js';
-import { ImageStore } from '../oci-writer/store.js';
-import { RegistryClient, RepositoryClient, parseRegistryReference } from '../push/index.js';
-import { referenceLabel } from '../push/repository.js';
+import { ImageStore } from '../transport/store/store.js';
+import { RegistryClient, RepositoryClient, parseRegistryReference } from '../registry/index.js';
+import { referenceLabel } from '../registry/repository.js';
 import { isAttestationEntry } from './storage.js';
 import {
   IN_TOTO_MEDIA_TYPE,

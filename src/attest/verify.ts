@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { StratumError } from '../errors.js';
 import { parseImageReference } from '../oci/reference.js';
 import type { ImageManifest } from '../oci/types.js';
-import { parseRegistryReference } from '../push/index.js';
+import { parseRegistryReference } from '../registry/index.js';
 import { cosignAttestationTag } from './cosign.js';
 import { DSSE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE, verifyEnvelope, type Envelope } from './dsse.js';
 import { openDocuments, type ReadAttestationsOptions } from './read.js';

@@ -2,15 +2,15 @@ import { resolve } from 'node:path';
 import { StratumError, isStratumError, messageOf } from '../errors.js';
 import { BlobStore } from '../oci/blob-store.js';
 import { sha256Digest } from '../oci/digest.js';
-import { directoryAccess } from '../oci/files.js';
-import { readLayoutIndex, refName } from '../oci/layout-reader.js';
+import { directoryAccess } from '../transport/files.js';
+import { readLayoutIndex, refName } from '../transport/layout/reader.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
 import {
   directoryState,
   prepareLayout,
   updateLayoutIndex,
   updatedEntries,
-} from '../oci-writer/layout-writer.js';
+} from '../transport/layout/writer.js';
 import type { ExportOptions, ExportResult } from './registry-cache.js';
 import {
   DEFAULT_MOUNTS_MAX_SIZE,

@@ -1,7 +1,7 @@
 import { isDigest } from '../oci/digest.js';
 import type { LayerRef } from '../oci/image.js';
 import type { Descriptor } from '../oci/types.js';
-import { parseSize } from './prune.js';
+import { parseByteSize } from '../util/byte-size.js';
 
 /**
  * `RUN --mount=type=cache` contents carried by an exported cache (`--cache-to ...,mounts=true`).
@@ -154,7 +154,7 @@ export function mountAttribute(
     return true;
   }
   if (key === 'mounts-max-size') {
-    const bytes = parseSize(value);
+    const bytes = parseByteSize(value);
     if (bytes === undefined) throw usage(`mounts-max-size=${value}: expected a size such as 2GiB or 500MB`);
     into.mountsMaxSize = bytes;
     return true;

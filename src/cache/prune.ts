@@ -38,12 +38,7 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
   const blobDir = join(cache.blobs.root, 'blobs');
   const seen = new Set<string>();
   let totalBytes = 0;
-  for (const dir of [
-    blobDir,
-    join(cache.root, 'mounts'),
-    join(cache.root, 'rootfs'),
-    join(cache.root, 'tmp'),
-  ])
+  for (const dir of [blobDir, cache.layout.mounts, cache.layout.keptRootfs, cache.layout.tmp])
     totalBytes += await directoryBytes(dir, seen);
   return {
     entries: entries.length,
@@ -51,9 +46,9 @@ export async function cacheUsage(cache: LayerCache): Promise<CacheUsage> {
     layers: layers.size,
     layerBytes: [...layers.values()].reduce((sum, size) => sum + size, 0),
     blobBytes: await directoryBytes(blobDir),
-    mountBytes: await directoryBytes(join(cache.root, 'mounts')),
+    mountBytes: await directoryBytes(cache.layout.mounts),
     unpackedBytes:
-      (await directoryBytes(join(cache.root, 'rootfs'))) +
+      (await directoryBytes(cache.layout.keptRootfs)) +
       // Root's and a rootless user's unpacked-layer stores (snapshot/unpacked-layers.ts).
       (await directoryBytes(join(cache.root, 'overlay', 'layers'))) +
       (await directoryBytes(join(cache.root, 'overlay-rootless', 'layers'))),
@@ -147,15 +142,6 @@ export async function directoryBytes(dir: string, seen: Set<string> = new Set())
     total += info.size;
   }
   return total;
-}
-
-/** `10GB`, `512MB`, `1.5G`, `300k`, plain bytes. */
-export function parseSize(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(text.trim());
-  if (match === null) return undefined;
-  const power = ' kmgt'.indexOf((match[2] ?? '').toLowerCase() || ' ');
-  const base = (match[3] ?? '').toLowerCase().startsWith('i') ? 1024 : 1000;
-  return Math.round(Number(match[1]) * base ** power);
 }
 
 /** `24h`, `7d`, `30m`, `90s`, `1h30m`. */

@@ -6,10 +6,10 @@ import { StratumError, isStratumError, messageOf } from '../errors.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { MediaType, type Descriptor, type Digest } from '../oci/types.js';
-import { RegistryClient } from '../push/client.js';
-import { forEachLimited } from '../oci/for-each-limited.js';
-import { parseRegistryReference, type RegistryReference } from '../push/reference.js';
-import { RepositoryClient } from '../push/repository.js';
+import { RegistryClient } from '../registry/client.js';
+import { forEachLimited } from '../util/limit.js';
+import { parseRegistryReference, type RegistryReference } from '../registry/reference.js';
+import { RepositoryClient } from '../registry/repository.js';
 import { DiffIdCheck, diffIdCheckable } from './registry-diffid.js';
 import { ImportedCache } from './imported-cache.js';
 import {

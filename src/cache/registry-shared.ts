@@ -1,8 +1,8 @@
 import { messageOf, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { Digest } from '../oci/types.js';
-import { RegistryClient } from '../push/client.js';
-import type { RegistryContext } from '../push/context.js';
+import { RegistryClient } from '../registry/client.js';
+import type { RegistryContext } from '../registry/context.js';
 import {
   RegistryCacheExporter,
   RegistryCacheSource,

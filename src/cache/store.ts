@@ -1,7 +1,8 @@
 import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
-import { writeFileAtomic } from '../oci/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { cacheDirLayout, type CacheDirLayout } from '../util/cache-dir.js';
 import { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { digestHex } from '../oci/digest.js';
@@ -9,17 +10,11 @@ import type { Digest } from '../oci/types.js';
 import type { KeyComponent } from './key.js';
 
 /**
- * The layer cache on disk, under one directory:
- *   blobs/sha256/<hex>          layer blobs (an OCI layout's blob store; the local image store
- *                               hard-links from here, so bytes are stored once)
- *   entries/<hex>.json          one entry per cache key: the layer it produced (or none)
- *   explain/<hex>.json          the key components of the last build of each Dockerfile step
- *   stat-cache.json             content digests of context files by stat, to avoid re-reading
- *   leases/                     what running builds hold of blobs/ (oci/leases.ts), when the
- *                               blobs are the cache's own (`--cache-dir`)
- * Every file is written to a temporary name and renamed into place, so a build killed at any
- * point leaves either the old file or the new one, and two builds sharing the directory never
- * see half an entry. An entry whose blob is gone is a miss (and is overwritten by the rebuild).
+ * The layer cache on disk: entries, explain records and the stat cache, in the cache directory's
+ * layout (util/cache-dir.ts). Every file is written to a temporary name and renamed into place,
+ * so a build killed at any point leaves either the old file or the new one, and two builds
+ * sharing the directory never see half an entry. An entry whose blob is gone is a miss (and is
+ * overwritten by the rebuild).
  */
 export interface CacheEntry {
   readonly key: Digest;
@@ -37,21 +32,23 @@ export interface CacheEntryInfo extends CacheEntry {
 
 export class LayerCache {
   readonly blobs: BlobStore;
+  readonly layout: CacheDirLayout;
 
   /** `blobs` defaults to a store inside `root`; pass the local image store's to share bytes. */
   constructor(
     readonly root: string,
     blobs?: BlobStore,
   ) {
-    this.blobs = blobs ?? new BlobStore(root, join(root, 'leases'));
+    this.layout = cacheDirLayout(root);
+    this.blobs = blobs ?? new BlobStore(this.layout.blobStore, this.layout.leases);
   }
 
   private entryPath(key: Digest): string {
-    return join(this.root, 'entries', `${digestHex(key)}.json`);
+    return join(this.layout.entries, `${digestHex(key)}.json`);
   }
 
   get statCachePath(): string {
-    return join(this.root, 'stat-cache.json');
+    return this.layout.statCache;
   }
 
   /** The entry for `key`, if it exists and its layer blob is still present. Marks it used. */
@@ -79,7 +76,7 @@ export class LayerCache {
   }
 
   async list(): Promise<CacheEntryInfo[]> {
-    const dir = join(this.root, 'entries');
+    const dir = this.layout.entries;
     let names: string[];
     try {
       names = await readdir(dir);
@@ -108,14 +105,14 @@ export class LayerCache {
 
   async readExplain(id: string): Promise<ExplainRecord | undefined> {
     try {
-      return JSON.parse(await readFile(join(this.root, 'explain', `${id}.json`), 'utf8')) as ExplainRecord;
+      return JSON.parse(await readFile(join(this.layout.explain, `${id}.json`), 'utf8')) as ExplainRecord;
     } catch {
       return undefined;
     }
   }
 
   async writeExplain(id: string, record: ExplainRecord): Promise<void> {
-    await writeAtomic(join(this.root, 'explain', `${id}.json`), JSON.stringify(record));
+    await writeAtomic(join(this.layout.explain, `${id}.json`), JSON.stringify(record));
   }
 }
 

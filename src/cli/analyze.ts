@@ -10,7 +10,7 @@ import {
   readDockerfileSource,
   writeAnalysisHtml,
   type DockerfileInput,
-} from '../index.js';
+} from '../api/cli.js';
 
 async function readDockerfile(file: string): Promise<DockerfileInput> {
   const result = parseDockerfile(await readDockerfileSource(file), { file });

@@ -16,7 +16,7 @@ import {
   parseAnnotations,
   parseAttestationFlags,
   parseBuildContexts,
-  parseByteSize,
+  requireByteSize,
   parseCompression,
   parseKeyValues,
   parseSecretFlags,
@@ -24,14 +24,11 @@ import {
   parseUlimits,
   readContextDockerfile,
   runCall,
-} from '../index.js';
+} from '../api/cli.js';
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
+import { collect, insecureRegistryOption } from './registry-flags.js';
 import { watchBuild } from './watch.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 /** `-t NAME`, and `-t=NAME` as Docker's flag parser also reads it. */
 function collectTag(value: string, previous: string[]): string[] {
@@ -199,7 +196,7 @@ export function registerBuild(program: Command): void {
       '--compression <algo[,level=N]>',
       'layer compression: gzip (default, level 6), zstd (level 3; needs Node.js 22.15+) or uncompressed',
     )
-    .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
+    .addOption(insecureRegistryOption().default([]))
     .option(
       '--provenance <true|false|mode=min|max[,version=v1]>',
       "attach SLSA provenance (BuildKit's attestation storage; true is mode=max, version v0.2 unless version=v1); none by default",
@@ -320,7 +317,7 @@ export function registerBuild(program: Command): void {
         allow: parseAllow(opts.allow),
         ...(opts.isolation === undefined ? {} : { isolation: opts.isolation }),
         extraHosts: parseAddHosts(opts.addHost),
-        ...(opts.shmSize === undefined ? {} : { shmSize: parseByteSize('--shm-size', opts.shmSize) }),
+        ...(opts.shmSize === undefined ? {} : { shmSize: requireByteSize('--shm-size', opts.shmSize) }),
         ulimits: parseUlimits(opts.ulimit),
         ...(opts.iidfile === undefined ? {} : { iidFile: opts.iidfile }),
         ...(opts.metadataFile === undefined ? {} : { metadataFile: opts.metadataFile }),

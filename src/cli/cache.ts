@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { cacheDiskUsage, diffCaches, listCache, pruneLayerCache, type CacheLocation } from '../index.js';
+import { cacheDiskUsage, diffCaches, listCache, pruneLayerCache, type CacheLocation } from '../api/cli.js';
 import { formatBytes } from './progress.js';
+import { insecureRegistryOption } from './registry-flags.js';
 
 function location(opts: { cacheDir?: string }): CacheLocation {
   return opts.cacheDir === undefined ? {} : { cacheDir: opts.cacheDir };
@@ -66,7 +67,7 @@ export function registerCache(program: Command): void {
       'Dockerfile',
     )
     .option('--target <stage>', "the build's --target (default: that of OTHER's last build)")
-    .option('--insecure-registry <host>', 'plain HTTP for this registry (repeatable)', collect, [])
+    .addOption(insecureRegistryOption().default([]))
     .option('--json', 'one JSON document')
     .action(
       async (
@@ -131,8 +132,4 @@ export function registerCache(program: Command): void {
         `removed ${result.removedEntries} entries and ${result.removedBlobs} blobs, freed ${formatBytes(result.freedBytes)}\n`,
       );
     });
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }

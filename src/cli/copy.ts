@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { copyImage, parsePlatform } from '../index.js';
+import { copyImage, parsePlatform } from '../api/cli.js';
 
 export function registerCopy(program: Command): void {
   program

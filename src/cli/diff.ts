@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { diffImages, formatImageDiff, openImage, parsePlatform, type ImageSource } from '../index.js';
+import { diffImages, formatImageDiff, openImage, parsePlatform, type ImageSource } from '../api/cli.js';
 
 export function registerDiff(program: Command): void {
   program

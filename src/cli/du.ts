@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ImageStore, diskUsage, formatDiskUsage, parseImageReference, StratumError } from '../index.js';
+import { ImageStore, diskUsage, formatDiskUsage, parseImageReference, StratumError } from '../api/cli.js';
 
 /** `oci:DIR` (a tag, if any, is ignored: du covers the whole layout) or a layout directory. */
 function layoutOf(target: string): string {

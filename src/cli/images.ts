@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ImageStore, removeImages } from '../index.js';
+import { ImageStore, removeImages } from '../api/cli.js';
 import { formatBytes } from './progress.js';
 
 /** `stratum images`: what `build -t` and `pull` put in the local image store; `rmi` (`images rm`) takes names out. */

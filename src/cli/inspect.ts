@@ -8,7 +8,7 @@ import {
   summarizeImage,
   type AttestationManifest,
   type ImageSummary,
-} from '../index.js';
+} from '../api/cli.js';
 
 function render(summary: ImageSummary, attestations: readonly AttestationManifest[]): string {
   const lines = [

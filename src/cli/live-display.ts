@@ -1,4 +1,4 @@
-import type { BuildEvent, StepRef } from '../index.js';
+import type { BuildEvent, StepRef } from '../api/cli.js';
 import { clip, displayLine, spread } from './terminal-text.js';
 
 /**

@@ -1,7 +1,12 @@
 import type { Command } from 'commander';
 import { StratumError } from '../errors.js';
-import { login, logout } from '../index.js';
-import { collect, registryOptions, type RegistryFlags } from './push.js';
+import { login, logout } from '../api/cli.js';
+import {
+  authfileOption,
+  insecureRegistryOption,
+  registryOptions,
+  type RegistryFlags,
+} from './registry-flags.js';
 
 interface LoginFlags extends RegistryFlags {
   readonly username?: string;
@@ -29,15 +34,8 @@ export function registerLogin(program: Command): void {
       'password (visible to other users of this machine: prefer --password-stdin)',
     )
     .option('--password-stdin', 'read the password from standard input')
-    .option(
-      '--insecure-registry <host>',
-      'reach this registry over plain HTTP or unverified TLS (repeatable)',
-      collect,
-    )
-    .option(
-      '--authfile <path>',
-      'config.json to write (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
-    )
+    .addOption(insecureRegistryOption())
+    .addOption(authfileOption('config.json to write'))
     .action(async (registry: string, flags: LoginFlags) => {
       if (flags.username === undefined || flags.username === '') {
         throw new StratumError('USAGE', 'login needs --username');
@@ -61,10 +59,7 @@ export function registerLogin(program: Command): void {
     .command('logout')
     .description('remove the saved credentials of a registry')
     .argument('[registry]', 'registry host', 'docker.io')
-    .option(
-      '--authfile <path>',
-      'config.json to edit (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
-    )
+    .addOption(authfileOption('config.json to edit'))
     .action(async (registry: string, flags: { authfile?: string }) => {
       const result = await logout(registry, flags.authfile !== undefined ? { authFile: flags.authfile } : {});
       process.stdout.write(

@@ -24,7 +24,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     if ((word === 'build' || word === 'cache') && process.argv[1] !== undefined) {
       // Not through index.ts: this process only waits for the namespaced one, and loading every
       // module here would double the start-up of a rootless rebuild.
-      const { runInUserNamespace } = await import('../user-namespace.js');
+      const { runInUserNamespace } = await import('../api/rootless.js');
       const code = await runInUserNamespace(process.argv[1], argv);
       if (code !== undefined) return code;
     }
@@ -43,7 +43,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (isStratumError(error)) {
       // A path that is not UTF-8 is named with its bytes as \xNN (loaded here: errors are rare).
-      const { displayName } = await import('../index.js');
+      const { displayName } = await import('../api/cli.js');
       process.stderr.write(`stratum: ${displayName(error.message)}\n${sourceExcerpt(error.location)}`);
       return error.code === 'USAGE' ? 2 : 1;
     }

@@ -5,7 +5,7 @@ import {
   readDockerfileSource,
   type Instruction,
   type ParseResult,
-} from '../index.js';
+} from '../api/cli.js';
 
 /** One line per instruction: the keyword upper-cased and the logical line's arguments. */
 function describe(instruction: Instruction): string {

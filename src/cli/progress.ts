@@ -1,4 +1,4 @@
-import { humanSize, type BuildEvent, type StepRef } from '../index.js';
+import { humanSize, type BuildEvent, type StepRef } from '../api/cli.js';
 import { liveDisplay } from './live-display.js';
 
 /**

@@ -7,8 +7,14 @@ import {
   parseRegistryReference,
   writeImage,
   type PullProgress,
-} from '../index.js';
-import { collect, registryOptions, transferRate, type RegistryFlags } from './push.js';
+} from '../api/cli.js';
+import { transferRate } from './push.js';
+import {
+  authfileOption,
+  insecureRegistryOption,
+  registryOptions,
+  type RegistryFlags,
+} from './registry-flags.js';
 
 interface PullFlags extends RegistryFlags {
   readonly platform?: string;
@@ -28,15 +34,8 @@ export function registerPull(program: Command): void {
       '--platform <os/arch[/variant]>',
       'platform to pick from a multi-platform image (default: this host)',
     )
-    .option(
-      '--insecure-registry <host>',
-      'reach this registry over plain HTTP or unverified TLS (repeatable)',
-      collect,
-    )
-    .option(
-      '--authfile <path>',
-      'Docker config.json with credentials (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
-    )
+    .addOption(insecureRegistryOption())
+    .addOption(authfileOption())
     .option('-q, --quiet', 'print only the digest')
     .action(async (text: string, destination: string | undefined, flags: PullFlags) => {
       const ref = parseRegistryReference(text);

@@ -7,8 +7,16 @@ import {
   parseRegistryReference,
   pushImage,
   pushIndex,
+  requireByteSize,
   type PushProgress,
-} from '../index.js';
+} from '../api/cli.js';
+import {
+  authfileOption,
+  collect,
+  insecureRegistryOption,
+  registryOptions,
+  type RegistryFlags,
+} from './registry-flags.js';
 
 interface PushFlags extends RegistryFlags {
   readonly tag?: readonly string[];
@@ -68,15 +76,8 @@ export function registerPush(program: Command): void {
       'a repository of the same registry that may hold the blobs (repeatable)',
       collect,
     )
-    .option(
-      '--insecure-registry <host>',
-      'reach this registry over plain HTTP or unverified TLS (repeatable)',
-      collect,
-    )
-    .option(
-      '--authfile <path>',
-      'Docker config.json with credentials (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG, ~/.docker)',
-    )
+    .addOption(insecureRegistryOption())
+    .addOption(authfileOption())
     .option('-q, --quiet', 'print only the digest')
     .option(
       '--all',
@@ -90,7 +91,8 @@ export function registerPush(program: Command): void {
         );
       }
       const ref = parseRegistryReference(to);
-      const chunkSize = flags.chunkSize !== undefined ? positiveBytes(flags.chunkSize) : undefined;
+      const chunkSize =
+        flags.chunkSize !== undefined ? requireByteSize('--chunk-size', flags.chunkSize) : undefined;
       const source = flags.all === true ? await openAllPlatforms(from) : await openImage(from);
       const push = (options: Parameters<typeof pushImage>[2]) =>
         isImageIndex(source) ? pushIndex(source, ref, options) : pushImage(source, ref, options);
@@ -111,38 +113,6 @@ export function registerPush(program: Command): void {
         await source.close();
       }
     });
-}
-
-// Flags shared with pull and login (kept here so the registry commands live in their own files).
-/** Flags shared by pull, push and login: `--insecure-registry HOST` (repeatable) and `--authfile`. */
-export function collect(value: string, previous: readonly string[] = []): string[] {
-  return [...previous, value];
-}
-
-export function positiveBytes(text: string): number {
-  const match = /^(\d+)([kmg]i?b?)?$/i.exec(text.trim());
-  if (!match)
-    throw new StratumError('USAGE', `invalid size "${text}": expected bytes, or a number with k, m or g`);
-  const unit = (match[2] ?? '').toLowerCase()[0];
-  const factor = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
-  const value = Number(match[1]) * factor;
-  if (value <= 0) throw new StratumError('USAGE', `invalid size "${text}": must be more than 0`);
-  return value;
-}
-
-export interface RegistryFlags {
-  readonly insecureRegistry?: readonly string[];
-  readonly authfile?: string;
-}
-
-export function registryOptions(flags: RegistryFlags): {
-  insecureRegistries?: readonly string[];
-  authFile?: string;
-} {
-  return {
-    ...(flags.insecureRegistry !== undefined ? { insecureRegistries: flags.insecureRegistry } : {}),
-    ...(flags.authfile !== undefined ? { authFile: flags.authfile } : {}),
-  };
 }
 
 /** A short digest for progress lines. */

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { imageSbom, openImage, parsePlatform, readAttestations } from '../index.js';
+import { imageSbom, openImage, parsePlatform, readAttestations } from '../api/cli.js';
 
 export function registerSbom(program: Command): void {
   program

@@ -1,10 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { StratumError, loadPublicKey, verifyAttestations } from '../index.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { StratumError, loadPublicKey, verifyAttestations } from '../api/cli.js';
+import { insecureRegistryOption } from './registry-flags.js';
 
 export function registerVerifyAttestation(program: Command): void {
   program
@@ -14,7 +11,7 @@ export function registerVerifyAttestation(program: Command): void {
     )
     .argument('<image>', 'oci:DIR[:TAG], docker://REF, or a stored name')
     .requiredOption('--key <file>', 'the PEM public key (ECDSA P-256 or Ed25519)')
-    .option('--insecure-registry <host>', 'reach this registry over plain HTTP (repeatable)', collect, [])
+    .addOption(insecureRegistryOption().default([]))
     .action(async (image: string, options: { key: string; insecureRegistry: string[] }) => {
       let pem: Buffer;
       try {

@@ -7,7 +7,7 @@ import {
   watchBuilds,
   type BuildImageOptions,
   type WatchBuildOutcome,
-} from '../index.js';
+} from '../api/cli.js';
 import { errnoCode } from '../errors.js';
 import { sourceExcerpt } from './error-text.js';
 import { progressRenderer, type ProgressMode, type ProgressRenderer } from './progress.js';

@@ -3,7 +3,7 @@
 // filesystems); each part it calls lives in its own module (plan, platforms, stage, finalize).
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { basename, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, isAbsolute, relative, resolve } from 'node:path';
 import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
@@ -11,19 +11,19 @@ import type { AnyImage, ImageIndexSource, ImageSource } from '../oci/image.js';
 import { formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { Digest, Platform } from '../oci/types.js';
 import { BuildArgUsage, platformArgs } from './args.js';
-import type { BuildContext, ExplainStep, SecretMaterial, StageResult } from './build-context.js';
+import type { BuildSession, ExplainStep, SecretMaterial, StageResult } from './build-session.js';
 import { cacheKey } from '../cache/key.js';
 import { layeredCache, type RemoteCache } from '../cache/source.js';
 import type { RecordedBase } from '../cache/step-record.js';
 import { CacheMountTransfer } from './cache-mount-transfer.js';
 import { LayerCache } from '../cache/store.js';
 import { chainId } from '../oci/digest.js';
+import { Limiter } from '../util/limit.js';
 import { StatCache, loadDockerignore } from './context/index.js';
 import { finalizeImage, finalizeIndex } from './finalize.js';
 import { scratchState, type ImageState } from './image-state.js';
 import { planBuild, stageNames, type PlannedStage } from './plan.js';
 import {
-  Limiter,
   baseMismatchWarning,
   sharedStages,
   stageLabel,
@@ -32,7 +32,7 @@ import {
   targetPlatforms,
 } from './platforms.js';
 import type { ProgressListener } from './progress.js';
-import { importLayers } from './rootfs.js';
+import { importLayers } from './import-layers.js';
 import { ensureEmulation } from './sandbox/binfmt.js';
 import {
   chooseIsolation,
@@ -42,11 +42,11 @@ import {
   type Ulimit,
 } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
-import { Workspace } from './workspace.js';
-import { UnpackedRootfsCache } from './unpacked.js';
-import { RootfsFactory, parseSnapshotterName, type SnapshotterName } from './snapshotters.js';
-import { defaultCacheDir } from '../oci/temp-dir.js';
-import type { BuildSession } from './session.js';
+import { Workspace } from '../util/workspace.js';
+import { UnpackedRootfsCache } from '../snapshot/kept-rootfs.js';
+import { LazySnapshotter, parseSnapshotterRequest, type SnapshotterRequest } from '../snapshot/choose.js';
+import { defaultCacheDir } from '../util/cache-dir.js';
+import type { RebuildSession } from './rebuild-session.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -101,9 +101,9 @@ export interface BuildOptions {
    */
   readonly tmpDir?: string;
   /** overlay, scan, or auto (default: overlay where it can be mounted, else scan). */
-  readonly snapshotter?: SnapshotterName;
-  /** What builds of one process keep between them (`build --watch`; see session.ts). */
-  readonly session?: BuildSession;
+  readonly snapshotter?: SnapshotterRequest;
+  /** What builds of one process keep between them (`build --watch`; see rebuild-session.ts). */
+  readonly rebuildSession?: RebuildSession;
 }
 
 export interface BuildResult {
@@ -122,14 +122,12 @@ export function builtImage(result: BuildResult): AnyImage {
   return result.index ?? result.image;
 }
 
-export { defaultCacheDir };
-
 /**
  * Builds the target stage of a Dockerfile. Only the stages it needs run, in dependency order;
  * the result's layers and config are in the blob store. A failed or aborted build leaves no
  * temporary directory behind and writes no image.
  */
-export async function build(options: BuildOptions): Promise<BuildResult> {
+export async function executeBuild(options: BuildOptions): Promise<BuildResult> {
   const signal = options.signal;
   const warnings: string[] = [];
   const emit: ProgressListener = (event) => {
@@ -153,14 +151,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const cache = new LayerCache(cacheDir, options.blobs);
   const blobs = cache.blobs;
   const ignore = await loadDockerignore(options.contextDir, options.dockerfilePath);
-  const session = options.session;
-  const statCache = await (session?.statCache(cache.statCachePath) ?? StatCache.open(cache.statCachePath));
+  const rebuilds = options.rebuildSession;
+  const statCache = await (rebuilds?.statCache(cache.statCachePath) ?? StatCache.open(cache.statCachePath));
   const explainId = createHash('sha256')
     .update(
       `${options.dockerfilePath === undefined ? '<stdin>' : resolve(options.dockerfilePath)}\0${options.target ?? ''}`,
     )
     .digest('hex');
-  const previous = await (session?.readExplain(cache, explainId) ?? cache.readExplain(explainId));
+  const previous = await (rebuilds?.readExplain(cache, explainId) ?? cache.readExplain(explainId));
   const current = new Map<string, ExplainStep>();
   const noCacheFilter = new Set((options.noCacheFilter ?? []).map((name) => name.toLowerCase()));
   const created =
@@ -168,7 +166,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       ? new Date().toISOString()
       : new Date(options.sourceDateEpoch * 1000).toISOString();
 
-  const workspaceParent = options.tmpDir ?? process.env['STRATUM_TMPDIR'] ?? join(cacheDir, 'tmp');
+  const workspaceParent = options.tmpDir ?? cache.layout.tmp;
   // What killed builds left behind goes first: their workspaces and partial blobs.
   await Workspace.removeAbandoned(workspaceParent);
   await blobs.removeAbandonedTemporaries();
@@ -184,36 +182,30 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stageController = new AbortController();
   const stageSignal =
     signal === undefined ? stageController.signal : AbortSignal.any([signal, stageController.signal]);
-  const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
-  const rootfsFactory = new RootfsFactory({
-    cacheDir,
-    workspace,
-    blobs,
-    requested: options.snapshotter ?? snapshotterFromEnvironment(),
-    unpacked,
-    adoptUppers: options.sourceDateEpoch === undefined,
-    onChoice: (choice) => {
+  const snapshotter = new LazySnapshotter(
+    {
+      cacheDir,
+      workspace,
+      blobs,
+      requested: options.snapshotter ?? snapshotterFromEnvironment(),
+      kept: new UnpackedRootfsCache(cache.layout.keptRootfs),
+      adoptUppers: options.sourceDateEpoch === undefined,
+      ...(rebuilds === undefined ? {} : { rebuildSession: rebuilds }),
+    },
+    (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
     },
-    ...(session === undefined ? {} : { session }),
-  });
-  const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
-  const cacheMountTransfer = new CacheMountTransfer(
-    join(cacheDir, 'mounts'),
-    layered,
-    blobs,
-    emit,
-    compression,
   );
+  const layered = layeredCache(cache, options.sharedCache?.active === true ? options.sharedCache : undefined);
+  const cacheMountTransfer = new CacheMountTransfer(cache.layout.mounts, layered, blobs, emit, compression);
   const explainPlace = {
     dockerfile: dockerfilePlace(options.contextDir, options.dockerfilePath),
     target: options.target ?? '',
   };
   const stageBases = new Map<string, RecordedBase>();
   try {
-    const unpacked = new UnpackedRootfsCache(join(cacheDir, 'rootfs'));
-    // One context per target platform; they share the cache, workspace and explain record.
-    const contexts: BuildContext[] = targets.map((platform, p) => ({
+    // One session per target platform; they share the cache, workspace and explain record.
+    const contexts: BuildSession[] = targets.map((platform, p) => ({
       file,
       escapeChar: plans[p]!.parsed.escapeChar,
       contextDir: resolve(options.contextDir),
@@ -246,12 +238,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       resolveImage: (reference, imageSignal) => options.resolveImage(reference, imageSignal, platform),
       stages: new Map<number, StageResult>(),
       stageNames: stageNames(plans[p]!),
-      cacheMountsDir: join(cacheDir, 'mounts'),
+      cacheMountsDir: cache.layout.mounts,
       cacheMountTransfer,
       explainPlace,
       stageBases,
-      unpacked,
-      rootfsFactory,
+      snapshotter,
     }));
 
     const runStage = async (p: number, index: number): Promise<StageResult> => {
@@ -261,7 +252,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const platform = stagePlatform(planned, targets[p]!, file);
       const label = stageLabel(planned.label, multi && !shared.has(index) ? targets[p] : undefined);
       // COPY --from an image, in this stage, picks the stage's platform from an index.
-      const context: BuildContext = {
+      const context: BuildSession = {
         ...contexts[p]!,
         resolveImage: (reference, imageSignal) => options.resolveImage(reference, imageSignal, platform),
       };
@@ -392,17 +383,17 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // Cache mounts for `--cache-to ...,mounts=true` (nothing happens without one).
     await cacheMountTransfer.export(stageSignal);
     const explained = { steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])) };
-    // A session writes these after the outputs (session.flush), off the path to the image.
-    if (session === undefined) {
+    // A rebuild session writes these after the outputs (its flush), off the path to the image.
+    if (rebuilds === undefined) {
       await cache.writeExplain(explainId, explained);
       await statCache.save();
-    } else session.writeExplain(cache, explainId, explained);
+    } else rebuilds.writeExplain(cache, explainId, explained);
     // Only a successful build's filesystems are whole: a failed step may have left one half done.
-    for (const built of nodes.values()) await (await built).keepRootfs();
+    for (const built of nodes.values()) await (await built).removeRootfs();
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
     await releaseNetworks();
-    await rootfsFactory.close();
+    await snapshotter.close();
     await workspace.dispose();
   }
 }
@@ -481,16 +472,16 @@ async function imageState(
 }
 
 /** STRATUM_SNAPSHOTTER=overlay|scan|auto picks the snapshotter when the build does not say. */
-function snapshotterFromEnvironment(): SnapshotterName {
+function snapshotterFromEnvironment(): SnapshotterRequest {
   const text = process.env['STRATUM_SNAPSHOTTER'];
   if (text === undefined || text === '') return 'auto';
-  const name = parseSnapshotterName(text);
+  const name = parseSnapshotterRequest(text);
   if (name === undefined) {
     throw new StratumError('USAGE', `STRATUM_SNAPSHOTTER=${text}: expected overlay, scan or auto`);
   }
   return name;
 }
-export type { SecretMaterial } from './build-context.js';
+export type { SecretMaterial } from './build-session.js';
 
 /** `STRATUM_ISOLATION` (auto, namespaces, proot), for callers that cannot pass `--isolation`. */
 function isolationFromEnvironment(): IsolationRequest {

@@ -5,7 +5,7 @@ import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } f
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode } from '../errors.js';
-import { processIdentity } from '../oci/leases.js';
+import { processIdentity } from '../util/leases.js';
 import type { RootlessOwners } from './context/apply.js';
 
 /**

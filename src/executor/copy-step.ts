@@ -1,9 +1,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { rootlessOwners } from './rootless-owners.js';
 import { StratumError } from '../errors.js';
 import { expandWord } from '../parser/index.js';
 import type { AddInstruction, CopyInstruction } from '../parser/index.js';
-import type { BuildContext } from './build-context.js';
+import type { BuildSession } from './build-session.js';
 import type { KeyComponent } from '../cache/key.js';
 import {
   applyCopy,
@@ -29,7 +30,7 @@ import { resolveChown } from './users.js';
  * has to materialise the other stage's filesystem.
  */
 export async function copyStep(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   instruction: CopyInstruction | AddInstruction,
   step: StepRef,
@@ -249,7 +250,7 @@ export async function copyStep(
     ...(independent ? { independent } : {}),
     execute: async (rootfs) => {
       const owner: Owner | undefined = chown === undefined ? undefined : await resolveChown(rootfs, chown);
-      const rootless = await build.rootfsFactory.rootlessOwners();
+      const rootless = await rootlessOwners();
       for (const makeOne of plans) {
         const plan = await makeOne();
         await applyCopy(plan, rootfs, {

@@ -1,6 +1,6 @@
 import type { RecordedBase } from '../cache/step-record.js';
 import { explainSourceChanges, type SourceFileDigest } from './context/index.js';
-import type { ExplainStep } from './build-context.js';
+import type { ExplainStep } from './build-session.js';
 
 /** Key component names: the key of the step before, and the ChainID of the layers so far. */
 export const PARENT_KEY = 'previous step';

@@ -4,7 +4,7 @@ import type { LayerRef } from '../oci/image.js';
 import type { Digest } from '../oci/types.js';
 import { reclampLayer, writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
 import type { LayerDiff } from '../snapshot/index.js';
-import type { BuildContext, ExplainStep } from './build-context.js';
+import type { BuildSession, ExplainStep } from './build-session.js';
 import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
 import type { CacheEntry } from '../cache/store.js';
 import type { ImportedStep } from '../cache/source.js';
@@ -13,7 +13,7 @@ import { chainId } from '../oci/digest.js';
 import { LAYERS_BELOW, PARENT_KEY, explainMiss } from './explain.js';
 import { withEmptyHistory, withLayer, type ImageState } from './image-state.js';
 import type { StepRef } from './progress.js';
-import type { StageRootfs } from './rootfs.js';
+import type { RootfsSnapshot } from '../snapshot/snapshotter.js';
 import type { StepAction, StepOutcome } from './step.js';
 import { layerOwners } from './layer-owners.js';
 
@@ -41,8 +41,8 @@ export interface StepPosition {
 }
 
 export async function filesystemStep(
-  build: BuildContext,
-  stageRootfs: StageRootfs,
+  build: BuildSession,
+  stageRootfs: RootfsSnapshot,
   step: StepRef,
   at: StepPosition,
   action: StepAction,
@@ -152,8 +152,7 @@ export async function filesystemStep(
     layer = { descriptor: written.descriptor, diffId: written.diffId };
     entries = written.entries;
   } else {
-    const rootfs = await stageRootfs.sync(state.layers, build.signal);
-    await stageRootfs.prepare(build.signal);
+    const rootfs = await stageRootfs.prepare(state.layers, build.signal);
     await action.execute(rootfs);
     const diff = await stageRootfs.commit(build.signal);
     // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
@@ -176,7 +175,7 @@ export async function filesystemStep(
     const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
     if (clamped !== null) layer = clamped;
   }
-  if (action.independent !== true) await stageRootfs.recordLayerApplied(layer, undo);
+  if (action.independent !== true) await stageRootfs.committed(layer, undo);
   state = withLayer(state, layer, action.createdBy, build.created);
   const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
   return {
@@ -197,7 +196,7 @@ export async function filesystemStep(
  * epoch (CI often sets it from the commit) clamps the cached layer again instead of running the
  * step: times in the layer depend on the epoch, what the step made does not.
  */
-async function withEpoch(build: BuildContext, entry: CacheEntry, epoch: number): Promise<CacheEntry> {
+async function withEpoch(build: BuildSession, entry: CacheEntry, epoch: number): Promise<CacheEntry> {
   if (entry.layer === null) return entry;
   const key = cacheKey([
     { name: 'layer of', value: entry.key },

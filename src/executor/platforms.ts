@@ -104,24 +104,3 @@ export function baseMismatchWarning(
   if (platformMatches(expected, actual)) return undefined;
   return `InvalidBaseImagePlatform: Base image ${reference} was pulled with platform "${formatPlatform(actual)}", expected "${formatPlatform(expected)}" for current build (line ${line})`;
 }
-
-/** Runs at most `limit` tasks at once, in the order they asked. */
-export class Limiter {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    // A finished task hands its slot straight to the next waiter, so the count never overshoots.
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    try {
-      return await task();
-    } finally {
-      const next = this.waiting.shift();
-      if (next === undefined) this.active--;
-      else next();
-    }
-  }
-}

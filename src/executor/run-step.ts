@@ -2,6 +2,8 @@
 // (SHELL, heredocs), Docker's environment, and every --mount kind (bind, cache, tmpfs, secret,
 // ssh) with its key component; splitting the mounts out would split one key across modules.
 import { execFile } from 'node:child_process';
+import { importLayers } from './import-layers.js';
+import { rootlessOwners } from './rootless-owners.js';
 import { randomBytes, createHash } from 'node:crypto';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -10,7 +12,7 @@ import { expandWord, parseMountSpec } from '../parser/index.js';
 import { parseHeredocWord } from '../parser/heredoc.js';
 import type { MountSpec, RunInstruction } from '../parser/index.js';
 import { PROXY_ARGS } from './args.js';
-import type { BuildContext } from './build-context.js';
+import type { BuildSession } from './build-session.js';
 import type { KeyComponent } from '../cache/key.js';
 import { chainId } from '../oci/digest.js';
 import {
@@ -36,7 +38,7 @@ const OUTPUT_TAIL_LINES = 20;
  * except the rootfs itself (which the parent covers) and secrets' content.
  */
 export async function runStep(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   instruction: RunInstruction,
   step: StepRef,
@@ -285,7 +287,7 @@ interface MountKey {
  */
 async function mountKey(
   mount: MountSpec,
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   where: string,
 ): Promise<MountKey> {
@@ -348,7 +350,7 @@ async function mountKey(
 }
 
 async function sandboxMounts(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   specs: readonly MountSpec[],
   scratch: string,
@@ -382,9 +384,7 @@ async function sandboxMounts(
           {
             ...(fill === undefined ? {} : { fill }),
             ...(build.signal ? { signal: build.signal } : {}),
-            ...((await build.rootfsFactory.rootlessOwners()) === undefined
-              ? {}
-              : { rootless: (await build.rootfsFactory.rootlessOwners())! }),
+            ...((await rootlessOwners()) === undefined ? {} : { rootless: (await rootlessOwners())! }),
           },
         );
         releases.push(use.release);
@@ -466,7 +466,7 @@ async function sandboxMounts(
  * and ChainID, or an image's ChainID once its reference is resolved (a tag that moves misses).
  */
 export async function sourceIdentity(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   from: string,
   where: string,
@@ -487,7 +487,7 @@ export async function sourceIdentity(
 }
 
 /** A `--from` source as the user knows it, for messages: `stage build` or `image alpine:3`. */
-export function fromName(build: BuildContext, env: StepEnv, from: string): string {
+export function fromName(build: BuildSession, env: StepEnv, from: string): string {
   const named = build.stageNames.get(from.toLowerCase());
   const index = named ?? (/^\d+$/.test(from) ? Number(from) : undefined);
   return index !== undefined && index < env.stageIndex ? `stage ${from}` : `image ${from}`;
@@ -505,7 +505,7 @@ async function exists(path: string): Promise<boolean> {
 
 /** The rootfs of a stage or image named by `--from`, for mounts and COPY --from. */
 export async function sourceRootfs(
-  build: BuildContext,
+  build: BuildSession,
   env: StepEnv,
   from: string,
   where: string,
@@ -522,10 +522,9 @@ export async function sourceRootfs(
   }
   const image = await build.resolveImage(from, build.signal);
   try {
-    const { importLayers } = await import('./rootfs.js');
     const layers = await importLayers(image, build.blobs, build.signal);
-    const rootfs = build.rootfsFactory.create(`from-${from}`, undefined, false);
-    return await rootfs.sync(layers, build.signal);
+    const rootfs = build.snapshotter.rootfs(`from-${from}`, { keep: false });
+    return await rootfs.view(layers, build.signal);
   } finally {
     await image.close();
   }

@@ -1,11 +1,11 @@
 import { lchown } from 'node:fs/promises';
 import { setImmediate as eventLoopTurn } from 'node:timers/promises';
-import { fsPath } from '../oci/file-names.js';
+import { fsPath } from '../util/file-names.js';
 import { StratumError, wrap } from '../errors.js';
 import type { Digest } from '../oci/types.js';
 import { expandWord, expandWords, parseDockerfile } from '../parser/index.js';
 import type { Instruction, Stage } from '../parser/index.js';
-import type { BuildContext, StageResult } from './build-context.js';
+import type { BuildSession, StageResult } from './build-session.js';
 import { cacheKey } from '../cache/key.js';
 import { PARENT_KEY } from './explain.js';
 import { mkdirInRoot } from './context/index.js';
@@ -14,7 +14,8 @@ import { withConfig, withDefaultPath, type ImageState } from './image-state.js';
 import { argDeclarations, metadataChange, workdirChange } from './metadata.js';
 import { StageState, type ConfigChange } from './stage-state.js';
 import type { StepRef } from './progress.js';
-import type { StageRootfs } from './rootfs.js';
+import type { RootfsSnapshot } from '../snapshot/snapshotter.js';
+import { rootlessOwners } from './rootless-owners.js';
 import { runStep } from './run-step.js';
 import { copyStep } from './copy-step.js';
 import { resolveChown } from './users.js';
@@ -48,7 +49,7 @@ export interface StageInput {
 export class StageRunner {
   private readonly image: StageState;
   private key: Digest;
-  private readonly rootfs: StageRootfs;
+  private readonly rootfs: RootfsSnapshot;
   /** ARGs declared in this stage so far, with their values (undefined: declared, no value). */
   private readonly args = new Map<string, string | undefined>();
   private cmdSet = false;
@@ -63,7 +64,7 @@ export class StageRunner {
   private keyLayers: readonly Digest[];
 
   constructor(
-    private readonly build: BuildContext,
+    private readonly build: BuildSession,
     private readonly input: StageInput,
   ) {
     // Docker clears the base's ONBUILD list once its triggers have run.
@@ -73,8 +74,10 @@ export class StageRunner {
     this.keyLayers = input.baseKeyLayers;
     for (const [name, value] of input.args ?? []) this.args.set(name, value);
     this.created = build.sourceDateEpoch === undefined ? input.baseCreated : build.created;
-    this.rootfs = build.rootfsFactory.create(`stage-${input.label}`, (layers) => {
-      build.emit({ kind: 'materialize', stage: input.label, layers });
+    this.rootfs = build.snapshotter.rootfs(`stage-${input.label}`, {
+      onMaterialize: (layers) => {
+        build.emit({ kind: 'materialize', stage: input.label, layers });
+      },
     });
   }
 
@@ -106,8 +109,8 @@ export class StageRunner {
       keyLayers: this.keyLayers,
       created: this.created,
       args: new Map(this.args),
-      rootfs: () => rootfs.sync(state.layers, signal),
-      keepRootfs: () => rootfs.keep(),
+      rootfs: () => rootfs.view(state.layers, signal),
+      removeRootfs: () => rootfs.remove(),
     };
   }
 
@@ -254,7 +257,7 @@ export class StageRunner {
       args: argsInScope,
       lookup: this.lookup,
       stageIndex: this.input.stage.index,
-      rootfs: () => this.rootfs.sync(this.image.state.layers, this.build.signal),
+      rootfs: () => this.rootfs.view(this.image.state.layers, this.build.signal),
     };
   }
 
@@ -292,7 +295,7 @@ export class StageRunner {
       createdBy,
       execute: async (rootfs) => {
         const owner = user === '' ? { uid: 0, gid: 0 } : await resolveChown(rootfs, user);
-        const rootless = await this.build.rootfsFactory.rootlessOwners();
+        const rootless = await rootlessOwners();
         const created: string[] = [];
         await mkdirInRoot(rootfs, directory, owner, async (path, { uid, gid }) => {
           if (rootless === undefined || (uid === 0 && gid === 0)) await lchown(fsPath(path), uid, gid);

@@ -1,5 +1,5 @@
 import type { KeyComponent } from '../cache/key.js';
-import type { ExplainStep } from './build-context.js';
+import type { ExplainStep } from './build-session.js';
 import type { ImageState } from './image-state.js';
 
 /**

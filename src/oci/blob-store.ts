@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
-import { makeDirectories } from './directories.js';
-import { Lease } from './leases.js';
-import { isAbandoned, ownedName } from './owner.js';
+import { makeDirectories } from '../util/directories.js';
+import { Lease } from '../util/leases.js';
+import { isAbandoned, ownedName } from '../util/owner.js';
 import { DigestingStream, VerifyingStream, digestAlgorithm, digestHex } from './digest.js';
 import type { Digest } from './types.js';
 

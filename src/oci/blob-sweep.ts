@@ -1,7 +1,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlobStore } from './blob-store.js';
-import { withSweep } from './leases.js';
+import { withSweep } from '../util/leases.js';
 
 /**
  * The one way blobs leave a shared store (`cache prune`, `rmi`): a mark and sweep under the

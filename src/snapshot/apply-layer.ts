@@ -1,6 +1,6 @@
 import type { Header as TarHeader } from 'tar-stream';
 import { StratumError } from '../errors.js';
-import { displayName } from '../oci/file-names.js';
+import { displayName } from '../util/file-names.js';
 import { LayerWrites, childPath, classifyEntry, replacesExisting, whiteoutEffect } from './layer-rules.js';
 import { resolveWith, type Lookup } from './resolve.js';
 

@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
-import { fsPath } from '../oci/file-names.js';
+import { fsPath } from '../util/file-names.js';
 import { compareOrderKeys, orderKey, parentOf } from './paths.js';
 import type { LayerChange, EntryMeta, EntryStat, LayerDiff, TreeSnapshot } from './types.js';
 

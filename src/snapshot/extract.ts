@@ -2,7 +2,7 @@
 // decision; here are only the effects (small files written synchronously, owners, modes, times,
 // device nodes, overlay-form markers).
 import { execFile } from 'node:child_process';
-import { inUserNamespace } from '../oci/user-namespace.js';
+import { inUserNamespace } from '../util/user-namespace.js';
 import {
   closeSync,
   constants as fsConstants,
@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { StratumError, errnoCode, systemErrorText } from '../errors.js';
 import { decompressedStream } from '../oci/compression.js';
-import { displayName, fsPath, listDir, readLinkSync } from '../oci/file-names.js';
+import { displayName, fsPath, listDir, readLinkSync } from '../util/file-names.js';
 import {
   applyLayer,
   type EntryBody,

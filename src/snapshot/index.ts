@@ -6,12 +6,12 @@ export type {
   FileType,
   LayerDiff,
   ScanOptions,
-  Snapshotter,
+  TreeBaseline,
   TreeSnapshot,
 } from './types.js';
 export { scanTree, emptySnapshot } from './scan.js';
 export { diffSnapshots, isEmptyDiff } from './diff.js';
-export { createScanSnapshotter } from './snapshotter.js';
+export { createTreeBaseline } from './tree-baseline.js';
 export {
   writeLayer,
   writeLayerEntries,

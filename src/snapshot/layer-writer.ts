@@ -5,7 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
-import { displayName, fsPath } from '../oci/file-names.js';
+import { displayName, fsPath } from '../util/file-names.js';
 import { DigestingStream } from '../oci/digest.js';
 import {
   DEFAULT_COMPRESSION,

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { StratumError, errnoCode } from '../errors.js';
-import { nameBytes } from '../oci/file-names.js';
+import { nameBytes } from '../util/file-names.js';
 
 /**
  * The system calls Node cannot make (mknod, lsetxattr, lgetxattr, mount, umount2), made by one

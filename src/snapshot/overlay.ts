@@ -3,8 +3,8 @@ import { chmod, mkdir, readFile, statfs, symlink, writeFile } from 'node:fs/prom
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
-import { fsPath, readLinkSync } from '../oci/file-names.js';
-import { removeTree } from '../oci/remove-tree.js';
+import { fsPath, readLinkSync } from '../util/file-names.js';
+import { removeTree } from '../util/remove-tree.js';
 import { diffSnapshots } from './diff.js';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { parentOf } from './paths.js';
@@ -51,9 +51,11 @@ const OVERLAYFS_MAGIC = 0x794c7630;
 /** The kernel's OVL_MAX_STACK. */
 export const MAX_OVERLAY_LAYERS = 500;
 
-export class OverlaySnapshotter {
-  readonly kind = 'overlay';
-
+/**
+ * The overlay mechanics under the overlay snapshotter (overlay-rootfs.ts): mount a chain of
+ * unpacked layers with a fresh upperdir and workdir, read the upperdir as a diff, unmount.
+ */
+export class OverlayMounts {
   constructor(readonly layers: UnpackedLayers) {}
 
   /**
@@ -174,7 +176,7 @@ export class OverlaySnapshotter {
  * Whether overlay can be used with its session directory under `root`; undefined when it can,
  * otherwise why not (for the build log).
  */
-export async function overlayUnavailable(snapshotter: OverlaySnapshotter): Promise<string | undefined> {
+export async function overlayUnavailable(snapshotter: OverlayMounts): Promise<string | undefined> {
   const { layers } = snapshotter;
   const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
   if (!/\toverlay\n/.test(filesystems)) return 'the kernel has no overlay filesystem';

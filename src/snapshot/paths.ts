@@ -4,7 +4,7 @@
  * string (oci/file-names.ts).
  */
 
-import { isPlainName, nameBytes } from '../oci/file-names.js';
+import { isPlainName, nameBytes } from '../util/file-names.js';
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_WHITEOUT = '.wh..wh..opq';

@@ -1,6 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import { StratumError, errnoCode } from '../errors.js';
-import { fsPath, readLink } from '../oci/file-names.js';
+import { fsPath, readLink } from '../util/file-names.js';
 
 /**
  * The one rootfs path resolver: resolves a path inside a root the way the kernel does after

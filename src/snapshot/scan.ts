@@ -1,7 +1,7 @@
 import { lstat, lstatSync, readdir, readlink, type BigIntStats } from 'node:fs';
 import { join, sep } from 'node:path';
 import { StratumError, errnoCode, systemErrorText } from '../errors.js';
-import { displayName, fsPath, listDirSync, nameFromBytes, readLinkSync } from '../oci/file-names.js';
+import { displayName, fsPath, listDirSync, nameFromBytes, readLinkSync } from '../util/file-names.js';
 import { joinRel } from './paths.js';
 import type { EntryStat, FileType, ScanOptions, TreeSnapshot } from './types.js';
 

@@ -12,7 +12,7 @@
  * against GNU tar and tar-stream's parser in the tests.
  */
 
-import { nameBytes } from '../oci/file-names.js';
+import { nameBytes } from '../util/file-names.js';
 
 export type TarType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 

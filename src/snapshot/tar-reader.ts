@@ -1,5 +1,5 @@
 import tar, { type Extract } from 'tar-stream';
-import { nameFromBinary } from '../oci/file-names.js';
+import { nameFromBinary } from '../util/file-names.js';
 
 /**
  * tar-stream's extractor with names kept as bytes. By default it decodes every name as UTF-8, so

@@ -91,11 +91,10 @@ export interface ScanOptions {
 }
 
 /**
- * A snapshotter records a rootfs before a step and reports what the step changed. The scanning
- * one compares lstat results; an overlayfs one would read the upper directory instead.
+ * A directory's state recorded before a step, to report what the step changed by scanning it
+ * again (the scan snapshotter's way; the overlay snapshotter reads its upperdir instead).
  */
-export interface Snapshotter {
-  readonly kind: string;
+export interface TreeBaseline {
   /** record the state before a step */
   prepare(signal?: AbortSignal): Promise<void>;
   /** compare with the state recorded by prepare(); the new state becomes the next baseline */

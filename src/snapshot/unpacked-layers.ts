@@ -1,10 +1,11 @@
+import { UNPACKED_STORES } from '../util/cache-dir.js';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
-import { waitForSweeps, withSweep } from '../oci/leases.js';
-import { removeTree } from '../oci/remove-tree.js';
+import { waitForSweeps, withSweep } from '../util/leases.js';
+import { removeTree } from '../util/remove-tree.js';
 import { extractLayerAuto } from './extract.js';
 import { runOverlayHelper } from './overlay-helper.js';
 
@@ -13,10 +14,7 @@ import { runOverlayHelper } from './overlay-helper.js';
  * rootless user's `user.overlay.opaque` (what overlay reads with `userxattr`), so the two never
  * share a directory.
  */
-export const UNPACKED_STORES = {
-  root: { dir: 'overlay', opaqueXattr: 'trusted.overlay.opaque' },
-  rootless: { dir: 'overlay-rootless', opaqueXattr: 'user.overlay.opaque' },
-} as const;
+export { UNPACKED_STORES };
 
 /**
  * Every layer unpacked once, in overlayfs's own form, keyed by its DiffID:

@@ -1,7 +1,9 @@
 import { readdirSync, lstatSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyzeImage, parseDockerfile, type ImageAnalysis } from '../../src/index.js';
+import { analyzeImage } from '../../src/analyze/analyze.js';
+import type { ImageAnalysis } from '../../src/analyze/types.js';
+import { parseDockerfile } from '../../src/parser/parse.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
 

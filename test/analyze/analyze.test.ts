@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { analyzeImage, formatAnalysis } from '../../src/index.js';
+import { analyzeImage } from '../../src/analyze/analyze.js';
+import { formatAnalysis } from '../../src/analyze/format.js';
 import { BASE, buildImage } from './images.js';
 
 const BLOCK = 16 * 1024;

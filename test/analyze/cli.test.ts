@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeImage } from '../../src/index.js';
+import { writeImage } from '../../src/transport/images.js';
 import { BASE, buildImage, type BuiltImage, type Step } from './images.js';
 
 /** The built CLI (npm test builds dist/ first): output, exit codes and one-line errors. */

@@ -3,14 +3,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  analyzeImage,
-  buildImage,
-  dockerfileHints,
-  openImage,
-  parseDockerfile,
-  type ImageAnalysis,
-} from '../../src/index.js';
+import { analyzeImage } from '../../src/analyze/analyze.js';
+import { dockerfileHints } from '../../src/analyze/hints.js';
+import type { ImageAnalysis } from '../../src/analyze/types.js';
+import { buildImage } from '../../src/build/build-image.js';
+import { parseDockerfile } from '../../src/parser/parse.js';
+import { openImage } from '../../src/transport/images.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 
 /**

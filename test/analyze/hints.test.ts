@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { dockerfileHints, historyKeyword, parseDockerfile, secretReason } from '../../src/index.js';
+import { dockerfileHints, historyKeyword } from '../../src/analyze/hints.js';
+import { secretReason } from '../../src/analyze/secrets.js';
+import { parseDockerfile } from '../../src/parser/parse.js';
 
 describe('historyKeyword: BuildKit and classic builder created_by', () => {
   it.each([

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { analyzeImage, formatAnalysis, writeAnalysisHtml } from '../../src/index.js';
+import { analyzeImage } from '../../src/analyze/analyze.js';
+import { formatAnalysis } from '../../src/analyze/format.js';
+import { writeAnalysisHtml } from '../../src/analyze/html.js';
 import { requireTool } from '../helpers/system.js';
 import { BASE, buildImage } from './images.js';
 

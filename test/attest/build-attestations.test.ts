@@ -4,17 +4,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PackageURL } from 'packageurl-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  readAttestations,
-  type BuildEvent,
-  type ImageIndex,
-  type ImageManifest,
-  type Statement,
-} from '../../src/index.js';
+import { readAttestations } from '../../src/attest/read.js';
+import type { Statement } from '../../src/attest/types.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
+import type { ImageIndex, ImageManifest } from '../../src/oci/types.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { ensureNodeBase } from '../helpers/container-image.js';
 import { requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 import { expectValidSpdx23 } from './spdx.js';
 
 /**

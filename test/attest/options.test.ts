@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAttestationFlags } from '../../src/index.js';
+import { parseAttestationFlags } from '../../src/attest/options.js';
 
 describe('attestation flags, as buildx reads them', () => {
   it('nothing is attached unless asked for', () => {

@@ -8,7 +8,7 @@ import { goPackages } from '../../src/attest/scan/golang.js';
 import { isNpmManifest, npmPackage } from '../../src/attest/scan/npm.js';
 import { distroQualifier, parseOsRelease } from '../../src/attest/scan/os-release.js';
 import { isPythonMetadata, pythonPackage } from '../../src/attest/scan/python.js';
-import { spdxLicence } from '../../src/index.js';
+import { spdxLicence } from '../../src/attest/licence.js';
 import { requireTool } from '../helpers/system.js';
 
 const STATUS = `Package: libc6

@@ -2,10 +2,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cosignAttestationTag, pae, type ImageIndex, type ImageManifest } from '../../src/index.js';
+import { cosignAttestationTag } from '../../src/attest/cosign.js';
+import { pae } from '../../src/attest/dsse.js';
+import type { ImageIndex, ImageManifest } from '../../src/oci/types.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 const CLI = join(import.meta.dirname, '../../bin/stratum.js');
 

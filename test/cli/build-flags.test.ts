@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
 

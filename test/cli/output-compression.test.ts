@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { zstdSupported } from '../../src/index.js';
+import { zstdSupported } from '../../src/oci/zstd-codec.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { isRoot } from '../helpers/system.js';
 

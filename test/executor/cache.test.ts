@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { chmodSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LayerCache, applyLayers, type BuildEvent } from '../../src/index.js';
+import { applyLayers } from '../../src/analyze/apply.js';
+import { LayerCache } from '../../src/cache/store.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
 

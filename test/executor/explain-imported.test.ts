@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BuildEvent } from '../../src/index.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
 
 type CacheEvent = Extract<BuildEvent, { kind: 'cache' }>;

@@ -2,7 +2,9 @@ import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyLayers, type BuildEvent, type FsEntry } from '../../src/index.js';
+import { applyLayers } from '../../src/analyze/apply.js';
+import type { FsEntry } from '../../src/analyze/fs-model.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StratumError } from '../../src/index.js';
+import { StratumError } from '../../src/errors.js';
 import { StageState } from '../../src/executor/stage-state.js';
 import { scratchState } from '../../src/executor/image-state.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';

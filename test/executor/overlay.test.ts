@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { layerBlobPaths } from '../helpers/layout.js';
 import { isRoot } from '../helpers/system.js';
-import { LayerCache, type BuildEvent } from '../../src/index.js';
+import { LayerCache } from '../../src/cache/store.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
 import { cacheUsage } from '../../src/cache/prune.js';
-import { pruneCacheDir } from '../../src/cache-admin.js';
+import { pruneCacheDir } from '../../src/cache/admin.js';
 import { mountsBelow } from '../../src/snapshot/unpacked-layers.js';
 import { runOverlayHelper } from '../../src/snapshot/overlay-helper.js';
 

@@ -4,17 +4,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  applyLayers,
-  buildImage,
-  diffImages,
-  formatImageDiff,
-  openImage,
-  type BuildEvent,
-  type BuildImageOptions,
-  type FsEntry,
-  type Platform,
-} from '../../src/index.js';
+import { applyLayers } from '../../src/analyze/apply.js';
+import { diffImages } from '../../src/analyze/diff.js';
+import { formatImageDiff } from '../../src/analyze/format.js';
+import type { FsEntry } from '../../src/analyze/fs-model.js';
+import { buildImage, type BuildImageOptions } from '../../src/build/build-image.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
+import type { Platform } from '../../src/oci/types.js';
+import { openImage } from '../../src/transport/images.js';
 import { formatPlatform } from '../../src/oci/platform.js';
 import {
   canMakeMultiPlatformBase,
@@ -22,7 +19,7 @@ import {
   type MultiPlatformBase,
 } from '../helpers/multi-platform-base.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 /**
  * Multi-platform builds end to end: a two-platform busybox base (amd64 + arm64, from Debian's

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { openImage } from '../../src/index.js';
+import { openImage } from '../../src/transport/images.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { startRegistry, type RunningRegistry } from '../push/harness.js';
+import { startRegistry, type RunningRegistry } from '../registry/harness.js';
 
 const enabled =
   isRoot && requireTool('docker-registry', 'docker-registry') && requireTool('skopeo', 'skopeo');

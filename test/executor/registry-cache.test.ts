@@ -3,22 +3,16 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  BlobStore,
-  CACHE_ARTIFACT_TYPE,
-  CACHE_CONFIG_MEDIA_TYPE,
-  LayerCache,
-  RegistryCacheExporter,
-  RegistryCacheSource,
-  RegistryClient,
-  RegistryContext,
-  RepositoryClient,
-  SharedCaches,
-  parseCacheRef,
-  pushImage,
-  type BuildEvent,
-  type CacheEntry,
-} from '../../src/index.js';
+import { RegistryCacheExporter, RegistryCacheSource, parseCacheRef } from '../../src/cache/registry-cache.js';
+import { CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE } from '../../src/cache/registry-format.js';
+import { SharedCaches } from '../../src/cache/registry-shared.js';
+import { LayerCache, type CacheEntry } from '../../src/cache/store.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
+import { BlobStore } from '../../src/oci/blob-store.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryContext } from '../../src/registry/context.js';
+import { pushImage } from '../../src/registry/push.js';
+import { RepositoryClient } from '../../src/registry/repository.js';
 import type { Digest, ImageManifest } from '../../src/oci/types.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';
@@ -29,7 +23,7 @@ import {
   startFaultProxy,
   startRegistry,
   type RunningRegistry,
-} from '../push/harness.js';
+} from '../registry/harness.js';
 
 type CacheEvent = Extract<BuildEvent, { kind: 'cache' }>;
 

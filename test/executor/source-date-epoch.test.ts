@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BuildEvent } from '../../src/index.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { layerBlobPaths } from '../helpers/layout.js';
 import { isRoot } from '../helpers/system.js';

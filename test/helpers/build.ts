@@ -1,14 +1,10 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import {
-  buildImage,
-  openImage,
-  type BuildEvent,
-  type BuildImageOptions,
-  type BuildImageResult,
-  type ImageSource,
-} from '../../src/index.js';
+import { buildImage, type BuildImageOptions, type BuildImageResult } from '../../src/build/build-image.js';
+import type { BuildEvent } from '../../src/executor/progress.js';
+import type { ImageSource } from '../../src/oci/image.js';
+import { openImage } from '../../src/transport/images.js';
 import { makeBusyboxRootfs, writeBaseImage, type BaseImageFiles } from './base-image.js';
 
 /** A scratch area for build tests: its own data dir, cache dir and busybox base image. */

@@ -3,7 +3,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageStore, openOciLayout } from '../../src/index.js';
+import { openOciLayout } from '../../src/transport/layout/reader.js';
+import { ImageStore } from '../../src/transport/store/store.js';
 import { makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { DOCKER, dockerAvailable, ensureContainerImage, runInContainer } from '../helpers/container-image.js';
 import { imageConfig, layerListings } from '../helpers/layout.js';

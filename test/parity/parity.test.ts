@@ -12,15 +12,13 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ImageStore,
-  buildImage,
-  diffImages,
-  formatImageDiff,
-  openImage,
-  openOciLayout,
-  type ImageSource,
-} from '../../src/index.js';
+import { diffImages } from '../../src/analyze/diff.js';
+import { formatImageDiff } from '../../src/analyze/format.js';
+import { buildImage } from '../../src/build/build-image.js';
+import type { ImageSource } from '../../src/oci/image.js';
+import { openImage } from '../../src/transport/images.js';
+import { openOciLayout } from '../../src/transport/layout/reader.js';
+import { ImageStore } from '../../src/transport/store/store.js';
 import { dockerLoad, makeParityBaseRootfs, writeBaseImage } from '../helpers/base-image.js';
 import { writeNonUtf8Context } from '../helpers/non-utf8.js';
 import { isRoot, requireTool } from '../helpers/system.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDockerfile } from '../../src/index.js';
+import { parseDockerfile } from '../../src/parser/parse.js';
 
 function firstError(source: string | Uint8Array) {
   const result = parseDockerfile(source);
@@ -37,7 +37,7 @@ describe('bad input gives a located diagnostic, never an exception', () => {
     expect(firstError('FROM a\nRUN --mount="type=cache true').message).toMatch(/^--mount=/);
   });
   it('an unterminated quote in an expansion fails at expansion time', async () => {
-    const { expandWord } = await import('../../src/index.js');
+    const { expandWord } = await import('../../src/parser/index.js');
     expect(() => expandWord('"abc', () => undefined, { where: 'Dockerfile:3' })).toThrow(
       'Dockerfile:3: failed to process "\\"abc": unexpected end of statement while looking for matching double-quote',
     );

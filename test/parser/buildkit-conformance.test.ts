@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDockerfile, parseDockerfileAst } from '../../src/index.js';
+import { parseDockerfile, parseDockerfileAst } from '../../src/parser/parse.js';
 import { requireCorpus } from '../helpers/corpora.js';
 import { buildkitParser } from './corpus.js';
 import { dumpAst } from './dump.js';

@@ -2,7 +2,7 @@
  * BuildKit's Node.Dump format (frontend/dockerfile/parser/parser.go), used to compare our AST
  * with BuildKit's golden `result` files byte for byte.
  */
-import type { AstNode } from '../../src/index.js';
+import type { AstNode } from '../../src/parser/types.js';
 
 /** Go's strconv.Quote: escapes \a \b \f \n \r \t \v, " and \, other controls as \xNN/\uNNNN. */
 export function goQuote(text: string): string {

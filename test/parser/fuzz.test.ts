@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lexWord, parseDockerfile, type Diagnostic } from '../../src/index.js';
+import { parseDockerfile } from '../../src/parser/parse.js';
+import { lexWord } from '../../src/parser/shell-lex.js';
+import type { Diagnostic } from '../../src/parser/types.js';
 import { requireCorpus } from '../helpers/corpora.js';
 import { corpora, dockerfilesUnder } from './corpus.js';
 

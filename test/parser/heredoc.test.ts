@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDockerfileAst, parseDockerfile } from '../../src/index.js';
+import { parseDockerfileAst, parseDockerfile } from '../../src/parser/parse.js';
 import { requireCorpus } from '../helpers/corpora.js';
 import { corpora } from './corpus.js';
 

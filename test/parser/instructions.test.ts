@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDockerfile, type Instruction } from '../../src/index.js';
+import { parseDockerfile } from '../../src/parser/parse.js';
+import type { Instruction } from '../../src/parser/types.js';
 
 function only(text: string): Instruction {
   const result = parseDockerfile(`FROM busybox\n${text}\n`);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lexWord } from '../../src/index.js';
+import { lexWord } from '../../src/parser/shell-lex.js';
 import { requireCorpus } from '../helpers/corpora.js';
 import { buildkitShell } from './corpus.js';
 

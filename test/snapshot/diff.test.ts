@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { diffSnapshots, isEmptyDiff } from '../../src/snapshot/diff.js';
 import { scanTree } from '../../src/snapshot/scan.js';
-import { createScanSnapshotter } from '../../src/snapshot/snapshotter.js';
+import { createTreeBaseline } from '../../src/snapshot/tree-baseline.js';
 import type { LayerDiff } from '../../src/snapshot/types.js';
 import { isRoot } from '../helpers/system.js';
 import { removeAll, tempDir } from './helpers.js';
@@ -42,7 +42,7 @@ async function stepDiff(
   await writeFile(join(root, 'usr/lib/libc.so'), 'libc\n');
   await symlink('libc.so', join(root, 'usr/lib/libc.so.6'));
   await writeFile(join(root, 'big'), Buffer.alloc(100_000, 7));
-  const snapshotter = createScanSnapshotter(root);
+  const snapshotter = createTreeBaseline(root);
   await snapshotter.prepare();
   await mutate(root);
   const diff = await snapshotter.commit();

@@ -3,7 +3,10 @@ import { lstatSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFile
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diffSnapshots, emptySnapshot, extractLayer, layerTarStream, scanTree } from '../../src/index.js';
+import { diffSnapshots } from '../../src/snapshot/diff.js';
+import { extractLayer } from '../../src/snapshot/extract.js';
+import { layerTarStream } from '../../src/snapshot/layer-writer.js';
+import { emptySnapshot, scanTree } from '../../src/snapshot/scan.js';
 import { latin1, latin1Path } from '../helpers/non-utf8.js';
 import { isRoot, requireTool } from '../helpers/system.js';
 import { buildTar, file, removeAll, tempDir } from './helpers.js';

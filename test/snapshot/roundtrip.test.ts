@@ -14,7 +14,7 @@ import {
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/oci/blob-store.js';
-import { createScanSnapshotter } from '../../src/snapshot/snapshotter.js';
+import { createTreeBaseline } from '../../src/snapshot/tree-baseline.js';
 import { extractLayerAuto } from '../../src/snapshot/extract.js';
 import { writeDirectoryLayer, writeLayer } from '../../src/snapshot/layer-writer.js';
 import { isRoot } from '../helpers/system.js';
@@ -92,7 +92,7 @@ describe('round trip: snapshot, diff, layer, extract', () => {
     const store = new BlobStore(await newDir());
     await buildA(work);
     const base = await writeDirectoryLayer(work, store);
-    const snapshotter = createScanSnapshotter(work);
+    const snapshotter = createTreeBaseline(work);
     await snapshotter.prepare();
     await mutateToB(work);
     const diff = await snapshotter.commit();

@@ -1,4 +1,4 @@
-import { inUserNamespace } from '../../oci/user-namespace.js';
+import { inUserNamespace } from '../../util/user-namespace.js';
 import {
   closeSync,
   constants,
@@ -26,7 +26,7 @@ import {
 } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
-import { fsPath } from '../../oci/file-names.js';
+import { fsPath } from '../../util/file-names.js';
 import { extractArchive } from './archive.js';
 import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
 import { components, resolveInRoot } from './paths.js';

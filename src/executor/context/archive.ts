@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Header } from 'tar-stream';
 import { errnoCode, StratumError } from '../../errors.js';
 import { createDecompressor } from '../../oci/compression.js';
-import { fsPath } from '../../oci/file-names.js';
+import { fsPath } from '../../util/file-names.js';
 import { byteExactExtract } from '../../snapshot/tar-reader.js';
 import { cleanPath, resolveInRoot } from './paths.js';
 

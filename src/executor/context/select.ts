@@ -5,7 +5,7 @@ import { lstatSync, type Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
-import { fsPath, listDir, readLink } from '../../oci/file-names.js';
+import { fsPath, listDir, readLink } from '../../util/file-names.js';
 import { compileIgnore, isIgnored, type IgnoreMatcher } from './dockerignore.js';
 import { compileGlob, GlobSyntaxError, hasWildcards } from './glob.js';
 import { cleanPath, components, resolveInRoot } from './paths.js';

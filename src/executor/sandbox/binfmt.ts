@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { inUserNamespace } from '../../oci/user-namespace.js';
+import { inUserNamespace } from '../../util/user-namespace.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';

@@ -3,7 +3,12 @@ import { access, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
-import { idMapped, userNamespaceIds, type IdRange, type UserNamespaceIds } from '../../oci/user-namespace.js';
+import {
+  idMapped,
+  userNamespaceIds,
+  type IdRange,
+  type UserNamespaceIds,
+} from '../../util/user-namespace.js';
 import type { SandboxSpec } from './types.js';
 
 /**

@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { StratumError } from '../../errors.js';
 import { chooseIdMapping, unshareMappingArgs } from './id-mapping.js';
+import type { IsolationMode, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
+
+export type { IsolationMode };
 
 /**
  * How a RUN step is isolated. The strongest the environment allows is taken, and the build's log
@@ -15,8 +18,13 @@ import { chooseIdMapping, unshareMappingArgs } from './id-mapping.js';
  *
  * A mode asked for (`--isolation`) that cannot be had is an error, never a silent downgrade.
  */
-export type IsolationMode = 'namespaces' | 'proot';
 export type IsolationRequest = IsolationMode | 'auto';
+
+/** One isolation mode's implementation (run.ts namespaces, proot.ts proot). */
+export interface Isolation {
+  readonly mode: IsolationMode;
+  run(spec: SandboxSpec, options: SandboxOptions): Promise<SandboxResult>;
+}
 
 export interface IsolationChoice {
   readonly mode: IsolationMode;

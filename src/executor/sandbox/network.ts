@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { inUserNamespace } from '../../oci/user-namespace.js';
+import { inUserNamespace } from '../../util/user-namespace.js';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

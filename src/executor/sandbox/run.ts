@@ -13,6 +13,7 @@ import {
   type IdMapping,
 } from './id-mapping.js';
 import { MountPointLedger } from './mount-points.js';
+import type { Isolation, IsolationMode } from './isolation.js';
 import { runInProot } from './proot.js';
 import { tooLongForExec, ulimitArgs } from './exec-limits.js';
 import { compileSeccomp } from './seccomp.js';
@@ -61,7 +62,23 @@ export const readonlyPaths: readonly string[] = [
 ];
 
 /**
- * Runs one RUN step: `unshare` makes mount, PID, UTS and IPC namespaces (and a network namespace
+ * The isolation modes, one implementation each behind the same signature; isolation.ts probes
+ * which one this environment allows and the build logs its choice (`RUN isolation: proot`), as
+ * snapshot/choose.ts does for the snapshotter.
+ */
+const ISOLATIONS: Readonly<Record<IsolationMode, Isolation>> = {
+  namespaces: { mode: 'namespaces', run: runInNamespaces },
+  proot: { mode: 'proot', run: runInProot },
+};
+
+/** Runs one RUN step under the isolation `options.isolation` names (default: namespaces). */
+export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = {}): Promise<SandboxResult> {
+  validate(spec);
+  return ISOLATIONS[options.isolation ?? 'namespaces'].run(spec, options);
+}
+
+/**
+ * The namespaces mode: `unshare` makes mount, PID, UTS and IPC namespaces (and a network namespace
  * for `none`, a user namespace when not root), the Perl init (./init.ts) mounts /proc, /dev,
  * /sys, the /etc files and the step's mounts, pivots into the rootfs, drops to Docker's
  * capability set and the step's uid/gid/groups, and execs the command as PID 1. When PID 1
@@ -69,9 +86,7 @@ export const readonlyPaths: readonly string[] = [
  * mount in it) goes away with its last process; nothing is ever mounted in the host's namespace.
  * Mount points the rootfs lacked are created before and removed after (./mount-points.ts).
  */
-export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = {}): Promise<SandboxResult> {
-  validate(spec);
-  if (options.isolation === 'proot') return runInProot(spec, options);
+async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Promise<SandboxResult> {
   const { signal, onOutput } = options;
   if (signal?.aborted) throw abortError(spec);
   const mapping = await chooseIdMapping();

@@ -4,6 +4,9 @@
  * HOME, ARGs and ENV, and resolved USER to numbers (see ../users.ts).
  */
 
+/** How a RUN step is isolated (./isolation.ts says which modes exist and how one is chosen). */
+export type IsolationMode = 'namespaces' | 'proot';
+
 /** A host path (file or directory) made visible at `target` inside the step. */
 export interface BindMount {
   readonly kind: 'bind';
@@ -99,7 +102,7 @@ export interface SandboxOptions {
    */
   readonly searchableRoot?: string;
   /** How to isolate the step (./isolation.ts); default: the namespaces. */
-  readonly isolation?: 'namespaces' | 'proot';
+  readonly isolation?: IsolationMode;
 }
 
 /** Docker's default PATH, used when the image sets none (moby's oci.DefaultPathEnv on Linux). */

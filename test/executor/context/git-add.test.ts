@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseGitSource } from '../../../src/executor/context/index.js';
-import { readAttestations } from '../../../src/index.js';
+import { readAttestations } from '../../../src/attest/read.js';
 import { buildSandbox, type BuildSandbox } from '../../helpers/build.js';
 import { imageConfig, layerListings } from '../../helpers/layout.js';
 import { requireTool } from '../../helpers/system.js';

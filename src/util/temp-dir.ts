@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { errnoCode } from '../errors.js';
+import { cacheDirLayout, defaultCacheDir } from './cache-dir.js';
+import { makeDirectories } from './directories.js';
+import { isAbandoned, ownedName, ownerOf } from './owner.js';
+
+/**
+ * Where stratum's temporary state lives: `$STRATUM_TMPDIR`, else `tmp/` in the cache directory,
+ * never loose in the system /tmp. Every directory made here is named after its owner's PID
+ * (owner.ts), so what a killed process left is recognised and removed by the next build and by
+ * `cache prune` (removeAbandonedTemporaries).
+ */
+
+/**
+ * The prefixes of the owned temporary directories: build workspaces, inflated archives,
+ * `docker save`/load staging, filesystem exports, outputs assembled for a FIFO or device.
+ */
+export const TEMPORARY_PREFIXES = [
+  'stratum-build-',
+  'stratum-archive-',
+  'stratum-daemon-',
+  'stratum-load-',
+  'stratum-export-',
+  'stratum-output-',
+  'stratum-inputs-',
+] as const;
+
+export type TemporaryPrefix = (typeof TEMPORARY_PREFIXES)[number];
+
+/** `$STRATUM_TMPDIR`, else `tmp/` in the (default) cache directory. */
+export function temporaryRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return cacheDirLayout(defaultCacheDir(env), env).tmp;
+}
+
+/** A new directory `<prefix><pid>-<random>` in `parent` (default temporaryRoot()), made if missing. */
+export async function makeOwnedTempDir(
+  prefix: TemporaryPrefix,
+  parent: string = temporaryRoot(),
+): Promise<string> {
+  await makeDirectories(parent);
+  return mkdtemp(join(parent, ownedName(prefix, '')));
+}
+
+/** The link in a staging record that names the staging directory (makeOwnedStagingDir). */
+const STAGING_LINK = 'staging';
+
+/**
+ * A staging directory that cannot live in the temporary root: beside an output directory, so
+ * that its entries are renamed into place on the output's own filesystem (`type=local`). It is
+ * named `.stratum-export-<pid>-…`, and recorded *before* it is made by an owned directory
+ * `stratum-export-<pid>-…` in `root` holding a symlink to it; removeAbandonedTemporaries removes
+ * the staging directory with its record once the owner is gone, so a killed export leaves
+ * nothing that the next build or `cache prune` does not remove. `remove` undoes both.
+ */
+export async function makeOwnedStagingDir(
+  beside: string,
+  root: string = temporaryRoot(),
+): Promise<{ readonly dir: string; readonly remove: () => Promise<void> }> {
+  const record = await makeOwnedTempDir('stratum-export-', root);
+  const dir = join(beside, ownedName('.stratum-export-', randomBytes(6).toString('hex')));
+  const remove = async (): Promise<void> => {
+    await rm(dir, { recursive: true, force: true });
+    await rm(record, { recursive: true, force: true });
+  };
+  try {
+    await symlink(dir, join(record, STAGING_LINK));
+    await mkdir(dir, { mode: 0o700 });
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return { dir, remove };
+}
+
+/**
+ * Removes the staging directory an abandoned record names, if the record has one; only a
+ * `.stratum-export-<pid>-…` of the record's own dead owner, whatever the link says.
+ */
+async function removeRecordedStaging(record: string, owner: number): Promise<void> {
+  const staging = await readlink(join(record, STAGING_LINK)).catch(() => undefined);
+  if (staging === undefined || ownerOf(basename(staging), '.stratum-export-') !== owner) return;
+  await rm(staging, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+}
+
+/**
+ * Removes the owned temporary directories in `parent` whose process no longer runs (and the
+ * staging directories their records name); returns how many. Removal failures are ignored:
+ * another process may be removing the same leftover.
+ */
+export async function removeAbandonedTemporaries(
+  parent: string,
+  options: { readonly beforeRemove?: (path: string) => Promise<void> } = {},
+): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(parent);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return 0;
+    throw error;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const prefix = TEMPORARY_PREFIXES.find((candidate) => isAbandoned(name, candidate));
+    if (prefix === undefined) continue;
+    await options.beforeRemove?.(join(parent, name));
+    if (prefix === 'stratum-export-') await removeRecordedStaging(join(parent, name), ownerOf(name, prefix)!);
+    await rm(join(parent, name), { recursive: true, force: true, maxRetries: 3 }).then(
+      () => removed++,
+      () => undefined,
+    );
+  }
+  return removed;
+}
