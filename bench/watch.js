@@ -91,6 +91,11 @@ function startWatch({ layout, dir, contexts }) {
   const waiting = [];
   const results = [];
   child.stderr.on('data', (chunk) => (stderr += chunk));
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+    for (const { reject } of waiting.splice(0)) reject(new Error(`stratum --watch ended:\n${stderr}`));
+  });
   child.stdout.on('data', (chunk) => {
     buffered += chunk;
     const lines = buffered.split('\n');
@@ -100,7 +105,7 @@ function startWatch({ layout, dir, contexts }) {
       const at = performance.now();
       const next = waiting.shift();
       if (next === undefined) results.push(at);
-      else next(at);
+      else next.resolve(at);
     }
   });
   const failures = () => stderr.split('\n').filter((line) => line.startsWith('stratum: '));
@@ -111,10 +116,11 @@ function startWatch({ layout, dir, contexts }) {
     nextResult: () =>
       results.length > 0
         ? Promise.resolve(results.shift())
-        : new Promise((resolve, reject) => {
-            waiting.push(resolve);
-            child.once('exit', () => reject(new Error(`stratum --watch ended:\n${stderr}`)));
-          }),
+        : exited
+          ? Promise.reject(new Error(`stratum --watch ended:\n${stderr}`))
+          : new Promise((resolve, reject) => {
+              waiting.push({ resolve, reject });
+            }),
     failures,
   };
 }
