@@ -57,12 +57,20 @@ export {
   type LoginOptions,
 } from './registry/index.js';
 
-// Cache: the layer cache on disk and its housekeeping; cache references for import and export.
+// Cache: the layer cache on disk and its housekeeping; caches imported and exported (registry, directory).
 export { LayerCache, type CacheEntry, type CacheEntryInfo } from './cache/store.js';
 export { listCache, cacheDiskUsage, pruneLayerCache, type CacheLocation } from './cache/admin.js';
 export { removeImages, type RemoveImagesResult } from './cache/image-removal.js';
 export type { CacheUsage, PruneResult } from './cache/prune.js';
-export { parseCacheRef, type CacheRef } from './cache/registry-cache.js';
+export { parseCacheRef, type CacheRef } from './cache/remote/cache-ref.js';
+export {
+  RemoteCaches,
+  openImportedCache,
+  type RemoteCachesOptions,
+  type CacheExportSummary,
+  type OpenCacheOptions,
+} from './cache/remote/remote-caches.js';
+export type { ImportedCache } from './cache/remote/import.js';
 export { diffCaches, type CacheDiffOptions, type CacheDiffResult } from './build/cache-diff.js';
 
 // Diff and analyze: two images compared step by step; one image's layers, waste and copy-ups.

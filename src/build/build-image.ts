@@ -38,7 +38,7 @@ import {
   type SecretMaterial,
 } from '../executor/build.js';
 import { RegistryContext, openRegistryImage, pushImage, pushIndex } from '../registry/index.js';
-import { SharedCaches } from '../cache/registry-shared.js';
+import { RemoteCaches } from '../cache/remote/remote-caches.js';
 import { LayerCache } from '../cache/store.js';
 import { attestsAnything, type AttestationRequest } from '../attest/index.js';
 import { loadPrivateKey } from '../attest/dsse.js';
@@ -222,7 +222,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     // FROM, --push and the shared cache share where each blob was seen, so a push or a cache
     // export mounts base layers from the repository they were pulled from.
     const registryContext = new RegistryContext();
-    const shared = await SharedCaches.open({
+    const shared = await RemoteCaches.open({
       registryContext,
       cacheFrom: options.cacheFrom ?? [],
       cacheTo: options.cacheTo ?? [],

@@ -1,7 +1,6 @@
 import { StratumError } from '../errors.js';
-import { LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from '../cache/local-cache.js';
-import { RegistryCacheSource } from '../cache/registry-cache.js';
-import type { StoredCacheEntry } from '../cache/registry-format.js';
+import type { StoredCacheEntry } from '../cache/remote/format.js';
+import { openImportedCache } from '../cache/remote/remote-caches.js';
 import { closestRecord, type StepRecord } from '../cache/step-record.js';
 import type { ExplainStep } from '../executor/build-session.js';
 import { explainMiss } from '../executor/explain.js';
@@ -130,12 +129,7 @@ async function openCache(text: string, options: CacheDiffOptions): Promise<Opene
   const onWarning = (line: string): void => {
     problems.push(line);
   };
-  if (isLocalCacheSpec(text)) {
-    const source = await LocalCacheSource.open(parseLocalCacheRef(text, 'from'), { onWarning });
-    if (problems.length > 0) throw new StratumError('NOT_FOUND', problems[0]!);
-    return { name: source.name, entries: [...source.stored()] };
-  }
-  const source = await RegistryCacheSource.open(text, {
+  const source = await openImportedCache(text, {
     insecureRegistries: options.insecureRegistries ?? [],
     onWarning,
     ...(options.signal ? { signal: options.signal } : {}),

@@ -9,7 +9,7 @@ import { parseByteSize } from '../util/byte-size.js';
  * them); its contents travel as one tar blob (compressed as a layer is, gzip or zstd), named by
  * its digest like any layer, so an unchanged mount is the same blob and is never sent twice.
  *
- * The config's `mounts` list (registry-format.ts) holds, newest first:
+ * The config's `mounts` list (remote/format.ts) holds, newest first:
  *   { "id", "uid", "gid", "mode", "layer": { "descriptor", "diffId" }, "size", "used" }
  * and the manifest lists their blobs among its layers, so a registry's garbage collector keeps
  * them. The total of their compressed sizes is bounded (`mounts-max-size=`, default 1 GiB): when

@@ -50,7 +50,7 @@ export interface ImportedMount extends StoredMount {
   readonly source: string;
 }
 
-/** A cache consulted after a local miss (the registry caches of SharedCaches). */
+/** A cache consulted after a local miss: every --cache-from and --cache-to of a build (remote/remote-caches.ts). */
 export interface RemoteCache {
   /** False when nothing is behind it (no --cache-from or --cache-to given, or none usable). */
   readonly active: boolean;

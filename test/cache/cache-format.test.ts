@@ -7,7 +7,7 @@ import {
   encodeCacheConfig,
   mergeEntries,
   type StoredCacheEntry,
-} from '../../src/cache/registry-format.js';
+} from '../../src/cache/remote/format.js';
 import { MAX_RECORDED_FILES, closestRecord, type StepRecord } from '../../src/cache/step-record.js';
 import type { Digest } from '../../src/oci/types.js';
 

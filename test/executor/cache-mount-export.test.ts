@@ -1,9 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseCacheRef } from '../../src/cache/registry-cache.js';
+import { parseCacheRef, parseLocalCacheRef } from '../../src/cache/remote/cache-ref.js';
 import type { BuildEvent } from '../../src/executor/progress.js';
-import { parseLocalCacheRef } from '../../src/cache/local-cache.js';
 import { cacheMountKey } from '../../src/executor/cache-mounts.js';
 import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot, requireTool } from '../helpers/system.js';

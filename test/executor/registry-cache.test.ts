@@ -3,9 +3,11 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryCacheExporter, RegistryCacheSource, parseCacheRef } from '../../src/cache/registry-cache.js';
-import { CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE } from '../../src/cache/registry-format.js';
-import { SharedCaches } from '../../src/cache/registry-shared.js';
+import { parseCacheRef } from '../../src/cache/remote/cache-ref.js';
+import { CacheExporter } from '../../src/cache/remote/export.js';
+import { CACHE_ARTIFACT_TYPE, CACHE_CONFIG_MEDIA_TYPE } from '../../src/cache/remote/format.js';
+import { RegistryCacheTransport } from '../../src/cache/remote/registry.js';
+import { RemoteCaches, openImportedCache } from '../../src/cache/remote/remote-caches.js';
 import { LayerCache, type CacheEntry } from '../../src/cache/store.js';
 import type { BuildEvent } from '../../src/executor/progress.js';
 import { BlobStore } from '../../src/oci/blob-store.js';
@@ -57,6 +59,21 @@ function emptyEntry(name: string): CacheEntry {
     created: '2024-01-01T00:00:00.000Z',
   };
 }
+
+/** Registry clients the exporters below made, each as a process of its own would have; closed at the end. */
+const exportClients: RegistryClient[] = [];
+
+/** A `--cache-to` over `client`, else over a client of its own (nothing remembered). */
+function exporterTo(text: string, client?: RegistryClient): CacheExporter {
+  const ref = parseCacheRef(text);
+  const own = client ?? new RegistryClient();
+  if (client === undefined) exportClients.push(own);
+  return new CacheExporter(new RegistryCacheTransport(ref, own, { forPush: true }), ref);
+}
+
+afterAll(async () => {
+  await Promise.all(exportClients.map((client) => client.close()));
+});
 
 describe('parseCacheRef', () => {
   it('registry:HOST/REPO defaults the tag to stratum-cache', () => {
@@ -119,7 +136,7 @@ describe('parseCacheRef', () => {
   it('--cache-to refuses a digest (a cache-from may pin one)', () => {
     const text = `registry:h:5000/a@sha256:${'a'.repeat(64)}`;
     expect(parseCacheRef(text).digest).toBe(`sha256:${'a'.repeat(64)}`);
-    expect(() => RegistryCacheExporter.parse(text)).toThrow(/needs a tag/);
+    expect(() => exporterTo(text)).toThrow(/needs a tag/);
   });
 });
 
@@ -184,7 +201,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
   });
 
   it('machine B imports what machine A exported, and its build hits every step without running one', async () => {
-    const exporter = RegistryCacheExporter.parse(`registry:${registry.host}/app/cache:main`);
+    const exporter = exporterTo(`registry:${registry.host}/app/cache:main`);
     for (const entry of entriesA) exporter.add(entry);
     const exported = await exporter.flush(cacheA.blobs);
     expect(exported).toMatchObject({ layers: 3, uploaded: 3, mounted: 0, existed: 0, entries: 4 });
@@ -201,7 +218,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
 
     const dirB = join(box.dir, 'cache-b');
     const cacheB = new LayerCache(dirB);
-    const source = await RegistryCacheSource.open(`registry:${registry.host}/app/cache:main`);
+    const source = await openImportedCache(`registry:${registry.host}/app/cache:main`);
     try {
       expect(source.name).toBe(`registry:${registry.host}/app/cache:main`);
       expect(source.warnings).toEqual([]);
@@ -250,7 +267,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
 
   it('a layer already in the blob store is not downloaded again', async () => {
     const proxy = await startFaultProxy(registry.port);
-    const source = await RegistryCacheSource.open(`registry:${proxy.host}/app/cache:main`);
+    const source = await openImportedCache(`registry:${proxy.host}/app/cache:main`);
     try {
       const store = new BlobStore(join(box.dir, 'store-present'));
       // Two layers with content (not the empty layer two steps share).
@@ -279,11 +296,11 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     const context = new RegistryContext();
     await pushImage(imageA, `${registry.host}/team/app:1`, { context });
     // The push remembered where the layers are: the export mounts them.
-    const first = RegistryCacheExporter.parse(`registry:${registry.host}/team/cache:main`);
-    for (const entry of entriesA) first.add(entry);
     const exportClient = new RegistryClient({ context });
+    const first = exporterTo(`registry:${registry.host}/team/cache:main`, exportClient);
+    for (const entry of entriesA) first.add(entry);
     try {
-      expect(await first.flush(cacheA.blobs, { client: exportClient })).toMatchObject({
+      expect(await first.flush(cacheA.blobs)).toMatchObject({
         layers: 3,
         uploaded: 0,
         mounted: 3,
@@ -294,7 +311,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     }
 
     // Another process (a client of its own, nothing remembered): --mount-from names the image's repository.
-    const second = RegistryCacheExporter.parse(`registry:${registry.host}/team/cache2:main`);
+    const second = exporterTo(`registry:${registry.host}/team/cache2:main`);
     for (const entry of entriesA) second.add(entry);
     expect(await second.flush(cacheA.blobs, { mountFrom: ['team/app'] })).toMatchObject({
       uploaded: 0,
@@ -308,31 +325,31 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
 
   it('exports to one tag accumulate (several builds or branches), newest first, capped', async () => {
     const ref = `registry:${registry.host}/app/merge:shared`;
-    const one = RegistryCacheExporter.parse(ref);
+    const one = exporterTo(ref);
     for (const name of ['a1', 'a2', 'a3']) one.add(emptyEntry(name));
     expect((await one.flush(cacheA.blobs)).entries).toBe(3);
-    const two = RegistryCacheExporter.parse(ref);
+    const two = exporterTo(ref);
     for (const name of ['b1', 'a2']) two.add(emptyEntry(name));
     expect((await two.flush(cacheA.blobs)).entries).toBe(4);
 
-    const source = await RegistryCacheSource.open(ref);
+    const source = await openImportedCache(ref);
     expect([...source.keys()]).toEqual(['a2', 'b1', 'a3', 'a1'].map(fakeKey));
     expect(await source.get(fakeKey('a1'), cacheA.blobs)).toEqual(emptyEntry('a1'));
     await source.close();
 
-    const three = RegistryCacheExporter.parse(ref);
+    const three = exporterTo(ref);
     three.add(emptyEntry('c1'));
     expect((await three.flush(cacheA.blobs, { maxEntries: 3 })).entries).toBe(3);
-    const capped = await RegistryCacheSource.open(ref);
+    const capped = await openImportedCache(ref);
     expect([...capped.keys()]).toEqual(['c1', 'a2', 'b1'].map(fakeKey));
     await capped.close();
   });
 
   it('a tag that holds an image is not overwritten, and is no cache to read', async () => {
-    const exporter = RegistryCacheExporter.parse(`registry:${registry.host}/team/app:1`);
+    const exporter = exporterTo(`registry:${registry.host}/team/app:1`);
     exporter.add(emptyEntry('x'));
     await expect(exporter.flush(cacheA.blobs)).rejects.toThrow(/not a stratum cache; refusing to overwrite/);
-    const source = await RegistryCacheSource.open(`registry:${registry.host}/team/app:1`);
+    const source = await openImportedCache(`registry:${registry.host}/team/app:1`);
     expect(source.size).toBe(0);
     expect(source.warnings).toHaveLength(1);
     expect(source.warnings[0]).toMatch(/not a stratum cache/);
@@ -344,7 +361,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
       dockerTypes: true,
     });
     await pushImage(await readTestLayout(layout.dir), `${registry.host}/team/docker-typed:1`);
-    const exporter = RegistryCacheExporter.parse(`registry:${registry.host}/team/docker-typed:1`);
+    const exporter = exporterTo(`registry:${registry.host}/team/docker-typed:1`);
     exporter.add(emptyEntry('y'));
     await expect(exporter.flush(cacheA.blobs)).rejects.toThrow(
       /holds a application\/vnd\.docker\.distribution\.manifest\.v2\+json, not a stratum cache/,
@@ -355,7 +372,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
 
   it('a missing tag is an empty cache, without a warning', async () => {
     const warnings: string[] = [];
-    const source = await RegistryCacheSource.open(`registry:${registry.host}/nobody/here:main`, {
+    const source = await openImportedCache(`registry:${registry.host}/nobody/here:main`, {
       onWarning: (message) => warnings.push(message),
     });
     expect(source.size).toBe(0);
@@ -368,7 +385,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     const port = await freePort();
     const warnings: string[] = [];
     const started = Date.now();
-    const source = await RegistryCacheSource.open(`registry:127.0.0.1:${port}/app/cache:main`, {
+    const source = await openImportedCache(`registry:127.0.0.1:${port}/app/cache:main`, {
       onWarning: (message) => warnings.push(message),
     });
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -385,11 +402,11 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
   it('an entry whose diff_id does not match its layer is a miss, not a wrong image', async () => {
     const withLayer = entriesA.find((entry) => entry.layer !== null)!;
     const lie: CacheEntry = { ...withLayer, layer: { ...withLayer.layer!, diffId: fakeKey('lie') } };
-    const exporter = RegistryCacheExporter.parse(`registry:${registry.host}/app/lies:main`);
+    const exporter = exporterTo(`registry:${registry.host}/app/lies:main`);
     exporter.add(lie);
     await exporter.flush(cacheA.blobs);
     const warnings: string[] = [];
-    const source = await RegistryCacheSource.open(`registry:${registry.host}/app/lies:main`, {
+    const source = await openImportedCache(`registry:${registry.host}/app/lies:main`, {
       onWarning: (message) => warnings.push(message),
     });
     const store = new BlobStore(join(box.dir, 'store-lie'));
@@ -411,7 +428,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     await box.build(ctx, { cacheDir: dir });
     const cache = new LayerCache(dir);
     const entries = (await cache.list()).map(plain);
-    const exporter = RegistryCacheExporter.parse(`registry:${registry.host}/app/corrupt:main`);
+    const exporter = exporterTo(`registry:${registry.host}/app/corrupt:main`);
     for (const entry of entries) exporter.add(entry);
     expect((await exporter.flush(cache.blobs)).uploaded).toBe(3);
 
@@ -435,7 +452,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     writeFileSync(data, bytes);
 
     const warnings: string[] = [];
-    const source = await RegistryCacheSource.open(`registry:${registry.host}/app/corrupt:main`, {
+    const source = await openImportedCache(`registry:${registry.host}/app/corrupt:main`, {
       onWarning: (message) => warnings.push(message),
     });
     const storeRoot = join(box.dir, 'store-corrupt');
@@ -451,15 +468,15 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     await source.close();
   });
 
-  it('SharedCaches: a bad reference is a usage error before any network', async () => {
-    await expect(SharedCaches.open({ cacheFrom: ['local:/x'] })).rejects.toMatchObject({ code: 'USAGE' });
-    await expect(SharedCaches.open({ cacheTo: ['registry:'] })).rejects.toMatchObject({ code: 'USAGE' });
+  it('RemoteCaches: a bad reference is a usage error before any network', async () => {
+    await expect(RemoteCaches.open({ cacheFrom: ['local:/x'] })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(RemoteCaches.open({ cacheTo: ['registry:'] })).rejects.toMatchObject({ code: 'USAGE' });
   });
 
-  it('SharedCaches: lookup tries each --cache-from in order and saves a hit locally; record and export', async () => {
+  it('RemoteCaches: lookup tries each --cache-from in order and saves a hit locally; record and export', async () => {
     const port = await freePort();
     const warnings: string[] = [];
-    const shared = await SharedCaches.open({
+    const shared = await RemoteCaches.open({
       cacheFrom: [`registry:127.0.0.1:${port}/down/cache`, `registry:${registry.host}/app/cache:main`],
       cacheTo: [`registry:${registry.host}/app/shared:out`],
       onWarning: (message) => warnings.push(message),
@@ -489,9 +506,9 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     }
   });
 
-  it('SharedCaches: a failed export fails, unless ignore-error=true makes it a warning', async () => {
+  it('RemoteCaches: a failed export fails, unless ignore-error=true makes it a warning', async () => {
     const port = await freePort();
-    const strict = await SharedCaches.open({ cacheTo: [`registry:127.0.0.1:${port}/app/cache`] });
+    const strict = await RemoteCaches.open({ cacheTo: [`registry:127.0.0.1:${port}/app/cache`] });
     strict.record(emptyEntry('strict'));
     await expect(strict.export(cacheA.blobs)).rejects.toThrow(
       new RegExp(`cache registry:127\\.0\\.0\\.1:${port}/app/cache:stratum-cache: .*connection refused`),
@@ -499,7 +516,7 @@ describe.skipIf(!enabled)('shared cache in a registry (docker-registry on 127.0.
     await strict.close();
 
     const warnings: string[] = [];
-    const lenient = await SharedCaches.open({
+    const lenient = await RemoteCaches.open({
       cacheTo: [`type=registry,ref=127.0.0.1:${port}/app/cache,ignore-error=true`],
       onWarning: (message) => warnings.push(message),
     });

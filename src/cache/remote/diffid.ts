@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { StratumError } from '../errors.js';
-import { createDecompressor, layerCompression, type Compression } from '../oci/compression.js';
-import type { Digest } from '../oci/types.js';
+import { StratumError } from '../../errors.js';
+import { createDecompressor, layerCompression, type Compression } from '../../oci/compression.js';
+import type { Digest } from '../../oci/types.js';
 
 /**
  * Checks a compressed layer's diff_id while it streams past. A shared cache entry names both the

@@ -1,14 +1,14 @@
-import { StratumError, messageOf } from '../errors.js';
-import type { BlobStore } from '../oci/blob-store.js';
-import { isDigest } from '../oci/digest.js';
-import type { LayerRef } from '../oci/image.js';
-import { MediaType, type Descriptor, type Digest, type ImageManifest } from '../oci/types.js';
-import { decodeMount, encodeMount, type StoredMount } from './mount-export.js';
-import { decodeStepRecord, exportedStepRecord, type StepRecord } from './step-record.js';
-import type { CacheEntry } from './store.js';
+import { StratumError } from '../../errors.js';
+import { isDigest } from '../../oci/digest.js';
+import type { LayerRef } from '../../oci/image.js';
+import { MediaType, type Descriptor, type Digest, type ImageManifest } from '../../oci/types.js';
+import { decodeMount, encodeMount, type StoredMount } from '../mount-export.js';
+import { decodeStepRecord, exportedStepRecord, type StepRecord } from '../step-record.js';
+import type { CacheEntry } from '../store.js';
 
 /**
- * The shared cache's format in a registry: one OCI image manifest per cache tag.
+ * The cache artifact's bytes, wherever it is stored (transport.ts): one OCI image manifest per
+ * cache tag, under a registry tag or an OCI layout directory's `index.json` tag alike.
  *
  *   manifest  mediaType    application/vnd.oci.image.manifest.v1+json
  *             artifactType application/vnd.stratum.cache.v1+json
@@ -241,70 +241,4 @@ export function cacheConfigOf(bytes: Buffer): Descriptor | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/**
- * A hit from a cache read when the build started (a registry's or a local directory's): the
- * entry, with its layer blob put into `blobs` by `copyLayer` unless it is there already. When
- * the layer cannot be had, the entry is forgotten for the rest of the build, `warn` gets one
- * line, and the step runs instead.
- */
-export async function hitWithLayer(
-  entries: Map<string, StoredCacheEntry>,
-  key: Digest,
-  options: {
-    readonly cacheName: string;
-    readonly blobs: BlobStore;
-    /** Copies the layer into `blobs`; `what` names it in errors. */
-    readonly copyLayer: (layer: NonNullable<CacheEntry['layer']>, what: string) => Promise<void>;
-    readonly warn: (line: string) => void;
-    readonly signal?: AbortSignal | undefined;
-  },
-): Promise<CacheEntry | undefined> {
-  const stored = entries.get(key);
-  if (stored === undefined) return undefined;
-  const entry: CacheEntry = {
-    key: stored.key,
-    layer: stored.layer,
-    createdBy: stored.createdBy,
-    instruction: stored.instruction,
-    created: stored.created,
-  };
-  if (entry.layer === null) return entry;
-  const what = `cache ${options.cacheName}: layer ${entry.layer.descriptor.digest} of "${entry.instruction}"`;
-  const ok = await layerIntoStore(entry.layer, { ...options, what, outcome: 'step runs' });
-  if (!ok) entries.delete(key);
-  return ok ? entry : undefined;
-}
-
-/**
- * Makes sure `blobs` holds a layer (or a cache mount's blob): there already, else `copyLayer`.
- * False, with one warning, when it cannot be had; an abort is thrown.
- */
-export async function layerIntoStore(
-  layer: NonNullable<CacheEntry['layer']>,
-  options: {
-    readonly blobs: BlobStore;
-    /** Names the blob in messages. */
-    readonly what: string;
-    readonly copyLayer: (layer: NonNullable<CacheEntry['layer']>, what: string) => Promise<void>;
-    readonly warn: (line: string) => void;
-    readonly signal?: AbortSignal | undefined;
-    /** What happens instead, for the warning (default: not used). */
-    readonly outcome?: string;
-  },
-): Promise<boolean> {
-  const { descriptor } = layer;
-  if ((await options.blobs.size(descriptor.digest)) === descriptor.size) return true;
-  const what = options.what;
-  try {
-    options.signal?.throwIfAborted();
-    await options.copyLayer(layer, what);
-    return true;
-  } catch (error) {
-    if (options.signal?.aborted === true) throw error;
-    const outcome = options.outcome === undefined ? '' : `, ${options.outcome}`;
-    options.warn(`${what}: not used${outcome} (${messageOf(error).replace(`${what}: `, '')})`);
-    return false;
-  }
 }

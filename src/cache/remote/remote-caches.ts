@@ -1,26 +1,26 @@
-import { messageOf, wrap } from '../errors.js';
-import type { BlobStore } from '../oci/blob-store.js';
-import type { Digest } from '../oci/types.js';
-import { RegistryClient } from '../registry/client.js';
-import type { RegistryContext } from '../registry/context.js';
-import {
-  RegistryCacheExporter,
-  RegistryCacheSource,
-  parseCacheRef,
-  type ExportResult,
-} from './registry-cache.js';
-import type { CacheMountIdentity, MountSnapshot } from './mount-export.js';
-import type { ImportedMount, ImportedStep } from './source.js';
-import { closestRecord, type StepRecord } from './step-record.js';
-import type { CacheEntry, LayerCache } from './store.js';
-import { LocalCacheExporter, LocalCacheSource, isLocalCacheSpec, parseLocalCacheRef } from './local-cache.js';
+import { messageOf, wrap } from '../../errors.js';
+import type { BlobStore } from '../../oci/blob-store.js';
+import type { Digest } from '../../oci/types.js';
+import { RegistryClient } from '../../registry/client.js';
+import type { RegistryContext } from '../../registry/context.js';
+import type { CacheMountIdentity, MountSnapshot } from '../mount-export.js';
+import type { CacheHit, ImportedMount, ImportedStep, RemoteCache } from '../source.js';
+import { closestRecord, type StepRecord } from '../step-record.js';
+import type { CacheEntry, LayerCache } from '../store.js';
+import { parseCacheSpec, type CacheRef, type LocalCacheRef } from './cache-ref.js';
+import { CacheExporter, type ExportResult } from './export.js';
+import { ImportedCache } from './import.js';
+import { LocalCacheTransport } from './local.js';
+import { RegistryCacheTransport } from './registry.js';
+import type { CacheTransport } from './transport.js';
 
 /**
- * Every `--cache-from` and `--cache-to` of one build behind one object, so the engine needs
- * three calls: lookup() after a local miss, record() after every filesystem step, export()
- * after the build succeeded (and after the push, so the pushed layers are mounted).
+ * Every `--cache-from` and `--cache-to` of one build behind one object (the executor's
+ * RemoteCache), so the engine needs three calls: lookup() after a local miss, record() after
+ * every filesystem step, export() after the build succeeded (and after the push, so the pushed
+ * layers are mounted).
  */
-export interface SharedCacheOptions {
+export interface RemoteCachesOptions {
   readonly cacheFrom?: readonly string[];
   readonly cacheTo?: readonly string[];
   readonly insecureRegistries?: readonly string[];
@@ -31,56 +31,42 @@ export interface SharedCacheOptions {
   readonly onWarning?: (message: string) => void;
 }
 
-export interface SharedCacheHit {
-  readonly entry: CacheEntry;
-  /** `registry:host/repo:tag`, for the cache event's `source`. */
-  readonly source: string;
-}
-
-export interface SharedCacheExport extends ExportResult {
+export interface CacheExportSummary extends ExportResult {
+  /** `registry:host/repo:tag` or `local:DIR`. */
   readonly name: string;
 }
 
-export class SharedCaches {
+export class RemoteCaches implements RemoteCache {
   private constructor(
     private readonly client: RegistryClient,
-    private readonly sources: readonly (RegistryCacheSource | LocalCacheSource)[],
-    private readonly exporters: readonly (RegistryCacheExporter | LocalCacheExporter)[],
-    private readonly options: SharedCacheOptions,
+    private readonly sources: readonly ImportedCache[],
+    private readonly exporters: readonly CacheExporter[],
+    private readonly options: RemoteCachesOptions,
   ) {}
 
   /**
    * Parses every reference (a bad one is a USAGE error, before any network) and reads each
    * `--cache-from` once, in parallel. Never fails for an unreachable cache: that is a warning.
    */
-  static async open(options: SharedCacheOptions): Promise<SharedCaches> {
-    // type=local,src|dest=DIR is a directory (local-cache.ts); everything else a registry.
-    const fromRefs = (options.cacheFrom ?? []).map((text) =>
-      isLocalCacheSpec(text) ? parseLocalCacheRef(text, 'from') : parseCacheRef(text),
-    );
-    const exporters = (options.cacheTo ?? []).map((text) =>
-      isLocalCacheSpec(text)
-        ? new LocalCacheExporter(parseLocalCacheRef(text, 'to'))
-        : new RegistryCacheExporter(parseCacheRef(text)),
-    );
-    for (const exporter of exporters) if (exporter instanceof LocalCacheExporter) await exporter.check();
+  static async open(options: RemoteCachesOptions): Promise<RemoteCaches> {
+    const fromRefs = (options.cacheFrom ?? []).map((text) => parseCacheSpec(text, 'from'));
+    const toRefs = (options.cacheTo ?? []).map((text) => parseCacheSpec(text, 'to'));
     const client = new RegistryClient({
       insecureRegistries: options.insecureRegistries ?? [],
       ...(options.registryContext ? { context: options.registryContext } : {}),
     });
     try {
+      const exporters = toRefs.map((ref) => new CacheExporter(cacheTransport(ref, client, 'to'), ref));
+      for (const exporter of exporters) await exporter.check();
       const sources = await Promise.all(
         fromRefs.map((ref) =>
-          'dir' in ref
-            ? LocalCacheSource.open(ref, options.onWarning ? { onWarning: options.onWarning } : {})
-            : RegistryCacheSource.open(ref, {
-                client,
-                ...(options.signal ? { signal: options.signal } : {}),
-                ...(options.onWarning ? { onWarning: options.onWarning } : {}),
-              }),
+          ImportedCache.open(cacheTransport(ref, client, 'from'), {
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+          }),
         ),
       );
-      return new SharedCaches(client, sources, exporters, options);
+      return new RemoteCaches(client, sources, exporters, options);
     } catch (error) {
       await client.close();
       throw error;
@@ -96,7 +82,7 @@ export class SharedCaches {
    * After a local miss: the first `--cache-from` holding the key, its layer now in the local
    * cache's blob store and the entry saved locally (so the next build hits without the network).
    */
-  async lookup(key: Digest, local: LayerCache, signal?: AbortSignal): Promise<SharedCacheHit | undefined> {
+  async lookup(key: Digest, local: LayerCache, signal?: AbortSignal): Promise<CacheHit | undefined> {
     for (const source of this.sources) {
       const entry = await source.get(key, local.blobs, signal);
       if (entry === undefined) continue;
@@ -165,7 +151,7 @@ export class SharedCaches {
 
   /** Whether a `--cache-to` said `mounts=true`. */
   get exportsMounts(): boolean {
-    return this.exporters.some((exporter) => exporter.ref.mounts);
+    return this.exporters.some((exporter) => exporter.attributes.mounts);
   }
 
   recordMount(mount: MountSnapshot): void {
@@ -179,13 +165,12 @@ export class SharedCaches {
   async export(
     blobs: BlobStore,
     options: { readonly mountFrom?: readonly string[]; readonly signal?: AbortSignal } = {},
-  ): Promise<SharedCacheExport[]> {
-    const results: SharedCacheExport[] = [];
+  ): Promise<CacheExportSummary[]> {
+    const results: CacheExportSummary[] = [];
     const signal = options.signal ?? this.options.signal;
     for (const exporter of this.exporters) {
       try {
         const result = await exporter.flush(blobs, {
-          client: this.client,
           // A mount carried over from an import (never restored here) is fetched only if the
           // destination lacks its blob.
           fetchMount: async (mount) => (await this.fetchMountInto(mount, blobs, signal)) !== undefined,
@@ -195,7 +180,7 @@ export class SharedCaches {
         });
         results.push({ ...result, name: exporter.name });
       } catch (error) {
-        if (signal?.aborted === true || !exporter.ref.ignoreError) {
+        if (signal?.aborted === true || !exporter.attributes.ignoreError) {
           throw wrap(error, `cache ${exporter.name}`);
         }
         this.options.onWarning?.(`cache ${exporter.name}: not exported (${messageOf(error)})`);
@@ -207,4 +192,40 @@ export class SharedCaches {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+export interface OpenCacheOptions {
+  readonly insecureRegistries?: readonly string[];
+  readonly signal?: AbortSignal;
+  readonly onWarning?: (message: string) => void;
+}
+
+/**
+ * One cache read as `--cache-from` reads it (`registry:REF`, `type=registry,ref=REF` or
+ * `type=local,src=DIR`), with a registry client of its own that close() closes.
+ */
+export function openImportedCache(spec: string, options: OpenCacheOptions = {}): Promise<ImportedCache> {
+  const ref = parseCacheSpec(spec, 'from');
+  const transport =
+    'dir' in ref
+      ? new LocalCacheTransport(ref)
+      : new RegistryCacheTransport(
+          ref,
+          new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [] }),
+          { ownsClient: true },
+        );
+  return ImportedCache.open(transport, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+  });
+}
+
+/** The transport a reference names: a layout directory, else a registry tag over `client` (not closed by it). */
+export function cacheTransport(
+  ref: CacheRef | LocalCacheRef,
+  client: RegistryClient,
+  direction: 'from' | 'to',
+): CacheTransport {
+  if ('dir' in ref) return new LocalCacheTransport(ref);
+  return new RegistryCacheTransport(ref, client, { forPush: direction === 'to' });
 }
