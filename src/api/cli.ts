@@ -16,7 +16,7 @@ export { parseAttestationFlags } from '../attest/options.js';
 export { readAttestations, type AttestationManifest } from '../attest/read.js';
 export { imageSbom } from '../attest/sbom.js';
 export { verifyAttestations } from '../attest/verify.js';
-export { buildImage } from '../build/build-image.js';
+export { buildImage, type BuildImageOptions } from '../build/build-image.js';
 export { diffCaches } from '../build/cache-diff.js';
 export { parseCallFlag, runCall } from '../build/checks.js';
 export {
@@ -29,6 +29,7 @@ export {
   parseUlimits,
 } from '../build/flags.js';
 export { parseBuildContexts } from '../build/named-contexts.js';
+export { watchBuilds, type WatchBuildOutcome } from '../build/watch.js';
 export { cacheDiskUsage, listCache, pruneLayerCache, type CacheLocation } from '../cache/admin.js';
 export { removeImages } from '../cache/image-removal.js';
 export { isStratumError, StratumError } from '../errors.js';

@@ -7,6 +7,7 @@ import {
   buildImage,
   describeTarget,
   type BuildEvent,
+  type BuildImageOptions,
   isStratumError,
   formatWarningSummary,
   parseAddHosts,
@@ -27,6 +28,7 @@ import {
 import { progressRenderer, type ProgressMode } from './progress.js';
 import { abortOnSignals } from './signals.js';
 import { collect, insecureRegistryOption } from './registry-flags.js';
+import { watchBuild } from './watch.js';
 
 /** `-t NAME`, and `-t=NAME` as Docker's flag parser also reads it. */
 function collectTag(value: string, previous: string[]): string[] {
@@ -224,6 +226,10 @@ export function registerBuild(program: Command): void {
         'json',
       ]),
     )
+    .option(
+      '--watch',
+      'stay running: rebuild on every change of the context, the Dockerfile or .dockerignore, writing every output each time (Ctrl-C stops)',
+    )
     .action(async (contextArg: string, opts: BuildFlags) => {
       const call = parseCallFlag(opts.check === true ? 'check' : (opts.call ?? 'build'), opts.format);
       const fromStdin = contextArg === '-';
@@ -263,6 +269,8 @@ export function registerBuild(program: Command): void {
         dockerfile = read.content;
       }
       if (call.name !== 'build') {
+        if (opts.watch === true)
+          throw new StratumError('USAGE', `--watch builds; --call ${call.name} builds nothing`);
         if (dockerfile === undefined)
           throw new StratumError(
             'USAGE',
@@ -281,6 +289,65 @@ export function registerBuild(program: Command): void {
         process.exitCode = answer.exitCode;
         return;
       }
+      // Every flag parsed before any work: a usage error costs no build (and no watch).
+      const options = {
+        contextDir,
+        ...(dockerfile === undefined ? {} : { dockerfile }),
+        ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
+        ...(fromStdin ? { contextArchive: process.stdin } : {}),
+        buildArgs: parseBuildArgs(opts.buildArg),
+        ...(opts.target === undefined ? {} : { target: opts.target }),
+        ...(opts.platform === undefined ? {} : { platform: opts.platform }),
+        network: opts.network,
+        noCache: !opts.cache,
+        noCacheFilter: opts.noCacheFilter,
+        secretSources: parseSecretFlags(opts.secret),
+        labels: parseKeyValues('--label', opts.label),
+        annotations: parseAnnotations(opts.annotation),
+        load: opts.load === true,
+        buildContexts: parseBuildContexts(opts.buildContext),
+        attestations: parseAttestationFlags({
+          ...(opts.provenance === undefined ? {} : { provenance: opts.provenance }),
+          ...(opts.sbom === undefined ? {} : { sbom: opts.sbom }),
+          attest: opts.attest,
+        }),
+        ...(opts.signKey === undefined ? {} : { signKey: resolve(opts.signKey) }),
+        pull: opts.pull === true,
+        ssh: parseSshFlags(opts.ssh),
+        allow: parseAllow(opts.allow),
+        ...(opts.isolation === undefined ? {} : { isolation: opts.isolation }),
+        extraHosts: parseAddHosts(opts.addHost),
+        ...(opts.shmSize === undefined ? {} : { shmSize: requireByteSize('--shm-size', opts.shmSize) }),
+        ulimits: parseUlimits(opts.ulimit),
+        ...(opts.iidfile === undefined ? {} : { iidFile: opts.iidfile }),
+        ...(opts.metadataFile === undefined ? {} : { metadataFile: opts.metadataFile }),
+        ...(opts.compression === undefined ? {} : { compression: parseCompression(opts.compression) }),
+        ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
+        ...(opts.snapshotter === undefined ? {} : { snapshotter: opts.snapshotter }),
+        explain: opts.explain === true,
+        tags: opts.tag,
+        outputs: opts.output,
+        insecureRegistries: opts.insecureRegistry,
+        push: opts.push === true,
+        cacheFrom: opts.cacheFrom,
+        cacheTo: opts.cacheTo,
+        ...(process.env['SOURCE_DATE_EPOCH']
+          ? { sourceDateEpoch: Number(process.env['SOURCE_DATE_EPOCH']) }
+          : {}),
+      } satisfies BuildImageOptions;
+      if (opts.watch === true) {
+        if (fromStdin || opts.file === '-')
+          throw new StratumError(
+            'USAGE',
+            '--watch watches a context directory and a Dockerfile file, not standard input',
+          );
+        await watchBuild(options, {
+          progress: opts.quiet === true ? 'quiet' : opts.progress,
+          quiet: opts.quiet === true,
+          explain: opts.explain === true,
+        });
+        return;
+      }
       const controller = new AbortController();
       const stopListening = abortOnSignals(controller, 'build');
       const render = progressRenderer(opts.quiet === true ? 'quiet' : opts.progress, opts.explain === true);
@@ -291,53 +358,7 @@ export function registerBuild(program: Command): void {
         render(event);
       };
       try {
-        const result = await buildImage({
-          contextDir,
-          ...(dockerfile === undefined ? {} : { dockerfile }),
-          ...(dockerfilePath === undefined ? {} : { dockerfilePath }),
-          ...(fromStdin ? { contextArchive: process.stdin } : {}),
-          buildArgs: parseBuildArgs(opts.buildArg),
-          ...(opts.target === undefined ? {} : { target: opts.target }),
-          ...(opts.platform === undefined ? {} : { platform: opts.platform }),
-          network: opts.network,
-          noCache: !opts.cache,
-          noCacheFilter: opts.noCacheFilter,
-          secretSources: parseSecretFlags(opts.secret),
-          labels: parseKeyValues('--label', opts.label),
-          annotations: parseAnnotations(opts.annotation),
-          load: opts.load === true,
-          buildContexts: parseBuildContexts(opts.buildContext),
-          attestations: parseAttestationFlags({
-            ...(opts.provenance === undefined ? {} : { provenance: opts.provenance }),
-            ...(opts.sbom === undefined ? {} : { sbom: opts.sbom }),
-            attest: opts.attest,
-          }),
-          ...(opts.signKey === undefined ? {} : { signKey: resolve(opts.signKey) }),
-          pull: opts.pull === true,
-          ssh: parseSshFlags(opts.ssh),
-          allow: parseAllow(opts.allow),
-          ...(opts.isolation === undefined ? {} : { isolation: opts.isolation }),
-          extraHosts: parseAddHosts(opts.addHost),
-          ...(opts.shmSize === undefined ? {} : { shmSize: requireByteSize('--shm-size', opts.shmSize) }),
-          ulimits: parseUlimits(opts.ulimit),
-          ...(opts.iidfile === undefined ? {} : { iidFile: opts.iidfile }),
-          ...(opts.metadataFile === undefined ? {} : { metadataFile: opts.metadataFile }),
-          ...(opts.compression === undefined ? {} : { compression: parseCompression(opts.compression) }),
-          ...(opts.cacheDir === undefined ? {} : { cacheDir: resolve(opts.cacheDir) }),
-          ...(opts.snapshotter === undefined ? {} : { snapshotter: opts.snapshotter }),
-          explain: opts.explain === true,
-          tags: opts.tag,
-          outputs: opts.output,
-          insecureRegistries: opts.insecureRegistry,
-          push: opts.push === true,
-          cacheFrom: opts.cacheFrom,
-          cacheTo: opts.cacheTo,
-          onEvent,
-          signal: controller.signal,
-          ...(process.env['SOURCE_DATE_EPOCH']
-            ? { sourceDateEpoch: Number(process.env['SOURCE_DATE_EPOCH']) }
-            : {}),
-        });
+        const result = await buildImage({ ...options, onEvent, signal: controller.signal });
         render.finish();
         // buildx's summary of the check warnings, after the progress (none in quiet mode).
         if (opts.quiet !== true && opts.progress !== 'quiet' && opts.progress !== 'json')
@@ -414,4 +435,5 @@ interface BuildFlags {
   readonly call?: string;
   readonly check?: boolean;
   readonly format?: 'text' | 'json';
+  readonly watch?: boolean;
 }

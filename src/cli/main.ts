@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
-import { errnoCode, isStratumError, type SourceLocation } from '../errors.js';
+import { errnoCode, isStratumError } from '../errors.js';
 import { commandsFor } from './commands.js';
+import { sourceExcerpt } from './error-text.js';
 
 /**
  * Runs the CLI and returns the exit code: 0 ok, 1 failure, 2 usage. Errors a user can cause
@@ -97,24 +97,3 @@ const SYSTEM_ERRORS = new Set([
   'ELOOP',
   'ENAMETOOLONG',
 ]);
-
-/**
- * The Dockerfile line an error comes from, with a caret under its column, as parse errors
- * show it. Nothing when the file cannot be read again (`-f -` read standard input).
- */
-function sourceExcerpt(location: SourceLocation | undefined): string {
-  if (location === undefined) return '';
-  let text = location.text;
-  if (text === undefined) {
-    try {
-      text = readFileSync(location.file, 'utf8').split('\n')[location.line - 1];
-    } catch {
-      return '';
-    }
-  }
-  if (text === undefined) return '';
-  const shown = text.replace(/\r+$/, '').slice(0, 200);
-  const column = Math.max(1, Math.min(location.column ?? 1, shown.length + 1));
-  const pad = shown.slice(0, column - 1).replace(/[^\t]/g, ' ');
-  return `    ${shown}\n    ${pad}^\n`;
-}

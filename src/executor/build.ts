@@ -47,6 +47,7 @@ import { Workspace } from '../util/workspace.js';
 import { UnpackedRootfsCache } from '../snapshot/kept-rootfs.js';
 import { LazySnapshotter, parseSnapshotterRequest, type SnapshotterRequest } from '../snapshot/choose.js';
 import { defaultCacheDir } from '../util/cache-dir.js';
+import type { RebuildSession } from './rebuild-session.js';
 
 export interface BuildOptions {
   readonly contextDir: string;
@@ -102,6 +103,8 @@ export interface BuildOptions {
   readonly tmpDir?: string;
   /** overlay, scan, or auto (default: overlay where it can be mounted, else scan). */
   readonly snapshotter?: SnapshotterRequest;
+  /** What builds of one process keep between them (`build --watch`; see rebuild-session.ts). */
+  readonly rebuildSession?: RebuildSession;
 }
 
 export interface BuildResult {
@@ -149,13 +152,14 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   const cache = new LayerCache(cacheDir, options.blobs);
   const blobs = cache.blobs;
   const ignore = await loadDockerignore(options.contextDir, options.dockerfilePath);
-  const statCache = await StatCache.open(cache.statCachePath);
+  const rebuilds = options.rebuildSession;
+  const statCache = await (rebuilds?.statCache(cache.statCachePath) ?? StatCache.open(cache.statCachePath));
   const explainId = createHash('sha256')
     .update(
       `${options.dockerfilePath === undefined ? '<stdin>' : resolve(options.dockerfilePath)}\0${options.target ?? ''}`,
     )
     .digest('hex');
-  const previous = await cache.readExplain(explainId);
+  const previous = await (rebuilds?.readExplain(cache, explainId) ?? cache.readExplain(explainId));
   const current = new Map<string, ExplainStep>();
   const noCacheFilter = new Set((options.noCacheFilter ?? []).map((name) => name.toLowerCase()));
   const created =
@@ -196,6 +200,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       requested: options.snapshotter ?? snapshotterFromEnvironment(),
       kept: new UnpackedRootfsCache(cache.layout.keptRootfs),
       adoptUppers: options.sourceDateEpoch === undefined,
+      ...(rebuilds === undefined ? {} : { rebuildSession: rebuilds }),
     },
     (choice) => {
       emit({ kind: 'snapshotter', name: choice.name, reason: choice.reason });
@@ -390,10 +395,12 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       : undefined;
     // Cache mounts for `--cache-to ...,mounts=true` (nothing happens without one).
     await cacheMountTransfer.export(stageSignal);
-    await cache.writeExplain(explainId, {
-      steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])),
-    });
-    await statCache.save();
+    const explained = { steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])) };
+    // A rebuild session writes these after the outputs (its flush), off the path to the image.
+    if (rebuilds === undefined) {
+      await cache.writeExplain(explainId, explained);
+      await statCache.save();
+    } else rebuilds.writeExplain(cache, explainId, explained);
     // Only a successful build's filesystems are whole: a failed step may have left one half done.
     for (const built of nodes.values()) await (await built).removeRootfs();
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };

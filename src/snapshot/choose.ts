@@ -34,6 +34,30 @@ export interface ChooseOptions {
   readonly kept: UnpackedRootfsCache;
   /** An upperdir equals its layer (no SOURCE_DATE_EPOCH clamping). */
   readonly adoptUppers: boolean;
+  /**
+   * A process that builds again and again (`build --watch`) keeps the overlay mounts and their
+   * unpacked-layer session here between builds (executor/rebuild-session.ts).
+   */
+  readonly rebuildSession?: ResourceKeeper;
+}
+
+/** Keeps a resource under a key for later builds of this process, and closes it at the end. */
+export interface ResourceKeeper {
+  keep<T extends { close(): Promise<void> }>(key: string, open: () => Promise<T>): Promise<T>;
+}
+
+/** The overlay mounts of a cache dir's unpacked-layer store, or why overlay cannot be used. */
+type OpenedOverlay =
+  | { readonly mounts: OverlayMounts; readonly close: () => Promise<void> }
+  | { readonly mounts?: undefined; readonly why: string; readonly close: () => Promise<void> };
+
+async function openOverlay(dir: string, opaqueXattr: string): Promise<OpenedOverlay> {
+  const layers = await UnpackedLayers.open(dir, opaqueXattr);
+  const mounts = new OverlayMounts(layers);
+  const why = await overlayUnavailable(mounts);
+  if (why === undefined) return { mounts, close: () => layers.close() };
+  await layers.close();
+  return { why, close: () => Promise.resolve() };
 }
 
 /**
@@ -63,14 +87,16 @@ export async function chooseSnapshotter(
   // executor/sandbox/rootless-reexec.ts) mounts with the rootless store's user.overlay.* markers.
   const rootless = inUserNamespace();
   const store = rootless ? UNPACKED_STORES.rootless : UNPACKED_STORES.root;
-  const layers = await UnpackedLayers.open(unpackedStoreDir(options.cacheDir, store), store.opaqueXattr);
-  const mounts = new OverlayMounts(layers);
-  const why = await overlayUnavailable(mounts);
-  if (why !== undefined) {
-    await layers.close();
+  const dir = unpackedStoreDir(options.cacheDir, store);
+  const keeper = options.rebuildSession;
+  const opened =
+    keeper === undefined
+      ? await openOverlay(dir, store.opaqueXattr)
+      : await keeper.keep(`overlay\0${dir}`, () => openOverlay(dir, store.opaqueXattr));
+  if (opened.mounts === undefined) {
     if (requested === 'overlay')
-      throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${why}`);
-    return scan(why);
+      throw new StratumError('UNSUPPORTED', `--snapshotter overlay cannot be used: ${opened.why}`);
+    return scan(opened.why);
   }
   // The helper process the overlay steps talk to starts now, beside the first mount's preparation.
   startOverlayHelper();
@@ -80,7 +106,12 @@ export async function chooseSnapshotter(
       : ', rootless (user namespace)'
     : '';
   return {
-    snapshotter: new OverlaySnapshotter(mounts, options.blobs, options.adoptUppers),
+    snapshotter: new OverlaySnapshotter(
+      opened.mounts,
+      options.blobs,
+      options.adoptUppers,
+      keeper !== undefined,
+    ),
     choice: { name: 'overlay', reason: `${requested === 'overlay' ? 'requested' : 'available'}${where}` },
   };
 }

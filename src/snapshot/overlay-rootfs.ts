@@ -24,15 +24,28 @@ export class OverlaySnapshotter implements Snapshotter {
      * times): only then is it kept as the unpacked layer.
      */
     private readonly adoptUppers: boolean,
+    /**
+     * The mounts outlive this build (a `build --watch` process keeps them for its next build):
+     * close() unmounts what this build mounted and keeps the session.
+     */
+    private readonly keptMounts = false,
   ) {}
 
+  /** This build's stage rootfs: a failed build never got to remove() theirs. */
+  private readonly made: OverlayRootfs[] = [];
+
   rootfs(_purpose: string, options: RootfsOptions = {}): RootfsSnapshot {
-    return new OverlayRootfs(this.mounts, this.blobs, options.onMaterialize, this.adoptUppers);
+    const rootfs = new OverlayRootfs(this.mounts, this.blobs, options.onMaterialize, this.adoptUppers);
+    this.made.push(rootfs);
+    return rootfs;
   }
 
   /** Unmounts every overlay this build mounted and ends its leases on unpacked layers. */
-  close(): Promise<void> {
-    return this.mounts.layers.close();
+  async close(): Promise<void> {
+    if (!this.keptMounts) return this.mounts.layers.close();
+    for (const rootfs of this.made) await rootfs.remove();
+    // Whatever an interrupted step had mounted and not yet handed to its rootfs.
+    await this.mounts.layers.sweep();
   }
 }
 

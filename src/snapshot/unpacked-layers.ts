@@ -133,6 +133,16 @@ export class UnpackedLayers {
     return !(await exists(dir));
   }
 
+  /**
+   * Unmounts what this session mounted and removes its mount directories, keeping the session
+   * (its leases) for the next build of the same process (`build --watch`).
+   */
+  async sweep(): Promise<void> {
+    await unmountBelow(this.session);
+    for (const name of await readdir(this.session))
+      if (name !== 'leases') await removeTree(join(this.session, name));
+  }
+
   /** Unmounts what this session mounted and removes its directory. */
   async close(): Promise<void> {
     await unmountBelow(this.session);
