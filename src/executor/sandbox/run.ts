@@ -88,38 +88,61 @@ export async function runInSandbox(spec: SandboxSpec, options: SandboxOptions = 
  * Mount points the rootfs lacked are created before and removed after (./mount-points.ts).
  */
 async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Promise<SandboxResult> {
-  const { signal, onOutput } = options;
-  if (signal?.aborted) throw abortError(spec);
+  if (options.signal?.aborted) throw abortError(spec);
   const mapping = await chooseIdMapping();
   checkSpecIds(spec, mapping);
 
   const ledger = new MountPointLedger(spec.rootfs);
   const scratchParent = options.scratchParent ?? process.env['STRATUM_TMPDIR'] ?? tmpdir();
   const scratch = await mkdtemp(join(scratchParent, 'stratum-run-'));
+  // A failure of the step itself (a missing setpriv, the init refusing a mount) is what the
+  // user must read; one of the cleanup after it (restoring mount-point mtimes, which needs the
+  // Perl helper) must not replace it.
+  let outcome: { readonly result: SandboxResult } | { readonly error: unknown };
   try {
-    const network = spec.network === 'default' ? await acquirePrivateNetwork() : undefined;
-    try {
-      // The process chain (setpriv, unshare, perl: ~35 ms of start-ups) starts now and waits for
-      // its operations on fd 5 while they are prepared here. It makes its namespaces at once, so
-      // the rootfs is mounted already; the mount points prepare() creates are plain entries of
-      // that rootfs, which the new mount namespace sees like any file.
-      const init = startInit(spec, mapping, signal, onOutput, network?.path);
-      let ops: InitOp[];
-      try {
-        ops = await prepare(spec, ledger, scratch, mapping);
-        await ledger.sealSetup();
-      } catch (error) {
-        await init.cancel();
-        throw error;
-      }
-      init.send(ops);
-      return interpret(spec, await init.outcome, mapping);
-    } finally {
-      network?.release();
-    }
-  } finally {
+    outcome = { result: await runPrepared(spec, options, mapping, ledger, scratch) };
+  } catch (error) {
+    outcome = { error };
+  }
+  try {
     await ledger.restore();
+  } catch (cleanupError) {
+    if ('result' in outcome) outcome = { error: cleanupError };
+  } finally {
     await rm(scratch, { recursive: true, force: true });
+  }
+  if ('error' in outcome) throw outcome.error;
+  return outcome.result;
+}
+
+/** The step between its mount points' creation and their removal. */
+async function runPrepared(
+  spec: SandboxSpec,
+  options: SandboxOptions,
+  mapping: IdMapping,
+  ledger: MountPointLedger,
+  scratch: string,
+): Promise<SandboxResult> {
+  const { signal, onOutput } = options;
+  const network = spec.network === 'default' ? await acquirePrivateNetwork() : undefined;
+  try {
+    // The process chain (setpriv, unshare, perl: ~35 ms of start-ups) starts now and waits for
+    // its operations on fd 5 while they are prepared here. It makes its namespaces at once, so
+    // the rootfs is mounted already; the mount points prepare() creates are plain entries of
+    // that rootfs, which the new mount namespace sees like any file.
+    const init = startInit(spec, mapping, signal, onOutput, network?.path);
+    let ops: InitOp[];
+    try {
+      ops = await prepare(spec, ledger, scratch, mapping);
+      await ledger.sealSetup();
+    } catch (error) {
+      await init.cancel();
+      throw error;
+    }
+    init.send(ops);
+    return interpret(spec, await init.outcome, mapping);
+  } finally {
+    network?.release();
   }
 }
 
