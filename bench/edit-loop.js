@@ -32,6 +32,7 @@ import {
   table,
   timed,
 } from './lib/harness.js';
+import { DOCKERFILE, MAKEFILE, helloSource } from './lib/edit-loop-workload.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const snapshotters = (process.env.BENCH_SNAPSHOTTERS ?? 'overlay').split(',');
@@ -95,25 +96,9 @@ function prepareBase() {
   return { layout };
 }
 
-const DOCKERFILE = `ARG BASE
-FROM $BASE AS builder
-RUN rm -rf /usr/share/doc /usr/share/man /usr/share/locale \\
- && sed -i 's/^#.*//' /etc/bash.bashrc && echo 'export CC=gcc' >> /etc/profile \\
- && apt-get --version > /etc/apt-version
-ARG MID=0
-RUN echo "$MID" > /etc/mid
-WORKDIR /src
-COPY Makefile hello.c ./
-RUN make
-FROM $BASE
-COPY --from=builder /src/hello /usr/local/bin/hello
-CMD ["hello"]
-`;
-
-const MAKEFILE = 'hello: hello.c\n\tgcc -O2 -o hello hello.c\n';
 // Values unique to this run: the caches are kept between runs, and an edit seen before would hit.
 const runId = Date.now().toString(36);
-const hello = (n) => `#include <stdio.h>\nint main(void) { puts("hello ${runId} ${n}"); return 0; }\n`;
+const hello = (n) => helloSource(runId, n);
 
 async function main() {
   const { layout } = prepareBase();

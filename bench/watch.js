@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtS, machineNote, median, run, stratumBin, table, timed } from './lib/harness.js';
+import { DOCKERFILE, MAKEFILE, helloSource } from './lib/edit-loop-workload.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 7);
 const baseDir = process.env.BENCH_BASE ?? '/var/tmp/stratum-bench-debian';
@@ -23,24 +24,9 @@ const profileDir = process.env.BENCH_PROFILE;
 const dockerBase = `stratum-bench-watch/debian-gcc:${process.pid}`;
 const dockerTag = `stratum-bench-watch/edit:${process.pid}`;
 
-const DOCKERFILE = `ARG BASE
-FROM $BASE AS builder
-RUN rm -rf /usr/share/doc /usr/share/man /usr/share/locale \\
- && sed -i 's/^#.*//' /etc/bash.bashrc && echo 'export CC=gcc' >> /etc/profile \\
- && apt-get --version > /etc/apt-version
-ARG MID=0
-RUN echo "$MID" > /etc/mid
-WORKDIR /src
-COPY Makefile hello.c ./
-RUN make
-FROM $BASE
-COPY --from=builder /src/hello /usr/local/bin/hello
-CMD ["hello"]
-`;
-const MAKEFILE = 'hello: hello.c\n\tgcc -O2 -o hello hello.c\n';
 // Unique to this run: the caches are kept between runs, and an edit seen before would hit.
 const runId = Date.now().toString(36);
-const hello = (n) => `#include <stdio.h>\nint main(void) { puts("hello ${runId} ${n}"); return 0; }\n`;
+const hello = (n) => helloSource(runId, n);
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 function prepare() {
