@@ -60,10 +60,17 @@ interface Opened {
 }
 
 export async function diffCaches(options: CacheDiffOptions): Promise<CacheDiffResult> {
-  const [base, other] = await Promise.all([
+  // Both are read side by side; when both fail, the error names BASE, whichever failed first.
+  const opened = await Promise.allSettled([
     openCache(options.base, options),
     openCache(options.other, options),
   ]);
+  const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  const [base, other] = opened.map((result) => (result as PromiseFulfilledResult<Opened>).value) as [
+    Opened,
+    Opened,
+  ];
   const dockerfile = options.dockerfile ?? 'Dockerfile';
   const ofDockerfile = (cache: Opened): (StoredCacheEntry & { record: StepRecord })[] =>
     cache.entries.filter(
