@@ -1,4 +1,3 @@
-import { UNPACKED_STORES } from '../util/cache-dir.js';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,7 +13,6 @@ import { runOverlayHelper } from './overlay-helper.js';
  * rootless user's `user.overlay.opaque` (what overlay reads with `userxattr`), so the two never
  * share a directory.
  */
-export { UNPACKED_STORES };
 
 /**
  * Every layer unpacked once, in overlayfs's own form, keyed by its DiffID:

@@ -8,7 +8,8 @@ import { BlobStore } from '../../src/oci/blob-store.js';
 import { writeLayer } from '../../src/snapshot/index.js';
 import { OverlayMounts } from '../../src/snapshot/overlay.js';
 import { runOverlayHelper } from '../../src/snapshot/overlay-helper.js';
-import { UNPACKED_STORES, UnpackedLayers } from '../../src/snapshot/unpacked-layers.js';
+import { UnpackedLayers } from '../../src/snapshot/unpacked-layers.js';
+import { UNPACKED_STORES } from '../../src/util/cache-dir.js';
 import { isRoot } from '../helpers/system.js';
 
 /**
