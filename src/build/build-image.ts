@@ -2,6 +2,7 @@
 // (stdin context, secrets from env), the executor run, then every output written. Over ~400
 // lines because each output kind (image, daemon, local, tar) and each record (--iidfile,
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
+import { trace } from '../util/trace.js';
 import { cacheDirLayout, defaultCacheDir } from '../util/cache-dir.js';
 import { constants } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
@@ -176,6 +177,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const scratch = await makeOwnedTempDir('stratum-inputs-', tmpDir);
   const warnings: string[] = [];
   const recorder = new BuildRecorder();
+  // The builds' cleanups run while the outputs are written (executeBuild's cleanupLater).
+  const cleanups: Promise<void>[] = [];
   try {
     const secretMaterial = { ...options.secrets, ...secretsInMemory(secrets) };
     let contextDir = options.contextDir;
@@ -251,6 +254,10 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
           blobs,
           sharedCache: shared,
           onEvent: recorder.recordEvents(options.onEvent),
+          cleanupLater: (cleanup) => {
+            cleanup.catch(() => undefined); // awaited below, after the outputs
+            cleanups.push(cleanup);
+          },
           resolveImage: withNamedContexts(
             options.buildContexts ?? {},
             blobs,
@@ -268,6 +275,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
           ),
           ...overrides,
         });
+      trace('build: options checked, inputs read');
       const result = await runBuild({});
       const built = builtImage(result);
       const plain = isImageIndex(built)
@@ -317,6 +325,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         warnings.push(message);
         options.onEvent?.({ kind: 'warning', message });
       }
+      trace('build: writing outputs');
       const written = await writeResult(
         image,
         targets,
@@ -367,6 +376,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         loaded,
         names: [...(options.tags ?? []), ...targets.flatMap(targetNames)],
       });
+      for (const cleanup of cleanups) await cleanup;
       return {
         ...result,
         image: isImageIndex(plain) ? result.image : plain,
@@ -378,11 +388,13 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         checkWarnings: checks.warnings.map(shortWarning),
       };
     } finally {
+      await Promise.allSettled(cleanups);
       await shared.close();
       await blobs.releaseLease();
       await store.blobs.releaseLease();
     }
   } finally {
+    trace('build: outputs written');
     await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,7 @@
 // `stratum build --watch` as a library call: the context watched (src/watch/), each burst of
 // changes rebuilt with buildImage in this one warm process, what the build writes never
 // counted as a change.
+import { trace } from '../util/trace.js';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { StratumError } from '../errors.js';
 import { isIgnored, loadDockerignore, type IgnoreMatcher } from '../executor/context/index.js';
@@ -103,6 +104,7 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
           }
         }
         options.onBuildStart?.(changed);
+        trace('watch: build start');
         const started = performance.now();
         const seconds = (): number => (performance.now() - started) / 1000;
         try {
@@ -114,6 +116,7 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
             signal,
             rebuildSession: session,
           });
+          trace('watch: built');
           options.onBuildEnd?.({ kind: 'built', result, seconds: seconds() });
         } catch (error) {
           if (signal.aborted) return;

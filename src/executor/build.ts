@@ -1,6 +1,7 @@
 // The build's entry point. Over ~400 lines because it is the one place that wires a build
 // together (options, cache dir, workspace, the stage scheduler, explain records, kept
 // filesystems); each part it calls lives in its own module (plan, platforms, stage, finalize).
+import { trace } from '../util/trace.js';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, relative, resolve } from 'node:path';
@@ -38,6 +39,7 @@ import {
   chooseIsolation,
   warmRunSandbox,
   holdPrivateNetworks,
+  holdSpareInits,
   type IsolationChoice,
   type IsolationRequest,
   type Ulimit,
@@ -105,6 +107,13 @@ export interface BuildOptions {
   readonly snapshotter?: SnapshotterRequest;
   /** What builds of one process keep between them (`build --watch`; see rebuild-session.ts). */
   readonly rebuildSession?: RebuildSession;
+  /**
+   * Takes a successful build's cleanup (unmounting and removing its filesystems, ending its
+   * helper processes) instead of waiting for it: the caller writes the outputs meanwhile and
+   * must await it. Without it the build returns once everything is cleaned up. A failed build
+   * always cleans up before it throws.
+   */
+  readonly cleanupLater?: (cleanup: Promise<void>) => void;
 }
 
 export interface BuildResult {
@@ -167,12 +176,18 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       ? new Date().toISOString()
       : new Date(options.sourceDateEpoch * 1000).toISOString();
 
+  trace('build: planned, cache records read');
   const workspaceParent = options.tmpDir ?? cache.layout.tmp;
   // What killed builds left behind goes first: their workspaces and partial blobs.
   await Workspace.removeAbandoned(workspaceParent);
   await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
+  trace('build: workspace ready');
   const releaseNetworks = holdPrivateNetworks();
+  // A RUN's init is started ahead of it (sandbox/spare-init.ts) while a build runs; a --watch
+  // session keeps one waiting between its builds too.
+  const releaseSpareInits = holdSpareInits();
+  if (rebuilds !== undefined) void rebuilds.keep('spare-inits', () => Promise.resolve(spareInitsHold()));
   const hasRun = plans.some((plan) =>
     plan.stages.some((planned) =>
       planned.stage.instructions.some(
@@ -216,6 +231,8 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
     target: options.target ?? '',
   };
   const stageBases = new Map<string, RecordedBase>();
+  const nodes = new Map<string, Promise<StageResult>>();
+  let succeeded = false;
   try {
     // One session per target platform; they share the cache, workspace and explain record.
     const contexts: BuildSession[] = targets.map((platform, p) => ({
@@ -296,6 +313,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
         case 'image': {
           const line = planned.stage.from.location.line;
           const image = await openBase(options, planned.base.reference, file, line, stageSignal, platform);
+          trace('stage: base opened');
           try {
             base = await imageState(image, blobs, stageSignal);
             baseCreated = image.config.value.created;
@@ -319,6 +337,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
         const notice = await emulation(base.platform, `${file}:${planned.stage.from.location.line}`);
         if (notice !== undefined) emit({ kind: 'warning', message: notice });
       }
+      trace('stage: base ready');
       const runner = new StageRunner(context, {
         stage: planned.stage,
         label,
@@ -347,7 +366,6 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
     // across platforms too; a stage shared by every platform is built once. The first failure
     // aborts the others and is the one reported.
     const slots = new Limiter(Math.max(1, Math.min(availableParallelism(), 4)));
-    const nodes = new Map<string, Promise<StageResult>>();
     const node = (p: number, index: number): Promise<StageResult> => {
       const id = shared.has(index) ? `shared/${index}` : `${p}/${index}`;
       let promise = nodes.get(id);
@@ -380,6 +398,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
         message: `build arg ${name} was given but not consumed by any ARG in ${file}`,
       });
     }
+    trace('build: stages done');
     const images: ImageSource[] = [];
     for (const result of results) {
       images.push(
@@ -393,6 +412,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
           `${file} (${targets.map(formatPlatform).join(', ')})`,
         )
       : undefined;
+    trace('build: image finalized');
     // Cache mounts for `--cache-to ...,mounts=true` (nothing happens without one).
     await cacheMountTransfer.export(stageSignal);
     const explained = { steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])) };
@@ -401,14 +421,35 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       await cache.writeExplain(explainId, explained);
       await statCache.save();
     } else rebuilds.writeExplain(cache, explainId, explained);
-    // Only a successful build's filesystems are whole: a failed step may have left one half done.
-    for (const built of nodes.values()) await (await built).removeRootfs();
+    succeeded = true;
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
-    await releaseNetworks();
-    await snapshotter.close();
-    await workspace.dispose();
+    const cleanup = (async () => {
+      try {
+        // Only a successful build's filesystems are whole: a failed step may have left one half done.
+        if (succeeded) for (const built of nodes.values()) await (await built).removeRootfs();
+      } finally {
+        await releaseNetworks();
+        releaseSpareInits();
+        await snapshotter.close();
+        await workspace.dispose();
+      }
+    })();
+    // A failed build has cleaned up when it throws; a successful one may hand its cleanup over.
+    if (succeeded && options.cleanupLater !== undefined) options.cleanupLater(cleanup);
+    else await cleanup;
   }
+}
+
+/** A hold on the spare inits as a closable resource, for a rebuild session to keep. */
+function spareInitsHold(): { close(): Promise<void> } {
+  const release = holdSpareInits();
+  return {
+    close: () => {
+      release();
+      return Promise.resolve();
+    },
+  };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { trace } from '../util/trace.js';
 import { formatPlatform } from '../oci/platform.js';
 import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
@@ -133,6 +134,7 @@ export async function filesystemStep(
   const previousStepMissed = `step ${step.index} missed`;
   created = build.created;
 
+  trace('step: cache miss');
   const mapOwner = await layerOwners();
   // Written without SOURCE_DATE_EPOCH: the cache keeps layers as the step made them, and the
   // epoch is applied to a copy (withEpoch), as BuildKit applies it at export.
@@ -153,13 +155,17 @@ export async function filesystemStep(
     entries = written.entries;
   } else {
     const rootfs = await stageRootfs.prepare(state.layers, build.signal);
+    trace('step: rootfs prepared');
     await action.execute(rootfs, await stageRootfs.offline?.());
+    trace('step: executed');
     const diff = await stageRootfs.commit(build.signal);
+    trace('step: diff taken');
     // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
     // rule: RUN, COPY, ADD and WORKDIR below / are never empty history entries).
     const written = await writeLayer(diff, build.blobs, layerOptions);
     layer = { descriptor: written.descriptor, diffId: written.diffId };
     entries = diff.changes.length;
+    trace('step: layer written');
     undo = undoRecord(diff);
   }
   const newEntry = {
@@ -180,7 +186,9 @@ export async function filesystemStep(
     if (clamped !== null) layer = clamped;
   }
   if (action.independent !== true) await stageRootfs.committed(layer, undo);
+  trace('step: layer committed');
   await putting;
+  trace('step: cache entry put');
   state = withLayer(state, layer, action.createdBy, build.created);
   const outcome: StepOutcome = { digest: layer.descriptor.digest, size: layer.descriptor.size, entries };
   return {

@@ -1,3 +1,4 @@
+import { trace } from '../util/trace.js';
 import { lchown } from 'node:fs/promises';
 import { setImmediate as eventLoopTurn } from 'node:timers/promises';
 import { fsPath } from '../util/file-names.js';
@@ -146,8 +147,10 @@ export class StageRunner {
   private async step(instruction: Instruction, step: StepRef): Promise<void> {
     const started = Date.now();
     this.build.emit({ kind: 'step-start', step });
+    trace(`step start ${step.stage} ${step.index} ${step.instruction}`);
     try {
       const outcome = await this.dispatch(instruction, step);
+      trace(`step end ${typeof outcome === 'string' ? outcome : 'layer'}`);
       if (outcome !== 'cached') {
         this.build.emit({
           kind: 'step-end',

@@ -23,9 +23,12 @@ import { nameBytes } from '../util/file-names.js';
  *   mount CWD TARGET DATA    chdir(CWD), mount overlay on TARGET with option string DATA
  *   umount TARGET            unmount TARGET (lazily when busy)
  *   mtime PATH SEC NSEC      set PATH's mtime exactly (atime left alone, a symlink not followed)
+ *   nsprobe FLAGS            answer "ok" when a child can unshare(FLAGS) and, with a new PID
+ *                            namespace, fork its PID 1; else the error (the RUN sandbox's probe,
+ *                            executor/sandbox/isolation.ts: a process instead of a spawn)
  */
 const program = String.raw`
-my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2, $NR_utimensat) = map { 0 + $_ } @ARGV;
+my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2, $NR_utimensat, $NR_unshare) = map { 0 + $_ } @ARGV;
 $| = 1;
 $/ = "\0";
 my @w;
@@ -72,6 +75,22 @@ sub run_batch {
       # atime UTIME_OMIT ((1 << 30) - 2), AT_FDCWD, AT_SYMLINK_NOFOLLOW (0x100).
       my $times = pack('q4', 0, (1 << 30) - 2, $sec, $nsec);
       syscall($NR_utimensat, -100, $p, $times, 0x100) == 0 or fail("set the mtime of $p");
+    } elsif ($op eq 'nsprobe') {
+      my $flags = 0 + shift @$batch;
+      my $pid = fork();
+      defined($pid) or fail('fork');
+      if ($pid == 0) {
+        # The child reports an errno as its exit code; stdout is unbuffered, so it prints nothing.
+        exit(0 + $!) unless syscall($NR_unshare, $flags) == 0;
+        my $init = fork();
+        exit(0 + $!) unless defined($init);
+        exit(0) if $init == 0;
+        waitpid($init, 0);
+        exit($? == 0 ? 0 : 125);
+      }
+      waitpid($pid, 0);
+      my $code = $? & 127 ? 125 : $? >> 8;
+      if ($code == 0) { $out .= "ok\0" } else { local $! = $code; my $m = "unshare: $!"; $m =~ s/\0//g; $out .= "$m\0" }
     } else {
       $! = 22;
       fail("unknown operation $op");
@@ -81,12 +100,12 @@ sub run_batch {
 }
 `;
 
-/** mknodat, lsetxattr, lgetxattr, mount, umount2, utimensat */
+/** mknodat, lsetxattr, lgetxattr, mount, umount2, utimensat, unshare */
 const syscallTables: Readonly<Partial<Record<NodeJS.Architecture, readonly number[]>>> = {
-  x64: [259, 189, 192, 165, 166, 280],
-  arm64: [33, 6, 9, 40, 39, 88],
-  riscv64: [33, 6, 9, 40, 39, 88],
-  loong64: [33, 6, 9, 40, 39, 88],
+  x64: [259, 189, 192, 165, 166, 280, 272],
+  arm64: [33, 6, 9, 40, 39, 88, 97],
+  riscv64: [33, 6, 9, 40, 39, 88, 97],
+  loong64: [33, 6, 9, 40, 39, 88, 97],
 };
 
 export type HelperOp =
@@ -95,7 +114,8 @@ export type HelperOp =
   | { readonly op: 'getopq'; readonly path: string; readonly name: string }
   | { readonly op: 'mount'; readonly cwd: string; readonly target: string; readonly data: string }
   | { readonly op: 'umount'; readonly target: string }
-  | { readonly op: 'mtime'; readonly path: string; readonly mtimeNs: bigint };
+  | { readonly op: 'mtime'; readonly path: string; readonly mtimeNs: bigint }
+  | { readonly op: 'nsprobe'; readonly flags: number };
 
 function encode(ops: readonly HelperOp[]): Buffer {
   const words: string[] = [];
@@ -113,6 +133,9 @@ function encode(ops: readonly HelperOp[]): Buffer {
         break;
       case 'umount':
         words.push('umount', op.target);
+        break;
+      case 'nsprobe':
+        words.push('nsprobe', String(op.flags));
         break;
       case 'mtime': {
         // A timespec's nanoseconds are 0..999999999, also before 1970: round the seconds down.
@@ -137,8 +160,8 @@ function encode(ops: readonly HelperOp[]): Buffer {
 let shared: HelperProcess | undefined;
 
 /**
- * Runs a batch in this process's namespaces; returns the answers of the `getopq` operations, in
- * order. (Rootless, that is the user and mount namespace stratum runs itself in.)
+ * Runs a batch in this process's namespaces; returns the answers of the `getopq` and `nsprobe`
+ * operations, in order. (Rootless, that is the user and mount namespace stratum runs itself in.)
  */
 export async function runOverlayHelper(ops: readonly HelperOp[]): Promise<string[]> {
   if (ops.length === 0) return [];

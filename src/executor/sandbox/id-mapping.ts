@@ -287,7 +287,8 @@ async function firstRange(file: string, keys: readonly string[]): Promise<Subord
   return undefined;
 }
 
-async function onPath(command: string): Promise<boolean> {
+/** Whether an executable `command` is on the PATH. */
+export async function onPath(command: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     if (dir === '') continue;
     try {

@@ -1,4 +1,5 @@
 export { runInSandbox, warmRunSandbox } from './run.js';
+export { holdSpareInits } from './spare-init.js';
 export {
   chooseIsolation,
   type IsolationChoice,

@@ -26,8 +26,8 @@ import { StratumError } from '../../errors.js';
  * Docker meets them.
  */
 export const initProgram = String.raw`
-my @nr = map { 0 + $_ } splice(@ARGV, 0, 8);
-my ($NR_mount, $NR_umount2, $NR_pivot, $NR_sethostname, $NR_prctl, $NR_setgroups, $NR_setresgid, $NR_setresuid) = @nr;
+my @nr = map { 0 + $_ } splice(@ARGV, 0, 10);
+my ($NR_mount, $NR_umount2, $NR_pivot, $NR_sethostname, $NR_prctl, $NR_setgroups, $NR_setresgid, $NR_setresuid, $NR_unshare, $NR_setns) = @nr;
 open(my $st, '>&=', 3) or exit 125;
 {
   open(my $opsin, '<&=', 5) or exit 125;
@@ -36,6 +36,22 @@ open(my $st, '>&=', 3) or exit 125;
   my $words = <$opsin>;
   close($opsin);
   @ARGV = split(/\0/, defined($words) ? $words : '', -1);
+}
+# No operations: a spare init (spare-init.ts) whose build ended before a step took it.
+exit 0 unless @ARGV;
+# A spare init was started before its step was known: it makes the step's namespaces now, as
+# unshare(1) would have (join the private network namespace first, as nsenter did; then the new
+# namespaces; then mount propagation private, unshare's default).
+if ($ARGV[0] eq 'namespaces') {
+  my (undef, $flags, $netns) = splice(@ARGV, 0, 3);
+  if ($netns ne '') {
+    open(my $nsf, '<', $netns) or fail("open $netns");
+    syscall($NR_setns, fileno($nsf), 0x40000000) == 0 or fail("join the network namespace $netns");
+    close($nsf);
+  }
+  syscall($NR_unshare, 0 + $flags) == 0 or fail('unshare');
+  my ($none, $slash) = ('none', '/');
+  syscall($NR_mount, $none, $slash, 0, 16384 | 262144, 0) == 0 or fail('make / private');
 }
 syswrite($st, "+");
 # unshare ran without --fork: this process is outside the new PID namespace and its first child
@@ -324,12 +340,12 @@ export function encodeOps(ops: readonly InitOp[]): string[] {
 
 /** Linux system call numbers the init needs, in the order it expects them. */
 const syscallTables: Readonly<Partial<Record<NodeJS.Architecture, readonly number[]>>> = {
-  // mount, umount2, pivot_root, sethostname, prctl, setgroups, setresgid, setresuid
-  x64: [165, 166, 155, 170, 157, 116, 119, 117],
+  // mount, umount2, pivot_root, sethostname, prctl, setgroups, setresgid, setresuid, unshare, setns
+  x64: [165, 166, 155, 170, 157, 116, 119, 117, 272, 308],
   // the asm-generic table
-  arm64: [40, 39, 41, 161, 167, 159, 149, 147],
-  riscv64: [40, 39, 41, 161, 167, 159, 149, 147],
-  loong64: [40, 39, 41, 161, 167, 159, 149, 147],
+  arm64: [40, 39, 41, 161, 167, 159, 149, 147, 97, 268],
+  riscv64: [40, 39, 41, 161, 167, 159, 149, 147, 97, 268],
+  loong64: [40, 39, 41, 161, 167, 159, 149, 147, 97, 268],
 };
 
 export function syscallNumbers(arch: NodeJS.Architecture = process.arch): string[] {

@@ -1,6 +1,8 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { StratumError } from '../../errors.js';
-import { chooseIdMapping, unshareMappingArgs } from './id-mapping.js';
+import { runOverlayHelper } from '../../snapshot/overlay-helper.js';
+import { chooseIdMapping, onPath, unshareMappingArgs, type IdMapping } from './id-mapping.js';
+import { RUN_NAMESPACES } from './spare-init.js';
 import type { IsolationMode, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
 export type { IsolationMode };
@@ -34,7 +36,7 @@ export interface IsolationChoice {
 let probed: Promise<IsolationChoice> | undefined;
 
 /**
- * Probes once per process (one `unshare`, ~5 ms, not blocking the event loop), then answers from
+ * Probes once per process (a fork of the helper process as root, else one `unshare`), then answers from
  * memory. A build starts the probe when its first step runs (see warmIsolation), so that it
  * overlaps that step and the first RUN does not wait for it.
  */
@@ -63,19 +65,9 @@ export function warmIsolation(): void {
 
 async function probe(): Promise<IsolationChoice> {
   const mapping = await chooseIdMapping();
-  const unshare = await new Promise<{ readonly missing: boolean; readonly stderr: string } | undefined>(
-    (resolve) => {
-      execFile(
-        'unshare',
-        ['--mount', '--pid', '--fork', '--uts', '--ipc', ...unshareMappingArgs(mapping), 'true'],
-        { encoding: 'utf8' },
-        (error, _stdout, stderr) => {
-          if (error === null) resolve(undefined);
-          else resolve({ missing: error.code === 'ENOENT', stderr });
-        },
-      );
-    },
-  );
+  const unshare = await (unshareMappingArgs(mapping).length === 0
+    ? probeInHelper()
+    : probeWithUnshare(mapping));
   if (unshare === undefined) return { mode: 'namespaces', reason: 'available' };
   const why = unshare.missing ? 'unshare is not installed' : (unshare.stderr.trim().split('\n').pop() ?? '');
   if (prootPath() === undefined) {
@@ -83,6 +75,40 @@ async function probe(): Promise<IsolationChoice> {
     return { mode: 'namespaces', reason: `no namespaces here (${why}) and no proot` };
   }
   return { mode: 'proot', reason: `no namespaces here (${why}): the container is the sandbox` };
+}
+
+type ProbeFailure = { readonly missing: boolean; readonly stderr: string } | undefined;
+
+/**
+ * Root (of the host or of stratum's own user namespace) needs no id maps: the long-lived helper
+ * process forks the probe (snapshot/overlay-helper.ts `nsprobe`), which costs no spawn — a spawn
+ * blocks the event loop 10-30 ms in a one-shot build. The tools RUN needs are checked as
+ * `unshare` being there was.
+ */
+async function probeInHelper(): Promise<ProbeFailure> {
+  const [unshare, setpriv] = await Promise.all([onPath('unshare'), onPath('setpriv')]);
+  if (!unshare || !setpriv) return { missing: true, stderr: '' };
+  let answer: string | undefined;
+  try {
+    [answer] = await runOverlayHelper([{ op: 'nsprobe', flags: RUN_NAMESPACES }]);
+  } catch {
+    return probeWithUnshare({ kind: 'host' }); // no helper (perl missing): ask unshare(1)
+  }
+  return answer === 'ok' ? undefined : { missing: false, stderr: answer ?? 'no answer' };
+}
+
+function probeWithUnshare(mapping: IdMapping): Promise<ProbeFailure> {
+  return new Promise<{ readonly missing: boolean; readonly stderr: string } | undefined>((resolve) => {
+    execFile(
+      'unshare',
+      ['--mount', '--pid', '--fork', '--uts', '--ipc', ...unshareMappingArgs(mapping), 'true'],
+      { encoding: 'utf8' },
+      (error, _stdout, stderr) => {
+        if (error === null) resolve(undefined);
+        else resolve({ missing: error.code === 'ENOENT', stderr });
+      },
+    );
+  });
 }
 
 let proot: string | null | undefined;

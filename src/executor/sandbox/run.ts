@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { trace } from '../../util/trace.js';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -20,6 +20,13 @@ import { tooLongForExec, ulimitArgs } from './exec-limits.js';
 import { compileSeccomp } from './seccomp.js';
 import { dockerDefaultProfile, noBlockDevices } from './seccomp-profile.js';
 import { acquirePrivateNetwork } from './network.js';
+import {
+  namespaceWords,
+  refillSpareInit,
+  spareInitArgs,
+  spawnInitProcess,
+  takeSpareInit,
+} from './spare-init.js';
 import type { SandboxMount, SandboxOptions, SandboxResult, SandboxSpec } from './types.js';
 
 // mount(2) flags
@@ -94,6 +101,7 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
 
   const ledger = new MountPointLedger(spec.rootfs);
   const scratchParent = options.scratchParent ?? process.env['STRATUM_TMPDIR'] ?? tmpdir();
+  trace('sandbox: mount points made');
   const scratch = await mkdtemp(join(scratchParent, 'stratum-run-'));
   // A failure of the step itself (a missing setpriv, the init refusing a mount) is what the
   // user must read; one of the cleanup after it (restoring mount-point mtimes, which needs the
@@ -105,12 +113,14 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
     outcome = { error };
   }
   try {
+    trace('sandbox: exited');
     await ledger.restore();
   } catch (cleanupError) {
     if ('result' in outcome) outcome = { error: cleanupError };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+  trace('sandbox: cleaned');
   if ('error' in outcome) throw outcome.error;
   return outcome.result;
 }
@@ -131,6 +141,7 @@ async function runPrepared(
     // the rootfs is mounted already; the mount points prepare() creates are plain entries of
     // that rootfs, which the new mount namespace sees like any file.
     const init = startInit(spec, mapping, signal, onOutput, network?.path);
+    trace('sandbox: init started');
     let ops: InitOp[];
     try {
       ops = await prepare(spec, ledger, scratch, mapping);
@@ -140,7 +151,16 @@ async function runPrepared(
       throw error;
     }
     init.send(ops);
-    return interpret(spec, await init.outcome, mapping);
+    trace('sandbox: ops sent');
+    let outcome = await init.outcome;
+    if (init.spare && outcome.status === '' && outcome.signal !== null) {
+      // A spare killed while it waited (before it read a word): nothing was done, so a fresh
+      // init does the step. (Node may learn of that death only after the spare was taken.)
+      const fresh = startInit(spec, mapping, signal, onOutput, network?.path, false);
+      fresh.send(ops);
+      outcome = await fresh.outcome;
+    }
+    return interpret(spec, outcome, mapping);
   } finally {
     network?.release();
   }
@@ -309,13 +329,18 @@ let seccompFilter: Buffer | undefined;
  * Starts, beside the build's first step, what its first RUN would otherwise wait for: the
  * isolation probe (a process), then Docker's seccomp filter, compiled once the probe has answered
  * (10-15 ms of not yet optimised code, in a moment the step is waiting on I/O rather than in
- * front of the RUN).
+ * front of the RUN), and a spare init for the RUN (spare-init.ts; kept only while a build holds
+ * the spares).
  */
 export function warmRunSandbox(): void {
   warmIsolation();
   void chooseIsolation().then(
     (choice) => {
-      if (choice.mode === 'namespaces') setImmediate(dockerSeccompFilter);
+      if (choice.mode !== 'namespaces') return;
+      setImmediate(dockerSeccompFilter);
+      // As root (of the host or of our own user namespace) no step needs unshare(1)'s id maps:
+      // its init can be a spare started now (see spare-init.ts).
+      if (process.getuid?.() === 0) setImmediate(refillSpareInit);
     },
     () => undefined,
   );
@@ -375,6 +400,8 @@ interface LaunchOutcome {
 
 /** The step's process chain, started before its operations are known. */
 interface StartedInit {
+  /** Whether it was a spare started before this step (spare-init.ts). */
+  readonly spare: boolean;
   /** Hands over the operations (fd 5); the init reads them whole, then sets up and execs. */
   send(ops: readonly InitOp[]): void;
   /** Ends the chain before any operation was sent (the setup failed); resolves once it is gone. */
@@ -388,34 +415,15 @@ function startInit(
   signal: AbortSignal | undefined,
   onOutput: SandboxOptions['onOutput'],
   netnsPath: string | undefined,
+  takeSpare = true,
 ): StartedInit {
-  // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
-  const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
-  if (spec.network === 'none') unshareArgs.push('--net');
-  unshareArgs.push(...unshareMappingArgs(mapping));
-  // setpriv gives unshare a parent-death signal: if stratum itself dies, the step dies too.
-  const args = [
-    '--pdeathsig',
-    'KILL',
-    // The default network: join the private namespace (./network.ts) before making the others.
-    ...(netnsPath === undefined ? [] : ['nsenter', `--net=${netnsPath}`]),
-    'unshare',
-    ...unshareArgs,
-    '--',
-    ...ulimitArgs(spec.ulimits ?? []),
-    'perl',
-    '-e',
-    initProgram,
-    ...syscallNumbers(),
-  ];
-
-  const child = spawn('setpriv', args, {
-    // fd 3: the init's status; fd 4: the secrets' bytes, in the order of the init's `write`
-    // operations; fd 5: the operations themselves (see init.ts).
-    stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-    // The host tools need a PATH; the step's own environment is set by the init, not here.
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
-  });
+  // The common case (no user namespace to map, no ulimits) takes the spare init, or starts one
+  // like it; the init then makes its namespaces itself (spare-init.ts). A user namespace's id
+  // maps and the ulimits are unshare(1)'s and prlimit(1)'s work: those steps start the chain.
+  const viaSpare = unshareMappingArgs(mapping).length === 0 && (spec.ulimits ?? []).length === 0;
+  const firstWords = viaSpare ? namespaceWords(spec.network === 'none', netnsPath) : [];
+  const spare = viaSpare && takeSpare ? takeSpareInit() : undefined;
+  const child = spare ?? spawnInitProcess(viaSpare ? spareInitArgs() : chainArgs(spec, mapping, netnsPath));
   const secretPipe = child.stdio[4] as NodeJS.WritableStream | null;
   const opsPipe = (child.stdio as readonly unknown[])[5] as NodeJS.WritableStream | null;
   // The init may fail before reading them all: a closed pipe is its error to report, not ours.
@@ -461,11 +469,14 @@ function startInit(
   // Awaited only once the operations are sent: until then a failure must not count as unhandled.
   outcome.catch(() => undefined);
   return {
+    spare: spare !== undefined,
     send(ops) {
       secretPipe?.end(
         Buffer.concat(spec.mounts.flatMap((mount) => (mount.kind === 'secret' ? [mount.content] : []))),
       );
-      opsPipe?.end(encodeOps(ops).join('\0'));
+      opsPipe?.end([...firstWords, ...encodeOps(ops)].join('\0'));
+      // The next RUN's init starts while this one runs its command.
+      if (viaSpare) setImmediate(refillSpareInit);
     },
     async cancel() {
       cancelled = true;
@@ -476,6 +487,29 @@ function startInit(
     },
     outcome,
   };
+}
+
+/** setpriv → [nsenter] → unshare → [prlimit] → perl, for a step that needs unshare(1)'s id maps or prlimit. */
+function chainArgs(spec: SandboxSpec, mapping: IdMapping, netnsPath: string | undefined): string[] {
+  // No --fork: perl forks PID 1 itself and so learns its exact wait status (see init.ts).
+  const unshareArgs = ['--mount', '--pid', '--uts', '--ipc', '--propagation', 'private'];
+  if (spec.network === 'none') unshareArgs.push('--net');
+  unshareArgs.push(...unshareMappingArgs(mapping));
+  // setpriv gives unshare a parent-death signal: if stratum itself dies, the step dies too.
+  return [
+    '--pdeathsig',
+    'KILL',
+    // The default network: join the private namespace (./network.ts) before making the others.
+    ...(netnsPath === undefined ? [] : ['nsenter', `--net=${netnsPath}`]),
+    'unshare',
+    ...unshareArgs,
+    '--',
+    ...ulimitArgs(spec.ulimits ?? []),
+    'perl',
+    '-e',
+    initProgram,
+    ...syscallNumbers(),
+  ];
 }
 
 /**
