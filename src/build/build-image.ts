@@ -376,7 +376,10 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         loaded,
         names: [...(options.tags ?? []), ...targets.flatMap(targetNames)],
       });
-      for (const cleanup of cleanups) await cleanup;
+      // The caller may take the cleanup over too (`--watch` prints its result line first).
+      if (options.cleanupLater !== undefined) {
+        options.cleanupLater(Promise.all(cleanups.splice(0)).then(() => undefined));
+      } else for (const cleanup of cleanups) await cleanup;
       return {
         ...result,
         image: isImageIndex(plain) ? result.image : plain,

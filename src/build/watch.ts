@@ -107,6 +107,8 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
         trace('watch: build start');
         const started = performance.now();
         const seconds = (): number => (performance.now() - started) / 1000;
+        // The build's unmounts and removals run after its result is printed, before the next build.
+        let cleanup: Promise<void> = Promise.resolve();
         try {
           const { onBuildStart: _start, onBuildEnd: _end, quietMs: _quiet, ...buildOptions } = options;
           const result = await buildImage({
@@ -115,11 +117,20 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
             dockerfilePath,
             signal,
             rebuildSession: session,
+            cleanupLater: (later) => {
+              later.catch(() => undefined); // awaited below
+              cleanup = later;
+            },
           });
           trace('watch: built');
           options.onBuildEnd?.({ kind: 'built', result, seconds: seconds() });
         } catch (error) {
           if (signal.aborted) return;
+          options.onBuildEnd?.({ kind: 'failed', error, seconds: seconds() });
+        }
+        try {
+          await cleanup;
+        } catch (error) {
           options.onBuildEnd?.({ kind: 'failed', error, seconds: seconds() });
         }
         // What the build left for later (the stat cache, the explain record), now that its
