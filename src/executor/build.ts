@@ -275,6 +275,29 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       snapshotter,
     }));
 
+    // Each base image is opened once per build, however many stages start from it.
+    const openedBases = new Map<string, Promise<OpenedBase>>();
+    const openBaseOnce = (reference: string, line: number, platform: Platform): Promise<OpenedBase> => {
+      const id = `${reference}\0${formatPlatform(platform)}`;
+      let opened = openedBases.get(id);
+      if (opened === undefined) {
+        opened = (async () => {
+          const image = await openBase(options, reference, file, line, stageSignal, platform);
+          try {
+            return {
+              state: await imageState(image, blobs, stageSignal),
+              created: image.config.value.created,
+              digest: image.descriptor.digest,
+            };
+          } finally {
+            await image.close();
+          }
+        })();
+        openedBases.set(id, opened);
+      }
+      return opened;
+    };
+
     const runStage = async (p: number, index: number): Promise<StageResult> => {
       stageSignal.throwIfAborted();
       const plan = plans[p]!;
@@ -312,18 +335,14 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
         }
         case 'image': {
           const line = planned.stage.from.location.line;
-          const image = await openBase(options, planned.base.reference, file, line, stageSignal, platform);
-          trace('stage: base opened');
-          try {
-            base = await imageState(image, blobs, stageSignal);
-            baseCreated = image.config.value.created;
-            stageBases.set(label, {
-              reference: portableReference(planned.base.reference),
-              digest: image.descriptor.digest,
-            });
-          } finally {
-            await image.close();
-          }
+          const opened = await openBaseOnce(planned.base.reference, line, platform);
+          trace('stage: base ready');
+          base = opened.state;
+          baseCreated = opened.created;
+          stageBases.set(label, {
+            reference: portableReference(planned.base.reference),
+            digest: opened.digest,
+          });
           const warning = baseMismatchWarning(planned.base.reference, base.platform, platform, line);
           if (warning !== undefined) emit({ kind: 'warning', message: warning });
           baseKey = cacheKey([
@@ -337,7 +356,6 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
         const notice = await emulation(base.platform, `${file}:${planned.stage.from.location.line}`);
         if (notice !== undefined) emit({ kind: 'warning', message: notice });
       }
-      trace('stage: base ready');
       const runner = new StageRunner(context, {
         stage: planned.stage,
         label,
@@ -450,6 +468,13 @@ function spareInitsHold(): { close(): Promise<void> } {
       return Promise.resolve();
     },
   };
+}
+
+/** A base image as the stages starting from it use it. */
+interface OpenedBase {
+  readonly state: ImageState;
+  readonly created: string | undefined;
+  readonly digest: Digest;
 }
 
 /**
