@@ -276,11 +276,23 @@ async function prepare(
     ['/etc/resolv.conf', spec.etcResolvConf],
     ['/etc/hostname', spec.etcHostname],
   ];
-  for (const [path, content] of etcFiles) {
-    const source = join(scratch, posix.basename(path));
-    await writeFile(source, content, { mode: 0o644 });
-    await chmod(source, 0o644);
-    ops.push({ op: 'bind', source, target: await ledger.ensure(path, 'file'), readonly: false });
+  // The files side by side (they are the scratch directory's own); their mount points in the
+  // rootfs one after the other (they may share a directory to create).
+  const sources = await Promise.all(
+    etcFiles.map(async ([path, content]) => {
+      const source = join(scratch, posix.basename(path));
+      await writeFile(source, content, { mode: 0o644 });
+      await chmod(source, 0o644);
+      return source;
+    }),
+  );
+  for (const [index, [path]] of etcFiles.entries()) {
+    ops.push({
+      op: 'bind',
+      source: sources[index]!,
+      target: await ledger.ensure(path, 'file'),
+      readonly: false,
+    });
   }
 
   if (spec.mounts.some((mount) => mount.kind === 'secret')) {
