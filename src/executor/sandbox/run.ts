@@ -101,7 +101,7 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
 
   const ledger = new MountPointLedger(spec.rootfs);
   const scratchParent = options.scratchParent ?? process.env['STRATUM_TMPDIR'] ?? tmpdir();
-  trace('sandbox: mount points made');
+  trace('sandbox: start');
   const scratch = await mkdtemp(join(scratchParent, 'stratum-run-'));
   // A failure of the step itself (a missing setpriv, the init refusing a mount) is what the
   // user must read; one of the cleanup after it (restoring mount-point mtimes, which needs the
@@ -136,10 +136,11 @@ async function runPrepared(
   const { signal, onOutput } = options;
   const network = spec.network === 'default' ? await acquirePrivateNetwork() : undefined;
   try {
-    // The process chain (setpriv, unshare, perl: ~35 ms of start-ups) starts now and waits for
-    // its operations on fd 5 while they are prepared here. It makes its namespaces at once, so
-    // the rootfs is mounted already; the mount points prepare() creates are plain entries of
-    // that rootfs, which the new mount namespace sees like any file.
+    // The init is a spare that has waited for a step (spare-init.ts), or a process chain that
+    // starts now; either waits for its operations on fd 5 while they are prepared here. The
+    // rootfs is mounted before its namespaces are made (a spare makes them when its operations
+    // come, the chain at once); the mount points prepare() creates are plain entries of that
+    // rootfs, which the new mount namespace sees like any file.
     const init = startInit(spec, mapping, signal, onOutput, network?.path);
     trace('sandbox: init started');
     let ops: InitOp[];
