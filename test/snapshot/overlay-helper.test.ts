@@ -52,6 +52,20 @@ describe.skipIf(!isRoot)('overlay helper', () => {
     ]);
   });
 
+  it("probes namespaces in a forked child: the RUN sandbox's flags work as root; an invalid flag gives the kernel's error", async () => {
+    // CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID, as every RUN step
+    expect(
+      await runOverlayHelper([{ op: 'nsprobe', flags: 0x00020000 | 0x04000000 | 0x08000000 | 0x20000000 }]),
+    ).toEqual(['ok']);
+    // A bit unshare(2) does not know (CSIGNAL's lowest): EINVAL, as the answer (not a failed batch)
+    const [answer] = await runOverlayHelper([{ op: 'nsprobe', flags: 0x00000001 }]);
+    expect(answer).toMatch(/^unshare: Invalid argument/);
+    // The helper itself stayed in this process's namespaces and goes on answering.
+    expect(
+      await runOverlayHelper([{ op: 'getopq', path: dir, name: 'trusted.overlay.opaque' }]),
+    ).toHaveLength(1);
+  });
+
   it('paths with newlines and non-ASCII bytes pass through unchanged', async () => {
     const odd = join(dir, 'new\nline é');
     await runOverlayHelper([{ op: 'wh', path: odd }]);
