@@ -340,20 +340,23 @@ let seccompFilter: Buffer | undefined;
 
 /**
  * Starts, beside the build's first step, what its first RUN would otherwise wait for: the
- * isolation probe (a process), then Docker's seccomp filter, compiled once the probe has answered
- * (10-15 ms of not yet optimised code, in a moment the step is waiting on I/O rather than in
- * front of the RUN), and a spare init for the RUN (spare-init.ts; kept only while a build holds
- * the spares).
+ * isolation probe, Docker's seccomp filter (10-15 ms of code run once) and a spare init
+ * (spare-init.ts; kept only while a build holds the spares). As root (of the host or of our own
+ * user namespace, where no step needs unshare(1)'s id maps) the last two start at once, while the
+ * main thread waits for the probe and the first mount (both answered by the overlay helper, which
+ * is starting): they are wasted only where the probe then finds no namespaces (proot). Without
+ * root, the filter is compiled once the probe has said namespaces.
  */
 export function warmRunSandbox(): void {
   warmIsolation();
+  if (process.getuid?.() === 0) {
+    setImmediate(refillSpareInit);
+    setImmediate(dockerSeccompFilter);
+    return;
+  }
   void chooseIsolation().then(
     (choice) => {
-      if (choice.mode !== 'namespaces') return;
-      setImmediate(dockerSeccompFilter);
-      // As root (of the host or of our own user namespace) no step needs unshare(1)'s id maps:
-      // its init can be a spare started now (see spare-init.ts).
-      if (process.getuid?.() === 0) setImmediate(refillSpareInit);
+      if (choice.mode === 'namespaces') setImmediate(dockerSeccompFilter);
     },
     () => undefined,
   );
