@@ -554,7 +554,10 @@ function killStep(pid: number | undefined): void {
 
 function interpret(spec: SandboxSpec, outcome: LaunchOutcome, mapping: IdMapping): SandboxResult {
   if (!outcome.status.startsWith('+')) {
-    const detail = outcome.stderrTail.trim().split('\n').pop() ?? '';
+    // unshare(1) says why on stderr; a spare init that failed to make them, on its status fd.
+    const detail = outcome.status.startsWith('!')
+      ? (outcome.status.slice(1).split('\n')[0] ?? '')
+      : (outcome.stderrTail.trim().split('\n').pop() ?? '');
     if (mapping.kind === 'root-only' || mapping.kind === 'subordinate') {
       throw new StratumError(
         'UNSUPPORTED',

@@ -1,7 +1,13 @@
 import { readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chooseIsolation, holdSpareInits } from '../../../src/executor/sandbox/index.js';
-import { refillSpareInit } from '../../../src/executor/sandbox/spare-init.js';
+import {
+  namespaceWords,
+  refillSpareInit,
+  spareInitArgs,
+  spawnInitProcess,
+} from '../../../src/executor/sandbox/spare-init.js';
 import { isRoot, requireTool } from '../../helpers/system.js';
 import { baseSpec, makeBusyboxRootfs, makeTempDir } from './fixtures.js';
 import { capture, tools } from './run-helpers.js';
@@ -116,6 +122,17 @@ describe.skipIf(!ready || !isRoot)('spare inits (a RUN init started before its s
     await until(() => (waitingInits().includes(spare) ? undefined : true), 'the spare to end');
     const step = await capture(baseSpec(rootfs, ['echo', 'still runs']));
     expect(step).toMatchObject({ exitCode: 0, stdout: 'still runs\n' });
+  });
+
+  it("a spare that cannot make the step's namespaces says why on its status fd, and exits 125", async () => {
+    const child = spawnInitProcess(spareInitArgs());
+    let status = '';
+    child.stdio[3]?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
+    const ops = child.stdio[5] as NodeJS.WritableStream;
+    ops.end(namespaceWords(false, join(dir, 'no-such-netns')).join('\0'));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(code).toBe(125);
+    expect(status).toBe(`!open ${join(dir, 'no-such-netns')}: No such file or directory\n`);
   });
 
   it('letting go of the last hold ends the waiting spare; without a hold none is started', async () => {
