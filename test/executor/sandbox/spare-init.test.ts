@@ -128,7 +128,7 @@ describe.skipIf(!ready || !isRoot)('spare inits (a RUN init started before its s
     const child = spawnInitProcess(spareInitArgs());
     let status = '';
     child.stdio[3]?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
-    const ops = child.stdio[5] as NodeJS.WritableStream;
+    const ops = (child.stdio as readonly unknown[])[5] as NodeJS.WritableStream;
     ops.end(namespaceWords(false, join(dir, 'no-such-netns')).join('\0'));
     const code = await new Promise((resolve) => child.on('close', resolve));
     expect(code).toBe(125);
