@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { constants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
+import { constants, crc32, createDeflateRaw, type ZlibOptions } from 'node:zlib';
 
 /**
  * gzip in blocks compressed side by side on libuv's threadpool, the way pigz does it: each block
@@ -23,6 +23,11 @@ export interface ParallelGzipOptions {
   readonly threads?: number;
   /** uncompressed bytes per block; fixed for reproducibility */
   readonly blockSize?: number;
+  /**
+   * The caller sums the crc32 of the input itself (on the hashing worker, with the diff_id) and
+   * gives it to `end`, so the main thread does not.
+   */
+  readonly inputCrcGiven?: boolean;
 }
 
 const DICTIONARY = 32 * 1024;
@@ -30,13 +35,19 @@ const DICTIONARY = 32 * 1024;
 // than zlib's 3 keeps the blob free of anything that depends on the host.
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
 
+/**
+ * One block through raw deflate, as the chunks zlib produced (each its own memory, never reused
+ * by zlib). node:zlib's one-shot `deflateRaw` joins them with Buffer.concat, a copy of every
+ * block (the data and the sync-flush marker arrive as two chunks), which on a 300 MB layer of
+ * stored blocks cost a quarter of a second of main thread and as much garbage.
+ */
 export function deflateBlock(
   block: Buffer,
   dictionary: Buffer | undefined,
   level: number,
   last: boolean,
   outputGuess: number,
-) {
+): Promise<Buffer[]> {
   const options: ZlibOptions = {
     level,
     finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
@@ -47,11 +58,16 @@ export function deflateBlock(
     chunkSize: Math.max(64 * 1024, Math.min(outputGuess, block.length + (block.length >>> 8) + 1024)),
     ...(dictionary ? { dictionary } : {}),
   };
-  return new Promise<Buffer>((resolve, reject) => {
-    deflateRaw(block, options, (error, result) => {
-      if (error) reject(error);
-      else resolve(result);
+  return new Promise<Buffer[]>((resolve, reject) => {
+    const engine = createDeflateRaw(options);
+    const chunks: Buffer[] = [];
+    engine.on('data', (chunk: Buffer) => chunks.push(chunk));
+    engine.on('error', reject);
+    engine.on('end', () => {
+      engine.close();
+      resolve(chunks);
     });
+    engine.end(block);
   });
 }
 
@@ -105,8 +121,9 @@ export class GzipBlocks {
   private fill = 0;
   private previousTail: Buffer | undefined;
   private crc = 0;
+  private readonly inputCrcGiven: boolean;
   private total = 0;
-  private readonly inFlight: { readonly result: Promise<Buffer>; readonly input: Buffer }[] = [];
+  private readonly inFlight: { readonly result: Promise<Buffer[]>; readonly input: Buffer }[] = [];
   private headerWritten = false;
   private lastRatio = 1;
 
@@ -119,10 +136,11 @@ export class GzipBlocks {
     // in flight measured faster than two (bench/README.md). At most 4: libuv's pool size.
     this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism() - 1));
     this.blockSize = options.blockSize ?? 1024 * 1024;
+    this.inputCrcGiven = options.inputCrcGiven === true;
   }
 
   write(chunk: Buffer): Promise<void> {
-    this.crc = crc32(chunk, this.crc);
+    if (!this.inputCrcGiven) this.crc = crc32(chunk, this.crc);
     this.total += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -136,11 +154,17 @@ export class GzipBlocks {
     return this.drain(this.threads);
   }
 
-  async end(): Promise<void> {
+  /** `inputCrc`: the input's crc32, when the options say the caller computes it. */
+  async end(inputCrc?: number | Promise<number>): Promise<void> {
+    if (this.inputCrcGiven && inputCrc === undefined)
+      throw new Error('GzipBlocks: the input crc32 is missing');
+    // Handled here, awaited below: the last blocks are drained first.
+    Promise.resolve(inputCrc).catch(() => undefined);
     this.dispatch(true);
     await this.drain(0);
+    const crc = this.inputCrcGiven ? await inputCrc! : this.crc;
     const trailer = Buffer.alloc(8);
-    trailer.writeUInt32LE(this.crc >>> 0, 0);
+    trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(this.total % 2 ** 32, 4);
     await this.emit(trailer);
   }
@@ -156,9 +180,10 @@ export class GzipBlocks {
     }
     const guess = Math.ceil(block.length * this.lastRatio * 1.25) + 4096;
     const level = this.level > 0 && incompressible(block) ? 0 : this.level;
-    const result = deflateBlock(block, dictionary, level, last, guess).then((out) => {
-      if (block.length > 0) this.lastRatio = out.length / block.length;
-      return out;
+    const result = deflateBlock(block, dictionary, level, last, guess).then((chunks) => {
+      const produced = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      if (block.length > 0) this.lastRatio = produced / block.length;
+      return chunks;
     });
     // Marked handled here; drain() awaits it in order and passes the error on.
     result.catch(() => undefined);
@@ -171,7 +196,7 @@ export class GzipBlocks {
       const next = this.inFlight.shift()!;
       const compressed = await next.result;
       if (next.input.length === this.blockSize) this.free.push(next.input);
-      await this.emit(compressed);
+      for (const chunk of compressed) await this.emit(chunk);
     }
   }
 

@@ -7,6 +7,7 @@ import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { displayName, fsPath } from '../util/file-names.js';
 import { DigestingStream } from '../oci/digest.js';
+import { OffThreadDigest } from '../oci/hash-worker.js';
 import {
   DEFAULT_COMPRESSION,
   layerCompressor,
@@ -25,6 +26,11 @@ export interface LayerWriteOptions extends EntryOptions {
   readonly compression?: CompressionSpec;
   /** compressed blocks in flight (see oci/parallel-gzip.ts, oci/zstd-frames.ts) */
   readonly compressionThreads?: number;
+  /**
+   * Hash (tar and blob) and sum the gzip crc on the hashing worker (oci/hash-worker.ts). Default:
+   * for layers with at least OFF_THREAD_HASH_BYTES of file content.
+   */
+  readonly offThreadHash?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -51,6 +57,12 @@ const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 const READ_AHEAD_FILES = 32;
 /** Output is batched so the hash and gzip stages see few large chunks, not many 512-byte ones. */
 const BATCH = 256 * 1024;
+/**
+ * From this much file content on, a layer is hashed on the worker thread: below it the hashes
+ * cost less than the worker's start (~20 ms of the other core, once per process) and the
+ * round trips.
+ */
+const OFF_THREAD_HASH_BYTES = 16 * 1024 * 1024;
 
 function changedWhileWriting(path: string): StratumError {
   return new StratumError('IO', `${displayName(path)}: file changed size while its layer was being written`);
@@ -285,7 +297,13 @@ export async function writeLayerEntries(
   store: BlobStore,
   options: LayerWriteOptions = {},
 ): Promise<WrittenLayer> {
-  return writeTarChunks(tarChunks(entries, bufferSource(true), options.signal), store, options);
+  let contentBytes = 0;
+  for (const entry of entries) if (entry.source !== undefined) contentBytes += entry.header.size;
+  const offThreadHash = options.offThreadHash ?? contentBytes >= OFF_THREAD_HASH_BYTES;
+  return writeTarChunks(tarChunks(entries, bufferSource(true), options.signal), store, {
+    ...options,
+    offThreadHash,
+  });
 }
 
 /**
@@ -295,11 +313,14 @@ export async function writeLayerEntries(
 export async function writeTarChunks(
   chunks: AsyncIterable<Buffer>,
   store: BlobStore,
-  options: Pick<LayerWriteOptions, 'compression' | 'compressionThreads'> = {},
+  options: Pick<LayerWriteOptions, 'compression' | 'compressionThreads' | 'offThreadHash'> = {},
 ): Promise<WrittenLayer> {
-  const diffHash = createHash('sha256');
+  const offThread = options.offThreadHash === true;
+  // Off the main thread, the tar's crc32 (gzip's trailer) is summed beside its sha256.
+  const tarDigest = offThread ? new OffThreadDigest(['sha256', 'crc32']) : undefined;
+  const diffHash = offThread ? undefined : createHash('sha256');
   let uncompressedSize = 0;
-  const compressed = new DigestingStream('sha256');
+  const compressed = new DigestingStream('sha256', { offThread });
   let storeError: unknown;
   // Made before the store is opened: zstd where this Node.js has none throws here.
   const compression = options.compression ?? DEFAULT_COMPRESSION;
@@ -313,21 +334,38 @@ export async function writeTarChunks(
       }
       if (!compressed.write(data)) await once(compressed, 'drain');
     },
-    options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {},
+    {
+      ...(options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {}),
+      inputCrcGiven: offThread,
+    },
   );
   const storing = store.putStream(compressed, undefined, compressed);
+  let diffId: Digest;
   storing.catch((error: unknown) => {
     storeError = error;
   });
   try {
     for await (const chunk of chunks) {
-      diffHash.update(chunk);
+      if (tarDigest === undefined) diffHash!.update(chunk);
+      else await tarDigest.update(chunk);
       uncompressedSize += chunk.length;
       await compressor.write(chunk);
     }
-    await compressor.end();
+    if (tarDigest === undefined) {
+      diffId = `sha256:${diffHash!.digest('hex')}`;
+      await compressor.end();
+    } else {
+      const results = tarDigest.results();
+      // The last block compresses while the worker finishes; only the trailer waits for the crc.
+      const [, [tarHex]] = await Promise.all([
+        compressor.end(compressor.needsInputCrc ? results.then(([, crc]) => Number(crc)) : undefined),
+        results,
+      ]);
+      diffId = `sha256:${String(tarHex)}`;
+    }
     compressed.end();
   } catch (error) {
+    tarDigest?.abandon();
     compressed.destroy(error instanceof Error ? error : new Error(String(error)));
     await storing.catch(() => undefined);
     throw error;
@@ -335,7 +373,7 @@ export async function writeTarChunks(
   const blob = await storing;
   return {
     descriptor: { mediaType: ociLayerMediaType(compression.algorithm), digest: blob.digest, size: blob.size },
-    diffId: `sha256:${diffHash.digest('hex')}`,
+    diffId,
     uncompressedSize,
   };
 }

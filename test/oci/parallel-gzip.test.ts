@@ -51,8 +51,8 @@ describe('parallel gzip', () => {
     const block = Buffer.concat([randomBytes(600_000), Buffer.from('text '.repeat(100_000))]);
     const dictionary = randomBytes(32 * 1024);
     for (const last of [false, true]) {
-      const small = await deflateBlock(block, dictionary, 6, last, 1);
-      const large = await deflateBlock(block, dictionary, 6, last, 4 * 1024 * 1024);
+      const small = Buffer.concat(await deflateBlock(block, dictionary, 6, last, 1));
+      const large = Buffer.concat(await deflateBlock(block, dictionary, 6, last, 4 * 1024 * 1024));
       expect(small.equals(large)).toBe(true);
     }
   });
