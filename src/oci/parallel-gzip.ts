@@ -48,6 +48,7 @@ export function deflateBlock(
   last: boolean,
   outputGuess: number,
 ): Promise<Buffer[]> {
+  if (level === 0) return Promise.resolve([storedBlocks(block, last)]);
   const options: ZlibOptions = {
     level,
     finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
@@ -69,6 +70,47 @@ export function deflateBlock(
     });
     engine.end(block);
   });
+}
+
+/** Deflate's longest stored block (RFC 1951 §3.2.4: LEN is 16 bits). */
+const MAX_STORED = 65535;
+/** zlib keeps a tail shorter than this (its window, 32 KiB) back until the flush. */
+const STORED_HOLD_BELOW = 32 * 1024;
+
+/**
+ * A block as deflate stored blocks, the bytes zlib 1.2.12+ writes for it at level 0 when its
+ * output buffer has room for the whole block (deflate_stored; test/oci/parallel-gzip.test.ts
+ * compares the two): blocks of 65535 bytes while at least 32 KiB is left, then the rest as one
+ * block at the flush, then the empty block of a sync flush, or the final block. Written here
+ * because zlib's layout depends on its output buffer size (a smaller buffer gives shorter
+ * blocks, so the bytes depended on the output-size guess, which came from whichever block had
+ * finished last), and because a deflate engine per block cost ~0.5 ms of main thread to set up,
+ * more than the copy (W-many's 300 MB layer is 300 such blocks).
+ */
+export function storedBlocks(block: Buffer, last: boolean): Buffer {
+  const lengths: number[] = [];
+  let left = block.length;
+  while (left >= STORED_HOLD_BELOW) {
+    const length = Math.min(MAX_STORED, left);
+    lengths.push(length);
+    left -= length;
+  }
+  // At the flush: the tail held back, then the sync flush's empty block, or the final block
+  // (empty when nothing was held back).
+  if (left > 0) lengths.push(left);
+  if (!last || left === 0) lengths.push(0);
+  const out = Buffer.allocUnsafe(block.length + 5 * lengths.length);
+  let at = 0;
+  let from = 0;
+  lengths.forEach((length, index) => {
+    out[at] = last && index === lengths.length - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
+    out.writeUInt16LE(length, at + 1);
+    out.writeUInt16LE(length ^ 0xffff, at + 3);
+    block.copy(out, at + 5, from, from + length);
+    at += 5 + length;
+    from += length;
+  });
+  return out;
 }
 
 /** Samples spread over a block: SAMPLE bytes at 0, 1/4, 1/2 and 3/4 of it. */
