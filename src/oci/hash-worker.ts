@@ -72,7 +72,6 @@ class HashWorker {
 
   constructor() {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { shared: this.shared, slot: SLOT } });
-    this.worker.unref();
     this.worker.on('message', (message: WorkerMessage) => {
       if (message.op === 'free') {
         this.free.push(message.slot);
@@ -93,6 +92,8 @@ class HashWorker {
     this.worker.on('exit', (code) => {
       fail(new Error(`the hashing worker exited (code ${code})`));
     });
+    // After the listeners: a 'message' listener refs the worker's port again.
+    this.worker.unref();
   }
 
   start(algorithms: readonly OffThreadAlgorithm[]): number {

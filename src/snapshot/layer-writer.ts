@@ -18,6 +18,7 @@ import type { Descriptor, Digest } from '../oci/types.js';
 import { diffSnapshots } from './diff.js';
 import { emptySnapshot, scanTree } from './scan.js';
 import { layerEntries, type EntryOptions, type TarEntry } from './tar-entries.js';
+import { SMALL_FILE_SLOT, SmallFileReads } from './small-file-reads.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor } from './tar-header.js';
 import type { LayerDiff } from './types.js';
 
@@ -49,9 +50,10 @@ const CHUNK = 1024 * 1024;
  * Files up to this size are read with synchronous calls when the tar reaches them, not ahead on
  * the threadpool: for them the cost is the calls, not the bytes (a FileHandle open, read and
  * close took ~70 µs of main thread each, 1.5 s for a RUN's 20,000 small files; openSync,
- * readSync and closeSync take ~10 µs), as extraction found for writing them (extract.ts).
+ * readSync and closeSync take ~10 µs), as extraction found for writing them (extract.ts). A
+ * layer with many of them has them read by a worker thread beside this one (small-file-reads.ts).
  */
-const TINY_FILE = 16 * 1024;
+const TINY_FILE = SMALL_FILE_SLOT;
 /** Read-ahead budget: how many bytes of small files may be buffered ahead of the tar writer. */
 const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 const READ_AHEAD_FILES = 32;
@@ -195,6 +197,7 @@ async function* tarChunks(
 ): AsyncGenerator<Buffer> {
   const ahead = new Map<number, Promise<Buffer>>();
   const pool = new SmallFilePool();
+  const tiny = tinyFileReads(entries);
   let aheadBytes = 0;
   let scan = 0;
   const fillReadAhead = (from: number): void => {
@@ -253,9 +256,17 @@ async function* tarChunks(
         yield* add(content);
         pool.give(content);
       } else if (size <= TINY_FILE) {
-        const content = readWholeSync(entry.source, size, pool);
-        yield* add(content);
-        pool.give(content);
+        const shared = tiny?.reads.take(tiny.index[index]!);
+        if (shared !== undefined) {
+          yield* add(shared);
+          tiny!.reads.release(tiny!.index[index]!);
+        } else {
+          // Not read by SmallFileReads (or not at all): read here, and fail here if it must.
+          const content = readWholeSync(entry.source, size, pool);
+          yield* add(content);
+          pool.give(content);
+          if (tiny !== undefined) tiny.reads.release(tiny.index[index]!);
+        }
       } else if (size <= SMALL_FILE) {
         const content = await readWhole(entry.source, size, pool);
         yield* add(content);
@@ -270,9 +281,34 @@ async function* tarChunks(
     yield* add(END_OF_ARCHIVE);
     yield* flush();
   } finally {
+    tiny?.reads.stop();
     // Let any read still in flight finish before its file handle is forgotten.
     await Promise.allSettled(ahead.values());
   }
+}
+
+/**
+ * From this many tiny files on, a layer's tiny files are read by two threads (SmallFileReads);
+ * below it the worker's start would cost more than it saves.
+ */
+const SHARED_READS_FROM = 1000;
+
+/** The layer's tiny files for SmallFileReads, with each entry's index among them. */
+function tinyFileReads(
+  entries: readonly TarEntry[],
+): { readonly reads: SmallFileReads; readonly index: Int32Array } | undefined {
+  const paths: (string | Buffer)[] = [];
+  const sizes: number[] = [];
+  const index = new Int32Array(entries.length);
+  entries.forEach((entry, at) => {
+    const size = entry.header.size;
+    if (entry.source === undefined || entry.header.type !== 'file' || size === 0 || size > TINY_FILE) return;
+    index[at] = paths.length;
+    paths.push(fsPath(entry.source));
+    sizes.push(size);
+  });
+  if (paths.length < SHARED_READS_FROM) return undefined;
+  return { reads: new SmallFileReads(paths, sizes), index };
 }
 
 /** The uncompressed tar of a list of entries as a stream. */
