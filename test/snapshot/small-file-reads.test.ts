@@ -7,6 +7,7 @@ import { BlobStore } from '../../src/oci/blob-store.js';
 import { writeLayerEntries } from '../../src/snapshot/layer-writer.js';
 import { SMALL_FILE_SLOT, SmallFileReads } from '../../src/snapshot/small-file-reads.js';
 import type { TarEntry } from '../../src/snapshot/tar-entries.js';
+import { latin1Path } from '../helpers/non-utf8.js';
 import { listTar } from './list.js';
 import { removeAll, tempDir } from './helpers.js';
 
@@ -43,6 +44,29 @@ describe('SmallFileReads', () => {
       contents.forEach((content, index) => {
         const got = reads.take(index);
         expect(got?.equals(content), names[index]).toBe(true);
+        reads.release(index);
+      });
+    } finally {
+      reads.stop();
+    }
+  });
+
+  it('reads names that are not UTF-8 (paths given as bytes), on either thread', async () => {
+    const { dir, names, contents } = await smallFiles(1100);
+    const paths: (string | Buffer)[] = names.map((name) => join(dir, name));
+    // Every 50th file gets a Latin-1 name: some are read by the worker, some by this thread.
+    for (let index = 0; index < names.length; index += 50) {
+      const bytes = latin1Path(dir, `caf\xe9-${index}`);
+      await writeFile(bytes, contents[index]!);
+      paths[index] = bytes;
+    }
+    const reads = new SmallFileReads(
+      paths,
+      contents.map((content) => content.length),
+    );
+    try {
+      contents.forEach((content, index) => {
+        expect(reads.take(index)?.equals(content), names[index]).toBe(true);
         reads.release(index);
       });
     } finally {
