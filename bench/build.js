@@ -15,6 +15,11 @@
 //   big     RUN writing a BENCH_BIG_MB (300) MB file of random bytes
 //   many    W-many, the four in ONE Dockerfile, cold: RUN creating the files, RUN deleting half,
 //           COPY of the context, RUN writing the big file (BuildKit: its cache pruned first)
+//
+// Before each timed build the disk is settled with sync(1), untimed: what the previous build
+// left for the kernel to write back (a saved 300 MB tar, an unsynced upperdir) otherwise slowed
+// the next build's file creation by seconds on this VM, whichever builder came next.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildahBuild, buildkitBuild, dockerBuild, stratumBuild } from './lib/builders.js';
@@ -109,6 +114,11 @@ const workloads = [
   },
 ].filter((workload) => selected.includes(workload.name));
 
+/** Untimed: lets the kernel write back what earlier builds left dirty (see the header). */
+function settleDisk() {
+  spawnSync('sync', { stdio: 'ignore' });
+}
+
 // One cache per builder for the whole run: `files` fills it cold, `delete` reuses it.
 const stratumCache = world.fresh('stratum-cache');
 const results = [];
@@ -128,18 +138,25 @@ try {
     process.stdout.write(`${workload.name}: stratum`);
     // stratum's cold builds use an empty cache dir rather than --no-cache, so that the cache is
     // filled as the others' is (their --no-cache still records layers for later builds).
+    settleDisk();
     const row = { workload, stratum: await stratumBuild(world, { ...spec, noCache: false, cacheDir }) };
     if (tools.docker) {
       process.stdout.write(', docker');
+      settleDisk();
       row.docker = await dockerBuild(world, spec);
     }
     if (tools.buildah) {
       process.stdout.write(', buildah');
+      settleDisk();
       row.buildah = await buildahBuild(world, spec);
     }
     if (tools.buildkit) {
       process.stdout.write(', buildkit');
-      row.buildkit = await buildkitBuild(world, { ...spec, prune: workload.pruneBuildKit === true });
+      row.buildkit = await buildkitBuild(world, {
+        ...spec,
+        prune: workload.pruneBuildKit === true,
+        beforeTimed: settleDisk,
+      });
     }
     console.log();
     if (workload.name === 'delete' && row.stratum.outputRef !== undefined) {

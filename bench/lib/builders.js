@@ -43,12 +43,17 @@ export async function dockerBuild(world, { context, dockerfile, noCache = false 
 
 /**
  * BuildKit (Debian's Docker client, DOCKER_BUILDKIT=1), then `docker save`; dockerd sampled.
- * `prune` empties BuildKit's build cache first (untimed), for a build as cold as stratum's.
+ * `prune` empties BuildKit's build cache first (untimed), for a build as cold as stratum's;
+ * `beforeTimed` runs after that, untimed (bench/build.js settles the disk there).
  */
-export async function buildkitBuild(world, { context, dockerfile, noCache = false, prune = false }) {
+export async function buildkitBuild(
+  world,
+  { context, dockerfile, noCache = false, prune = false, beforeTimed },
+) {
   const tag = `stratum-bench/buildkit:${world.counter++}`;
   world.dockerTags.add(tag);
   if (prune) spawnSync(DEBIAN_DOCKER, ['builder', 'prune', '-af'], { stdio: 'ignore' });
+  beforeTimed?.();
   const samplePid = dockerdPid();
   const env = { ...process.env, DOCKER_BUILDKIT: '1' };
   const args = ['build', '--network=none', '-q', '-t', tag, '-f', dockerfile];

@@ -218,13 +218,20 @@ export async function decompressedStream(
 export interface LayerCompressor {
   /** Takes a copy of the chunk (the caller may reuse its buffer) and resolves on backpressure. */
   write(chunk: Buffer): Promise<void>;
-  end(): Promise<void>;
+  /** `inputCrc`: the crc32 of everything written, where `inputCrcGiven` was asked for. */
+  end(inputCrc?: number | Promise<number>): Promise<void>;
+  /** Whether `end` needs the input's crc32 (gzip with `inputCrcGiven`). */
+  readonly needsInputCrc: boolean;
 }
 
 export function layerCompressor(
   spec: CompressionSpec,
   output: (data: Buffer) => void | Promise<void>,
-  options: { readonly threads?: number } = {},
+  options: {
+    readonly threads?: number;
+    /** gzip: the caller computes the crc32 of the input and passes it to `end` (see GzipBlocks) */
+    readonly inputCrcGiven?: boolean;
+  } = {},
 ): LayerCompressor {
   const threads = options.threads !== undefined ? { threads: options.threads } : {};
   switch (spec.algorithm) {
@@ -234,10 +241,20 @@ export function layerCompressor(
           await output(Buffer.from(chunk));
         },
         end: () => Promise.resolve(),
+        needsInputCrc: false,
       };
-    case 'gzip':
-      return new GzipBlocks({ level: compressionLevel(spec), ...threads }, output);
-    case 'zstd':
-      return new ZstdFrames({ level: compressionLevel(spec), ...threads }, output);
+    case 'gzip': {
+      const inputCrcGiven = options.inputCrcGiven === true;
+      const blocks = new GzipBlocks({ level: compressionLevel(spec), ...threads, inputCrcGiven }, output);
+      return {
+        write: (chunk) => blocks.write(chunk),
+        end: (inputCrc) => blocks.end(inputCrc),
+        needsInputCrc: inputCrcGiven,
+      };
+    }
+    case 'zstd': {
+      const frames = new ZstdFrames({ level: compressionLevel(spec), ...threads }, output);
+      return { write: (chunk) => frames.write(chunk), end: () => frames.end(), needsInputCrc: false };
+    }
   }
 }

@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { StratumError } from '../errors.js';
+import { OffThreadDigest } from './hash-worker.js';
 import type { Digest } from './types.js';
 
 const DIGEST_PATTERN = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
@@ -31,29 +32,53 @@ export function sha256Digest(data: Buffer | string): Digest {
 
 /**
  * A pass-through stream that counts and hashes what flows through it. After it ends, `digest`
- * and `size` describe exactly the bytes that passed.
+ * and `size` describe exactly the bytes that passed. `offThread` hashes on the hashing worker
+ * (hash-worker.ts): for big streams, where the main thread has better things to do.
  */
 export class DigestingStream extends Transform {
-  private readonly hash: Hash;
+  private readonly hash: Hash | OffThreadDigest;
   private readonly algorithm: 'sha256' | 'sha512';
   private bytes = 0;
   private finalDigest: Digest | undefined;
 
-  constructor(algorithm: 'sha256' | 'sha512' = 'sha256') {
+  constructor(algorithm: 'sha256' | 'sha512' = 'sha256', options: { readonly offThread?: boolean } = {}) {
     super();
     this.algorithm = algorithm;
-    this.hash = createHash(algorithm);
+    this.hash = options.offThread === true ? new OffThreadDigest([algorithm]) : createHash(algorithm);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
     this.bytes += chunk.length;
+    if (this.hash instanceof OffThreadDigest) {
+      const copying = this.hash.update(chunk);
+      if (copying === undefined) callback(null, chunk);
+      else {
+        copying.then(() => {
+          callback(null, chunk);
+        }, callback);
+      }
+      return;
+    }
+    this.hash.update(chunk);
     callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.hash instanceof OffThreadDigest) {
+      this.hash.results().then(([hex]) => {
+        this.finalDigest = `${this.algorithm}:${String(hex)}`;
+        callback();
+      }, callback);
+      return;
+    }
     this.finalDigest = `${this.algorithm}:${this.hash.digest('hex')}`;
     callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A stream destroyed before its end leaves an off-thread digest open: end it.
+    if (this.hash instanceof OffThreadDigest) this.hash.abandon();
+    callback(error);
   }
 
   get size(): number {

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { constants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
+import { constants, crc32, createDeflateRaw, type ZlibOptions } from 'node:zlib';
 
 /**
  * gzip in blocks compressed side by side on libuv's threadpool, the way pigz does it: each block
@@ -23,6 +23,11 @@ export interface ParallelGzipOptions {
   readonly threads?: number;
   /** uncompressed bytes per block; fixed for reproducibility */
   readonly blockSize?: number;
+  /**
+   * The caller sums the crc32 of the input itself (on the hashing worker, with the diff_id) and
+   * gives it to `end`, so the main thread does not.
+   */
+  readonly inputCrcGiven?: boolean;
 }
 
 const DICTIONARY = 32 * 1024;
@@ -30,13 +35,20 @@ const DICTIONARY = 32 * 1024;
 // than zlib's 3 keeps the blob free of anything that depends on the host.
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
 
+/**
+ * One block through raw deflate, as the chunks zlib produced (each its own memory, never reused
+ * by zlib). node:zlib's one-shot `deflateRaw` joins them with Buffer.concat, a copy of every
+ * block (the data and the sync-flush marker arrive as two chunks), which on a 300 MB layer of
+ * stored blocks cost a quarter of a second of main thread and as much garbage.
+ */
 export function deflateBlock(
   block: Buffer,
   dictionary: Buffer | undefined,
   level: number,
   last: boolean,
   outputGuess: number,
-) {
+): Promise<Buffer[]> {
+  if (level === 0) return Promise.resolve([storedBlocks(block, last)]);
   const options: ZlibOptions = {
     level,
     finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
@@ -47,12 +59,58 @@ export function deflateBlock(
     chunkSize: Math.max(64 * 1024, Math.min(outputGuess, block.length + (block.length >>> 8) + 1024)),
     ...(dictionary ? { dictionary } : {}),
   };
-  return new Promise<Buffer>((resolve, reject) => {
-    deflateRaw(block, options, (error, result) => {
-      if (error) reject(error);
-      else resolve(result);
+  return new Promise<Buffer[]>((resolve, reject) => {
+    const engine = createDeflateRaw(options);
+    const chunks: Buffer[] = [];
+    engine.on('data', (chunk: Buffer) => chunks.push(chunk));
+    engine.on('error', reject);
+    engine.on('end', () => {
+      engine.close();
+      resolve(chunks);
     });
+    engine.end(block);
   });
+}
+
+/** Deflate's longest stored block (RFC 1951 §3.2.4: LEN is 16 bits). */
+const MAX_STORED = 65535;
+/** zlib keeps a tail shorter than this (its window, 32 KiB) back until the flush. */
+const STORED_HOLD_BELOW = 32 * 1024;
+
+/**
+ * A block as deflate stored blocks, the bytes zlib 1.2.12+ writes for it at level 0 when its
+ * output buffer has room for the whole block (deflate_stored; test/oci/parallel-gzip.test.ts
+ * compares the two): blocks of 65535 bytes while at least 32 KiB is left, then the rest as one
+ * block at the flush, then the empty block of a sync flush, or the final block. Written here
+ * because zlib's layout depends on its output buffer size (a smaller buffer gives shorter
+ * blocks, so the bytes depended on the output-size guess, which came from whichever block had
+ * finished last), and because a deflate engine per block cost ~0.5 ms of main thread to set up,
+ * more than the copy (W-many's 300 MB layer is 300 such blocks).
+ */
+export function storedBlocks(block: Buffer, last: boolean): Buffer {
+  const lengths: number[] = [];
+  let left = block.length;
+  while (left >= STORED_HOLD_BELOW) {
+    const length = Math.min(MAX_STORED, left);
+    lengths.push(length);
+    left -= length;
+  }
+  // At the flush: the tail held back, then the sync flush's empty block, or the final block
+  // (empty when nothing was held back).
+  if (left > 0) lengths.push(left);
+  if (!last || left === 0) lengths.push(0);
+  const out = Buffer.allocUnsafe(block.length + 5 * lengths.length);
+  let at = 0;
+  let from = 0;
+  lengths.forEach((length, index) => {
+    out[at] = last && index === lengths.length - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
+    out.writeUInt16LE(length, at + 1);
+    out.writeUInt16LE(length ^ 0xffff, at + 3);
+    block.copy(out, at + 5, from, from + length);
+    at += 5 + length;
+    from += length;
+  });
+  return out;
 }
 
 /** Samples spread over a block: SAMPLE bytes at 0, 1/4, 1/2 and 3/4 of it. */
@@ -105,8 +163,9 @@ export class GzipBlocks {
   private fill = 0;
   private previousTail: Buffer | undefined;
   private crc = 0;
+  private readonly inputCrcGiven: boolean;
   private total = 0;
-  private readonly inFlight: { readonly result: Promise<Buffer>; readonly input: Buffer }[] = [];
+  private readonly inFlight: { readonly result: Promise<Buffer[]>; readonly input: Buffer }[] = [];
   private headerWritten = false;
   private lastRatio = 1;
 
@@ -119,10 +178,11 @@ export class GzipBlocks {
     // in flight measured faster than two (bench/README.md). At most 4: libuv's pool size.
     this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism() - 1));
     this.blockSize = options.blockSize ?? 1024 * 1024;
+    this.inputCrcGiven = options.inputCrcGiven === true;
   }
 
   write(chunk: Buffer): Promise<void> {
-    this.crc = crc32(chunk, this.crc);
+    if (!this.inputCrcGiven) this.crc = crc32(chunk, this.crc);
     this.total += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -136,11 +196,17 @@ export class GzipBlocks {
     return this.drain(this.threads);
   }
 
-  async end(): Promise<void> {
+  /** `inputCrc`: the input's crc32, when the options say the caller computes it. */
+  async end(inputCrc?: number | Promise<number>): Promise<void> {
+    if (this.inputCrcGiven && inputCrc === undefined)
+      throw new Error('GzipBlocks: the input crc32 is missing');
+    // Handled here, awaited below: the last blocks are drained first.
+    Promise.resolve(inputCrc).catch(() => undefined);
     this.dispatch(true);
     await this.drain(0);
+    const crc = this.inputCrcGiven ? await inputCrc! : this.crc;
     const trailer = Buffer.alloc(8);
-    trailer.writeUInt32LE(this.crc >>> 0, 0);
+    trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(this.total % 2 ** 32, 4);
     await this.emit(trailer);
   }
@@ -156,9 +222,10 @@ export class GzipBlocks {
     }
     const guess = Math.ceil(block.length * this.lastRatio * 1.25) + 4096;
     const level = this.level > 0 && incompressible(block) ? 0 : this.level;
-    const result = deflateBlock(block, dictionary, level, last, guess).then((out) => {
-      if (block.length > 0) this.lastRatio = out.length / block.length;
-      return out;
+    const result = deflateBlock(block, dictionary, level, last, guess).then((chunks) => {
+      const produced = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      if (block.length > 0) this.lastRatio = produced / block.length;
+      return chunks;
     });
     // Marked handled here; drain() awaits it in order and passes the error on.
     result.catch(() => undefined);
@@ -171,7 +238,7 @@ export class GzipBlocks {
       const next = this.inFlight.shift()!;
       const compressed = await next.result;
       if (next.input.length === this.blockSize) this.free.push(next.input);
-      await this.emit(compressed);
+      for (const chunk of compressed) await this.emit(chunk);
     }
   }
 

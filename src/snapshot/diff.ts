@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StratumError } from '../errors.js';
 import { fsPath } from '../util/file-names.js';
-import { compareOrderKeys, orderKey, parentOf } from './paths.js';
+import { compareLayerOrder, parentOf } from './paths.js';
 import type { LayerChange, EntryMeta, EntryStat, LayerDiff, TreeSnapshot } from './types.js';
 
 const NS_PER_SEC = 1_000_000_000n;
@@ -213,10 +213,8 @@ export async function diffSnapshots(
   for (const path of emitted.keys()) addParents(path);
   for (const change of deleted) addParents(change.path);
 
-  const all = [...emitted.values(), ...parents.values(), ...deleted];
-  const keyed = all.map((change) => ({ change, key: orderKey(change.path, change.kind === 'deleted') }));
-  keyed.sort((x, y) => compareOrderKeys(x.key, y.key));
-  const ordered = keyed.map((entry) => entry.change);
+  const ordered = [...emitted.values(), ...parents.values(), ...deleted];
+  ordered.sort((x, y) => compareLayerOrder(x.path, x.kind === 'deleted', y.path, y.kind === 'deleted'));
 
   // The first member of each group in layer order is written as the file, the rest link to it.
   const hardLinkGroups: string[][] = [];
@@ -224,14 +222,11 @@ export async function diffSnapshots(
   for (const group of linkGroups.values()) {
     const members = group.filter((path) => emitted.has(path));
     if (members.length < 2) continue;
-    const sorted = members
-      .map((path) => ({ path, key: orderKey(path, false) }))
-      .sort((x, y) => compareOrderKeys(x.key, y.key))
-      .map((entry) => entry.path);
+    const sorted = members.sort((x, y) => compareLayerOrder(x, false, y, false));
     hardLinkGroups.push(sorted);
     for (const path of sorted.slice(1)) linkTo.set(path, sorted[0]!);
   }
-  hardLinkGroups.sort((x, y) => compareOrderKeys(orderKey(x[0]!, false), orderKey(y[0]!, false)));
+  hardLinkGroups.sort((x, y) => compareLayerOrder(x[0]!, false, y[0]!, false));
 
   const changes = ordered.map((change): LayerChange => {
     const target = linkTo.get(change.path);

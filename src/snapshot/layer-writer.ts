@@ -7,6 +7,7 @@ import { StratumError } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { displayName, fsPath } from '../util/file-names.js';
 import { DigestingStream } from '../oci/digest.js';
+import { OffThreadDigest } from '../oci/hash-worker.js';
 import {
   DEFAULT_COMPRESSION,
   layerCompressor,
@@ -17,6 +18,7 @@ import type { Descriptor, Digest } from '../oci/types.js';
 import { diffSnapshots } from './diff.js';
 import { emptySnapshot, scanTree } from './scan.js';
 import { layerEntries, type EntryOptions, type TarEntry } from './tar-entries.js';
+import { SMALL_FILE_SLOT, SmallFileReads } from './small-file-reads.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor } from './tar-header.js';
 import type { LayerDiff } from './types.js';
 
@@ -25,6 +27,11 @@ export interface LayerWriteOptions extends EntryOptions {
   readonly compression?: CompressionSpec;
   /** compressed blocks in flight (see oci/parallel-gzip.ts, oci/zstd-frames.ts) */
   readonly compressionThreads?: number;
+  /**
+   * Hash (tar and blob) and sum the gzip crc on the hashing worker (oci/hash-worker.ts). Default:
+   * for layers with at least OFF_THREAD_HASH_BYTES of file content.
+   */
+  readonly offThreadHash?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -43,14 +50,21 @@ const CHUNK = 1024 * 1024;
  * Files up to this size are read with synchronous calls when the tar reaches them, not ahead on
  * the threadpool: for them the cost is the calls, not the bytes (a FileHandle open, read and
  * close took ~70 µs of main thread each, 1.5 s for a RUN's 20,000 small files; openSync,
- * readSync and closeSync take ~10 µs), as extraction found for writing them (extract.ts).
+ * readSync and closeSync take ~10 µs), as extraction found for writing them (extract.ts). A
+ * layer with many of them has them read by a worker thread beside this one (small-file-reads.ts).
  */
-const TINY_FILE = 16 * 1024;
+const TINY_FILE = SMALL_FILE_SLOT;
 /** Read-ahead budget: how many bytes of small files may be buffered ahead of the tar writer. */
 const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 const READ_AHEAD_FILES = 32;
 /** Output is batched so the hash and gzip stages see few large chunks, not many 512-byte ones. */
 const BATCH = 256 * 1024;
+/**
+ * From this much file content on, a layer is hashed on the worker thread: below it the hashes
+ * cost less than the worker's start (~20 ms of the other core, once per process) and the
+ * round trips.
+ */
+const OFF_THREAD_HASH_BYTES = 16 * 1024 * 1024;
 
 function changedWhileWriting(path: string): StratumError {
   return new StratumError('IO', `${displayName(path)}: file changed size while its layer was being written`);
@@ -183,6 +197,7 @@ async function* tarChunks(
 ): AsyncGenerator<Buffer> {
   const ahead = new Map<number, Promise<Buffer>>();
   const pool = new SmallFilePool();
+  const tiny = tinyFileReads(entries);
   let aheadBytes = 0;
   let scan = 0;
   const fillReadAhead = (from: number): void => {
@@ -241,9 +256,17 @@ async function* tarChunks(
         yield* add(content);
         pool.give(content);
       } else if (size <= TINY_FILE) {
-        const content = readWholeSync(entry.source, size, pool);
-        yield* add(content);
-        pool.give(content);
+        const shared = tiny?.reads.take(tiny.index[index]!);
+        if (shared !== undefined) {
+          yield* add(shared);
+          tiny!.reads.release(tiny!.index[index]!);
+        } else {
+          // Not read by SmallFileReads (or not at all): read here, and fail here if it must.
+          const content = readWholeSync(entry.source, size, pool);
+          yield* add(content);
+          pool.give(content);
+          if (tiny !== undefined) tiny.reads.release(tiny.index[index]!);
+        }
       } else if (size <= SMALL_FILE) {
         const content = await readWhole(entry.source, size, pool);
         yield* add(content);
@@ -258,9 +281,34 @@ async function* tarChunks(
     yield* add(END_OF_ARCHIVE);
     yield* flush();
   } finally {
+    tiny?.reads.stop();
     // Let any read still in flight finish before its file handle is forgotten.
     await Promise.allSettled(ahead.values());
   }
+}
+
+/**
+ * From this many tiny files on, a layer's tiny files are read by two threads (SmallFileReads);
+ * below it the worker's start would cost more than it saves.
+ */
+const SHARED_READS_FROM = 1000;
+
+/** The layer's tiny files for SmallFileReads, with each entry's index among them. */
+function tinyFileReads(
+  entries: readonly TarEntry[],
+): { readonly reads: SmallFileReads; readonly index: Int32Array } | undefined {
+  const paths: (string | Buffer)[] = [];
+  const sizes: number[] = [];
+  const index = new Int32Array(entries.length);
+  entries.forEach((entry, at) => {
+    const size = entry.header.size;
+    if (entry.source === undefined || entry.header.type !== 'file' || size === 0 || size > TINY_FILE) return;
+    index[at] = paths.length;
+    paths.push(fsPath(entry.source));
+    sizes.push(size);
+  });
+  if (paths.length < SHARED_READS_FROM) return undefined;
+  return { reads: new SmallFileReads(paths, sizes), index };
 }
 
 /** The uncompressed tar of a list of entries as a stream. */
@@ -285,7 +333,13 @@ export async function writeLayerEntries(
   store: BlobStore,
   options: LayerWriteOptions = {},
 ): Promise<WrittenLayer> {
-  return writeTarChunks(tarChunks(entries, bufferSource(true), options.signal), store, options);
+  let contentBytes = 0;
+  for (const entry of entries) if (entry.source !== undefined) contentBytes += entry.header.size;
+  const offThreadHash = options.offThreadHash ?? contentBytes >= OFF_THREAD_HASH_BYTES;
+  return writeTarChunks(tarChunks(entries, bufferSource(true), options.signal), store, {
+    ...options,
+    offThreadHash,
+  });
 }
 
 /**
@@ -295,11 +349,14 @@ export async function writeLayerEntries(
 export async function writeTarChunks(
   chunks: AsyncIterable<Buffer>,
   store: BlobStore,
-  options: Pick<LayerWriteOptions, 'compression' | 'compressionThreads'> = {},
+  options: Pick<LayerWriteOptions, 'compression' | 'compressionThreads' | 'offThreadHash'> = {},
 ): Promise<WrittenLayer> {
-  const diffHash = createHash('sha256');
+  const offThread = options.offThreadHash === true;
+  // Off the main thread, the tar's crc32 (gzip's trailer) is summed beside its sha256.
+  const tarDigest = offThread ? new OffThreadDigest(['sha256', 'crc32']) : undefined;
+  const diffHash = offThread ? undefined : createHash('sha256');
   let uncompressedSize = 0;
-  const compressed = new DigestingStream('sha256');
+  const compressed = new DigestingStream('sha256', { offThread });
   let storeError: unknown;
   // Made before the store is opened: zstd where this Node.js has none throws here.
   const compression = options.compression ?? DEFAULT_COMPRESSION;
@@ -313,21 +370,38 @@ export async function writeTarChunks(
       }
       if (!compressed.write(data)) await once(compressed, 'drain');
     },
-    options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {},
+    {
+      ...(options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {}),
+      inputCrcGiven: offThread,
+    },
   );
   const storing = store.putStream(compressed, undefined, compressed);
+  let diffId: Digest;
   storing.catch((error: unknown) => {
     storeError = error;
   });
   try {
     for await (const chunk of chunks) {
-      diffHash.update(chunk);
+      if (tarDigest === undefined) diffHash!.update(chunk);
+      else await tarDigest.update(chunk);
       uncompressedSize += chunk.length;
       await compressor.write(chunk);
     }
-    await compressor.end();
+    if (tarDigest === undefined) {
+      diffId = `sha256:${diffHash!.digest('hex')}`;
+      await compressor.end();
+    } else {
+      const results = tarDigest.results();
+      // The last block compresses while the worker finishes; only the trailer waits for the crc.
+      const [, [tarHex]] = await Promise.all([
+        compressor.end(compressor.needsInputCrc ? results.then(([, crc]) => Number(crc)) : undefined),
+        results,
+      ]);
+      diffId = `sha256:${String(tarHex)}`;
+    }
     compressed.end();
   } catch (error) {
+    tarDigest?.abandon();
     compressed.destroy(error instanceof Error ? error : new Error(String(error)));
     await storing.catch(() => undefined);
     throw error;
@@ -335,7 +409,7 @@ export async function writeTarChunks(
   const blob = await storing;
   return {
     descriptor: { mediaType: ociLayerMediaType(compression.algorithm), digest: blob.digest, size: blob.size },
-    diffId: `sha256:${diffHash.digest('hex')}`,
+    diffId,
     uncompressedSize,
   };
 }

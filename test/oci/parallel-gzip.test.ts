@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { readFileSync } from 'node:fs';
-import { deflateRawSync, gunzipSync } from 'node:zlib';
+import { constants, createDeflateRaw, deflateRawSync, gunzipSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   ParallelGzip,
   deflateBlock,
   incompressible,
+  storedBlocks,
   type ParallelGzipOptions,
 } from '../../src/oci/parallel-gzip.js';
 
@@ -51,8 +52,50 @@ describe('parallel gzip', () => {
     const block = Buffer.concat([randomBytes(600_000), Buffer.from('text '.repeat(100_000))]);
     const dictionary = randomBytes(32 * 1024);
     for (const last of [false, true]) {
-      const small = await deflateBlock(block, dictionary, 6, last, 1);
-      const large = await deflateBlock(block, dictionary, 6, last, 4 * 1024 * 1024);
+      const small = Buffer.concat(await deflateBlock(block, dictionary, 6, last, 1));
+      const large = Buffer.concat(await deflateBlock(block, dictionary, 6, last, 4 * 1024 * 1024));
+      expect(small.equals(large)).toBe(true);
+    }
+  });
+
+  it('stored blocks are the bytes zlib writes at level 0 given room for the whole block, for every size class', async () => {
+    // As GzipBlocks used zlib: a stream, the block written (no flush) and then ended with the
+    // flush (one call with the flush gives other blocks), a dictionary, output room to spare.
+    const zlibStream = (block: Buffer, last: boolean): Promise<Buffer> =>
+      new Promise((resolve, reject) => {
+        const engine = createDeflateRaw({
+          level: 0,
+          finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
+          chunkSize: block.length + 64 * 1024,
+          dictionary: randomBytes(32 * 1024),
+        });
+        const chunks: Buffer[] = [];
+        engine.on('data', (chunk: Buffer) => chunks.push(chunk));
+        engine.on('error', reject);
+        engine.on('end', () => {
+          resolve(Buffer.concat(chunks));
+        });
+        engine.end(block);
+      });
+    // Around zlib's limits: 32 KiB held back until the flush, 65535-byte blocks.
+    const sizes = [1, 16_384, 32_767, 32_768, 32_769, 65_534, 65_535, 65_536, 98_302, 98_303, 131_070];
+    sizes.push(1024 * 1024, 1024 * 1024 + 1, 1_500_001);
+    for (const size of sizes) {
+      const block = randomBytes(size);
+      for (const last of [false, true]) {
+        const zlib = await zlibStream(block, last);
+        const ours = storedBlocks(block, last);
+        expect(ours.equals(zlib), `${size} bytes, last ${last}`).toBe(true);
+        expect(inflateRawSync(ours, { finishFlush: constants.Z_SYNC_FLUSH }).equals(block)).toBe(true);
+      }
+    }
+  });
+
+  it("a stored block does not depend on the output-size guess (zlib's layout did)", async () => {
+    const block = randomBytes(1024 * 1024);
+    for (const last of [false, true]) {
+      const small = Buffer.concat(await deflateBlock(block, undefined, 0, last, 1));
+      const large = Buffer.concat(await deflateBlock(block, undefined, 0, last, 4 * 1024 * 1024));
       expect(small.equals(large)).toBe(true);
     }
   });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -216,6 +217,43 @@ describe.each(SNAPSHOTTERS)('snapshotter conformance: %s', (name) => {
     expect(isEmptyDiff(await rootfs.commit())).toBe(true);
     await rootfs.remove();
   });
+
+  it.runIf(runs)(
+    'many deletions in one directory (overlay lists the lower directory once) are whiteouts of each, with its type',
+    async () => {
+      const rootfs = snapshotter.rootfs('many-deletions', { keep: false });
+      const root = await rootfs.prepare([base]);
+      mkdirSync(join(root, 'many'));
+      const kinds = ['file', 'symlink', 'dir', 'fifo'] as const;
+      const names = Array.from({ length: 120 }, (_, index) => `${kinds[index % 4]}-${index}`);
+      for (const entry of names) {
+        const path = join(root, 'many', entry);
+        if (entry.startsWith('file')) writeFileSync(path, `${entry}\n`);
+        else if (entry.startsWith('symlink')) symlinkSync(`target-of-${entry}`, path);
+        else if (entry.startsWith('dir')) {
+          mkdirSync(path);
+          writeFileSync(join(path, 'inside'), 'inside\n');
+        } else execFileSync('mkfifo', [path]);
+      }
+      const { layer } = await commitLayer(rootfs);
+
+      const next = await rootfs.prepare([base, layer]);
+      const deleted = names.filter((_, index) => index % 6 !== 0);
+      for (const entry of deleted) rmSync(join(next, 'many', entry), { recursive: true });
+      // (Only `many/`: the scan snapshotter splits the base's hard links before a step.)
+      const onlyMany = (tree: Map<string, string>): [string, string][] =>
+        [...tree].filter(([path]) => path.startsWith('many'));
+      const after = onlyMany(describeTree(next));
+      const second = await commitLayer(rootfs);
+      // The directory itself changed too (its mtime): removing entries writes it.
+      expect(second.names.filter((entry) => !entry.startsWith('parent ')).sort()).toEqual(
+        [...deleted.map((entry) => `deleted many/${entry}`), 'modified many'].sort(),
+      );
+      expect(onlyMany(await extracted([base, layer, second.layer]))).toEqual(after);
+      expect(after.length).toBeGreaterThan(20);
+      await rootfs.remove();
+    },
+  );
 
   it.runIf(runs)('view holds the chain to read; each stage rootfs is its own', async () => {
     const one = snapshotter.rootfs('one', { keep: false });

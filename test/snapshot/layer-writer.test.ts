@@ -105,6 +105,10 @@ describe('layer writer', () => {
       };
       expect(layer.diffId).toBe(expected.diffId);
       expect(layer.descriptor.digest).toBe(expected.digest);
+      // Hashed on the worker thread (big layers are), the same digests.
+      const offThread = await writeDirectoryLayer(root, store, { offThreadHash: true });
+      expect(offThread.diffId).toBe(expected.diffId);
+      expect(offThread.descriptor.digest).toBe(expected.digest);
       const blob = await readFile(store.path(layer.descriptor.digest));
       expect(blob.length).toBe(layer.descriptor.size);
       expect(sha256Digest(gunzipSync(blob))).toBe(layer.diffId);
@@ -223,7 +227,10 @@ describe('layer writer aborted', () => {
           };
           setImmediate(tick);
         }
-        const written = writeDirectoryLayer(root, store, { signal: controller.signal }).then(
+        const written = writeDirectoryLayer(root, store, {
+          signal: controller.signal,
+          offThreadHash: turns % 2 === 1,
+        }).then(
           () => 'written',
           (error: unknown) => (error as { code?: string }).code,
         );
