@@ -50,23 +50,14 @@ const FIXED_OPTIONS = 'redirect_dir=nofollow,metacopy=off,index=off';
 const OVERLAYFS_MAGIC = 0x794c7630;
 
 /**
- * `volatile` (Linux 5.10) on the writable mount: without it, unmounting an overlay syncs the
- * whole upper filesystem (overlay's sync_fs), so each step's commit waited for its files to reach
- * the disk: 0.25 s after a RUN creating 20,000 files, 0.08 s after one writing 300 MB (W-many,
- * bench/README.md). An upperdir is a step's scratch space until its layer is written; the layer's
- * blob is flushed by the blob store, and an unpacked layer is a cache, as extracted ones are
- * (never fsync'd either). The mark `volatile` leaves in the workdir only stops a remount with the
- * same workdir, which stratum never does (a fresh one per step).
+ * Not `volatile` (Linux 5.10), though it would spare each commit's unmount a sync of the whole
+ * upper filesystem (0.25 s after a RUN making 20,000 files, 0.08 s after one writing 300 MB):
+ * the committed upperdir becomes the unpacked layer later steps and builds mount as a lower
+ * (`adopt`), and that sync is what makes it whole on disk before its rename. A volatile upper
+ * torn by a machine crash would be a wrong lower for every later build, silently. (Extracted
+ * layers are not synced either: issue notes, session 8; the fix for both is a journal of
+ * layers placed since the last syncfs, dropped after a crash.)
  */
-const VOLATILE_UPPER = kernelAtLeast(release(), 5, 10);
-
-function kernelAtLeast(kernelRelease: string, major: number, minor: number): boolean {
-  const match = /^(\d+)\.(\d+)/.exec(kernelRelease);
-  if (match === null) return false;
-  const [have, haveMinor] = [Number(match[1]), Number(match[2])];
-  return have > major || (have === major && haveMinor >= minor);
-}
-
 /** The kernel's OVL_MAX_STACK. */
 export const MAX_OVERLAY_LAYERS = 500;
 
@@ -155,10 +146,7 @@ export class OverlayMounts {
     // The empty directory at the bottom: a mount needs one lowerdir, a read-only one two.
     lowerdir.push('../e');
     const parts = [`lowerdir=${lowerdir.join(':')}`];
-    if (writable) {
-      parts.push('upperdir=../u', 'workdir=../w');
-      if (VOLATILE_UPPER) parts.push('volatile');
-    }
+    if (writable) parts.push('upperdir=../u', 'workdir=../w');
     parts.push(FIXED_OPTIONS);
     // A rootless store (user.overlay.* markers): in a user namespace overlay reads those only.
     if (this.layers.opaqueXattr.startsWith('user.')) parts.push('userxattr');
