@@ -69,7 +69,9 @@ async function probe(): Promise<IsolationChoice> {
     ? probeInHelper()
     : probeWithUnshare(mapping));
   if (unshare === undefined) return { mode: 'namespaces', reason: 'available' };
-  const why = unshare.missing ? 'unshare is not installed' : (unshare.stderr.trim().split('\n').pop() ?? '');
+  const why = unshare.missing
+    ? 'unshare or setpriv (util-linux) is not installed'
+    : (unshare.stderr.trim().split('\n').pop() ?? '');
   if (prootPath() === undefined) {
     // No fallback: the namespace mode stays, and the first RUN says what failed and what to install.
     return { mode: 'namespaces', reason: `no namespaces here (${why}) and no proot` };
@@ -77,6 +79,7 @@ async function probe(): Promise<IsolationChoice> {
   return { mode: 'proot', reason: `no namespaces here (${why}): the container is the sandbox` };
 }
 
+/** Why namespaces cannot be made (a tool missing, or the kernel's refusal); undefined when they can. */
 type ProbeFailure = { readonly missing: boolean; readonly stderr: string } | undefined;
 
 /**
@@ -98,7 +101,7 @@ async function probeInHelper(): Promise<ProbeFailure> {
 }
 
 function probeWithUnshare(mapping: IdMapping): Promise<ProbeFailure> {
-  return new Promise<{ readonly missing: boolean; readonly stderr: string } | undefined>((resolve) => {
+  return new Promise<ProbeFailure>((resolve) => {
     execFile(
       'unshare',
       ['--mount', '--pid', '--fork', '--uts', '--ipc', ...unshareMappingArgs(mapping), 'true'],
