@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { initProgram, syscallNumbers } from './init.js';
 
 /**
@@ -80,14 +81,15 @@ export function refillSpareInit(): void {
   }
   // A missing setpriv or perl: the step's own spawn meets the same error and reports it.
   child.on('error', () => undefined);
-  for (const stream of child.stdio)
-    (stream as { on?: (e: string, f: () => void) => void } | null)?.on?.('error', () => undefined);
   child.once('exit', () => {
     if (spare === child) spare = undefined;
   });
   // Waiting must not keep the process alive.
   child.unref();
-  for (const stream of child.stdio) (stream as { unref?: () => void } | null)?.unref?.();
+  for (const pipe of pipesOf(child)) {
+    pipe.on('error', () => undefined);
+    pipe.unref();
+  }
   spare = child;
 }
 
@@ -98,8 +100,15 @@ export function takeSpareInit(): ChildProcess | undefined {
   if (child === undefined) return undefined;
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return undefined;
   child.ref();
-  for (const stream of child.stdio) (stream as { ref?: () => void } | null)?.ref?.();
+  for (const pipe of pipesOf(child)) pipe.ref();
   return child;
+}
+
+/** The child's pipes to this process (sockets, so they can be unreferenced while it waits). */
+function pipesOf(child: ChildProcess): Socket[] {
+  return (child.stdio as readonly unknown[]).filter(
+    (pipe): pipe is Socket => pipe !== null && pipe !== undefined,
+  );
 }
 
 function discardSpare(): void {
