@@ -23,12 +23,13 @@ import { nameBytes } from '../util/file-names.js';
  *   mount CWD TARGET DATA    chdir(CWD), mount overlay on TARGET with option string DATA
  *   umount TARGET            unmount TARGET (lazily when busy)
  *   mtime PATH SEC NSEC      set PATH's mtime exactly (atime left alone, a symlink not followed)
+ *   syncfs PATH              flush the filesystem holding PATH to disk (syncfs(2))
  *   nsprobe FLAGS            answer "ok" when a child can unshare(FLAGS) and, with a new PID
  *                            namespace, fork its PID 1; else the error (the RUN sandbox's probe,
  *                            executor/sandbox/isolation.ts: a process instead of a spawn)
  */
 const program = String.raw`
-my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2, $NR_utimensat, $NR_unshare) = map { 0 + $_ } @ARGV;
+my ($NR_mknodat, $NR_lsetxattr, $NR_lgetxattr, $NR_mount, $NR_umount2, $NR_utimensat, $NR_unshare, $NR_syncfs) = map { 0 + $_ } @ARGV;
 $| = 1;
 $/ = "\0";
 my @w;
@@ -75,6 +76,11 @@ sub run_batch {
       # atime UTIME_OMIT ((1 << 30) - 2), AT_FDCWD, AT_SYMLINK_NOFOLLOW (0x100).
       my $times = pack('q4', 0, (1 << 30) - 2, $sec, $nsec);
       syscall($NR_utimensat, -100, $p, $times, 0x100) == 0 or fail("set the mtime of $p");
+    } elsif ($op eq 'syncfs') {
+      my $p = shift @$batch;
+      open(my $fh, '<', $p) or fail("open $p");
+      syscall($NR_syncfs, fileno($fh)) == 0 or fail("sync the filesystem of $p");
+      close($fh);
     } elsif ($op eq 'nsprobe') {
       my $flags = 0 + shift @$batch;
       my $pid = fork();
@@ -100,12 +106,12 @@ sub run_batch {
 }
 `;
 
-/** mknodat, lsetxattr, lgetxattr, mount, umount2, utimensat, unshare */
+/** mknodat, lsetxattr, lgetxattr, mount, umount2, utimensat, unshare, syncfs */
 const syscallTables: Readonly<Partial<Record<NodeJS.Architecture, readonly number[]>>> = {
-  x64: [259, 189, 192, 165, 166, 280, 272],
-  arm64: [33, 6, 9, 40, 39, 88, 97],
-  riscv64: [33, 6, 9, 40, 39, 88, 97],
-  loong64: [33, 6, 9, 40, 39, 88, 97],
+  x64: [259, 189, 192, 165, 166, 280, 272, 306],
+  arm64: [33, 6, 9, 40, 39, 88, 97, 267],
+  riscv64: [33, 6, 9, 40, 39, 88, 97, 267],
+  loong64: [33, 6, 9, 40, 39, 88, 97, 267],
 };
 
 export type HelperOp =
@@ -115,6 +121,7 @@ export type HelperOp =
   | { readonly op: 'mount'; readonly cwd: string; readonly target: string; readonly data: string }
   | { readonly op: 'umount'; readonly target: string }
   | { readonly op: 'mtime'; readonly path: string; readonly mtimeNs: bigint }
+  | { readonly op: 'syncfs'; readonly path: string }
   | { readonly op: 'nsprobe'; readonly flags: number };
 
 function encode(ops: readonly HelperOp[]): Buffer {
@@ -133,6 +140,9 @@ function encode(ops: readonly HelperOp[]): Buffer {
         break;
       case 'umount':
         words.push('umount', op.target);
+        break;
+      case 'syncfs':
+        words.push('syncfs', op.path);
         break;
       case 'nsprobe':
         words.push('nsprobe', String(op.flags));

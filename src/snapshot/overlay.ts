@@ -55,9 +55,10 @@ const OVERLAYFS_MAGIC = 0x794c7630;
  * the committed upperdir becomes the unpacked layer later steps and builds mount as a lower
  * (`adopt`), and that sync is what makes it whole on disk before its rename. A volatile upper
  * torn by a machine crash would be a wrong lower for every later build, silently. (Extracted
- * layers are not synced either: issue notes, session 8; the fix for both is a journal of
- * layers placed since the last syncfs, dropped after a crash.)
+ * layers get a syncfs before their rename: unpacked-layers.ts. A journal of layers placed since
+ * the last syncfs, dropped after a crash, would let both skip the wait, and `volatile` in.)
  */
+
 /** The kernel's OVL_MAX_STACK. */
 export const MAX_OVERLAY_LAYERS = 500;
 

@@ -103,6 +103,12 @@ export class UnpackedLayers {
         overlayOpaqueXattr: this.opaqueXattr,
         ...(signal ? { signal } : {}),
       });
+      // On disk before it gets its name, as a blob is: a layer torn by a power loss (files of
+      // zero bytes under the right names) would be a lower of every later build, silently. It
+      // is containerd's bug class #5854/#8895 (its fix, `sync_fs` on unpack, is opt-in there).
+      // The cost is the writeback of the extraction: ~0.5 s after a 464 MB base's 0.66 s, once
+      // per layer and cache. A committed upperdir is synced by its unmount (overlay.ts).
+      await runOverlayHelper([{ op: 'syncfs', path: temp }]);
       await this.place(temp, target);
     } finally {
       await removeTree(temp);

@@ -66,6 +66,13 @@ describe.skipIf(!isRoot)('overlay helper', () => {
     ).toHaveLength(1);
   });
 
+  it('syncs the filesystem of a path; a missing path fails its batch, naming it', async () => {
+    expect(await runOverlayHelper([{ op: 'syncfs', path: dir }])).toEqual([]);
+    await expect(runOverlayHelper([{ op: 'syncfs', path: join(dir, 'nowhere') }])).rejects.toThrow(
+      `overlay helper: open ${join(dir, 'nowhere')}: No such file or directory`,
+    );
+  });
+
   it('paths with newlines and non-ASCII bytes pass through unchanged', async () => {
     const odd = join(dir, 'new\nline é');
     await runOverlayHelper([{ op: 'wh', path: odd }]);
