@@ -99,14 +99,12 @@ export async function copyBlobs(
   if (failed) throw options.signal?.aborted === true ? options.signal.reason : stop.signal.reason;
   // The manifest last, linked as the blobs are when the source's store holds it (a build's
   // does): written anew, it costs a flush to disk.
-  const manifestBlob: Descriptor = {
-    mediaType: MediaType.ociManifest,
-    digest: source.manifest.digest,
-    size: source.manifest.raw.length,
-  };
-  if ((await store.size(manifestBlob.digest)) === manifestBlob.size) return;
-  const local = source.localBlobPath?.(manifestBlob);
-  if (local !== undefined && (await store.linkFrom(local, manifestBlob.digest))) return;
+  const manifestBlob = source.descriptor;
+  if (manifestBlob.digest === source.manifest.digest) {
+    if ((await store.size(manifestBlob.digest)) === manifestBlob.size) return;
+    const local = source.localBlobPath?.(manifestBlob);
+    if (local !== undefined && (await store.linkFrom(local, manifestBlob.digest))) return;
+  }
   await store.putBytes(source.manifest.raw, source.manifest.digest);
 }
 
