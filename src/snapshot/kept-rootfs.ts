@@ -4,6 +4,13 @@ import { errnoCode } from '../errors.js';
 import { digestHex } from '../oci/digest.js';
 import type { LayerRef } from '../oci/image.js';
 import { chainId } from '../oci/digest.js';
+import { readBootId } from './flush-journal.js';
+
+/** What `<name>.json` says of a kept filesystem: the boot it was kept in, the layers it holds. */
+interface Sidecar {
+  readonly bootId: string;
+  readonly held: readonly HeldLayer[];
+}
 
 /** A layer a kept filesystem holds, and how to take it back off when the step only added paths. */
 export interface HeldLayer {
@@ -21,6 +28,10 @@ export interface HeldLayer {
  * serve when those extra layers only added paths (the usual last `COPY src/`): they are undone
  * by removing what they added. Claiming is a rename, so two builds never share a directory;
  * the one that loses the race extracts as before.
+ *
+ * A kept filesystem is kept without waiting for its bytes to reach the disk, so its sidecar
+ * names the boot it was kept in: after a machine crash (another boot id) it may be torn, and is
+ * removed instead of claimed. Where the kernel gives no boot id nothing is kept.
  */
 export class UnpackedRootfsCache {
   constructor(
@@ -64,14 +75,23 @@ export class UnpackedRootfsCache {
     layers: readonly LayerRef[],
   ): Promise<{ name: string; held: HeldLayer[]; prefix: number }[]> {
     const found: { name: string; held: HeldLayer[]; prefix: number }[] = [];
+    const bootId = await readBootId();
     for (const entry of await readdir(this.dir).catch(() => [])) {
       if (!entry.endsWith('.json')) continue;
-      let held: HeldLayer[];
+      let sidecar: Sidecar;
       try {
-        held = JSON.parse(await readFile(join(this.dir, entry), 'utf8')) as HeldLayer[];
+        sidecar = JSON.parse(await readFile(join(this.dir, entry), 'utf8')) as Sidecar;
       } catch {
         continue;
       }
+      if (bootId === undefined || sidecar.bootId !== bootId || !Array.isArray(sidecar.held)) {
+        // Kept before a crash (or by an earlier version, which recorded no boot): not trusted.
+        const name = entry.slice(0, -'.json'.length);
+        await rm(join(this.dir, name), { recursive: true, force: true });
+        await rm(join(this.dir, entry), { force: true });
+        continue;
+      }
+      const held = sidecar.held;
       let prefix = 0;
       while (
         prefix < held.length &&
@@ -90,6 +110,8 @@ export class UnpackedRootfsCache {
   /** Keeps `dir` (holding exactly `held`) for later builds, and drops the oldest beyond the limit. */
   async keep(dir: string, held: readonly HeldLayer[]): Promise<void> {
     if (held.length === 0) return;
+    const bootId = await readBootId();
+    if (bootId === undefined) return;
     await mkdir(this.dir, { recursive: true });
     const name = this.nameFor(held);
     const target = join(this.dir, name);
@@ -100,7 +122,8 @@ export class UnpackedRootfsCache {
       if (['ENOTEMPTY', 'EEXIST', 'EXDEV'].includes(errnoCode(error) ?? '')) return;
       throw error;
     }
-    await writeFile(join(this.dir, `${name}.json`), JSON.stringify(held));
+    const sidecar: Sidecar = { bootId, held };
+    await writeFile(join(this.dir, `${name}.json`), JSON.stringify(sidecar));
     const now = new Date();
     // `cache prune` may have taken it already: keeping is only an optimisation.
     await utimes(target, now, now).catch(() => undefined);

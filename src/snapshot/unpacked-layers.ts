@@ -3,9 +3,10 @@ import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/pro
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
-import { waitForSweeps, withSweep } from '../util/leases.js';
+import { ownerIsLive, processIdentity, waitForSweeps, withSweep } from '../util/leases.js';
 import { removeTree } from '../util/remove-tree.js';
 import { extractLayerAuto } from './extract.js';
+import { FlushJournal } from './flush-journal.js';
 import { runOverlayHelper } from './overlay-helper.js';
 
 /**
@@ -20,9 +21,14 @@ import { runOverlayHelper } from './overlay-helper.js';
  *   <root>/layers/<hex>/        the layer's files (whiteouts as 0/0 devices, opaque xattrs)
  *   <root>/tmp/<random>/         an extraction in progress; renamed into layers/ when whole
  *   <root>/sessions/<pid>-<id>/  one per running build: its mounts, upperdirs and `leases`
+ *   <root>/unflushed/            layers placed without waiting for the disk (flush-journal.ts)
  *
  * A layer directory appears only by rename(2) of a complete extraction, so a crash never leaves
  * a half layer visible (what it leaves in tmp/ is removed by the next build or `cache prune`).
+ * Nor a torn one: the rename does not wait for the layer's bytes to reach the disk, but it is
+ * written down first in the flush journal, and the first build after a machine crash removes
+ * what the crashed boot placed and no flush covered (extracted again from its blob when next
+ * needed). Where the kernel gives no boot id, each layer is flushed (syncfs) before its rename.
  * A build records each DiffID it uses in its session's `leases` before looking at the layer,
  * and `cache prune` keeps leased layers of live sessions.
  */
@@ -36,6 +42,8 @@ export class UnpackedLayers {
     readonly session: string,
     /** `trusted.overlay.opaque` as root, `user.overlay.opaque` in a user namespace. */
     readonly opaqueXattr: string,
+    /** Where placements are written down; undefined: each layer is flushed before its rename. */
+    private readonly journal: FlushJournal | undefined,
   ) {}
 
   static async open(root: string, opaqueXattr: string): Promise<UnpackedLayers> {
@@ -43,10 +51,28 @@ export class UnpackedLayers {
     await mkdir(join(root, 'tmp'), { recursive: true });
     await mkdir(join(root, 'sessions'), { recursive: true });
     await removeStaleSessions(root);
-    const session = join(root, 'sessions', `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const journal = await FlushJournal.open(join(root, UNFLUSHED));
+    if (journal !== undefined) {
+      for (const earlier of await journal.unflushedFromEarlierBoots()) {
+        await dropUnpackedLayers(root, new Set(earlier.names));
+        await journal.forget(earlier.bootId);
+      }
+      await journal.flushInBackground(root);
+    }
+    // Named with the process's start time: a PID reused (after a reboot, say) is not this build.
+    const owner = processIdentity() ?? `${process.pid}-0`;
+    const session = join(root, 'sessions', `${owner}-${randomBytes(6).toString('hex')}`);
     await mkdir(session);
     await appendFile(join(session, 'leases'), '');
-    return new UnpackedLayers(root, session, opaqueXattr);
+    return new UnpackedLayers(root, session, opaqueXattr, journal);
+  }
+
+  /**
+   * Whether a layer may be placed before its bytes are on disk (the journal covers a crash):
+   * then the writable overlay is mounted `volatile`, and its unmount waits for no flush.
+   */
+  get placesUnflushed(): boolean {
+    return this.journal !== undefined;
   }
 
   pathOf(diffId: string): string {
@@ -103,17 +129,24 @@ export class UnpackedLayers {
         overlayOpaqueXattr: this.opaqueXattr,
         ...(signal ? { signal } : {}),
       });
-      // On disk before it gets its name, as a blob is: a layer torn by a power loss (files of
-      // zero bytes under the right names) would be a lower of every later build, silently. It
-      // is containerd's bug class #5854/#8895 (its fix, `sync_fs` on unpack, is opt-in there).
-      // The cost is the writeback of the extraction: ~0.5 s after a 464 MB base's 0.66 s, once
-      // per layer and cache. A committed upperdir is synced by its unmount (overlay.ts).
-      await runOverlayHelper([{ op: 'syncfs', path: temp }]);
+      await this.beforePlacing(diffId, temp);
       await this.place(temp, target);
     } finally {
       await removeTree(temp);
     }
     return target;
+  }
+
+  /**
+   * A layer torn by a power loss (files of zero bytes under the right names) would be a lower of
+   * every later build, silently: containerd's bug class #5854/#8895 (its fix, `sync_fs` on
+   * unpack, is opt-in there). So before a layer gets its name, either the journal has it (and
+   * the first build after a crash removes it), or its filesystem is flushed (~0.5 s after a
+   * 464 MB base's extraction).
+   */
+  private async beforePlacing(diffId: string, dir: string): Promise<void> {
+    if (this.journal !== undefined) await this.journal.record(hexOf(diffId));
+    else await runOverlayHelper([{ op: 'syncfs', path: dir }]);
   }
 
   /** Moves a whole layer directory into place; another build's identical copy may have won. */
@@ -133,6 +166,8 @@ export class UnpackedLayers {
     await this.lease(diffId);
     const target = this.pathOf(diffId);
     if (await exists(target)) return false;
+    // Without the journal the upper was mounted without `volatile`: its unmount flushed it.
+    if (this.journal !== undefined) await this.journal.record(hexOf(diffId));
     await this.place(dir, target);
     return !(await exists(dir));
   }
@@ -179,6 +214,13 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** A session `<pid>-<start>-<random>` (or, as earlier versions named it, `<pid>-<random>`) still running. */
+function sessionIsLive(name: string): boolean {
+  if (/^\d+-\d+-[0-9a-f]+$/.test(name)) return ownerIsLive(name);
+  const pid = Number(name.split('-')[0]);
+  return Number.isInteger(pid) && pid > 0 && pidAlive(pid);
+}
+
 /** Mount points at or below `dir` in this mount namespace, deepest first. */
 export async function mountsBelow(dir: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
@@ -203,8 +245,7 @@ async function unmountBelow(dir: string): Promise<void> {
 /** Sessions of builds that are gone (killed): their mounts, upperdirs and leases. */
 async function removeStaleSessions(root: string): Promise<void> {
   for (const name of await readdir(join(root, 'sessions')).catch(() => [])) {
-    const pid = Number(name.split('-')[0]);
-    if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+    if (sessionIsLive(name)) continue;
     const dir = join(root, 'sessions', name);
     await unmountBelow(dir);
     await removeTree(dir);
@@ -220,8 +261,7 @@ async function removeStaleSessions(root: string): Promise<void> {
 export async function leasedLayers(root: string): Promise<Set<string>> {
   const leased = new Set<string>();
   for (const name of await readdir(join(root, 'sessions')).catch(() => [])) {
-    const pid = Number(name.split('-')[0]);
-    if (!pidAlive(pid)) continue;
+    if (!sessionIsLive(name)) continue;
     const text = await readFile(join(root, 'sessions', name, 'leases'), 'utf8').catch(() => '');
     for (const line of text.split('\n')) if (line !== '') leased.add(line);
   }
@@ -241,11 +281,29 @@ export async function pruneUnpackedLayers(
 ): Promise<number> {
   await mkdir(join(root, 'sessions'), { recursive: true }).catch(() => undefined);
   await removeStaleSessions(root);
+  return removeUnleased(root, undefined, options.beforeRemove);
+}
+
+/**
+ * Removes the named layers (hex), as a prune does: what an earlier boot placed and no flush
+ * covered. A layer a live build leases is kept: that build opened the store after the crash,
+ * so it removed the torn copy itself before it leased, and what it leases is a new one.
+ */
+async function dropUnpackedLayers(root: string, names: ReadonlySet<string>): Promise<void> {
+  if (names.size > 0) await removeUnleased(root, names);
+}
+
+async function removeUnleased(
+  root: string,
+  only: ReadonlySet<string> | undefined,
+  beforeRemove?: (dir: string) => Promise<void>,
+): Promise<number> {
   return withSweep(join(root, SWEEPS), async () => {
     let removed = 0;
     const leased = await leasedLayers(root);
-    for (const hex of await readdir(join(root, 'layers')).catch(() => [])) {
-      if (leased.has(hex)) continue;
+    const names = only === undefined ? await readdir(join(root, 'layers')).catch(() => []) : [...only];
+    for (const hex of names) {
+      if (leased.has(hex) || !/^[0-9a-f]{64}$/.test(hex)) continue;
       // tmp/ names carry their owner's PID; this one is removed by the next cleanup if we die.
       const aside = join(root, 'tmp', `${process.pid}-prune-${hex}`);
       try {
@@ -253,7 +311,7 @@ export async function pruneUnpackedLayers(
       } catch {
         continue; // another prune took it
       }
-      await options.beforeRemove?.(aside);
+      await beforeRemove?.(aside);
       await removeTree(aside);
       removed++;
     }
@@ -263,3 +321,5 @@ export async function pruneUnpackedLayers(
 
 /** Where `cache prune` marks that it is sweeping (see oci/leases.ts). */
 const SWEEPS = 'sweeps';
+/** The flush journal's directory (flush-journal.ts). */
+const UNFLUSHED = 'unflushed';

@@ -46,7 +46,7 @@ function startTimeOf(pid: number): string | undefined {
 }
 
 /** Whether the process named `<prefix><pid>-<start>-<random>` still runs (the same process, not a reuse of its PID). */
-function ownerIsLive(name: string, prefix: string): boolean {
+export function ownerIsLive(name: string, prefix = ''): boolean {
   const match = /^(\d+)-(\d+)-/.exec(name.slice(prefix.length));
   if (match === null) return false;
   const pid = Number(match[1]);

@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -165,6 +165,46 @@ describe.skipIf(!isRoot)('overlay snapshotter', () => {
     expect(
       second.events.filter((event) => event.kind === 'step-end' && event.outcome === 'cached'),
     ).toHaveLength(1);
+  });
+
+  it('after a machine crash, layers placed unflushed are extracted again from their blobs, never mounted torn', async () => {
+    const ctx = box.context('crash', {
+      Dockerfile: `FROM ${box.baseRef}\nRUN echo made > /made\nCOPY src /src\nRUN cat /made /src > /both\n`,
+      src: 'v1',
+    });
+    const cacheDir = join(box.dir, 'crash-cache');
+    await box.build(ctx, { cacheDir, snapshotter: 'overlay', outputs: [`oci:${box.dir}/crash:1`] });
+    const store = join(cacheDir, 'overlay');
+    const journal = readdirSync(join(store, 'unflushed'));
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    expect(journal).toContain(bootId);
+    const image = await box.open(`oci:${box.dir}/crash:1`);
+    const [baseId, madeId] = image.config.value.rootfs.diff_ids.map((id) => id.slice(7));
+    await image.close();
+    // What a power loss can leave: the base's and the RUN's layers under their names, a file
+    // zero bytes long; and this boot's journal now an earlier boot's.
+    writeFileSync(join(store, 'layers', madeId!, 'made'), '');
+    writeFileSync(join(store, 'layers', baseId!, 'etc/passwd'), '');
+    const earlier = '00000000-0000-0000-0000-000000000001';
+    renameSync(join(store, 'unflushed', bootId), join(store, 'unflushed', earlier));
+
+    writeFileSync(join(ctx, 'src'), 'v2');
+    const rebuilt = await box.build(ctx, {
+      cacheDir,
+      snapshotter: 'overlay',
+      outputs: [`oci:${box.dir}/crash2:1`],
+    });
+    // Both were extracted again (the base and the cached RUN's layer), and the step read them whole.
+    expect(materialized(rebuilt.events)).toBe(2);
+    expect(readFileSync(join(store, 'layers', madeId!, 'made'), 'utf8')).toBe('made\n');
+    expect(readFileSync(join(store, 'layers', baseId!, 'etc/passwd'), 'utf8')).not.toBe('');
+    const names = layerNames(join(box.dir, 'crash2'));
+    expect(names.at(-1)).toEqual(['both']);
+    const both = execFileSync('tar', ['-xzOf', lastLayerBlob(join(box.dir, 'crash2')), 'both'], {
+      encoding: 'utf8',
+    });
+    expect(both).toBe('made\nv2');
+    expect(readdirSync(join(store, 'unflushed'))).not.toContain(earlier);
   });
 
   it('cache du counts unpacked layers; cache prune removes them, except those a live build leased', async () => {

@@ -1,0 +1,147 @@
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errnoCode } from '../errors.js';
+
+/**
+ * Which directories a store placed without waiting for their bytes to reach the disk, per boot
+ * of the machine, so that a crash costs a re-extraction instead of a torn layer.
+ *
+ * An unpacked layer (or a kept root filesystem) is derived data: its blob, fsync'd, is the
+ * truth. Flushing every one before its rename (syncfs, or an overlay upper mounted without
+ * `volatile`) made builds wait for the disk: ~0.5 s after extracting a 464 MB base, 0.25 s after
+ * a RUN making 20,000 files, and whatever the disk owed from earlier. Skipping the flush is what
+ * containerd does, and why a power loss there leaves zero-byte files under a good layer's name
+ * (containerd #5854/#8895/#9115), mounted by every later build. Here each placement is written
+ * down first, durably and cheaply (one line, fdatasync'd), and the next build after a reboot
+ * removes what an earlier boot placed and no flush covered, to be extracted again from its blob:
+ *
+ *   <dir>/<boot-id>           `<uptime> <name>` per placement, appended before the rename
+ *   <dir>/<boot-id>.flushed   the uptime at which the last completed flush (`sync -f`) started
+ *
+ * Within one boot nothing is lost: a process killed after writing keeps its writes in the page
+ * cache, which every reader shares; only the kernel's end (a crash, a power loss) changes the
+ * boot id. Uptimes are /proc/uptime's (CLOCK_BOOTTIME, 10 ms steps), one clock for every process
+ * of a boot; a line strictly below the flushed mark was on disk before that flush started.
+ */
+export class FlushJournal {
+  private constructor(
+    readonly dir: string,
+    readonly bootId: string,
+  ) {}
+
+  /** The journal in `dir`, or undefined where the kernel gives no boot id (then flush instead). */
+  static async open(dir: string): Promise<FlushJournal | undefined> {
+    const bootId = await readBootId();
+    if (bootId === undefined) return undefined;
+    await mkdir(dir, { recursive: true });
+    return new FlushJournal(dir, bootId);
+  }
+
+  /**
+   * Writes down that `name` is about to be placed, and waits until that line is on disk: the
+   * caller renames only after, so no crash can keep the rename and lose the line.
+   */
+  async record(name: string): Promise<void> {
+    const uptime = await readUptime();
+    const file = join(this.dir, this.bootId);
+    const handle = await open(file, 'a');
+    try {
+      const created = (await handle.stat()).size === 0;
+      await handle.write(`${uptime ?? '-'} ${name}\n`);
+      await handle.datasync();
+      // A new journal's own name must be on disk too, or a crash could lose the whole file.
+      if (created) await syncDirectory(this.dir);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * What earlier boots placed that no flush covered (possibly torn), one entry per earlier boot;
+   * `forget` each once its names are removed from the store.
+   */
+  async unflushedFromEarlierBoots(): Promise<{ readonly bootId: string; readonly names: string[] }[]> {
+    const earlier: { bootId: string; names: string[] }[] = [];
+    for (const entry of await readdir(this.dir).catch(() => [])) {
+      if (entry === this.bootId || entry.includes('.')) continue;
+      const flushedAt = parseUptime(
+        await readFile(join(this.dir, `${entry}.flushed`), 'utf8').catch(() => ''),
+      );
+      const names = new Set<string>();
+      const text = await readFile(join(this.dir, entry), 'utf8').catch(() => '');
+      for (const line of text.split('\n')) {
+        const space = line.indexOf(' ');
+        if (space <= 0) continue;
+        const placedAt = parseUptime(line.slice(0, space));
+        // A line torn by the crash has no trustworthy time: its name goes too.
+        if (placedAt === undefined || flushedAt === undefined || placedAt >= flushedAt)
+          names.add(line.slice(space + 1));
+      }
+      earlier.push({ bootId: entry, names: [...names] });
+    }
+    return earlier;
+  }
+
+  async forget(bootId: string): Promise<void> {
+    await rm(join(this.dir, bootId), { force: true });
+    await rm(join(this.dir, `${bootId}.flushed`), { force: true });
+  }
+
+  /**
+   * Starts a flush of the filesystem holding `path` in the background, when this boot's journal
+   * has lines at least `ageMs` old that no flush covers yet: a detached `sync -f`, which marks
+   * the uptime it started at once it is done. Nothing waits for it; it only keeps what a crash
+   * would make the next boot extract again small. Returns whether one was started.
+   */
+  async flushInBackground(path: string, ageMs = 30_000): Promise<boolean> {
+    const journal = join(this.dir, this.bootId);
+    const mark = `${journal}.flushed`;
+    const written = await stat(journal).catch(() => undefined);
+    if (written === undefined || Date.now() - written.mtimeMs < ageMs) return false;
+    const flushed = await stat(mark).catch(() => undefined);
+    if (flushed !== undefined && flushed.mtimeMs > written.mtimeMs) return false;
+    // The uptime is read before the flush starts; the mark appears only if the flush succeeded.
+    const script =
+      'read up rest < /proc/uptime && sync -f "$1" && printf "%s\\n" "$up" > "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"';
+    try {
+      const child = spawn('/bin/sh', ['-c', script, 'sh', path, mark], { detached: true, stdio: 'ignore' });
+      child.on('error', () => undefined);
+      child.unref();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The kernel's id of this boot (a crash or reboot changes it), or undefined where it gives none. */
+export async function readBootId(): Promise<string | undefined> {
+  const text = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '');
+  const id = text.trim();
+  return /^[0-9a-f-]{8,64}$/.test(id) ? id : undefined;
+}
+
+async function readUptime(): Promise<string | undefined> {
+  const text = await readFile('/proc/uptime', 'utf8').catch(() => '');
+  const first = text.split(' ')[0] ?? '';
+  return parseUptime(first) === undefined ? undefined : first;
+}
+
+function parseUptime(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^\d+(\.\d+)?$/.test(trimmed)) return undefined;
+  return Number(trimmed);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (error) {
+    // Some filesystems refuse fsync on a directory; the rename's own durability is theirs.
+    if (!['EINVAL', 'EBADF', 'EISDIR'].includes(errnoCode(error) ?? '')) throw error;
+  } finally {
+    await handle.close();
+  }
+}
