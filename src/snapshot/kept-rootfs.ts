@@ -6,6 +6,11 @@ import type { LayerRef } from '../oci/image.js';
 import { chainId } from '../oci/digest.js';
 import { readBootId } from './flush-journal.js';
 
+/** A sidecar's `held` as parsed: an earlier version's sidecar had none. */
+function isHeldList(value: unknown): value is readonly HeldLayer[] {
+  return Array.isArray(value);
+}
+
 /** What `<name>.json` says of a kept filesystem: the boot it was kept in, the layers it holds. */
 interface Sidecar {
   readonly bootId: string;
@@ -73,8 +78,8 @@ export class UnpackedRootfsCache {
   /** Kept filesystems that can serve `layers`, best (longest usable prefix) first. */
   private async candidates(
     layers: readonly LayerRef[],
-  ): Promise<{ name: string; held: HeldLayer[]; prefix: number }[]> {
-    const found: { name: string; held: HeldLayer[]; prefix: number }[] = [];
+  ): Promise<{ name: string; held: readonly HeldLayer[]; prefix: number }[]> {
+    const found: { name: string; held: readonly HeldLayer[]; prefix: number }[] = [];
     const bootId = await readBootId();
     for (const entry of await readdir(this.dir).catch(() => [])) {
       if (!entry.endsWith('.json')) continue;
@@ -84,7 +89,7 @@ export class UnpackedRootfsCache {
       } catch {
         continue;
       }
-      if (bootId === undefined || sidecar.bootId !== bootId || !Array.isArray(sidecar.held)) {
+      if (bootId === undefined || sidecar.bootId !== bootId || !isHeldList(sidecar.held)) {
         // Kept before a crash (or by an earlier version, which recorded no boot): not trusted.
         const name = entry.slice(0, -'.json'.length);
         await rm(join(this.dir, name), { recursive: true, force: true });
