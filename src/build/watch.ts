@@ -85,6 +85,9 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
     // Watching starts before the first build, so a change made during it is built next.
     await watcher.start();
     watcher.watchFiles([dockerfilePath, ...ignoreFiles]);
+    // The Dockerfile and ignore files are read before the burst is over: a change to one
+    // starts the build again.
+    const readEarly = new Set([...alwaysRelevant].map((path) => inContext(path) ?? path));
     await runRebuildLoop({
       signal: options.signal,
       ...(options.quietMs === undefined ? {} : { quietMs: options.quietMs }),
@@ -92,7 +95,8 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
         listeners.add(listener);
         return () => listeners.delete(listener);
       },
-      build: async (changed, signal) => {
+      restartOn: (shown) => readEarly.has(shown),
+      build: async (settled, signal) => {
         if (ignoreChanged) {
           // A new .dockerignore changes what is watched as well as what is built.
           ignoreChanged = false;
@@ -103,10 +107,15 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
             // A bad pattern: the build reads the file too and reports it.
           }
         }
-        options.onBuildStart?.(changed);
         trace('watch: build start');
         const started = performance.now();
         const seconds = (): number => (performance.now() - started) / 1000;
+        // Announced once the burst is over, with all it changed; the build reads the context then.
+        const contextReady = settled.then((changed) => {
+          if (signal.aborted) return;
+          trace('watch: changes settled');
+          options.onBuildStart?.(changed);
+        });
         // The build's unmounts and removals run after its result is printed, before the next build.
         let cleanup: Promise<void> = Promise.resolve();
         try {
@@ -116,6 +125,7 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
             contextDir,
             dockerfilePath,
             signal,
+            contextReady,
             rebuildSession: session,
             cleanupLater: (later) => {
               later.catch(() => undefined); // awaited below
@@ -123,8 +133,12 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
             },
           });
           trace('watch: built');
+          await contextReady;
           options.onBuildEnd?.({ kind: 'built', result, seconds: seconds() });
         } catch (error) {
+          // A failure before the burst is over (the Dockerfile, say) is reported once it is,
+          // unless a change to that file starts the build again meanwhile.
+          await contextReady;
           if (signal.aborted) return;
           options.onBuildEnd?.({ kind: 'failed', error, seconds: seconds() });
         }

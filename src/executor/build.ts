@@ -114,6 +114,12 @@ export interface BuildOptions {
    * always cleans up before it throws.
    */
   readonly cleanupLater?: (cleanup: Promise<void>) => void;
+  /**
+   * Resolves when the build may read its context directory (`build --watch`: when a burst of
+   * changes is over); the Dockerfile, planning, base images and steps that need no context
+   * file go ahead meanwhile. Default: at once.
+   */
+  readonly contextReady?: Promise<unknown>;
 }
 
 export interface BuildResult {
@@ -239,6 +245,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       file,
       escapeChar: plans[p]!.parsed.escapeChar,
       contextDir: resolve(options.contextDir),
+      contextReady: options.contextReady ?? Promise.resolve(),
       ignore: ignore.matcher,
       buildArgs,
       metaArgs: plans[p]!.metaArgs,

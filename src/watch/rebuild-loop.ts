@@ -1,21 +1,32 @@
 /**
  * The watch loop's schedule: a first build at once, then one build per burst of changes.
  *
- * - Debounced: a build starts once no change has come for `quietMs` (an editor's save is a
- *   temporary file, a write and a rename within milliseconds: one build), or `maxWaitMs` after
- *   the first change of a burst that never goes quiet (a log file written without pause).
- * - Never two builds at once: changes that come during a build are collected, and one more
- *   build follows it (not one per change).
+ * - Debounced: a build's context is read once no change has come for `quietMs` (an editor's
+ *   save is a temporary file, a write and a rename within milliseconds: one build), or
+ *   `maxWaitMs` after the first change of a burst that never goes quiet (a log file written
+ *   without pause).
+ * - The quiet time is not idle: the build starts at the burst's first change and does what
+ *   does not read the context (its Dockerfile, plan, base image, cached steps) while the burst
+ *   goes on; `settled` tells it when it may read the context, and with what changed. A change
+ *   that `restartOn` names (the Dockerfile, an ignore file: read already) aborts that build
+ *   and starts it again.
+ * - Never two builds at once: changes that come once a build has its context are collected,
+ *   and one more build follows it (not one per change).
  * - `signal` ends the loop: the build running gets it (it stops and cleans up), and the loop
  *   resolves once that build has unwound.
  */
 export interface RebuildLoopOptions {
-  /** Runs one build; `changed` is what triggered it (empty for the first). Errors are the caller's to report. */
-  readonly build: (changed: readonly string[], signal: AbortSignal) => Promise<void>;
+  /**
+   * Runs one build. It must not read the context before `settled` resolves (with what changed;
+   * empty for the first build); when `signal` aborts it stops. Errors are the caller's to report.
+   */
+  readonly build: (settled: Promise<readonly string[]>, signal: AbortSignal) => Promise<void>;
   /** Subscribes to changes (paths as they should be shown); returns the unsubscribe. */
   readonly subscribe: (onChange: (path: string) => void) => () => void;
+  /** Changes a build waiting for quiet has read already: they start it again. */
+  readonly restartOn?: (path: string) => boolean;
   readonly signal: AbortSignal;
-  /** How long the context must stay quiet before a build starts (default 15 ms). */
+  /** How long the context must stay quiet before a build reads it (default 15 ms). */
   readonly quietMs?: number;
   /** The longest a burst of changes delays its build (default 1 s). */
   readonly maxWaitMs?: number;
@@ -24,67 +35,112 @@ export interface RebuildLoopOptions {
 export const DEFAULT_QUIET_MS = 15;
 const DEFAULT_MAX_WAIT_MS = 1000;
 
+/** A build started by a burst that has not gone quiet yet. */
+interface Settling {
+  readonly resolve: (changed: readonly string[]) => void;
+  readonly controller: AbortController;
+}
+
 export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void> {
   const { signal } = options;
-  // A function, not `signal.aborted` inline: the loop's condition must not narrow it for good.
-  const stopped = (): boolean => signal.aborted;
   const quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
+  // Changes no build has taken yet.
   let pending = new Set<string>();
   let firstChangeAt = 0;
   let lastChangeAt = 0;
-  // Resolved when a burst of changes is ready to build (or the loop is to end).
-  let wake: (() => void) | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let settling: Settling | undefined;
+  // Wakes the idle loop at a burst's first change (or when the loop is to end).
+  let wake: (() => void) | undefined;
+  let restarting = false;
 
-  const arm = (): void => {
+  const clearTimer = (): void => {
     if (timer !== undefined) clearTimeout(timer);
-    const now = Date.now();
-    const due = Math.min(lastChangeAt + quietMs, firstChangeAt + maxWaitMs);
-    timer = setTimeout(
-      () => {
-        timer = undefined;
-        wake?.();
-      },
-      Math.max(0, due - now),
-    );
+    timer = undefined;
   };
-  let building = false;
+  /** The burst is over: the settling build takes its changes. */
+  const settle = (): void => {
+    clearTimer();
+    const waiting = settling;
+    if (waiting === undefined) return;
+    settling = undefined;
+    const changed = [...pending];
+    pending = new Set();
+    waiting.resolve(changed);
+  };
+  const arm = (): void => {
+    clearTimer();
+    const due = Math.min(lastChangeAt + quietMs, firstChangeAt + maxWaitMs);
+    timer = setTimeout(settle, Math.max(0, due - Date.now()));
+  };
+  /** Aborts the settling build; its changes stay pending for the next. */
+  const abandon = (waiting: Settling): void => {
+    clearTimer();
+    settling = undefined;
+    waiting.controller.abort();
+    waiting.resolve([]);
+  };
+
   const unsubscribe = options.subscribe((path) => {
     if (signal.aborted) return;
     const now = Date.now();
     if (pending.size === 0) firstChangeAt = now;
     lastChangeAt = now;
     pending.add(path);
-    // During a build the changes wait for it to end; the timer is armed then.
-    if (!building) arm();
+    if (settling !== undefined) {
+      if (options.restartOn?.(path) === true) {
+        restarting = true;
+        abandon(settling);
+      } else arm();
+    } else wake?.();
+    // During a build that has its context, the changes wait for it to end.
   });
+  // Functions, not the variables inline: the loop's own tests must not narrow them for good.
+  const stopped = (): boolean => signal.aborted;
+  const stillSettling = (): boolean => settling !== undefined;
+  const restarted = (): boolean => restarting;
   const onAbort = (): void => {
-    if (timer !== undefined) clearTimeout(timer);
+    if (settling !== undefined) abandon(settling);
     wake?.();
   };
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    let changed: readonly string[] = [];
+    let first = true;
     while (!signal.aborted) {
-      building = true;
-      try {
-        await options.build(changed, signal);
-      } finally {
-        building = false;
+      if (!first && pending.size === 0) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+        if (stopped()) break;
       }
-      if (stopped()) break;
-      // What came during the build is built next: its quiet time counts from its last change.
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        if (pending.size > 0) arm();
-      });
-      wake = undefined;
-      changed = [...pending];
-      pending = new Set();
+      const controller = new AbortController();
+      const forward = (): void => {
+        controller.abort(signal.reason);
+      };
+      signal.addEventListener('abort', forward, { once: true });
+      restarting = false;
+      const settled = first
+        ? Promise.resolve<readonly string[]>([])
+        : new Promise<readonly string[]>((resolve) => {
+            settling = { resolve, controller };
+            arm();
+          });
+      first = false;
+      try {
+        await options.build(settled, controller.signal);
+      } finally {
+        signal.removeEventListener('abort', forward);
+      }
+      // A build that ended before its burst did (it failed reading its Dockerfile, say) is
+      // that burst's build: the burst's changes are its own, and the next build waits for more.
+      if (stillSettling()) await settled;
+      // After a restart the next build starts at once, with the whole burst still pending.
+      if (restarted()) continue;
     }
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
+    clearTimer();
     signal.removeEventListener('abort', onAbort);
     unsubscribe();
   }

@@ -2,9 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { runRebuildLoop } from '../../src/watch/index.js';
 
 /** The schedule alone, fed changes by hand: what builds run, and with which changes. No timings asserted. */
-function harness() {
+function harness(
+  options: { restartOn?: (path: string) => boolean; failEarly?: boolean; quietMs?: number } = {},
+) {
   let emit: (path: string) => void = () => undefined;
   const builds: string[][] = [];
+  /** Builds started (before their burst settled), and those aborted to start again. */
+  let started = 0;
+  let aborted = 0;
   const controller = new AbortController();
   let running = 0;
   let overlapped = false;
@@ -12,24 +17,38 @@ function harness() {
   let gate: Promise<void> | undefined;
   const loop = runRebuildLoop({
     signal: controller.signal,
-    quietMs: 20,
+    quietMs: options.quietMs ?? 20,
+    ...(options.restartOn ? { restartOn: options.restartOn } : {}),
     subscribe: (listener) => {
       emit = listener;
       return () => {
         emit = () => undefined;
       };
     },
-    build: async (changed) => {
+    build: async (settled, signal) => {
       running++;
+      started++;
       if (running > 1) overlapped = true;
-      builds.push([...changed]);
-      if (gate !== undefined) await gate;
-      running--;
+      try {
+        // A build that fails reading its Dockerfile ends before its burst does.
+        if (options.failEarly === true && started > 1) return;
+        const changed = await settled;
+        if (signal.aborted) {
+          aborted++;
+          return;
+        }
+        builds.push([...changed]);
+        if (gate !== undefined) await gate;
+      } finally {
+        running--;
+      }
     },
   });
   return {
     loop,
     builds,
+    started: () => started,
+    aborted: () => aborted,
     emit: (path: string) => {
       emit(path);
     },
@@ -81,6 +100,60 @@ describe('the rebuild loop', () => {
     await settle();
     expect(h.builds).toEqual([[], ['x'], ['y', 'z']]);
     expect(h.overlapped()).toBe(false);
+    h.stop();
+    await h.loop;
+  });
+
+  it('a build starts at the first change of a burst and gets the context when the burst is over', async () => {
+    const h = harness({ quietMs: 300 });
+    await until(() => h.builds.length === 1);
+    h.emit('a');
+    await until(() => h.started() === 2);
+    expect(h.builds).toHaveLength(1); // started, waiting for quiet
+    h.emit('b');
+    await until(() => h.builds.length === 2);
+    await settle();
+    expect(h.builds).toEqual([[], ['a', 'b']]);
+    expect(h.started()).toBe(2);
+    h.stop();
+    await h.loop;
+  });
+
+  it('a change to what the build read early (the Dockerfile) starts it again with the whole burst', async () => {
+    const h = harness({ restartOn: (path) => path === 'Dockerfile', quietMs: 300 });
+    await until(() => h.builds.length === 1);
+    h.emit('a');
+    await until(() => h.started() === 2);
+    h.emit('Dockerfile');
+    await until(() => h.builds.length === 2);
+    await settle();
+    expect(h.aborted()).toBe(1);
+    expect(h.started()).toBe(3);
+    expect(h.builds).toEqual([[], ['a', 'Dockerfile']]);
+    // Once the context is the build's, a Dockerfile change waits for the next build.
+    h.hold();
+    h.emit('c');
+    await until(() => h.builds.length === 3);
+    h.emit('Dockerfile');
+    await settle();
+    expect(h.aborted()).toBe(1);
+    h.release();
+    await until(() => h.builds.length === 4);
+    expect(h.builds.at(-1)).toEqual(['Dockerfile']);
+    h.stop();
+    await h.loop;
+  });
+
+  it("a build that fails before its burst is over is that burst's one build", async () => {
+    const h = harness({ failEarly: true });
+    await until(() => h.builds.length === 1);
+    h.emit('a');
+    h.emit('b');
+    await settle();
+    expect(h.started()).toBe(2);
+    h.emit('c');
+    await settle();
+    expect(h.started()).toBe(3);
     h.stop();
     await h.loop;
   });
