@@ -53,7 +53,6 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
   let settling: Settling | undefined;
   // Wakes the idle loop at a burst's first change (or when the loop is to end).
   let wake: (() => void) | undefined;
-  let restarting = false;
 
   const clearTimer = (): void => {
     if (timer !== undefined) clearTimeout(timer);
@@ -90,7 +89,6 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
     pending.add(path);
     if (settling !== undefined) {
       if (options.restartOn?.(path) === true) {
-        restarting = true;
         abandon(settling);
       } else arm();
     } else wake?.();
@@ -99,7 +97,6 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
   // Functions, not the variables inline: the loop's own tests must not narrow them for good.
   const stopped = (): boolean => signal.aborted;
   const stillSettling = (): boolean => settling !== undefined;
-  const restarted = (): boolean => restarting;
   const onAbort = (): void => {
     if (settling !== undefined) abandon(settling);
     wake?.();
@@ -120,7 +117,6 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
         controller.abort(signal.reason);
       };
       signal.addEventListener('abort', forward, { once: true });
-      restarting = false;
       const settled = first
         ? Promise.resolve<readonly string[]>([])
         : new Promise<readonly string[]>((resolve) => {
@@ -136,8 +132,8 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
       // A build that ended before its burst did (it failed reading its Dockerfile, say) is
       // that burst's build: the burst's changes are its own, and the next build waits for more.
       if (stillSettling()) await settled;
-      // After a restart the next build starts at once, with the whole burst still pending.
-      if (restarted()) continue;
+      // After a restart (or changes during the build) `pending` holds changes: the next build
+      // starts at once.
     }
   } finally {
     clearTimer();
