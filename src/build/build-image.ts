@@ -369,6 +369,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       const digest = image.descriptor.digest;
       // An index has no config: its own digest is what names it.
       const imageId = isImageIndex(image) ? digest : image.config.digest;
+      trace('build: records');
       await writeBuildRecords(options, {
         digest,
         imageId,
@@ -579,6 +580,7 @@ async function writeResult(
           ...signalOption,
         });
         destination = target.reference;
+        trace('build: image output written');
         // An archive sent to /dev/stdout: the digest line would corrupt it.
         if (outputDescriptor(target.reference) === 1) wroteStdout = true;
         break;

@@ -1,6 +1,7 @@
 // RUN. Over ~400 lines because a RUN's inputs are all keyed and mounted here in one pass: argv
 // (SHELL, heredocs), Docker's environment, and every --mount kind (bind, cache, tmpfs, secret,
 // ssh) with its key component; splitting the mounts out would split one key across modules.
+import { trace } from '../util/trace.js';
 import { execFile } from 'node:child_process';
 import { importLayers } from './import-layers.js';
 import { rootlessOwners } from './rootless-owners.js';
@@ -516,7 +517,10 @@ export async function sourceRootfs(
   if (index !== undefined && index < env.stageIndex) {
     const result = build.stages.get(index);
     if (result === undefined) throw new StratumError('BUILD_FAILED', `${where}: stage ${from} was not built`);
-    return result.rootfs();
+    trace('copy: source rootfs');
+    const dir = await result.rootfs();
+    trace('copy: source rootfs ready');
+    return dir;
   }
   if (index !== undefined && named !== undefined) {
     throw new StratumError('BUILD_FAILED', `${where}: --from=${from} refers to a stage that comes later`);

@@ -1,3 +1,4 @@
+import { trace } from '../util/trace.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
@@ -52,9 +53,12 @@ type OpenedOverlay =
   | { readonly mounts?: undefined; readonly why: string; readonly close: () => Promise<void> };
 
 async function openOverlay(dir: string, opaqueXattr: string): Promise<OpenedOverlay> {
+  trace('overlay: opening store');
   const layers = await UnpackedLayers.open(dir, opaqueXattr);
+  trace('overlay: store open');
   const mounts = new OverlayMounts(layers);
   const why = await overlayUnavailable(mounts);
+  trace('overlay: probed');
   if (why === undefined) return { mounts, close: () => layers.close() };
   await layers.close();
   return { why, close: () => Promise.resolve() };

@@ -1,3 +1,4 @@
+import { trace } from '../util/trace.js';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -124,13 +125,16 @@ export class UnpackedLayers {
     await mkdir(temp);
     try {
       await chmod(temp, 0o755);
+      trace('unpack: extracting');
       await extractLayerAuto(open(), temp, {
         layerName: name,
         overlayOpaqueXattr: this.opaqueXattr,
         ...(signal ? { signal } : {}),
       });
+      trace('unpack: extracted');
       await this.beforePlacing(diffId, temp);
       await this.place(temp, target);
+      trace('unpack: placed');
     } finally {
       await removeTree(temp);
     }
