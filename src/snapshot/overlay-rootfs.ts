@@ -150,8 +150,9 @@ class OverlayRootfs implements RootfsSnapshot {
     if (await this.snapshotter.layers.adopt(layer.diffId, active.upper)) this.known.add(layer.diffId);
   }
 
-  /** Unmounts and removes the active snapshot. */
+  /** Unmounts and removes the active snapshot (after a mount still under way, if any). */
   async remove(): Promise<void> {
+    await this.syncing;
     const active = this.active;
     this.active = undefined;
     if (active !== undefined) await this.snapshotter.remove(active);
