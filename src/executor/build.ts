@@ -239,6 +239,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   const stageBases = new Map<string, RecordedBase>();
   const nodes = new Map<string, Promise<StageResult>>();
   let succeeded = false;
+  let recordsForNextBuild: (() => Promise<void>) | undefined;
   try {
     // One session per target platform; they share the cache, workspace and explain record.
     const contexts: BuildSession[] = targets.map((platform, p) => ({
@@ -448,16 +449,20 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
     // Cache mounts for `--cache-to ...,mounts=true` (nothing happens without one).
     await cacheMountTransfer.export(stageSignal);
     const explained = { steps: Object.fromEntries([...current.entries()].map(([id, step]) => [id, step])) };
-    // A rebuild session writes these after the outputs (its flush), off the path to the image.
-    if (rebuilds === undefined) {
-      await cache.writeExplain(explainId, explained);
-      await statCache.save();
-    } else rebuilds.writeExplain(cache, explainId, explained);
+    // Records for the next build, off the path to the image: written with the cleanup (which
+    // runs beside the outputs when the caller takes it over); a rebuild session writes them
+    // after the outputs (its flush).
+    if (rebuilds === undefined)
+      recordsForNextBuild = async () => {
+        await Promise.all([cache.writeExplain(explainId, explained), statCache.save()]);
+      };
+    else rebuilds.writeExplain(cache, explainId, explained);
     succeeded = true;
     return { image: images[0]!, ...(index === undefined ? {} : { index }), warnings };
   } finally {
     const cleanup = (async () => {
       try {
+        if (succeeded) await recordsForNextBuild?.();
         // Only a successful build's filesystems are whole: a failed step may have left one half done.
         if (succeeded) for (const built of nodes.values()) await (await built).removeRootfs();
       } finally {
