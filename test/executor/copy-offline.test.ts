@@ -146,7 +146,11 @@ async function copyLayer(
 }
 
 /** The copy through the mount, reading every source, against the copy offline with `flags`. */
-async function sameBothWays(sources: readonly string[], dest: string, flags: CopyFlags = {}): Promise<string> {
+async function sameBothWays(
+  sources: readonly string[],
+  dest: string,
+  flags: CopyFlags = {},
+): Promise<string> {
   const { held: _held, ...perm } = flags;
   const online = await copyLayer(sources, dest, false, perm);
   const offline = await copyLayer(sources, dest, true, flags);

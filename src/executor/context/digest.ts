@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, openSync, readSync, statSync, type BigIntStats } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  fstatSync,
+  openSync,
+  readSync,
+  statSync,
+  type BigIntStats,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode } from '../../errors.js';
@@ -221,7 +229,10 @@ export async function digestSources(plan: CopyPlan, options: DigestOptions = {})
       const index = next++;
       const entry = plan.entries[index]!;
       if (entry.type === 'file' || entry.type === 'archive') {
-        contents.set(index, await cache.contentDigest(entry.sourcePath, options.signal, options.keepContents));
+        contents.set(
+          index,
+          await cache.contentDigest(entry.sourcePath, options.signal, options.keepContents),
+        );
       }
     }
   };

@@ -231,7 +231,9 @@ describe('source digest: its bytes', () => {
       length.writeBigUInt64BE(BigInt(bytes.length));
       expected.update(length).update(bytes);
     };
-    const text = (value: string): void => field(Buffer.from(value, 'utf8'));
+    const text = (value: string): void => {
+      field(Buffer.from(value, 'utf8'));
+    };
     text('stratum copy sources v1');
     text('into-directory');
     text('2');
