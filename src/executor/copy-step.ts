@@ -17,6 +17,7 @@ import {
   resolveGitRef,
 } from './context/index.js';
 import type { CopyPlan, GitSource, Owner, SourceRoot } from './context/index.js';
+import { HeldContents } from './context/index.js';
 import { withLayerMarker } from './history.js';
 import type { StepRef } from './progress.js';
 import { fromName, sourceIdentity, sourceRootfs } from './run-step.js';
@@ -121,6 +122,8 @@ export async function copyStep(
 
   const plans: (() => Promise<CopyPlan>)[] = [];
   let files: StepAction['files'];
+  // The context's small files read for the key, kept for the copy that follows a miss.
+  const contents = new HeldContents();
 
   if (instruction.inlineSources.length > 0) {
     const dir = await build.workspace.dir('heredoc');
@@ -155,6 +158,7 @@ export async function copyStep(
         statCache: build.statCache,
         ...ownerOptions(numericOwner, chmod),
         ...(build.signal ? { signal: build.signal } : {}),
+        keepContents: contents,
       });
       components.push({ name: 'sources', value: digest.digest });
       files = digest.files;
@@ -259,6 +263,7 @@ export async function copyStep(
           ...(owner === undefined ? {} : { chown: owner }),
           ...(chmod === undefined ? {} : { chmod }),
           ...(build.signal ? { signal: build.signal } : {}),
+          contents,
           // The mount goes at the end of a copy: only a step with one source can let it go.
           ...(offline !== undefined && plans.length === 1 ? { offline } : {}),
         });

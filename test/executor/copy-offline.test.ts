@@ -3,7 +3,13 @@ import { lutimesSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyCopy, planCopy } from '../../src/executor/context/index.js';
+import {
+  applyCopy,
+  digestSources,
+  HeldContents,
+  planCopy,
+  type ApplyOptions,
+} from '../../src/executor/context/index.js';
 import { BlobStore } from '../../src/oci/blob-store.js';
 import { writeLayer } from '../../src/snapshot/index.js';
 import { OverlayMounts } from '../../src/snapshot/overlay.js';
@@ -91,20 +97,32 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** What a copy is given besides the plan: --chown, --chmod, and whether the key's bytes are held. */
+interface CopyFlags {
+  readonly chown?: ApplyOptions['chown'];
+  readonly chmod?: string;
+  /** Digest the plan first, keeping the bytes read (HeldContents), as a COPY step does. */
+  readonly held?: boolean;
+}
+
 /** The layer a copy makes, through the mount or offline; and whether the mount was let go of. */
 async function copyLayer(
   sources: readonly string[],
   dest: string,
   offline: boolean,
-): Promise<{ listing: string; diffId: string; detached: boolean }> {
+  flags: CopyFlags = {},
+): Promise<{ listing: string; diffId: string; detached: boolean; heldLeft: number | undefined }> {
   const active = await snapshotter.prepare([bottom, top]);
   let detached = false;
   try {
     const plan = await planCopy({ sources, dest, root: { kind: 'context', dir: context } });
-    await applyCopy(
-      plan,
-      active.merged,
-      offline
+    const contents = flags.held === true ? new HeldContents() : undefined;
+    if (contents !== undefined) await digestSources(plan, { keepContents: contents });
+    await applyCopy(plan, active.merged, {
+      ...(flags.chown === undefined ? {} : { chown: flags.chown }),
+      ...(flags.chmod === undefined ? {} : { chmod: flags.chmod }),
+      ...(contents === undefined ? {} : { contents }),
+      ...(offline
         ? {
             offline: {
               upper: active.upper,
@@ -114,23 +132,31 @@ async function copyLayer(
               },
             },
           }
-        : {},
-    );
+        : {}),
+    });
     const diff = await snapshotter.commit(active);
     const written = await writeLayer(diff, store, { sourceDateEpoch: EPOCH });
     const listing = execFileSync('tar', ['-tvzf', store.path(written.descriptor.digest)], {
       encoding: 'utf8',
     });
-    return { listing, diffId: written.diffId, detached };
+    return { listing, diffId: written.diffId, detached, heldLeft: contents?.size };
   } finally {
     await snapshotter.remove(active);
   }
 }
 
-async function sameBothWays(sources: readonly string[], dest: string): Promise<string> {
-  const online = await copyLayer(sources, dest, false);
-  const offline = await copyLayer(sources, dest, true);
+/** The copy through the mount, reading every source, against the copy offline with `flags`. */
+async function sameBothWays(
+  sources: readonly string[],
+  dest: string,
+  flags: CopyFlags = {},
+): Promise<string> {
+  const { held: _held, ...perm } = flags;
+  const online = await copyLayer(sources, dest, false, perm);
+  const offline = await copyLayer(sources, dest, true, flags);
   expect(offline.detached).toBe(true);
+  // Every byte held for the copy was written by it (none left over, none read twice).
+  if (flags.held === true) expect(offline.heldLeft).toBe(0);
   expect(offline.listing).toBe(online.listing);
   expect(offline.diffId).toBe(online.diffId);
   return offline.listing;
@@ -160,5 +186,24 @@ describe.skipIf(!isRoot)('COPY onto overlay: new small files written offline int
     expect(listing).toMatch(/ etc\/conf\n/);
     expect(listing).toMatch(/ etc\/new\n/);
     expect(listing).not.toMatch(/other/);
+  });
+
+  it('with the bytes read for the key held (a COPY step): through a lower symlink, the same layer', async () => {
+    const listing = await sameBothWays(['src'], '/app/src', { held: true });
+    expect(listing).toMatch(/ opt\/app\/src\/one\.txt\n/);
+  });
+
+  it('with held bytes, over a lower file and beside it (the same diff id: the same contents)', async () => {
+    const listing = await sameBothWays(['etc'], '/etc', { held: true });
+    expect(listing).toMatch(/ etc\/conf\n/);
+    expect(listing).toMatch(/ etc\/new\n/);
+  });
+
+  it('with held bytes, --chown and --chmod, into an existing lower directory', async () => {
+    const flags = { chown: { uid: 1000, gid: 1001 }, chmod: '0640', held: true } as const;
+    const listing = await sameBothWays(['src'], '/opt/app/', flags);
+    expect(listing).toMatch(/-rw-r----- 1000\/1001 +2 [^\n]* opt\/app\/sub\/two\.txt\n/);
+    expect(listing).toMatch(/ opt\/app\/one\.txt\n/);
+    expect(listing).not.toMatch(/keep\.txt/);
   });
 });

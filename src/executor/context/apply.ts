@@ -30,6 +30,7 @@ import { errnoCode, StratumError, systemErrorText } from '../../errors.js';
 import { fsPath } from '../../util/file-names.js';
 import { extractArchive } from './archive.js';
 import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
+import type { HeldContents } from './held-contents.js';
 import { components, resolveInRoot } from './paths.js';
 import type { CopyEntry, CopyPlan, Owner } from './types.js';
 
@@ -57,6 +58,8 @@ export interface ApplyOptions {
   readonly rootless?: RootlessOwners;
   /** The rootfs is an overlay mount whose new small files may go straight to its upperdir. */
   readonly offline?: OfflineUpper;
+  /** Small files' bytes already read (for the cache key): written without reading them again. */
+  readonly contents?: HeldContents;
 }
 
 /**
@@ -228,6 +231,7 @@ interface WriteState {
   readonly signal: AbortSignal | undefined;
   readonly owners: OwnerSetter;
   readonly rootless: RootlessOwners | undefined;
+  readonly contents: HeldContents | undefined;
 }
 
 /** An entry's owner: the --chown user, else the source's (from a stage or image), else root. */
@@ -255,13 +259,15 @@ const YIELD_EVERY = 128;
 
 function writeSmallFileSync(
   source: string,
+  /** The source's bytes when they were read already (HeldContents). */
+  held: Buffer | undefined,
   target: string,
   /** undefined: leave the file ours (rootless; see OwnerSetter) */
   owner: Owner | undefined,
   mode: number,
   seconds: number,
 ): void {
-  const data = readFileSync(fsPath(source));
+  const data = held ?? readFileSync(fsPath(source));
   const fd = openSync(fsPath(target), 'wx', 0o600);
   try {
     writeSync(fd, data);
@@ -367,6 +373,7 @@ export async function applyCopy(
     signal: options.signal,
     owners: new OwnerSetter(options.rootless),
     rootless: options.rootless,
+    contents: options.contents,
   };
   const setDirOwner = (path: string, owner: Owner) => state.owners.set(path, owner, 0o755);
   let written = 0;
@@ -446,6 +453,7 @@ export async function applyCopy(
         const direct = state.owners.direct(owner);
         writeSmallFileSync(
           entry.sourcePath,
+          state.contents?.take(entry.sourcePath),
           target,
           direct && isRoot ? owner : undefined,
           modeFor(state, entry),
@@ -541,6 +549,7 @@ async function writeDeferred(
     state.signal?.throwIfAborted();
     writeSmallFileSync(
       entry.sourcePath,
+      state.contents?.take(entry.sourcePath),
       inUpper(target),
       ownerFor(state, entry),
       modeFor(state, entry),

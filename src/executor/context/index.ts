@@ -20,6 +20,7 @@ export { normalizeDest, planCopy, type CopyRequest, type Destination, type Selec
 export { planAdd, type AddRequest } from './add.js';
 export { parseGitSource, displayGitSource, redactCredentials, type GitSource } from './git-url.js';
 export { resolveGitRef, checkoutGit, type ResolvedGitRef, type GitRunOptions } from './git-fetch.js';
+export { HeldContents } from './held-contents.js';
 export { applyCopy, mkdirInRoot, type ApplyOptions, type ApplyResult } from './apply.js';
 export { applyChmod, chmodText, parseChmod, type ChmodSpec } from './chmod.js';
 export { compressionOf, extractArchive, isTarArchive, isTarHeader, type Compression } from './archive.js';

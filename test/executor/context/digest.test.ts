@@ -1,9 +1,12 @@
 import { chmod, rename, symlink, unlink, utimes, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  applyCopy,
   digestSources,
+  HeldContents,
   explainSourceChanges,
   planCopy,
   StatCache,
@@ -201,5 +204,96 @@ describe('stat cache: unchanged files are not re-read', () => {
     await contextDigest(ctx, {}, { statCache: cache });
     await cache.save();
     expect(JSON.parse(await readFile(join(dir, 'c.json'), 'utf8'))).toMatchObject({ version: 1 });
+  });
+});
+
+describe('source digest: its bytes', () => {
+  it('is the sha256 of the length-framed fields, a name that is not UTF-8 framed by its own bytes', async () => {
+    const ctx = await tempDir();
+    await build(ctx, { 'src/a.txt': { content: 'hello', mode: 0o644 } });
+    const selected = await planCopy({ sources: ['src'], dest: '/app/', root: { kind: 'context', dir: ctx } });
+    // A hand-made symlink entry named by the byte 0xE9 (escaped as U+DCE9, see util/file-names).
+    const latin1: CopyEntry = {
+      sourcePath: '/unused',
+      sourceName: 'caf\udce9',
+      destRelPath: 'caf\udce9',
+      type: 'symlink',
+      mode: 0o777,
+      size: 0,
+      mtimeMs: 0,
+      linkTarget: 't',
+      sourceIndex: 1,
+    };
+    const plan: CopyPlan = { ...selected, entries: [...selected.entries, latin1] };
+    const expected = createHash('sha256');
+    const field = (bytes: Buffer): void => {
+      const length = Buffer.alloc(8);
+      length.writeBigUInt64BE(BigInt(bytes.length));
+      expected.update(length).update(bytes);
+    };
+    const text = (value: string): void => {
+      field(Buffer.from(value, 'utf8'));
+    };
+    text('stratum copy sources v1');
+    text('into-directory');
+    text('2');
+    // src/a.txt: index, name, destination, type, mode, owner, link target, link group, content.
+    for (const value of ['0', 'src/a.txt', 'a.txt', 'file', '644', '0:0', '', '']) text(value);
+    text(`sha256:${createHash('sha256').update('hello').digest('hex')}`);
+    text('1');
+    field(Buffer.from('caf\xe9', 'latin1'));
+    field(Buffer.from('caf\xe9', 'latin1'));
+    for (const value of ['symlink', '777', '0:0', 't', '', '']) text(value);
+    expect((await digestSources(plan)).digest).toBe(`sha256:${expected.digest('hex')}`);
+  });
+});
+
+describe('source digest: the bytes it reads are kept for the copy (HeldContents)', () => {
+  it('keeps the small files it reads, up to its limit; a large file is not kept', async () => {
+    const ctx = await tempDir();
+    await build(ctx, { 'src/a': 'aaaaa', 'src/b': 'bbbbb', 'src/c': 'ccccc' });
+    await writeFile(join(ctx, 'src/big'), Buffer.alloc(300 * 1024, 1));
+    const held = new HeldContents(12);
+    await contextDigest(ctx, {}, { keepContents: held });
+    expect(held.size).toBe(10);
+    // Which two of the three fit depends on the order they were read in; each once.
+    const kept = ['a', 'b', 'c'].filter((name) => {
+      const data = held.take(join(ctx, 'src', name));
+      if (data !== undefined) expect(data.toString()).toBe(name.repeat(5));
+      return data !== undefined;
+    });
+    expect(kept).toHaveLength(2);
+    expect(held.size).toBe(0);
+    const roomy = new HeldContents();
+    await contextDigest(ctx, {}, { keepContents: roomy });
+    expect(roomy.take(join(ctx, 'src/big'))).toBeUndefined();
+    expect(roomy.size).toBe(15);
+  });
+
+  it('keeps nothing for a file the stat cache answers (the copy reads it)', async () => {
+    const ctx = await fixture();
+    await sleep(60); // past the racy window
+    const cache = await StatCache.open();
+    await contextDigest(ctx, {}, { statCache: cache });
+    const held = new HeldContents();
+    await contextDigest(ctx, {}, { statCache: cache, keepContents: held });
+    expect(cache.hits).toBe(3);
+    expect(held.size).toBe(0);
+  });
+
+  it('the copy writes the held bytes (those the key was computed from) and reads the rest', async () => {
+    const ctx = await tempDir();
+    await build(ctx, { 'src/a': 'digested', 'src/b': 'bbb' });
+    const plan = await planCopy({ sources: ['src'], dest: '/app/', root: { kind: 'context', dir: ctx } });
+    const held = new HeldContents(8); // 'digested' fits, 'bbb' then does not
+    await digestSources(plan, { keepContents: held });
+    expect(held.size).toBe(8);
+    await writeFile(join(ctx, 'src/a'), 'changed!');
+    await writeFile(join(ctx, 'src/b'), 'BBB');
+    const rootfs = await tempDir('stratum-rootfs-');
+    await applyCopy(plan, rootfs, { contents: held });
+    expect(await readFile(join(rootfs, 'app/a'), 'utf8')).toBe('digested');
+    expect(await readFile(join(rootfs, 'app/b'), 'utf8')).toBe('BBB');
+    expect(held.size).toBe(0);
   });
 });
