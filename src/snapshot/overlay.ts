@@ -1,5 +1,13 @@
-import { lstatSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs';
-import { chmod, mkdir, readFile, statfs, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  symlinkSync,
+  type BigIntStats,
+  type Dirent,
+} from 'node:fs';
+import { readFile, statfs, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
@@ -92,12 +100,16 @@ export class OverlayMounts {
       );
     }
     const dir = await this.layers.newMountDir();
-    await mkdir(join(dir, 'l'));
-    await Promise.all(lowers.map((lower, index) => symlink(lower, join(dir, 'l', String(index)))));
-    for (const name of ['u', 'w', 'm', 'e', 'v']) await mkdir(join(dir, name));
+    // A dozen metadata calls on fresh names, made synchronously: through the thread pool each
+    // cost this thread ~40 µs plus a round trip, on every step's mount.
+    mkdirSync(join(dir, 'l'));
+    lowers.forEach((lower, index) => {
+      symlinkSync(lower, join(dir, 'l', String(index)));
+    });
+    for (const name of ['u', 'w', 'm', 'e', 'v']) mkdirSync(join(dir, name));
     // The merged root takes the upperdir's attributes: an image's root is 0755.
-    await chmod(join(dir, 'u'), 0o755);
-    await chmod(join(dir, 'm'), 0o755);
+    chmodSync(join(dir, 'u'), 0o755);
+    chmodSync(join(dir, 'm'), 0o755);
     const view = lowers.length > 0 ? join(dir, 'v') : undefined;
     const active: ActiveSnapshot = {
       merged: join(dir, 'm'),
