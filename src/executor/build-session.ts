@@ -111,8 +111,6 @@ export interface StageResult {
   readonly created: string | undefined;
   /** The stage's ARGs and their values, which a stage built FROM it starts with. */
   readonly args: ReadonlyMap<string, string | undefined>;
-  /** Whether a step of this build made a layer in the stage (a cached stage mounted nothing). */
-  readonly madeLayer: boolean;
   /** The stage's root filesystem, materialised on demand (for COPY --from and bind mounts). */
   readonly rootfs: () => Promise<string>;
   /** After the build succeeded: the stage's rootfs is removed (the snapshotter may keep it for the next build). */

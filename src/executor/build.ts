@@ -397,16 +397,9 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       let promise = nodes.get(id);
       if (promise === undefined) {
         promise = (async () => {
-          const planned = plans[p]!.stages[index]!;
           await Promise.all(
             (plans[p]!.dependencies.get(index) ?? []).map(async (dependency) => {
-              const source = await node(p, dependency);
-              contexts[p]!.stages.set(dependency, source);
-              // A stage this one copies from, which just made layers: its filesystem is
-              // mounted now, beside this stage's start, rather than when the COPY --from
-              // (a likely miss) asks for it. A cached stage is left unmounted.
-              const base = planned.base.kind === 'stage' ? planned.base.index : undefined;
-              if (source.madeLayer && dependency !== base) source.rootfs().catch(() => undefined);
+              contexts[p]!.stages.set(dependency, await node(p, dependency));
             }),
           );
           return slots.run(() => runStage(p, index));

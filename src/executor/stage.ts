@@ -63,8 +63,6 @@ export class StageRunner {
   private previousStepMissed: string | undefined;
   /** The DiffIDs below the next step as the cache knows them (before SOURCE_DATE_EPOCH). */
   private keyLayers: readonly Digest[];
-  /** Whether a step of this build made a layer here (the stage's rootfs is mounted, or was). */
-  private madeLayer = false;
 
   constructor(
     private readonly build: BuildSession,
@@ -112,7 +110,6 @@ export class StageRunner {
       keyLayers: this.keyLayers,
       created: this.created,
       args: new Map(this.args),
-      madeLayer: this.madeLayer,
       rootfs: () => rootfs.view(state.layers, signal),
       removeRootfs: () => rootfs.remove(),
     };
@@ -154,7 +151,6 @@ export class StageRunner {
     try {
       const outcome = await this.dispatch(instruction, step);
       trace(`step end ${typeof outcome === 'string' ? outcome : 'layer'}`);
-      if (typeof outcome !== 'string') this.madeLayer = true;
       if (outcome !== 'cached') {
         this.build.emit({
           kind: 'step-end',
