@@ -179,6 +179,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
   const recorder = new BuildRecorder();
   // The builds' cleanups run while the outputs are written (executeBuild's cleanupLater).
   const cleanups: Promise<void>[] = [];
+  /** Whether the caller took the cleanup over (options.cleanupLater): then it ends there. */
+  let handedOver = false;
   try {
     const secretMaterial = { ...options.secrets, ...secretsInMemory(secrets) };
     let contextDir = options.contextDir;
@@ -240,6 +242,11 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     // Both are leased: what the build checks for or writes stays, whatever a `cache prune`
     // elsewhere decides, until the outputs are written (oci/leases.ts).
     const blobs = options.cacheDir === undefined ? store.blobs : new LayerCache(cacheDir).blobs;
+    const releaseAll = async (): Promise<void> => {
+      await shared.close();
+      await blobs.releaseLease();
+      await store.blobs.releaseLease();
+    };
     try {
       const buildDockerfile = dockerfile;
       const runBuild = (overrides: Partial<BuildOptions>): Promise<BuildResult> =>
@@ -377,9 +384,22 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         loaded,
         names: [...(options.tags ?? []), ...targets.flatMap(targetNames)],
       });
-      // The caller may take the cleanup over too (`--watch` prints its result line first).
+      // The caller may take the cleanup over too (`--watch` prints its result line first):
+      // the builds' unmounts and removals, then the leases (the outputs are written) and the
+      // scratch directory.
       if (options.cleanupLater !== undefined) {
-        options.cleanupLater(Promise.all(cleanups.splice(0)).then(() => undefined));
+        const builds = Promise.all(cleanups.splice(0));
+        handedOver = true;
+        options.cleanupLater(
+          (async () => {
+            try {
+              await builds;
+            } finally {
+              await releaseAll();
+              await rm(scratch, { recursive: true, force: true });
+            }
+          })(),
+        );
       } else for (const cleanup of cleanups) await cleanup;
       return {
         ...result,
@@ -392,14 +412,14 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
         checkWarnings: checks.warnings.map(shortWarning),
       };
     } finally {
-      await Promise.allSettled(cleanups);
-      await shared.close();
-      await blobs.releaseLease();
-      await store.blobs.releaseLease();
+      if (!handedOver) {
+        await Promise.allSettled(cleanups);
+        await releaseAll();
+      }
     }
   } finally {
     trace('build: outputs written');
-    await rm(scratch, { recursive: true, force: true });
+    if (!handedOver) await rm(scratch, { recursive: true, force: true });
   }
 }
 
