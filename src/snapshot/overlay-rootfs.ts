@@ -147,7 +147,10 @@ class OverlayRootfs implements RootfsSnapshot {
   async committed(layer: LayerRef): Promise<void> {
     const active = this.active;
     if (active === undefined || !this.adoptUppers) return;
-    if (await this.snapshotter.layers.adopt(layer.diffId, active.upper)) this.known.add(layer.diffId);
+    if (await this.snapshotter.layers.adopt(layer.diffId, active.upper)) {
+      this.known.add(layer.diffId);
+      this.snapshotter.adoptedUpper(this.snapshotter.layers.pathOf(layer.diffId));
+    }
   }
 
   /** Unmounts and removes the active snapshot (after a mount still under way, if any). */

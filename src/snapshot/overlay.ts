@@ -141,6 +141,14 @@ export class OverlayMounts {
   private readonly rootOpaque = new Map<string, boolean>();
 
   /**
+   * `dir` was an upperdir: overlayfs marks a directory opaque only when it makes one where
+   * another was removed, which the root never is, so its root is plain (no helper call to ask).
+   */
+  adoptedUpper(dir: string): void {
+    this.rootOpaque.set(dir, false);
+  }
+
+  /**
    * The chain from its topmost layer with an opaque root up: overlayfs ignores the opaque flag on
    * a lowerdir's root, so the layers such a layer hides are left out of the mount instead. Layer
    * directories never change, so each is asked once per build (one helper call for the new ones).
