@@ -1,3 +1,4 @@
+import { trace } from '../util/trace.js';
 import {
   chmodSync,
   lstatSync,
@@ -92,7 +93,9 @@ export class OverlayMounts {
    * `commit`). `replacing` is removed in the same helper call: one process per step boundary.
    */
   async prepare(chain: readonly string[], replacing?: ActiveSnapshot): Promise<ActiveSnapshot> {
+    trace('overlay: asking roots');
     const lowers = await this.visibleLayers(withoutRepeats(chain));
+    trace('overlay: roots known');
     if (lowers.length > MAX_OVERLAY_LAYERS) {
       throw new StratumError(
         'UNSUPPORTED',
@@ -131,7 +134,9 @@ export class OverlayMounts {
     }
     // On a failure, what is still mounted is found by the session's close (mountinfo), or
     // goes with stratum's own mount namespace when it runs rootless.
+    trace('overlay: mounting');
     await runOverlayHelper(ops);
+    trace('overlay: mounted');
     if (replacing !== undefined) await removeTree(replacing.dir);
     active.mounted.push(join(dir, 'm'), ...(view === undefined ? [] : [view]));
     return active;
