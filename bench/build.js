@@ -6,6 +6,7 @@
 //   BENCH_FILES=5000 BENCH_CONTEXT_FILES=300 BENCH_BIG_MB=50 node bench/build.js   # quick run
 //   BENCH_TOOLS=stratum,docker (default stratum,docker,buildah)   BENCH_KEEP=1 keeps the temp dir
 //   BENCH_WORKLOADS=files,delete,copy,big,many (default: all)
+//   BENCH_SETTLE_S=65 waits that long after the sync before each timed build (see below)
 //
 // Workloads:
 //   files   RUN that creates BENCH_FILES (20,000) small files
@@ -19,6 +20,10 @@
 // Before each timed build the disk is settled with sync(1), untimed: what the previous build
 // left for the kernel to write back (a saved 300 MB tar, an unsynced upperdir) otherwise slowed
 // the next build's file creation by seconds on this VM, whichever builder came next.
+// BENCH_SETTLE_S=65 also waits that long after it: ext4 without a journal (this VM's root
+// filesystem) passes over every inode freed in the last 60 s of a group on each create, so a
+// build right after the previous run's cleanup or BuildKit's prune (tens of thousands of files)
+// makes its own files several times slower (bench/README.md, "Build").
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -114,9 +119,12 @@ const workloads = [
   },
 ].filter((workload) => selected.includes(workload.name));
 
+const settleSeconds = Number(process.env.BENCH_SETTLE_S ?? 0);
+
 /** Untimed: lets the kernel write back what earlier builds left dirty (see the header). */
 function settleDisk() {
   spawnSync('sync', { stdio: 'ignore' });
+  if (settleSeconds > 0) spawnSync('sleep', [String(settleSeconds)], { stdio: 'ignore' });
 }
 
 // One cache per builder for the whole run: `files` fills it cold, `delete` reuses it.
