@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -17,7 +16,7 @@ import { errnoCode } from '../errors.js';
  * removes what an earlier boot placed and no flush covered, to be extracted again from its blob:
  *
  *   <dir>/<boot-id>           `<uptime> <name>` per placement, appended before the rename
- *   <dir>/<boot-id>.flushed   the uptime at which the last completed flush (`sync -f`) started
+ *   <dir>/<boot-id>.flushed   the uptime at which the last completed flush (syncfs) started
  *
  * Within one boot nothing is lost: a process killed after writing keeps its writes in the page
  * cache, which every reader shares; only the kernel's end (a crash, a power loss) changes the
@@ -88,30 +87,22 @@ export class FlushJournal {
     await rm(join(this.dir, `${bootId}.flushed`), { force: true });
   }
 
+  /** Where the uptime of this boot's last completed flush is written (by `flushmark`). */
+  get flushedMark(): string {
+    return join(this.dir, `${this.bootId}.flushed`);
+  }
+
   /**
-   * Starts a flush of the filesystem holding `path` in the background, when this boot's journal
-   * has lines at least `ageMs` old that no flush covers yet: a detached `sync -f`, which marks
-   * the uptime it started at once it is done. Nothing waits for it; it only keeps what a crash
-   * would make the next boot extract again small. Returns whether one was started.
+   * Whether this boot's journal has lines at least `ageMs` old that no flush covers yet: then
+   * a flush in the background (the overlay helper's `flushmark`: syncfs in a child nothing
+   * waits for, which marks the uptime it started at once it is done) keeps what a crash would
+   * make the next boot extract again small.
    */
-  async flushInBackground(path: string, ageMs = 30_000): Promise<boolean> {
-    const journal = join(this.dir, this.bootId);
-    const mark = `${journal}.flushed`;
-    const written = await stat(journal).catch(() => undefined);
+  async wantsFlush(ageMs = 30_000): Promise<boolean> {
+    const written = await stat(join(this.dir, this.bootId)).catch(() => undefined);
     if (written === undefined || Date.now() - written.mtimeMs < ageMs) return false;
-    const flushed = await stat(mark).catch(() => undefined);
-    if (flushed !== undefined && flushed.mtimeMs > written.mtimeMs) return false;
-    // The uptime is read before the flush starts; the mark appears only if the flush succeeded.
-    const script =
-      'read up rest < /proc/uptime && sync -f "$1" && printf "%s\\n" "$up" > "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"';
-    try {
-      const child = spawn('/bin/sh', ['-c', script, 'sh', path, mark], { detached: true, stdio: 'ignore' });
-      child.on('error', () => undefined);
-      child.unref();
-      return true;
-    } catch {
-      return false;
-    }
+    const flushed = await stat(this.flushedMark).catch(() => undefined);
+    return flushed === undefined || flushed.mtimeMs <= written.mtimeMs;
   }
 }
 

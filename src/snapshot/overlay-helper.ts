@@ -24,6 +24,9 @@ import { nameBytes } from '../util/file-names.js';
  *   umount TARGET            unmount TARGET (lazily when busy)
  *   mtime PATH SEC NSEC      set PATH's mtime exactly (atime left alone, a symlink not followed)
  *   syncfs PATH              flush the filesystem holding PATH to disk (syncfs(2))
+ *   flushmark PATH MARK      in a child nothing waits for: read the uptime, syncfs(PATH), then
+ *                            write that uptime to MARK (by rename); the flush journal's
+ *                            background flush (flush-journal.ts), without a fork of Node
  *   nsprobe FLAGS            answer "ok" when a child can unshare(FLAGS) and, with a new PID
  *                            namespace, fork its PID 1; else the error (the RUN sandbox's probe,
  *                            executor/sandbox/isolation.ts: a process instead of a spawn)
@@ -34,6 +37,8 @@ $| = 1;
 $/ = "\0";
 my @w;
 while (defined(my $word = <STDIN>)) {
+  # Background children (flushmark) that have ended; WNOHANG.
+  1 while waitpid(-1, 1) > 0;
   chop $word;
   if ($word ne '.') { push @w, $word; next }
   my $out = eval { run_batch(\@w) };
@@ -81,6 +86,27 @@ sub run_batch {
       open(my $fh, '<', $p) or fail("open $p");
       syscall($NR_syncfs, fileno($fh)) == 0 or fail("sync the filesystem of $p");
       close($fh);
+    } elsif ($op eq 'flushmark') {
+      my ($p, $mark) = splice(@$batch, 0, 2);
+      my $pid = fork();
+      defined($pid) or fail('fork');
+      if ($pid == 0) {
+        # Off the helper's pipes: stratum would otherwise wait on them for the flush to end.
+        open(STDIN, '<', '/dev/null');
+        open(STDOUT, '>', '/dev/null');
+        open(STDERR, '>', '/dev/null');
+        my $up = '';
+        if (open(my $u, '<', '/proc/uptime')) { ($up) = split(/ /, scalar(<$u>)); close($u) }
+        exit(1) unless defined($up) && $up =~ /^\d+(\.\d+)?$/;
+        open(my $fh, '<', $p) or exit(1);
+        syscall($NR_syncfs, fileno($fh)) == 0 or exit(1);
+        my $tmp = "$mark.tmp.$$";
+        open(my $o, '>', $tmp) or exit(1);
+        print $o "$up\n";
+        close($o) or exit(1);
+        rename($tmp, $mark) or exit(1);
+        exit(0);
+      }
     } elsif ($op eq 'nsprobe') {
       my $flags = 0 + shift @$batch;
       my $pid = fork();
@@ -122,6 +148,7 @@ export type HelperOp =
   | { readonly op: 'umount'; readonly target: string }
   | { readonly op: 'mtime'; readonly path: string; readonly mtimeNs: bigint }
   | { readonly op: 'syncfs'; readonly path: string }
+  | { readonly op: 'flushmark'; readonly path: string; readonly mark: string }
   | { readonly op: 'nsprobe'; readonly flags: number };
 
 function encode(ops: readonly HelperOp[]): Buffer {
@@ -143,6 +170,9 @@ function encode(ops: readonly HelperOp[]): Buffer {
         break;
       case 'syncfs':
         words.push('syncfs', op.path);
+        break;
+      case 'flushmark':
+        words.push('flushmark', op.path, op.mark);
         break;
       case 'nsprobe':
         words.push('nsprobe', String(op.flags));

@@ -58,7 +58,6 @@ export class UnpackedLayers {
         await dropUnpackedLayers(root, new Set(earlier.names));
         await journal.forget(earlier.bootId);
       }
-      await journal.flushInBackground(root);
     }
     // Named with the process's start time: a PID reused (after a reboot, say) is not this build.
     const owner = processIdentity() ?? `${process.pid}-0`;
@@ -177,10 +176,20 @@ export class UnpackedLayers {
   }
 
   /**
+   * Once a build is over: a flush of what this boot placed unflushed, in the background, when
+   * the journal wants one (at most one per 30 s of placements; the helper forks it, not Node).
+   */
+  private async flushLater(): Promise<void> {
+    if (this.journal === undefined || !(await this.journal.wantsFlush())) return;
+    await runOverlayHelper([{ op: 'flushmark', path: this.root, mark: this.journal.flushedMark }]);
+  }
+
+  /**
    * Unmounts what this session mounted and removes its mount directories, keeping the session
    * (its leases) for the next build of the same process (`build --watch`).
    */
   async sweep(): Promise<void> {
+    await this.flushLater();
     await unmountBelow(this.session);
     for (const name of await readdir(this.session))
       if (name !== 'leases') await removeTree(join(this.session, name));
@@ -188,6 +197,7 @@ export class UnpackedLayers {
 
   /** Unmounts what this session mounted and removes its directory. */
   async close(): Promise<void> {
+    await this.flushLater();
     await unmountBelow(this.session);
     await removeTree(this.session);
   }

@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlushJournal, readBootId } from '../../src/snapshot/flush-journal.js';
 import { UnpackedRootfsCache } from '../../src/snapshot/kept-rootfs.js';
 import { OverlayMounts } from '../../src/snapshot/overlay.js';
+import { runOverlayHelper } from '../../src/snapshot/overlay-helper.js';
 import { UnpackedLayers, mountsBelow } from '../../src/snapshot/unpacked-layers.js';
 import { inCI, isRoot } from '../helpers/system.js';
 import { removeAll, tempDir } from './helpers.js';
@@ -68,23 +69,24 @@ describe('FlushJournal', () => {
     expect((await journal.unflushedFromEarlierBoots())[0]!.names).toEqual([hex('1')]);
   });
 
-  it('flushes in the background once lines are old enough, and marks when that flush started', async () => {
+  it('wants a flush once lines are old enough; the helper flushes and marks when that flush started', async () => {
     const journalDir = await dir();
     const journal = (await FlushJournal.open(journalDir))!;
-    expect(await journal.flushInBackground(journalDir, 0)).toBe(false); // nothing written yet
+    expect(await journal.wantsFlush(0)).toBe(false); // nothing written yet
     await journal.record(hex('c'));
     const recordedAt = Number(readFileSync(join(journalDir, journal.bootId), 'utf8').split(' ')[0]);
-    expect(await journal.flushInBackground(journalDir, 60_000)).toBe(false); // too recent
+    expect(await journal.wantsFlush(60_000)).toBe(false); // too recent
+    expect(await journal.wantsFlush(0)).toBe(true);
     const before = uptimeNow();
-    expect(await journal.flushInBackground(journalDir, 0)).toBe(true);
-    const mark = join(journalDir, `${journal.bootId}.flushed`);
+    await runOverlayHelper([{ op: 'flushmark', path: journalDir, mark: journal.flushedMark }]);
     const deadline = Date.now() + 20_000;
-    while (!existsSync(mark) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 50));
-    const flushedAt = Number(readFileSync(mark, 'utf8'));
+    while (!existsSync(journal.flushedMark) && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 20));
+    const flushedAt = Number(readFileSync(journal.flushedMark, 'utf8'));
     expect(flushedAt).toBeGreaterThanOrEqual(Math.floor(before * 100) / 100 - 0.01);
     expect(flushedAt).toBeGreaterThanOrEqual(recordedAt);
-    // Covered now: no second flush until something new is written.
-    expect(await journal.flushInBackground(journalDir, 0)).toBe(false);
+    // Covered now: no flush wanted until something new is written.
+    expect(await journal.wantsFlush(0)).toBe(false);
   });
 });
 
@@ -111,6 +113,22 @@ describe('UnpackedLayers after a crash', () => {
     } finally {
       await layers.close();
     }
+  });
+
+  it('a build ending with placements 30 s old and unflushed starts a flush in the background', async () => {
+    const root = await dir();
+    const layers = await UnpackedLayers.open(root, 'user.overlay.opaque');
+    const tar = execFileSync('tar', ['-C', await makeTree({ g: 'placed\n' }), '-cf', '-', '.']);
+    await layers.ensure(`sha256:${hex('a')}`, () => Readable.from([tar]));
+    const bootId = (await readBootId())!;
+    const minuteAgo = new Date(Date.now() - 60_000);
+    utimesSync(join(root, 'unflushed', bootId), minuteAgo, minuteAgo);
+    await layers.close();
+    const mark = join(root, 'unflushed', `${bootId}.flushed`);
+    const deadline = Date.now() + 20_000;
+    while (!existsSync(mark) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 20));
+    const placedAt = Number(readFileSync(join(root, 'unflushed', bootId), 'utf8').split(' ')[0]);
+    expect(Number(readFileSync(mark, 'utf8'))).toBeGreaterThanOrEqual(placedAt);
   });
 
   it('keeps a layer that a live build of this boot leases', async () => {
