@@ -93,16 +93,18 @@ export class FlushJournal {
   }
 
   /**
-   * Whether this boot's journal has lines at least `ageMs` old that no flush covers yet: then
-   * a flush in the background (the overlay helper's `flushmark`: syncfs in a child nothing
-   * waits for, which marks the uptime it started at once it is done) keeps what a crash would
-   * make the next boot extract again small.
+   * Whether this boot's journal has lines no flush covers, and the last flush is at least
+   * `intervalMs` old (or there was none): then a flush in the background (the overlay helper's
+   * `flushmark`: syncfs in a child nothing waits for, which marks the uptime it started at once
+   * it is done) keeps what a crash would make the next boot extract again small, at most about
+   * once per interval however often builds end.
    */
-  async wantsFlush(ageMs = 30_000): Promise<boolean> {
+  async wantsFlush(intervalMs = 30_000): Promise<boolean> {
     const written = await stat(join(this.dir, this.bootId)).catch(() => undefined);
-    if (written === undefined || Date.now() - written.mtimeMs < ageMs) return false;
+    if (written === undefined) return false;
     const flushed = await stat(this.flushedMark).catch(() => undefined);
-    return flushed === undefined || flushed.mtimeMs <= written.mtimeMs;
+    if (flushed === undefined) return true;
+    return flushed.mtimeMs <= written.mtimeMs && Date.now() - flushed.mtimeMs >= intervalMs;
   }
 }
 

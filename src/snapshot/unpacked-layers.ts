@@ -177,7 +177,8 @@ export class UnpackedLayers {
 
   /**
    * Once a build is over: a flush of what this boot placed unflushed, in the background, when
-   * the journal wants one (at most one per 30 s of placements; the helper forks it, not Node).
+   * the journal wants one (placements no flush covers; at most one per 30 s; the helper forks it,
+   * not Node).
    */
   private async flushLater(): Promise<void> {
     if (this.journal === undefined || !(await this.journal.wantsFlush())) return;
