@@ -10,7 +10,8 @@
 // writes --output oci:; BuildKit is `DOCKER_BUILDKIT=1 /usr/bin/docker build -t`: the image goes
 // into Docker's store, which is how a developer iterating with Docker uses it, and is the
 // headline column. The `docker save` of that image is timed after each build as a second figure
-// (BuildKit + save: an image file as stratum writes one). BuildKit's build cache is pruned before
+// (BuildKit + save: an image file as stratum writes one), then sync(1), untimed, so that neither
+// builder's next build waits behind the save's writeback. BuildKit's build cache is pruned before
 // the first builds (`docker builder prune -af`), as stratum's runs start from the caches this
 // script keeps. Peak RSS is GNU time's (the largest process of stratum's tree). Never asserts
 // timings.
@@ -146,6 +147,9 @@ async function main() {
       join(dir, 'buildkit-save.tar'),
       `stratum-bench-i11/edit:${process.pid}`,
     ]);
+    // Untimed: the save's ~460 MB of writes would otherwise be written back during the next
+    // build of either builder, whose own flushes then wait behind them (as bench/build.js).
+    run('sync', []);
     return { ...built, saveSeconds: saved.seconds };
   }
 
