@@ -1,10 +1,10 @@
-import { trace } from '../util/trace.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import type { LayerRef } from '../oci/image.js';
 import { StratumError } from '../errors.js';
 import { UNPACKED_STORES, unpackedStoreDir } from '../util/cache-dir.js';
 import { inUserNamespace, mapsEveryId } from '../util/user-namespace.js';
 import type { Workspace } from '../util/workspace.js';
+import { trace } from '../util/trace.js';
 import type { UnpackedRootfsCache } from './kept-rootfs.js';
 import { OverlayMounts, overlayUnavailable } from './overlay.js';
 import { startOverlayHelper } from './overlay-helper.js';

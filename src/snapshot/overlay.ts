@@ -1,4 +1,3 @@
-import { trace } from '../util/trace.js';
 import {
   chmodSync,
   lstatSync,
@@ -14,6 +13,7 @@ import { join } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
 import { fsPath, nameFromBytes, readLinkSync } from '../util/file-names.js';
 import { removeTree } from '../util/remove-tree.js';
+import { trace } from '../util/trace.js';
 import { diffSnapshots } from './diff.js';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { baseOf, parentOf } from './paths.js';

@@ -1,4 +1,3 @@
-import { trace } from '../util/trace.js';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
 import { ownerIsLive, processIdentity, waitForSweeps, withSweep } from '../util/leases.js';
 import { removeTree } from '../util/remove-tree.js';
+import { trace } from '../util/trace.js';
 import { extractLayerAuto } from './extract.js';
 import { FlushJournal } from './flush-journal.js';
 import { runOverlayHelper } from './overlay-helper.js';
