@@ -291,6 +291,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       if (opened === undefined) {
         opened = (async () => {
           const image = await openBase(options, reference, file, line, stageSignal, platform);
+          trace('stage: base opened');
           try {
             return {
               state: await imageState(image, blobs, stageSignal),
