@@ -79,6 +79,19 @@ export class UnpackedLayers {
     return join(this.root, 'layers', hexOf(diffId));
   }
 
+  /** Removals of mount directories under way (removeLater); sweep and close wait for them. */
+  private readonly removals = new Set<Promise<void>>();
+
+  /**
+   * Removes a mount directory of this session that is unmounted and done with, without making
+   * the caller wait. A failure is left to sweep or close, which remove whatever is left.
+   */
+  removeLater(dir: string): void {
+    const removal = removeTree(dir).catch(() => undefined);
+    this.removals.add(removal);
+    void removal.then(() => this.removals.delete(removal));
+  }
+
   /** A fresh directory in this session (for one mount's upperdir, workdir and links). */
   async newMountDir(): Promise<string> {
     const dir = join(this.session, String(this.mountCount++));
@@ -190,6 +203,7 @@ export class UnpackedLayers {
    * (its leases) for the next build of the same process (`build --watch`).
    */
   async sweep(): Promise<void> {
+    await Promise.all(this.removals);
     await this.flushLater();
     await unmountBelow(this.session);
     for (const name of await readdir(this.session))
@@ -198,6 +212,7 @@ export class UnpackedLayers {
 
   /** Unmounts what this session mounted and removes its directory. */
   async close(): Promise<void> {
+    await Promise.all(this.removals);
     await this.flushLater();
     await unmountBelow(this.session);
     await removeTree(this.session);
