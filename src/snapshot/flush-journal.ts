@@ -1,6 +1,6 @@
 import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode } from '../errors.js';
+import { syncDirectory } from '../util/atomic-file.js';
 
 /**
  * Which directories a store placed without waiting for their bytes to reach the disk, per boot
@@ -82,9 +82,11 @@ export class FlushJournal {
     return earlier;
   }
 
+  /** Removes an earlier boot's journal, its flush mark and any mark a killed flush left half written. */
   async forget(bootId: string): Promise<void> {
     await rm(join(this.dir, bootId), { force: true });
-    await rm(join(this.dir, `${bootId}.flushed`), { force: true });
+    for (const entry of await readdir(this.dir).catch(() => []))
+      if (entry.startsWith(`${bootId}.`)) await rm(join(this.dir, entry), { force: true });
   }
 
   /** Where the uptime of this boot's last completed flush is written (by `flushmark`). */
@@ -125,16 +127,4 @@ function parseUptime(text: string): number | undefined {
   const trimmed = text.trim();
   if (!/^\d+(\.\d+)?$/.test(trimmed)) return undefined;
   return Number(trimmed);
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch (error) {
-    // Some filesystems refuse fsync on a directory; the rename's own durability is theirs.
-    if (!['EINVAL', 'EBADF', 'EISDIR'].includes(errnoCode(error) ?? '')) throw error;
-  } finally {
-    await handle.close();
-  }
 }

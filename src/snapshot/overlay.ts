@@ -17,7 +17,7 @@ import { trace } from '../util/trace.js';
 import { diffSnapshots } from './diff.js';
 import { runOverlayHelper, type HelperOp } from './overlay-helper.js';
 import { baseOf, parentOf } from './paths.js';
-import { scanTree, toEntryStat } from './scan.js';
+import { scanTree, toEntryStat, typeOf } from './scan.js';
 import type { EntryStat, FileType, LayerDiff, TreeSnapshot } from './types.js';
 import { mountsBelow, type UnpackedLayers } from './unpacked-layers.js';
 
@@ -297,16 +297,6 @@ function byParent(paths: readonly string[]): Map<string, string[]> {
   return groups;
 }
 
-function direntType(entry: Dirent): FileType {
-  if (entry.isFile()) return 'file';
-  if (entry.isDirectory()) return 'dir';
-  if (entry.isSymbolicLink()) return 'symlink';
-  if (entry.isCharacterDevice()) return 'char';
-  if (entry.isBlockDevice()) return 'block';
-  if (entry.isFIFO()) return 'fifo';
-  return 'socket';
-}
-
 /** The names in a directory with their types (Node lstat's those the filesystem gives no type). */
 function listTypes(dir: string): Map<string, FileType> {
   const types = new Map<string, FileType>();
@@ -321,11 +311,11 @@ function listTypes(dir: string): Map<string, FileType> {
   if (entries.some((entry) => entry.name.includes('\uFFFD'))) {
     // A name that is not UTF-8: listed again as bytes, kept escaped (util/file-names.ts).
     for (const entry of readdirSync(fsPath(dir), { withFileTypes: true, encoding: 'buffer' })) {
-      types.set(nameFromBytes(entry.name), direntType(entry as unknown as Dirent));
+      types.set(nameFromBytes(entry.name), typeOf(entry));
     }
     return types;
   }
-  for (const entry of entries) types.set(entry.name, direntType(entry));
+  for (const entry of entries) types.set(entry.name, typeOf(entry));
   return types;
 }
 

@@ -12,7 +12,14 @@ import type { EntryStat, FileType, ScanOptions, TreeSnapshot } from './types.js'
  */
 const CONCURRENCY = 32;
 
-function typeOf(stats: BigIntStats): FileType {
+/** What lstat and a typed directory listing both answer (BigIntStats, Stats, Dirent). */
+type TypedEntry = Pick<
+  BigIntStats,
+  'isFile' | 'isDirectory' | 'isSymbolicLink' | 'isCharacterDevice' | 'isBlockDevice' | 'isFIFO'
+>;
+
+/** An entry's file type, from its stats or its directory listing's type. */
+export function typeOf(stats: TypedEntry): FileType {
   if (stats.isFile()) return 'file';
   if (stats.isDirectory()) return 'dir';
   if (stats.isSymbolicLink()) return 'symlink';

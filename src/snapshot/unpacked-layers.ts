@@ -333,7 +333,8 @@ async function removeUnleased(
     const leased = await leasedLayers(root);
     const names = only === undefined ? await readdir(join(root, 'layers')).catch(() => []) : [...only];
     for (const hex of names) {
-      if (leased.has(hex) || !/^[0-9a-f]{64}$/.test(hex)) continue;
+      // Names from a journal are checked: a line torn by a crash must not name another path.
+      if (leased.has(hex) || (only !== undefined && !/^[0-9a-f]{64}$/.test(hex))) continue;
       // tmp/ names carry their owner's PID; this one is removed by the next cleanup if we die.
       const aside = join(root, 'tmp', `${process.pid}-prune-${hex}`);
       try {

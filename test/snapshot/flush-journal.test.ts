@@ -52,6 +52,7 @@ describe('FlushJournal', () => {
       `100.00 ${hex('1')}\n200.50 ${hex('2')}\n300.00 ${hex('3')}\ngarbage\n-- ${hex('4')}\n`,
     );
     writeFileSync(join(journalDir, `${EARLIER_BOOT}.flushed`), '200.50\n');
+    writeFileSync(join(journalDir, `${EARLIER_BOOT}.flushed.tmp.4242`), '3'); // a flush killed half way
     const journal = (await FlushJournal.open(journalDir))!;
     const [earlier, ...more] = await journal.unflushedFromEarlierBoots();
     expect(more).toEqual([]);
