@@ -1,6 +1,7 @@
 // `stratum build --watch` as a library call: the context watched (src/watch/), each burst of
 // changes rebuilt with buildImage in this one warm process, what the build writes never
 // counted as a change.
+import { collectGarbageNow } from '../util/idle-gc.js';
 import { trace } from '../util/trace.js';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { StratumError } from '../errors.js';
@@ -150,6 +151,8 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
         // What the build left for later (the stat cache, the explain record), now that its
         // outputs are written; a failure to save a cache costs the next build time, no more.
         await session.flush().catch(() => undefined);
+        // The heap is collected while nothing waits, not in the middle of the next rebuild.
+        collectGarbageNow();
       },
     });
   } finally {
