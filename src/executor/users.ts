@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { StratumError } from '../errors.js';
 import { existingPathInRoot } from './sandbox/root-path.js';
 
@@ -193,17 +192,18 @@ function atoi(field: string | undefined): number {
 async function readImageFile(rootfs: string, path: string): Promise<string> {
   const hostPath = await existingPathInRoot(rootfs, path);
   if (hostPath === undefined) return '';
-  const handle = await open(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  // Synchronous calls: two small files read on every RUN's path, where each asynchronous call
+  // was a thread-pool round trip (see snapshot/resolve.ts).
+  const fd = openSync(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) {
+    if (!fstatSync(fd).isFile()) {
       throw new StratumError(
         'UNSAFE_PATH',
         `${path} in the image is not a regular file; refusing to read it`,
       );
     }
-    return await handle.readFile('utf8');
+    return readFileSync(fd, 'utf8');
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }

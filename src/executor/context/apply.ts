@@ -1,12 +1,15 @@
 import type { OfflineUpper } from '../../snapshot/snapshotter.js';
 import { inUserNamespace } from '../../util/user-namespace.js';
 import {
+  chmodSync,
   closeSync,
   constants,
   fchmodSync,
   fchownSync,
   futimesSync,
+  lchownSync,
   lstatSync,
+  mkdirSync,
   openSync,
   readFileSync,
   rmSync,
@@ -116,6 +119,14 @@ async function lchown(path: string, uid: number, gid: number): Promise<void> {
   }
 }
 
+function lchownNow(path: string, uid: number, gid: number): void {
+  try {
+    lchownSync(fsPath(path), uid, gid);
+  } catch (error) {
+    if (isRoot) throw error;
+  }
+}
+
 /** Sets owners during one copy: lchown as root; rootless, queued for the namespace's root. */
 class OwnerSetter {
   private readonly queued: { op: 'chown'; path: string; uid: number; gid: number; mode: number }[] = [];
@@ -176,11 +187,14 @@ export async function mkdirInRoot(
   rootfs: string,
   inRootPath: string,
   owner: Owner = ROOT,
-  setOwner: (path: string, owner: Owner) => Promise<void> = (path, { uid, gid }) => lchown(path, uid, gid),
+  setOwner?: (path: string, owner: Owner) => Promise<void>,
 ): Promise<string> {
+  // Synchronous lookups and creations (as the resolver's): a RUN's working directory and a
+  // COPY's destination are made on the step's path, where each asynchronous call was a
+  // thread-pool round trip.
   const resolved = await resolveInRoot(rootfs, inRootPath, { followFinal: true });
   if (!resolved.missing) {
-    const st = await lstat(fsPath(resolved.hostPath));
+    const st = lstatSync(fsPath(resolved.hostPath));
     if (!st.isDirectory()) {
       throw new StratumError(
         'BUILD_FAILED',
@@ -193,11 +207,12 @@ export async function mkdirInRoot(
   let current = rootfs;
   for (const part of components(resolved.inRoot)) {
     current = join(current, part);
-    const st = await lstatOrUndefined(current);
+    const st = lstatSync(fsPath(current), { throwIfNoEntry: false });
     if (st === undefined) {
-      await mkdir(fsPath(current), { mode: 0o755 });
-      await setOwner(current, owner);
-      await chmod(fsPath(current), 0o755);
+      mkdirSync(fsPath(current), { mode: 0o755 });
+      if (setOwner === undefined) lchownNow(current, owner.uid, owner.gid);
+      else await setOwner(current, owner);
+      chmodSync(fsPath(current), 0o755);
     } else if (!st.isDirectory()) {
       throw new StratumError('BUILD_FAILED', `${inRootPath}: ${part} exists and is not a directory`);
     }

@@ -1,4 +1,4 @@
-import { lstat, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { lstatSync, mkdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
 import { runOverlayHelper } from '../../snapshot/overlay-helper.js';
@@ -9,7 +9,9 @@ import { resolveInRoot } from './root-path.js';
  * a cache mount's target...) have to exist as real entries before anything can be mounted on
  * them. This module creates exactly those, remembers what it created and the mtimes of the
  * directories it touched, and undoes both afterwards, so the snapshot taken after the step sees
- * only what the command did (Docker's classic builder leaves nothing either).
+ * only what the command did (Docker's classic builder leaves nothing either). The calls are
+ * synchronous: a handful of metadata operations on every RUN's path, each of which cost a
+ * thread-pool round trip when asynchronous.
  */
 export type MountPointType = 'directory' | 'file';
 
@@ -41,7 +43,7 @@ export class MountPointLedger {
   async ensure(target: string, type: MountPointType): Promise<string> {
     const resolved = await resolveInRoot(this.rootfs, posix.normalize(target));
     if (resolved.missing.length === 0) {
-      const stats = await lstat(resolved.existing);
+      const stats = lstatSync(resolved.existing);
       if (type === 'directory' && !stats.isDirectory()) {
         throw new StratumError(
           'BUILD_FAILED',
@@ -60,10 +62,10 @@ export class MountPointLedger {
     for (const [index, name] of resolved.missing.entries()) {
       const path = posix.join(parent, name);
       const entryType: MountPointType = index === resolved.missing.length - 1 ? type : 'directory';
-      await this.noteParent(parent);
-      if (entryType === 'directory') await mkdir(path, { mode: 0o755 });
-      else await writeFile(path, '', { mode: 0o644, flag: 'wx' });
-      const stats = await lstat(path, { bigint: true });
+      this.noteParent(parent);
+      if (entryType === 'directory') mkdirSync(path, { mode: 0o755 });
+      else writeFileSync(path, '', { mode: 0o644, flag: 'wx' });
+      const stats = lstatSync(path, { bigint: true });
       this.created.push({ path, type: entryType, ino: stats.ino });
       if (entryType === 'directory') this.touched.set(path, { before: stats.mtimeNs, created: true });
       parent = path;
@@ -72,8 +74,8 @@ export class MountPointLedger {
   }
 
   /** Call once every mount point exists: records each touched directory's mtime as we left it. */
-  async sealSetup(): Promise<void> {
-    for (const [path, dir] of this.touched) dir.afterSetup = (await lstat(path, { bigint: true })).mtimeNs;
+  sealSetup(): void {
+    for (const [path, dir] of this.touched) dir.afterSetup = lstatSync(path, { bigint: true }).mtimeNs;
   }
 
   /**
@@ -85,12 +87,12 @@ export class MountPointLedger {
   async restore(): Promise<void> {
     const afterStep = new Map<string, bigint>();
     for (const path of this.touched.keys()) {
-      const mtime = await mtimeOf(path);
+      const mtime = mtimeOf(path);
       if (mtime !== undefined) afterStep.set(path, mtime);
     }
     const removed = new Set<string>();
     for (const entry of [...this.created].reverse()) {
-      if (await removeIfUnchanged(entry)) removed.add(entry.path);
+      if (removeIfUnchanged(entry)) removed.add(entry.path);
     }
     const fixes: MtimeFix[] = [];
     for (const [path, dir] of this.touched) {
@@ -100,23 +102,23 @@ export class MountPointLedger {
       // No step ran (setup failed) or the step left the directory alone: back to the original.
       const untouchedByStep = dir.afterSetup === undefined || stepMtime === dir.afterSetup;
       const wanted = !dir.created && untouchedByStep ? dir.before : stepMtime;
-      const now = await mtimeOf(path);
+      const now = mtimeOf(path);
       if (now !== undefined && now !== wanted) fixes.push({ path, mtimeNs: wanted });
     }
     await setMtimes(fixes);
   }
 
-  private async noteParent(path: string): Promise<void> {
+  private noteParent(path: string): void {
     if (this.touched.has(path)) return;
-    const stats = await lstat(path, { bigint: true });
+    const stats = lstatSync(path, { bigint: true });
     this.touched.set(path, { before: stats.mtimeNs, created: false });
   }
 }
 
-async function removeIfUnchanged(entry: CreatedEntry): Promise<boolean> {
+function removeIfUnchanged(entry: CreatedEntry): boolean {
   let stats;
   try {
-    stats = await lstat(entry.path, { bigint: true });
+    stats = lstatSync(entry.path, { bigint: true });
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return false;
     throw error;
@@ -125,10 +127,10 @@ async function removeIfUnchanged(entry: CreatedEntry): Promise<boolean> {
   try {
     if (entry.type === 'directory') {
       if (!stats.isDirectory()) return false;
-      await rmdir(entry.path);
+      rmdirSync(entry.path);
     } else {
       if (!stats.isFile() || stats.size !== 0n) return false;
-      await unlink(entry.path);
+      unlinkSync(entry.path);
     }
     return true;
   } catch (error) {
@@ -140,9 +142,9 @@ async function removeIfUnchanged(entry: CreatedEntry): Promise<boolean> {
   }
 }
 
-async function mtimeOf(path: string): Promise<bigint | undefined> {
+function mtimeOf(path: string): bigint | undefined {
   try {
-    return (await lstat(path, { bigint: true })).mtimeNs;
+    return lstatSync(path, { bigint: true }).mtimeNs;
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw error;

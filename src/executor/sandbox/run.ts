@@ -1,5 +1,6 @@
 import { trace } from '../../util/trace.js';
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -102,7 +103,7 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
   const ledger = new MountPointLedger(spec.rootfs);
   const scratchParent = options.scratchParent ?? process.env['STRATUM_TMPDIR'] ?? tmpdir();
   trace('sandbox: start');
-  const scratch = await mkdtemp(join(scratchParent, 'stratum-run-'));
+  const scratch = mkdtempSync(join(scratchParent, 'stratum-run-'));
   // A failure of the step itself (a missing setpriv, the init refusing a mount) is what the
   // user must read; one of the cleanup after it (restoring mount-point mtimes, which needs the
   // Perl helper) must not replace it.
@@ -118,7 +119,7 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
   } catch (cleanupError) {
     if ('result' in outcome) outcome = { error: cleanupError };
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
   }
   trace('sandbox: cleaned');
   if ('error' in outcome) throw outcome.error;
@@ -146,7 +147,7 @@ async function runPrepared(
     let ops: InitOp[];
     try {
       ops = await prepare(spec, ledger, scratch, mapping);
-      await ledger.sealSetup();
+      ledger.sealSetup();
     } catch (error) {
       await init.cancel();
       throw error;
@@ -202,12 +203,15 @@ async function prepare(
   mapping: IdMapping,
 ): Promise<InitOp[]> {
   const root = spec.rootfs;
-  const rootStats = await stat(root).catch((error: unknown) => {
+  let rootStats;
+  try {
+    rootStats = statSync(root);
+  } catch (error) {
     throw new StratumError(
       'NOT_FOUND',
       `RUN rootfs ${root} cannot be used: ${errnoCode(error) ?? String(error)}`,
     );
-  });
+  }
   if (!rootStats.isDirectory()) throw new StratumError('NOT_FOUND', `RUN rootfs ${root} is not a directory`);
 
   // nodev: a device node in the image, or one the step makes, cannot be opened (Docker's device
@@ -277,16 +281,14 @@ async function prepare(
     ['/etc/resolv.conf', spec.etcResolvConf],
     ['/etc/hostname', spec.etcHostname],
   ];
-  // The files side by side (they are the scratch directory's own); their mount points in the
-  // rootfs one after the other (they may share a directory to create).
-  const sources = await Promise.all(
-    etcFiles.map(async ([path, content]) => {
-      const source = join(scratch, posix.basename(path));
-      await writeFile(source, content, { mode: 0o644 });
-      await chmod(source, 0o644);
-      return source;
-    }),
-  );
+  // The files (the scratch directory's own), then their mount points in the rootfs, with
+  // synchronous calls: small, and on every RUN's path.
+  const sources = etcFiles.map(([path, content]) => {
+    const source = join(scratch, posix.basename(path));
+    writeFileSync(source, content, { mode: 0o644 });
+    chmodSync(source, 0o644);
+    return source;
+  });
   for (const [index, [path]] of etcFiles.entries()) {
     ops.push({
       op: 'bind',
