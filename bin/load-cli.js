@@ -18,6 +18,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  readdirSync,
   renameSync,
   rmSync,
   statSync,
@@ -132,5 +133,28 @@ function writeCodeCache(file, data) {
     renameSync(temporary, file);
   } catch {
     rmSync(temporary, { force: true });
+    return;
+  }
+  removeOldCodeCaches(dirname(file));
+}
+
+/** Files kept in the directory: a few commands of a few installed versions. */
+const KEEP_FILES = 16;
+
+/**
+ * Every `npm run build` and every upgrade makes new files (the key names the bundle's file), and
+ * a developer's directory had grown to 343 MB of them: once a new file is written, only the
+ * KEEP_FILES most recently written stay. A removed one that was still in use is written again
+ * by its next run.
+ */
+function removeOldCodeCaches(dir) {
+  try {
+    const files = readdirSync(dir)
+      .filter((name) => name.endsWith('.bin'))
+      .map((name) => ({ path: join(dir, name), mtime: statSync(join(dir, name)).mtimeMs }))
+      .sort((a, b) => b.mtime - a.mtime);
+    for (const old of files.slice(KEEP_FILES)) rmSync(old.path, { force: true });
+  } catch {
+    // a cache: whatever fails here costs disk space, never a build
   }
 }

@@ -8,10 +8,11 @@ import {
   readdirSync,
   rmSync,
   statSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -89,6 +90,24 @@ describe('the code cache of the bundled CLI', () => {
     await parse();
     expect(statSync(file!).ino).not.toBe(before);
     expect(statSync(file!).mode & 0o777).toBe(0o600);
+  });
+
+  it('writing a new file keeps only the 16 most recent ones (old bundles do not pile up)', async () => {
+    for (const file of cacheFiles()) rmSync(file);
+    const old = Date.now() / 1000 - 86_400;
+    for (let index = 0; index < 20; index++) {
+      const file = join(cacheDir, `${String(index).padStart(32, '0')}-build.bin`);
+      writeFileSync(file, 'old', { mode: 0o600 });
+      utimesSync(file, old + index, old + index);
+    }
+    await parse();
+    const left = cacheFiles().map((file) => basename(file));
+    expect(left).toHaveLength(16);
+    expect(left.filter((name) => name.endsWith('-parse.bin'))).toHaveLength(1);
+    // The oldest five went; the newest fifteen of the old ones stayed.
+    for (let index = 0; index < 5; index++)
+      expect(left).not.toContain(`${String(index).padStart(32, '0')}-build.bin`);
+    expect(left).toContain(`${String(19).padStart(32, '0')}-build.bin`);
   });
 
   it('in a directory others may write, nothing is read or written', async () => {

@@ -1,5 +1,5 @@
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -288,15 +288,20 @@ async function firstRange(file: string, keys: readonly string[]): Promise<Subord
 }
 
 /** Whether an executable `command` is on the PATH. */
-export async function onPath(command: string): Promise<boolean> {
+export function onPath(command: string): Promise<boolean> {
+  // Synchronous and without exceptions for the directories that lack it: this runs beside a
+  // build's first step, where an asynchronous access(2) that fails (an Error built each time)
+  // per PATH directory cost ~6 ms of the main thread.
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     if (dir === '') continue;
+    const path = join(dir, command);
+    if (!existsSync(path)) continue;
     try {
-      await access(join(dir, command), constants.X_OK);
-      return true;
+      accessSync(path, constants.X_OK);
+      return Promise.resolve(true);
     } catch {
-      // not here
+      // there, but not executable by us
     }
   }
-  return false;
+  return Promise.resolve(false);
 }
