@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, unlinkSync } from 'node:fs';
-import { appendFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFileSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
-import { makeDirectories } from './directories.js';
+import { makeDirectories, makeDirectoriesSync } from './directories.js';
 
 /**
  * Leases, as containerd and BuildKit have them, in files: what a running process needs from a
@@ -55,6 +55,15 @@ export function ownerIsLive(name: string, prefix = ''): boolean {
   return start !== undefined && (start === '0' || start === match[2]);
 }
 
+function listDirSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return [];
+    throw error;
+  }
+}
+
 async function listDir(dir: string): Promise<string[]> {
   try {
     return await readdir(dir);
@@ -82,7 +91,7 @@ process.on('exit', () => {
  */
 export class Lease {
   private held = new Map<string, Promise<void>>();
-  private file: Promise<string> | undefined;
+  private file: string | undefined;
 
   constructor(readonly dir: string) {}
 
@@ -93,10 +102,15 @@ export class Lease {
   hold(key: string, signal?: AbortSignal): Promise<void> {
     let holding = this.held.get(key);
     if (holding === undefined) {
-      holding = (async () => {
-        await appendFile(await this.path(), `${key}\n`);
-        await waitForSweeps(this.dir, signal);
-      })();
+      // Synchronous appends and checks (a build holds a key per blob and layer it uses; each
+      // asynchronous call was a thread-pool round trip on a step's path). The order is the
+      // protocol's: the key is in the file before the sweep markers are looked at.
+      try {
+        appendFileSync(this.path(), `${key}\n`);
+        holding = sweepRunning(this.dir) ? waitForSweeps(this.dir, signal) : Promise.resolve();
+      } catch (error) {
+        holding = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
       holding.catch(() => this.held.delete(key));
       this.held.set(key, holding);
     }
@@ -105,37 +119,39 @@ export class Lease {
 
   /** Lets go of every key: a later `hold` starts a new lease file. */
   async release(): Promise<void> {
-    const file = this.file;
+    const path = this.file;
     this.file = undefined;
     this.held = new Map();
-    if (file === undefined) return;
-    const path = await file.catch(() => undefined);
     if (path === undefined) return;
     ownLeaseFiles.delete(path);
     await rm(path, { force: true });
   }
 
-  private path(): Promise<string> {
-    this.file ??= (async () => {
-      await makeDirectories(this.dir);
+  private path(): string {
+    if (this.file === undefined) {
+      makeDirectoriesSync(this.dir);
       const file = join(
         this.dir,
         `${LEASE}${processIdentity() ?? `${process.pid}-0`}-${randomBytes(6).toString('hex')}`,
       );
-      await writeFile(file, '', { flag: 'wx' });
+      writeFileSync(file, '', { flag: 'wx' });
       ownLeaseFiles.add(file);
-      return file;
-    })();
+      this.file = file;
+    }
     return this.file;
   }
+}
+
+/** Whether a live sweep has its marker in `dir` (a killed one's is ignored). */
+function sweepRunning(dir: string): boolean {
+  return listDirSync(dir).some((name) => name.startsWith(SWEEP) && ownerIsLive(name, SWEEP));
 }
 
 /** Waits while a live sweep runs in `dir` (a killed one's marker is ignored). */
 export async function waitForSweeps(dir: string, signal?: AbortSignal): Promise<void> {
   for (;;) {
     signal?.throwIfAborted();
-    const running = (await listDir(dir)).some((name) => name.startsWith(SWEEP) && ownerIsLive(name, SWEEP));
-    if (!running) return;
+    if (!sweepRunning(dir)) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
