@@ -1,6 +1,10 @@
-import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { closeSync, fdatasync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { syncDirectory } from '../util/atomic-file.js';
+
+const datasync = promisify(fdatasync);
 
 /**
  * Which directories a store placed without waiting for their bytes to reach the disk, per boot
@@ -42,17 +46,19 @@ export class FlushJournal {
    * caller renames only after, so no crash can keep the rename and lose the line.
    */
   async record(name: string): Promise<void> {
-    const uptime = await readUptime();
+    // Synchronous but for the flush itself: a placement is recorded at every step's commit,
+    // where each asynchronous call was a thread-pool round trip.
+    const uptime = readUptime();
     const file = join(this.dir, this.bootId);
-    const handle = await open(file, 'a');
+    const fd = openSync(file, 'a');
     try {
-      const created = (await handle.stat()).size === 0;
-      await handle.write(`${uptime ?? '-'} ${name}\n`);
-      await handle.datasync();
+      const created = fstatSync(fd).size === 0;
+      writeSync(fd, `${uptime ?? '-'} ${name}\n`);
+      await datasync(fd);
       // A new journal's own name must be on disk too, or a crash could lose the whole file.
       if (created) await syncDirectory(this.dir);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   }
 
@@ -117,8 +123,13 @@ export async function readBootId(): Promise<string | undefined> {
   return /^[0-9a-f-]{8,64}$/.test(id) ? id : undefined;
 }
 
-async function readUptime(): Promise<string | undefined> {
-  const text = await readFile('/proc/uptime', 'utf8').catch(() => '');
+function readUptime(): string | undefined {
+  let text = '';
+  try {
+    text = readFileSync('/proc/uptime', 'utf8');
+  } catch {
+    // no /proc: a line without a time, which recovery treats as not covered
+  }
   const first = text.split(' ')[0] ?? '';
   return parseUptime(first) === undefined ? undefined : first;
 }

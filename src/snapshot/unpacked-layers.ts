@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { appendFileSync, renameSync, statSync } from 'node:fs';
 import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -106,7 +107,7 @@ export class UnpackedLayers {
   private async lease(diffId: string): Promise<void> {
     if (!this.leased.has(diffId)) {
       this.leased.add(diffId);
-      await appendFile(join(this.session, 'leases'), `${hexOf(diffId)}\n`);
+      appendFileSync(join(this.session, 'leases'), `${hexOf(diffId)}\n`);
     }
     await waitForSweeps(join(this.root, SWEEPS));
   }
@@ -166,12 +167,14 @@ export class UnpackedLayers {
   }
 
   /** Moves a whole layer directory into place; another build's identical copy may have won. */
-  private async place(dir: string, target: string): Promise<void> {
+  private place(dir: string, target: string): Promise<void> {
     try {
-      await rename(dir, target);
+      renameSync(dir, target);
     } catch (error) {
-      if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(error) ?? '')) throw error;
+      if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(error) ?? ''))
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
+    return Promise.resolve();
   }
 
   /**
@@ -225,14 +228,9 @@ function hexOf(diffId: string): string {
   return hex;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await readdir(path);
-    return true;
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return false;
-    throw error;
-  }
+/** Synchronous (one stat(2)): asked at every mount and commit, on the step's path. */
+function exists(path: string): Promise<boolean> {
+  return Promise.resolve(statSync(path, { throwIfNoEntry: false }) !== undefined);
 }
 
 function pidAlive(pid: number): boolean {

@@ -10,7 +10,11 @@ export async function tempDir(prefix = 'stratum-snap-'): Promise<string> {
 }
 
 export async function removeAll(...dirs: string[]): Promise<void> {
-  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  // Retried: a store's close starts a background flush (the overlay helper's child) that may
+  // still be writing its mark into the directory being removed (ENOTEMPTY).
+  await Promise.all(
+    dirs.map((dir) => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })),
+  );
 }
 
 export interface TreeItem {
