@@ -4,7 +4,7 @@
 import { trace } from '../util/trace.js';
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { basename, isAbsolute, relative, resolve } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import { StratumError, wrap } from '../errors.js';
 import type { BlobStore } from '../oci/blob-store.js';
 import { DEFAULT_COMPRESSION, requireCompression, type CompressionSpec } from '../oci/compression.js';
@@ -46,6 +46,7 @@ import {
 } from './sandbox/index.js';
 import { StageRunner } from './stage.js';
 import { Workspace } from '../util/workspace.js';
+import { sweepDue } from '../util/temp-dir.js';
 import { UnpackedRootfsCache } from '../snapshot/kept-rootfs.js';
 import { LazySnapshotter, parseSnapshotterRequest, type SnapshotterRequest } from '../snapshot/choose.js';
 import { defaultCacheDir } from '../util/cache-dir.js';
@@ -186,7 +187,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   const workspaceParent = options.tmpDir ?? cache.layout.tmp;
   // What killed builds left behind goes first: their workspaces and partial blobs.
   await Workspace.removeAbandoned(workspaceParent);
-  await blobs.removeAbandonedTemporaries();
+  if (sweepDue(join(cache.layout.tmp, '.blobs-swept'))) await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   trace('build: workspace ready');
   const releaseNetworks = holdPrivateNetworks();

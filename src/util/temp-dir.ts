@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -112,4 +113,25 @@ export async function removeAbandonedTemporaries(
     );
   }
   return removed;
+}
+
+/** How often a build looks for what killed builds left in a store (see sweepDue). */
+export const SWEEP_INTERVAL_MS = 10 * 60_000;
+
+/**
+ * Whether the sweep named `stamp` (a file) is due, marking it done now when it is. Looking for a
+ * killed build's partial blobs lists every blob of the store: ~8 ms for 2,000 blobs at the start
+ * of every build, growing with the cache. What it finds is rare and harmless (a partial blob is
+ * never read: it has no digest name), so builds look at most once per SWEEP_INTERVAL_MS, and
+ * `cache prune` always does.
+ */
+export function sweepDue(stamp: string, now = Date.now()): boolean {
+  const last = statSync(stamp, { throwIfNoEntry: false });
+  if (last !== undefined && now - last.mtimeMs < SWEEP_INTERVAL_MS && last.mtimeMs <= now) return false;
+  try {
+    writeFileSync(stamp, '');
+  } catch {
+    // no stamp (a read-only or missing directory): the sweep runs every time, as it always did
+  }
+  return true;
 }

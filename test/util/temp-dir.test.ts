@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openOciArchive } from '../../src/transport/index.js';
+import { SWEEP_INTERVAL_MS, sweepDue } from '../../src/util/temp-dir.js';
 import { makeTestLayout } from '../registry/harness.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
@@ -95,5 +96,26 @@ describe('temporary directories of archives and the daemon live under the cache 
     });
     expect(pruned.status, pruned.stderr).toBe(0);
     expect(readdirSync(tmp)).toEqual([inUse]);
+  });
+});
+
+describe('sweepDue: how often a build looks for partial blobs', () => {
+  it('is due the first time, not again within the interval, and again once it has passed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stratum-sweep-'));
+    try {
+      const stamp = join(dir, '.blobs-swept');
+      expect(sweepDue(stamp)).toBe(true);
+      expect(sweepDue(stamp)).toBe(false);
+      expect(sweepDue(stamp, Date.now() + SWEEP_INTERVAL_MS + 1000)).toBe(true);
+      // A stamp from the future (a clock set back) does not stop sweeps for good.
+      const later = (Date.now() + 3 * SWEEP_INTERVAL_MS) / 1000;
+      utimesSync(stamp, later, later);
+      expect(sweepDue(stamp)).toBe(true);
+      // Where no stamp can be written, every build sweeps, as before.
+      expect(sweepDue(join(dir, 'missing', '.blobs-swept'))).toBe(true);
+      expect(sweepDue(join(dir, 'missing', '.blobs-swept'))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
