@@ -125,24 +125,48 @@ export class VerifyingStream extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.expectedSize !== undefined && this.bytes !== this.expectedSize) {
-      callback(
-        new StratumError(
-          'DIGEST_MISMATCH',
-          `${this.what}: size ${this.bytes} does not match the expected ${this.expectedSize} for ${this.expected}`,
-        ),
-      );
-      return;
-    }
-    const actual = `${digestAlgorithm(this.expected)}:${this.hash.digest('hex')}`;
-    if (actual !== this.expected) {
-      callback(
-        new StratumError('DIGEST_MISMATCH', `${this.what}: content is ${actual}, expected ${this.expected}`),
-      );
-      return;
-    }
-    callback();
+    callback(
+      mismatch(this.expected, this.expectedSize, this.what, this.bytes, () => this.hash.digest('hex')) ??
+        null,
+    );
   }
+}
+
+/** The error for bytes read whole that are not `expected` (VerifyingStream's, for a Buffer). */
+export function verifyBytes(
+  data: Buffer,
+  expected: Digest,
+  expectedSize: number | undefined,
+  what: string,
+): void {
+  const error = mismatch(expected, expectedSize, what, data.length, () =>
+    createHash(digestAlgorithm(expected)).update(data).digest('hex'),
+  );
+  if (error !== undefined) throw error;
+}
+
+function mismatch(
+  expected: Digest,
+  expectedSize: number | undefined,
+  what: string,
+  size: number,
+  hex: () => string,
+): StratumError | undefined {
+  if (expectedSize !== undefined && size > expectedSize)
+    return new StratumError(
+      'DIGEST_MISMATCH',
+      `${what}: more than the expected ${expectedSize} bytes for ${expected}`,
+    );
+  if (expectedSize !== undefined && size !== expectedSize) {
+    return new StratumError(
+      'DIGEST_MISMATCH',
+      `${what}: size ${size} does not match the expected ${expectedSize} for ${expected}`,
+    );
+  }
+  const actual = `${digestAlgorithm(expected)}:${hex()}`;
+  if (actual !== expected)
+    return new StratumError('DIGEST_MISMATCH', `${what}: content is ${actual}, expected ${expected}`);
+  return undefined;
 }
 
 /**

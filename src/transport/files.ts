@@ -1,5 +1,4 @@
-import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
@@ -50,29 +49,40 @@ export function directoryAccess(root: string): FileAccess {
     const safe = safeName(name);
     return safe === undefined ? undefined : join(root, safe);
   };
-  const size = async (name: string): Promise<number | undefined> => {
+  // Synchronous: one stat(2) or a small read, on a build's path (the base image's index.json,
+  // manifest and config), where each asynchronous call was a thread-pool round trip.
+  const sizeNow = (name: string): number | undefined => {
     const full = path(name);
     if (full === undefined) return undefined;
     try {
-      const info = await stat(full);
+      const info = statSync(full);
       return info.isFile() ? info.size : undefined;
     } catch (error) {
       if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
       throw error;
     }
   };
+  const size = (name: string): Promise<number | undefined> => {
+    try {
+      return Promise.resolve(sizeNow(name));
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+  const readNow = (name: string, limit: number): Buffer | undefined => {
+    const length = sizeNow(name);
+    if (length === undefined) return undefined;
+    if (length > limit) throw tooLarge(root, name, length, limit);
+    return readFileSync(path(name)!);
+  };
   return {
     where: root,
     size,
-    async readFile(name, limit = JSON_LIMIT) {
-      const length = await size(name);
-      if (length === undefined) return undefined;
-      if (length > limit) throw tooLarge(root, name, length, limit);
-      const handle = await open(path(name)!, 'r');
+    readFile(name, limit = JSON_LIMIT) {
       try {
-        return await handle.readFile();
-      } finally {
-        await handle.close();
+        return Promise.resolve(readNow(name, limit));
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
     },
     async open(name, signal) {

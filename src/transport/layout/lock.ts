@@ -1,7 +1,8 @@
-import { open, rm, stat } from 'node:fs/promises';
+import { rmSync, writeFileSync } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
-import { makeDirectories } from '../../util/directories.js';
+import { makeDirectoriesSync } from '../../util/directories.js';
 
 /**
  * A lock file beside an index.json, so that two stratum processes adding tags to one layout
@@ -16,13 +17,13 @@ export async function withLock<T>(
   const timeoutMs = options.timeoutMs ?? 60_000;
   const staleMs = options.staleMs ?? 10 * 60_000;
   const started = Date.now();
-  await makeDirectories(dirname(lockPath));
+  // Synchronous calls but for the wait: taking and dropping the lock is on the path of every
+  // image written to a layout, where each asynchronous call was a thread-pool round trip.
+  makeDirectoriesSync(dirname(lockPath));
   for (;;) {
     options.signal?.throwIfAborted();
     try {
-      const handle = await open(lockPath, 'wx');
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
+      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx' });
       break;
     } catch (error) {
       if (errnoCode(error) !== 'EEXIST') throw error;
@@ -46,6 +47,6 @@ export async function withLock<T>(
   try {
     return await use();
   } finally {
-    await rm(lockPath, { force: true });
+    rmSync(lockPath, { force: true });
   }
 }

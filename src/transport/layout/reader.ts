@@ -2,7 +2,7 @@ import { describeSource, openArchive, requireExisting } from '../archive-file.js
 import { directoryAccess } from '../files.js';
 import type { Readable } from 'node:stream';
 import { StratumError } from '../../errors.js';
-import { digestAlgorithm, digestHex } from '../../oci/digest.js';
+import { digestAlgorithm, digestHex, verifyBytes } from '../../oci/digest.js';
 import { JSON_LIMIT, type FileAccess } from '../files.js';
 import type { ImageIndexSource, ImageSource, ReadImageOptions } from '../../oci/image.js';
 import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
@@ -15,7 +15,7 @@ import {
   type ImageManifest,
   type Raw,
 } from '../../oci/types.js';
-import { readAll, verifiedStream } from '../../oci/verified.js';
+import { verifiedStream } from '../../oci/verified.js';
 import { layoutProblems } from '../../oci/validate.js';
 
 /**
@@ -66,7 +66,19 @@ export function layoutBlobs(access: FileAccess, name: string): LayoutBlobs {
           `${name}: ${what} ${descriptor.digest} is ${descriptor.size} bytes, too large for a JSON document`,
         );
       }
-      return readAll(await open(descriptor, what, signal));
+      // Read whole and checked as one Buffer: a stream through a verifier cost a dozen
+      // thread-pool round trips and stream callbacks for a manifest or a config.
+      signal?.throwIfAborted();
+      const path = blobPath(descriptor);
+      const bytes = await access.readFile(path, JSON_LIMIT);
+      if (bytes === undefined) {
+        throw new StratumError(
+          'NOT_FOUND',
+          `${name}: ${what} ${descriptor.digest} is missing (${access.where}/${path})`,
+        );
+      }
+      verifyBytes(bytes, descriptor.digest, descriptor.size, `${name}: ${what} ${access.where}/${path}`);
+      return bytes;
     },
   };
 }
