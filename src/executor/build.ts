@@ -187,7 +187,9 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   const workspaceParent = options.tmpDir ?? cache.layout.tmp;
   // What killed builds left behind goes first: their workspaces and partial blobs.
   await Workspace.removeAbandoned(workspaceParent);
-  if (sweepDue(join(cache.layout.tmp, '.blobs-swept'))) await blobs.removeAbandonedTemporaries();
+  // The stamp lives beside the store's leases (tmp/ holds nothing between builds).
+  if (blobs.leaseDir === undefined || sweepDue(join(blobs.leaseDir, '.temporaries-swept')))
+    await blobs.removeAbandonedTemporaries();
   const workspace = await Workspace.create(workspaceParent);
   trace('build: workspace ready');
   const releaseNetworks = holdPrivateNetworks();
