@@ -224,9 +224,14 @@ export interface LayerCompressor {
   readonly needsInputCrc: boolean;
 }
 
+/**
+ * `output` gets the compressed bytes in order, as pieces (a stored gzip block is views of the
+ * compressor's own block buffer, never copied); the compressor may reuse their memory once the
+ * promise `output` returned has settled, so an output that keeps them must copy them.
+ */
 export function layerCompressor(
   spec: CompressionSpec,
-  output: (data: Buffer) => void | Promise<void>,
+  output: (pieces: readonly Buffer[]) => void | Promise<void>,
   options: {
     readonly threads?: number;
     /** gzip: the caller computes the crc32 of the input and passes it to `end` (see GzipBlocks) */
@@ -238,14 +243,17 @@ export function layerCompressor(
     case 'none':
       return {
         write: async (chunk) => {
-          await output(Buffer.from(chunk));
+          await output([Buffer.from(chunk)]);
         },
         end: () => Promise.resolve(),
         needsInputCrc: false,
       };
     case 'gzip': {
       const inputCrcGiven = options.inputCrcGiven === true;
-      const blocks = new GzipBlocks({ level: compressionLevel(spec), ...threads, inputCrcGiven }, output);
+      const blocks = new GzipBlocks(
+        { level: compressionLevel(spec), ...threads, inputCrcGiven, reuseBlocks: true },
+        output,
+      );
       return {
         write: (chunk) => blocks.write(chunk),
         end: (inputCrc) => blocks.end(inputCrc),
@@ -253,7 +261,7 @@ export function layerCompressor(
       };
     }
     case 'zstd': {
-      const frames = new ZstdFrames({ level: compressionLevel(spec), ...threads }, output);
+      const frames = new ZstdFrames({ level: compressionLevel(spec), ...threads }, (data) => output([data]));
       return { write: (chunk) => frames.write(chunk), end: () => frames.end(), needsInputCrc: false };
     }
   }

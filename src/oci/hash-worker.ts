@@ -104,20 +104,36 @@ class HashWorker {
     return id;
   }
 
-  /** Copies `chunk` into free slots and queues them; resolves once all of it is copied. */
-  async update(id: number, chunk: Uint8Array): Promise<void> {
-    for (let offset = 0; offset < chunk.length;) {
-      if (this.failed !== undefined) throw this.failed;
-      const slot = this.free.pop();
-      if (slot === undefined) {
-        await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
-        continue;
+  /**
+   * Copies `pieces` one after the other into free slots (packed: many small pieces share one)
+   * and queues the slots; resolves once all of it is copied.
+   */
+  async update(id: number, pieces: readonly Uint8Array[]): Promise<void> {
+    let slot: number | undefined;
+    let fill = 0;
+    for (const piece of pieces) {
+      for (let offset = 0; offset < piece.length;) {
+        if (this.failed !== undefined) throw this.failed;
+        if (slot === undefined) {
+          slot = this.free.pop();
+          if (slot === undefined) {
+            // Never waits while holding a slot: a full one was posted first.
+            await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+            continue;
+          }
+          fill = 0;
+        }
+        const length = Math.min(SLOT - fill, piece.length - offset);
+        this.view.set(piece.subarray(offset, offset + length), slot * SLOT + fill);
+        fill += length;
+        offset += length;
+        if (fill === SLOT) {
+          this.worker.postMessage({ op: 'update', id, slot, length: fill });
+          slot = undefined;
+        }
       }
-      const length = Math.min(SLOT, chunk.length - offset);
-      this.view.set(chunk.subarray(offset, offset + length), slot * SLOT);
-      this.worker.postMessage({ op: 'update', id, slot, length });
-      offset += length;
     }
+    if (slot !== undefined) this.worker.postMessage({ op: 'update', id, slot, length: fill });
   }
 
   /** Whether `update` would copy `length` bytes at once, without waiting for a slot. */
@@ -171,14 +187,20 @@ export class OffThreadDigest {
     this.id = this.worker.start(algorithms);
   }
 
-  /** Synchronous when there is room (the common case), so a stream can pass the chunk on at once. */
-  update(chunk: Uint8Array): Promise<void> | undefined {
-    if (chunk.length === 0) return undefined;
-    if (this.worker.hasRoomFor(chunk.length)) {
-      void this.worker.update(this.id, chunk);
+  /**
+   * Synchronous when there is room (the common case), so a stream can pass the chunk on at once.
+   * Pieces are hashed one after the other, as if they were one chunk.
+   */
+  update(chunk: Uint8Array | readonly Uint8Array[]): Promise<void> | undefined {
+    const pieces = chunk instanceof Uint8Array ? [chunk] : chunk;
+    let length = 0;
+    for (const piece of pieces) length += piece.length;
+    if (length === 0) return undefined;
+    if (this.worker.hasRoomFor(length)) {
+      void this.worker.update(this.id, pieces);
       return undefined;
     }
-    return this.worker.update(this.id, chunk);
+    return this.worker.update(this.id, pieces);
   }
 
   private ended: Promise<readonly (string | number)[]> | undefined;

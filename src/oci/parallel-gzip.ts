@@ -28,6 +28,12 @@ export interface ParallelGzipOptions {
    * gives it to `end`, so the main thread does not.
    */
   readonly inputCrcGiven?: boolean;
+  /**
+   * The output is done with the pieces it was given once the promise it returned has settled,
+   * so a stored block's memory (which its pieces are views of) goes back to the pool then.
+   * Without it, a stored block is never reused and the output may keep its pieces.
+   */
+  readonly reuseBlocks?: boolean;
 }
 
 const DICTIONARY = 32 * 1024;
@@ -48,7 +54,7 @@ export function deflateBlock(
   last: boolean,
   outputGuess: number,
 ): Promise<Buffer[]> {
-  if (level === 0) return Promise.resolve([storedBlocks(block, last)]);
+  if (level === 0) return Promise.resolve(storedBlocks(block, last));
   const options: ZlibOptions = {
     level,
     finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
@@ -86,8 +92,13 @@ const STORED_HOLD_BELOW = 32 * 1024;
  * blocks, so the bytes depended on the output-size guess, which came from whichever block had
  * finished last), and because a deflate engine per block cost ~0.5 ms of main thread to set up,
  * more than the copy (W-many's 300 MB layer is 300 such blocks).
+ *
+ * The result is pieces: 5-byte headers (one small buffer for all of them) between views of
+ * `block` itself, never a copy. Copying each 1 MiB block into fresh memory cost ~0.5 ms in page
+ * faults and as much garbage: ~160 ms of main thread per 300 MB of random bytes. The pieces
+ * are only valid while `block` is (see GzipBlocks' `reuseBlocks`).
  */
-export function storedBlocks(block: Buffer, last: boolean): Buffer {
+export function storedBlocks(block: Buffer, last: boolean): Buffer[] {
   const lengths: number[] = [];
   let left = block.length;
   while (left >= STORED_HOLD_BELOW) {
@@ -99,18 +110,19 @@ export function storedBlocks(block: Buffer, last: boolean): Buffer {
   // (empty when nothing was held back).
   if (left > 0) lengths.push(left);
   if (!last || left === 0) lengths.push(0);
-  const out = Buffer.allocUnsafe(block.length + 5 * lengths.length);
-  let at = 0;
+  const headers = Buffer.allocUnsafe(5 * lengths.length);
+  const pieces: Buffer[] = [];
   let from = 0;
   lengths.forEach((length, index) => {
-    out[at] = last && index === lengths.length - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
-    out.writeUInt16LE(length, at + 1);
-    out.writeUInt16LE(length ^ 0xffff, at + 3);
-    block.copy(out, at + 5, from, from + length);
-    at += 5 + length;
+    const at = 5 * index;
+    headers[at] = last && index === lengths.length - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
+    headers.writeUInt16LE(length, at + 1);
+    headers.writeUInt16LE(length ^ 0xffff, at + 3);
+    pieces.push(headers.subarray(at, at + 5));
+    if (length > 0) pieces.push(block.subarray(from, from + length));
     from += length;
   });
-  return out;
+  return pieces;
 }
 
 /** Samples spread over a block: SAMPLE bytes at 0, 1/4, 1/2 and 3/4 of it. */
@@ -145,6 +157,15 @@ export function incompressible(block: Buffer): boolean {
 }
 
 /**
+ * Finished blocks whose output has not settled yet, at most: enough for the blob store's writes
+ * to overlap the next blocks' reading and hashing, few enough to bound memory (1 MiB each).
+ */
+const OUTPUTS_IN_FLIGHT = 4;
+
+/** Where compressed pieces go, in order; see ParallelGzipOptions.reuseBlocks for the promise. */
+export type GzipOutput = (pieces: readonly Buffer[]) => void | Promise<void>;
+
+/**
  * The block compressor without stream machinery: `write` copies the chunk before it returns its
  * promise, so the caller may reuse the chunk's buffer at once (the layer writer does, to keep
  * peak RSS low), and resolves when few enough blocks are in flight (backpressure).
@@ -153,10 +174,13 @@ export class GzipBlocks {
   private readonly level: number;
   private readonly threads: number;
   private readonly blockSize: number;
+  private readonly reuseBlocks: boolean;
   /**
-   * Input is copied into pooled block buffers (at most threads + 1 exist) rather than kept as
-   * views of the caller's chunks: a view would pin a whole upstream buffer, and a fresh 1 MiB
-   * concat per block is garbage that V8 collects late, which showed up as peak RSS.
+   * Input is copied into pooled block buffers rather than kept as views of the caller's chunks:
+   * a view would pin a whole upstream buffer, and a fresh 1 MiB concat per block is garbage
+   * that V8 collects late, which showed up as peak RSS. A block goes back to the pool when
+   * deflate is done with it, or, for a stored block (whose output is views of it), when its
+   * output has settled (reuseBlocks).
    */
   private readonly free: Buffer[] = [];
   private current: Buffer | undefined;
@@ -165,13 +189,20 @@ export class GzipBlocks {
   private crc = 0;
   private readonly inputCrcGiven: boolean;
   private total = 0;
-  private readonly inFlight: { readonly result: Promise<Buffer[]>; readonly input: Buffer }[] = [];
+  private readonly inFlight: {
+    readonly result: Promise<Buffer[]>;
+    readonly input: Buffer;
+    /** the output is views of `input` (stored) */
+    readonly viewsOfInput: boolean;
+  }[] = [];
+  /** Outputs not settled yet, in order. */
+  private readonly outputs: Promise<void>[] = [];
   private headerWritten = false;
   private lastRatio = 1;
 
   constructor(
     options: ParallelGzipOptions,
-    private readonly output: (data: Buffer) => void | Promise<void>,
+    private readonly output: GzipOutput,
   ) {
     this.level = options.level ?? 6;
     // One core stays with the main thread, which reads, hashes and copies: on 2 cores one block
@@ -179,6 +210,7 @@ export class GzipBlocks {
     this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism() - 1));
     this.blockSize = options.blockSize ?? 1024 * 1024;
     this.inputCrcGiven = options.inputCrcGiven === true;
+    this.reuseBlocks = options.reuseBlocks === true;
   }
 
   write(chunk: Buffer): Promise<void> {
@@ -208,7 +240,8 @@ export class GzipBlocks {
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(this.total % 2 ** 32, 4);
-    await this.emit(trailer);
+    this.emit([trailer]);
+    while (this.outputs.length > 0) await this.outputs.shift();
   }
 
   private dispatch(last: boolean): void {
@@ -229,25 +262,43 @@ export class GzipBlocks {
     });
     // Marked handled here; drain() awaits it in order and passes the error on.
     result.catch(() => undefined);
-    this.inFlight.push({ result, input });
+    this.inFlight.push({ result, input, viewsOfInput: level === 0 });
   }
 
-  /** Emits finished blocks in order until at most `keep` are still in flight. */
+  /**
+   * Emits finished blocks in order until at most `keep` are still in flight, then waits until
+   * at most OUTPUTS_IN_FLIGHT outputs are unsettled.
+   */
   private async drain(keep: number): Promise<void> {
     while (this.inFlight.length > keep) {
       const next = this.inFlight.shift()!;
       const compressed = await next.result;
-      if (next.input.length === this.blockSize) this.free.push(next.input);
-      for (const chunk of compressed) await this.emit(chunk);
+      const pooled = next.input.length === this.blockSize;
+      if (pooled && !next.viewsOfInput) this.free.push(next.input);
+      const output = this.emit(compressed);
+      if (pooled && next.viewsOfInput && this.reuseBlocks) {
+        output.then(() => this.free.push(next.input), () => undefined);
+      }
     }
+    while (this.outputs.length > OUTPUTS_IN_FLIGHT) await this.outputs.shift();
   }
 
-  private async emit(data: Buffer): Promise<void> {
+  private emit(pieces: readonly Buffer[]): Promise<void> {
+    let all = pieces;
     if (!this.headerWritten) {
       this.headerWritten = true;
-      await this.output(GZIP_HEADER);
+      all = [GZIP_HEADER, ...pieces];
     }
-    await this.output(data);
+    let output: Promise<void>;
+    try {
+      output = Promise.resolve(this.output(all));
+    } catch (error) {
+      output = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    // Marked handled here; awaited in order by drain() or end().
+    output.catch(() => undefined);
+    this.outputs.push(output);
+    return output;
   }
 }
 
@@ -257,8 +308,9 @@ export class ParallelGzip extends Transform {
 
   constructor(options: ParallelGzipOptions = {}) {
     super();
-    this.blocks = new GzipBlocks(options, (data) => {
-      this.push(data);
+    // Without reuseBlocks, every stored block's memory is its own, so pushing views is safe.
+    this.blocks = new GzipBlocks({ ...options, reuseBlocks: false }, (pieces) => {
+      for (const piece of pieces) this.push(piece);
     });
   }
 

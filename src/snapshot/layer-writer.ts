@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
-import type { BlobStore } from '../oci/blob-store.js';
+import type { BlobStore, BlobWriter } from '../oci/blob-store.js';
 import { displayName, fsPath } from '../util/file-names.js';
-import { DigestingStream } from '../oci/digest.js';
 import { OffThreadDigest } from '../oci/hash-worker.js';
 import {
   DEFAULT_COMPRESSION,
@@ -356,31 +354,16 @@ export async function writeTarChunks(
   const tarDigest = offThread ? new OffThreadDigest(['sha256', 'crc32']) : undefined;
   const diffHash = offThread ? undefined : createHash('sha256');
   let uncompressedSize = 0;
-  const compressed = new DigestingStream('sha256', { offThread });
-  let storeError: unknown;
   // Made before the store is opened: zstd where this Node.js has none throws here.
   const compression = options.compression ?? DEFAULT_COMPRESSION;
-  const compressor = layerCompressor(
-    compression,
-    async (data) => {
-      if (storeError !== undefined) {
-        throw storeError instanceof Error
-          ? storeError
-          : new Error('blob store write failed', { cause: storeError });
-      }
-      if (!compressed.write(data)) await once(compressed, 'drain');
-    },
-    {
-      ...(options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {}),
-      inputCrcGiven: offThread,
-    },
-  );
-  const storing = store.putStream(compressed, undefined, compressed);
-  let diffId: Digest;
-  storing.catch((error: unknown) => {
-    storeError = error;
+  let blob: BlobWriter | undefined;
+  const compressor = layerCompressor(compression, (pieces) => blob!.write(pieces), {
+    ...(options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {}),
+    inputCrcGiven: offThread,
   });
+  let diffId: Digest;
   try {
+    blob = await store.createWriter({ offThreadHash: offThread });
     for await (const chunk of chunks) {
       if (tarDigest === undefined) diffHash!.update(chunk);
       else await tarDigest.update(chunk);
@@ -399,16 +382,14 @@ export async function writeTarChunks(
       ]);
       diffId = `sha256:${String(tarHex)}`;
     }
-    compressed.end();
   } catch (error) {
     tarDigest?.abandon();
-    compressed.destroy(error instanceof Error ? error : new Error(String(error)));
-    await storing.catch(() => undefined);
+    await blob?.abort();
     throw error;
   }
-  const blob = await storing;
+  const stored = await blob.finish();
   return {
-    descriptor: { mediaType: ociLayerMediaType(compression.algorithm), digest: blob.digest, size: blob.size },
+    descriptor: { mediaType: ociLayerMediaType(compression.algorithm), digest: stored.digest, size: stored.size },
     diffId,
     uncompressedSize,
   };
