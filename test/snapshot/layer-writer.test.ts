@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, chown, link, lutimes, mkdir, symlink, utimes, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -255,6 +255,38 @@ describe('layer writer, stored and deflated blocks', () => {
       expect(sha256Digest(gunzipSync(blob))).toBe(expected.diffId);
     },
   );
+});
+
+describe.runIf(isRoot)('layer writer on a full disk', () => {
+  it('rejects with ENOSPC while blocks are still being written, leaving no temporary blob and no stray error', async () => {
+    const root = await newDir();
+    await storedBlocksTree(root);
+    const small = await newDir();
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]);
+    expect(mounted.status, String(mounted.stderr)).toBe(0);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (error: unknown): void => {
+      unhandled.push(error);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    process.on('uncaughtException', onUnhandled);
+    try {
+      for (const offThreadHash of [false, true]) {
+        const outcome = await writeDirectoryLayer(root, new BlobStore(small), { offThreadHash }).then(
+          () => 'written',
+          (error: unknown) => (error as { code?: string }).code,
+        );
+        expect(outcome).toBe('ENOSPC');
+        expect(execFileSync('find', [small, '-type', 'f'], { encoding: 'utf8' })).toBe('');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      process.off('uncaughtException', onUnhandled);
+      spawnSync('umount', [small]);
+    }
+  });
 });
 
 /**
