@@ -240,9 +240,12 @@ export class BlobWriter {
       hashed =
         this.hashing === undefined ? digest.update(pieces) : this.hashing.then(() => digest.update(pieces));
       this.hashing = hashed;
-      hashed?.then(() => {
-        if (this.hashing === hashed) this.hashing = undefined;
-      }, () => undefined);
+      hashed?.then(
+        () => {
+          if (this.hashing === hashed) this.hashing = undefined;
+        },
+        () => undefined,
+      );
     } else {
       for (const piece of pieces) this.hash.update(piece);
     }

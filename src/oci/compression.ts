@@ -218,10 +218,15 @@ export async function decompressedStream(
 export interface LayerCompressor {
   /** Takes a copy of the chunk (the caller may reuse its buffer) and resolves on backpressure. */
   write(chunk: Buffer): Promise<void>;
-  /** `inputCrc`: the crc32 of everything written, where `inputCrcGiven` was asked for. */
-  end(inputCrc?: number | Promise<number>): Promise<void>;
+  /**
+   * `inputCrc`: the crc32 of everything written, where `inputCrcGiven` was asked for; called
+   * once everything has gone to `hashInput`.
+   */
+  end(inputCrc?: () => number | Promise<number>): Promise<void>;
   /** Whether `end` needs the input's crc32 (gzip with `inputCrcGiven`). */
   readonly needsInputCrc: boolean;
+  /** Whether the `hashInput` option is used (gzip); otherwise the caller hashes what it writes. */
+  readonly hashesInput: boolean;
 }
 
 /**
@@ -236,6 +241,10 @@ export function layerCompressor(
     readonly threads?: number;
     /** gzip: the caller computes the crc32 of the input and passes it to `end` (see GzipBlocks) */
     readonly inputCrcGiven?: boolean;
+    /** gzip: sees the input block by block (see GzipBlocks); the others ignore it */
+    readonly hashInput?: (block: Buffer) => Promise<void> | undefined;
+    /** gzip: where block buffers come from */
+    readonly allocate?: (size: number) => Buffer;
   } = {},
 ): LayerCompressor {
   const threads = options.threads !== undefined ? { threads: options.threads } : {};
@@ -247,22 +256,36 @@ export function layerCompressor(
         },
         end: () => Promise.resolve(),
         needsInputCrc: false,
+        hashesInput: false,
       };
     case 'gzip': {
       const inputCrcGiven = options.inputCrcGiven === true;
       const blocks = new GzipBlocks(
-        { level: compressionLevel(spec), ...threads, inputCrcGiven, reuseBlocks: true },
+        {
+          level: compressionLevel(spec),
+          ...threads,
+          inputCrcGiven,
+          reuseBlocks: true,
+          ...(options.hashInput ? { hashInput: options.hashInput } : {}),
+          ...(options.allocate ? { allocate: options.allocate } : {}),
+        },
         output,
       );
       return {
         write: (chunk) => blocks.write(chunk),
         end: (inputCrc) => blocks.end(inputCrc),
         needsInputCrc: inputCrcGiven,
+        hashesInput: options.hashInput !== undefined,
       };
     }
     case 'zstd': {
       const frames = new ZstdFrames({ level: compressionLevel(spec), ...threads }, (data) => output([data]));
-      return { write: (chunk) => frames.write(chunk), end: () => frames.end(), needsInputCrc: false };
+      return {
+        write: (chunk) => frames.write(chunk),
+        end: () => frames.end(),
+        needsInputCrc: false,
+        hashesInput: false,
+      };
     }
   }
 }

@@ -34,6 +34,14 @@ export interface ParallelGzipOptions {
    * Without it, a stored block is never reused and the output may keep its pieces.
    */
   readonly reuseBlocks?: boolean;
+  /**
+   * Sees each block of input, in order, as it is handed to deflate (the layer writer hashes the
+   * tar there, on the hashing worker, rather than each chunk before it is copied in); the block
+   * is reused once the promise returned has settled.
+   */
+  readonly hashInput?: (block: Buffer) => Promise<void> | undefined;
+  /** Where block buffers come from (the layer writer's are shared memory the worker reads). */
+  readonly allocate?: (size: number) => Buffer;
 }
 
 const DICTIONARY = 32 * 1024;
@@ -161,6 +169,8 @@ export function incompressible(block: Buffer): boolean {
  * to overlap the next blocks' reading and hashing, few enough to bound memory (1 MiB each).
  */
 const OUTPUTS_IN_FLIGHT = 4;
+/** Blocks whose `hashInput` has not settled yet, at most (the hashing worker may lag behind). */
+const HASHES_IN_FLIGHT = 4;
 
 /** Where compressed pieces go, in order; see ParallelGzipOptions.reuseBlocks for the promise. */
 export type GzipOutput = (pieces: readonly Buffer[]) => void | Promise<void>;
@@ -175,12 +185,14 @@ export class GzipBlocks {
   private readonly threads: number;
   private readonly blockSize: number;
   private readonly reuseBlocks: boolean;
+  private readonly hashInput: ((block: Buffer) => Promise<void> | undefined) | undefined;
+  private readonly allocate: (size: number) => Buffer;
   /**
    * Input is copied into pooled block buffers rather than kept as views of the caller's chunks:
    * a view would pin a whole upstream buffer, and a fresh 1 MiB concat per block is garbage
    * that V8 collects late, which showed up as peak RSS. A block goes back to the pool when
    * deflate is done with it, or, for a stored block (whose output is views of it), when its
-   * output has settled (reuseBlocks).
+   * output has settled (reuseBlocks), and in both cases its `hashInput` too.
    */
   private readonly free: Buffer[] = [];
   private current: Buffer | undefined;
@@ -192,11 +204,14 @@ export class GzipBlocks {
   private readonly inFlight: {
     readonly result: Promise<Buffer[]>;
     readonly input: Buffer;
+    readonly hashed: Promise<void> | undefined;
     /** the output is views of `input` (stored) */
     readonly viewsOfInput: boolean;
   }[] = [];
   /** Outputs not settled yet, in order. */
   private readonly outputs: Promise<void>[] = [];
+  /** `hashInput` promises not settled yet, in order. */
+  private readonly hashes: Promise<void>[] = [];
   private headerWritten = false;
   private lastRatio = 1;
 
@@ -211,6 +226,8 @@ export class GzipBlocks {
     this.blockSize = options.blockSize ?? 1024 * 1024;
     this.inputCrcGiven = options.inputCrcGiven === true;
     this.reuseBlocks = options.reuseBlocks === true;
+    this.hashInput = options.hashInput;
+    this.allocate = options.allocate ?? ((size) => Buffer.allocUnsafe(size));
   }
 
   write(chunk: Buffer): Promise<void> {
@@ -218,7 +235,7 @@ export class GzipBlocks {
     this.total += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
-      this.current ??= this.free.pop() ?? Buffer.allocUnsafe(this.blockSize);
+      this.current ??= this.free.pop() ?? this.allocate(this.blockSize);
       const take = Math.min(chunk.length - offset, this.blockSize - this.fill);
       chunk.copy(this.current, this.fill, offset, offset + take);
       this.fill += take;
@@ -228,20 +245,26 @@ export class GzipBlocks {
     return this.drain(this.threads);
   }
 
-  /** `inputCrc`: the input's crc32, when the options say the caller computes it. */
-  async end(inputCrc?: number | Promise<number>): Promise<void> {
+  /**
+   * `inputCrc`: the input's crc32, when the options say the caller computes it; asked for once
+   * the last block has gone to `hashInput`, so a digest fed there may be ended then.
+   */
+  async end(inputCrc?: () => number | Promise<number>): Promise<void> {
     if (this.inputCrcGiven && inputCrc === undefined)
       throw new Error('GzipBlocks: the input crc32 is missing');
-    // Handled here, awaited below: the last blocks are drained first.
-    Promise.resolve(inputCrc).catch(() => undefined);
     this.dispatch(true);
+    const crcGiven = this.inputCrcGiven ? Promise.resolve(inputCrc!()) : undefined;
+    // Handled here, awaited below: the last blocks are drained first.
+    crcGiven?.catch(() => undefined);
     await this.drain(0);
-    const crc = this.inputCrcGiven ? await inputCrc! : this.crc;
+    const crc = crcGiven !== undefined ? await crcGiven : this.crc;
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(this.total % 2 ** 32, 4);
-    this.emit([trailer]);
+    // Awaited below with the other outputs.
+    void this.emit([trailer]);
     while (this.outputs.length > 0) await this.outputs.shift();
+    while (this.hashes.length > 0) await this.hashes.shift();
   }
 
   private dispatch(last: boolean): void {
@@ -250,6 +273,15 @@ export class GzipBlocks {
     this.current = undefined;
     this.fill = 0;
     const dictionary = this.previousTail;
+    let hashed: Promise<void> | undefined;
+    if (block.length > 0 && this.hashInput !== undefined) {
+      hashed = this.hashInput(block);
+      if (hashed !== undefined) {
+        // Marked handled here; drain() and end() await it in order.
+        hashed.catch(() => undefined);
+        this.hashes.push(hashed);
+      }
+    }
     if (block.length > 0) {
       this.previousTail = Buffer.from(block.subarray(Math.max(0, block.length - DICTIONARY)));
     }
@@ -262,25 +294,32 @@ export class GzipBlocks {
     });
     // Marked handled here; drain() awaits it in order and passes the error on.
     result.catch(() => undefined);
-    this.inFlight.push({ result, input, viewsOfInput: level === 0 });
+    this.inFlight.push({ result, input, hashed, viewsOfInput: level === 0 });
   }
 
   /**
    * Emits finished blocks in order until at most `keep` are still in flight, then waits until
-   * at most OUTPUTS_IN_FLIGHT outputs are unsettled.
+   * at most OUTPUTS_IN_FLIGHT outputs and HASHES_IN_FLIGHT input hashes are unsettled.
    */
   private async drain(keep: number): Promise<void> {
     while (this.inFlight.length > keep) {
       const next = this.inFlight.shift()!;
       const compressed = await next.result;
-      const pooled = next.input.length === this.blockSize;
-      if (pooled && !next.viewsOfInput) this.free.push(next.input);
       const output = this.emit(compressed);
-      if (pooled && next.viewsOfInput && this.reuseBlocks) {
-        output.then(() => this.free.push(next.input), () => undefined);
-      }
+      if (next.input.length !== this.blockSize) continue; // not a pooled block
+      if (next.viewsOfInput && !this.reuseBlocks) continue; // the output may keep the views
+      const holds = [next.hashed, next.viewsOfInput ? output : undefined].filter(
+        (hold) => hold !== undefined,
+      );
+      if (holds.length === 0) this.free.push(next.input);
+      else
+        Promise.all(holds).then(
+          () => this.free.push(next.input),
+          () => undefined,
+        );
     }
     while (this.outputs.length > OUTPUTS_IN_FLIGHT) await this.outputs.shift();
+    while (this.hashes.length > HASHES_IN_FLIGHT) await this.hashes.shift();
   }
 
   private emit(pieces: readonly Buffer[]): Promise<void> {
