@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { link, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,7 +9,6 @@ import { makeDirectories } from '../util/directories.js';
 import { Lease } from '../util/leases.js';
 import { isAbandoned, ownedName } from '../util/owner.js';
 import { DigestingStream, VerifyingStream, digestAlgorithm, digestHex } from './digest.js';
-import { OffThreadDigest } from './hash-worker.js';
 import type { Digest } from './types.js';
 
 export interface BlobInfo {
@@ -148,15 +147,14 @@ export class BlobStore {
    * A new blob written piece by piece (the layer writer's compressed output), hashed on the way:
    * the same temporary file, flushing and rename as putStream, without a stream between. Each
    * `write` resolves when its pieces are written, so the caller may reuse their memory then
-   * (the layer writer's stored gzip blocks are views of its block buffers). `offThreadHash`
-   * hashes on the hashing worker (hash-worker.ts), for big blobs.
+   * (the layer writer's stored gzip blocks are views of its block buffers).
    */
-  async createWriter(options: { readonly offThreadHash?: boolean } = {}): Promise<BlobWriter> {
+  async createWriter(): Promise<BlobWriter> {
     const dir = join(this.root, 'blobs', 'sha256');
     await makeDirectories(dir);
     const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     const handle = await open(tmp, 'wx');
-    return new BlobWriter(this, tmp, handle, options.offThreadHash === true);
+    return new BlobWriter(this, tmp, handle);
   }
 
   /** Names a finished temporary file `digest` (held first, so a sweep never sees it unclaimed). */
@@ -211,48 +209,33 @@ export class BlobStore {
 
 /** See BlobStore.createWriter. */
 export class BlobWriter {
-  private readonly hash: Hash | OffThreadDigest;
+  /**
+   * On this thread, from the pieces where they are: the layer writer keeps the hashing worker
+   * for the tar's sha256 and crc32, and hashing the blob here measured faster than copying it
+   * to the worker as well (bench/README.md).
+   */
+  private readonly hash = createHash('sha256');
   private readonly writes: FlushingWrites;
   private bytes = 0;
   /** The last write; each starts after the one before, so they land in order. */
   private tail: Promise<void> = Promise.resolve();
-  /** An off-thread hash update still waiting for the worker's slots. */
-  private hashing: Promise<void> | undefined;
   private closed = false;
 
   constructor(
     private readonly store: BlobStore,
     private readonly tmp: string,
     private readonly handle: FileHandle,
-    offThreadHash: boolean,
   ) {
-    this.hash = offThreadHash ? new OffThreadDigest(['sha256']) : createHash('sha256');
     this.writes = new FlushingWrites(handle);
   }
 
   /** Hashes and appends `pieces`; resolves once they are written (their memory is free then). */
   write(pieces: readonly Buffer[]): Promise<void> {
-    for (const piece of pieces) this.bytes += piece.length;
-    let hashed: Promise<void> | undefined;
-    if (this.hash instanceof OffThreadDigest) {
-      const digest = this.hash;
-      // In order: a copy waiting for slots finishes before the next begins.
-      hashed =
-        this.hashing === undefined ? digest.update(pieces) : this.hashing.then(() => digest.update(pieces));
-      this.hashing = hashed;
-      hashed?.then(
-        () => {
-          if (this.hashing === hashed) this.hashing = undefined;
-        },
-        () => undefined,
-      );
-    } else {
-      for (const piece of pieces) this.hash.update(piece);
+    for (const piece of pieces) {
+      this.bytes += piece.length;
+      this.hash.update(piece);
     }
-    const written = this.tail.then(async () => {
-      await hashed;
-      await this.writes.write(pieces);
-    });
+    const written = this.tail.then(() => this.writes.write(pieces));
     this.tail = written;
     // Marked handled here: the caller has the same promise, and finish() awaits the tail.
     written.catch(() => undefined);
@@ -265,10 +248,7 @@ export class BlobWriter {
     try {
       await this.tail;
       await this.writes.finish();
-      hex =
-        this.hash instanceof OffThreadDigest
-          ? String((await this.hash.results())[0])
-          : this.hash.digest('hex');
+      hex = this.hash.digest('hex');
     } catch (error) {
       await this.abort();
       throw error;
@@ -286,7 +266,6 @@ export class BlobWriter {
 
   /** Leaves nothing behind (a failed layer write). */
   async abort(): Promise<void> {
-    if (this.hash instanceof OffThreadDigest) this.hash.abandon();
     await this.tail.catch(() => undefined);
     await this.close().catch(() => undefined);
     await rm(this.tmp, { force: true });
