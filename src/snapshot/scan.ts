@@ -3,7 +3,6 @@ import { join, sep } from 'node:path';
 import { StratumError, errnoCode, systemErrorText } from '../errors.js';
 import { displayName, fsPath, listDirSync, nameFromBytes, readLinkSync } from '../util/file-names.js';
 import { joinRel } from './paths.js';
-import { SHARED_STATS_FROM, SharedStats, type RawStat } from './scan-stats.js';
 import type { EntryStat, FileType, ScanOptions, TreeSnapshot } from './types.js';
 
 /**
@@ -64,29 +63,22 @@ async function scanSliced(root: string, options: ScanOptions): Promise<TreeSnaps
       if (errnoCode(error) === 'ENOENT') continue;
       throw scanError(root, rel, error);
     }
-    const children: string[] = [];
     for (const name of names) {
       const child = joinRel(rel, name);
-      if (exclude?.(child) !== true) children.push(child);
-    }
-    // A big listing (an upperdir's 20,000 new files) has its lstat calls shared with a worker.
-    const shared =
-      children.length >= SHARED_STATS_FROM
-        ? new SharedStats(children.map((child) => fsPath(base + child)))
-        : undefined;
-    try {
-      children.forEach((child, index) => {
-        const raw = shared?.take(index);
-        const stat =
-          raw !== undefined
-            ? statFromRaw(root, child, base + child, raw)
-            : statHere(root, child, base + child);
-        if (stat === undefined) return; // vanished while scanning
-        entries.set(child, stat);
-        if (stat.type === 'dir') dirs.push(child);
-      });
-    } finally {
-      shared?.stop();
+      if (exclude?.(child) === true) continue;
+      const abs = base + child;
+      let stats: BigIntStats | undefined;
+      let linkTarget: string | undefined;
+      try {
+        stats = lstatSync(fsPath(abs), { bigint: true });
+        if (stats.isSymbolicLink()) linkTarget = readLinkSync(abs);
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') continue; // vanished while scanning
+        throw scanError(root, child, error);
+      }
+      const stat = toEntryStat(stats, linkTarget);
+      entries.set(child, stat);
+      if (stat.type === 'dir') dirs.push(child);
     }
     if (performance.now() - sliceStart > SLICE_MS) {
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -95,68 +87,6 @@ async function scanSliced(root: string, options: ScanOptions): Promise<TreeSnaps
     }
   }
   return { root, startedNs, entries };
-}
-
-/** One entry's lstat on this thread; undefined when it vanished since its directory was listed. */
-function statHere(root: string, child: string, abs: string): EntryStat | undefined {
-  let stats: BigIntStats | undefined;
-  let linkTarget: string | undefined;
-  try {
-    stats = lstatSync(fsPath(abs), { bigint: true });
-    if (stats.isSymbolicLink()) linkTarget = readLinkSync(abs);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw scanError(root, child, error);
-  }
-  return toEntryStat(stats, linkTarget);
-}
-
-/** An entry the stat worker did (scan-stats.ts): the same EntryStat as toEntryStat makes. */
-function statFromRaw(root: string, child: string, abs: string, raw: RawStat): EntryStat | undefined {
-  const type = typeFromMode(raw.mode);
-  let linkTarget: string | undefined;
-  if (type === 'symlink') {
-    try {
-      linkTarget = readLinkSync(abs);
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return undefined;
-      throw scanError(root, child, error);
-    }
-  }
-  const base = {
-    type,
-    mode: raw.mode & 0o7777,
-    uid: raw.uid,
-    gid: raw.gid,
-    size: type === 'file' ? raw.size : 0,
-    mtimeNs: raw.mtimeNs,
-    ctimeNs: raw.ctimeNs,
-    ino: raw.ino,
-    dev: raw.dev,
-    nlink: raw.nlink,
-    rdev: raw.rdev,
-  };
-  return linkTarget === undefined ? base : { ...base, linkTarget };
-}
-
-/** typeOf from st_mode's file type bits (S_IFMT), which is what Node's isFile() & co. test. */
-function typeFromMode(mode: number): FileType {
-  switch (mode & 0o170000) {
-    case 0o100000:
-      return 'file';
-    case 0o040000:
-      return 'dir';
-    case 0o120000:
-      return 'symlink';
-    case 0o020000:
-      return 'char';
-    case 0o060000:
-      return 'block';
-    case 0o010000:
-      return 'fifo';
-    default:
-      return 'socket';
-  }
 }
 
 export function toEntryStat(stats: BigIntStats, linkTarget: string | undefined): EntryStat {
