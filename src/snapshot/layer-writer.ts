@@ -26,8 +26,9 @@ export interface LayerWriteOptions extends EntryOptions {
   /** compressed blocks in flight (see oci/parallel-gzip.ts, oci/zstd-frames.ts) */
   readonly compressionThreads?: number;
   /**
-   * Hash (tar and blob) and sum the gzip crc on the hashing worker (oci/hash-worker.ts). Default:
-   * for layers with at least OFF_THREAD_HASH_BYTES of file content.
+   * Hash the tar (its diff_id) and sum the gzip crc on the hashing worker (oci/hash-worker.ts);
+   * the blob's sha256 stays here. Default: for layers with at least OFF_THREAD_HASH_BYTES of
+   * file content.
    */
   readonly offThreadHash?: boolean;
   readonly signal?: AbortSignal;
@@ -367,8 +368,9 @@ export async function writeLayerEntries(
 }
 
 /**
- * The same for a tar given as chunks (a layer rewritten block by block). Each chunk is hashed and
- * copied into a compression block before the next is asked for, so the source may reuse buffers.
+ * The same for a tar given as chunks (a layer rewritten block by block). Each chunk is copied into
+ * a compression block (and hashed, where the compressor does not hash its blocks) before the
+ * next is asked for, so the source may reuse buffers.
  */
 export async function writeTarChunks(
   chunks: AsyncIterable<Buffer>,
