@@ -218,19 +218,33 @@ export async function decompressedStream(
 export interface LayerCompressor {
   /** Takes a copy of the chunk (the caller may reuse its buffer) and resolves on backpressure. */
   write(chunk: Buffer): Promise<void>;
-  /** `inputCrc`: the crc32 of everything written, where `inputCrcGiven` was asked for. */
-  end(inputCrc?: number | Promise<number>): Promise<void>;
+  /**
+   * `inputCrc`: the crc32 of everything written, where `inputCrcGiven` was asked for; called
+   * once everything has gone to `hashInput`.
+   */
+  end(inputCrc?: () => number | Promise<number>): Promise<void>;
   /** Whether `end` needs the input's crc32 (gzip with `inputCrcGiven`). */
   readonly needsInputCrc: boolean;
+  /** Whether the `hashInput` option is used (gzip); otherwise the caller hashes what it writes. */
+  readonly hashesInput: boolean;
 }
 
+/**
+ * `output` gets the compressed bytes in order, as pieces (a stored gzip block is views of the
+ * compressor's own block buffer, never copied); the compressor may reuse their memory once the
+ * promise `output` returned has settled, so an output that keeps them must copy them.
+ */
 export function layerCompressor(
   spec: CompressionSpec,
-  output: (data: Buffer) => void | Promise<void>,
+  output: (pieces: readonly Buffer[]) => void | Promise<void>,
   options: {
     readonly threads?: number;
     /** gzip: the caller computes the crc32 of the input and passes it to `end` (see GzipBlocks) */
     readonly inputCrcGiven?: boolean;
+    /** gzip: sees the input block by block (see GzipBlocks); the others ignore it */
+    readonly hashInput?: (block: Buffer) => Promise<void> | undefined;
+    /** gzip: where block buffers come from */
+    readonly allocate?: (size: number) => Buffer;
   } = {},
 ): LayerCompressor {
   const threads = options.threads !== undefined ? { threads: options.threads } : {};
@@ -238,23 +252,40 @@ export function layerCompressor(
     case 'none':
       return {
         write: async (chunk) => {
-          await output(Buffer.from(chunk));
+          await output([Buffer.from(chunk)]);
         },
         end: () => Promise.resolve(),
         needsInputCrc: false,
+        hashesInput: false,
       };
     case 'gzip': {
       const inputCrcGiven = options.inputCrcGiven === true;
-      const blocks = new GzipBlocks({ level: compressionLevel(spec), ...threads, inputCrcGiven }, output);
+      const blocks = new GzipBlocks(
+        {
+          level: compressionLevel(spec),
+          ...threads,
+          inputCrcGiven,
+          reuseBlocks: true,
+          ...(options.hashInput ? { hashInput: options.hashInput } : {}),
+          ...(options.allocate ? { allocate: options.allocate } : {}),
+        },
+        output,
+      );
       return {
         write: (chunk) => blocks.write(chunk),
         end: (inputCrc) => blocks.end(inputCrc),
         needsInputCrc: inputCrcGiven,
+        hashesInput: options.hashInput !== undefined,
       };
     }
     case 'zstd': {
-      const frames = new ZstdFrames({ level: compressionLevel(spec), ...threads }, output);
-      return { write: (chunk) => frames.write(chunk), end: () => frames.end(), needsInputCrc: false };
+      const frames = new ZstdFrames({ level: compressionLevel(spec), ...threads }, (data) => output([data]));
+      return {
+        write: (chunk) => frames.write(chunk),
+        end: () => frames.end(),
+        needsInputCrc: false,
+        hashesInput: false,
+      };
     }
   }
 }

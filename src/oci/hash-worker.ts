@@ -18,6 +18,20 @@ export type OffThreadAlgorithm = 'sha256' | 'sha512' | 'crc32';
 
 const SLOT = 1024 * 1024;
 const SLOTS = 8;
+/**
+ * Pieces in shared memory from this size on are hashed where they are, not copied into slots:
+ * the compressor's 1 MiB blocks (see `sharedBuffer`), which the main thread copied for ~80 ms
+ * per 300 MB. Small ones (stored-block headers) cost less copied than a message each.
+ */
+const SHARED_IN_PLACE = 64 * 1024;
+
+/**
+ * A buffer the hashing worker can read in place (shared memory): `OffThreadDigest.update` sends
+ * a reference to it instead of a copy, and its promise resolves once the worker has read it.
+ */
+export function sharedBuffer(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
 
 /**
  * The worker's side, eval'd (the CLI is one bundled file). import() rather than require: an
@@ -43,6 +57,13 @@ const WORKER_SOURCE = String.raw`
         else state.crc = crc32(data, state.crc);
       }
       parentPort.postMessage({ op: 'free', slot: message.slot });
+    } else if (message.op === 'updateShared') {
+      const data = Buffer.from(message.memory, message.offset, message.length);
+      for (const state of states.get(message.id)) {
+        if (state.hash) state.hash.update(data);
+        else state.crc = crc32(data, state.crc);
+      }
+      parentPort.postMessage({ op: 'released', ticket: message.ticket });
     } else if (message.op === 'end') {
       const results = states.get(message.id).map((state) => state.hash ? state.hash.digest('hex') : state.crc >>> 0);
       states.delete(message.id);
@@ -54,6 +75,7 @@ const WORKER_SOURCE = String.raw`
 
 type WorkerMessage =
   | { readonly op: 'free'; readonly slot: number }
+  | { readonly op: 'released'; readonly ticket: number }
   | { readonly op: 'done'; readonly id: number; readonly results: readonly (string | number)[] };
 
 class HashWorker {
@@ -66,6 +88,9 @@ class HashWorker {
     number,
     { resolve: (results: readonly (string | number)[]) => void; reject: (error: Error) => void }
   >();
+  /** Shared memory the worker is reading in place, by ticket: resolved when it is done. */
+  private readonly reading = new Map<number, () => void>();
+  private nextTicket = 0;
   private nextId = 0;
   private active = 0;
   failed: Error | undefined;
@@ -76,6 +101,10 @@ class HashWorker {
       if (message.op === 'free') {
         this.free.push(message.slot);
         this.slotWaiters.shift()?.();
+      } else if (message.op === 'released') {
+        const release = this.reading.get(message.ticket);
+        this.reading.delete(message.ticket);
+        release?.();
       } else {
         const done = this.pending.get(message.id);
         this.pending.delete(message.id);
@@ -86,6 +115,9 @@ class HashWorker {
       this.failed ??= error;
       for (const done of this.pending.values()) done.reject(error);
       this.pending.clear();
+      // Nothing reads that memory any more; the digests it was for fail at their end.
+      for (const release of this.reading.values()) release();
+      this.reading.clear();
       for (const wake of this.slotWaiters.splice(0)) wake();
     };
     this.worker.on('error', fail);
@@ -104,20 +136,61 @@ class HashWorker {
     return id;
   }
 
-  /** Copies `chunk` into free slots and queues them; resolves once all of it is copied. */
-  async update(id: number, chunk: Uint8Array): Promise<void> {
-    for (let offset = 0; offset < chunk.length;) {
-      if (this.failed !== undefined) throw this.failed;
-      const slot = this.free.pop();
-      if (slot === undefined) {
-        await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+  /**
+   * Copies `pieces` one after the other into free slots (packed: many small pieces share one)
+   * and queues the slots; resolves once all of it is copied.
+   */
+  async update(id: number, pieces: readonly Uint8Array[], reads: Promise<void>[]): Promise<void> {
+    let slot: number | undefined;
+    let fill = 0;
+    for (const piece of pieces) {
+      if (piece.buffer instanceof SharedArrayBuffer && piece.length >= SHARED_IN_PLACE) {
+        if (this.failed !== undefined) throw this.failed;
+        // After what was copied before it, in order: the slot is posted first.
+        if (slot !== undefined) this.worker.postMessage({ op: 'update', id, slot, length: fill });
+        slot = undefined;
+        reads.push(this.readInPlace(id, piece));
         continue;
       }
-      const length = Math.min(SLOT, chunk.length - offset);
-      this.view.set(chunk.subarray(offset, offset + length), slot * SLOT);
-      this.worker.postMessage({ op: 'update', id, slot, length });
-      offset += length;
+      for (let offset = 0; offset < piece.length;) {
+        if (this.failed !== undefined) throw this.failed;
+        if (slot === undefined) {
+          slot = this.free.pop();
+          if (slot === undefined) {
+            // Never waits while holding a slot: a full one was posted first.
+            await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+            continue;
+          }
+          fill = 0;
+        }
+        const length = Math.min(SLOT - fill, piece.length - offset);
+        this.view.set(piece.subarray(offset, offset + length), slot * SLOT + fill);
+        fill += length;
+        offset += length;
+        if (fill === SLOT) {
+          this.worker.postMessage({ op: 'update', id, slot, length: fill });
+          slot = undefined;
+        }
+      }
     }
+    if (slot !== undefined) this.worker.postMessage({ op: 'update', id, slot, length: fill });
+  }
+
+  /** Has the worker hash `piece` where it is; resolves when the worker is done with it. */
+  private readInPlace(id: number, piece: Uint8Array): Promise<void> {
+    const ticket = this.nextTicket++;
+    const read = new Promise<void>((resolve) => this.reading.set(ticket, resolve));
+    // The SharedArrayBuffer itself is posted (shared, not copied) with each piece: the worker
+    // keeps no reference, so nothing has to be registered or forgotten.
+    this.worker.postMessage({
+      op: 'updateShared',
+      id,
+      ticket,
+      memory: piece.buffer,
+      offset: piece.byteOffset,
+      length: piece.length,
+    });
+    return read;
   }
 
   /** Whether `update` would copy `length` bytes at once, without waiting for a slot. */
@@ -171,14 +244,27 @@ export class OffThreadDigest {
     this.id = this.worker.start(algorithms);
   }
 
-  /** Synchronous when there is room (the common case), so a stream can pass the chunk on at once. */
-  update(chunk: Uint8Array): Promise<void> | undefined {
-    if (chunk.length === 0) return undefined;
-    if (this.worker.hasRoomFor(chunk.length)) {
-      void this.worker.update(this.id, chunk);
-      return undefined;
+  /**
+   * Synchronous when there is room (the common case), so a stream can pass the chunk on at once.
+   * Pieces are hashed one after the other, as if they were one chunk. The promise resolves when
+   * the caller may reuse the memory: once it is copied, or, for pieces in shared memory (see
+   * `sharedBuffer`), which are read in place, once the worker has hashed them.
+   */
+  update(chunk: Uint8Array | readonly Uint8Array[]): Promise<void> | undefined {
+    // A late update would be silently left out of a digest already sent: a bug, said loudly.
+    if (this.ended !== undefined) throw new Error('OffThreadDigest: update after results');
+    const pieces = chunk instanceof Uint8Array ? [chunk] : chunk;
+    let length = 0;
+    for (const piece of pieces) length += piece.length;
+    if (length === 0) return undefined;
+    const reads: Promise<void>[] = [];
+    if (this.worker.hasRoomFor(length)) {
+      const copying = this.worker.update(this.id, pieces, reads);
+      copying.catch(() => undefined);
+      if (reads.length === 0) return undefined;
+      return Promise.all([copying, ...reads]).then(() => undefined);
     }
-    return this.worker.update(this.id, chunk);
+    return this.worker.update(this.id, pieces, reads).then(() => Promise.all(reads).then(() => undefined));
   }
 
   private ended: Promise<readonly (string | number)[]> | undefined;

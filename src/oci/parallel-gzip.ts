@@ -28,6 +28,20 @@ export interface ParallelGzipOptions {
    * gives it to `end`, so the main thread does not.
    */
   readonly inputCrcGiven?: boolean;
+  /**
+   * The output is done with the pieces it was given once the promise it returned has settled,
+   * so a stored block's memory (which its pieces are views of) goes back to the pool then.
+   * Without it, a stored block is never reused and the output may keep its pieces.
+   */
+  readonly reuseBlocks?: boolean;
+  /**
+   * Sees each block of input, in order, as it is handed to deflate (the layer writer hashes the
+   * tar there, on the hashing worker, rather than each chunk before it is copied in); the block
+   * is reused once the promise returned has settled.
+   */
+  readonly hashInput?: (block: Buffer) => Promise<void> | undefined;
+  /** Where block buffers come from (the layer writer's are shared memory the worker reads). */
+  readonly allocate?: (size: number) => Buffer;
 }
 
 const DICTIONARY = 32 * 1024;
@@ -48,7 +62,7 @@ export function deflateBlock(
   last: boolean,
   outputGuess: number,
 ): Promise<Buffer[]> {
-  if (level === 0) return Promise.resolve([storedBlocks(block, last)]);
+  if (level === 0) return Promise.resolve(storedBlocks(block, last));
   const options: ZlibOptions = {
     level,
     finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
@@ -86,8 +100,13 @@ const STORED_HOLD_BELOW = 32 * 1024;
  * blocks, so the bytes depended on the output-size guess, which came from whichever block had
  * finished last), and because a deflate engine per block cost ~0.5 ms of main thread to set up,
  * more than the copy (W-many's 300 MB layer is 300 such blocks).
+ *
+ * The result is pieces: 5-byte headers (one small buffer for all of them) between views of
+ * `block` itself, never a copy. Copying each 1 MiB block into fresh memory cost ~0.5 ms in page
+ * faults and as much garbage: ~160 ms of main thread per 300 MB of random bytes. The pieces
+ * are only valid while `block` is (see GzipBlocks' `reuseBlocks`).
  */
-export function storedBlocks(block: Buffer, last: boolean): Buffer {
+export function storedBlocks(block: Buffer, last: boolean): Buffer[] {
   const lengths: number[] = [];
   let left = block.length;
   while (left >= STORED_HOLD_BELOW) {
@@ -99,18 +118,19 @@ export function storedBlocks(block: Buffer, last: boolean): Buffer {
   // (empty when nothing was held back).
   if (left > 0) lengths.push(left);
   if (!last || left === 0) lengths.push(0);
-  const out = Buffer.allocUnsafe(block.length + 5 * lengths.length);
-  let at = 0;
+  const headers = Buffer.allocUnsafe(5 * lengths.length);
+  const pieces: Buffer[] = [];
   let from = 0;
   lengths.forEach((length, index) => {
-    out[at] = last && index === lengths.length - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
-    out.writeUInt16LE(length, at + 1);
-    out.writeUInt16LE(length ^ 0xffff, at + 3);
-    block.copy(out, at + 5, from, from + length);
-    at += 5 + length;
+    const at = 5 * index;
+    headers[at] = last && index === lengths.length - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
+    headers.writeUInt16LE(length, at + 1);
+    headers.writeUInt16LE(length ^ 0xffff, at + 3);
+    pieces.push(headers.subarray(at, at + 5));
+    if (length > 0) pieces.push(block.subarray(from, from + length));
     from += length;
   });
-  return out;
+  return pieces;
 }
 
 /** Samples spread over a block: SAMPLE bytes at 0, 1/4, 1/2 and 3/4 of it. */
@@ -130,19 +150,36 @@ const RANDOM_BITS = 7.8;
  */
 export function incompressible(block: Buffer): boolean {
   if (block.length < 4 * SAMPLE) return false;
-  const counts = new Uint32Array(256);
-  for (const at of [0, 0.25, 0.5, 0.75]) {
-    const start = Math.floor((block.length - SAMPLE) * at);
+  const counts = SAMPLE_COUNTS;
+  for (let quarter = 0; quarter < 4; quarter++) {
+    // (length - SAMPLE) * quarter / 4: exact, the same start as at 0, 1/4, 1/2 and 3/4.
+    const start = Math.floor(((block.length - SAMPLE) * quarter) / 4);
     counts.fill(0);
     for (let index = start; index < start + SAMPLE; index++) counts[block[index]!]!++;
+    // Summed in byte order, the same float operations as always: the decision must not move.
     let bits = 0;
-    for (const count of counts) {
+    for (let value = 0; value < 256; value++) {
+      const count = counts[value]!;
       if (count > 0) bits -= (count / SAMPLE) * Math.log2(count / SAMPLE);
     }
     if (bits < RANDOM_BITS) return false;
   }
   return true;
 }
+
+/** incompressible's byte counts, reused: it runs once per block on the main thread. */
+const SAMPLE_COUNTS = new Uint32Array(256);
+
+/**
+ * Finished blocks whose output has not settled yet, at most: enough for the blob store's writes
+ * to overlap the next blocks' reading and hashing, few enough to bound memory (1 MiB each).
+ */
+const OUTPUTS_IN_FLIGHT = 4;
+/** Blocks whose `hashInput` has not settled yet, at most (the hashing worker may lag behind). */
+const HASHES_IN_FLIGHT = 4;
+
+/** Where compressed pieces go, in order; see ParallelGzipOptions.reuseBlocks for the promise. */
+export type GzipOutput = (pieces: readonly Buffer[]) => void | Promise<void>;
 
 /**
  * The block compressor without stream machinery: `write` copies the chunk before it returns its
@@ -153,10 +190,15 @@ export class GzipBlocks {
   private readonly level: number;
   private readonly threads: number;
   private readonly blockSize: number;
+  private readonly reuseBlocks: boolean;
+  private readonly hashInput: ((block: Buffer) => Promise<void> | undefined) | undefined;
+  private readonly allocate: (size: number) => Buffer;
   /**
-   * Input is copied into pooled block buffers (at most threads + 1 exist) rather than kept as
-   * views of the caller's chunks: a view would pin a whole upstream buffer, and a fresh 1 MiB
-   * concat per block is garbage that V8 collects late, which showed up as peak RSS.
+   * Input is copied into pooled block buffers rather than kept as views of the caller's chunks:
+   * a view would pin a whole upstream buffer, and a fresh 1 MiB concat per block is garbage
+   * that V8 collects late, which showed up as peak RSS. A block goes back to the pool when
+   * deflate is done with it, or, for a stored block (whose output is views of it), when its
+   * output has settled (reuseBlocks), and in both cases its `hashInput` too.
    */
   private readonly free: Buffer[] = [];
   private current: Buffer | undefined;
@@ -165,13 +207,23 @@ export class GzipBlocks {
   private crc = 0;
   private readonly inputCrcGiven: boolean;
   private total = 0;
-  private readonly inFlight: { readonly result: Promise<Buffer[]>; readonly input: Buffer }[] = [];
+  private readonly inFlight: {
+    readonly result: Promise<Buffer[]>;
+    readonly input: Buffer;
+    readonly hashed: Promise<void> | undefined;
+    /** the output is views of `input` (stored) */
+    readonly viewsOfInput: boolean;
+  }[] = [];
+  /** Outputs not settled yet, in order. */
+  private readonly outputs: Promise<void>[] = [];
+  /** `hashInput` promises not settled yet, in order. */
+  private readonly hashes: Promise<void>[] = [];
   private headerWritten = false;
   private lastRatio = 1;
 
   constructor(
     options: ParallelGzipOptions,
-    private readonly output: (data: Buffer) => void | Promise<void>,
+    private readonly output: GzipOutput,
   ) {
     this.level = options.level ?? 6;
     // One core stays with the main thread, which reads, hashes and copies: on 2 cores one block
@@ -179,6 +231,9 @@ export class GzipBlocks {
     this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism() - 1));
     this.blockSize = options.blockSize ?? 1024 * 1024;
     this.inputCrcGiven = options.inputCrcGiven === true;
+    this.reuseBlocks = options.reuseBlocks === true;
+    this.hashInput = options.hashInput;
+    this.allocate = options.allocate ?? ((size) => Buffer.allocUnsafe(size));
   }
 
   write(chunk: Buffer): Promise<void> {
@@ -186,7 +241,7 @@ export class GzipBlocks {
     this.total += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
-      this.current ??= this.free.pop() ?? Buffer.allocUnsafe(this.blockSize);
+      this.current ??= this.free.pop() ?? this.allocate(this.blockSize);
       const take = Math.min(chunk.length - offset, this.blockSize - this.fill);
       chunk.copy(this.current, this.fill, offset, offset + take);
       this.fill += take;
@@ -196,19 +251,26 @@ export class GzipBlocks {
     return this.drain(this.threads);
   }
 
-  /** `inputCrc`: the input's crc32, when the options say the caller computes it. */
-  async end(inputCrc?: number | Promise<number>): Promise<void> {
+  /**
+   * `inputCrc`: the input's crc32, when the options say the caller computes it; asked for once
+   * the last block has gone to `hashInput`, so a digest fed there may be ended then.
+   */
+  async end(inputCrc?: () => number | Promise<number>): Promise<void> {
     if (this.inputCrcGiven && inputCrc === undefined)
       throw new Error('GzipBlocks: the input crc32 is missing');
-    // Handled here, awaited below: the last blocks are drained first.
-    Promise.resolve(inputCrc).catch(() => undefined);
     this.dispatch(true);
+    const crcGiven = this.inputCrcGiven ? Promise.resolve(inputCrc!()) : undefined;
+    // Handled here, awaited below: the last blocks are drained first.
+    crcGiven?.catch(() => undefined);
     await this.drain(0);
-    const crc = this.inputCrcGiven ? await inputCrc! : this.crc;
+    const crc = crcGiven !== undefined ? await crcGiven : this.crc;
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(this.total % 2 ** 32, 4);
-    await this.emit(trailer);
+    // Awaited below with the other outputs.
+    void this.emit([trailer]);
+    while (this.outputs.length > 0) await this.outputs.shift();
+    while (this.hashes.length > 0) await this.hashes.shift();
   }
 
   private dispatch(last: boolean): void {
@@ -217,6 +279,15 @@ export class GzipBlocks {
     this.current = undefined;
     this.fill = 0;
     const dictionary = this.previousTail;
+    let hashed: Promise<void> | undefined;
+    if (block.length > 0 && this.hashInput !== undefined) {
+      hashed = this.hashInput(block);
+      if (hashed !== undefined) {
+        // Marked handled here; drain() and end() await it in order.
+        hashed.catch(() => undefined);
+        this.hashes.push(hashed);
+      }
+    }
     if (block.length > 0) {
       this.previousTail = Buffer.from(block.subarray(Math.max(0, block.length - DICTIONARY)));
     }
@@ -229,25 +300,50 @@ export class GzipBlocks {
     });
     // Marked handled here; drain() awaits it in order and passes the error on.
     result.catch(() => undefined);
-    this.inFlight.push({ result, input });
+    this.inFlight.push({ result, input, hashed, viewsOfInput: level === 0 });
   }
 
-  /** Emits finished blocks in order until at most `keep` are still in flight. */
+  /**
+   * Emits finished blocks in order until at most `keep` are still in flight, then waits until
+   * at most OUTPUTS_IN_FLIGHT outputs and HASHES_IN_FLIGHT input hashes are unsettled.
+   */
   private async drain(keep: number): Promise<void> {
     while (this.inFlight.length > keep) {
       const next = this.inFlight.shift()!;
       const compressed = await next.result;
-      if (next.input.length === this.blockSize) this.free.push(next.input);
-      for (const chunk of compressed) await this.emit(chunk);
+      const output = this.emit(compressed);
+      if (next.input.length !== this.blockSize) continue; // not a pooled block
+      if (next.viewsOfInput && !this.reuseBlocks) continue; // the output may keep the views
+      const holds = [next.hashed, next.viewsOfInput ? output : undefined].filter(
+        (hold) => hold !== undefined,
+      );
+      if (holds.length === 0) this.free.push(next.input);
+      else
+        Promise.all(holds).then(
+          () => this.free.push(next.input),
+          () => undefined,
+        );
     }
+    while (this.outputs.length > OUTPUTS_IN_FLIGHT) await this.outputs.shift();
+    while (this.hashes.length > HASHES_IN_FLIGHT) await this.hashes.shift();
   }
 
-  private async emit(data: Buffer): Promise<void> {
+  private emit(pieces: readonly Buffer[]): Promise<void> {
+    let all = pieces;
     if (!this.headerWritten) {
       this.headerWritten = true;
-      await this.output(GZIP_HEADER);
+      all = [GZIP_HEADER, ...pieces];
     }
-    await this.output(data);
+    let output: Promise<void>;
+    try {
+      output = Promise.resolve(this.output(all));
+    } catch (error) {
+      output = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    // Marked handled here; awaited in order by drain() or end().
+    output.catch(() => undefined);
+    this.outputs.push(output);
+    return output;
   }
 }
 
@@ -257,8 +353,9 @@ export class ParallelGzip extends Transform {
 
   constructor(options: ParallelGzipOptions = {}) {
     super();
-    this.blocks = new GzipBlocks(options, (data) => {
-      this.push(data);
+    // Without reuseBlocks, every stored block's memory is its own, so pushing views is safe.
+    this.blocks = new GzipBlocks({ ...options, reuseBlocks: false }, (pieces) => {
+      for (const piece of pieces) this.push(piece);
     });
   }
 

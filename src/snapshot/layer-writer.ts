@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
-import type { BlobStore } from '../oci/blob-store.js';
+import type { BlobStore, BlobWriter } from '../oci/blob-store.js';
 import { displayName, fsPath } from '../util/file-names.js';
-import { DigestingStream } from '../oci/digest.js';
-import { OffThreadDigest } from '../oci/hash-worker.js';
+import { OffThreadDigest, sharedBuffer } from '../oci/hash-worker.js';
 import {
   DEFAULT_COMPRESSION,
   layerCompressor,
@@ -19,7 +17,7 @@ import { diffSnapshots } from './diff.js';
 import { emptySnapshot, scanTree } from './scan.js';
 import { layerEntries, type EntryOptions, type TarEntry } from './tar-entries.js';
 import { SMALL_FILE_SLOT, SmallFileReads } from './small-file-reads.js';
-import { END_OF_ARCHIVE, encodeHeader, paddingFor } from './tar-header.js';
+import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, paddingFor } from './tar-header.js';
 import type { LayerDiff } from './types.js';
 
 export interface LayerWriteOptions extends EntryOptions {
@@ -28,8 +26,9 @@ export interface LayerWriteOptions extends EntryOptions {
   /** compressed blocks in flight (see oci/parallel-gzip.ts, oci/zstd-frames.ts) */
   readonly compressionThreads?: number;
   /**
-   * Hash (tar and blob) and sum the gzip crc on the hashing worker (oci/hash-worker.ts). Default:
-   * for layers with at least OFF_THREAD_HASH_BYTES of file content.
+   * Hash the tar (its diff_id) and sum the gzip crc on the hashing worker (oci/hash-worker.ts);
+   * the blob's sha256 stays here. Default: for layers with at least OFF_THREAD_HASH_BYTES of
+   * file content.
    */
   readonly offThreadHash?: boolean;
   readonly signal?: AbortSignal;
@@ -233,6 +232,17 @@ async function* tarChunks(
       }
     }
   }
+  /**
+   * Copies `data` in when it fits without filling the batch (no batch is due then), the
+   * common case; false when `add` is needed. A generator per small file and per padding cost
+   * more main thread than the copy itself (20,000 files: three each).
+   */
+  function put(data: Buffer): boolean {
+    if (fill + data.length >= BATCH) return false;
+    data.copy(batch, fill);
+    fill += data.length;
+    return true;
+  }
   function* flush(): Generator<Buffer> {
     if (fill === 0) return;
     yield batch.subarray(0, fill);
@@ -245,7 +255,19 @@ async function* tarChunks(
       if (signal?.aborted === true) throw new StratumError('ABORTED', 'layer write aborted');
       const entry = entries[index]!;
       fillReadAhead(index + 1);
-      yield* add(encodeHeader(entry.header));
+      // Straight into the batch where it is one plain block and fits (the batch is not always
+      // block-aligned: a large file's chunks bypass it); otherwise made apart and copied in.
+      if (BATCH - fill >= 512 && encodeHeaderInto(entry.header, batch, fill)) {
+        fill += 512;
+        if (fill === BATCH) {
+          yield batch;
+          if (!buffers.reuse) batch = buffers.take(BATCH);
+          fill = 0;
+        }
+      } else {
+        const header = encodeHeader(entry.header);
+        if (!put(header)) yield* add(header);
+      }
       const size = entry.header.size;
       if (entry.source === undefined || entry.header.type !== 'file' || size === 0) continue;
       const prefetched = ahead.get(index);
@@ -253,30 +275,33 @@ async function* tarChunks(
         ahead.delete(index);
         const content = await prefetched;
         aheadBytes -= size;
-        yield* add(content);
+        if (!put(content)) yield* add(content);
         pool.give(content);
       } else if (size <= TINY_FILE) {
         const shared = tiny?.reads.take(tiny.index[index]!);
         if (shared !== undefined) {
-          yield* add(shared);
+          if (!put(shared)) yield* add(shared);
           tiny!.reads.release(tiny!.index[index]!);
         } else {
           // Not read by SmallFileReads (or not at all): read here, and fail here if it must.
           const content = readWholeSync(entry.source, size, pool);
-          yield* add(content);
+          if (!put(content)) yield* add(content);
           pool.give(content);
           if (tiny !== undefined) tiny.reads.release(tiny.index[index]!);
         }
       } else if (size <= SMALL_FILE) {
         const content = await readWhole(entry.source, size, pool);
-        yield* add(content);
+        if (!put(content)) yield* add(content);
         pool.give(content);
       } else {
         yield* flush();
         for await (const chunk of readChunks(entry.source, size, buffers)) yield chunk;
       }
       const pad = paddingFor(size);
-      if (pad > 0) yield* add(END_OF_ARCHIVE.subarray(0, pad));
+      if (pad > 0 && fill + pad < BATCH) {
+        batch.fill(0, fill, fill + pad);
+        fill += pad;
+      } else if (pad > 0) yield* add(END_OF_ARCHIVE.subarray(0, pad));
     }
     yield* add(END_OF_ARCHIVE);
     yield* flush();
@@ -343,8 +368,9 @@ export async function writeLayerEntries(
 }
 
 /**
- * The same for a tar given as chunks (a layer rewritten block by block). Each chunk is hashed and
- * copied into a compression block before the next is asked for, so the source may reuse buffers.
+ * The same for a tar given as chunks (a layer rewritten block by block). Each chunk is copied into
+ * a compression block (and hashed, where the compressor does not hash its blocks) before the
+ * next is asked for, so the source may reuse buffers.
  */
 export async function writeTarChunks(
   chunks: AsyncIterable<Buffer>,
@@ -356,34 +382,26 @@ export async function writeTarChunks(
   const tarDigest = offThread ? new OffThreadDigest(['sha256', 'crc32']) : undefined;
   const diffHash = offThread ? undefined : createHash('sha256');
   let uncompressedSize = 0;
-  const compressed = new DigestingStream('sha256', { offThread });
-  let storeError: unknown;
   // Made before the store is opened: zstd where this Node.js has none throws here.
   const compression = options.compression ?? DEFAULT_COMPRESSION;
-  const compressor = layerCompressor(
-    compression,
-    async (data) => {
-      if (storeError !== undefined) {
-        throw storeError instanceof Error
-          ? storeError
-          : new Error('blob store write failed', { cause: storeError });
-      }
-      if (!compressed.write(data)) await once(compressed, 'drain');
-    },
-    {
-      ...(options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {}),
-      inputCrcGiven: offThread,
-    },
-  );
-  const storing = store.putStream(compressed, undefined, compressed);
-  let diffId: Digest;
-  storing.catch((error: unknown) => {
-    storeError = error;
+  let blob: BlobWriter | undefined;
+  const compressor = layerCompressor(compression, (pieces) => blob!.write(pieces), {
+    ...(options.compressionThreads !== undefined ? { threads: options.compressionThreads } : {}),
+    inputCrcGiven: offThread,
+    // gzip hands the worker its blocks, in shared memory, to hash in place: no copy per chunk.
+    ...(tarDigest ? { hashInput: (block: Buffer) => tarDigest.update(block), allocate: sharedBuffer } : {}),
   });
+  /** The tar digest fed chunk by chunk here, where the compressor does not feed it blocks. */
+  const chunkDigest = compressor.hashesInput ? undefined : tarDigest;
+  let diffId: Digest;
   try {
+    // The blob's sha256 on this thread, from the pieces as they are (a stored block's are views
+    // of the block): with the tar's sha256 and crc32 on the worker, the two threads' shares
+    // measured closest (bench/README.md), and nothing is copied for it.
+    blob = await store.createWriter();
     for await (const chunk of chunks) {
-      if (tarDigest === undefined) diffHash!.update(chunk);
-      else await tarDigest.update(chunk);
+      if (diffHash !== undefined) diffHash.update(chunk);
+      else if (chunkDigest !== undefined) await chunkDigest.update(chunk);
       uncompressedSize += chunk.length;
       await compressor.write(chunk);
     }
@@ -391,24 +409,28 @@ export async function writeTarChunks(
       diffId = `sha256:${diffHash!.digest('hex')}`;
       await compressor.end();
     } else {
-      const results = tarDigest.results();
-      // The last block compresses while the worker finishes; only the trailer waits for the crc.
-      const [, [tarHex]] = await Promise.all([
-        compressor.end(compressor.needsInputCrc ? results.then(([, crc]) => Number(crc)) : undefined),
-        results,
-      ]);
+      // Asked for once the compressor has handed the worker its last block (in end()): the
+      // last block compresses while the worker finishes; only the trailer waits for the crc.
+      let results: Promise<readonly (string | number)[]> | undefined;
+      const tarResults = (): Promise<readonly (string | number)[]> => (results ??= tarDigest.results());
+      await compressor.end(
+        compressor.needsInputCrc ? () => tarResults().then(([, crc]) => Number(crc)) : undefined,
+      );
+      const [tarHex] = await tarResults();
       diffId = `sha256:${String(tarHex)}`;
     }
-    compressed.end();
   } catch (error) {
     tarDigest?.abandon();
-    compressed.destroy(error instanceof Error ? error : new Error(String(error)));
-    await storing.catch(() => undefined);
+    await blob?.abort();
     throw error;
   }
-  const blob = await storing;
+  const stored = await blob.finish();
   return {
-    descriptor: { mediaType: ociLayerMediaType(compression.algorithm), digest: blob.digest, size: blob.size },
+    descriptor: {
+      mediaType: ociLayerMediaType(compression.algorithm),
+      digest: stored.digest,
+      size: stored.size,
+    },
     diffId,
     uncompressedSize,
   };

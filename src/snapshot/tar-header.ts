@@ -78,6 +78,75 @@ function paxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${length} ${key}=`, 'utf8'), value, Buffer.from('\n')]);
 }
 
+const USTAR_MAGIC = Buffer.from('ustar\x0000', 'latin1');
+const USTAR_MAGIC_SUM = USTAR_MAGIC.reduce((sum, byte) => sum + byte, 0);
+
+/**
+ * writeOctal for a value that fits, digit by digit: no strings made (a layer of 20,000 small
+ * files wrote 140,000 of these fields). Returns the sum of the bytes written, for the checksum.
+ */
+function putOctal(buf: Buffer, offset: number, width: number, value: number): number {
+  let rest = value;
+  let sum = 0;
+  for (let at = offset + width - 2; at >= offset; at--) {
+    const digit = rest % 8;
+    buf[at] = 0x30 + digit;
+    sum += 0x30 + digit;
+    rest = (rest - digit) / 8;
+  }
+  buf[offset + width - 1] = 0;
+  return sum;
+}
+
+/** writeOctal, by the faster route where the value fits (where not, writeOctal's truncation). */
+function octalField(buf: Buffer, offset: number, width: number, value: number): number {
+  if (fitsOctal(value, width)) return putOctal(buf, offset, width, value);
+  writeOctal(buf, offset, width, value);
+  return byteSum(buf, offset, offset + width);
+}
+
+function byteSum(buf: Buffer, from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += buf[i]!;
+  return sum;
+}
+
+/**
+ * Everything of a ustar block at `at` but its name and linkname (already there, summing to
+ * `namesSum`, the rest of the block zero): the numeric fields, type, magic and the checksum,
+ * summed as they are written rather than by reading the block back.
+ */
+function finishBlock(
+  buf: Buffer,
+  at: number,
+  typeflag: number,
+  header: TarHeader,
+  size: number,
+  namesSum: number,
+): void {
+  let sum = namesSum;
+  sum += putOctal(buf, at + 100, 8, header.mode & 0o7777);
+  sum += putOctal(buf, at + 108, 8, fitsOctal(header.uid, 8) ? header.uid : 0);
+  sum += putOctal(buf, at + 116, 8, fitsOctal(header.gid, 8) ? header.gid : 0);
+  sum += putOctal(buf, at + 124, 12, fitsOctal(size, 12) ? size : 0);
+  sum += putOctal(buf, at + 136, 12, fitsOctal(header.mtime, 12) ? header.mtime : 0);
+  sum += 8 * 0x20; // the checksum field counts as spaces while summing
+  buf[at + 156] = typeflag;
+  sum += typeflag;
+  USTAR_MAGIC.copy(buf, at + 257);
+  sum += USTAR_MAGIC_SUM;
+  // uname/gname stay empty: ids are numeric so a layer means the same on every host.
+  if (header.type === 'char' || header.type === 'block') {
+    sum += octalField(buf, at + 329, 8, header.devMajor ?? 0);
+    sum += octalField(buf, at + 337, 8, header.devMinor ?? 0);
+  } else {
+    sum += putOctal(buf, at + 329, 8, 0);
+    sum += putOctal(buf, at + 337, 8, 0);
+  }
+  putOctal(buf, at + 148, 7, sum); // six digits and a NUL (a sum is at most 512 * 255)
+  buf[at + 155] = 0x20;
+}
+
 function encodeBlock(
   name: Buffer,
   typeflag: number,
@@ -87,30 +156,44 @@ function encodeBlock(
 ): Buffer {
   const buf = Buffer.alloc(BLOCK);
   name.copy(buf, 0, 0, Math.min(name.length, 100));
-  writeOctal(buf, 100, 8, header.mode & 0o7777);
-  writeOctal(buf, 108, 8, fitsOctal(header.uid, 8) ? header.uid : 0);
-  writeOctal(buf, 116, 8, fitsOctal(header.gid, 8) ? header.gid : 0);
-  writeOctal(buf, 124, 12, fitsOctal(size, 12) ? size : 0);
-  writeOctal(buf, 136, 12, fitsOctal(header.mtime, 12) ? header.mtime : 0);
-  buf.fill(0x20, 148, 156); // checksum field counts as spaces while summing
-  buf[156] = typeflag;
   linkname.copy(buf, 157, 0, Math.min(linkname.length, 100));
-  buf.write('ustar\x0000', 257, 8, 'latin1');
-  // uname/gname stay empty: ids are numeric so a layer means the same on every host.
-  if (header.type === 'char' || header.type === 'block') {
-    writeOctal(buf, 329, 8, header.devMajor ?? 0);
-    writeOctal(buf, 337, 8, header.devMinor ?? 0);
-  } else {
-    writeOctal(buf, 329, 8, 0);
-    writeOctal(buf, 337, 8, 0);
-  }
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += buf[i]!;
-  const check = sum.toString(8).padStart(6, '0');
-  buf.write(check, 148, 6, 'latin1');
-  buf[154] = 0;
-  buf[155] = 0x20;
+  finishBlock(buf, 0, typeflag, header, size, byteSum(buf, 0, 100) + byteSum(buf, 157, 257));
   return buf;
+}
+
+/**
+ * Writes `text` at `at` when it is ASCII and at most `width` long (its bytes are its chars);
+ * returns the sum of its bytes, or -1 when it is not such.
+ */
+function putAscii(buf: Buffer, at: number, text: string, width: number): number {
+  if (text.length > width) return -1;
+  let sum = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit > 0x7f) return -1;
+    buf[at + i] = unit;
+    sum += unit;
+  }
+  return sum;
+}
+
+/**
+ * The common case of encodeHeader written straight into `target` at `at` (512 bytes there): a
+ * header that is one ustar block, with an ASCII name and linkname. Returns false, having
+ * written nothing that counts, for anything that needs a PAX header: the caller uses
+ * encodeHeader then. The bytes are encodeHeader's (test/snapshot/layer-tar.test.ts compares).
+ */
+export function encodeHeaderInto(header: TarHeader, target: Buffer, at: number): boolean {
+  if (header.xattrs !== undefined) return false;
+  const size = header.type === 'file' ? header.size : 0;
+  if (!fitsOctal(header.uid, 8) || !fitsOctal(header.gid, 8) || !fitsOctal(size, 12)) return false;
+  target.fill(0, at, at + BLOCK);
+  const nameSum = putAscii(target, at, header.name, 100);
+  if (nameSum < 0) return false;
+  const linkSum = header.linkname === undefined ? 0 : putAscii(target, at + 157, header.linkname, 100);
+  if (linkSum < 0) return false;
+  finishBlock(target, at, TYPEFLAG[header.type], header, size, nameSum + linkSum);
+  return true;
 }
 
 /** Returns the header block(s) for one entry: one USTAR block, or a PAX header, its data and one. */

@@ -75,7 +75,12 @@ async function compressWith(
   threads: number,
 ): Promise<Buffer> {
   const out: Buffer[] = [];
-  const compressor = layerCompressor(spec, (data) => void out.push(Buffer.from(data)), { threads });
+  const compressor = layerCompressor(
+    spec,
+    // Copied: the compressor reuses its blocks once the output has settled.
+    (pieces) => void out.push(...pieces.map((piece) => Buffer.from(piece))),
+    { threads },
+  );
   for (const part of parts) await compressor.write(part);
   await compressor.end();
   return Buffer.concat(out);

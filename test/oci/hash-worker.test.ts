@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { OffThreadDigest } from '../../src/oci/hash-worker.js';
+import { OffThreadDigest, sharedBuffer } from '../../src/oci/hash-worker.js';
 
 /** Chunks of every size class: empty, tiny, exactly a slot (1 MiB), and several slots at once. */
 function chunks(): Buffer[] {
@@ -42,6 +42,42 @@ describe('OffThreadDigest', () => {
       await digest.update(reused);
     }
     expect((await digest.results())[0]).toBe(expected.digest('hex'));
+  });
+
+  it('pieces: small ones packed into shared slots, big ones in shared memory read in place, all in order', async () => {
+    const shared = sharedBuffer(1024 * 1024);
+    randomBytes(shared.length).copy(shared);
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < 300; i++) pieces.push(randomBytes(5), randomBytes(65_535));
+    pieces.push(shared.subarray(100), randomBytes(3), shared.subarray(0, 70_000), shared.subarray(0, 10));
+    const digest = new OffThreadDigest(['sha256', 'crc32']);
+    await digest.update(pieces);
+    const whole = Buffer.concat(pieces);
+    expect(await digest.results()).toEqual([
+      createHash('sha256').update(whole).digest('hex'),
+      crc32(whole) >>> 0,
+    ]);
+  });
+
+  it("memory read in place is the caller's again only once the worker has read it", async () => {
+    const block = sharedBuffer(1024 * 1024);
+    const digest = new OffThreadDigest(['sha256']);
+    const expected = createHash('sha256');
+    for (let round = 0; round < 20; round++) {
+      block.fill(round);
+      expected.update(block);
+      // Not awaited when there is room: the promise is what says the block may change.
+      await digest.update(block);
+    }
+    expect((await digest.results())[0]).toBe(expected.digest('hex'));
+  });
+
+  it('an update after the results were asked for is an error, not a digest that leaves it out', async () => {
+    const digest = new OffThreadDigest(['sha256']);
+    await digest.update(Buffer.from('x'));
+    const results = digest.results();
+    expect(() => digest.update(Buffer.from('y'))).toThrow(/update after results/);
+    expect((await results)[0]).toBe(createHash('sha256').update('x').digest('hex'));
   });
 
   it('an abandoned digest does not stop the next one', async () => {

@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { readFileSync } from 'node:fs';
-import { constants, createDeflateRaw, deflateRawSync, gunzipSync, inflateRawSync } from 'node:zlib';
+import { constants, crc32, createDeflateRaw, deflateRawSync, gunzipSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
+  GzipBlocks,
   ParallelGzip,
   deflateBlock,
   incompressible,
@@ -84,7 +85,7 @@ describe('parallel gzip', () => {
       const block = randomBytes(size);
       for (const last of [false, true]) {
         const zlib = await zlibStream(block, last);
-        const ours = storedBlocks(block, last);
+        const ours = Buffer.concat(storedBlocks(block, last));
         expect(ours.equals(zlib), `${size} bytes, last ${last}`).toBe(true);
         expect(inflateRawSync(ours, { finishFlush: constants.Z_SYNC_FLUSH }).equals(block)).toBe(true);
       }
@@ -97,6 +98,80 @@ describe('parallel gzip', () => {
       const small = Buffer.concat(await deflateBlock(block, undefined, 0, last, 1));
       const large = Buffer.concat(await deflateBlock(block, undefined, 0, last, 4 * 1024 * 1024));
       expect(small.equals(large)).toBe(true);
+    }
+  });
+
+  it('reused blocks: a block is written over only after its output and its input hash have settled', async () => {
+    // Random (stored: the output is views of the block) and text (deflated) blocks, fed in odd
+    // chunk sizes, to an output and an input hash that read what they are given only later.
+    const text = (length: number): Buffer =>
+      Buffer.from('layer bytes '.repeat(length / 12 + 1)).subarray(0, length);
+    const parts = [
+      randomBytes(600_000),
+      text(300_000),
+      randomBytes(1_200_000),
+      text(100_000),
+      randomBytes(700_000),
+    ];
+    const input = Buffer.concat(parts);
+    const expected = await gzip(parts, { blockSize: 256 * 1024 });
+
+    /**
+     * A consumer that reads what it is handed once `lag` newer things wait behind it (or a
+     * while later, for the last ones): by then the writer has filled its next blocks, so a
+     * block reused too early shows up in what was read. Lag 0 reads at once.
+     */
+    function laggingReader(lag: number, read: (pieces: readonly Buffer[]) => void) {
+      const waiting: [readonly Buffer[], () => void][] = [];
+      const readOldest = (keep: number): void => {
+        for (const [pieces, settle] of waiting.splice(0, Math.max(0, waiting.length - keep))) {
+          read(pieces);
+          settle();
+        }
+      };
+      let last: Promise<void> = Promise.resolve();
+      const take = (pieces: readonly Buffer[]): Promise<void> | undefined => {
+        if (lag === 0) {
+          read(pieces);
+          return undefined;
+        }
+        readOldest(lag - 1);
+        last = new Promise<void>((resolve) => {
+          waiting.push([pieces, resolve]);
+          setTimeout(() => {
+            readOldest(0);
+          }, 250);
+        });
+        return last;
+      };
+      return { take, done: () => last };
+    }
+
+    // The output lags (stored blocks must wait for it), then the input hash (every block must).
+    for (const [outputLag, hashLag] of [
+      [1, 0],
+      [0, 4],
+    ] as const) {
+      const out: Buffer[] = [];
+      const seen: Buffer[] = [];
+      const output = laggingReader(outputLag, (pieces) => out.push(Buffer.concat(pieces)));
+      const hash = laggingReader(hashLag, ([block]) => seen.push(Buffer.from(block!)));
+      const blocks = new GzipBlocks(
+        {
+          blockSize: 256 * 1024,
+          threads: 2,
+          reuseBlocks: true,
+          inputCrcGiven: true,
+          hashInput: (block) => hash.take([block]),
+        },
+        (pieces) => output.take(pieces),
+      );
+      for (let at = 0; at < input.length; at += 300_001) await blocks.write(input.subarray(at, at + 300_001));
+      // As the hashing worker gives it: once every block handed over is hashed.
+      await blocks.end(() => hash.done().then(() => crc32(Buffer.concat(seen))));
+      const what = `output lag ${outputLag}, hash lag ${hashLag}`;
+      expect(Buffer.concat(seen).equals(input), what).toBe(true);
+      expect(Buffer.concat(out).equals(expected), what).toBe(true);
     }
   });
 

@@ -279,6 +279,49 @@ describe('diff by lstat', () => {
     expect(diff.changes.map((c) => `${c.kind} ${c.path}`)).toEqual(['modified differs', 'modified nanos']);
   });
 
+  it('a big listing records what the threadpool scan records, for every type', async () => {
+    const root = await tempDir();
+    dirs.push(root);
+    const big = join(root, 'big');
+    await mkdir(big);
+    // Thousands of entries in one directory, of every type, owners and modes.
+    await Promise.all(
+      Array.from({ length: 3000 }, (_, f) => writeFile(join(big, `f${f}`), 'x'.repeat(f % 50))),
+    );
+    for (let i = 0; i < 40; i++) {
+      await mkdir(join(big, `dir${i}`));
+      await writeFile(join(big, `dir${i}`, 'inside'), `${i}`);
+      await symlink(`f${i}`, join(big, `link${i}`));
+      await link(join(big, `f${i}`), join(big, `hard${i}`));
+      await chmod(join(big, `f${100 + i}`), 0o4750);
+      if (isRoot) await chown(join(big, `f${200 + i}`), 1000 + i, 2000 + i);
+    }
+    execFileSync('mkfifo', [join(big, 'fifo')]);
+    await writeFile(join(big, 'ünïcødé'), 'name');
+    const sliced = await scanTree(root);
+    const parallel = await scanTree(root, { parallel: true });
+    expect(sliced.entries.size).toBe(1 + 3000 + 4 * 40 + 2);
+    expect(new Map([...sliced.entries].sort())).toEqual(new Map([...parallel.entries].sort()));
+    expect(sliced.entries.get('big/link3')).toMatchObject({ type: 'symlink', linkTarget: 'f3' });
+    expect(sliced.entries.get('big/f103')).toMatchObject({ type: 'file', mode: 0o4750, size: 3 });
+    expect(sliced.entries.get('big/fifo')).toMatchObject({ type: 'fifo', size: 0 });
+    expect(sliced.entries.get('big/hard5')!.ino).toBe(sliced.entries.get('big/f5')!.ino);
+  });
+
+  it('entries of a big listing that vanish while it is scanned are left out, as in a small one', async () => {
+    const root = await tempDir();
+    dirs.push(root);
+    await Promise.all(Array.from({ length: 4000 }, (_, f) => writeFile(join(root, `f${f}`), `${f}`)));
+    // Removed while the scan runs (the step's last processes may still be at work).
+    const removing = Promise.all(Array.from({ length: 2000 }, (_, f) => rm(join(root, `f${2 * f}`))));
+    const during = await scanTree(root);
+    await removing;
+    const after = await scanTree(root);
+    expect(after.entries.size).toBe(2000);
+    for (const [path, stat] of after.entries) expect(during.entries.get(path)).toEqual(stat);
+    expect(during.entries.size).toBeGreaterThanOrEqual(2000);
+  });
+
   it('scans 20,000 files quickly and diffs an unchanged tree to nothing', async () => {
     const root = await tempDir();
     dirs.push(root);

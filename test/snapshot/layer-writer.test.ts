@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, chown, link, lutimes, mkdir, symlink, utimes, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -195,6 +196,96 @@ describe('layer writer', () => {
     const extracted = await newDir();
     execFileSync('tar', ['-xf', tarFile, '-C', extracted]);
     expect(await readFile(join(extracted, 'usr/bin/tool'), 'utf8')).toBe('#!/bin/sh\necho tool\n');
+  });
+});
+
+/** Pseudo-random bytes that are the same on every run: sha256 in counter mode. */
+function seededBytes(seed: string, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let at = 0, counter = 0; at < length; at += 32, counter++) {
+    createHash('sha256').update(`${seed}:${counter}`).digest().copy(out, at);
+  }
+  return out;
+}
+
+/**
+ * A tree that takes every path of the writer: random blocks (stored, views of the block buffer),
+ * a block half random and half text (deflated), a large text file (streamed in chunks), files
+ * read ahead, and 1,200 tiny files (read by SmallFileReads' two threads).
+ */
+async function storedBlocksTree(root: string): Promise<void> {
+  await mkdir(join(root, 'tiny'), { recursive: true });
+  await mkdir(join(root, 'text'), { recursive: true });
+  await writeFile(join(root, 'random.bin'), seededBytes('random', 3 * 1024 * 1024 + 12_345));
+  const text = (index: number, length: number): Buffer =>
+    Buffer.from(`line ${index} of some layer text\n`.repeat(Math.ceil(length / 24))).subarray(0, length);
+  await writeFile(join(root, 'mixed.bin'), Buffer.concat([seededBytes('mixed', 700_000), text(0, 900_000)]));
+  await writeFile(join(root, 'text/large.txt'), text(1, 600_000));
+  for (let i = 0; i < 20; i++) await writeFile(join(root, `text/t${i}.txt`), text(i, 17_000 + 997 * i));
+  for (let i = 0; i < 1200; i++) await writeFile(join(root, `tiny/f${i}`), text(i, 10 + (i % 90)));
+  execFileSync('chmod', ['-R', 'u=rwX,go=rX', root]);
+  execFileSync('find', [root, '-exec', 'touch', '-h', '-d', '@1600000000', '{}', '+']);
+}
+
+describe('layer writer, stored and deflated blocks', () => {
+  it.runIf(isRoot)(
+    'golden digests: the same bytes whether hashed here or on the worker and with any number of compression threads',
+    async () => {
+      const root = await newDir();
+      await storedBlocksTree(root);
+      const store = new BlobStore(await newDir());
+      // Pinned from the writer before stored blocks became views of the block buffer and the
+      // blob went through BlobWriter: the bytes must never depend on how they are produced.
+      const expected = {
+        diffId: 'sha256:4f6fe284c21385e38baf34a8ba7d269888a5274f31e138eb2690eb87926aba1b',
+        digest: 'sha256:ffa7ec7003ad298a5aa4fd5a152e6c408558d04baeb2aaee48e520a7e7312ab6',
+      };
+      for (const options of [
+        { offThreadHash: false, compressionThreads: 1 },
+        { offThreadHash: true, compressionThreads: 1 },
+        { offThreadHash: true, compressionThreads: 3 },
+      ]) {
+        const layer = await writeDirectoryLayer(root, store, options);
+        expect({ diffId: layer.diffId, digest: layer.descriptor.digest }, JSON.stringify(options)).toEqual(
+          expected,
+        );
+      }
+      const blob = await readFile(store.path(expected.digest as `sha256:${string}`));
+      expect(sha256Digest(blob)).toBe(expected.digest);
+      expect(sha256Digest(gunzipSync(blob))).toBe(expected.diffId);
+    },
+  );
+});
+
+describe.runIf(isRoot)('layer writer on a full disk', () => {
+  it('rejects with ENOSPC while blocks are still being written, leaving no temporary blob and no stray error', async () => {
+    const root = await newDir();
+    await storedBlocksTree(root);
+    const small = await newDir();
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]);
+    expect(mounted.status, String(mounted.stderr)).toBe(0);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (error: unknown): void => {
+      unhandled.push(error);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    process.on('uncaughtException', onUnhandled);
+    try {
+      for (const offThreadHash of [false, true]) {
+        const outcome = await writeDirectoryLayer(root, new BlobStore(small), { offThreadHash }).then(
+          () => 'written',
+          (error: unknown) => (error as { code?: string }).code,
+        );
+        expect(outcome).toBe('ENOSPC');
+        expect(execFileSync('find', [small, '-type', 'f'], { encoding: 'utf8' })).toBe('');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      process.off('uncaughtException', onUnhandled);
+      spawnSync('umount', [small]);
+    }
   });
 });
 
