@@ -122,7 +122,7 @@ export async function runInProot(spec: SandboxSpec, options: SandboxOptions = {}
         }
       }
     }
-    await ledger.sealSetup();
+    ledger.sealSetup();
     if (spec.uid !== 0) {
       // proot runs the step as its user on the real paths: that user must be able to reach them.
       const reached = [spec.rootfs, scratch, secretsDir, ...bindingSources(bindings)];
