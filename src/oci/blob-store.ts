@@ -1,11 +1,21 @@
-import { createReadStream } from 'node:fs';
-import { link, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import {
+  closeSync,
+  createReadStream,
+  fsyncSync,
+  linkSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writevSync,
+} from 'node:fs';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
-import { makeDirectories } from '../util/directories.js';
+import { makeDirectories, makeDirectoriesSync } from '../util/directories.js';
 import { Lease } from '../util/leases.js';
 import { isAbandoned, ownedName } from '../util/owner.js';
 import { DigestingStream, VerifyingStream, digestAlgorithm, digestHex } from './digest.js';
@@ -61,20 +71,18 @@ export class BlobStore {
   }
 
   async has(digest: Digest): Promise<boolean> {
-    await this.hold(digest);
-    try {
-      await stat(this.path(digest));
-      return true;
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return false;
-      throw error;
-    }
+    return (await this.size(digest)) !== undefined;
   }
 
+  /**
+   * The blob's size, or undefined when it is not here. A stat(2) made synchronously: asked for
+   * every layer of every cache hit and of every image written, where the asynchronous call was
+   * a thread-pool round trip.
+   */
   async size(digest: Digest): Promise<number | undefined> {
     await this.hold(digest);
     try {
-      return (await stat(this.path(digest))).size;
+      return statSync(this.path(digest)).size;
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined;
       throw error;
@@ -102,18 +110,19 @@ export class BlobStore {
    * the caller copies instead.
    */
   async linkFrom(file: string, digest: Digest): Promise<boolean> {
+    // Synchronous metadata calls (an image written to a layout links each of its blobs).
     const dir = join(this.root, 'blobs', digestAlgorithm(digest));
-    await makeDirectories(dir);
+    makeDirectoriesSync(dir);
     const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     await this.hold(digest);
     try {
-      await link(file, tmp);
+      linkSync(file, tmp);
     } catch (error) {
       if (['EXDEV', 'EPERM', 'EACCES', 'EMLINK', 'ENOTSUP', 'ENOENT'].includes(errnoCode(error) ?? ''))
         return false;
       throw error;
     }
-    await rename(tmp, this.path(digest));
+    renameSync(tmp, this.path(digest));
     return true;
   }
 
@@ -138,6 +147,9 @@ export class BlobStore {
 
   /** Stores bytes whose digest the caller may or may not know; returns what was stored. */
   async putBytes(data: Buffer, expected?: Digest): Promise<BlobInfo> {
+    // A manifest, a config, an index: written whole with synchronous calls.
+    if (data.length <= SMALL_BLOB_BYTES && (expected === undefined || digestAlgorithm(expected) === 'sha256'))
+      return this.putPiecesNow([data], expected);
     const digesting = new DigestingStream(expected ? digestAlgorithm(expected) : 'sha256');
     digesting.end(data);
     return this.putStream(digesting, expected, digesting);
@@ -155,6 +167,42 @@ export class BlobStore {
     const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     const handle = await open(tmp, 'wx');
     return new BlobWriter(this, tmp, handle);
+  }
+
+  /**
+   * A small blob whose bytes are all at hand, written with synchronous calls (one writev, one
+   * fsync): the same temporary file, durability and rename as putStream, for a layer of a few
+   * kilobytes, where each asynchronous call was a thread-pool round trip.
+   */
+  async putPiecesNow(pieces: readonly Buffer[], expected?: Digest): Promise<BlobInfo> {
+    const hash = createHash('sha256');
+    let size = 0;
+    for (const piece of pieces) {
+      hash.update(piece);
+      size += piece.length;
+    }
+    const digest: Digest = `sha256:${hash.digest('hex')}`;
+    if (expected !== undefined && digest !== expected) {
+      throw new StratumError('DIGEST_MISMATCH', `blob content is ${digest}, expected ${expected}`);
+    }
+    const dir = join(this.root, 'blobs', 'sha256');
+    makeDirectoriesSync(dir);
+    const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
+    try {
+      const fd = openSync(tmp, 'wx');
+      try {
+        for (let written = 0; written < size;) written += writevSync(fd, unwritten(pieces, written));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      await this.hold(digest);
+      renameSync(tmp, this.path(digest));
+    } catch (error) {
+      rmSync(tmp, { force: true });
+      throw error;
+    }
+    return { digest, size };
   }
 
   /** Names a finished temporary file `digest` (held first, so a sweep never sees it unclaimed). */
@@ -278,6 +326,9 @@ export class BlobWriter {
   }
 }
 
+/** Blobs up to this size that putBytes writes with synchronous calls (putPiecesNow). */
+const SMALL_BLOB_BYTES = 1024 * 1024;
+
 /** Partial blobs are `.tmp-<pid>-<random>` beside the finished ones. */
 const TEMPORARY_PREFIX = '.tmp-';
 
@@ -355,4 +406,19 @@ function blobReadError(error: unknown, digest: Digest, root: string): Error {
     return new StratumError('NOT_FOUND', `${root}: blob ${digest} is missing`);
   }
   return error instanceof Error ? error : new Error(String(error));
+}
+
+/** What of `pieces` is left after the first `done` bytes (a short writev). */
+function unwritten(pieces: readonly Buffer[], done: number): Buffer[] {
+  const rest: Buffer[] = [];
+  let skip = done;
+  for (const piece of pieces) {
+    if (skip >= piece.length) {
+      skip -= piece.length;
+      continue;
+    }
+    rest.push(skip > 0 ? piece.subarray(skip) : piece);
+    skip = 0;
+  }
+  return rest;
 }

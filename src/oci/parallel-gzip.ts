@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { constants, crc32, createDeflateRaw, type ZlibOptions } from 'node:zlib';
+import { constants, crc32, createDeflateRaw, deflateRawSync, type ZlibOptions } from 'node:zlib';
 
 /**
  * gzip in blocks compressed side by side on libuv's threadpool, the way pigz does it: each block
@@ -44,6 +44,8 @@ export interface ParallelGzipOptions {
   readonly allocate?: (size: number) => Buffer;
 }
 
+/** GzipBlocks' block size when none is given; `gzipWhole` takes inputs below it. */
+export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 const DICTIONARY = 32 * 1024;
 // Go's compress/gzip header: no FNAME, MTIME 0, XFL 0, OS 255 (unknown). Using OS 255 rather
 // than zlib's 3 keeps the blob free of anything that depends on the host.
@@ -229,7 +231,7 @@ export class GzipBlocks {
     // One core stays with the main thread, which reads, hashes and copies: on 2 cores one block
     // in flight measured faster than two (bench/README.md). At most 4: libuv's pool size.
     this.threads = Math.max(1, options.threads ?? Math.min(4, availableParallelism() - 1));
-    this.blockSize = options.blockSize ?? 1024 * 1024;
+    this.blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
     this.inputCrcGiven = options.inputCrcGiven === true;
     this.reuseBlocks = options.reuseBlocks === true;
     this.hashInput = options.hashInput;
@@ -345,6 +347,25 @@ export class GzipBlocks {
     this.outputs.push(output);
     return output;
   }
+}
+
+/**
+ * The gzip member GzipBlocks makes of an input shorter than one block, made synchronously: its
+ * one block is the last (deflated with Z_FINISH and no dictionary, or stored when
+ * `incompressible`), between the same header and trailer. For layers of a few kilobytes (a
+ * COPY of a source file, a compiled binary), where the blocks' thread-pool round trips cost more
+ * than deflate itself. test/oci/parallel-gzip.test.ts checks the bytes are GzipBlocks'.
+ */
+export function gzipWhole(data: Buffer, level: number): Buffer[] {
+  if (data.length >= DEFAULT_BLOCK_SIZE) throw new Error('gzipWhole: the input is a block or more');
+  const body =
+    level > 0 && !incompressible(data)
+      ? [deflateRawSync(data, { level, finishFlush: constants.Z_FINISH })]
+      : storedBlocks(data, true);
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(data) >>> 0, 0);
+  trailer.writeUInt32LE(data.length, 4);
+  return [GZIP_HEADER, ...body, trailer];
 }
 
 /** GzipBlocks as a Transform stream. */

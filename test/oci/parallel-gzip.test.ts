@@ -7,7 +7,9 @@ import { describe, expect, it } from 'vitest';
 import {
   GzipBlocks,
   ParallelGzip,
+  DEFAULT_BLOCK_SIZE,
   deflateBlock,
+  gzipWhole,
   incompressible,
   storedBlocks,
   type ParallelGzipOptions,
@@ -200,5 +202,24 @@ describe('parallel gzip', () => {
     const compressed = await gzip([random]);
     expect(gunzipSync(compressed).equals(random)).toBe(true);
     expect(compressed.length).toBeLessThan(random.length * 1.001 + 64);
+  });
+
+  it('gzipWhole makes the bytes the blocks make, for every input below a block', async () => {
+    const inputs = [
+      Buffer.from('a'),
+      Buffer.from('layer bytes '.repeat(2_000)),
+      randomBytes(20_000), // stored
+      Buffer.concat([randomBytes(30_000), Buffer.alloc(30_000, 7)]), // compressible after all
+      Buffer.concat([Buffer.from('x'.repeat(5_000)), randomBytes(200_000)]),
+      randomBytes(DEFAULT_BLOCK_SIZE - 1),
+    ];
+    for (const [index, input] of inputs.entries()) {
+      for (const level of [1, 6, 9]) {
+        const whole = Buffer.concat(gzipWhole(input, level));
+        expect(whole.equals(await gzip([input], { level })), `input ${index}, level ${level}`).toBe(true);
+        expect(gunzipSync(whole).equals(input)).toBe(true);
+      }
+    }
+    expect(() => gzipWhole(Buffer.alloc(DEFAULT_BLOCK_SIZE), 6)).toThrow(/a block or more/);
   });
 });

@@ -1,13 +1,24 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmod, chown, link, lutimes, mkdir, symlink, utimes, writeFile, readFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  chmod,
+  chown,
+  link,
+  lutimes,
+  mkdir,
+  readdir,
+  symlink,
+  utimes,
+  writeFile,
+  readFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/oci/blob-store.js';
 import { sha256Digest } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/types.js';
-import { writeDirectoryLayer, layerTarStream } from '../../src/snapshot/layer-writer.js';
+import { writeDirectoryLayer, writeLayer, layerTarStream } from '../../src/snapshot/layer-writer.js';
 import { scanTree, emptySnapshot } from '../../src/snapshot/scan.js';
 import { diffSnapshots } from '../../src/snapshot/diff.js';
 import { requireTool, isRoot } from '../helpers/system.js';
@@ -255,6 +266,61 @@ describe('layer writer, stored and deflated blocks', () => {
       expect(sha256Digest(gunzipSync(blob))).toBe(expected.diffId);
     },
   );
+});
+
+describe('layer writer, small layers made whole', () => {
+  it('a small layer (made whole, synchronously) has the digests the streamed writer gives it', async () => {
+    const store = new BlobStore(await newDir());
+    for (const shape of ['text', 'binary', 'many', 'long names', 'links'] as const) {
+      const root = await newDir();
+      if (shape === 'text') await writeFile(join(root, 'hello.c'), 'int main(void) { return 0; }\n');
+      if (shape === 'binary') await writeFile(join(root, 'hello'), randomBytes(16_000)); // stored
+      if (shape === 'many') {
+        for (let i = 0; i < 200; i++) await writeFile(join(root, `f${i}`), `file ${i}\n`.repeat(i));
+      }
+      if (shape === 'long names') {
+        const deep = join(root, 'a'.repeat(90), 'b'.repeat(90));
+        await mkdir(deep, { recursive: true });
+        await writeFile(join(deep, `${'c'.repeat(120)}.txt`), 'long\n');
+      }
+      if (shape === 'links') {
+        await writeFile(join(root, 'target'), 'linked\n');
+        await link(join(root, 'target'), join(root, 'hard'));
+        await symlink('target', join(root, 'soft'));
+        await mkdir(join(root, 'empty'));
+      }
+      const whole = await writeDirectoryLayer(root, store);
+      // Hashed on the worker: the streamed path, whatever the size.
+      const streamed = await writeDirectoryLayer(root, store, { offThreadHash: true });
+      expect(
+        { diffId: whole.diffId, digest: whole.descriptor.digest, size: whole.descriptor.size },
+        shape,
+      ).toEqual({
+        diffId: streamed.diffId,
+        digest: streamed.descriptor.digest,
+        size: streamed.descriptor.size,
+      });
+      expect(whole.uncompressedSize).toBe(streamed.uncompressedSize);
+      const blob = await readFile(store.path(whole.descriptor.digest));
+      expect(sha256Digest(blob)).toBe(whole.descriptor.digest);
+      expect(sha256Digest(gunzipSync(blob))).toBe(whole.diffId);
+    }
+    // Nothing but finished blobs is left in the store.
+    expect(
+      (await readdir(join(store.root, 'blobs', 'sha256'))).filter((name) => name.startsWith('.')),
+    ).toEqual([]);
+  });
+
+  it('a small layer whose file shrank while it was read fails, leaving no temporary blob', async () => {
+    const root = await newDir();
+    await writeFile(join(root, 'f'), 'x'.repeat(1000));
+    const tree = await scanTree(root);
+    const diff = await diffSnapshots(emptySnapshot(root), tree, root);
+    await writeFile(join(root, 'f'), 'x');
+    const store = new BlobStore(await newDir());
+    await expect(writeLayer(diff, store)).rejects.toThrow(/changed size while its layer was being written/);
+    expect(await readdir(join(store.root, 'blobs', 'sha256')).catch(() => [])).toEqual([]);
+  });
 });
 
 describe.runIf(isRoot)('layer writer on a full disk', () => {
