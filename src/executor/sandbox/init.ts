@@ -15,10 +15,11 @@ import { StratumError } from '../../errors.js';
  * is Essential in Debian (perl-base), starts in about 2 ms, and can issue raw system calls, so the
  * dozen mounts cost no extra processes either.
  *
- * Status protocol on fd 3: "+" once perl runs inside the namespaces; "!message" when the setup
- * or the exec failed (the child then exits 125), after "!E2BIG" when the exec failed for the
- * size of the command and environment; "=E<code>" or "=S<signal>" with PID 1's wait status when
- * it ended. The child's copy of fd 3 is close-on-exec: the command never sees it.
+ * Status protocol on fd 3: "+" once perl runs inside the namespaces; ">" when the setup is done
+ * and the command is about to be exec'd; "!message" when the setup or the exec failed (the child
+ * then exits 125), after "!E2BIG" when the exec failed for the size of the command and
+ * environment; "=E<code>" or "=S<signal>" with PID 1's wait status when it ended. The child's
+ * copy of fd 3 is close-on-exec: the command never sees it.
  *
  * The operations (encodeOps, NUL-separated) come on fd 5, not the command line: the step's argv
  * and environment are among them, and on the command line of setpriv they would meet the
@@ -207,6 +208,7 @@ while (@ARGV) {
     umask(022);
     %ENV = ();
     for my $kv (@env) { my ($k, $v) = split(/=/, $kv, 2); $ENV{$k} = defined($v) ? $v : '' }
+    syswrite($st, ">\n");
     { no warnings; exec { $argv[0] } @argv; }
     syswrite($st, "!E2BIG\n") if $! == 7;
     fail("exec $argv[0]");

@@ -448,6 +448,17 @@ function startInit(
   (secretPipe as unknown as NodeJS.EventEmitter | null)?.on('error', () => undefined);
   (opsPipe as unknown as NodeJS.EventEmitter | null)?.on('error', () => undefined);
   let cancelled = false;
+  // The next RUN's init starts while this one runs its command: once the setup is done and the
+  // command is being exec'd (">" on the status fd), not while the setup runs, whose ~35 mounts
+  // it slowed on a 2-core machine (the spawn and perl's start took the other core and the main
+  // thread); or when this init ends without getting there.
+  let sent = false;
+  let refilled = false;
+  const refillOnce = (): void => {
+    if (refilled || !sent || !viaSpare) return;
+    refilled = true;
+    setImmediate(refillSpareInit);
+  };
   const outcome = new Promise<LaunchOutcome>((resolve, reject) => {
     let status = '';
     let stderrTail = '';
@@ -458,7 +469,10 @@ function startInit(
       onOutput?.(chunk, 'stderr');
     });
     const statusPipe = child.stdio[3];
-    statusPipe?.on('data', (chunk: Buffer) => (status += chunk.toString('utf8')));
+    statusPipe?.on('data', (chunk: Buffer) => {
+      status += chunk.toString('utf8');
+      if (status.includes('>')) refillOnce();
+    });
     const onAbort = (): void => {
       aborted = true;
       killStep(child.pid);
@@ -478,6 +492,7 @@ function startInit(
       );
     });
     child.on('close', (code, sig) => {
+      refillOnce();
       signal?.removeEventListener('abort', onAbort);
       if (aborted) reject(abortError(spec));
       else if (cancelled) reject(new Error('cancelled'));
@@ -493,8 +508,7 @@ function startInit(
         Buffer.concat(spec.mounts.flatMap((mount) => (mount.kind === 'secret' ? [mount.content] : []))),
       );
       opsPipe?.end([...firstWords, ...encodeOps(ops)].join('\0'));
-      // The next RUN's init starts while this one runs its command.
-      if (viaSpare) setImmediate(refillSpareInit);
+      sent = true;
     },
     async cancel() {
       cancelled = true;
