@@ -46,15 +46,15 @@ export interface LayoutBlobs {
 }
 
 export function layoutBlobs(access: FileAccess, name: string): LayoutBlobs {
+  const missing = (descriptor: Descriptor, what: string, path: string): StratumError =>
+    new StratumError(
+      'NOT_FOUND',
+      `${name}: ${what} ${descriptor.digest} is missing (${access.where}/${path})`,
+    );
   const open = async (descriptor: Descriptor, what = 'blob', signal?: AbortSignal): Promise<Readable> => {
     const path = blobPath(descriptor);
     const stream = await access.open(path, signal);
-    if (stream === undefined) {
-      throw new StratumError(
-        'NOT_FOUND',
-        `${name}: ${what} ${descriptor.digest} is missing (${access.where}/${path})`,
-      );
-    }
+    if (stream === undefined) throw missing(descriptor, what, path);
     return verifiedStream(stream, descriptor, `${name}: ${what} ${access.where}/${path}`, signal);
   };
   return {
@@ -71,12 +71,7 @@ export function layoutBlobs(access: FileAccess, name: string): LayoutBlobs {
       signal?.throwIfAborted();
       const path = blobPath(descriptor);
       const bytes = await access.readFile(path, JSON_LIMIT);
-      if (bytes === undefined) {
-        throw new StratumError(
-          'NOT_FOUND',
-          `${name}: ${what} ${descriptor.digest} is missing (${access.where}/${path})`,
-        );
-      }
+      if (bytes === undefined) throw missing(descriptor, what, path);
       verifyBytes(bytes, descriptor.digest, descriptor.size, `${name}: ${what} ${access.where}/${path}`);
       return bytes;
     },
