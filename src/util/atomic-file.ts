@@ -1,9 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, write } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  createReadStream,
+  fsync,
+  openSync,
+  renameSync,
+  rmSync,
+  write,
+  writeFileSync,
+} from 'node:fs';
 import { chmod, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { StratumError, errnoCode, isStratumError } from '../errors.js';
-import { makeDirectories } from './directories.js';
+import { promisify } from 'node:util';
+import { makeDirectories, makeDirectoriesSync } from './directories.js';
 import { descriptorOf, planOutput } from './output-path.js';
 import { ownedName } from './owner.js';
 import { makeOwnedTempDir } from './temp-dir.js';
@@ -38,11 +50,19 @@ export function temporarySibling(destination: string): string {
   );
 }
 
+/**
+ * Up to this size the file is written with synchronous calls, and only the flushes wait
+ * asynchronously: a cache entry, index.json, a record. Each asynchronous open, write, close and
+ * rename was a thread-pool round trip, and a build writes such a file at every step.
+ */
+const WRITE_NOW_BYTES = 256 * 1024;
+
 export async function writeFileAtomic(
   destination: string,
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
+  if (data.length <= WRITE_NOW_BYTES) return writeSmallFileAtomic(destination, data, options);
   if (options.createParents === true) await makeDirectories(dirname(destination));
   const temporary = temporarySibling(destination);
   try {
@@ -61,6 +81,33 @@ export async function writeFileAtomic(
     throw error;
   }
   if (options.durable !== false) await syncDirectory(dirname(destination));
+}
+
+/** writeFileAtomic for small data: the same steps, synchronous but for the two flushes. */
+async function writeSmallFileAtomic(
+  destination: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions,
+): Promise<void> {
+  const durable = options.durable !== false;
+  if (options.createParents === true) makeDirectoriesSync(dirname(destination));
+  const temporary = temporarySibling(destination);
+  try {
+    const fd = openSync(temporary, 'wx', options.mode ?? 0o644);
+    try {
+      writeFileSync(fd, data);
+      if (durable) await fsyncFd(fd);
+    } finally {
+      closeSync(fd);
+    }
+    // The umask may have narrowed the mode; a credential file must be exactly what was asked.
+    if (options.mode !== undefined) chmodSync(temporary, options.mode);
+    renameSync(temporary, destination);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  if (durable) await syncDirectory(dirname(destination));
 }
 
 /**
@@ -206,11 +253,18 @@ async function syncFile(path: string): Promise<void> {
 
 /** Flushes a directory's entries (a rename in it); some filesystems refuse, which is fine. */
 export async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => undefined);
-  if (handle === undefined) return;
+  let fd: number;
   try {
-    await handle.sync().catch(() => undefined);
+    fd = openSync(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    await fsyncFd(fd).catch(() => undefined);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
+
+/** fsync(2) on the thread pool: the one call here that waits for the disk. */
+const fsyncFd = promisify(fsync);
