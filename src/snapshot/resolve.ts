@@ -1,6 +1,7 @@
 import { lstatSync } from 'node:fs';
 import { StratumError, errnoCode } from '../errors.js';
 import { fsPath, readLinkSync } from '../util/file-names.js';
+import { resolvedNow } from '../util/now.js';
 
 /**
  * The one rootfs path resolver: resolves a path inside a root the way the kernel does after
@@ -173,9 +174,5 @@ export function resolveOnDiskSync(root: string, path: string, options: ResolveOp
 
 /** The same, for callers that await it (an error is a rejection). */
 export function resolveOnDisk(root: string, path: string, options: ResolveOptions): Promise<Resolution> {
-  try {
-    return Promise.resolve(resolveOnDiskSync(root, path, options));
-  } catch (error) {
-    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-  }
+  return resolvedNow(() => resolveOnDiskSync(root, path, options));
 }

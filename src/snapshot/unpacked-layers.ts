@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
 import { ownerIsLive, processIdentity, waitForSweeps, withSweep } from '../util/leases.js';
+import { resolvedNow } from '../util/now.js';
 import { removeTree } from '../util/remove-tree.js';
 import { trace } from '../util/trace.js';
 import { extractLayerAuto } from './extract.js';
@@ -168,13 +169,13 @@ export class UnpackedLayers {
 
   /** Moves a whole layer directory into place; another build's identical copy may have won. */
   private place(dir: string, target: string): Promise<void> {
-    try {
-      renameSync(dir, target);
-    } catch (error) {
-      if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(error) ?? ''))
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-    }
-    return Promise.resolve();
+    return resolvedNow(() => {
+      try {
+        renameSync(dir, target);
+      } catch (error) {
+        if (!['ENOTEMPTY', 'EEXIST'].includes(errnoCode(error) ?? '')) throw error;
+      }
+    });
   }
 
   /**
@@ -230,7 +231,7 @@ function hexOf(diffId: string): string {
 
 /** Synchronous (one stat(2)): asked at every mount and commit, on the step's path. */
 function exists(path: string): Promise<boolean> {
-  return Promise.resolve(statSync(path, { throwIfNoEntry: false }) !== undefined);
+  return resolvedNow(() => statSync(path, { throwIfNoEntry: false }) !== undefined);
 }
 
 function pidAlive(pid: number): boolean {

@@ -2,6 +2,7 @@ import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
+import { resolvedNow } from '../util/now.js';
 import { resolveMember, type TarIndex } from './tar-index.js';
 
 /**
@@ -62,13 +63,7 @@ export function directoryAccess(root: string): FileAccess {
       throw error;
     }
   };
-  const size = (name: string): Promise<number | undefined> => {
-    try {
-      return Promise.resolve(sizeNow(name));
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-    }
-  };
+  const size = (name: string): Promise<number | undefined> => resolvedNow(() => sizeNow(name));
   const readNow = (name: string, limit: number): Buffer | undefined => {
     const length = sizeNow(name);
     if (length === undefined) return undefined;
@@ -79,11 +74,7 @@ export function directoryAccess(root: string): FileAccess {
     where: root,
     size,
     readFile(name, limit = JSON_LIMIT) {
-      try {
-        return Promise.resolve(readNow(name, limit));
-      } catch (error) {
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-      }
+      return resolvedNow(() => readNow(name, limit));
     },
     async open(name, signal) {
       if ((await size(name)) === undefined) return undefined;

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { makeDirectories, makeDirectoriesSync } from './directories.js';
+import { resolvedNow } from './now.js';
 
 /**
  * Leases, as containerd and BuildKit have them, in files: what a running process needs from a
@@ -64,15 +65,6 @@ function listDirSync(dir: string): string[] {
   }
 }
 
-async function listDir(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return [];
-    throw error;
-  }
-}
-
 /** Lease files of this process, removed on the way out (SIGKILL leaves them to ownerIsLive). */
 const ownLeaseFiles = new Set<string>();
 process.on('exit', () => {
@@ -105,12 +97,10 @@ export class Lease {
       // Synchronous appends and checks (a build holds a key per blob and layer it uses; each
       // asynchronous call was a thread-pool round trip on a step's path). The order is the
       // protocol's: the key is in the file before the sweep markers are looked at.
-      try {
+      holding = resolvedNow(() => {
         appendFileSync(this.path(), `${key}\n`);
-        holding = sweepRunning(this.dir) ? waitForSweeps(this.dir, signal) : Promise.resolve();
-      } catch (error) {
-        holding = Promise.reject(error instanceof Error ? error : new Error(String(error)));
-      }
+        return sweepRunning(this.dir);
+      }).then((sweeping) => (sweeping ? waitForSweeps(this.dir, signal) : undefined));
       holding.catch(() => this.held.delete(key));
       this.held.set(key, holding);
     }
@@ -180,7 +170,7 @@ export async function withSweep<T>(
 /** The keys held by live leases in `dir`; dead processes' leases and markers are removed. */
 export async function liveLeases(dir: string): Promise<Set<string>> {
   const keys = new Set<string>();
-  for (const name of await listDir(dir)) {
+  for (const name of listDirSync(dir)) {
     const prefix = name.startsWith(LEASE) ? LEASE : name.startsWith(SWEEP) ? SWEEP : undefined;
     if (prefix === undefined) continue;
     if (!ownerIsLive(name, prefix)) {
