@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { StratumError } from '../../src/errors.js';
 import { copyImage, openImage, writeImage } from '../../src/images/images.js';
 import { ImageStore, defaultDataDir } from '../../src/transport/store/store.js';
 import { verifyOciLayout } from '../../src/transport/index.js';
+import { directoryState } from '../../src/transport/layout/writer.js';
 import { makeImage, readAllBlobs } from '../oci/image-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stratum-store-'));
@@ -67,6 +68,18 @@ describe('the local image store', () => {
     expect((await store.list()).map((image) => image.name)).toEqual(
       images.map((_, index) => `img${index}:latest`),
     );
+  });
+
+  it("another writer's layout files on their way in make a layout in the making, anything else does not", async () => {
+    const making = join(dir, 'in-the-making');
+    mkdirSync(join(making, 'blobs'), { recursive: true });
+    // What a concurrent put leaves while it waits for its flush: its atomic write's temporary
+    // oci-layout and the index lock. Seen by a second put, that is not a foreign directory.
+    writeFileSync(join(making, `.oci-layout.tmp-${process.pid}-0-abcdef`), '');
+    writeFileSync(join(making, 'index.json.lock'), `${process.pid}\n`);
+    expect(await directoryState(making)).toBe('empty');
+    writeFileSync(join(making, 'notes.txt'), 'mine\n');
+    expect(await directoryState(making)).toBe('other');
   });
 
   it('a name that is not in the store is NOT_FOUND naming it', async () => {

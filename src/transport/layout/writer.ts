@@ -57,9 +57,19 @@ export async function directoryState(dir: string): Promise<'missing' | 'empty' |
     throw error;
   }
   if (names.includes('oci-layout')) return 'layout';
-  // Only blobs so far: the layer cache shares the local store's blob directory and may have
-  // written layers before the first image is stored. That is a layout in the making.
-  return names.every((name) => name === 'blobs') ? 'empty' : 'other';
+  // Only blobs so far (the layer cache shares the local store's blob directory and may have
+  // written layers before the first image is stored), or another writer's oci-layout and
+  // index.json on their way in (a concurrent put into a new store): a layout in the making.
+  return names.every(inTheMaking) ? 'empty' : 'other';
+}
+
+function inTheMaking(name: string): boolean {
+  return (
+    name === 'blobs' ||
+    name === 'index.json.lock' ||
+    name.startsWith('.oci-layout.tmp-') ||
+    name.startsWith('.index.json.tmp-')
+  );
 }
 
 /** Copies every blob the manifest names into `store`, verified, skipping ones already there. */
