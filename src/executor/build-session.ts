@@ -43,6 +43,8 @@ export interface BuildSession {
   readonly ssh: ReadonlyMap<string, string>;
   /** How RUN steps are isolated: chosen (and logged) at the first RUN. */
   readonly isolation: () => Promise<IsolationChoice>;
+  /** Called as each RUN step starts, cached or not: the spare inits count the RUNs still to come. */
+  readonly runStarting: () => void;
   /** What the person running the build granted: `RUN --network=host` and `--security=insecure` need it. */
   readonly allow: readonly ('network.host' | 'security.insecure')[];
   /** `--add-host` lines for RUN's /etc/hosts. */

@@ -40,6 +40,7 @@ import {
   warmRunSandbox,
   holdPrivateNetworks,
   holdSpareInits,
+  holdSpareInitsForBuild,
   type IsolationChoice,
   type IsolationRequest,
   type Ulimit,
@@ -195,17 +196,16 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
   const releaseNetworks = holdPrivateNetworks();
   // A RUN's init is started ahead of it (sandbox/spare-init.ts) while a build runs; a --watch
   // session keeps one waiting between its builds too.
-  const releaseSpareInits = holdSpareInits();
+  const runCount = plans
+    .flatMap((plan) => plan.stages)
+    .flatMap((planned) => planned.stage.instructions)
+    .filter(
+      (instruction) =>
+        instruction.kind === 'run' || (instruction.kind === 'onbuild' && instruction.trigger.kind === 'run'),
+    ).length;
+  const hasRun = runCount > 0;
+  const spareInits = holdSpareInitsForBuild(runCount);
   if (rebuilds !== undefined) void rebuilds.keep('spare-inits', () => Promise.resolve(spareInitsHold()));
-  const hasRun = plans.some((plan) =>
-    plan.stages.some((planned) =>
-      planned.stage.instructions.some(
-        (instruction) =>
-          instruction.kind === 'run' ||
-          (instruction.kind === 'onbuild' && instruction.trigger.kind === 'run'),
-      ),
-    ),
-  );
   // Chosen at the first RUN (a build without one probes nothing) and said once, as the snapshotter is.
   let isolationChoice: Promise<IsolationChoice> | undefined;
   const isolation = (): Promise<IsolationChoice> =>
@@ -259,6 +259,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       ssh: new Map(Object.entries(options.ssh ?? {})),
       allow: options.allow ?? [],
       isolation,
+      runStarting: spareInits.runStarting,
       extraHosts: options.extraHosts ?? [],
       shmSize: options.shmSize,
       ulimits: options.ulimits ?? [],
@@ -464,7 +465,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
         if (succeeded) for (const built of nodes.values()) await (await built).removeRootfs();
       } finally {
         await releaseNetworks();
-        releaseSpareInits();
+        spareInits.release();
         await snapshotter.close();
         await workspace.dispose();
       }

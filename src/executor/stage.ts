@@ -148,6 +148,7 @@ export class StageRunner {
     const started = Date.now();
     this.build.emit({ kind: 'step-start', step });
     trace(`step start ${step.stage} ${step.index} ${step.instruction}`);
+    if (instruction.kind === 'run') this.build.runStarting();
     try {
       const outcome = await this.dispatch(instruction, step);
       trace(`step end ${typeof outcome === 'string' ? outcome : 'layer'}`);

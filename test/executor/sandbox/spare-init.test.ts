@@ -1,7 +1,11 @@
 import { readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { chooseIsolation, holdSpareInits } from '../../../src/executor/sandbox/index.js';
+import {
+  chooseIsolation,
+  holdSpareInits,
+  holdSpareInitsForBuild,
+} from '../../../src/executor/sandbox/index.js';
 import {
   namespaceWords,
   refillSpareInit,
@@ -145,5 +149,34 @@ describe.skipIf(!ready || !isRoot)('spare inits (a RUN init started before its s
     refillSpareInit();
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(waitingInits()).toEqual([]);
+  });
+
+  it("a build's hold wants a spare only while a RUN may still come; a session's hold gets one once the build lets go", async () => {
+    const build = holdSpareInitsForBuild(2);
+    release = build.release;
+    refillSpareInit();
+    await until(oneInit, 'a spare for the first RUN');
+    build.runStarting();
+    const first = await capture(baseSpec(rootfs, ['true']));
+    expect(first.exitCode).toBe(0);
+    // One RUN to come: the spare taken is replaced.
+    const forSecond = await until(oneInit, 'a spare for the second RUN');
+    build.runStarting();
+    const second = await capture(baseSpec(rootfs, ['true']));
+    expect(second.exitCode).toBe(0);
+    await until(() => (waitingInits().includes(forSecond) ? undefined : true), 'the spare to be taken');
+    // None to come: no spare is started for nothing.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(waitingInits()).toEqual([]);
+
+    // A --watch session holds too: while its build runs its last RUN, still none; once the build
+    // lets go, one is started for the next build.
+    const session = holdSpareInits();
+    refillSpareInit();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(waitingInits()).toEqual([]);
+    build.release();
+    release = session;
+    await until(oneInit, 'a spare for the next build');
   });
 });
