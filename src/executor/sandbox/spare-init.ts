@@ -89,7 +89,9 @@ function letGo(hold: Hold): void {
 export function holdSpareInits(): () => void {
   const hold: Hold = {};
   holds.add(hold);
-  return () => letGo(hold);
+  return () => {
+    letGo(hold);
+  };
 }
 
 /** A build's hold on the spares: `runStarting` as each of its `runs` RUN steps starts (cached or not). */
@@ -106,7 +108,9 @@ export function holdSpareInitsForBuild(runs: number): BuildSpareHold {
       // More RUNs than counted (a base image's ONBUILD): the extra ones start their own init.
       hold.runsAhead = Math.max(0, (hold.runsAhead ?? 0) - 1);
     },
-    release: () => letGo(hold),
+    release: () => {
+      letGo(hold);
+    },
   };
 }
 
