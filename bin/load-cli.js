@@ -1,3 +1,7 @@
+'use strict';
+// CommonJS (bin/package.json): an ES module entry costs Node's ES module loader, ~8 ms of
+// every start-up.
+//
 // Loads the CLI: the bundle `npm run build` makes (dist/bundle/stratum.cjs, scripts/bundle.js),
 // compiled with V8's code cache from an earlier run when there is one; dist/cli/main.js when
 // there is no bundle (a dist/ that tsc alone wrote).
@@ -9,8 +13,8 @@
 // directory likewise, and its checksum matches; V8 then checks that it was made by this V8, with
 // these flags, for this source, and refuses it otherwise. Anything wrong: the bundle is compiled
 // as it is, and a good file is written for the next run. Deleting the directory is always safe.
-import { createHash } from 'node:crypto';
-import {
+const { createHash } = require('node:crypto');
+const {
   closeSync,
   existsSync,
   fstatSync,
@@ -23,23 +27,23 @@ import {
   rmSync,
   statSync,
   writeFileSync,
-} from 'node:fs';
-import { createRequire } from 'node:module';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Script } from 'node:vm';
+} = require('node:fs');
+const { createRequire } = require('node:module');
+const { homedir } = require('node:os');
+const { dirname, join } = require('node:path');
+const { pathToFileURL } = require('node:url');
+const { Script } = require('node:vm');
 
-const BUNDLE = fileURLToPath(new URL('../dist/bundle/stratum.cjs', import.meta.url));
+const BUNDLE = join(__dirname, '..', 'dist', 'bundle', 'stratum.cjs');
 const CHECKSUM_BYTES = 32;
 
 /**
  * Returns the CLI's `main` and `saveCodeCache`, to call once the command has run: the compiled
  * code is then complete for that command (V8 compiles functions when first called).
  */
-export async function loadCli(command) {
+async function loadCli(command) {
   if (!existsSync(BUNDLE)) {
-    const { main } = await import('../dist/cli/main.js');
+    const { main } = await import(pathToFileURL(join(__dirname, '..', 'dist', 'cli', 'main.js')).href);
     return { main, saveCodeCache: () => undefined };
   }
   const source = readFileSync(BUNDLE, 'latin1');
@@ -158,3 +162,5 @@ function removeOldCodeCaches(dir) {
     // a cache: whatever fails here costs disk space, never a build
   }
 }
+
+module.exports = { loadCli };
