@@ -4,6 +4,7 @@
 // `npm run build` bundles it into one script, which load-cli.js runs with a V8 code cache:
 // a fraction of the start-up of dist/'s ~240 modules. CommonJS (bin/package.json), as
 // load-cli.js: Node starts an ES module entry ~8 ms later.
+const { Socket } = require('node:net');
 const { loadCli } = require('./load-cli.js');
 
 void (async () => {
@@ -11,4 +12,19 @@ void (async () => {
   const { main, saveCodeCache } = await loadCli(argv.find((arg) => !arg.startsWith('-')));
   process.exitCode = await main(argv);
   saveCodeCache();
+  setImmediate(exitIfIdle);
 })();
+
+/**
+ * Exits at once when nothing but stdout and stderr is left: the way out through an empty event
+ * loop first takes the heap apart (~6 ms of a build's ~18 ms from the 'exit' event to the end,
+ * measured). Anything else still alive (a child, a socket, a file operation, a timer) means work
+ * in flight, which the usual way out waits for.
+ */
+function exitIfIdle() {
+  const stdio = [process.stdout, process.stderr].filter((stream) => stream instanceof Socket).length;
+  const active = process.getActiveResourcesInfo();
+  if (active.length <= stdio && active.every((kind) => kind === 'PipeWrap' || kind === 'TTYWrap')) {
+    process.exit();
+  }
+}

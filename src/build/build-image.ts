@@ -401,6 +401,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
           })(),
         );
       } else for (const cleanup of cleanups) await cleanup;
+      trace('build: cleanups done');
       return {
         ...result,
         image: isImageIndex(plain) ? result.image : plain,
@@ -415,6 +416,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       if (!handedOver) {
         await Promise.allSettled(cleanups);
         await releaseAll();
+        trace('build: leases released');
       }
     }
   } finally {

@@ -461,13 +461,17 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
     const cleanup = (async () => {
       try {
         if (succeeded) await recordsForNextBuild?.();
+        trace('cleanup: records');
         // Only a successful build's filesystems are whole: a failed step may have left one half done.
         if (succeeded) for (const built of nodes.values()) await (await built).removeRootfs();
+        trace('cleanup: rootfs removed');
       } finally {
         await releaseNetworks();
         spareInits.release();
         await snapshotter.close();
+        trace('cleanup: snapshotter closed');
         await workspace.dispose();
+        trace('cleanup: workspace disposed');
       }
     })();
     // A failed build has cleaned up when it throws; a successful one may hand its cleanup over.

@@ -1,3 +1,4 @@
+import { trace } from '../util/trace.js';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { StratumError, errnoCode } from '../errors.js';
@@ -255,10 +256,12 @@ class HelperProcess {
   private stderr = '';
 
   constructor(numbers: readonly number[]) {
+    trace('helper: spawning');
     this.child = spawn('perl', ['-e', program, ...numbers.map(String)], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
+    trace('helper: spawned');
     this.child.stdout.setEncoding('utf8');
     this.child.stdout.on('data', (chunk: string) => {
       this.onData(chunk);

@@ -1,3 +1,4 @@
+import { trace } from '../../util/trace.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { initProgram, syscallNumbers } from './init.js';
@@ -119,7 +120,9 @@ export function refillSpareInit(): void {
   if (spare !== undefined || !wantsSpare()) return;
   let child: ChildProcess;
   try {
+    trace('spare: spawning');
     child = spawnInitProcess(spareInitArgs());
+    trace('spare: spawned');
   } catch {
     return; // the step that needs one spawns its own and reports what fails
   }
