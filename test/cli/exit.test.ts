@@ -1,9 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeBusyboxRootfs, writeBaseImage } from '../helpers/base-image.js';
+import { buildSandbox, type BuildSandbox } from '../helpers/build.js';
 import { isRoot } from '../helpers/system.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
@@ -14,30 +12,21 @@ const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
  * to take a pipe's contents (several pipe buffers of them) still gets every line and the result.
  */
 describe.skipIf(!isRoot)('the way out of the CLI', () => {
-  let home: string;
-  let baseRef: string;
-
+  let sandbox: BuildSandbox;
   beforeAll(() => {
-    home = mkdtempSync(join(tmpdir(), 'stratum-exit-'));
-    const rootfs = join(home, 'base-rootfs');
-    mkdirSync(rootfs);
-    makeBusyboxRootfs(rootfs);
-    baseRef = `oci:${writeBaseImage(rootfs, join(home, 'base'), 'stratum-test/busybox:1').layout}:1`;
+    sandbox = buildSandbox();
   });
   afterAll(() => {
-    rmSync(home, { recursive: true, force: true });
+    sandbox.cleanup();
   });
 
   it('a slow reader of stdout and stderr gets all of both, and the exit status', async () => {
-    const ctx = join(home, 'ctx');
-    mkdirSync(ctx);
     // ~500 KB of step output on stderr (plain progress), the digest on stdout.
-    writeFileSync(
-      join(ctx, 'Dockerfile'),
-      `FROM ${baseRef}\nRUN i=0; while [ $i -lt 8000 ]; do echo "line $i of the step's output, padded to about fifty bytes"; i=$((i+1)); done\n`,
-    );
+    const ctx = sandbox.context('slow-reader', {
+      Dockerfile: `FROM ${sandbox.baseRef}\nRUN i=0; while [ $i -lt 8000 ]; do echo "line $i of the step's output, padded to about fifty bytes"; i=$((i+1)); done\n`,
+    });
     const child = spawn(process.execPath, [BIN, 'build', ctx, '--network', 'none', '--progress', 'plain'], {
-      env: { ...process.env, STRATUM_CACHE_DIR: join(home, 'cache'), STRATUM_DATA_DIR: join(home, 'data') },
+      env: { ...process.env, STRATUM_CACHE_DIR: sandbox.cacheDir, STRATUM_DATA_DIR: sandbox.dataDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const chunks = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
