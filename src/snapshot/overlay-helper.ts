@@ -1,7 +1,7 @@
-import { trace } from '../util/trace.js';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { StratumError, errnoCode } from '../errors.js';
+import { trace } from '../util/trace.js';
 import { nameBytes } from '../util/file-names.js';
 
 /**

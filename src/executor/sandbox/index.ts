@@ -1,5 +1,5 @@
 export { runInSandbox, warmRunSandbox } from './run.js';
-export { holdSpareInits, holdSpareInitsForBuild, type BuildSpareHold } from './spare-init.js';
+export { holdSpareInits, holdSpareInitsForBuild } from './spare-init.js';
 export {
   chooseIsolation,
   type IsolationChoice,

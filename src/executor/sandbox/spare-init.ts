@@ -1,6 +1,6 @@
-import { trace } from '../../util/trace.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { trace } from '../../util/trace.js';
 import { initProgram, syscallNumbers } from './init.js';
 
 /**
@@ -13,8 +13,8 @@ import { initProgram, syscallNumbers } from './init.js';
  * moment, so the mount namespace it copies holds the step's rootfs, mounted meanwhile.
  *
  * One spare at a time, and only while a holder wants one (holdSpareInits, holdSpareInitsForBuild):
- * nothing waits in the background of a process that is not building. A spare that dies unused (its parent-death
- * signal, EOF on fd 5) exits without doing anything.
+ * nothing waits in the background of a process that is not building. A spare that dies unused
+ * (its parent-death signal, EOF on fd 5) exits without doing anything.
  */
 
 /** The chain of a spare: no namespaces yet (the step's first words make them). */
@@ -57,7 +57,7 @@ let spare: ChildProcess | undefined;
 /**
  * What a holder asks for. A build: a spare while a RUN of it may still come (`runsAhead`, the
  * RUN instructions it has not started); one more after its last RUN would only take a core from
- * that RUN's command (~8 ms of `make` on 2 cores) and be thrown away. Any other holder (a
+ * that RUN's command (~10 ms of `make` on 2 cores) and be thrown away. Any other holder (a
  * `--watch` session): a spare while no build holds them, so the next build's first RUN finds one
  * that was started while nothing else ran.
  */
