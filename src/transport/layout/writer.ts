@@ -1,5 +1,7 @@
-import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { rmdirSync } from 'node:fs';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
 import { BlobStore } from '../../oci/blob-store.js';
 import { makeDirectories } from '../../util/directories.js';
@@ -8,7 +10,7 @@ import { isImageIndex, type AnyImage, type ImageSource } from '../../oci/image.j
 import { serializeIndex } from '../../oci/json.js';
 import { REF_NAME, readLayoutIndex, refName } from './reader.js';
 import { MediaType, type Descriptor, type ImageIndex } from '../../oci/types.js';
-import { writeFileAtomic } from '../../util/atomic-file.js';
+import { syncDirectory, writeFileAtomic } from '../../util/atomic-file.js';
 import { withLock } from './lock.js';
 
 /**
@@ -21,9 +23,11 @@ import { withLock } from './lock.js';
  * - Tags follow containers/image (skopeo): writing a tag removes any other entry with that tag
  *   and keeps every other entry; an untagged write replaces an untagged entry of the same
  *   digest, otherwise appends.
- * - A directory created by this call is removed again if the write fails. In an existing
- *   layout a failure can leave unreferenced blobs (complete and verified, never partial), which
- *   no index entry names; index.json is untouched.
+ * - A layout where no directory is yet is written beside it (`.NAME.tmp-…`) and renamed into
+ *   place whole: no reader and no other writer sees it half-written, and a failure removes only
+ *   that staging directory (and parents this call made, if still empty). Into an existing
+ *   directory a failure can leave unreferenced blobs (complete and verified, never partial),
+ *   which no index entry names; index.json is untouched.
  *
  * The manifest's bytes are stored exactly as the source has them, Docker schema 2 included.
  */
@@ -216,14 +220,76 @@ export async function writeOciLayout(
   tags: readonly string[],
   options: LayoutWriteOptions = {},
 ): Promise<WriteResult> {
+  if ((await directoryState(dir)) === 'missing') {
+    const written = await writeNewLayout(source, dir, tags, options);
+    if (written !== undefined) return written;
+    // Another writer made the directory meanwhile: this image goes into it as into any layout.
+  }
   const undo = await prepareLayout(dir);
   try {
-    await copyAnyImage(source, new BlobStore(dir), options);
-    const descriptor = manifestDescriptor(source);
-    await updateLayoutIndex(dir, (existing) => updatedEntries(existing, descriptor, tags), options.signal);
-    return { digest: descriptor.digest, descriptor };
+    return await writeIntoLayout(source, dir, tags, options);
   } catch (error) {
     await undo();
     throw error;
+  }
+}
+
+async function writeIntoLayout(
+  source: AnyImage,
+  dir: string,
+  tags: readonly string[],
+  options: LayoutWriteOptions,
+): Promise<WriteResult> {
+  await copyAnyImage(source, new BlobStore(dir), options);
+  const descriptor = manifestDescriptor(source);
+  await updateLayoutIndex(dir, (existing) => updatedEntries(existing, descriptor, tags), options.signal);
+  return { digest: descriptor.digest, descriptor };
+}
+
+/**
+ * A whole new layout, staged beside `dir` and renamed into place. Before, a failed first write
+ * removed the directory it had made with everything in it, a concurrent writer's finished image
+ * included. Undefined when `dir` appeared meanwhile and holds something (another writer's).
+ */
+async function writeNewLayout(
+  source: AnyImage,
+  dir: string,
+  tags: readonly string[],
+  options: LayoutWriteOptions,
+): Promise<WriteResult | undefined> {
+  const target = resolve(dir);
+  const parent = dirname(target);
+  const createdParent = await makeDirectories(parent);
+  const staging = join(parent, `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    await mkdir(staging);
+    await writeFileAtomic(join(staging, 'oci-layout'), LAYOUT_FILE);
+    const written = await writeIntoLayout(source, staging, tags, options);
+    try {
+      await rename(staging, target);
+    } catch (error) {
+      const code = errnoCode(error);
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      await rm(staging, { recursive: true, force: true });
+      return undefined;
+    }
+    await syncDirectory(parent);
+    return written;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    if (createdParent !== undefined) removeEmptyUpTo(parent, createdParent);
+    throw error;
+  }
+}
+
+/** Removes `dir` and its parents up to `top`, as long as each is empty. */
+function removeEmptyUpTo(dir: string, top: string): void {
+  for (let current = dir; current.startsWith(top); current = dirname(current)) {
+    try {
+      rmdirSync(current);
+    } catch {
+      return; // not empty (someone else's now), or gone
+    }
+    if (current === top) return;
   }
 }
