@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { rmdirSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
 import { BlobStore } from '../../oci/blob-store.js';
 import { makeDirectories } from '../../util/directories.js';
@@ -10,7 +9,7 @@ import { isImageIndex, type AnyImage, type ImageSource } from '../../oci/image.j
 import { serializeIndex } from '../../oci/json.js';
 import { REF_NAME, readLayoutIndex, refName } from './reader.js';
 import { MediaType, type Descriptor, type ImageIndex } from '../../oci/types.js';
-import { syncDirectory, writeFileAtomic } from '../../util/atomic-file.js';
+import { syncDirectory, temporarySibling, writeFileAtomic } from '../../util/atomic-file.js';
 import { withLock } from './lock.js';
 
 /**
@@ -260,7 +259,7 @@ async function writeNewLayout(
   const target = resolve(dir);
   const parent = dirname(target);
   const createdParent = await makeDirectories(parent);
-  const staging = join(parent, `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const staging = temporarySibling(target);
   try {
     await mkdir(staging);
     await writeFileAtomic(join(staging, 'oci-layout'), LAYOUT_FILE);
