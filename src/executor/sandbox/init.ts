@@ -2,9 +2,10 @@ import { StratumError } from '../../errors.js';
 
 /**
  * The step's first process, between `unshare` (which made the namespaces) and the command.
- * It forks PID 1 of the new PID namespace, which, still with the host's root as `/`, performs a list
- * of operations given on its command line (mounts, hostname, loopback, pivot_root, capability
- * bounding set, uid/gid/groups), then execs the command, which so becomes PID 1 as in Docker.
+ * It forks PID 1 of the new PID namespace (a spare: before its step is known), which, still
+ * with the host's root as `/`, performs a list of operations given on its command line (mounts,
+ * hostname, loopback, pivot_root, capability bounding set, uid/gid/groups), then execs the
+ * command, which so becomes PID 1 as in Docker.
  *
  * Why Perl: the last stretch (chroot-like pivot, chdir to WORKDIR, setgroups with the user's
  * supplementary groups, setresgid/setresuid, exec with the step's PATH) must happen in ONE
@@ -29,7 +30,37 @@ import { StratumError } from '../../errors.js';
 export const initProgram = String.raw`
 my @nr = map { 0 + $_ } splice(@ARGV, 0, 10);
 my ($NR_mount, $NR_umount2, $NR_pivot, $NR_sethostname, $NR_prctl, $NR_setgroups, $NR_setresgid, $NR_setresuid, $NR_unshare, $NR_setns) = @nr;
+my $CLONE_NEWPID = 0x20000000;
+# A spare (spare-init.ts) makes its PID namespace and forks that namespace's PID 1 while it
+# waits, off the step's path: a PID namespace does not depend on the step, unlike the mount
+# namespace, which must copy the step's rootfs, mounted later.
+my $early = (@ARGV && $ARGV[0] eq 'early-pid-namespace') ? shift(@ARGV) : '';
 open(my $st, '>&=', 3) or exit 125;
+sub fail { my $m = "$_[0]: $!"; syswrite($st, "!$m\n"); exit 125 }
+# unshare ran without --fork: this process is outside the new PID namespace and its first child
+# is PID 1 inside. The parent only waits and reports the child's exact wait status on fd 3
+# (unshare itself reports a child killed by SIGKILL as exit 1). It keeps no copy of the step's
+# output pipes, so they end with the step's last process and the step's end does not wait for
+# this one's exit. Returns in the child only.
+sub fork_pid1 {
+  my $child = fork();
+  if (!defined($child)) { syswrite($st, "!fork: $!\n"); exit 125 }
+  if ($child) {
+    close(STDIN);
+    close(STDOUT);
+    close(STDERR);
+    waitpid($child, 0);
+    my $status = $?;
+    syswrite($st, ($status & 127) ? '=S' . ($status & 127) . "\n" : '=E' . ($status >> 8) . "\n");
+    exit 0;
+  }
+  # Die with the parent (abort kills it), and with it the whole PID namespace.
+  syscall($NR_prctl, 1, 9, 0, 0, 0);
+}
+if ($early) {
+  syscall($NR_unshare, $CLONE_NEWPID) == 0 or fail('unshare a PID namespace');
+  fork_pid1();
+}
 {
   open(my $opsin, '<&=', 5) or exit 125;
   binmode($opsin);
@@ -50,29 +81,17 @@ if ($ARGV[0] eq 'namespaces') {
     syscall($NR_setns, fileno($nsf), 0x40000000) == 0 or fail("join the network namespace $netns");
     close($nsf);
   }
-  syscall($NR_unshare, 0 + $flags) == 0 or fail('unshare');
+  # An early spare is PID 1 of its PID namespace already.
+  syscall($NR_unshare, $early ? ($flags & ~$CLONE_NEWPID) : (0 + $flags)) == 0 or fail('unshare');
   my ($none, $slash) = ('none', '/');
   syscall($NR_mount, $none, $slash, 0, 16384 | 262144, 0) == 0 or fail('make / private');
 }
 syswrite($st, "+");
-# unshare ran without --fork: this process is outside the new PID namespace and its first child
-# is PID 1 inside. The parent only waits and reports the child's exact wait status on fd 3
-# (unshare itself reports a child killed by SIGKILL as exit 1).
-my $child = fork();
-if (!defined($child)) { syswrite($st, "!fork: $!\n"); exit 125 }
-if ($child) {
-  waitpid($child, 0);
-  my $status = $?;
-  syswrite($st, ($status & 127) ? '=S' . ($status & 127) . "\n" : '=E' . ($status >> 8) . "\n");
-  exit 0;
-}
+fork_pid1() unless $early;
 fcntl($st, 2, 1);
 # fd 4 carries the secrets' bytes (see 'write'); the command never sees it either.
 open(my $secrets, '<&=', 4) or fail('open the secret pipe');
 fcntl($secrets, 2, 1);
-# Die with the parent (abort kills it), and with it the whole PID namespace.
-syscall($NR_prctl, 1, 9, 0, 0, 0);
-sub fail { my $m = "$_[0]: $!"; syswrite($st, "!$m\n"); exit 125 }
 # syscall() passes a number as an integer and anything else as a pointer to a (writable) string:
 # copy every argument into a lexical, and pass a literal 0 for NULL.
 sub mnt {

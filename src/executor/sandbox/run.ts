@@ -155,7 +155,7 @@ async function runPrepared(
     init.send(ops);
     trace('sandbox: ops sent');
     let outcome = await init.outcome;
-    if (init.spare && outcome.status === '' && outcome.signal !== null) {
+    if (init.spare && diedWaiting(outcome)) {
       // A spare killed while it waited (before it read a word): nothing was done, so a fresh
       // init does the step. (Node may learn of that death only after the spare was taken.)
       const fresh = startInit(spec, mapping, signal, onOutput, network?.path, false);
@@ -468,15 +468,39 @@ function startInit(
       stderrTail = (stderrTail + chunk.toString('utf8')).slice(-2000);
       onOutput?.(chunk, 'stderr');
     });
-    const statusPipe = child.stdio[3];
-    statusPipe?.on('data', (chunk: Buffer) => {
-      status += chunk.toString('utf8');
-      if (status.includes('>')) refillOnce();
-    });
     const onAbort = (): void => {
       aborted = true;
       killStep(child.pid);
     };
+    // The step is over once PID 1's wait status is in and its output pipes have ended: the
+    // init's parent closed its copies, so they end with the step's last process. Its own exit
+    // (and Node's reaping of it, ~1-4 ms here) is not waited for.
+    let outputOpen = [child.stdout, child.stderr].filter((pipe) => pipe !== null).length;
+    let finished = false;
+    const finish = (code: number | null, sig: NodeJS.Signals | null): void => {
+      if (finished) return;
+      finished = true;
+      refillOnce();
+      signal?.removeEventListener('abort', onAbort);
+      if (aborted) reject(abortError(spec));
+      else if (cancelled) reject(new Error('cancelled'));
+      else resolve({ code, signal: sig, status, stderrTail });
+    };
+    const finishIfStepEnded = (): void => {
+      if (outputOpen === 0 && status.startsWith('+') && /\n=[ES]\d+\n/.test(status)) finish(null, null);
+    };
+    for (const pipe of [child.stdout, child.stderr]) {
+      pipe?.once('end', () => {
+        outputOpen--;
+        finishIfStepEnded();
+      });
+    }
+    const statusPipe = child.stdio[3];
+    statusPipe?.on('data', (chunk: Buffer) => {
+      status += chunk.toString('utf8');
+      if (status.includes('>')) refillOnce();
+      finishIfStepEnded();
+    });
     signal?.addEventListener('abort', onAbort, { once: true });
     // Aborted while the process was being started: the listener came too late for that.
     if (signal?.aborted === true) onAbort();
@@ -491,13 +515,7 @@ function startInit(
           : error,
       );
     });
-    child.on('close', (code, sig) => {
-      refillOnce();
-      signal?.removeEventListener('abort', onAbort);
-      if (aborted) reject(abortError(spec));
-      else if (cancelled) reject(new Error('cancelled'));
-      else resolve({ code, signal: sig, status, stderrTail });
-    });
+    child.on('close', finish);
   });
   // Awaited only once the operations are sent: until then a failure must not count as unhandled.
   outcome.catch(() => undefined);
@@ -566,6 +584,14 @@ function killStep(pid: number | undefined): void {
         // already gone
       }
     });
+}
+
+/**
+ * A spare that died before it read its operations: killed whole (no status), or its PID 1
+ * killed while its parent lived on to report it.
+ */
+function diedWaiting(outcome: LaunchOutcome): boolean {
+  return outcome.status === '' ? outcome.signal !== null : /^=S\d+\n$/.test(outcome.status);
 }
 
 function interpret(spec: SandboxSpec, outcome: LaunchOutcome, mapping: IdMapping): SandboxResult {

@@ -17,10 +17,13 @@ import { initProgram, syscallNumbers } from './init.js';
  * (its parent-death signal, EOF on fd 5) exits without doing anything.
  */
 
-/** The chain of a spare: no namespaces yet (the step's first words make them). */
+/**
+ * The chain of a spare: its PID namespace and that namespace's PID 1 made at once, while it
+ * waits (a fork, ~2 ms here); the other namespaces when the step's first words come.
+ */
 export function spareInitArgs(): string[] {
   // setpriv gives perl a parent-death signal: if stratum itself dies, the step dies too.
-  return ['--pdeathsig', 'KILL', 'perl', '-e', initProgram, ...syscallNumbers()];
+  return ['--pdeathsig', 'KILL', 'perl', '-e', initProgram, ...syscallNumbers(), 'early-pid-namespace'];
 }
 
 /** How every init's process is started: fd 3 status, fd 4 secrets, fd 5 operations (init.ts). */

@@ -61,6 +61,22 @@ describe.skipIf(!ready || !isRoot)('RUN step lifecycle', () => {
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(700);
   });
 
+  it("a step's output is whole when it ends, however much came at its very end", async () => {
+    // The step ends with PID 1's status and the end of its output pipes, not the init's own exit.
+    for (let round = 0; round < 3; round++) {
+      const run = await capture(
+        baseSpec(rootfs, [
+          'sh',
+          '-c',
+          'head -c 1048576 /dev/zero | tr "\\0" a; head -c 65536 /dev/zero | tr "\\0" b >&2',
+        ]),
+      );
+      expect(run.exitCode).toBe(0);
+      expect(run.stdout).toBe('a'.repeat(1048576));
+      expect(run.stderr).toBe('b'.repeat(65536));
+    }
+  });
+
   it('a background process does not keep the step alive and does not survive it', async () => {
     const marker = '2718.28';
     const start = Date.now();
