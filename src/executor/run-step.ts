@@ -221,6 +221,7 @@ export async function runStep(
           {
             ...(build.signal ? { signal: build.signal } : {}),
             scratchParent: scratch,
+            scratchDir: scratch,
             searchableRoot: build.workspace.root,
             isolation,
             onOutput: (chunk, stream) => {

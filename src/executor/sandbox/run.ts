@@ -103,7 +103,7 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
   const ledger = new MountPointLedger(spec.rootfs);
   const scratchParent = options.scratchParent ?? process.env['STRATUM_TMPDIR'] ?? tmpdir();
   trace('sandbox: start');
-  const scratch = mkdtempSync(join(scratchParent, 'stratum-run-'));
+  const scratch = options.scratchDir ?? mkdtempSync(join(scratchParent, 'stratum-run-'));
   // A failure of the step itself (a missing setpriv, the init refusing a mount) is what the
   // user must read; one of the cleanup after it (restoring mount-point mtimes, which needs the
   // Perl helper) must not replace it.
@@ -119,7 +119,7 @@ async function runInNamespaces(spec: SandboxSpec, options: SandboxOptions): Prom
   } catch (cleanupError) {
     if ('result' in outcome) outcome = { error: cleanupError };
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    if (options.scratchDir === undefined) rmSync(scratch, { recursive: true, force: true });
   }
   trace('sandbox: cleaned');
   if ('error' in outcome) throw outcome.error;

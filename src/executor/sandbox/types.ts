@@ -95,6 +95,13 @@ export interface SandboxOptions {
    * the system temporary directory.
    */
   readonly scratchParent?: string;
+  /**
+   * A fresh directory of this step's own, which the caller removes (a build: with its
+   * workspace, after the outputs): the namespaces mode writes the step's files there instead of
+   * making a directory of its own in `scratchParent` and removing it on the step's path (~2 ms
+   * of mkdir and rmdir on this VM's ext4). Names it uses: hosts, resolv.conf, hostname, secrets.
+   */
+  readonly scratchDir?: string;
   readonly onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
   /**
    * Under proot a step as another user reaches the rootfs on its real path: directories at or

@@ -128,6 +128,27 @@ describe.skipIf(!ready || !isRoot)('RUN leaves nothing of its own in the rootfs 
     expect(readFileSync(join(cacheDir, 'pkg'), 'utf8')).toBe('cached\n'); // the cache persists outside
   });
 
+  it("with the caller's scratch directory, the step's files go there and nothing else is made", async () => {
+    const rootfs = makeBusyboxRootfs(dir, { full: true });
+    const parent = join(dir, 'parent');
+    const scratchDir = join(dir, 'step-scratch');
+    mkdirSync(parent);
+    mkdirSync(scratchDir);
+    const output: Buffer[] = [];
+    const result = await runInSandbox(
+      baseSpec(rootfs, ['sh', '-c', 'cat /etc/hostname /run/secrets/token'], {
+        mounts: [{ kind: 'secret', content: Buffer.from('pw'), target: '/run/secrets/token' }],
+      }),
+      { scratchParent: parent, scratchDir, onOutput: (chunk) => void output.push(chunk) },
+    );
+    expect(result.exitCode).toBe(0);
+    expect(Buffer.concat(output).toString()).toBe('stepbox\npw');
+    expect(readdirSync(parent)).toEqual([]);
+    // Left for the caller to remove; the secret itself lived in the step's own tmpfs.
+    expect(readdirSync(scratchDir).sort()).toEqual(['hostname', 'hosts', 'resolv.conf', 'secrets']);
+    expect(readdirSync(join(scratchDir, 'secrets'))).toEqual([]);
+  });
+
   it('what the command itself creates stays, with the mtimes the command left', async () => {
     const rootfs = makeBusyboxRootfs(dir, { full: false });
     await runInSandbox(baseSpec(rootfs, ['sh', '-c', 'mkdir /etc/made-by-step && sleep 0.2']));
