@@ -64,6 +64,11 @@ export interface BuildImageOptions extends Omit<BuildOptions, 'resolveImage' | '
   /** Names for the local image store (`-t`). */
   readonly tags?: readonly string[];
   /**
+   * Awaited before anything is written (`build --watch`: a build that read its context ahead
+   * of the quiet time writes once the burst of changes is over, or is aborted). Default: none.
+   */
+  readonly outputsReady?: Promise<unknown>;
+  /**
    * Destinations (`-o`): transports (`oci:DIR:TAG`, ...) or BuildKit's forms
    * (`type=local,dest=DIR`, `type=tar,dest=-`, ...); see output-spec.ts.
    */
@@ -331,6 +336,10 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
       for (const message of dropsAttestations) {
         warnings.push(message);
         options.onEvent?.({ kind: 'warning', message });
+      }
+      if (options.outputsReady !== undefined) {
+        await options.outputsReady;
+        options.signal?.throwIfAborted();
       }
       trace('build: writing outputs');
       const written = await writeResult(

@@ -23,6 +23,12 @@ export interface WatchBuildOptions extends Omit<
   readonly dockerfilePath?: string;
   /** Ends the loop: the build running stops and cleans up, then watchBuilds resolves. */
   readonly signal: AbortSignal;
+  /**
+   * A build begins, at the first change of a burst: its progress events follow, but it is
+   * announced (onBuildStart) only once the burst is over, and may be aborted before that (a
+   * change it must see, when it has read the Dockerfile or the context already).
+   */
+  readonly onBuildBegin?: () => void;
   /** A build is starting; `changed` names what triggered it (empty for the first build). */
   readonly onBuildStart?: (changed: readonly string[]) => void;
   /** A build ended: its result, or the error that failed it (not thrown: the loop goes on). */
@@ -97,7 +103,7 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
         return () => listeners.delete(listener);
       },
       restartOn: (shown) => readEarly.has(shown),
-      build: async (settled, signal) => {
+      build: async (settled, signal, readContext) => {
         if (ignoreChanged) {
           // A new .dockerignore changes what is watched as well as what is built.
           ignoreChanged = false;
@@ -109,10 +115,12 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
           }
         }
         trace('watch: build start');
+        options.onBuildBegin?.();
         const started = performance.now();
         const seconds = (): number => (performance.now() - started) / 1000;
-        // Announced once the burst is over, with all it changed; the build reads the context then.
-        const contextReady = settled.then((changed) => {
+        // Announced once the burst is over, with all it changed. The build may have read the
+        // context already (readContext); it writes its outputs only then.
+        const announced = settled.then((changed) => {
           if (signal.aborted) return;
           trace('watch: changes settled');
           options.onBuildStart?.(changed);
@@ -120,13 +128,20 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
         // The build's unmounts and removals run after its result is printed, before the next build.
         let cleanup: Promise<void> = Promise.resolve();
         try {
-          const { onBuildStart: _start, onBuildEnd: _end, quietMs: _quiet, ...buildOptions } = options;
+          const {
+            onBuildBegin: _begin,
+            onBuildStart: _start,
+            onBuildEnd: _end,
+            quietMs: _quiet,
+            ...buildOptions
+          } = options;
           const result = await buildImage({
             ...buildOptions,
             contextDir,
             dockerfilePath,
             signal,
-            contextReady,
+            contextReady: readContext,
+            outputsReady: announced,
             rebuildSession: session,
             cleanupLater: (later) => {
               later.catch(() => undefined); // awaited below
@@ -134,12 +149,12 @@ export async function watchBuilds(options: WatchBuildOptions): Promise<void> {
             },
           });
           trace('watch: built');
-          await contextReady;
+          await announced;
           options.onBuildEnd?.({ kind: 'built', result, seconds: seconds() });
         } catch (error) {
           // A failure before the burst is over (the Dockerfile, say) is reported once it is,
           // unless a change to that file starts the build again meanwhile.
-          await contextReady;
+          await announced;
           if (signal.aborted) return;
           options.onBuildEnd?.({ kind: 'failed', error, seconds: seconds() });
         }

@@ -5,6 +5,7 @@ import {
   isStratumError,
   StratumError,
   watchBuilds,
+  type BuildEvent,
   type BuildImageOptions,
   type WatchBuildOutcome,
 } from '../api/cli.js';
@@ -44,17 +45,27 @@ export async function watchBuild(options: BuildImageOptions, display: WatchDispl
   const stopListening = abortOnSignals(controller, 'watch');
   const say = watchLines(display.progress);
   let render: ProgressRenderer | undefined;
+  // A build's events before it is announced (its stages, cached steps, a step that read the
+  // context ahead of the quiet time), shown once it is; dropped with a build aborted before.
+  let early: BuildEvent[] = [];
   let builds = 0;
   try {
     await watchBuilds({
       ...watched,
       ...quietTime(),
       signal: controller.signal,
-      onEvent: (event) => render?.(event),
+      onEvent: (event) => {
+        if (render === undefined) early.push(event);
+        else render(event);
+      },
+      onBuildBegin: () => {
+        early = [];
+      },
       onBuildStart: (changed) => {
         builds++;
         say(changed.length === 0 ? 'building' : `${describeChanges(changed)}: rebuilding`, { changed });
         render = progressRenderer(display.progress, display.explain);
+        for (const event of early.splice(0)) render(event);
       },
       onBuildEnd: (outcome) => {
         render?.finish(outcome.kind === 'built');

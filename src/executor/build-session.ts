@@ -28,8 +28,8 @@ export interface BuildSession {
   readonly file: string;
   readonly escapeChar: '\\' | '`';
   readonly contextDir: string;
-  /** Awaited before any file of contextDir is read (see BuildOptions.contextReady). */
-  readonly contextReady: Promise<unknown>;
+  /** Called and awaited before any file of contextDir is read (see BuildOptions.contextReady). */
+  readonly contextReady: () => Promise<unknown>;
   readonly ignore: IgnoreMatcher;
   readonly buildArgs: BuildArgUsage;
   /** Meta ARG values, plus the predefined platform ARGs. */

@@ -117,11 +117,12 @@ export interface BuildOptions {
    */
   readonly cleanupLater?: (cleanup: Promise<void>) => void;
   /**
-   * Resolves when the build may read its context directory (`build --watch`: when a burst of
-   * changes is over); the Dockerfile, planning, base images and steps that need no context
-   * file go ahead meanwhile. Default: at once.
+   * Called before the build's first read of its context directory; resolves when it may read
+   * (`build --watch`: at once, or once a burst of changes is over; see src/watch/). The
+   * Dockerfile, planning, base images and steps that need no context file go ahead meanwhile.
+   * Default: at once.
    */
-  readonly contextReady?: Promise<unknown>;
+  readonly contextReady?: () => Promise<unknown>;
 }
 
 export interface BuildResult {
@@ -249,7 +250,7 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       file,
       escapeChar: plans[p]!.parsed.escapeChar,
       contextDir: resolve(options.contextDir),
-      contextReady: options.contextReady ?? Promise.resolve(),
+      contextReady: onceReady(options.contextReady),
       ignore: ignore.matcher,
       buildArgs,
       metaArgs: plans[p]!.metaArgs,
@@ -589,4 +590,10 @@ function isolationFromEnvironment(): IsolationRequest {
   if (value === undefined || value === '') return 'auto';
   if (value === 'auto' || value === 'namespaces' || value === 'proot') return value;
   throw new StratumError('USAGE', `STRATUM_ISOLATION=${value}: expected auto, namespaces or proot`);
+}
+
+/** The build's contextReady: the caller's, asked once (its first call marks the first read). */
+function onceReady(ready: (() => Promise<unknown>) | undefined): () => Promise<unknown> {
+  let asked: Promise<unknown> | undefined;
+  return () => (asked ??= ready === undefined ? Promise.resolve() : ready());
 }

@@ -152,7 +152,7 @@ export async function copyStep(
 
   if (sources.length > 0) {
     if (from === undefined) {
-      await build.contextReady;
+      await build.contextReady();
       const plan = await makePlan({ kind: 'context', dir: build.contextDir, ignore: build.ignore }, sources);
       const digest = await digestSources(plan, {
         statCache: build.statCache,

@@ -327,7 +327,7 @@ async function mountKey(
         const identity = await sourceIdentity(build, env, mount.from, where);
         return { component: { name, value: `${head} from ${identity}` } };
       }
-      await build.contextReady;
+      await build.contextReady();
       const plan = await planCopy({
         sources: [source],
         dest: '/',

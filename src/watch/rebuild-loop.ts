@@ -7,9 +7,12 @@
  *   without pause).
  * - The quiet time is not idle: the build starts at the burst's first change and does what
  *   does not read the context (its Dockerfile, plan, base image, cached steps) while the burst
- *   goes on; `settled` tells it when it may read the context, and with what changed. A change
- *   that `restartOn` names (the Dockerfile, an ignore file: read already) aborts that build
- *   and starts it again.
+ *   goes on. It reads the context ahead of the quiet too (`readContext` resolves at once): a
+ *   change that comes once it has started reading, before the burst is over, aborts it and
+ *   starts it again, and that build waits for the quiet (`readContext` resolves when the burst
+ *   is over). `settled` says when the burst is over, and with what changed; the build writes
+ *   nothing before. A change that `restartOn` names (the Dockerfile, an ignore file: read
+ *   already) aborts the build at any time in the burst.
  * - Never two builds at once: changes that come once a build has its context are collected,
  *   and one more build follows it (not one per change).
  * - `signal` ends the loop: the build running gets it (it stops and cleans up), and the loop
@@ -17,10 +20,15 @@
  */
 export interface RebuildLoopOptions {
   /**
-   * Runs one build. It must not read the context before `settled` resolves (with what changed;
-   * empty for the first build); when `signal` aborts it stops. Errors are the caller's to report.
+   * Runs one build. It calls `readContext` before its first read of the context and waits for
+   * it; it writes its outputs once `settled` resolves (with what changed; empty for the first
+   * build); when `signal` aborts it stops. Errors are the caller's to report.
    */
-  readonly build: (settled: Promise<readonly string[]>, signal: AbortSignal) => Promise<void>;
+  readonly build: (
+    settled: Promise<readonly string[]>,
+    signal: AbortSignal,
+    readContext: () => Promise<void>,
+  ) => Promise<void>;
   /** Subscribes to changes (paths as they should be shown); returns the unsubscribe. */
   readonly subscribe: (onChange: (path: string) => void) => () => void;
   /** Changes a build waiting for quiet has read already: they start it again. */
@@ -39,6 +47,10 @@ const DEFAULT_MAX_WAIT_MS = 1000;
 interface Settling {
   readonly resolve: (changed: readonly string[]) => void;
   readonly controller: AbortController;
+  /** Whether it may read the context before the burst is over (not after a restart in it). */
+  readonly readAhead: boolean;
+  /** Whether it has started reading the context: a change now starts it again. */
+  reading: boolean;
 }
 
 export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void> {
@@ -51,6 +63,8 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
   let lastChangeAt = 0;
   let timer: NodeJS.Timeout | undefined;
   let settling: Settling | undefined;
+  // A build aborted within its burst: the next one waits for the quiet before it reads.
+  let restarted = false;
   // Wakes the idle loop at a burst's first change (or when the loop is to end).
   let wake: (() => void) | undefined;
 
@@ -77,6 +91,7 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
   const abandon = (waiting: Settling): void => {
     clearTimer();
     settling = undefined;
+    restarted = true;
     waiting.controller.abort();
     waiting.resolve([]);
   };
@@ -88,7 +103,7 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
     lastChangeAt = now;
     pending.add(path);
     if (settling !== undefined) {
-      if (options.restartOn?.(path) === true) {
+      if (settling.reading || options.restartOn?.(path) === true) {
         abandon(settling);
       } else arm();
     } else wake?.();
@@ -117,15 +132,25 @@ export async function runRebuildLoop(options: RebuildLoopOptions): Promise<void>
         controller.abort(signal.reason);
       };
       signal.addEventListener('abort', forward, { once: true });
+      let own: Settling | undefined;
       const settled = first
         ? Promise.resolve<readonly string[]>([])
         : new Promise<readonly string[]>((resolve) => {
-            settling = { resolve, controller };
+            own = { resolve, controller, readAhead: !restarted, reading: false };
+            settling = own;
             arm();
           });
       first = false;
+      restarted = false;
+      const readContext = (): Promise<void> => {
+        if (own !== undefined && settling === own && own.readAhead) {
+          own.reading = true;
+          return Promise.resolve();
+        }
+        return settled.then(() => undefined);
+      };
       try {
-        await options.build(settled, controller.signal);
+        await options.build(settled, controller.signal, readContext);
       } finally {
         signal.removeEventListener('abort', forward);
       }

@@ -24,6 +24,18 @@ const BIN = resolve(import.meta.dirname, '../../bin/stratum.js');
  */
 const WAITING = '[watch] waiting for changes (Ctrl-C stops)';
 
+/** Whether a `sleep SECONDS` runs anywhere (a step's command; SECONDS unique to one test). */
+function sleeping(seconds: string): boolean {
+  return readdirSync('/proc').some((name) => {
+    if (!/^\d+$/.test(name)) return false;
+    try {
+      return readFileSync(`/proc/${name}/cmdline`, 'utf8') === `sleep\0${seconds}\0`;
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
+
 class Watch {
   stdout = '';
   stderr = '';
@@ -136,6 +148,11 @@ describe.skipIf(!isRoot)('stratum build --watch', () => {
     expect(readFileSync(join(files, 'copy.txt'), 'utf8')).toBe('two\n');
     expect(w.digests).toHaveLength(2);
     expect(w.digests[1]).not.toBe(w.digests[0]);
+    // The rebuild's progress is whole: what it did before the burst was over (its stage, the
+    // start of a step that read the context ahead of the quiet) is shown once it is announced.
+    const rebuild = w.stderr.slice(w.stderr.indexOf('hello.txt changed: rebuilding'));
+    expect(rebuild).toMatch(/^#stage 0 FROM /m);
+    expect(rebuild).toMatch(/^#\d+ \[0 1\/2\] COPY hello\.txt \/hello\.txt$/m);
     // A one-shot build of the same context, with a cache of its own: the same image.
     const oneShot = spawnSync(
       process.execPath,
@@ -185,6 +202,27 @@ describe.skipIf(!isRoot)('stratum build --watch', () => {
       'sub changed',
       'sub/new.txt changed',
     ]);
+  });
+
+  it('a change once a build has read the context ahead of the quiet starts it again: one rebuild, the last content', async () => {
+    const ctx = context({
+      Dockerfile: `FROM ${baseRef}\nCOPY a.txt /a.txt\nRUN sleep 0.437 && cat /a.txt > /copy.txt\n`,
+      'a.txt': 'one\n',
+    });
+    const files = join(home, 'files-ahead');
+    // A long quiet time: the build reads a.txt (its RUN starts) long before the burst is over.
+    const w = watchWith({ STRATUM_WATCH_QUIET_MS: '2000' }, ctx, '-o', `type=local,dest=${files}`);
+    await w.built(1);
+    writeFileSync(join(ctx, 'a.txt'), 'two\n');
+    await w.until('the RUN of the build that read ahead', () => sleeping('0.437'));
+    writeFileSync(join(ctx, 'a.txt'), 'three\n');
+    await w.built(2);
+    mkdirSync(join(ctx, 'later'));
+    await w.built(3);
+    expect(readFileSync(join(files, 'copy.txt'), 'utf8')).toBe('three\n');
+    // One rebuild for both writes (the first was aborted and started again), then the next.
+    expect(w.triggers).toEqual(['a.txt changed', 'later changed']);
+    expect(w.digests).toHaveLength(3);
   });
 
   it('files .dockerignore excludes trigger nothing, and a new .dockerignore changes what does', async () => {

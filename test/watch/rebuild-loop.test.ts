@@ -3,7 +3,13 @@ import { runRebuildLoop } from '../../src/watch/index.js';
 
 /** The schedule alone, fed changes by hand: what builds run, and with which changes. No timings asserted. */
 function harness(
-  options: { restartOn?: (path: string) => boolean; failEarly?: boolean; quietMs?: number } = {},
+  options: {
+    restartOn?: (path: string) => boolean;
+    failEarly?: boolean;
+    quietMs?: number;
+    /** The build reads its context first (readContext), once `readGate` (if any) opens. */
+    reads?: boolean;
+  } = {},
 ) {
   let emit: (path: string) => void = () => undefined;
   const builds: string[][] = [];
@@ -15,6 +21,10 @@ function harness(
   let overlapped = false;
   let release: (() => void) | undefined;
   let gate: Promise<void> | undefined;
+  let openReadGate: (() => void) | undefined;
+  let readGate: Promise<void> | undefined;
+  /** Per build started: whether it read its context before its burst was over. */
+  const readEarly: boolean[] = [];
   const loop = runRebuildLoop({
     signal: controller.signal,
     quietMs: options.quietMs ?? 20,
@@ -25,13 +35,22 @@ function harness(
         emit = () => undefined;
       };
     },
-    build: async (settled, signal) => {
+    build: async (settled, signal, readContext) => {
       running++;
       started++;
       if (running > 1) overlapped = true;
       try {
         // A build that fails reading its Dockerfile ends before its burst does.
         if (options.failEarly === true && started > 1) return;
+        if (options.reads === true) {
+          if (readGate !== undefined) await readGate;
+          let over = false;
+          void settled.then(() => (over = true));
+          await readContext();
+          // Reading now: the rest of the build (a RUN, say) takes a while.
+          readEarly.push(!over);
+          await new Promise((done) => setTimeout(done, 50));
+        }
         const changed = await settled;
         if (signal.aborted) {
           aborted++;
@@ -53,6 +72,16 @@ function harness(
       emit(path);
     },
     overlapped: () => overlapped,
+    readEarly,
+    holdReads: () => {
+      readGate = new Promise((done) => {
+        openReadGate = done;
+      });
+    },
+    openReads: () => {
+      readGate = undefined;
+      openReadGate?.();
+    },
     hold: () => {
       gate = new Promise((done) => {
         release = done;
@@ -140,6 +169,45 @@ describe('the rebuild loop', () => {
     h.release();
     await until(() => h.builds.length === 4);
     expect(h.builds.at(-1)).toEqual(['Dockerfile']);
+    h.stop();
+    await h.loop;
+  });
+
+  it('a build reads its context ahead of the quiet; a change once it reads starts it again, and that one waits for the quiet', async () => {
+    const h = harness({ reads: true, quietMs: 300 });
+    await until(() => h.builds.length === 1);
+    h.emit('a');
+    await until(() => h.readEarly.length === 2);
+    expect(h.readEarly[1]).toBe(true); // read at once, the burst not over
+    h.emit('b');
+    await until(() => h.builds.length === 2);
+    await settle();
+    expect(h.aborted()).toBe(1);
+    expect(h.started()).toBe(3);
+    expect(h.readEarly[2]).toBe(false); // the restarted build read once the burst was over
+    expect(h.builds).toEqual([[], ['a', 'b']]);
+    // The next burst's build reads ahead again.
+    h.emit('c');
+    await until(() => h.builds.length === 3);
+    expect(h.readEarly[3]).toBe(true);
+    expect(h.builds.at(-1)).toEqual(['c']);
+    h.stop();
+    await h.loop;
+  });
+
+  it('a change before the build reads its context only extends the quiet', async () => {
+    const h = harness({ reads: true, quietMs: 200 });
+    await until(() => h.builds.length === 1);
+    h.holdReads();
+    h.emit('a');
+    await until(() => h.started() === 2);
+    h.emit('b');
+    h.openReads();
+    await until(() => h.builds.length === 2);
+    await settle();
+    expect(h.aborted()).toBe(0);
+    expect(h.started()).toBe(2);
+    expect(h.builds).toEqual([[], ['a', 'b']]);
     h.stop();
     await h.loop;
   });
