@@ -48,6 +48,19 @@ interface StageBuilder {
  */
 export function parseDockerfile(source: string | Uint8Array, options: ParseOptions = {}): ParseResult {
   const file = options.file ?? 'Dockerfile';
+  // A build parses its Dockerfile three times (its checks, twice, and its plan), and
+  // `build --watch` the same text again at every save: the last text's result is kept (the
+  // result is readonly data).
+  if (typeof source === 'string' && lastParse?.source === source && lastParse.file === file)
+    return lastParse.result;
+  const result = parseUncached(source, file);
+  if (typeof source === 'string') lastParse = { source, file, result };
+  return result;
+}
+
+let lastParse: { readonly source: string; readonly file: string; readonly result: ParseResult } | undefined;
+
+function parseUncached(source: string | Uint8Array, file: string): ParseResult {
   const { result: ast, positions } = parseAst(source, file);
   const diagnostics: Diagnostic[] = [...ast.diagnostics];
   const metaArgs: ArgInstruction[] = [];
