@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, renameSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -97,8 +97,9 @@ export class UnpackedLayers {
   /** A fresh directory in this session (for one mount's upperdir, workdir and links). */
   async newMountDir(): Promise<string> {
     const dir = join(this.session, String(this.mountCount++));
-    await mkdir(dir);
-    return dir;
+    // Synchronous, as the mount directory's own entries are (OverlayMounts.prepare).
+    mkdirSync(dir);
+    return Promise.resolve(dir);
   }
 
   /**

@@ -1,5 +1,5 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, statSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { StratumError, errnoCode } from '../errors.js';
@@ -24,9 +24,17 @@ export function describeSource(transport: string, path: string, tag: string | un
   return tag === undefined ? `${transport}:${path}` : `${transport}:${path}:${tag}`;
 }
 
-export async function requireExisting(path: string, kind: 'file' | 'directory', name: string): Promise<void> {
+export function requireExisting(path: string, kind: 'file' | 'directory', name: string): Promise<void> {
+  // Synchronous: one stat(2) when a build opens its base image, cheaper than a round trip.
+  return new Promise((resolve) => {
+    requireExistingNow(path, kind, name);
+    resolve();
+  });
+}
+
+function requireExistingNow(path: string, kind: 'file' | 'directory', name: string): void {
   try {
-    const info = await stat(path);
+    const info = statSync(path);
     if (kind === 'directory' && !info.isDirectory())
       throw new StratumError('NOT_FOUND', `${name}: ${path} is not a directory`);
     if (kind === 'file' && !info.isFile())

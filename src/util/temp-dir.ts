@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { statSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readlink, rm, symlink } from 'node:fs/promises';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir, readlink, rm, symlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { errnoCode } from '../errors.js';
 import { cacheDirLayout, defaultCacheDir } from './cache-dir.js';
-import { makeDirectories } from './directories.js';
+import { makeDirectoriesSync } from './directories.js';
 import { isAbandoned, ownedName, ownerOf } from './owner.js';
 
 /**
@@ -40,8 +40,9 @@ export async function makeOwnedTempDir(
   prefix: TemporaryPrefix,
   parent: string = temporaryRoot(),
 ): Promise<string> {
-  await makeDirectories(parent);
-  return mkdtemp(join(parent, ownedName(prefix, '')));
+  // Synchronous calls: made at every build's start (`build --watch` waits for it).
+  makeDirectoriesSync(parent);
+  return Promise.resolve(mkdtempSync(join(parent, ownedName(prefix, ''))));
 }
 
 /** The link in a staging record that names the staging directory (makeOwnedStagingDir). */
@@ -96,7 +97,9 @@ export async function removeAbandonedTemporaries(
 ): Promise<number> {
   let names: string[];
   try {
-    names = await readdir(parent);
+    // Synchronous: one listing at every build's start, where a thread-pool round trip costs
+    // more than the call (0.3-1 ms on a small VM).
+    names = readdirSync(parent);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return 0;
     throw error;

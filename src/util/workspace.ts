@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { makeOwnedTempDir, removeAbandonedTemporaries } from './temp-dir.js';
@@ -33,7 +33,11 @@ export class Workspace {
 
   /** A fresh directory for `purpose` (its name is only for people looking at the disk). */
   async dir(purpose: string): Promise<string> {
-    return mkdtemp(join(this.root, `${purpose.replace(/[^a-zA-Z0-9_.-]/g, '_').slice(0, 40)}-`));
+    // Synchronous: a RUN's scratch directory is made on the step's path, where a thread-pool
+    // round trip costs more than the mkdir (0.3-1 ms on a small VM).
+    return Promise.resolve(
+      mkdtempSync(join(this.root, `${purpose.replace(/[^a-zA-Z0-9_.-]/g, '_').slice(0, 40)}-`)),
+    );
   }
 
   /** A fresh path in the workspace that does not exist yet (for a directory moved in). */

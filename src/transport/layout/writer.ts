@@ -1,4 +1,4 @@
-import { rmdirSync } from 'node:fs';
+import { readdirSync, rmdirSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -50,10 +50,18 @@ export interface WriteResult {
 
 const LAYOUT_FILE = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
 
-export async function directoryState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
+export function directoryState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
+  return new Promise((resolve) => {
+    resolve(directoryStateNow(dir));
+  });
+}
+
+function directoryStateNow(dir: string): 'missing' | 'empty' | 'layout' | 'other' {
   let names: string[];
   try {
-    names = await readdir(dir);
+    // Synchronous: a layout's top directory holds a handful of names, and this is asked at a
+    // build's start and again at its output, where a thread-pool round trip costs more.
+    names = readdirSync(dir);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return 'missing';
     if (errnoCode(error) === 'ENOTDIR') return 'other';
