@@ -1,5 +1,14 @@
-import { closeSync, fdatasync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import {
+  closeSync,
+  fdatasync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  writeSync,
+} from 'node:fs';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { syncDirectory } from '../util/atomic-file.js';
@@ -37,7 +46,7 @@ export class FlushJournal {
   static async open(dir: string): Promise<FlushJournal | undefined> {
     const bootId = await readBootId();
     if (bootId === undefined) return undefined;
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     return new FlushJournal(dir, bootId);
   }
 
@@ -68,7 +77,13 @@ export class FlushJournal {
    */
   async unflushedFromEarlierBoots(): Promise<{ readonly bootId: string; readonly names: string[] }[]> {
     const earlier: { bootId: string; names: string[] }[] = [];
-    for (const entry of await readdir(this.dir).catch(() => [])) {
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(this.dir);
+    } catch {
+      // no journal yet
+    }
+    for (const entry of entries) {
       if (entry === this.bootId || entry.includes('.')) continue;
       const flushedAt = parseUptime(
         await readFile(join(this.dir, `${entry}.flushed`), 'utf8').catch(() => ''),
@@ -117,8 +132,20 @@ export class FlushJournal {
 }
 
 /** The kernel's id of this boot (a crash or reboot changes it), or undefined where it gives none. */
-export async function readBootId(): Promise<string | undefined> {
-  const text = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '');
+export function readBootId(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    resolve(bootIdNow());
+  });
+}
+
+/** Synchronous: read at every build's start, where a round trip costs more than the call. */
+function bootIdNow(): string | undefined {
+  let text = '';
+  try {
+    text = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8');
+  } catch {
+    // no boot id: no journal
+  }
   const id = text.trim();
   return /^[0-9a-f-]{8,64}$/.test(id) ? id : undefined;
 }

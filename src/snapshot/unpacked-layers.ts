@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, renameSync, statSync } from 'node:fs';
-import { appendFile, mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
+import { appendFileSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { mkdir, readFile, readdir, rename, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { StratumError, errnoCode } from '../errors.js';
@@ -50,9 +50,9 @@ export class UnpackedLayers {
   ) {}
 
   static async open(root: string, opaqueXattr: string): Promise<UnpackedLayers> {
-    await mkdir(join(root, 'layers'), { recursive: true });
-    await mkdir(join(root, 'tmp'), { recursive: true });
-    await mkdir(join(root, 'sessions'), { recursive: true });
+    // Synchronous calls for the directories and listings: a build opens the store on its first
+    // step's path, where each thread-pool round trip costs more than the call (0.3-1 ms here).
+    for (const name of ['layers', 'tmp', 'sessions']) mkdirSync(join(root, name), { recursive: true });
     await removeStaleSessions(root);
     const journal = await FlushJournal.open(join(root, UNFLUSHED));
     if (journal !== undefined) {
@@ -64,8 +64,8 @@ export class UnpackedLayers {
     // Named with the process's start time: a PID reused (after a reboot, say) is not this build.
     const owner = processIdentity() ?? `${process.pid}-0`;
     const session = join(root, 'sessions', `${owner}-${randomBytes(6).toString('hex')}`);
-    await mkdir(session);
-    await appendFile(join(session, 'leases'), '');
+    mkdirSync(session);
+    appendFileSync(join(session, 'leases'), '');
     return new UnpackedLayers(root, session, opaqueXattr, journal);
   }
 
@@ -273,14 +273,22 @@ async function unmountBelow(dir: string): Promise<void> {
 }
 
 /** Sessions of builds that are gone (killed): their mounts, upperdirs and leases. */
+function listOrEmpty(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
 async function removeStaleSessions(root: string): Promise<void> {
-  for (const name of await readdir(join(root, 'sessions')).catch(() => [])) {
+  for (const name of listOrEmpty(join(root, 'sessions'))) {
     if (sessionIsLive(name)) continue;
     const dir = join(root, 'sessions', name);
     await unmountBelow(dir);
     await removeTree(dir);
   }
-  for (const name of await readdir(join(root, 'tmp')).catch(() => [])) {
+  for (const name of listOrEmpty(join(root, 'tmp'))) {
     const pid = Number(name.split('-')[0]);
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
     await removeTree(join(root, 'tmp', name));
