@@ -154,7 +154,10 @@ async function main() {
     const order = round % 2 === 0 ? ['watch', 'buildkit'] : ['buildkit', 'watch'];
     for (const name of order) {
       times[name].push(await contenders[name]());
-      // Let the machine settle between contenders (BuildKit's daemon finishes its own work).
+      // Untimed: each contender's writes are flushed before the other's turn, so that neither
+      // one's flushes (a layer blob, index.json) wait behind the other's writeback (as
+      // bench/edit-loop.js does); then the machine settles (BuildKit's daemon finishes its work).
+      run('sync', []);
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     console.log(
@@ -187,17 +190,17 @@ async function main() {
     [
       [
         'stratum build --watch (OCI layout)',
-        fmtS(w),
+        `${w.toFixed(3)} s`,
         fmtS(Math.min(...times.watch)),
         fmtS(Math.max(...times.watch)),
       ],
       [
         'BuildKit one-shot (Docker store, no save)',
-        fmtS(bk),
+        `${bk.toFixed(3)} s`,
         fmtS(Math.min(...times.buildkit)),
         fmtS(Math.max(...times.buildkit)),
       ],
-      ['ratio (watch / BuildKit)', `${(w / bk).toFixed(2)}×`, '', ''],
+      ['ratio (watch / BuildKit)', `${(w / bk).toFixed(3)}×`, '', ''],
     ],
   );
   run('/usr/bin/docker', ['rmi', '-f', dockerTag, dockerBase]);
