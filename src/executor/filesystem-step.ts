@@ -4,7 +4,7 @@ import { compressionName } from '../oci/compression.js';
 import type { LayerRef } from '../oci/image.js';
 import type { Digest } from '../oci/types.js';
 import { reclampLayer, writeDirectoryLayer, writeLayer } from '../snapshot/index.js';
-import type { LayerDiff } from '../snapshot/index.js';
+import type { LayerDiff, WrittenLayer } from '../snapshot/index.js';
 import type { BuildSession, ExplainStep } from './build-session.js';
 import { cacheKey, compressionComponents, type KeyComponent } from '../cache/key.js';
 import type { CacheEntry } from '../cache/store.js';
@@ -146,6 +146,8 @@ export async function filesystemStep(
   let layer: LayerRef;
   let entries: number;
   let undo: readonly string[] | undefined;
+  /** The upperdir's adoption as the layer, when it began while the blob was stored. */
+  let committing: Promise<void> | undefined;
   if (action.independent === true) {
     // Nothing below is read or written: the next step's rootfs gets the layer when it syncs.
     const dir = await build.workspace.dir('link');
@@ -160,13 +162,37 @@ export async function filesystemStep(
     trace('step: executed');
     const diff = await stageRootfs.commit(build.signal);
     trace('step: diff taken');
+    undo = undoRecord(diff);
+    const undoing = undo;
     // Every filesystem step commits a layer, an empty one when it changed nothing (BuildKit's
-    // rule: RUN, COPY, ADD and WORKDIR below / are never empty history entries).
-    const written = await writeLayer(diff, build.blobs, layerOptions);
+    // rule: RUN, COPY, ADD and WORKDIR below / are never empty history entries). A small
+    // layer's digests are known before its blob is stored: the upperdir is adopted as the layer
+    // meanwhile (with SOURCE_DATE_EPOCH the clamped layer is adopted, known only later).
+    const writing = writeLayer(diff, build.blobs, {
+      ...layerOptions,
+      ...(build.sourceDateEpoch === undefined
+        ? {
+            beforeStore: (early: WrittenLayer) => {
+              committing = stageRootfs.committed(
+                { descriptor: early.descriptor, diffId: early.diffId },
+                undoing,
+              );
+              committing.catch(() => undefined); // awaited below
+            },
+          }
+        : {}),
+    });
+    let written: WrittenLayer;
+    try {
+      written = await writing;
+    } catch (error) {
+      // Not before the adoption begun meanwhile has ended: the caller removes the upperdir.
+      await committing?.catch(() => undefined);
+      throw error;
+    }
     layer = { descriptor: written.descriptor, diffId: written.diffId };
     entries = diff.changes.length;
     trace('step: layer written');
-    undo = undoRecord(diff);
   }
   const newEntry = {
     key: key.digest,
@@ -185,7 +211,8 @@ export async function filesystemStep(
     const clamped = (await withEpoch(build, newEntry, build.sourceDateEpoch)).layer;
     if (clamped !== null) layer = clamped;
   }
-  if (action.independent !== true) await stageRootfs.committed(layer, undo);
+  if (committing !== undefined) await committing;
+  else if (action.independent !== true) await stageRootfs.committed(layer, undo);
   trace('step: layer committed');
   await putting;
   trace('step: cache entry put');

@@ -34,6 +34,12 @@ export interface LayerWriteOptions extends EntryOptions {
    */
   readonly offThreadHash?: boolean;
   readonly signal?: AbortSignal;
+  /**
+   * Told the layer's digests before its blob is stored, where they are known first (a small
+   * layer, made whole): a step adopts its upperdir as the layer meanwhile, so that the two
+   * flushes (the blob's, the placement journal's) overlap.
+   */
+  readonly beforeStore?: (layer: WrittenLayer) => void;
 }
 
 export interface WrittenLayer {
@@ -382,6 +388,17 @@ function smallTar(entries: readonly TarEntry[]): Buffer {
  * Writes a layer in one streaming pass: tar → sha256 (diff_id) → gzip or zstd → sha256 and
  * size → blob store. Nothing is buffered beyond the read-ahead and the blocks in flight.
  */
+/** The digest and size of a blob given as pieces. */
+function piecesDigest(pieces: readonly Buffer[]): { readonly digest: Digest; readonly size: number } {
+  const hash = createHash('sha256');
+  let size = 0;
+  for (const piece of pieces) {
+    hash.update(piece);
+    size += piece.length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
 export async function writeLayerEntries(
   entries: readonly TarEntry[],
   store: BlobStore,
@@ -399,12 +416,15 @@ export async function writeLayerEntries(
     if (options.signal?.aborted === true) throw new StratumError('ABORTED', 'layer write aborted');
     const tar = smallTar(entries);
     if (tar.length < DEFAULT_BLOCK_SIZE) {
-      const stored = await store.putPiecesNow(gzipWhole(tar, compressionLevel(compression)));
-      return {
-        descriptor: { mediaType: ociLayerMediaType('gzip'), digest: stored.digest, size: stored.size },
+      const pieces = gzipWhole(tar, compressionLevel(compression));
+      const written: WrittenLayer = {
+        descriptor: { mediaType: ociLayerMediaType('gzip'), ...piecesDigest(pieces) },
         diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}`,
         uncompressedSize: tar.length,
       };
+      options.beforeStore?.(written);
+      await store.putPiecesNow(pieces, written.descriptor.digest);
+      return written;
     }
   }
   const offThreadHash = options.offThreadHash ?? contentBytes >= OFF_THREAD_HASH_BYTES;

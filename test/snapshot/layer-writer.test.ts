@@ -12,6 +12,7 @@ import {
   writeFile,
   readFile,
 } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -309,6 +310,26 @@ describe('layer writer, small layers made whole', () => {
     expect(
       (await readdir(join(store.root, 'blobs', 'sha256'))).filter((name) => name.startsWith('.')),
     ).toEqual([]);
+  });
+
+  it("a small layer's digests are told before its blob is stored, and are the stored blob's", async () => {
+    const store = new BlobStore(await newDir());
+    const root = await newDir();
+    await writeFile(join(root, 'hello.c'), 'int main(void) { return 1; }\n');
+    const told: { digest: string; diffId: string; storedYet: boolean }[] = [];
+    const written = await writeDirectoryLayer(root, store, {
+      beforeStore: (layer) =>
+        told.push({
+          digest: layer.descriptor.digest,
+          diffId: layer.diffId,
+          storedYet: existsSync(store.path(layer.descriptor.digest)),
+        }),
+    });
+    expect(told).toEqual([{ digest: written.descriptor.digest, diffId: written.diffId, storedYet: false }]);
+    const blob = await readFile(store.path(written.descriptor.digest));
+    expect(sha256Digest(blob)).toBe(written.descriptor.digest);
+    expect(blob.length).toBe(written.descriptor.size);
+    expect(sha256Digest(gunzipSync(blob))).toBe(written.diffId);
   });
 
   it('a small layer whose file shrank while it was read fails, leaving no temporary blob', async () => {
