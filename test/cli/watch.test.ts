@@ -5,6 +5,7 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -213,9 +214,15 @@ describe.skipIf(!isRoot)('stratum build --watch', () => {
     // A long quiet time: the build reads a.txt (its RUN starts) long before the burst is over.
     const w = watchWith({ STRATUM_WATCH_QUIET_MS: '2000' }, ctx, '-o', `type=local,dest=${files}`);
     await w.built(1);
-    writeFileSync(join(ctx, 'a.txt'), 'two\n');
+    // Each write is one event in the context (a file written beside it, renamed over a.txt), so
+    // the build that reads ahead is the burst's first, whatever the load between two syscalls.
+    const replace = (content: string): void => {
+      writeFileSync(join(home, 'a.txt.new'), content);
+      renameSync(join(home, 'a.txt.new'), join(ctx, 'a.txt'));
+    };
+    replace('two\n');
     await w.until('the RUN of the build that read ahead', () => sleeping('0.437'));
-    writeFileSync(join(ctx, 'a.txt'), 'three\n');
+    replace('three\n');
     await w.built(2);
     mkdirSync(join(ctx, 'later'));
     await w.built(3);
