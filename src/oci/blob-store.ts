@@ -113,13 +113,24 @@ export class BlobStore {
     // Synchronous metadata calls (an image written to a layout links each of its blobs).
     const dir = join(this.root, 'blobs', digestAlgorithm(digest));
     makeDirectoriesSync(dir);
-    const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     await this.hold(digest);
+    const cannotLink = (error: unknown): boolean =>
+      ['EXDEV', 'EPERM', 'EACCES', 'EMLINK', 'ENOTSUP', 'ENOENT'].includes(errnoCode(error) ?? '');
+    // Straight to its name where nothing is there (a link is atomic: one call, not two). Something
+    // there already (a torn or foreign file the caller found the wrong size) is replaced whole,
+    // by a link made beside it and renamed over it.
+    try {
+      linkSync(file, this.path(digest));
+      return true;
+    } catch (error) {
+      if (cannotLink(error)) return false;
+      if (errnoCode(error) !== 'EEXIST') throw error;
+    }
+    const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
     try {
       linkSync(file, tmp);
     } catch (error) {
-      if (['EXDEV', 'EPERM', 'EACCES', 'EMLINK', 'ENOTSUP', 'ENOENT'].includes(errnoCode(error) ?? ''))
-        return false;
+      if (cannotLink(error)) return false;
       throw error;
     }
     renameSync(tmp, this.path(digest));
