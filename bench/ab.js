@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { machineNote, median } from './lib/harness.js';
-import { DOCKERFILE, MAKEFILE, helloSource } from './lib/edit-loop-workload.js';
+import { DOCKERFILE, MAKEFILE, editBuildArgs, helloSource } from './lib/edit-loop-workload.js';
 
 const [mode, ...bins] = process.argv.slice(2);
 if ((mode !== 'oneshot' && mode !== 'watch') || bins.length !== 2 || !bins.every((bin) => existsSync(bin))) {
@@ -39,21 +39,13 @@ const sides = bins.map((bin, index) => {
   writeFileSync(join(dir, 'ctx', 'Dockerfile'), DOCKERFILE);
   writeFileSync(join(dir, 'ctx', 'Makefile'), MAKEFILE);
   writeFileSync(join(dir, 'ctx', 'hello.c'), helloSource(runId, 0));
-  const args = [
-    join(dir, 'ctx'),
-    '--network',
-    'none',
-    '--snapshotter',
-    'overlay',
-    '--cache-dir',
-    join(dir, 'cache'),
-    '--build-arg',
-    `BASE=oci:${layout}:1`,
-    '--build-arg',
-    `MID=${runId}`,
-    '--output',
-    `oci:${join(dir, 'out')}:ab`,
-  ];
+  const args = editBuildArgs({
+    context: join(dir, 'ctx'),
+    cacheDir: join(dir, 'cache'),
+    layout,
+    mid: runId,
+    output: `${join(dir, 'out')}:ab`,
+  });
   return { bin: resolve(bin), dir, args, times: [] };
 });
 

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtS, machineNote, median, run, stratumBin, table, timed } from './lib/harness.js';
-import { DOCKERFILE, MAKEFILE, helloSource } from './lib/edit-loop-workload.js';
+import { DOCKERFILE, MAKEFILE, editBuildArgs, helloSource } from './lib/edit-loop-workload.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 7);
 const baseDir = process.env.BENCH_BASE ?? '/var/tmp/stratum-bench-debian';
@@ -55,21 +55,15 @@ function startWatch({ layout, dir, contexts }) {
     stratumBin,
     'build',
     '--watch',
-    contexts.stratum,
     '--progress',
     'plain',
-    '--network',
-    'none',
-    '--snapshotter',
-    'overlay',
-    '--cache-dir',
-    join(dir, 'cache'),
-    '--build-arg',
-    `BASE=oci:${layout}:1`,
-    '--build-arg',
-    `MID=${runId}`,
-    '--output',
-    `oci:${join(dir, 'out')}:bench`,
+    ...editBuildArgs({
+      context: contexts.stratum,
+      cacheDir: join(dir, 'cache'),
+      layout,
+      mid: runId,
+      output: `${join(dir, 'out')}:bench`,
+    }),
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

@@ -24,3 +24,26 @@ export const MAKEFILE = 'hello: hello.c\n\tgcc -O2 -o hello hello.c\n';
 export function helloSource(runId, n) {
   return `#include <stdio.h>\nint main(void) { puts("hello ${runId} ${n}"); return 0; }\n`;
 }
+
+/**
+ * The arguments after `stratum build` (or `build --watch`) for the edit in `context`, as the
+ * watch and side-by-side benches run it: overlay, no network, the base layout's tag 1, `MID`
+ * set, an OCI layout out.
+ */
+export function editBuildArgs({ context, cacheDir, layout, mid, output }) {
+  return [
+    context,
+    '--network',
+    'none',
+    '--snapshotter',
+    'overlay',
+    '--cache-dir',
+    cacheDir,
+    '--build-arg',
+    `BASE=oci:${layout}:1`,
+    '--build-arg',
+    `MID=${mid}`,
+    '--output',
+    `oci:${output}`,
+  ];
+}
