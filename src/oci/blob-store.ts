@@ -186,16 +186,19 @@ export class BlobStore {
    * kilobytes, where each asynchronous call was a thread-pool round trip.
    */
   async putPiecesNow(pieces: readonly Buffer[], expected?: Digest): Promise<BlobInfo> {
-    const hash = createHash('sha256');
-    let size = 0;
-    for (const piece of pieces) {
-      hash.update(piece);
-      size += piece.length;
+    const info = digestPieces(pieces);
+    if (expected !== undefined && info.digest !== expected) {
+      throw new StratumError('DIGEST_MISMATCH', `blob content is ${info.digest}, expected ${expected}`);
     }
-    const digest: Digest = `sha256:${hash.digest('hex')}`;
-    if (expected !== undefined && digest !== expected) {
-      throw new StratumError('DIGEST_MISMATCH', `blob content is ${digest}, expected ${expected}`);
-    }
+    return this.putDigestedPiecesNow(pieces, info);
+  }
+
+  /**
+   * putPiecesNow for pieces whose digest the caller has just computed from these same buffers
+   * (digestPieces): the layer writer knows it before storing, and the bytes are not hashed twice.
+   */
+  async putDigestedPiecesNow(pieces: readonly Buffer[], info: BlobInfo): Promise<BlobInfo> {
+    const { digest, size } = info;
     const dir = join(this.root, 'blobs', 'sha256');
     makeDirectoriesSync(dir);
     const tmp = join(dir, ownedName(TEMPORARY_PREFIX, randomBytes(6).toString('hex')));
@@ -335,6 +338,17 @@ export class BlobWriter {
     this.closed = true;
     await this.handle.close();
   }
+}
+
+/** The sha256 digest and size of a blob given as pieces. */
+export function digestPieces(pieces: readonly Buffer[]): BlobInfo {
+  const hash = createHash('sha256');
+  let size = 0;
+  for (const piece of pieces) {
+    hash.update(piece);
+    size += piece.length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
 }
 
 /** Blobs up to this size that putBytes writes with synchronous calls (putPiecesNow). */

@@ -3,7 +3,7 @@ import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { StratumError } from '../errors.js';
-import type { BlobStore, BlobWriter } from '../oci/blob-store.js';
+import { digestPieces, type BlobStore, type BlobWriter } from '../oci/blob-store.js';
 import { displayName, fsPath } from '../util/file-names.js';
 import { OffThreadDigest, sharedBuffer } from '../oci/hash-worker.js';
 import {
@@ -388,17 +388,6 @@ function smallTar(entries: readonly TarEntry[]): Buffer {
  * Writes a layer in one streaming pass: tar → sha256 (diff_id) → gzip or zstd → sha256 and
  * size → blob store. Nothing is buffered beyond the read-ahead and the blocks in flight.
  */
-/** The digest and size of a blob given as pieces. */
-function piecesDigest(pieces: readonly Buffer[]): { readonly digest: Digest; readonly size: number } {
-  const hash = createHash('sha256');
-  let size = 0;
-  for (const piece of pieces) {
-    hash.update(piece);
-    size += piece.length;
-  }
-  return { digest: `sha256:${hash.digest('hex')}`, size };
-}
-
 export async function writeLayerEntries(
   entries: readonly TarEntry[],
   store: BlobStore,
@@ -418,12 +407,12 @@ export async function writeLayerEntries(
     if (tar.length < DEFAULT_BLOCK_SIZE) {
       const pieces = gzipWhole(tar, compressionLevel(compression));
       const written: WrittenLayer = {
-        descriptor: { mediaType: ociLayerMediaType('gzip'), ...piecesDigest(pieces) },
+        descriptor: { mediaType: ociLayerMediaType('gzip'), ...digestPieces(pieces) },
         diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}`,
         uncompressedSize: tar.length,
       };
       options.beforeStore?.(written);
-      await store.putPiecesNow(pieces, written.descriptor.digest);
+      await store.putDigestedPiecesNow(pieces, written.descriptor);
       return written;
     }
   }
