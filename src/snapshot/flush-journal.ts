@@ -12,6 +12,7 @@ import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { syncDirectory } from '../util/atomic-file.js';
+import { resolvedNow } from '../util/now.js';
 
 const datasync = promisify(fdatasync);
 
@@ -133,9 +134,7 @@ export class FlushJournal {
 
 /** The kernel's id of this boot (a crash or reboot changes it), or undefined where it gives none. */
 export function readBootId(): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    resolve(bootIdNow());
-  });
+  return resolvedNow(bootIdNow);
 }
 
 /** Synchronous: read at every build's start, where a round trip costs more than the call. */

@@ -12,6 +12,7 @@ import {
 import { makeOwnedTempDir } from '../util/temp-dir.js';
 import { tarAccess, type FileAccess } from './files.js';
 import { indexTar } from './tar-index.js';
+import { resolvedNow } from '../util/now.js';
 
 /**
  * What the on-disk transports share when opening a path: the name used in messages, the check
@@ -26,9 +27,8 @@ export function describeSource(transport: string, path: string, tag: string | un
 
 export function requireExisting(path: string, kind: 'file' | 'directory', name: string): Promise<void> {
   // Synchronous: one stat(2) when a build opens its base image, cheaper than a round trip.
-  return new Promise((resolve) => {
+  return resolvedNow(() => {
     requireExistingNow(path, kind, name);
-    resolve();
   });
 }
 

@@ -1,6 +1,7 @@
 import { accessSync, constants, lstatSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, sep } from 'node:path';
 import { StratumError, errnoCode } from '../errors.js';
+import { resolvedNow } from './now.js';
 
 /**
  * What a path the user named for an output is (an archive, a `type=tar`/`type=local` dest,
@@ -62,14 +63,7 @@ export function descriptorOf(path: string): number | undefined {
 // The checks below use synchronous calls: a handful of metadata calls at every build's start,
 // where each thread-pool round trip costs ~0.3-1 ms on a small VM (`build --watch` waits).
 export function planOutput(path: string, shape: OutputShape, label = path): Promise<OutputPlan> {
-  return settledNow(() => planOutputNow(path, shape, label));
-}
-
-/** `work`'s result as a promise, its error as a rejection (callers may `.catch()`). */
-function settledNow<T>(work: () => T): Promise<T> {
-  return new Promise((resolve) => {
-    resolve(work());
-  });
+  return resolvedNow(() => planOutputNow(path, shape, label));
 }
 
 /** Stats `path`; undefined when nothing is there (a missing path or a file as a parent). */
@@ -127,7 +121,7 @@ export function checkOutput(
   shape: OutputShape,
   options: { readonly label?: string; readonly createParents?: boolean } = {},
 ): Promise<OutputPlan> {
-  return settledNow(() => checkOutputNow(path, shape, options));
+  return resolvedNow(() => checkOutputNow(path, shape, options));
 }
 
 function checkOutputNow(

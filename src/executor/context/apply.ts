@@ -36,6 +36,7 @@ import { applyChmod, parseChmod, type ChmodSpec } from './chmod.js';
 import type { HeldContents } from './held-contents.js';
 import { components, resolveInRoot } from './paths.js';
 import type { CopyEntry, CopyPlan, Owner } from './types.js';
+import { resolvedNow } from '../../util/now.js';
 
 /**
  * Writes a CopyPlan onto a stage rootfs. Every destination is resolved inside the rootfs as a
@@ -171,11 +172,13 @@ function ioError(plan: CopyPlan, what: string, error: unknown): StratumError {
 // Synchronous: asked for a copy's destination and for each directory it writes into, where a
 // thread-pool round trip costs more than the call (0.3-1 ms on a small VM).
 function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  return new Promise<Stats | undefined>((resolve) => {
-    resolve(lstatSync(fsPath(path), { throwIfNoEntry: false }));
-  }).catch((error: unknown) => {
-    if (errnoCode(error) === 'ENOTDIR') return undefined;
-    throw error;
+  return resolvedNow(() => {
+    try {
+      return lstatSync(fsPath(path), { throwIfNoEntry: false });
+    } catch (error) {
+      if (errnoCode(error) === 'ENOTDIR') return undefined;
+      throw error;
+    }
   });
 }
 

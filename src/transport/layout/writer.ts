@@ -11,6 +11,7 @@ import { REF_NAME, readLayoutIndex, refName } from './reader.js';
 import { MediaType, type Descriptor, type ImageIndex } from '../../oci/types.js';
 import { syncDirectory, temporarySibling, writeFileAtomic } from '../../util/atomic-file.js';
 import { withLock } from './lock.js';
+import { resolvedNow } from '../../util/now.js';
 
 /**
  * Writes an image into an OCI image layout directory (image-layout.md, version 1.0.0).
@@ -51,9 +52,7 @@ export interface WriteResult {
 const LAYOUT_FILE = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
 
 export function directoryState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
-  return new Promise((resolve) => {
-    resolve(directoryStateNow(dir));
-  });
+  return resolvedNow(() => directoryStateNow(dir));
 }
 
 function directoryStateNow(dir: string): 'missing' | 'empty' | 'layout' | 'other' {
