@@ -82,7 +82,15 @@ function codeCacheFile(command) {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   const dir = join(base, 'stratum-code-cache');
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Two plain mkdirs, not a recursive one: Node's retries ENOENT forever under /proc
+    // (XDG_CACHE_HOME=/proc/x spun at 100 % CPU, deaf to SIGTERM). No base's parent: no cache.
+    for (const path of [base, dir]) {
+      try {
+        mkdirSync(path, { mode: 0o700 });
+      } catch (error) {
+        if (error.code !== 'EEXIST') throw error;
+      }
+    }
     if (!ownedAndPrivate(lstatSync(dir))) return undefined;
   } catch {
     return undefined;

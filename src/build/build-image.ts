@@ -4,7 +4,8 @@
 // --metadata-file) is wired here once; their logic lives in the modules it imports.
 import { trace } from '../util/trace.js';
 import { cacheDirLayout, defaultCacheDir } from '../util/cache-dir.js';
-import { constants, mkdirSync } from 'node:fs';
+import { constants } from 'node:fs';
+import { makeDirectoriesSync } from '../util/directories.js';
 import type { KeyObject } from 'node:crypto';
 import { access, readFile, rm, stat } from 'node:fs/promises';
 import { makeOwnedTempDir } from '../util/temp-dir.js';
@@ -177,7 +178,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuildImage
     if (socketStat?.isSocket() !== true)
       throw new StratumError('USAGE', `--ssh ${id}=${socket}: not a socket (is the ssh agent running?)`);
   }
-  mkdirSync(tmpDir, { recursive: true });
+  makeDirectoriesSync(tmpDir);
   // A context on standard input is unpacked here. Named after this process, so what a killed
   // build left goes at the next build. Made only for such a context: a directory made and
   // removed costs ~2 ms of a build on a slow disk.

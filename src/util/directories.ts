@@ -34,7 +34,8 @@ export function makeDirectoriesSync(path: string): string | undefined {
       mkdirSync(dir);
     } catch (error) {
       if (errnoCode(error) === 'EEXIST' && pathKindSync(dir) === 'directory') continue;
-      throw error;
+      // One line naming the path asked for and the part that could not be made (/proc/x: ENOENT).
+      throw new StratumError('IO', `${target}: cannot create ${dir} (${errnoCode(error) ?? String(error)})`);
     }
   }
   return missing[0];

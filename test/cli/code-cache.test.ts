@@ -116,4 +116,13 @@ describe('the code cache of the bundled CLI', () => {
     await parse();
     expect(cacheFiles()).toEqual([]);
   });
+
+  it('XDG_CACHE_HOME where no directory can be made (/proc/x) runs without a cache, and ends', async () => {
+    // Node's recursive mkdir retries ENOENT under /proc forever; the loader must not use it.
+    const { stdout } = await run(process.execPath, [bin, '--version'], {
+      env: { ...process.env, XDG_CACHE_HOME: '/proc/stratum-no-such-dir/cache' },
+      timeout: 20_000,
+    });
+    expect(stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
 });

@@ -288,6 +288,31 @@ describe('an output never replaces /dev/null-like files', () => {
   });
 });
 
+describe('a cache directory that cannot be made', () => {
+  it('--cache-dir under /proc is one line naming the path, exit 1, not a spin', () => {
+    // Node's mkdir(..., { recursive: true }) retries ENOENT under /proc forever.
+    for (const command of [
+      ['build', '.'],
+      ['cache', 'prune'],
+    ]) {
+      const result = spawnSync(
+        process.execPath,
+        [BIN, ...command, '--cache-dir', '/proc/stratum-i27/cache'],
+        {
+          cwd: context(`proc-cache-${command[0]}`, { Dockerfile: 'FROM scratch\n' }),
+          env: env(),
+          encoding: 'utf8',
+          timeout: 60_000,
+        },
+      );
+      expect(result.status, result.stderr).toBe(1);
+      expect(oneLine(result.stderr)).toMatch(
+        /^stratum: \/proc\/stratum-i27\/cache\/\S+: cannot create \/proc\/stratum-i27 \(ENOENT\)$/,
+      );
+    }
+  });
+});
+
 describe('a killed type=local export leaves nothing behind', () => {
   let ctx: string;
   beforeAll(() => {
