@@ -5,13 +5,19 @@
 // a fraction of the start-up of dist/'s ~240 modules. CommonJS (bin/package.json), as
 // load-cli.js: Node starts an ES module entry ~8 ms later.
 const { Socket } = require('node:net');
-const { loadCli } = require('./load-cli.js');
+const { loadCli, runInUserNamespaceFirst } = require('./load-cli.js');
 
 void (async () => {
   const argv = process.argv.slice(2);
-  const { main, saveCodeCache } = await loadCli(argv.find((arg) => !arg.startsWith('-')));
-  process.exitCode = await main(argv);
-  saveCodeCache();
+  const command = argv.find((arg) => !arg.startsWith('-'));
+  const namespaced = await runInUserNamespaceFirst(command, argv);
+  if (namespaced.code !== undefined) {
+    process.exitCode = namespaced.code;
+  } else {
+    const { main, saveCodeCache } = await loadCli(command);
+    process.exitCode = await main(argv, { userNamespaceDecided: namespaced.decided });
+    saveCodeCache();
+  }
   setImmediate(exitIfIdle);
 })();
 

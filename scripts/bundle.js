@@ -42,5 +42,22 @@ await build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
-const written = readFileSync(join(outdir, 'stratum.cjs'));
-if (!isAscii(written)) throw new Error('scripts/bundle.js: dist/bundle/stratum.cjs is not ASCII');
+// The user-namespace re-exec alone (~7 KB): bin/stratum.js runs it before the CLI's bundle, so a
+// rootless or in-container build, whose first process only starts the namespaced one and waits,
+// does not load and compile the whole CLI twice.
+await build({
+  entryPoints: [join(root, 'dist/executor/sandbox/rootless-reexec.js')],
+  outfile: join(outdir, 'rootless.cjs'),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  charset: 'ascii',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
+});
+for (const name of ['stratum.cjs', 'rootless.cjs']) {
+  if (!isAscii(readFileSync(join(outdir, name))))
+    throw new Error(`scripts/bundle.js: dist/bundle/${name} is not ASCII`);
+}

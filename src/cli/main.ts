@@ -7,7 +7,10 @@ import { sourceExcerpt } from './error-text.js';
  * Runs the CLI and returns the exit code: 0 ok, 1 failure, 2 usage. Errors a user can cause
  * are StratumErrors and print as one line; anything else is a bug and prints its stack.
  */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  options: { readonly userNamespaceDecided?: boolean } = {},
+): Promise<number> {
   endQuietlyWhenStdoutCloses();
   const program = new Command('stratum')
     .description('Build OCI images from Dockerfiles without a daemon')
@@ -21,7 +24,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     // maintenance, which removes what builds made) runs as root of a user namespace: see
     // src/user-namespace.ts.
     const word = argv.find((arg) => !arg.startsWith('-'));
-    if ((word === 'build' || word === 'cache') && process.argv[1] !== undefined) {
+    // bin/stratum.js decides it before loading the CLI where it can (userNamespaceDecided).
+    if (
+      (word === 'build' || word === 'cache') &&
+      process.argv[1] !== undefined &&
+      options.userNamespaceDecided !== true
+    ) {
       // Not through index.ts: this process only waits for the namespaced one, and loading every
       // module here would double the start-up of a rootless rebuild.
       const { runInUserNamespace } = await import('../api/rootless.js');

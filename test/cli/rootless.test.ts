@@ -9,6 +9,7 @@ import {
   readdirSync,
   readlinkSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -130,6 +131,49 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     } finally {
       await image.close();
     }
+  });
+
+  it("the first process does not load the CLI: the code cache a rootless build leaves is the namespaced process's", () => {
+    // bin/stratum.js decides the re-exec from dist/bundle/rootless.cjs. When the first process
+    // loaded the whole CLI, it wrote its cache (the few functions it ran) after the namespaced
+    // build had written the whole build's, and every later build ran from that smaller one.
+    const cacheFiles = (home: string): string[] =>
+      readdirSync(join(home, 'stratum-code-cache')).filter((name) => name.endsWith('-build.bin'));
+    const sizeAfterOneBuild = (
+      home: string,
+      build: () => { status: number | null; stderr: string },
+    ): number => {
+      mkdirSync(home, { mode: 0o777 });
+      chmodSync(home, 0o777);
+      const built = build();
+      expect(built.status, built.stderr).toBe(0);
+      const files = cacheFiles(home);
+      expect(files).toHaveLength(1);
+      return statSync(join(home, 'stratum-code-cache', files[0]!)).size;
+    };
+    const args = (out: string): string[] => [
+      'build',
+      join(dir, 'ctx'),
+      '--network',
+      'none',
+      '--output',
+      `oci:${out}:x`,
+    ];
+    const rootless = sizeAfterOneBuild(join(dir, 'xdg-nobody'), () =>
+      asNobody(args(join(dir, 'out-cc-nobody')), undefined, { XDG_CACHE_HOME: join(dir, 'xdg-nobody') }),
+    );
+    const asRoot = sizeAfterOneBuild(join(dir, 'xdg-root'), () =>
+      spawnSync(process.execPath, [BIN, ...args(join(dir, 'out-cc-root'))], {
+        env: {
+          ...process.env,
+          XDG_CACHE_HOME: join(dir, 'xdg-root'),
+          STRATUM_CACHE_DIR: join(dir, 'cache-cc-root'),
+        },
+        encoding: 'utf8',
+      }),
+    );
+    // The same build compiles about the same functions (the first process alone: ~1/3).
+    expect(rootless / asRoot).toBeGreaterThan(0.8);
   });
 
   it('on overlay, deletions and replaced directories reach the layers as the scan snapshotter makes them', () => {
