@@ -120,6 +120,7 @@ export async function removeAbandonedTemporaries(
 
 /** How often a build looks for what killed builds left in a store (see sweepDue). */
 export const SWEEP_INTERVAL_MS = 10 * 60_000;
+const CLOCK_SLACK_MS = 1000;
 
 /**
  * Whether the sweep named `stamp` (a file) is due, marking it done now when it is. Looking for a
@@ -130,7 +131,11 @@ export const SWEEP_INTERVAL_MS = 10 * 60_000;
  */
 export function sweepDue(stamp: string, now = Date.now()): boolean {
   const last = statSync(stamp, { throwIfNoEntry: false });
-  if (last !== undefined && now - last.mtimeMs < SWEEP_INTERVAL_MS && last.mtimeMs <= now) return false;
+  // A stamp from the future (a clock set back) does not stop sweeps for good. "The future" has a
+  // second's slack: a file's mtime has nanoseconds (kernels with fine-grained timestamps, 6.13+)
+  // where Date.now() is truncated to the millisecond, so a stamp written just now can be ahead.
+  if (last !== undefined && now - last.mtimeMs < SWEEP_INTERVAL_MS && last.mtimeMs <= now + CLOCK_SLACK_MS)
+    return false;
   try {
     writeFileSync(stamp, '');
   } catch {

@@ -106,6 +106,11 @@ describe('sweepDue: how often a build looks for partial blobs', () => {
       const stamp = join(dir, '.blobs-swept');
       expect(sweepDue(stamp)).toBe(true);
       expect(sweepDue(stamp)).toBe(false);
+      // A stamp written within the current millisecond reads as not due (its mtime has
+      // nanoseconds; Date.now() is truncated): a fine-grained kernel made it look like the future.
+      const justNow = Date.now();
+      utimesSync(stamp, (justNow + 0.9) / 1000, (justNow + 0.9) / 1000);
+      expect(sweepDue(stamp, justNow)).toBe(false);
       expect(sweepDue(stamp, Date.now() + SWEEP_INTERVAL_MS + 1000)).toBe(true);
       // A stamp from the future (a clock set back) does not stop sweeps for good.
       const later = (Date.now() + 3 * SWEEP_INTERVAL_MS) / 1000;
