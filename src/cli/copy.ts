@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { copyImage, parsePlatform } from '../api/cli.js';
+import { insecureRegistryOption, registryOptions, type RegistryFlags } from './registry-flags.js';
 
 export function registerCopy(program: Command): void {
   program
@@ -17,22 +18,26 @@ export function registerCopy(program: Command): void {
       'platform to pick from a multi-platform image (default: this host)',
     )
     .option('--all', 'copy every platform of a multi-platform image (from oci:, oci-archive: or the store)')
-    .action(async (from: string, to: string, options: { platform?: string; all?: boolean }) => {
-      const result = await copyImage(from, to, {
-        ...(options.platform === undefined ? {} : { platform: parsePlatform(options.platform) }),
-        ...(options.all === true ? { all: true } : {}),
-      });
-      // What the destination holds, and why it is not the source's digest when it is not.
-      process.stdout.write(`${result.digest}\n`);
-      if (result.digest !== result.source.digest) {
-        const rewritten =
-          result.rewritten ??
-          (result.descriptor.mediaType !== result.source.mediaType
-            ? `its manifest was rewritten as ${result.descriptor.mediaType} (was ${result.source.mediaType})`
-            : 'its manifest was rewritten for this destination');
-        process.stderr.write(
-          `note: ${to} holds ${result.digest}, not ${from}'s ${result.source.digest}: ${rewritten}\n`,
-        );
-      }
-    });
+    .addOption(insecureRegistryOption())
+    .action(
+      async (from: string, to: string, options: { platform?: string; all?: boolean } & RegistryFlags) => {
+        const result = await copyImage(from, to, {
+          ...registryOptions(options),
+          ...(options.platform === undefined ? {} : { platform: parsePlatform(options.platform) }),
+          ...(options.all === true ? { all: true } : {}),
+        });
+        // What the destination holds, and why it is not the source's digest when it is not.
+        process.stdout.write(`${result.digest}\n`);
+        if (result.digest !== result.source.digest) {
+          const rewritten =
+            result.rewritten ??
+            (result.descriptor.mediaType !== result.source.mediaType
+              ? `its manifest was rewritten as ${result.descriptor.mediaType} (was ${result.source.mediaType})`
+              : 'its manifest was rewritten for this destination');
+          process.stderr.write(
+            `note: ${to} holds ${result.digest}, not ${from}'s ${result.source.digest}: ${rewritten}\n`,
+          );
+        }
+      },
+    );
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { insecureRegistryOption, registryOptions, type RegistryFlags } from './registry-flags.js';
 import {
   humanSize,
   oneLine,
@@ -76,15 +77,17 @@ export function registerInspect(program: Command): void {
       '--platform <os/arch[/variant]>',
       'platform to pick from a multi-platform image (default: this host)',
     )
-    .action(async (image: string, options: { json?: boolean; platform?: string }) => {
-      const source = await openImage(
-        image,
-        options.platform === undefined ? {} : { platform: parsePlatform(options.platform) },
-      );
+    .addOption(insecureRegistryOption())
+    .action(async (image: string, options: { json?: boolean; platform?: string } & RegistryFlags) => {
+      const insecure = registryOptions(options);
+      const source = await openImage(image, {
+        ...insecure,
+        ...(options.platform === undefined ? {} : { platform: parsePlatform(options.platform) }),
+      });
       try {
         const summary = summarizeImage(source);
         // BuildKit's attestation manifests about this image (none in a docker-archive or the daemon).
-        const attestations = (await readAttestations(image)).manifests.filter(
+        const attestations = (await readAttestations(image, insecure)).manifests.filter(
           (manifest) => manifest.subject === source.manifest.digest,
         );
         process.stdout.write(

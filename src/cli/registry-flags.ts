@@ -2,7 +2,8 @@ import { Option, type Command } from 'commander';
 
 /**
  * The registry flags, declared once for every command that reaches a registry (build, cache
- * diff, pull, push, login, logout, verify-attestation), so their spelling and help agree.
+ * diff, pull, push, login, logout, verify-attestation, inspect, copy), so their spelling and help
+ * agree.
  */
 
 /** Accumulates a repeatable flag's values. */

@@ -104,6 +104,17 @@ function statusText(status: number): string {
 }
 
 /** A network-level failure (refused, unknown host, reset) as a one-line error. */
+/** Node's codes for a certificate chain that no trusted CA signs. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+]);
+const UNTRUSTED_HINT =
+  '; a registry signed by a private CA is trusted with NODE_EXTRA_CA_CERTS=CA.pem, one not to verify is named with --insecure-registry';
+
 export function networkError(what: string, error: unknown, secrets?: Secrets): StratumError {
   const code = errorCode(error);
   const reason =
@@ -120,7 +131,8 @@ export function networkError(what: string, error: unknown, secrets?: Secrets): S
             : error instanceof Error
               ? error.message
               : String(error);
-  const message = redact(`${what}: ${reason}${code !== undefined ? ` (${code})` : ''}`, secrets);
+  const hint = code !== undefined && UNTRUSTED_CERTIFICATE.has(code) ? UNTRUSTED_HINT : '';
+  const message = redact(`${what}: ${reason}${code !== undefined ? ` (${code})` : ''}${hint}`, secrets);
   return new StratumError('REGISTRY', message, {
     cause: error,
   });
