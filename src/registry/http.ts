@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
+import { handedOverTrust } from '../util/extra-ca-certs.js';
 
 /**
  * The HTTP vocabulary the registry client's layers share (auth, retry, redirects): one request
@@ -42,9 +43,11 @@ export interface Http {
 export async function loadHttp(): Promise<Http> {
   const undici = await import('undici');
   const common = { keepAliveTimeout: 30_000, headersTimeout: 120_000, bodyTimeout: 120_000 };
+  // NODE_EXTRA_CA_CERTS as stratum's re-start in a user namespace was handed it (extra-ca-certs.ts).
+  const trust = handedOverTrust();
   return {
     request: undici.request,
-    agent: new undici.Agent(common),
+    agent: new undici.Agent(trust === undefined ? common : { ...common, connect: { ca: [...trust.ca] } }),
     unverifiedAgent: new undici.Agent({ ...common, connect: { rejectUnauthorized: false } }),
   };
 }

@@ -108,7 +108,11 @@ describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERT
     image = await makeTestLayout(join(dir, 'layout'), [{ f: noise(5_000, 7) }]);
     execFileSync('chmod', ['-R', 'a+rX', join(dir, 'layout')]);
     mkdirSync(join(dir, 'ctx'), { mode: 0o755 });
-    writeFileSync(join(dir, 'ctx/Dockerfile'), `FROM ${NAME}:${port}/ca/app:v1\nLABEL trusted=yes\n`);
+    // The base comes over TLS from the registry, and so does an ADD of its /v2/ answer ({}).
+    writeFileSync(
+      join(dir, 'ctx/Dockerfile'),
+      `FROM ${NAME}:${port}/ca/app:v1\nADD https://${NAME}:${port}/v2/ /v2.json\nLABEL trusted=yes\n`,
+    );
     chmodSync(join(dir, 'ctx/Dockerfile'), 0o644);
     mkdirSync(join(dir, 'home'), { mode: 0o777 });
     chmodSync(join(dir, 'home'), 0o777);
@@ -169,6 +173,17 @@ describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERT
     expect(lines[0]).toMatch(/certificate/i);
     // and what to do about it
     expect(lines[0]).toContain('NODE_EXTRA_CA_CERTS=CA.pem');
+    // ADD of a URL there says why too (undici's own message is only "fetch failed").
+    mkdirSync(join(dir, 'add-ctx'), { mode: 0o755 });
+    writeFileSync(
+      join(dir, 'add-ctx/Dockerfile'),
+      `FROM scratch\nADD https://${NAME}:${port}/v2/ /v2.json\n`,
+    );
+    const added = stratum(['build', join(dir, 'add-ctx'), '--progress', 'quiet'], { ca: false });
+    expect(added.status).toBe(1);
+    expect(added.stderr.split('\n')[0]).toMatch(
+      /ADD https:\/\/registry\.stratum\.test:\d+\/v2\/: download failed: .*certificate/,
+    );
   });
 
   it('without it, --insecure-registry NAME:PORT reaches it without verifying (inspect, copy)', () => {
@@ -189,7 +204,7 @@ describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERT
     expect(copied.stdout.trim()).toBe(image.manifestDigest);
   });
 
-  it('a rootless build (stratum started again in a user namespace) pulls its base with the CA', () => {
+  it('a rootless build (stratum started again in a user namespace) pulls its base and ADDs a URL with the CA', () => {
     const out = join(dir, 'home', 'out-nobody');
     const args = ['build', join(dir, 'ctx'), '--progress', 'quiet', '--output', `oci:${out}:x`];
     const built = stratum(args, { ca: true, user: 'nobody' });

@@ -6,6 +6,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
 import { StratumError } from '../../errors.js';
 import { DigestingStream } from '../../oci/digest.js';
+import { handedOverTrust } from '../../util/extra-ca-certs.js';
 
 /**
  * ADD <url>: downloads with undici into a temporary directory, as Docker's classic builder does:
@@ -68,6 +69,30 @@ export function urlFileName(url: string): string {
   }
 }
 
+/**
+ * What went wrong, from undici's fetch error: its own message is only "fetch failed", and the
+ * reason (a refused connection, an unknown host, a certificate no CA signs) is its cause.
+ */
+function fetchFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause: unknown = error.cause;
+  if (!(cause instanceof Error)) return error.message;
+  const code = (cause as { code?: unknown }).code;
+  return `${cause.message}${typeof code === 'string' && !cause.message.includes(code) ? ` (${code})` : ''}`;
+}
+
+let trustedAgent: import('undici').Agent | undefined;
+
+/**
+ * The agent for downloads with handed-over certificates, made once. No keep-alive (pipelining 0:
+ * each connection closes with its response), so no idle socket outlives the download, as with
+ * undici's global agent.
+ */
+function downloadAgent(Agent: typeof import('undici').Agent, ca: readonly string[]): import('undici').Agent {
+  trustedAgent ??= new Agent({ pipelining: 0, connect: { ca: [...ca] } });
+  return trustedAgent;
+}
+
 export async function downloadUrl(
   url: string,
   tmpDir: string,
@@ -93,14 +118,17 @@ export async function downloadUrl(
   let response;
   try {
     // Loaded here, not at start-up: most builds never download anything.
-    const { fetch } = await import('undici');
+    const { fetch, Agent } = await import('undici');
+    // NODE_EXTRA_CA_CERTS as stratum's re-start in a user namespace was handed it (extra-ca-certs.ts).
+    const trust = handedOverTrust();
     response = await fetch(target, {
       redirect: 'follow',
       headers,
+      ...(trust === undefined ? {} : { dispatcher: downloadAgent(Agent, trust.ca) }),
       ...(options.signal ? { signal: options.signal } : {}),
     });
   } catch (error) {
-    const message = (error instanceof Error ? error.message : String(error)).split(url).join(displayUrl(url));
+    const message = fetchFailure(error).split(url).join(displayUrl(url));
     throw new StratumError('IO', `${what}: download failed: ${message}`, { cause: error });
   }
   if (!response.ok || response.body === null) {

@@ -4,6 +4,7 @@ import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOTLESS_USER_ENV, chooseIdMapping, unshareMappingArgs } from './id-mapping.js';
 import { inUserNamespace } from '../../util/user-namespace.js';
+import { environmentForRestart } from '../../util/extra-ca-certs.js';
 
 /**
  * Where the host's root privileges are missing, stratum runs itself again as root of a user
@@ -86,7 +87,7 @@ function start(unshareArgs: readonly string[], user: string, handshake: boolean)
   // If this process dies, the namespaced one is told (SIGTERM) and cleans up as on Ctrl-C.
   return spawn('setpriv', ['--pdeathsig', 'TERM', 'unshare', ...unshareArgs], {
     stdio: ['inherit', 'inherit', 'inherit', ...(handshake ? (['pipe'] as const) : [])],
-    env: { ...process.env, [ROOTLESS_USER_ENV]: user },
+    env: environmentForRestart({ ...process.env, [ROOTLESS_USER_ENV]: user }),
     detached: !onTerminal(),
   });
 }
