@@ -482,8 +482,11 @@ export async function executeBuild(options: BuildOptions): Promise<BuildResult> 
       }
     })();
     // A failed build has cleaned up when it throws; a successful one may hand its cleanup over.
+    // A failed build's error is the one to report: a cleanup failing after it (what is left is
+    // a dead session's, removed by the next build) must not replace it.
     if (succeeded && options.cleanupLater !== undefined) options.cleanupLater(cleanup);
-    else await cleanup;
+    else if (succeeded) await cleanup;
+    else await cleanup.catch(() => undefined);
   }
 }
 

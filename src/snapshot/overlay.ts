@@ -150,6 +150,9 @@ export class OverlayMounts {
         active.mounted.push(view);
       });
       active.viewMounted.catch(() => undefined); // awaited by commit and remove
+      // A failed build removes no snapshot: the session's close must not read mountinfo before
+      // this mount is made (it then stayed mounted, and removing the session failed with EBUSY).
+      this.layers.finishBeforeClosing(active.viewMounted);
     }
     // Off the step's path (~4 ms of thread-pool removals): the session waits for it at its end.
     if (replacing !== undefined) this.layers.removeLater(replacing.dir);

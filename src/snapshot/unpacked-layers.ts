@@ -81,17 +81,29 @@ export class UnpackedLayers {
     return join(this.root, 'layers', hexOf(diffId));
   }
 
-  /** Removals of mount directories under way (removeLater); sweep and close wait for them. */
-  private readonly removals = new Set<Promise<void>>();
+  /**
+   * Work on this session's mount directories under way that nobody waits for (removeLater, a
+   * view mounted while its step runs); sweep and close wait for it first: a mount made after
+   * they read mountinfo would be left mounted, and its directory could not be removed (EBUSY).
+   */
+  private readonly unfinished = new Set<Promise<void>>();
+
+  /** Makes sweep and close wait for `work` (whose failure is theirs to clean up after). */
+  finishBeforeClosing(work: Promise<unknown>): void {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.unfinished.add(settled);
+    void settled.then(() => this.unfinished.delete(settled));
+  }
 
   /**
    * Removes a mount directory of this session that is unmounted and done with, without making
    * the caller wait. A failure is left to sweep or close, which remove whatever is left.
    */
   removeLater(dir: string): void {
-    const removal = removeTree(dir).catch(() => undefined);
-    this.removals.add(removal);
-    void removal.then(() => this.removals.delete(removal));
+    this.finishBeforeClosing(removeTree(dir));
   }
 
   /** A fresh directory in this session (for one mount's upperdir, workdir and links). */
@@ -208,7 +220,7 @@ export class UnpackedLayers {
    * (its leases) for the next build of the same process (`build --watch`).
    */
   async sweep(): Promise<void> {
-    await Promise.all(this.removals);
+    await Promise.all(this.unfinished);
     await this.flushLater();
     await unmountBelow(this.session);
     for (const name of await readdir(this.session))
@@ -217,7 +229,7 @@ export class UnpackedLayers {
 
   /** Unmounts what this session mounted and removes its directory. */
   async close(): Promise<void> {
-    await Promise.all(this.removals);
+    await Promise.all(this.unfinished);
     await this.flushLater();
     await unmountBelow(this.session);
     await removeTree(this.session);
