@@ -22,40 +22,37 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'dist/bundle');
 
 rmSync(outdir, { recursive: true, force: true });
-await build({
-  entryPoints: [join(root, 'dist/cli/main.js')],
-  outfile: join(outdir, 'stratum.cjs'),
+/** What both bundles are: one CommonJS script for Node 20, ASCII, without whitespace. */
+const common = {
   bundle: true,
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  external: ['undici'],
-  supported: { 'dynamic-import': false },
-  define: { 'import.meta.url': '__stratum_import_meta_url' },
   // ASCII only (non-ASCII characters escaped), so the loader reads it as one-byte text.
   charset: 'ascii',
   // Smaller text to read at every start (names are kept: error and class names stay as written).
   minifyWhitespace: true,
   minifySyntax: true,
+  logLevel: 'warning',
+};
+await build({
+  ...common,
+  entryPoints: [join(root, 'dist/cli/main.js')],
+  outfile: join(outdir, 'stratum.cjs'),
+  external: ['undici'],
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__stratum_import_meta_url' },
   // Stack traces of internal errors stay readable with `node --enable-source-maps`; without
   // the flag Node never reads the map, so it costs nothing at start-up.
   sourcemap: 'linked',
-  logLevel: 'warning',
 });
 // The user-namespace re-exec alone (~7 KB): bin/stratum.js runs it before the CLI's bundle, so a
 // rootless or in-container build, whose first process only starts the namespaced one and waits,
 // does not load and compile the whole CLI twice.
 await build({
+  ...common,
   entryPoints: [join(root, 'dist/executor/sandbox/rootless-reexec.js')],
   outfile: join(outdir, 'rootless.cjs'),
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  charset: 'ascii',
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
 });
 for (const name of ['stratum.cjs', 'rootless.cjs']) {
   if (!isAscii(readFileSync(join(outdir, name))))

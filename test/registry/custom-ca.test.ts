@@ -1,11 +1,17 @@
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, requireTool } from '../helpers/system.js';
-import { freePort, makeTestLayout, noise, tempDir, type TestImage } from './harness.js';
+import {
+  makeTestLayout,
+  noise,
+  startRegistry,
+  tempDir,
+  type RunningRegistry,
+  type TestImage,
+} from './harness.js';
 
 /**
  * A registry whose TLS certificate only a private CA signs, as a company's registry: stratum
@@ -26,7 +32,7 @@ const enabled =
 
 describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERTS)', () => {
   let dir: string;
-  let registry: ChildProcess;
+  let registry: RunningRegistry;
   let port: number;
   let image: TestImage;
 
@@ -83,28 +89,15 @@ describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERT
     );
     chmodSync(join(dir, 'ca.pem'), 0o644);
     writeFileSync(join(dir, 'hosts'), `127.0.0.1 localhost ${NAME}\n`, { mode: 0o644 });
-    port = await freePort();
-    writeFileSync(
-      join(dir, 'config.yml'),
-      [
-        'version: 0.1',
-        'log:',
-        '  level: error',
-        '  accesslog:',
-        '    disabled: true',
-        'storage:',
-        '  filesystem:',
-        `    rootdirectory: ${join(dir, 'data')}`,
-        'http:',
-        `  addr: 127.0.0.1:${port}`,
-        '  tls:',
-        `    certificate: ${join(dir, 'server.pem')}`,
-        `    key: ${join(dir, 'server.key')}`,
-        '',
-      ].join('\n'),
-    );
-    registry = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
-    await waitForTls(port, readFileSync(join(dir, 'ca.pem')));
+    registry = await startRegistry({
+      tls: {
+        certificate: join(dir, 'server.pem'),
+        key: join(dir, 'server.key'),
+        ca: readFileSync(join(dir, 'ca.pem')),
+        name: NAME,
+      },
+    });
+    port = registry.port;
     image = await makeTestLayout(join(dir, 'layout'), [{ f: noise(5_000, 7) }]);
     execFileSync('chmod', ['-R', 'a+rX', join(dir, 'layout')]);
     mkdirSync(join(dir, 'ctx'), { mode: 0o755 });
@@ -118,7 +111,7 @@ describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERT
     chmodSync(join(dir, 'home'), 0o777);
   });
   afterAll(async () => {
-    registry.kill('SIGTERM');
+    await registry.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -216,24 +209,3 @@ describe.skipIf(!enabled)('a registry signed by a private CA (NODE_EXTRA_CA_CERT
     expect(refused.stderr).toMatch(/certificate/i);
   });
 });
-
-/** Waits until the registry answers over TLS with the CA's certificate. */
-async function waitForTls(port: number, ca: Buffer): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const ok = await new Promise<boolean>((done) => {
-      const request = httpsGet(
-        { host: '127.0.0.1', port, path: '/v2/', ca, servername: NAME },
-        (response) => {
-          response.resume();
-          done(true);
-        },
-      );
-      request.on('error', () => {
-        done(false);
-      });
-    });
-    if (ok) return;
-    await new Promise((wait) => setTimeout(wait, 50));
-  }
-  throw new Error(`the TLS registry on 127.0.0.1:${port} did not start`);
-}

@@ -6,7 +6,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createSign, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer as createHttpServer, get as httpGet, request as httpRequest } from 'node:http';
+import {
+  createServer as createHttpServer,
+  get as httpGet,
+  request as httpRequest,
+  type IncomingMessage,
+} from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,14 +40,23 @@ export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `stratum-${prefix}-`));
 }
 
-async function waitForHttp(url: string, child: ChildProcess, log: () => string): Promise<void> {
+async function waitForHttp(
+  url: string,
+  child: ChildProcess,
+  log: () => string,
+  tls?: RegistrySetup['tls'],
+): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`registry exited: ${log()}`);
     const ok = await new Promise<boolean>((resolve) => {
-      const req = httpGet(url, (res) => {
+      const answered = (res: IncomingMessage): void => {
         res.resume();
         resolve(true);
-      });
+      };
+      const req =
+        tls === undefined
+          ? httpGet(url, answered)
+          : httpsGet(url, { ca: tls.ca, servername: tls.name }, answered);
       req.on('error', () => {
         resolve(false);
       });
@@ -80,6 +95,16 @@ export interface RegistrySetup {
     readonly expiresIn?: number;
     /** Answer with `access_token` instead of `token`. */
     readonly accessTokenField?: boolean;
+  };
+  /**
+   * Serve HTTPS with this certificate and key (PEM files); `ca` (PEM) signs it, and `name` is a
+   * name it is issued for (the readiness check connects to 127.0.0.1 by that name).
+   */
+  readonly tls?: {
+    readonly certificate: string;
+    readonly key: string;
+    readonly ca: Buffer;
+    readonly name: string;
   };
 }
 
@@ -214,6 +239,9 @@ export async function startRegistry(setup: RegistrySetup = {}): Promise<RunningR
     `  addr: 127.0.0.1:${port}`,
     `  secret: ${randomBytes(16).toString('hex')}`,
   ];
+  if (setup.tls !== undefined) {
+    lines.push('  tls:', `    certificate: ${setup.tls.certificate}`, `    key: ${setup.tls.key}`);
+  }
   let token: TokenServer | undefined;
   if (setup.htpasswd !== undefined) {
     const entry = execFileSync('htpasswd', ['-Bbn', setup.htpasswd.user, setup.htpasswd.password], {
@@ -239,7 +267,8 @@ export async function startRegistry(setup: RegistrySetup = {}): Promise<RunningR
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  await waitForHttp(`http://127.0.0.1:${port}/v2/`, child, () => output);
+  const scheme = setup.tls === undefined ? 'http' : 'https';
+  await waitForHttp(`${scheme}://127.0.0.1:${port}/v2/`, child, () => output, setup.tls);
   return {
     host: `127.0.0.1:${port}`,
     port,
