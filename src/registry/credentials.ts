@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { StratumError, errnoCode } from '../errors.js';
+import { StratumError, errnoCode, isStratumError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { makeDirectories } from '../util/directories.js';
 import { DOCKER_HUB } from './reference.js';
 import { redact } from './registry-error.js';
 
@@ -213,10 +214,13 @@ function withoutRegistry(auths: Record<string, unknown>, registry: string): Reco
 
 async function writeConfigFile(path: string, config: ConfigFile): Promise<void> {
   try {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    // Bounded: Node's recursive mkdir never returns under /proc (util/directories.ts).
+    await makeDirectories(dirname(path), 0o700);
     await writeFileAtomic(path, `${JSON.stringify(config, null, '\t')}\n`, { mode: 0o600 });
   } catch (error) {
-    throw new StratumError('IO', `${path}: cannot write: ${errnoCode(error) ?? String(error)}`);
+    // A path makeDirectories could not make says so itself (a StratumError), a system error by its code.
+    const reason = isStratumError(error) ? error.message : (errnoCode(error) ?? String(error));
+    throw new StratumError('IO', `${path}: cannot write: ${reason}`);
   }
 }
 

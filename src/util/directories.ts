@@ -12,12 +12,12 @@ import { resolvedNow } from './now.js';
  * (makeDirectoriesSync): a stat(2) per component costs less than a thread-pool round trip; an
  * error is a rejection.
  */
-export function makeDirectories(path: string): Promise<string | undefined> {
-  return resolvedNow(() => makeDirectoriesSync(path));
+export function makeDirectories(path: string, mode?: number): Promise<string | undefined> {
+  return resolvedNow(() => makeDirectoriesSync(path, mode));
 }
 
 /** `mkdir -p` with a bound (see above), for callers that cannot await. */
-export function makeDirectoriesSync(path: string): string | undefined {
+export function makeDirectoriesSync(path: string, mode?: number): string | undefined {
   const target = resolve(path);
   const missing: string[] = [];
   for (let current = target; ; current = dirname(current)) {
@@ -31,7 +31,7 @@ export function makeDirectoriesSync(path: string): string | undefined {
   }
   for (const dir of missing.reverse()) {
     try {
-      mkdirSync(dir);
+      mkdirSync(dir, mode === undefined ? undefined : { mode });
     } catch (error) {
       if (errnoCode(error) === 'EEXIST' && pathKindSync(dir) === 'directory') continue;
       // One line naming the path asked for and the part that could not be made (/proc/x: ENOENT).

@@ -156,6 +156,8 @@ describe.skipIf(!enabled)('stratum pull, push, login, logout', () => {
     expect(right.stdout).toContain('Login Succeeded');
     expect(right.stdout + right.stderr).not.toContain('cli-Pass-4431');
     expect((await stat(authfile)).mode & 0o777).toBe(0o600);
+    // The directory it made for it is private too, as ~/.docker is.
+    expect((await stat(join(work, 'auth'))).mode & 0o777).toBe(0o700);
 
     const push = await run([
       'push',
@@ -183,5 +185,23 @@ describe.skipIf(!enabled)('stratum pull, push, login, logout', () => {
     ]);
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain('UNAUTHORIZED');
+  });
+
+  it('login to an --authfile under /proc: one line, exit 1 (a recursive mkdir there never returned)', async () => {
+    const result = await run([
+      'login',
+      '-u',
+      'ci',
+      '-p',
+      'cli-Pass-4431',
+      '--authfile',
+      '/proc/stratum-no-such-dir/config.json',
+      secured.host,
+    ]);
+    expect(result.code).toBe(1);
+    // (after the warning that -p gives)
+    expect(result.stderr.split('\n').slice(-2).join('\n')).toBe(
+      'stratum: /proc/stratum-no-such-dir/config.json: cannot write: /proc/stratum-no-such-dir: cannot create /proc/stratum-no-such-dir (ENOENT)\n',
+    );
   });
 });
