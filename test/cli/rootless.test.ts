@@ -432,6 +432,25 @@ describe.skipIf(!isRoot || !userNamespacesWork())('rootless build (as nobody, in
     }
   });
 
+  it('XDG_RUNTIME_DIR under /proc: a RUN with the default network fails in one line, naming it (it spun)', () => {
+    requireTool('pasta', 'passt');
+    const ctx = join(dir, 'ctx-runtime-proc');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM oci:${join(dir, 'base/layout')}:1\nRUN true\n`);
+    execFileSync('chmod', ['-R', 'a+rX', ctx]);
+    const run = nobody(['build', ctx, '--progress', 'quiet'], join(dir, 'cache-runtime-proc'), {
+      XDG_RUNTIME_DIR: '/proc/stratum-no-such-dir',
+    });
+    const built = spawnSync(run.command, run.args, {
+      env: run.env,
+      encoding: 'utf8',
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
+    expect(built.status, built.stderr).toBe(1);
+    expect(built.stderr).toMatch(/cannot create \/proc\/stratum-no-such-dir \(ENOENT\)/);
+  });
+
   describe('with a subordinate id range (uidmap)', () => {
     const files = ['/etc/subuid', '/etc/subgid'];
     const saved = new Map<string, string | undefined>();

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { inUserNamespace } from '../../util/user-namespace.js';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { makeDirectories } from '../../util/directories.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StratumError, errnoCode } from '../../errors.js';
@@ -45,7 +46,8 @@ let netnsDir: Promise<string> | undefined;
 function ensureNetnsDirectory(): Promise<string> {
   netnsDir ??= (async () => {
     const dir = netnsDirectory();
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Bounded (util/directories.ts): XDG_RUNTIME_DIR or TMPDIR under /proc made Node's recursive mkdir spin.
+    await makeDirectories(dir, 0o700);
     const info = await lstat(dir);
     if (!info.isDirectory() || info.uid !== process.getuid?.() || (info.mode & 0o077) !== 0) {
       throw new StratumError(
