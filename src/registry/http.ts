@@ -44,7 +44,7 @@ export async function loadHttp(): Promise<Http> {
   const undici = await import('undici');
   const common = { keepAliveTimeout: 30_000, headersTimeout: 120_000, bodyTimeout: 120_000 };
   // NODE_EXTRA_CA_CERTS as stratum's re-start in a user namespace was handed it (extra-ca-certs.ts).
-  const trust = handedOverTrust();
+  const trust = await handedOverTrust();
   return {
     request: undici.request,
     agent: new undici.Agent(trust === undefined ? common : { ...common, connect: { ca: [...trust.ca] } }),

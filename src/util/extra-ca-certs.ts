@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 
 /**
  * `NODE_EXTRA_CA_CERTS` (a private CA's certificates, for a company's registry) costs Node 20
@@ -30,20 +29,24 @@ export function environmentForRestart(
   return { ...rest, [HANDED_OVER_ENV]: file };
 }
 
-let handedOver: { readonly ca: readonly string[] } | null | undefined;
+let handedOver: Promise<{ readonly ca: readonly string[] } | undefined> | undefined;
 
-/** undici `connect` options with the handed-over certificates, or undefined where there are none. */
-export function handedOverTrust(): { readonly ca: readonly string[] } | undefined {
-  if (handedOver === undefined) {
+/**
+ * undici `connect` options with the handed-over certificates, or undefined where there are none;
+ * read once (callers asking at the same time share the reading). node:tls is loaded here, not
+ * with this module: a build that talks to no registry never needs it (~2.5 ms of a start).
+ */
+export function handedOverTrust(): Promise<{ readonly ca: readonly string[] } | undefined> {
+  handedOver ??= (async () => {
     const file = process.env[HANDED_OVER_ENV];
-    handedOver = null;
-    if (file !== undefined && file !== '') {
-      try {
-        handedOver = { ca: [...rootCertificates, readFileSync(file, 'utf8')] };
-      } catch {
-        // Node's own rule for an unreadable file: the bundled roots alone (the warning was given).
-      }
+    if (file === undefined || file === '') return undefined;
+    const { rootCertificates } = await import('node:tls');
+    try {
+      return { ca: [...rootCertificates, readFileSync(file, 'utf8')] };
+    } catch {
+      // Node's own rule for an unreadable file: the bundled roots alone (the warning was given).
+      return undefined;
     }
-  }
-  return handedOver ?? undefined;
+  })();
+  return handedOver;
 }

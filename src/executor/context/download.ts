@@ -120,7 +120,7 @@ export async function downloadUrl(
     // Loaded here, not at start-up: most builds never download anything.
     const { fetch, Agent } = await import('undici');
     // NODE_EXTRA_CA_CERTS as stratum's re-start in a user namespace was handed it (extra-ca-certs.ts).
-    const trust = handedOverTrust();
+    const trust = await handedOverTrust();
     response = await fetch(target, {
       redirect: 'follow',
       headers,
